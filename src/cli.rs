@@ -1,0 +1,186 @@
+//! The command line. One `*Args` struct per subcommand; help text comes from the doc comments.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "memwarden",
+    version,
+    about = "Find and contain memory leaks in long-running ML workers"
+)]
+#[command(
+    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed), 2 bad usage or input."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start workers as children and record their memory and trials.
+    Run(RunArgs),
+    /// Record processes that are already running (and their children).
+    Attach(AttachArgs),
+    /// Write a recording's samples, events or trials as CSV or Parquet.
+    Export(ExportArgs),
+    /// Supervise two fixture workers (one leaking) for about a minute and record them.
+    Demo(DemoArgs),
+    /// The fixture worker used by tests and the demo.
+    #[command(hide = true)]
+    FixtureWorker(crate::fixture_worker::FixtureArgs),
+}
+
+/// What every recording command shares.
+#[derive(Debug, Clone, Args)]
+pub struct RecordArgs {
+    /// Run directory to create [default: ./memwarden-runs/<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Sampling interval for the cheap counters (1ms to 1h).
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Share of one CPU core that smaps_rollup (PSS/USS) reads may use, in percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 2.0, value_parser = parse_percent)]
+    pub rollup_cpu: f64,
+    /// Regex for trial lines, replacing the marker and Optuna syntaxes. Named groups: `trial`
+    /// (the id), `phase` (start/end; without it each match ends a sequential trial), `state`,
+    /// `value`; any other named group is a trial parameter.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub trial_regex: Option<regex::Regex>,
+    /// Stop the run after this long (e.g. 30m, 12h).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// How long a sample segment stays open before it is compacted to Parquet.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, hide = true)]
+    pub segment: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Number of copies of the command to run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    /// Time between SIGTERM and SIGKILL when stopping a worker's process group.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// The worker command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Log file to follow for trial lines; the first --log goes with the first PID, and so on.
+    #[arg(long = "log", value_name = "FILE")]
+    pub logs: Vec<PathBuf>,
+    /// Processes to record (their descendants are recorded too).
+    #[arg(required = true, value_name = "PID")]
+    pub pids: Vec<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Table {
+    /// One row per process per tick.
+    Samples,
+    /// One row per tick: system memory, swap, PSI, the harness's own RSS.
+    System,
+    /// Worker starts and exits, trial boundaries, notes.
+    Events,
+    /// One row per trial: worker, start, end, state, value, parameters.
+    Trials,
+    /// Condensed memory maps taken at trial boundaries.
+    Smaps,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A run directory written by `memwarden run` or `attach`.
+    pub run_dir: PathBuf,
+    #[arg(long, value_enum, default_value = "samples")]
+    pub table: Table,
+    #[arg(long, value_enum, default_value = "csv")]
+    pub format: Format,
+    /// File to write [default: standard output]
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run directory to create [default: ./memwarden-runs/<UTC timestamp>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Trials per worker (about 1.5 s each).
+    #[arg(long, default_value_t = 40)]
+    pub trials: u32,
+}
+
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 100ms, 5s, 10m, 12h)"))
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
+        return Err("the interval must be between 1ms and 1h".into());
+    }
+    Ok(d)
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let value: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("not a number: {text}"))?;
+    if !(0.01..=100.0).contains(&value) {
+        return Err("must be between 0.01 and 100 (percent of one core)".into());
+    }
+    Ok(value)
+}
+
+fn parse_regex(text: &str) -> Result<regex::Regex, String> {
+    let regex = regex::Regex::new(text).map_err(|e| e.to_string())?;
+    if !regex
+        .capture_names()
+        .flatten()
+        .any(|n| n == "trial" || n == "phase")
+    {
+        return Err("the regex needs a named group (?P<trial>...) or (?P<phase>start|end)".into());
+    }
+    Ok(regex)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn units_are_checked() {
+        assert_eq!(parse_interval("1ms"), Ok(Duration::from_millis(1)));
+        assert!(parse_interval("0s").is_err());
+        assert!(parse_interval("fast").is_err());
+        assert!(parse_percent("2%").is_ok_and(|p| p == 2.0));
+        assert!(parse_percent("0").is_err());
+        assert!(parse_regex("no groups").is_err());
+        assert!(parse_regex("Epoch (?P<trial>\\d+)").is_ok());
+    }
+}

@@ -1,0 +1,106 @@
+//! `memwarden export`: tidy tables for pandas and polars users.
+
+use super::EXIT_OK;
+use crate::cli::{ExportArgs, Format, Table};
+use crate::recording::Recording;
+use anyhow::Context;
+use polars::prelude::*;
+use std::io::{IsTerminal, Write};
+
+pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
+    let recording = Recording::open(&args.run_dir)?;
+    let mut df = match args.table {
+        Table::Samples => recording.samples()?,
+        Table::System => recording.system()?,
+        Table::Events => recording.events_frame()?,
+        Table::Trials => recording.trials_frame()?,
+        Table::Smaps => recording.smaps()?,
+    };
+    add_seconds(&mut df, "t_ns", "t", 0)?;
+    add_seconds(&mut df, "start_ns", "start", 2)?;
+    add_seconds(&mut df, "end_ns", "end", 3)?;
+    let stats = recording.stats.get();
+    if stats.garbled_records > 0 || stats.torn_tail_bytes > 0 {
+        eprintln!(
+            "memwarden: note: skipped {} damaged record(s) and {} byte(s) of a torn final record",
+            stats.garbled_records, stats.torn_tail_bytes
+        );
+    }
+    match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            write(&mut df, args.format, file)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let stdout = std::io::stdout();
+            if args.format == Format::Parquet && stdout.is_terminal() {
+                anyhow::bail!("Parquet is binary: give --output FILE or redirect standard output");
+            }
+            let mut pipe = PipeWriter {
+                inner: stdout.lock(),
+                broken: false,
+            };
+            let result = write(&mut df, args.format, &mut pipe);
+            if !pipe.broken {
+                result?;
+            }
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+/// Inserts `name` (seconds since the run started, float) computed from the `ns` column.
+fn add_seconds(df: &mut DataFrame, ns: &str, name: &str, at: usize) -> anyhow::Result<()> {
+    let Ok(column) = df.column(ns) else {
+        return Ok(());
+    };
+    let seconds: Vec<Option<f64>> = column
+        .u64()?
+        .iter()
+        .map(|v| v.map(|ns| ns as f64 / 1e9))
+        .collect();
+    df.insert_column(at.min(df.width()), Column::new(name.into(), seconds))?;
+    Ok(())
+}
+
+fn write(df: &mut DataFrame, format: Format, out: impl Write) -> anyhow::Result<()> {
+    match format {
+        Format::Csv => CsvWriter::new(out).finish(df)?,
+        Format::Parquet => {
+            ParquetWriter::new(out)
+                .with_compression(ParquetCompression::Zstd(None))
+                .finish(df)?;
+        }
+    }
+    Ok(())
+}
+
+/// A reader that went away (`| head`) is not an error: stop writing quietly.
+struct PipeWriter<W> {
+    inner: W,
+    broken: bool,
+}
+
+impl<W: Write> Write for PipeWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.broken {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                self.broken = true;
+                Ok(buf.len())
+            }
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.inner.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+}

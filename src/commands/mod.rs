@@ -1,0 +1,31 @@
+//! One file per subcommand: glue between the command line and the library, nothing more.
+
+mod demo;
+mod export;
+mod record;
+
+pub use demo::demo;
+pub use export::export;
+pub use record::{attach, run};
+
+use std::path::PathBuf;
+
+/// Exit codes, documented in the README and `--help`.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FINDING: u8 = 1;
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// `./memwarden-runs/20261122T183000Z`, with a suffix if that exists already.
+pub fn default_run_dir() -> PathBuf {
+    let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace(['-', ':'], "");
+    let base = PathBuf::from("memwarden-runs").join(&stamp);
+    let mut dir = base.clone();
+    let mut n = 2;
+    while dir.exists() {
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+        n += 1;
+    }
+    dir
+}

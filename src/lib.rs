@@ -1,0 +1,19 @@
+//! memwarden: a supervisor, profiler and post-mortem writer for memory leaks in long-running
+//! ML training and hyperparameter-search workers.
+//!
+//! `probe` reads /proc; `sampler` turns probes into ticks on a fixed cadence; `supervisor` owns
+//! worker processes and their output; `recording` owns the on-disk format; `harness` runs a
+//! recording session; `commands` are the subcommands.
+
+pub mod cli;
+pub mod clock;
+pub mod commands;
+pub mod harness;
+pub mod probe;
+pub mod recording;
+pub mod sampler;
+pub mod supervisor;
+
+#[doc(hidden)]
+#[path = "../fixtures/worker.rs"]
+pub mod fixture_worker;

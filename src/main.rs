@@ -1,0 +1,22 @@
+use clap::Parser;
+use memwarden::cli::{Cli, Command};
+use memwarden::commands::{self, EXIT_BAD_INPUT};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => commands::run(args),
+        Command::Attach(args) => commands::attach(args),
+        Command::Export(args) => commands::export(args),
+        Command::Demo(args) => commands::demo(args),
+        Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("memwarden: error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! One observed process. The handle keeps the /proc/PID directory open: that descriptor names
+//! this process and no other, so once it exits every read fails instead of reading a newcomer
+//! that got the same pid. The status file stays open too, sparing an open() per tick.
+
+use super::{read_fresh, ProcRoot};
+use procfs::process::{MemoryMaps, Process, SmapsRollup, Status};
+use procfs::FromBufRead;
+use std::fs::File;
+use std::time::Instant;
+
+/// The counters that cost microseconds whatever the process size (from /proc/PID/status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cheap {
+    pub rss: u64,
+    pub anon: u64,
+    pub file: u64,
+    pub shmem: u64,
+    pub swap: u64,
+}
+
+/// From /proc/PID/smaps_rollup, which walks page tables: cost grows with resident size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rollup {
+    pub pss: u64,
+    /// Private clean + private dirty.
+    pub uss: u64,
+    /// What the read cost, measured around it.
+    pub cost_ns: u64,
+}
+
+pub struct ProcessHandle {
+    process: Process,
+    status: File,
+    rollup: Option<File>,
+    buf: Vec<u8>,
+    pub pid: i32,
+    pub ppid: i32,
+    /// Start time in clock ticks since boot: with the pid, a unique identity.
+    pub start_ticks: u64,
+    pub command: String,
+}
+
+impl ProcessHandle {
+    /// Opens a process, or `None` when it is gone (or is not a process).
+    pub fn try_open(root: &ProcRoot, pid: i32) -> Option<Self> {
+        let process = Process::new_with_root(root.path().join(pid.to_string())).ok()?;
+        let stat = process.stat().ok()?;
+        let status = process.open_relative("status").ok()?;
+        let command = process
+            .cmdline()
+            .ok()
+            .filter(|argv| !argv.is_empty())
+            .map(|argv| argv.join(" "))
+            .unwrap_or_else(|| format!("[{}]", stat.comm));
+        Some(Self {
+            process,
+            status,
+            rollup: None,
+            buf: Vec::with_capacity(4096),
+            pid,
+            ppid: stat.ppid,
+            start_ticks: stat.starttime,
+            command,
+        })
+    }
+
+    /// RSS and its split. `None` once the process has exited (a zombie has no memory lines).
+    pub fn try_cheap(&mut self) -> Option<Cheap> {
+        read_fresh(&self.status, &mut self.buf).ok()?;
+        let status = Status::from_buf_read(&self.buf[..]).ok()?;
+        Some(Cheap {
+            rss: status.vmrss? * 1024,
+            anon: status.rssanon? * 1024,
+            file: status.rssfile? * 1024,
+            shmem: status.rssshmem? * 1024,
+            swap: status.vmswap.unwrap_or(0) * 1024,
+        })
+    }
+
+    pub fn try_rollup(&mut self) -> Option<Rollup> {
+        let started = Instant::now();
+        if self.rollup.is_none() {
+            self.rollup = Some(self.process.open_relative("smaps_rollup").ok()?);
+        }
+        let file = self.rollup.as_ref()?;
+        read_fresh(file, &mut self.buf).ok()?;
+        let rollup = SmapsRollup::from_buf_read(&self.buf[..]).ok()?;
+        let cost_ns = started.elapsed().as_nanos() as u64;
+        let map = &rollup.memory_map_rollup.0.first()?.extension.map;
+        let get = |key: &str| map.get(key).copied().unwrap_or(0);
+        Some(Rollup {
+            pss: *map.get("Pss")?,
+            uss: get("Private_Clean") + get("Private_Dirty"),
+            cost_ns,
+        })
+    }
+
+    /// The full memory map; costly (holds the target's mmap lock), taken at trial boundaries.
+    pub fn try_smaps(&mut self) -> Option<MemoryMaps> {
+        let file = self.process.open_relative("smaps").ok()?;
+        read_fresh(&file, &mut self.buf).ok()?;
+        MemoryMaps::from_buf_read(&self.buf[..]).ok()
+    }
+
+    /// Direct children, from every thread (a child belongs to the thread that forked it).
+    pub fn try_children(&self) -> Vec<i32> {
+        let Ok(tasks) = self.process.tasks() else {
+            return Vec::new();
+        };
+        tasks
+            .filter_map(|task| task.ok())
+            .filter_map(|task| task.children().ok())
+            .flatten()
+            .map(|pid| pid as i32)
+            .collect()
+    }
+}

@@ -1,0 +1,87 @@
+//! System-wide memory and pressure, plus the facts about the host a manifest records.
+
+use super::{read_fresh, ProcRoot};
+use crate::recording::SystemSample;
+use procfs::{FromBufRead, FromRead, Meminfo, MemoryPressure};
+use std::fs::File;
+
+pub struct SystemProbe {
+    meminfo: File,
+    /// `None` on kernels without PSI: recorded as absent, never as zero pressure.
+    pressure: Option<File>,
+    own_statm: Option<File>,
+    page_size: u64,
+    buf: Vec<u8>,
+}
+
+impl SystemProbe {
+    pub fn open(root: &ProcRoot) -> std::io::Result<Self> {
+        Ok(Self {
+            meminfo: File::open(root.path().join("meminfo"))?,
+            pressure: File::open(root.path().join("pressure/memory")).ok(),
+            own_statm: File::open(root.path().join("self/statm")).ok(),
+            page_size: page_size(),
+            buf: Vec::with_capacity(8192),
+        })
+    }
+
+    pub fn has_pressure(&self) -> bool {
+        self.pressure.is_some()
+    }
+
+    pub fn sample(&mut self) -> std::io::Result<SystemSample> {
+        read_fresh(&self.meminfo, &mut self.buf)?;
+        let meminfo = Meminfo::from_buf_read(&self.buf[..]).map_err(std::io::Error::other)?;
+        let mut sample = SystemSample {
+            mem_total_bytes: meminfo.mem_total,
+            // Kernels before 3.14 lack MemAvailable; free + cached is the classic estimate.
+            mem_available_bytes: meminfo
+                .mem_available
+                .unwrap_or(meminfo.mem_free + meminfo.cached),
+            swap_total_bytes: meminfo.swap_total,
+            swap_free_bytes: meminfo.swap_free,
+            ..SystemSample::default()
+        };
+        if let Some(file) = &self.pressure {
+            if read_fresh(file, &mut self.buf).is_ok() {
+                if let Ok(psi) = MemoryPressure::from_buf_read(&self.buf[..]) {
+                    sample.psi_some_avg10 = Some(psi.some.avg10);
+                    sample.psi_full_avg10 = Some(psi.full.avg10);
+                    sample.psi_some_total_us = Some(psi.some.total);
+                    sample.psi_full_total_us = Some(psi.full.total);
+                }
+            }
+        }
+        if let Some(file) = &self.own_statm {
+            if read_fresh(file, &mut self.buf).is_ok() {
+                let resident = procfs::process::StatM::from_read(&self.buf[..]).map(|s| s.resident);
+                sample.harness_rss_bytes = resident.unwrap_or(0) * self.page_size;
+            }
+        }
+        Ok(sample)
+    }
+}
+
+pub fn page_size() -> u64 {
+    procfs::page_size()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HostFacts {
+    pub host: String,
+    pub boot_id: String,
+    pub kernel: String,
+}
+
+pub fn host_facts(root: &ProcRoot) -> HostFacts {
+    let read = |rel: &str| {
+        std::fs::read_to_string(root.path().join(rel))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    HostFacts {
+        host: read("sys/kernel/hostname"),
+        boot_id: read("sys/kernel/random/boot_id"),
+        kernel: read("sys/kernel/osrelease"),
+    }
+}

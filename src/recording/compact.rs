@@ -1,0 +1,104 @@
+//! Compaction of finished segments into Parquet (zstd), on a thread of its own so that polars
+//! never runs on the sampling path. A segment's log is removed only after its Parquet files are
+//! durable under their final names; a crash in between leaves both, and readers prefer Parquet.
+
+use super::tables::{samples_frame, smaps_frame, system_frame};
+use super::{frame, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError};
+use polars::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+pub struct Compactor {
+    tx: mpsc::Sender<PathBuf>,
+    handle: JoinHandle<Vec<RecordingError>>,
+}
+
+impl Compactor {
+    pub fn start() -> Self {
+        let (tx, rx) = mpsc::channel::<PathBuf>();
+        let handle = std::thread::spawn(move || {
+            rx.into_iter()
+                .filter_map(|path| compact_segment(&path).err())
+                .collect()
+        });
+        Self { tx, handle }
+    }
+
+    /// A callback for the writer: queue a closed segment.
+    pub fn queue(&self) -> Box<dyn FnMut(PathBuf) + Send> {
+        let tx = self.tx.clone();
+        Box::new(move |path| {
+            let _ = tx.send(path);
+        })
+    }
+
+    /// Compacts `extra` too (the segments still open at the end), then returns any failures.
+    /// A failed compaction loses nothing: the log stays and readers use it.
+    pub fn finish(self, extra: Vec<PathBuf>) -> Vec<RecordingError> {
+        for path in extra {
+            let _ = self.tx.send(path);
+        }
+        drop(self.tx);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+/// Compacts one `samples-N.log` or `smaps-N.log`.
+pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
+    let bytes = std::fs::read(log).map_err(|source| RecordingError::Io {
+        path: log.to_path_buf(),
+        source,
+    })?;
+    let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let table = |source| RecordingError::Table {
+        path: log.to_path_buf(),
+        source,
+    };
+    if let Some(index) = name
+        .strip_prefix("samples-")
+        .and_then(|n| n.strip_suffix(".log"))
+    {
+        let (ticks, _) = frame::decode_all::<Tick>(&bytes);
+        let index: u32 = index.parse().unwrap_or(0);
+        let dir = log.parent().unwrap_or(Path::new("."));
+        write_parquet(
+            &mut system_frame(&ticks).map_err(table)?,
+            &system_path(dir, index),
+        )?;
+        write_parquet(
+            &mut samples_frame(&ticks).map_err(table)?,
+            &log.with_extension("parquet"),
+        )?;
+    } else if name.starts_with("smaps-") {
+        let (snapshots, _) = frame::decode_all::<SmapsSnapshot>(&bytes);
+        write_parquet(
+            &mut smaps_frame(&snapshots).map_err(table)?,
+            &log.with_extension("parquet"),
+        )?;
+    } else {
+        return Ok(());
+    }
+    std::fs::remove_file(log).map_err(|source| RecordingError::Io {
+        path: log.to_path_buf(),
+        source,
+    })
+}
+
+pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), RecordingError> {
+    let io = |source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("parquet.tmp");
+    let file = std::fs::File::create(&tmp).map_err(io)?;
+    ParquetWriter::new(&file)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(df)
+        .map_err(|source| RecordingError::Table {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}

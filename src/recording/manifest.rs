@@ -1,0 +1,102 @@
+//! `manifest.json`: what was run, where and when. Replaced atomically (write a temporary file,
+//! fsync, rename), so a reader sees the old or the new manifest, never half of one.
+
+use super::schema::FORMAT_VERSION;
+use super::RecordingError;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub memwarden_version: String,
+    /// `run` or `attach`.
+    pub mode: String,
+    /// The worker command (argv), secrets redacted; for `attach`, the pids.
+    pub command: Vec<String>,
+    pub workers: u32,
+    pub host: String,
+    /// /proc/sys/kernel/random/boot_id: a different one later means the host rebooted.
+    pub boot_id: String,
+    pub kernel: String,
+    /// Wall-clock start, nanoseconds since the Unix epoch; tick and event `t_ns` count from here.
+    pub start_wall_ns: u64,
+    pub start_rfc3339: String,
+    pub interval_ns: u64,
+    pub page_size: u64,
+    pub status: RunStatus,
+    /// Set when the run ended cleanly.
+    pub end_wall_ns: Option<u64>,
+    pub end_reason: Option<String>,
+}
+
+/// `Running` on disk after the harness is gone means the run ended abruptly (crash, SIGKILL,
+/// power loss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Finished,
+}
+
+impl Manifest {
+    pub fn check_version(&self, dir: &Path) -> Result<(), RecordingError> {
+        if self.format_version > FORMAT_VERSION {
+            return Err(RecordingError::NewerFormat {
+                dir: dir.to_path_buf(),
+                found: self.format_version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(())
+    }
+}
+
+pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RecordingError> {
+    let bytes = serde_json::to_vec_pretty(manifest).expect("bug: a manifest always serializes");
+    write_atomically(&dir.join(MANIFEST_FILE), &bytes)
+}
+
+pub fn read_manifest(dir: &Path) -> Result<Manifest, RecordingError> {
+    let path = dir.join(MANIFEST_FILE);
+    if !dir.is_dir() {
+        return Err(RecordingError::NotADirectory(dir.to_path_buf()));
+    }
+    let bytes = std::fs::read(&path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => RecordingError::NotARun(dir.to_path_buf()),
+        _ => RecordingError::Io {
+            path: path.clone(),
+            source,
+        },
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|source| RecordingError::BadManifest {
+            path: path.clone(),
+            source,
+        })?;
+    manifest.check_version(dir)?;
+    Ok(manifest)
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves the old or the new content.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
+    let io = |source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(parent) = path.parent() {
+        // The rename is durable only once the directory entry is.
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! Reading a run directory back, whatever state the harness left it in: compacted or not,
+//! cleanly finished or cut off by a crash. Damaged records are skipped and counted.
+
+use super::manifest::{read_manifest, Manifest};
+use super::schema::{Event, SmapsSnapshot, Tick};
+use super::tables::{self, trials_from_events, Trial};
+use super::{frame, stream_path, system_path, RecordingError, Stream};
+use polars::prelude::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+/// What reading skipped; shown to the user so damage is never silent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReadStats {
+    pub garbled_records: usize,
+    pub torn_tail_bytes: usize,
+}
+
+pub struct Recording {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Sorted by time.
+    pub events: Vec<Event>,
+    pub stats: std::cell::Cell<ReadStats>,
+}
+
+impl Recording {
+    pub fn open(dir: &Path) -> Result<Self, RecordingError> {
+        let manifest = read_manifest(dir)?;
+        let events_path = stream_path(dir, Stream::Events, 0, "log");
+        let bytes = match std::fs::read(&events_path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(RecordingError::Io {
+                    path: events_path,
+                    source,
+                })
+            }
+        };
+        let (mut events, decode) = frame::decode_all::<Event>(&bytes);
+        events.sort_by_key(|e| e.t_ns);
+        let recording = Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            events,
+            stats: Default::default(),
+        };
+        recording.count(decode);
+        Ok(recording)
+    }
+
+    fn count(&self, decode: frame::DecodeStats) {
+        let mut stats = self.stats.get();
+        stats.garbled_records += decode.garbled;
+        stats.torn_tail_bytes += decode.torn_tail_bytes;
+        self.stats.set(stats);
+    }
+
+    pub fn trials(&self) -> Vec<Trial> {
+        trials_from_events(&self.events)
+    }
+
+    /// Per-process samples, all segments, in time order.
+    pub fn samples(&self) -> Result<DataFrame, RecordingError> {
+        self.sample_tables(false)
+    }
+
+    /// System-wide samples (one row per tick).
+    pub fn system(&self) -> Result<DataFrame, RecordingError> {
+        self.sample_tables(true)
+    }
+
+    fn sample_tables(&self, system: bool) -> Result<DataFrame, RecordingError> {
+        let mut out: Option<DataFrame> = None;
+        for index in self.segment_indexes("samples-")? {
+            let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
+            let system_parquet = system_path(&self.dir, index);
+            let part = if samples_parquet.exists() && system_parquet.exists() {
+                read_parquet(if system {
+                    &system_parquet
+                } else {
+                    &samples_parquet
+                })?
+            } else {
+                let log = stream_path(&self.dir, Stream::Samples, index, "log");
+                let ticks: Vec<Tick> = self.decode_log(&log)?;
+                let frame = if system {
+                    tables::system_frame(&ticks)
+                } else {
+                    tables::samples_frame(&ticks)
+                };
+                frame.map_err(|source| RecordingError::Table { path: log, source })?
+            };
+            append(&mut out, part, &self.dir)?;
+        }
+        match out {
+            Some(df) => Ok(df),
+            None => {
+                let empty = if system {
+                    tables::system_frame(&[])
+                } else {
+                    tables::samples_frame(&[])
+                };
+                empty.map_err(|source| RecordingError::Table {
+                    path: self.dir.clone(),
+                    source,
+                })
+            }
+        }
+    }
+
+    /// The trial-boundary memory maps, one row per (condensed) mapping.
+    pub fn smaps(&self) -> Result<DataFrame, RecordingError> {
+        let mut out: Option<DataFrame> = None;
+        for index in self.segment_indexes("smaps-")? {
+            let parquet = stream_path(&self.dir, Stream::Smaps, index, "parquet");
+            let part = if parquet.exists() {
+                read_parquet(&parquet)?
+            } else {
+                let log = stream_path(&self.dir, Stream::Smaps, index, "log");
+                let snapshots: Vec<SmapsSnapshot> = self.decode_log(&log)?;
+                tables::smaps_frame(&snapshots)
+                    .map_err(|source| RecordingError::Table { path: log, source })?
+            };
+            append(&mut out, part, &self.dir)?;
+        }
+        match out {
+            Some(df) => Ok(df),
+            None => tables::smaps_frame(&[]).map_err(|source| RecordingError::Table {
+                path: self.dir.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub fn events_frame(&self) -> Result<DataFrame, RecordingError> {
+        tables::events_frame(&self.events).map_err(|source| RecordingError::Table {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    pub fn trials_frame(&self) -> Result<DataFrame, RecordingError> {
+        tables::trials_frame(&self.trials()).map_err(|source| RecordingError::Table {
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
+    fn decode_log<T: serde::de::DeserializeOwned>(
+        &self,
+        log: &Path,
+    ) -> Result<Vec<T>, RecordingError> {
+        let bytes = match std::fs::read(log) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(RecordingError::Io {
+                    path: log.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let (records, decode) = frame::decode_all(&bytes);
+        self.count(decode);
+        Ok(records)
+    }
+
+    /// Segment numbers present for a stream prefix, as logs or Parquet files.
+    fn segment_indexes(&self, prefix: &str) -> Result<BTreeSet<u32>, RecordingError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|source| RecordingError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let rest = name.strip_prefix(prefix)?;
+                let (number, extension) = rest.split_once('.')?;
+                matches!(extension, "log" | "parquet").then(|| number.parse().ok())?
+            })
+            .collect())
+    }
+}
+
+fn read_parquet(path: &Path) -> Result<DataFrame, RecordingError> {
+    let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| RecordingError::Table {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn append(out: &mut Option<DataFrame>, part: DataFrame, dir: &Path) -> Result<(), RecordingError> {
+    match out {
+        None => *out = Some(part),
+        Some(df) => {
+            df.vstack_mut_owned(part)
+                .map_err(|source| RecordingError::Table {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}

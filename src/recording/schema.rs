@@ -1,0 +1,169 @@
+//! The records memwarden writes: raw observations only. Rates, deltas and verdicts are derived at
+//! analysis time, so a new finding never needs a new recording. Field names are part of the
+//! recording format (see FORMAT.md); add fields as `Option` with `#[serde(default)]` to stay
+//! readable by older readers.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Bumped when a reader of the previous version could not read a new recording.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One sampling tick: the system counters and every process of every worker's tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Monotonic nanoseconds since the run started (CLOCK_MONOTONIC; immune to clock changes).
+    pub t_ns: u64,
+    /// Wall-clock nanoseconds since the Unix epoch at the same instant.
+    pub wall_ns: u64,
+    pub system: SystemSample,
+    pub processes: Vec<ProcessSample>,
+}
+
+/// System-wide memory and pressure, read every tick.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemSample {
+    pub mem_total_bytes: u64,
+    pub mem_available_bytes: u64,
+    pub swap_total_bytes: u64,
+    pub swap_free_bytes: u64,
+    /// Memory PSI; `None` where the kernel has no /proc/pressure (never a fake zero).
+    pub psi_some_avg10: Option<f32>,
+    pub psi_full_avg10: Option<f32>,
+    pub psi_some_total_us: Option<u64>,
+    pub psi_full_total_us: Option<u64>,
+    /// The harness's own RSS, so a recording shows that the profiler itself does not grow.
+    pub harness_rss_bytes: u64,
+}
+
+/// One process of one worker's tree at one tick. Bytes throughout.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSample {
+    pub worker: u32,
+    pub pid: i32,
+    pub rss: u64,
+    pub anon: u64,
+    pub file: u64,
+    pub shmem: u64,
+    pub swap: u64,
+    /// From smaps_rollup, read only on the ticks the CPU budget (or a trial boundary) allows.
+    pub pss: Option<u64>,
+    /// Private clean + private dirty, from the same smaps_rollup read as `pss`.
+    pub uss: Option<u64>,
+    /// GPU memory used by this process (a later issue fills it; absent means not measured).
+    #[serde(default)]
+    pub gpu: Option<u64>,
+}
+
+/// Something that happened, on the same clock as the ticks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub t_ns: u64,
+    pub wall_ns: u64,
+    /// The worker it concerns; `None` for run-wide events.
+    pub worker: Option<u32>,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A worker process was started (`attempt` counts restarts, 0 for the first start) or, in
+    /// attach mode, adopted.
+    WorkerStart {
+        pid: i32,
+        pgid: i32,
+        attempt: u32,
+    },
+    /// A worker's main process ended. Both fields are `None` when the exit status cannot be
+    /// known (an attached process that is not our child).
+    WorkerExit {
+        pid: i32,
+        code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// A process joined a worker's tree. `start_ticks` (field 22 of /proc/PID/stat) makes the
+    /// identity unique: a recycled pid has another start time.
+    ProcessSeen {
+        pid: i32,
+        ppid: i32,
+        start_ticks: u64,
+        command: String,
+    },
+    ProcessGone {
+        pid: i32,
+    },
+    TrialStart {
+        trial: String,
+        params: BTreeMap<String, serde_json::Value>,
+        source: TrialSource,
+    },
+    TrialEnd {
+        trial: String,
+        state: String,
+        value: Option<serde_json::Value>,
+    },
+    /// Ticks that could not be taken on time because a tick ran past its interval.
+    SamplerOverrun {
+        missed_ticks: u64,
+    },
+    /// Samples the writer could not accept in time (a slow disk); sampling never waits for it.
+    SamplesDropped {
+        count: u64,
+    },
+    /// A line from memwarden itself about the run (a capability missing, a stop requested).
+    Note {
+        message: String,
+    },
+    /// The harness began stopping the run.
+    Stop {
+        reason: String,
+    },
+}
+
+/// Where a trial boundary was learned from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialSource {
+    Marker,
+    Optuna,
+    Regex,
+}
+
+/// The full memory map of one process at a trial boundary, condensed: file mappings summed per
+/// path, small anonymous regions summed into one row, and anonymous regions of 1 MiB or more kept
+/// one by one (glibc arenas, tensors and leaks show up as large regions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmapsSnapshot {
+    pub t_ns: u64,
+    pub worker: u32,
+    pub pid: i32,
+    /// The trial whose boundary this is, when known.
+    pub trial: Option<String>,
+    pub boundary: Boundary,
+    pub mappings: Vec<Mapping>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Boundary {
+    TrialStart,
+    TrialEnd,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Mapping {
+    /// `[heap]`, `[stack]`, `[anon]`, `[anon<1MiB]`, a file path, a `/dev/shm` path, ...
+    pub name: String,
+    /// Start address of the region (0 for summed rows).
+    pub start: u64,
+    /// How many regions this row sums.
+    pub regions: u32,
+    pub size: u64,
+    pub rss: u64,
+    pub pss: u64,
+    pub private: u64,
+    pub anonymous: u64,
+    pub swap: u64,
+}

@@ -1,0 +1,302 @@
+//! Records to tidy polars tables. Compaction and reading share these functions, so a compacted
+//! segment and a raw one always give the same columns.
+
+use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
+use polars::prelude::*;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
+    let rows = ticks
+        .iter()
+        .flat_map(|t| t.processes.iter().map(move |p| (t.t_ns, p)));
+    let n = ticks.iter().map(|t| t.processes.len()).sum();
+    let mut t_ns = Vec::with_capacity(n);
+    let (mut worker, mut pid) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let [mut rss, mut anon, mut file, mut shmem, mut swap] =
+        std::array::from_fn(|_| Vec::<u64>::with_capacity(n));
+    let [mut pss, mut uss, mut gpu] = std::array::from_fn(|_| Vec::<Option<u64>>::with_capacity(n));
+    for (t, p) in rows {
+        t_ns.push(t);
+        worker.push(p.worker);
+        pid.push(p.pid);
+        rss.push(p.rss);
+        pss.push(p.pss);
+        uss.push(p.uss);
+        anon.push(p.anon);
+        file.push(p.file);
+        shmem.push(p.shmem);
+        swap.push(p.swap);
+        gpu.push(p.gpu);
+    }
+    DataFrame::new(
+        n,
+        vec![
+            Column::new("t_ns".into(), t_ns),
+            Column::new("worker".into(), worker),
+            Column::new("pid".into(), pid),
+            Column::new("rss".into(), rss),
+            Column::new("pss".into(), pss),
+            Column::new("uss".into(), uss),
+            Column::new("anon".into(), anon),
+            Column::new("file".into(), file),
+            Column::new("shmem".into(), shmem),
+            Column::new("swap".into(), swap),
+            Column::new("gpu".into(), gpu),
+        ],
+    )
+}
+
+pub(crate) fn system_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
+    let s = |f: fn(&Tick) -> u64| ticks.iter().map(f).collect::<Vec<u64>>();
+    let psi = |f: fn(&Tick) -> Option<f32>| ticks.iter().map(f).collect::<Vec<_>>();
+    let total = |f: fn(&Tick) -> Option<u64>| ticks.iter().map(f).collect::<Vec<_>>();
+    DataFrame::new(
+        ticks.len(),
+        vec![
+            Column::new("t_ns".into(), s(|t| t.t_ns)),
+            Column::new("wall_ns".into(), s(|t| t.wall_ns)),
+            Column::new("mem_total".into(), s(|t| t.system.mem_total_bytes)),
+            Column::new("mem_available".into(), s(|t| t.system.mem_available_bytes)),
+            Column::new("swap_total".into(), s(|t| t.system.swap_total_bytes)),
+            Column::new("swap_free".into(), s(|t| t.system.swap_free_bytes)),
+            Column::new("psi_some_avg10".into(), psi(|t| t.system.psi_some_avg10)),
+            Column::new("psi_full_avg10".into(), psi(|t| t.system.psi_full_avg10)),
+            Column::new(
+                "psi_some_total_us".into(),
+                total(|t| t.system.psi_some_total_us),
+            ),
+            Column::new(
+                "psi_full_total_us".into(),
+                total(|t| t.system.psi_full_total_us),
+            ),
+            Column::new("harness_rss".into(), s(|t| t.system.harness_rss_bytes)),
+        ],
+    )
+}
+
+pub(crate) fn smaps_frame(snapshots: &[SmapsSnapshot]) -> PolarsResult<DataFrame> {
+    let rows: Vec<_> = snapshots
+        .iter()
+        .flat_map(|s| s.mappings.iter().map(move |m| (s, m)))
+        .collect();
+    let u = |f: fn(&crate::recording::Mapping) -> u64| {
+        rows.iter().map(|(_, m)| f(m)).collect::<Vec<_>>()
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "t_ns".into(),
+                rows.iter().map(|(s, _)| s.t_ns).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "worker".into(),
+                rows.iter().map(|(s, _)| s.worker).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "pid".into(),
+                rows.iter().map(|(s, _)| s.pid).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "trial".into(),
+                rows.iter()
+                    .map(|(s, _)| s.trial.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "boundary".into(),
+                rows.iter()
+                    .map(|(s, _)| match s.boundary {
+                        super::Boundary::TrialStart => "trial_start",
+                        super::Boundary::TrialEnd => "trial_end",
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "mapping".into(),
+                rows.iter()
+                    .map(|(_, m)| m.name.as_str())
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new("start".into(), u(|m| m.start)),
+            Column::new(
+                "regions".into(),
+                rows.iter().map(|(_, m)| m.regions).collect::<Vec<_>>(),
+            ),
+            Column::new("size".into(), u(|m| m.size)),
+            Column::new("rss".into(), u(|m| m.rss)),
+            Column::new("pss".into(), u(|m| m.pss)),
+            Column::new("private".into(), u(|m| m.private)),
+            Column::new("anonymous".into(), u(|m| m.anonymous)),
+            Column::new("swap".into(), u(|m| m.swap)),
+        ],
+    )
+}
+
+pub(crate) fn events_frame(events: &[Event]) -> PolarsResult<DataFrame> {
+    let mut detail = Vec::with_capacity(events.len());
+    let mut trial = Vec::with_capacity(events.len());
+    let mut pid = Vec::with_capacity(events.len());
+    let mut kind = Vec::with_capacity(events.len());
+    for event in events {
+        let mut value = serde_json::to_value(event).unwrap_or_default();
+        let object = value.as_object_mut();
+        let take = |key: &str| object.as_ref().and_then(|o| o.get(key).cloned());
+        kind.push(
+            take("kind")
+                .and_then(|k| k.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+        );
+        trial.push(take("trial").and_then(|k| k.as_str().map(str::to_owned)));
+        pid.push(take("pid").and_then(|k| k.as_i64()).map(|p| p as i32));
+        if let Some(object) = value.as_object_mut() {
+            for key in ["kind", "trial", "pid", "t_ns", "wall_ns", "worker"] {
+                object.remove(key);
+            }
+        }
+        detail.push(value.to_string());
+    }
+    DataFrame::new(
+        events.len(),
+        vec![
+            Column::new(
+                "t_ns".into(),
+                events.iter().map(|e| e.t_ns).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "wall_ns".into(),
+                events.iter().map(|e| e.wall_ns).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "worker".into(),
+                events.iter().map(|e| e.worker).collect::<Vec<_>>(),
+            ),
+            Column::new("kind".into(), kind),
+            Column::new("trial".into(), trial),
+            Column::new("pid".into(), pid),
+            Column::new("detail".into(), detail),
+        ],
+    )
+}
+
+/// One trial of one worker, assembled from its start and end events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub worker: u32,
+    pub trial: String,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    /// `complete`, `pruned`, `failed`, ... or `running` when the recording ended first.
+    pub state: String,
+    pub value: Option<serde_json::Value>,
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// Pairs trial starts and ends per worker. A trial without an end is `running` (the run ended
+/// or crashed during it); an end without a start keeps `start_ns` empty.
+pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
+    let mut open: HashMap<(u32, String), usize> = HashMap::new();
+    let mut trials: Vec<Trial> = Vec::new();
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.t_ns);
+    for event in sorted {
+        let worker = event.worker.unwrap_or(0);
+        match &event.kind {
+            EventKind::TrialStart { trial, params, .. } => {
+                open.insert((worker, trial.clone()), trials.len());
+                trials.push(Trial {
+                    worker,
+                    trial: trial.clone(),
+                    start_ns: Some(event.t_ns),
+                    end_ns: None,
+                    state: "running".into(),
+                    value: None,
+                    params: params.clone(),
+                });
+            }
+            EventKind::TrialEnd {
+                trial,
+                state,
+                value,
+            } => {
+                let index = match open.remove(&(worker, trial.clone())) {
+                    Some(index) => index,
+                    None => {
+                        trials.push(Trial {
+                            worker,
+                            trial: trial.clone(),
+                            start_ns: None,
+                            end_ns: None,
+                            state: String::new(),
+                            value: None,
+                            params: BTreeMap::new(),
+                        });
+                        trials.len() - 1
+                    }
+                };
+                let row = &mut trials[index];
+                row.end_ns = Some(event.t_ns);
+                row.state = state.clone();
+                row.value = value.clone();
+            }
+            _ => {}
+        }
+    }
+    trials
+}
+
+pub(crate) fn trials_frame(trials: &[Trial]) -> PolarsResult<DataFrame> {
+    let names: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    let mut columns = vec![
+        Column::new(
+            "worker".into(),
+            trials.iter().map(|t| t.worker).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "trial".into(),
+            trials.iter().map(|t| t.trial.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "start_ns".into(),
+            trials.iter().map(|t| t.start_ns).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "end_ns".into(),
+            trials.iter().map(|t| t.end_ns).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "state".into(),
+            trials.iter().map(|t| t.state.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "value".into(),
+            trials
+                .iter()
+                .map(|t| t.value.as_ref().map(plain_text))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "params".into(),
+            trials
+                .iter()
+                .map(|t| serde_json::to_string(&t.params).unwrap_or_default())
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    for name in names {
+        let values: Vec<Option<String>> = trials
+            .iter()
+            .map(|t| t.params.get(name).map(plain_text))
+            .collect();
+        columns.push(Column::new(format!("param_{name}").into(), values));
+    }
+    DataFrame::new(trials.len(), columns)
+}
+
+/// A JSON value as a person writes it: strings without quotes.
+fn plain_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,334 @@
+//! The writer thread: the only code that appends to a run directory's streams.
+//!
+//! Producers hand records over a bounded channel. Samples use `try_send`, so a slow disk costs
+//! samples (counted, and reported as an event), never a late tick. Every batch is written out at
+//! once (a SIGKILL of the harness then loses nothing the kernel has) and each stream is
+//! fdatasync'ed at most every `sync_interval` (a power loss loses at most that much). Sample and
+//! smaps streams rotate into segments; a finished segment goes to the compactor.
+
+use super::frame;
+use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
+use super::{stream_path, RecordingError, Stream};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub enum Record {
+    Tick(Tick),
+    Event(Event),
+    Smaps(SmapsSnapshot),
+}
+
+/// What the channel carries: records, then one `Close`. Closing by message, not by the last
+/// sender going away, lets the harness finish while a stray thread still holds a sender.
+enum Message {
+    Record(Record),
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct WriterConfig {
+    /// How long a sample segment stays open before it is closed and compacted.
+    pub segment_duration: Duration,
+    /// Longest time written data may stay without fdatasync.
+    pub sync_interval: Duration,
+    /// Records the channel holds before samples are dropped.
+    pub channel_capacity: usize,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self {
+            segment_duration: Duration::from_secs(600),
+            sync_interval: Duration::from_secs(1),
+            channel_capacity: 4096,
+        }
+    }
+}
+
+/// A cheap, cloneable handle for producers.
+#[derive(Clone)]
+pub struct RecordSender {
+    tx: SyncSender<Message>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RecordSender {
+    /// Never blocks: a full channel drops the tick and counts it.
+    pub fn send_tick(&self, tick: Tick) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Message::Record(Record::Tick(tick))) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Events are rare and must not be lost: waits for room. Fails only after the writer ended.
+    pub fn send(&self, record: Record) {
+        let _ = self.tx.send(Message::Record(record));
+    }
+
+    pub fn event(&self, event: Event) {
+        self.send(Record::Event(event));
+    }
+}
+
+pub struct RecordingWriter {
+    sender: RecordSender,
+    handle: JoinHandle<Result<WriterStats, RecordingError>>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct WriterStats {
+    pub ticks: u64,
+    pub events: u64,
+    pub snapshots: u64,
+    pub dropped_ticks: u64,
+    /// Segments closed during the run (each was handed to the compactor).
+    pub closed_segments: Vec<PathBuf>,
+    /// Segments still open at the end (to compact once the run is over).
+    pub open_segments: Vec<PathBuf>,
+}
+
+impl RecordingWriter {
+    /// `on_segment_closed` receives each finished segment (used to compact it off this thread).
+    pub fn start(
+        dir: &Path,
+        config: WriterConfig,
+        on_segment_closed: Box<dyn FnMut(PathBuf) + Send>,
+    ) -> Result<Self, RecordingError> {
+        let (tx, rx) = mpsc::sync_channel(config.channel_capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut state = WriterState::open(dir, config, dropped.clone(), on_segment_closed)?;
+        let handle = std::thread::Builder::new()
+            .name("memwarden-writer".into())
+            .spawn(move || state.run(rx))
+            .map_err(|source| RecordingError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            sender: RecordSender { tx, dropped },
+            handle,
+        })
+    }
+
+    pub fn sender(&self) -> RecordSender {
+        self.sender.clone()
+    }
+
+    /// Writes and syncs every record queued so far and ends the writer. Records sent later are
+    /// ignored.
+    pub fn finish(self) -> Result<WriterStats, RecordingError> {
+        let _ = self.sender.tx.send(Message::Close);
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err(RecordingError::WriterPanicked))
+    }
+}
+
+struct SegmentFile {
+    stream: Stream,
+    index: u32,
+    path: PathBuf,
+    file: File,
+    opened: Instant,
+    unsynced: bool,
+}
+
+impl SegmentFile {
+    fn open(dir: &Path, stream: Stream, index: u32) -> Result<Self, RecordingError> {
+        let path = stream_path(dir, stream, index, "log");
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|source| RecordingError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            stream,
+            index,
+            path,
+            file,
+            opened: Instant::now(),
+            unsynced: false,
+        })
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Result<(), RecordingError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.unsynced = true;
+        self.file
+            .write_all(bytes)
+            .map_err(|source| RecordingError::Io {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    fn sync(&mut self) -> Result<(), RecordingError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|source| RecordingError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+struct WriterState {
+    dir: PathBuf,
+    config: WriterConfig,
+    dropped: Arc<AtomicU64>,
+    dropped_reported: u64,
+    samples: SegmentFile,
+    smaps: SegmentFile,
+    events: SegmentFile,
+    buffers: [Vec<u8>; 3],
+    last_sync: Instant,
+    last_t: (u64, u64),
+    stats: WriterStats,
+    on_segment_closed: Box<dyn FnMut(PathBuf) + Send>,
+}
+
+impl WriterState {
+    fn open(
+        dir: &Path,
+        config: WriterConfig,
+        dropped: Arc<AtomicU64>,
+        on_segment_closed: Box<dyn FnMut(PathBuf) + Send>,
+    ) -> Result<Self, RecordingError> {
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            samples: SegmentFile::open(dir, Stream::Samples, 1)?,
+            smaps: SegmentFile::open(dir, Stream::Smaps, 1)?,
+            events: SegmentFile::open(dir, Stream::Events, 0)?,
+            config,
+            dropped,
+            dropped_reported: 0,
+            buffers: Default::default(),
+            last_sync: Instant::now(),
+            last_t: (0, 0),
+            stats: WriterStats::default(),
+            on_segment_closed,
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Message>) -> Result<WriterStats, RecordingError> {
+        let wait = self.config.sync_interval.min(Duration::from_millis(250));
+        let mut closing = false;
+        while !closing {
+            let first = match rx.recv_timeout(wait) {
+                Ok(message) => Some(message),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            // Drain what is queued so one write covers a burst.
+            for message in first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()))
+            {
+                match message {
+                    Message::Record(record) => self.encode(record),
+                    Message::Close => {
+                        closing = true;
+                        break;
+                    }
+                }
+            }
+            self.report_drops();
+            self.write_out()?;
+            self.rotate_if_due()?;
+            if self.last_sync.elapsed() >= self.config.sync_interval {
+                self.sync_all()?;
+            }
+        }
+        self.report_drops();
+        self.write_out()?;
+        self.sync_all()?;
+        self.stats.dropped_ticks = self.dropped.load(Ordering::Relaxed);
+        self.stats.open_segments = vec![self.samples.path.clone(), self.smaps.path.clone()];
+        Ok(std::mem::take(&mut self.stats))
+    }
+
+    fn encode(&mut self, record: Record) {
+        let (slot, result) = match &record {
+            Record::Tick(tick) => {
+                self.stats.ticks += 1;
+                self.last_t = (tick.t_ns, tick.wall_ns);
+                (0, frame::encode(tick, &mut self.buffers[0]))
+            }
+            Record::Smaps(snapshot) => {
+                self.stats.snapshots += 1;
+                (1, frame::encode(snapshot, &mut self.buffers[1]))
+            }
+            Record::Event(event) => {
+                self.stats.events += 1;
+                (2, frame::encode(event, &mut self.buffers[2]))
+            }
+        };
+        // Our own plain types always serialize; a failure here would be a bug, not bad input.
+        if let Err(error) = result {
+            debug_assert!(false, "bug: record failed to serialize: {error}");
+            self.buffers[slot].clear();
+        }
+    }
+
+    fn report_drops(&mut self) {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > self.dropped_reported {
+            let event = Event {
+                t_ns: self.last_t.0,
+                wall_ns: self.last_t.1,
+                worker: None,
+                kind: EventKind::SamplesDropped {
+                    count: dropped - self.dropped_reported,
+                },
+            };
+            self.dropped_reported = dropped;
+            self.encode(Record::Event(event));
+        }
+    }
+
+    fn write_out(&mut self) -> Result<(), RecordingError> {
+        let [samples, smaps, events] = &mut self.buffers;
+        self.samples.append(samples)?;
+        self.smaps.append(smaps)?;
+        self.events.append(events)?;
+        samples.clear();
+        smaps.clear();
+        events.clear();
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> Result<(), RecordingError> {
+        self.samples.sync()?;
+        self.smaps.sync()?;
+        self.events.sync()?;
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn rotate_if_due(&mut self) -> Result<(), RecordingError> {
+        for segment in [&mut self.samples, &mut self.smaps] {
+            if segment.opened.elapsed() < self.config.segment_duration {
+                continue;
+            }
+            segment.sync()?;
+            let next = SegmentFile::open(&self.dir, segment.stream, segment.index + 1)?;
+            let closed = std::mem::replace(segment, next);
+            self.stats.closed_segments.push(closed.path.clone());
+            (self.on_segment_closed)(closed.path);
+        }
+        Ok(())
+    }
+}

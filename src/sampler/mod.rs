@@ -1,0 +1,371 @@
+//! The sampling thread: a fixed cadence from the monotonic clock, tiered by cost.
+//!
+//! Every tick: system memory and PSI, and the cheap counters of every process of every worker's
+//! tree. smaps_rollup (PSS, USS) as the CPU budget allows, and for a whole worker at each of its
+//! trial boundaries. Full smaps at trial boundaries, on a thread of its own so a slow snapshot
+//! of a big process never delays a tick. A tick that runs past its interval is reported as an
+//! overrun event; the cadence skips ahead rather than bursting to catch up.
+
+pub mod budget;
+mod tree;
+
+use crate::clock::RunClock;
+use crate::probe::{condense, ProcRoot, ProcessHandle, SystemProbe};
+use crate::recording::{
+    Boundary, Event, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, Tick,
+};
+use budget::{Candidate, RollupBudget};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tree::WorkerTree;
+
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub interval: Duration,
+    /// Share of one core that smaps_rollup reads may use, all together.
+    pub rollup_cpu_fraction: f64,
+    pub root: ProcRoot,
+}
+
+pub enum Control {
+    /// Track `pid` (and its descendants) as worker `worker`.
+    Adopt {
+        worker: u32,
+        pid: i32,
+    },
+    /// A trial boundary: read PSS for the worker's tree and snapshot its smaps.
+    Boundary {
+        worker: u32,
+        trial: String,
+        boundary: Boundary,
+    },
+    Stop,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SamplerStats {
+    pub ticks: u64,
+    pub overrun_ticks: u64,
+    pub rollups: u64,
+    pub longest_tick_ns: u64,
+}
+
+pub struct Sampler {
+    control: Sender<Control>,
+    handle: JoinHandle<SamplerStats>,
+}
+
+impl Sampler {
+    pub fn start(
+        config: SamplerConfig,
+        clock: RunClock,
+        records: RecordSender,
+    ) -> std::io::Result<Self> {
+        let (control, rx) = mpsc::channel();
+        let system = SystemProbe::open(&config.root)?;
+        if !system.has_pressure() {
+            let (t_ns, wall_ns) = clock.now();
+            records.event(Event {
+                t_ns,
+                wall_ns,
+                worker: None,
+                kind: EventKind::Note { message: "this kernel has no memory PSI (/proc/pressure/memory): pressure is not recorded".into() },
+            });
+        }
+        let handle = std::thread::Builder::new()
+            .name("memwarden-sampler".into())
+            .spawn(move || SamplerLoop::new(config, clock, records, system).run(rx))?;
+        Ok(Self { control, handle })
+    }
+
+    pub fn control(&self) -> Sender<Control> {
+        self.control.clone()
+    }
+
+    pub fn stop(self) -> SamplerStats {
+        let _ = self.control.send(Control::Stop);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+struct SnapshotJob {
+    t_ns: u64,
+    worker: u32,
+    processes: Vec<(i32, u64)>,
+    trial: String,
+    boundary: Boundary,
+}
+
+struct SamplerLoop {
+    config: SamplerConfig,
+    clock: RunClock,
+    records: RecordSender,
+    system: SystemProbe,
+    workers: BTreeMap<u32, WorkerTree>,
+    budget: RollupBudget,
+    pending_boundaries: Vec<(u32, String, Boundary)>,
+    snapshots: Option<Sender<SnapshotJob>>,
+    snapshot_thread: Option<JoinHandle<()>>,
+    stats: SamplerStats,
+    unreported_overruns: u64,
+    last_overrun_report: Instant,
+}
+
+impl SamplerLoop {
+    fn new(
+        config: SamplerConfig,
+        clock: RunClock,
+        records: RecordSender,
+        system: SystemProbe,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<SnapshotJob>();
+        let snapshot_records = records.clone();
+        let root = config.root.clone();
+        let snapshot_thread = std::thread::Builder::new()
+            .name("memwarden-smaps".into())
+            .spawn(move || snapshot_worker(root, rx, snapshot_records))
+            .ok();
+        Self {
+            budget: RollupBudget::new(config.rollup_cpu_fraction),
+            config,
+            clock,
+            records,
+            system,
+            workers: BTreeMap::new(),
+            pending_boundaries: Vec::new(),
+            snapshots: snapshot_thread.as_ref().map(|_| tx),
+            snapshot_thread,
+            stats: SamplerStats::default(),
+            unreported_overruns: 0,
+            last_overrun_report: Instant::now(),
+        }
+    }
+
+    fn run(mut self, control: Receiver<Control>) -> SamplerStats {
+        let interval = self.config.interval;
+        let mut next = Instant::now();
+        'outer: loop {
+            loop {
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                match control.recv_timeout(next - now) {
+                    Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => break 'outer,
+                    Ok(message) => self.handle(message),
+                    Err(RecvTimeoutError::Timeout) => break,
+                }
+            }
+            // Messages that arrived exactly at the deadline still count for this tick.
+            while let Ok(message) = control.try_recv() {
+                match message {
+                    Control::Stop => break 'outer,
+                    message => self.handle(message),
+                }
+            }
+            let started = Instant::now();
+            self.tick(started);
+            let took = started.elapsed();
+            self.stats.longest_tick_ns = self.stats.longest_tick_ns.max(took.as_nanos() as u64);
+            next += interval;
+            let now = Instant::now();
+            if now > next {
+                let missed = ((now - next).as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+                next += interval * missed as u32;
+                self.stats.overrun_ticks += missed;
+                self.unreported_overruns += missed;
+            }
+            self.report_overruns();
+        }
+        self.report_overruns_now();
+        drop(self.snapshots.take());
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = thread.join();
+        }
+        self.stats
+    }
+
+    fn handle(&mut self, message: Control) {
+        match message {
+            Control::Adopt { worker, pid } => {
+                let mut events = Vec::new();
+                let tree = self
+                    .workers
+                    .entry(worker)
+                    .or_insert_with(|| WorkerTree::new(worker));
+                tree.adopt(&self.config.root, pid, &mut events);
+                self.emit(events);
+            }
+            Control::Boundary {
+                worker,
+                trial,
+                boundary,
+            } => {
+                self.pending_boundaries.push((worker, trial, boundary));
+            }
+            Control::Stop => {}
+        }
+    }
+
+    fn emit(&self, events: Vec<(u32, EventKind)>) {
+        if events.is_empty() {
+            return;
+        }
+        let (t_ns, wall_ns) = self.clock.now();
+        for (worker, kind) in events {
+            self.records.event(Event {
+                t_ns,
+                wall_ns,
+                worker: Some(worker),
+                kind,
+            });
+        }
+    }
+
+    fn tick(&mut self, at: Instant) {
+        self.stats.ticks += 1;
+        let t_ns = self.clock.since_start(at);
+        let wall_ns = crate::clock::wall_ns();
+        let system = self.system.sample().unwrap_or_default();
+        let mut events = Vec::new();
+        let mut processes = Vec::new();
+        for tree in self.workers.values_mut() {
+            for (pid, cheap) in tree.sample(&self.config.root, &mut events) {
+                processes.push(ProcessSample {
+                    worker: tree.worker,
+                    pid,
+                    rss: cheap.rss,
+                    anon: cheap.anon,
+                    file: cheap.file,
+                    shmem: cheap.shmem,
+                    swap: cheap.swap,
+                    ..ProcessSample::default()
+                });
+            }
+        }
+        self.emit(events);
+        let boundaries = std::mem::take(&mut self.pending_boundaries);
+        let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
+        self.read_rollups(t_ns, &forced, &mut processes);
+        for (worker, trial, boundary) in boundaries {
+            self.request_snapshot(t_ns, worker, trial, boundary);
+        }
+        self.records.send_tick(Tick {
+            t_ns,
+            wall_ns,
+            system,
+            processes,
+        });
+    }
+
+    fn read_rollups(&mut self, t_ns: u64, forced: &BTreeSet<u32>, processes: &mut [ProcessSample]) {
+        let candidates: Vec<Candidate> = processes
+            .iter()
+            .map(|p| {
+                let tracked = self
+                    .workers
+                    .get(&p.worker)
+                    .and_then(|w| w.processes.get(&p.pid));
+                Candidate {
+                    last_read_ns: tracked.and_then(|t| t.last_rollup_ns),
+                    cost_ns: tracked.map_or(budget::UNKNOWN_COST_NS, |t| t.rollup_cost_ns),
+                    forced: forced.contains(&p.worker),
+                }
+            })
+            .collect();
+        for index in self.budget.choose(t_ns, &candidates) {
+            let sample = &mut processes[index];
+            let Some(tracked) = self
+                .workers
+                .get_mut(&sample.worker)
+                .and_then(|w| w.processes.get_mut(&sample.pid))
+            else {
+                continue;
+            };
+            match tracked.handle.try_rollup() {
+                Some(rollup) => {
+                    self.budget
+                        .correct(candidates[index].cost_ns, rollup.cost_ns);
+                    tracked.rollup_cost_ns = rollup.cost_ns.max(1);
+                    tracked.last_rollup_ns = Some(t_ns);
+                    sample.pss = Some(rollup.pss);
+                    sample.uss = Some(rollup.uss);
+                    self.stats.rollups += 1;
+                }
+                None => self.budget.correct(candidates[index].cost_ns, 0),
+            }
+        }
+    }
+
+    fn request_snapshot(&self, t_ns: u64, worker: u32, trial: String, boundary: Boundary) {
+        let Some(tree) = self.workers.get(&worker) else {
+            return;
+        };
+        let processes = tree
+            .processes
+            .values()
+            .map(|t| (t.handle.pid, t.handle.start_ticks))
+            .collect();
+        if let Some(snapshots) = &self.snapshots {
+            let _ = snapshots.send(SnapshotJob {
+                t_ns,
+                worker,
+                processes,
+                trial,
+                boundary,
+            });
+        }
+    }
+
+    fn report_overruns(&mut self) {
+        if self.unreported_overruns > 0
+            && self.last_overrun_report.elapsed() >= Duration::from_secs(1)
+        {
+            self.report_overruns_now();
+        }
+    }
+
+    fn report_overruns_now(&mut self) {
+        if self.unreported_overruns == 0 {
+            return;
+        }
+        let (t_ns, wall_ns) = self.clock.now();
+        self.records.event(Event {
+            t_ns,
+            wall_ns,
+            worker: None,
+            kind: EventKind::SamplerOverrun {
+                missed_ticks: self.unreported_overruns,
+            },
+        });
+        self.unreported_overruns = 0;
+        self.last_overrun_report = Instant::now();
+    }
+}
+
+fn snapshot_worker(root: ProcRoot, jobs: Receiver<SnapshotJob>, records: RecordSender) {
+    for job in jobs {
+        for (pid, start_ticks) in job.processes {
+            // Reopened by pid: the start time proves it is still the same process.
+            let Some(mut handle) = ProcessHandle::try_open(&root, pid) else {
+                continue;
+            };
+            if handle.start_ticks != start_ticks {
+                continue;
+            }
+            let Some(maps) = handle.try_smaps() else {
+                continue;
+            };
+            records.send(Record::Smaps(SmapsSnapshot {
+                t_ns: job.t_ns,
+                worker: job.worker,
+                pid,
+                trial: Some(job.trial.clone()),
+                boundary: job.boundary,
+                mappings: condense(&maps),
+            }));
+        }
+    }
+}

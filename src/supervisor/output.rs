@@ -1,0 +1,88 @@
+//! Worker output: each stream is pumped on its own thread into the worker's log file, every
+//! line timestamped on the run clock, and scanned for trial boundaries. The pump never stops
+//! reading while the worker writes, so a worker is never blocked on a full pipe by us.
+
+use super::lines::LineSplitter;
+use super::trials::{TrialBoundary, TrialParser};
+use crate::clock::RunClock;
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::sync::{Arc, Mutex};
+
+/// Lines past this are cut in the log; the harness holds at most this much per stream.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+pub type BoundarySink = Arc<dyn Fn(u32, Vec<TrialBoundary>) + Send + Sync>;
+
+/// What both streams of one worker share.
+pub struct WorkerOutput {
+    pub worker: u32,
+    pub clock: RunClock,
+    pub log: Mutex<BufWriter<File>>,
+    pub parser: Mutex<TrialParser>,
+    pub on_boundaries: BoundarySink,
+}
+
+impl WorkerOutput {
+    /// Reads `source` to its end. `stream` tags the log lines (`out`, `err`, `log`).
+    pub fn pump(&self, mut source: impl Read, stream: &str) {
+        let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match source.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let t_ns = self.clock.now().0;
+            let mut found = Vec::new();
+            {
+                let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+                splitter.feed(&chunk[..n], |line| {
+                    found.extend(self.line(&mut log, stream, t_ns, line.bytes, line.dropped_bytes))
+                });
+                let _ = log.flush();
+            }
+            if !found.is_empty() {
+                (self.on_boundaries)(self.worker, found);
+            }
+        }
+        let t_ns = self.clock.now().0;
+        let mut found = Vec::new();
+        {
+            let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+            splitter.finish(|line| {
+                found.extend(self.line(&mut log, stream, t_ns, line.bytes, line.dropped_bytes))
+            });
+            let _ = log.flush();
+        }
+        if !found.is_empty() {
+            (self.on_boundaries)(self.worker, found);
+        }
+    }
+
+    fn line(
+        &self,
+        log: &mut BufWriter<File>,
+        stream: &str,
+        t_ns: u64,
+        bytes: &[u8],
+        dropped: usize,
+    ) -> Vec<TrialBoundary> {
+        let text = String::from_utf8_lossy(bytes);
+        let seconds = t_ns as f64 / 1e9;
+        let _ = if dropped > 0 {
+            writeln!(
+                log,
+                "{seconds:.6} {stream} {text} [memwarden: {dropped} more bytes cut]"
+            )
+        } else {
+            writeln!(log, "{seconds:.6} {stream} {text}")
+        };
+        self.parser
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .on_line(&text, t_ns)
+    }
+}

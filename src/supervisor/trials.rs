@@ -1,0 +1,503 @@
+//! Learning trial boundaries from a worker's output lines. Pure: lines and times in, boundaries
+//! out, so the same parser serves live runs, `attach --log` and tests.
+//!
+//! Three syntaxes: memwarden's marker protocol, Optuna's own log lines (no change to the worker)
+//! and a user regex. Optuna reports a trial only when it ends, so, as for a sequential worker, a
+//! trial is taken to start where the worker's previous trial ended (or where the worker started).
+
+use crate::recording::TrialSource;
+use regex::Regex;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialBoundary {
+    Start {
+        t_ns: u64,
+        trial: String,
+        params: BTreeMap<String, Value>,
+        source: TrialSource,
+    },
+    End {
+        t_ns: u64,
+        trial: String,
+        state: String,
+        value: Option<Value>,
+    },
+}
+
+/// Per-worker parser state.
+#[derive(Debug)]
+pub struct TrialParser {
+    regex: Option<Regex>,
+    /// Once a worker speaks the marker protocol, its Optuna lines are not counted twice.
+    seen_marker: bool,
+    /// Where the next sequential trial starts.
+    last_end_ns: u64,
+    open: Option<String>,
+}
+
+static OPTUNA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"Trial (?P<n>\d+) (?P<what>finished with values?:? (?P<value>\[[^\]]*\]|\S+?) and parameters: (?P<p1>\{.*?\})\.?(?: Best is|\s*$)|pruned\.|failed(?: with parameters: (?P<p2>\{.*?\}) because)?)",
+    )
+    .expect("bug: the Optuna pattern is valid")
+});
+
+impl TrialParser {
+    /// `regex`, when given, replaces the marker and Optuna syntaxes. `started_ns` is when the
+    /// worker started (the start of its first sequential trial).
+    pub fn new(regex: Option<Regex>, started_ns: u64) -> Self {
+        Self {
+            regex,
+            seen_marker: false,
+            last_end_ns: started_ns,
+            open: None,
+        }
+    }
+
+    pub fn on_line(&mut self, line: &str, t_ns: u64) -> Vec<TrialBoundary> {
+        if let Some(regex) = &self.regex {
+            let Some(caps) = regex.captures(line) else {
+                return Vec::new();
+            };
+            return self.from_regex(regex.clone(), &caps, t_ns);
+        }
+        if let Some(at) = line.find("MEMWARDEN trial_") {
+            if let Some(boundaries) = self.from_marker(&line[at + "MEMWARDEN ".len()..], t_ns) {
+                self.seen_marker = true;
+                return boundaries;
+            }
+        }
+        if !self.seen_marker && line.contains("Trial ") {
+            if let Some(caps) = OPTUNA.captures(line) {
+                let what = &caps["what"];
+                let state = if what.starts_with("finished") {
+                    "complete"
+                } else if what.starts_with("pruned") {
+                    "pruned"
+                } else {
+                    "failed"
+                };
+                let params = caps
+                    .name("p1")
+                    .or(caps.name("p2"))
+                    .map(|m| parse_python_dict(m.as_str()))
+                    .unwrap_or_default();
+                let value = caps.name("value").map(|v| parse_python_value(v.as_str()));
+                return self.sequential(
+                    &caps["n"],
+                    params,
+                    state,
+                    value,
+                    TrialSource::Optuna,
+                    t_ns,
+                );
+            }
+        }
+        Vec::new()
+    }
+
+    fn from_marker(&mut self, rest: &str, t_ns: u64) -> Option<Vec<TrialBoundary>> {
+        let mut words = rest.split_ascii_whitespace();
+        let verb = words.next()?;
+        let trial = words.next()?.to_string();
+        let pairs: BTreeMap<String, Value> = words
+            .filter_map(|w| w.split_once('='))
+            .map(|(k, v)| (k.to_string(), parse_python_value(v)))
+            .collect();
+        match verb {
+            "trial_start" => {
+                self.open = Some(trial.clone());
+                Some(vec![TrialBoundary::Start {
+                    t_ns,
+                    trial,
+                    params: pairs,
+                    source: TrialSource::Marker,
+                }])
+            }
+            "trial_end" => {
+                let mut pairs = pairs;
+                let state = match pairs.remove("status").or_else(|| pairs.remove("state")) {
+                    Some(Value::String(s)) => s,
+                    Some(other) => other.to_string(),
+                    None => "complete".into(),
+                };
+                let value = pairs.remove("value");
+                self.open = None;
+                self.last_end_ns = t_ns;
+                Some(vec![TrialBoundary::End {
+                    t_ns,
+                    trial,
+                    state,
+                    value,
+                }])
+            }
+            _ => None,
+        }
+    }
+
+    fn from_regex(
+        &mut self,
+        regex: Regex,
+        caps: &regex::Captures,
+        t_ns: u64,
+    ) -> Vec<TrialBoundary> {
+        let trial = caps.name("trial").map(|m| m.as_str().to_string());
+        let mut params = BTreeMap::new();
+        for name in regex.capture_names().flatten() {
+            if !matches!(name, "trial" | "phase" | "state" | "value") {
+                if let Some(m) = caps.name(name) {
+                    params.insert(name.to_string(), parse_python_value(m.as_str()));
+                }
+            }
+        }
+        let value = caps.name("value").map(|m| parse_python_value(m.as_str()));
+        let state = caps
+            .name("state")
+            .map_or("complete", |m| m.as_str())
+            .to_string();
+        let phase = caps.name("phase").map(|m| m.as_str().to_ascii_lowercase());
+        match phase.as_deref() {
+            Some("start" | "begin" | "started" | "begins") => {
+                let trial = trial.unwrap_or_else(|| self.next_id());
+                self.open = Some(trial.clone());
+                vec![TrialBoundary::Start {
+                    t_ns,
+                    trial,
+                    params,
+                    source: TrialSource::Regex,
+                }]
+            }
+            Some("end" | "finish" | "finished" | "done" | "ended") => {
+                let trial = trial
+                    .or_else(|| self.open.clone())
+                    .unwrap_or_else(|| self.next_id());
+                self.open = None;
+                self.last_end_ns = t_ns;
+                vec![TrialBoundary::End {
+                    t_ns,
+                    trial,
+                    state,
+                    value,
+                }]
+            }
+            _ => {
+                let trial = trial.unwrap_or_else(|| self.next_id());
+                self.sequential(&trial, params, &state, value, TrialSource::Regex, t_ns)
+            }
+        }
+    }
+
+    fn next_id(&self) -> String {
+        format!("t{}", self.last_end_ns)
+    }
+
+    /// A trial reported only at its end: it ran since the previous one ended.
+    fn sequential(
+        &mut self,
+        trial: &str,
+        params: BTreeMap<String, Value>,
+        state: &str,
+        value: Option<Value>,
+        source: TrialSource,
+        t_ns: u64,
+    ) -> Vec<TrialBoundary> {
+        let start = TrialBoundary::Start {
+            t_ns: self.last_end_ns.min(t_ns),
+            trial: trial.to_string(),
+            params,
+            source,
+        };
+        self.last_end_ns = t_ns;
+        vec![
+            start,
+            TrialBoundary::End {
+                t_ns,
+                trial: trial.to_string(),
+                state: state.into(),
+                value,
+            },
+        ]
+    }
+}
+
+/// Parses a Python dict literal as Optuna prints it: `{'lr': 0.01, 'opt': 'adam', 'n': None}`.
+/// Values it cannot read are kept as their text, never dropped.
+pub fn parse_python_dict(text: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    let inner = text.trim().trim_start_matches('{').trim_end_matches('}');
+    for item in split_top_level(inner) {
+        let Some((key, value)) = split_key(&item) else {
+            continue;
+        };
+        out.insert(unquote(key.trim()), parse_python_value(value.trim()));
+    }
+    out
+}
+
+/// One Python literal: a number, a quoted string, True/False/None, or a list/tuple of those.
+pub fn parse_python_value(text: &str) -> Value {
+    let text = text.trim();
+    match text {
+        "True" | "true" => return Value::Bool(true),
+        "False" | "false" => return Value::Bool(false),
+        "None" | "null" => return Value::Null,
+        _ => {}
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return Value::from(n);
+    }
+    if let Ok(x) = text.parse::<f64>() {
+        if let Some(n) = serde_json::Number::from_f64(x) {
+            return Value::Number(n);
+        }
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() >= 2
+        && matches!(
+            (bytes[0], bytes[bytes.len() - 1]),
+            (b'[', b']') | (b'(', b')')
+        )
+    {
+        return Value::Array(
+            split_top_level(&text[1..text.len() - 1])
+                .iter()
+                .map(|s| parse_python_value(s))
+                .collect(),
+        );
+    }
+    Value::String(unquote(text))
+}
+
+fn unquote(text: &str) -> String {
+    let b = text.as_bytes();
+    if b.len() >= 2 && (b[0] == b'\'' || b[0] == b'"') && b[b.len() - 1] == b[0] {
+        let inner = &text[1..text.len() - 1];
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some('n') => out.push('\n'),
+                    Some('t') => out.push('\t'),
+                    Some(other) => out.push(other),
+                    None => {}
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return out;
+    }
+    text.to_string()
+}
+
+/// Splits on commas that are outside quotes and brackets.
+fn split_top_level(text: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut quote, mut escaped) = (0i32, None::<char>, false);
+    let mut current = String::new();
+    for c in text.chars() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '[' | '(' | '{' => depth += 1,
+                ']' | ')' | '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(std::mem::take(&mut current));
+                    continue;
+                }
+                _ => {}
+            },
+        }
+        current.push(c);
+    }
+    if !current.trim().is_empty() {
+        parts.push(current);
+    }
+    parts
+}
+
+/// Splits `'key': value` at the first colon outside the quoted key.
+fn split_key(item: &str) -> Option<(&str, &str)> {
+    let trimmed = item.trim_start();
+    let offset = item.len() - trimmed.len();
+    let first = trimmed.chars().next()?;
+    let key_end = if first == '\'' || first == '"' {
+        trimmed[1..].find(first)? + 2
+    } else {
+        trimmed.find(':')?
+    };
+    let colon = trimmed[key_end..].find(':')? + key_end;
+    Some((&item[offset..offset + key_end], &trimmed[colon + 1..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ends(boundaries: &[TrialBoundary]) -> Vec<(String, String)> {
+        boundaries
+            .iter()
+            .filter_map(|b| match b {
+                TrialBoundary::End { trial, state, .. } => Some((trial.clone(), state.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn marker_protocol() {
+        let mut p = TrialParser::new(None, 0);
+        let start = p.on_line("MEMWARDEN trial_start 7 lr=0.01 opt=adam batch_size=64", 10);
+        assert_eq!(
+            start,
+            vec![TrialBoundary::Start {
+                t_ns: 10,
+                trial: "7".into(),
+                params: [
+                    ("lr", json!(0.01)),
+                    ("opt", json!("adam")),
+                    ("batch_size", json!(64))
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+                source: TrialSource::Marker,
+            }]
+        );
+        let end = p.on_line("[worker] MEMWARDEN trial_end 7 status=pruned value=0.5", 20);
+        assert_eq!(
+            end,
+            vec![TrialBoundary::End {
+                t_ns: 20,
+                trial: "7".into(),
+                state: "pruned".into(),
+                value: Some(json!(0.5))
+            }]
+        );
+        assert!(p.on_line("MEMWARDEN trial_bogus", 30).is_empty());
+        assert!(p.on_line("MEMWARDEN trial_start", 30).is_empty());
+    }
+
+    #[test]
+    fn optuna_lines_are_sequential_trials_with_parameters() {
+        let mut p = TrialParser::new(None, 5);
+        let lines = [
+            "[I 2024-05-01 10:00:01,123] Trial 0 finished with value: 0.25 and parameters: {'lr': 0.001, 'optimizer': 'adam', 'layers': 3, 'dropout': None}. Best is trial 0 with value: 0.25.",
+            "[I 2024-05-01 10:00:02,000] Trial 1 pruned. ",
+            "[W 2024-05-01 10:00:03,000] Trial 2 failed with parameters: {'lr': 0.1, 'name': \"it's, odd\"} because of the following error: ValueError('x').",
+            "[I 2024-05-01 10:00:04,000] Trial 3 finished with values: [0.1, 2.0] and parameters: {'x': [1, 2]}. ",
+            "[W 2024-05-01 10:00:05,000] Trial 4 failed with value None.",
+        ];
+        let out: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| p.on_line(l, 100 * (i as u64 + 1)))
+            .collect();
+        assert_eq!(
+            ends(&out),
+            [
+                ("0", "complete"),
+                ("1", "pruned"),
+                ("2", "failed"),
+                ("3", "complete"),
+                ("4", "failed")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+        );
+        let TrialBoundary::Start {
+            t_ns,
+            params,
+            source,
+            ..
+        } = &out[0]
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!((*t_ns, *source), (5, TrialSource::Optuna));
+        assert_eq!(params["lr"], json!(0.001));
+        assert_eq!(params["optimizer"], json!("adam"));
+        assert_eq!(params["layers"], json!(3));
+        assert_eq!(params["dropout"], Value::Null);
+        // The second trial starts where the first ended.
+        let TrialBoundary::Start { t_ns, .. } = &out[2] else {
+            panic!()
+        };
+        assert_eq!(*t_ns, 100);
+        let TrialBoundary::Start { params, .. } = &out[4] else {
+            panic!()
+        };
+        assert_eq!(params["name"], json!("it's, odd"));
+        let TrialBoundary::End { value, .. } = &out[1] else {
+            panic!()
+        };
+        assert_eq!(value, &Some(json!(0.25)));
+        let TrialBoundary::Start { params, .. } = &out[6] else {
+            panic!()
+        };
+        assert_eq!(params["x"], json!([1, 2]));
+    }
+
+    #[test]
+    fn optuna_lines_are_ignored_once_markers_are_used() {
+        let mut p = TrialParser::new(None, 0);
+        p.on_line("MEMWARDEN trial_start 0", 1);
+        assert!(p
+            .on_line(
+                "Trial 0 finished with value: 1.0 and parameters: {'a': 1}. ",
+                2
+            )
+            .is_empty());
+    }
+
+    #[test]
+    fn user_regex_with_phase_and_params() {
+        let regex = Regex::new(r"epoch (?P<trial>\d+) (?P<phase>start|end) bs=(?P<bs>\d+)").ok();
+        let mut p = TrialParser::new(regex, 0);
+        let start = p.on_line("epoch 3 start bs=32", 1);
+        let TrialBoundary::Start {
+            trial,
+            params,
+            source,
+            ..
+        } = &start[0]
+        else {
+            panic!()
+        };
+        assert_eq!((trial.as_str(), *source), ("3", TrialSource::Regex));
+        assert_eq!(params["bs"], json!(32));
+        assert_eq!(
+            ends(&p.on_line("epoch 3 end bs=32", 2)),
+            vec![("3".into(), "complete".into())]
+        );
+        // Without a phase group, each match is a sequential trial.
+        let mut q = TrialParser::new(Regex::new(r"done (?P<trial>\w+)").ok(), 0);
+        assert_eq!(q.on_line("done a", 7).len(), 2);
+        assert!(q.on_line("MEMWARDEN trial_start 1", 8).is_empty());
+    }
+
+    #[test]
+    fn odd_values_are_kept_as_text() {
+        assert_eq!(parse_python_value("1e-05"), json!(1e-05));
+        assert_eq!(parse_python_value("nan"), json!("nan"));
+        assert_eq!(
+            parse_python_value("<object at 0x1>"),
+            json!("<object at 0x1>")
+        );
+        assert_eq!(parse_python_dict("{}"), BTreeMap::new());
+        assert_eq!(parse_python_dict("{'a': (1, 'b')}")["a"], json!([1, "b"]));
+    }
+}

@@ -1,0 +1,8 @@
+//! memwarden's integration tests: one binary, one module per area. Tests that spawn processes
+//! use the real `memwarden` binary and its fixture worker, stay far below 2 GiB all together,
+//! and reap everything they start.
+
+mod probe;
+mod recording;
+mod run;
+mod util;

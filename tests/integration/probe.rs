@@ -1,0 +1,115 @@
+//! The /proc reader on a fake tree of captured kernel text (fixtures/proc).
+
+use memwarden::probe::{condense, host_facts, ProcRoot, ProcessHandle, SystemProbe};
+
+fn root() -> ProcRoot {
+    ProcRoot::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/proc"))
+}
+
+#[test]
+fn cheap_counters_come_from_status() {
+    let mut process = ProcessHandle::try_open(&root(), 4243).expect("fixture process 4243");
+    assert_eq!(process.ppid, 4242);
+    assert_eq!(process.start_ticks, 502725);
+    assert!(
+        process.command.contains("fixture-worker"),
+        "{}",
+        process.command
+    );
+    let cheap = process.try_cheap().expect("status parses");
+    assert_eq!(cheap.rss, 10500 * 1024);
+    assert_eq!(cheap.anon, 7756 * 1024);
+    assert_eq!(cheap.file, 2744 * 1024);
+    assert_eq!((cheap.shmem, cheap.swap), (0, 0));
+    // Reading again through the kept-open handle gives the same values.
+    assert_eq!(process.try_cheap(), Some(cheap));
+}
+
+#[test]
+fn rollup_gives_pss_and_uss() {
+    let mut process = ProcessHandle::try_open(&root(), 4242).expect("fixture process 4242");
+    let rollup = process.try_rollup().expect("smaps_rollup parses");
+    assert_eq!(rollup.pss, 14144 * 1024);
+    let text = std::fs::read_to_string(root().path().join("4242/smaps_rollup")).expect("fixture");
+    let field = |name: &str| -> u64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(name))
+            .expect("field present");
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("number")
+    };
+    assert_eq!(
+        rollup.uss,
+        (field("Private_Clean:") + field("Private_Dirty:")) * 1024
+    );
+}
+
+#[test]
+fn children_and_smaps() {
+    let mut parent = ProcessHandle::try_open(&root(), 4242).expect("fixture process 4242");
+    assert_eq!(parent.try_children(), vec![4243]);
+    let maps = parent.try_smaps().expect("smaps parses");
+    let rows = condense(&maps);
+    let rss: u64 = rows.iter().map(|r| r.rss).sum();
+    let total_rss: u64 = maps
+        .0
+        .iter()
+        .map(|m| m.extension.map.get("Rss").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(rss, total_rss, "condensing keeps every resident byte");
+    assert!(
+        rows.iter()
+            .any(|r| r.name == "[heap]" || r.name == "[anon]"),
+        "{rows:?}"
+    );
+    let libc = rows.iter().filter(|r| r.name.contains("libc.so")).count();
+    assert_eq!(libc, 1, "a library's regions are summed into one row");
+}
+
+#[test]
+fn a_missing_process_is_none_not_an_error() {
+    assert!(ProcessHandle::try_open(&root(), 99999).is_none());
+}
+
+#[test]
+fn system_memory_pressure_and_own_rss() {
+    let mut probe = SystemProbe::open(&root()).expect("fixture meminfo");
+    assert!(probe.has_pressure());
+    let sample = probe.sample().expect("meminfo parses");
+    let meminfo = std::fs::read_to_string(root().path().join("meminfo")).expect("fixture");
+    let kib = |name: &str| -> u64 {
+        let line = meminfo
+            .lines()
+            .find(|l| l.starts_with(name))
+            .expect("field present");
+        line.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .expect("number")
+    };
+    assert_eq!(sample.mem_total_bytes, kib("MemTotal:") * 1024);
+    assert_eq!(sample.mem_available_bytes, kib("MemAvailable:") * 1024);
+    assert_eq!(sample.psi_some_avg10, Some(1.5));
+    assert_eq!(sample.psi_full_avg10, Some(0.75));
+    assert_eq!(sample.psi_full_total_us, Some(65432));
+    assert!(sample.harness_rss_bytes > 0);
+    let facts = host_facts(&root());
+    assert_eq!(facts.host, "fixture-host");
+    assert_eq!(facts.kernel, "6.1.0-fixture");
+}
+
+#[test]
+fn no_pressure_file_means_no_pressure_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(root().path().join("meminfo"), dir.path().join("meminfo")).expect("copy");
+    let mut probe = SystemProbe::open(&ProcRoot::new(dir.path())).expect("meminfo only");
+    assert!(!probe.has_pressure());
+    let sample = probe.sample().expect("sample");
+    assert_eq!(
+        (sample.psi_some_avg10, sample.psi_full_total_us),
+        (None, None)
+    );
+}

@@ -1,0 +1,453 @@
+//! `memwarden run` and `attach` on the fixture worker: what must be visible in a recording.
+
+use crate::util::*;
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_leak_of_8_mib_per_trial_shows_in_pss_and_anonymous_memory() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        &["--interval", "50ms"],
+        &[
+            "--trials",
+            "8",
+            "--trial-ms",
+            "150",
+            "--gap-ms",
+            "300",
+            "--leak-mib",
+            "8",
+        ],
+    );
+    let (main, _) = pids(&dir);
+    for column in ["pss", "anon"] {
+        let retained = retained_per_trial(&dir, 0, main[&0], column);
+        assert!(
+            retained.len() >= 7,
+            "{column}: too few gap samples: {retained:?}"
+        );
+        let growth = slope(&retained) / MIB;
+        assert!(
+            (growth - 8.0).abs() <= 0.8,
+            "{column}: {growth:.2} MiB per trial, expected 8 ± 10%"
+        );
+    }
+}
+
+#[test]
+fn a_forked_childs_leak_is_recorded_on_the_child() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        &["--interval", "50ms"],
+        &[
+            "--trials",
+            "6",
+            "--trial-ms",
+            "150",
+            "--gap-ms",
+            "300",
+            "--leak-mib",
+            "8",
+            "--child-leak",
+        ],
+    );
+    let (main, all) = pids(&dir);
+    let child = *all[&0]
+        .iter()
+        .find(|&&p| p != main[&0])
+        .expect("the forked child was seen");
+    let child_growth = slope(&retained_per_trial(&dir, 0, child, "anon")) / MIB;
+    let parent_growth = slope(&retained_per_trial(&dir, 0, main[&0], "anon")) / MIB;
+    assert!(
+        (child_growth - 8.0).abs() <= 0.8,
+        "child grew {child_growth:.2} MiB per trial"
+    );
+    assert!(
+        parent_growth.abs() < 0.5,
+        "parent grew {parent_growth:.2} MiB per trial"
+    );
+}
+
+#[test]
+fn a_shared_memory_leak_is_recorded_as_shmem() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        &["--interval", "50ms"],
+        &[
+            "--trials",
+            "6",
+            "--trial-ms",
+            "150",
+            "--gap-ms",
+            "300",
+            "--leak-mib",
+            "4",
+            "--shmem",
+        ],
+    );
+    let (main, _) = pids(&dir);
+    let shmem = slope(&retained_per_trial(&dir, 0, main[&0], "shmem")) / MIB;
+    let anon = slope(&retained_per_trial(&dir, 0, main[&0], "anon")) / MIB;
+    assert!(
+        (shmem - 4.0).abs() <= 0.4,
+        "shmem grew {shmem:.2} MiB per trial"
+    );
+    assert!(anon.abs() < 0.5, "anon grew {anon:.2} MiB per trial");
+    let smaps = export(&dir, "smaps");
+    assert!(
+        smaps
+            .rows
+            .iter()
+            .any(|r| r[smaps.column("mapping")].contains("memfd:memwarden-fixture-shm")),
+        "the shared mapping is named in the trial-boundary smaps"
+    );
+}
+
+#[test]
+fn optuna_log_lines_give_trials_with_parameters() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        &[],
+        &[
+            "--trials",
+            "4",
+            "--trial-ms",
+            "50",
+            "--gap-ms",
+            "50",
+            "--optuna",
+            "--param",
+            "lr=0.01,0.001",
+            "--param",
+            "optimizer=adam,sgd",
+        ],
+    );
+    let trials = memwarden::recording::Recording::open(&dir)
+        .expect("opens")
+        .trials();
+    assert_eq!(trials.len(), 4, "{trials:?}");
+    for (k, trial) in trials.iter().enumerate() {
+        assert_eq!(trial.trial, k.to_string());
+        assert_eq!(trial.state, "complete");
+        let lr = if k % 2 == 0 { 0.01 } else { 0.001 };
+        assert_eq!(trial.params["lr"], serde_json::json!(lr));
+        assert_eq!(
+            trial.params["optimizer"],
+            serde_json::json!(if k % 2 == 0 { "adam" } else { "sgd" })
+        );
+        if k > 0 {
+            assert_eq!(
+                trial.start_ns,
+                trials[k - 1].end_ns,
+                "a sequential trial starts where the last ended"
+            );
+        }
+    }
+    // The same table as users get it.
+    let out = memwarden()
+        .args(["export", "--table", "trials"])
+        .arg(&dir)
+        .output()
+        .expect("export");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .next()
+            .is_some_and(|h| h.contains("param_lr") && h.contains("param_optimizer")),
+        "{text}"
+    );
+}
+
+#[test]
+fn garbage_huge_and_non_utf8_lines_neither_crash_nor_stall_nor_grow_the_harness() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let started = Instant::now();
+    run_fixture(
+        &dir,
+        &["--interval", "50ms"],
+        &[
+            "--trials",
+            "5",
+            "--trial-ms",
+            "100",
+            "--gap-ms",
+            "100",
+            "--garbage",
+        ],
+    );
+    let trials = memwarden::recording::Recording::open(&dir)
+        .expect("opens")
+        .trials();
+    assert_eq!(
+        trials.len(),
+        5,
+        "the garbage line `MEMWARDEN trial_\\xff` is no trial: {trials:?}"
+    );
+    assert!(trials.iter().all(|t| t.state == "complete"));
+    // Not stalled: each trial was seen within its own time slot (~200 ms apart), not in a burst.
+    let ends: Vec<u64> = trials.iter().filter_map(|t| t.end_ns).collect();
+    assert!(
+        ends.windows(2).all(|w| w[1] - w[0] > 100_000_000),
+        "trial ends bunched up: {ends:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+    let log = std::fs::read(dir.join("logs/worker-0.log")).expect("worker log");
+    let log = String::from_utf8(log).expect("the log is valid UTF-8 whatever the worker printed");
+    assert!(
+        log.contains("more bytes cut]"),
+        "long lines are cut in the log"
+    );
+    let system = export(&dir, "system");
+    let rss: Vec<f64> = system
+        .rows
+        .iter()
+        .filter_map(|r| system.get(r, "harness_rss"))
+        .collect();
+    let (low, high) = rss
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(
+        high - low < 32.0 * MIB,
+        "harness RSS grew from {low} to {high}"
+    );
+}
+
+#[test]
+fn sigkill_of_the_harness_leaves_no_worker_and_a_readable_recording() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let mut harness = memwarden()
+        .args(["run", "--workers", "2", "--out"])
+        .arg(&dir)
+        .args([
+            "--",
+            &exe(),
+            "fixture-worker",
+            "--trials",
+            "1000",
+            "--trial-ms",
+            "100",
+            "--gap-ms",
+            "50",
+            "--leak-mib",
+            "1",
+            "--child-leak",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("memwarden starts");
+    // Wait until both workers and their children are recorded and trials are running.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recorded = loop {
+        let (_, all) = if dir.join("manifest.json").exists() {
+            pids(&dir)
+        } else {
+            Default::default()
+        };
+        let trials = if all.len() == 2 {
+            memwarden::recording::Recording::open(&dir)
+                .map(|r| r.trials().len())
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        if all.values().all(|p| p.len() == 2) && all.len() == 2 && trials >= 4 {
+            break all;
+        }
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_wall_ns = memwarden::clock::wall_ns();
+    harness.kill().expect("SIGKILL");
+    harness.wait().expect("reaped");
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let pids: Vec<i32> = recorded.values().flatten().copied().collect();
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "still alive 2 s after the harness died: {:?}",
+            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let manifest = memwarden::recording::read_manifest(&dir).expect("manifest reads");
+    assert_eq!(
+        manifest.status,
+        memwarden::recording::RunStatus::Running,
+        "an abrupt end stays visible"
+    );
+    let system = export(&dir, "system");
+    let last_wall = system
+        .rows
+        .iter()
+        .filter_map(|r| system.get(r, "wall_ns"))
+        .fold(0.0, f64::max);
+    let lost = (killed_wall_ns as f64 - last_wall) / 1e9;
+    assert!(lost < 1.0, "the recording ends {lost:.3} s before the kill");
+    let samples = export(&dir, "samples");
+    assert!(samples.rows.len() > 20);
+}
+
+#[test]
+fn a_sigterm_ignoring_worker_is_killed_after_the_grace_period() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let started = Instant::now();
+    let out = memwarden()
+        .args(["run", "--duration", "1s", "--grace", "500ms", "--out"])
+        .arg(&dir)
+        .args([
+            "--",
+            &exe(),
+            "fixture-worker",
+            "--trials",
+            "1000",
+            "--ignore-sigterm",
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    let exit = recording.events.iter().find_map(|e| match e.kind {
+        memwarden::recording::EventKind::WorkerExit { signal, .. } => Some(signal),
+        _ => None,
+    });
+    assert_eq!(
+        exit,
+        Some(Some(9)),
+        "killed by SIGKILL after ignoring SIGTERM"
+    );
+    assert_eq!(
+        recording.manifest.status,
+        memwarden::recording::RunStatus::Finished
+    );
+}
+
+#[test]
+fn sigterm_to_the_harness_stops_workers_and_closes_the_recording() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let mut harness = memwarden()
+        .args(["run", "--workers", "2", "--out"])
+        .arg(&dir)
+        .args([
+            "--",
+            &exe(),
+            "fixture-worker",
+            "--trials",
+            "1000",
+            "--trial-ms",
+            "50",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(dir.join("manifest.json").exists() && pids(&dir).0.len() == 2) {
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (main, _) = pids(&dir);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(harness.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal");
+    let status = harness.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(main.values().all(|&p| !alive(p)));
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    assert_eq!(
+        recording.manifest.status,
+        memwarden::recording::RunStatus::Finished
+    );
+    let exits = recording
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.kind,
+                memwarden::recording::EventKind::WorkerExit {
+                    signal: Some(15),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(exits, 2);
+}
+
+#[test]
+fn attach_records_a_running_process_and_follows_its_log() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let log_path = temp.path().join("worker.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut worker = std::process::Command::new(exe())
+        .args([
+            "fixture-worker",
+            "--trials",
+            "8",
+            "--trial-ms",
+            "100",
+            "--gap-ms",
+            "100",
+            "--leak-mib",
+            "2",
+            "--hold-ms",
+            "300",
+        ])
+        .stdout(log)
+        .spawn()
+        .expect("worker starts");
+    let out = memwarden()
+        .args(["attach", "--interval", "50ms", "--out"])
+        .arg(&dir)
+        .arg("--log")
+        .arg(&log_path)
+        .arg(worker.id().to_string())
+        .output()
+        .expect("attach runs");
+    worker.wait().expect("worker reaped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    assert_eq!(recording.manifest.mode, "attach");
+    assert!(
+        recording.trials().len() >= 6,
+        "trials from the followed log: {:?}",
+        recording.trials()
+    );
+    let samples = export(&dir, "samples");
+    let pid = worker.id() as f64;
+    assert!(
+        samples
+            .rows
+            .iter()
+            .filter(|r| samples.get(r, "pid") == Some(pid))
+            .count()
+            > 10
+    );
+}
