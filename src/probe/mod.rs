@@ -8,7 +8,7 @@ mod process;
 mod smaps;
 mod system;
 
-pub use process::{Cheap, ProcessHandle, Rollup};
+pub use process::{scan_status, Cheap, ProcessHandle, Rollup};
 pub use smaps::condense;
 pub use system::{host_facts, HostFacts, SystemProbe};
 
@@ -34,33 +34,29 @@ impl ProcRoot {
     }
 }
 
-/// Reads a whole /proc file from offset 0 into `buf` through an already-open handle. /proc files
-/// are generated on read, so re-reading an open handle gives fresh values without an open().
-pub(crate) fn read_fresh(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads a whole /proc file from offset 0 into `buf` through an already-open handle and returns
+/// its length; the content is `buf[..len]`. /proc files are generated on read, so re-reading an
+/// open handle gives fresh values without an open(). The kernel's seq_file fills a read entirely
+/// unless the end is reached, so a short read is the end: one syscall for a small file. `buf`
+/// keeps its length between calls so it is not zeroed again each time.
+pub(crate) fn read_fresh(file: &std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     use std::os::unix::fs::FileExt;
-    buf.clear();
-    if buf.capacity() < 4096 {
-        buf.reserve(4096);
+    if buf.len() < 4096 {
+        buf.resize(4096, 0);
     }
+    let mut filled = 0;
     loop {
-        let filled = buf.len();
-        buf.resize(buf.capacity(), 0);
         match file.read_at(&mut buf[filled..], filled as u64) {
-            Ok(0) => {
-                buf.truncate(filled);
-                return Ok(());
-            }
             Ok(n) => {
-                buf.truncate(filled + n);
-                if buf.len() == buf.capacity() {
-                    buf.reserve(buf.capacity());
+                filled += n;
+                if filled < buf.len() {
+                    return Ok(filled);
                 }
+                let grown = buf.len() * 2;
+                buf.resize(grown, 0);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(filled),
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(e);
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
 }

@@ -21,7 +21,7 @@ impl SystemProbe {
             pressure: File::open(root.path().join("pressure/memory")).ok(),
             own_statm: File::open(root.path().join("self/statm")).ok(),
             page_size: page_size(),
-            buf: Vec::with_capacity(8192),
+            buf: Vec::new(),
         })
     }
 
@@ -30,8 +30,8 @@ impl SystemProbe {
     }
 
     pub fn sample(&mut self) -> std::io::Result<SystemSample> {
-        read_fresh(&self.meminfo, &mut self.buf)?;
-        let meminfo = Meminfo::from_buf_read(&self.buf[..]).map_err(std::io::Error::other)?;
+        let len = read_fresh(&self.meminfo, &mut self.buf)?;
+        let meminfo = Meminfo::from_buf_read(&self.buf[..len]).map_err(std::io::Error::other)?;
         let mut sample = SystemSample {
             mem_total_bytes: meminfo.mem_total,
             // Kernels before 3.14 lack MemAvailable; free + cached is the classic estimate.
@@ -43,8 +43,8 @@ impl SystemProbe {
             ..SystemSample::default()
         };
         if let Some(file) = &self.pressure {
-            if read_fresh(file, &mut self.buf).is_ok() {
-                if let Ok(psi) = MemoryPressure::from_buf_read(&self.buf[..]) {
+            if let Ok(len) = read_fresh(file, &mut self.buf) {
+                if let Ok(psi) = MemoryPressure::from_buf_read(&self.buf[..len]) {
                     sample.psi_some_avg10 = Some(psi.some.avg10);
                     sample.psi_full_avg10 = Some(psi.full.avg10);
                     sample.psi_some_total_us = Some(psi.some.total);
@@ -53,8 +53,9 @@ impl SystemProbe {
             }
         }
         if let Some(file) = &self.own_statm {
-            if read_fresh(file, &mut self.buf).is_ok() {
-                let resident = procfs::process::StatM::from_read(&self.buf[..]).map(|s| s.resident);
+            if let Ok(len) = read_fresh(file, &mut self.buf) {
+                let resident =
+                    procfs::process::StatM::from_read(&self.buf[..len]).map(|s| s.resident);
                 sample.harness_rss_bytes = resident.unwrap_or(0) * self.page_size;
             }
         }

@@ -126,7 +126,7 @@ impl RecordingWriter {
         let _ = self.sender.tx.send(Message::Close);
         self.handle
             .join()
-            .unwrap_or_else(|_| Err(RecordingError::WriterPanicked))
+            .unwrap_or(Err(RecordingError::WriterPanicked))
     }
 }
 

@@ -231,8 +231,11 @@ impl SamplerLoop {
         let system = self.system.sample().unwrap_or_default();
         let mut events = Vec::new();
         let mut processes = Vec::new();
+        let ticks_per_second =
+            (1_000_000_000 / self.config.interval.as_nanos().max(1)).max(1) as u64;
+        let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         for tree in self.workers.values_mut() {
-            for (pid, cheap) in tree.sample(&self.config.root, &mut events) {
+            for (pid, cheap) in tree.sample(&self.config.root, all_threads, &mut events) {
                 processes.push(ProcessSample {
                     worker: tree.worker,
                     pid,

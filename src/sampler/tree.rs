@@ -61,10 +61,13 @@ impl WorkerTree {
     }
 
     /// Reads the cheap counters of every tracked process, drops the ones that are gone and
-    /// adopts new children. Returns `(pid, counters)` for the processes read.
+    /// adopts new children: those of main threads every tick, those of all threads when
+    /// `all_threads` (a thread walk costs more than the rest of a tick, so the sampler asks once
+    /// a second). Returns `(pid, counters)` for the processes read.
     pub fn sample(
         &mut self,
         root: &ProcRoot,
+        all_threads: bool,
         events: &mut Vec<(u32, EventKind)>,
     ) -> Vec<(i32, Cheap)> {
         let mut read = Vec::with_capacity(self.processes.len());
@@ -74,7 +77,12 @@ impl WorkerTree {
             match tracked.handle.try_cheap() {
                 Some(cheap) => {
                     read.push((pid, cheap));
-                    for child in tracked.handle.try_children() {
+                    let found = if all_threads {
+                        tracked.handle.try_children()
+                    } else {
+                        tracked.handle.try_main_children()
+                    };
+                    for child in found {
                         children.push((pid, child));
                     }
                 }
@@ -122,7 +130,7 @@ mod tests {
             "a missing pid is not adopted"
         );
         let read: Vec<i32> = tree
-            .sample(&root, &mut events)
+            .sample(&root, false, &mut events)
             .iter()
             .map(|(pid, _)| *pid)
             .collect();
@@ -136,7 +144,7 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![(3, 4242, 1), (3, 4243, 4242)]);
         events.clear();
-        assert_eq!(tree.sample(&root, &mut events).len(), 2);
+        assert_eq!(tree.sample(&root, false, &mut events).len(), 2);
         assert!(
             events.is_empty(),
             "nothing new on the second tick: {events:?}"

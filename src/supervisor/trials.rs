@@ -62,10 +62,10 @@ impl TrialParser {
             let Some(caps) = regex.captures(line) else {
                 return Vec::new();
             };
-            return self.from_regex(regex.clone(), &caps, t_ns);
+            return self.parse_regex_match(regex.clone(), &caps, t_ns);
         }
         if let Some(at) = line.find("MEMWARDEN trial_") {
-            if let Some(boundaries) = self.from_marker(&line[at + "MEMWARDEN ".len()..], t_ns) {
+            if let Some(boundaries) = self.parse_marker(&line[at + "MEMWARDEN ".len()..], t_ns) {
                 self.seen_marker = true;
                 return boundaries;
             }
@@ -99,7 +99,7 @@ impl TrialParser {
         Vec::new()
     }
 
-    fn from_marker(&mut self, rest: &str, t_ns: u64) -> Option<Vec<TrialBoundary>> {
+    fn parse_marker(&mut self, rest: &str, t_ns: u64) -> Option<Vec<TrialBoundary>> {
         let mut words = rest.split_ascii_whitespace();
         let verb = words.next()?;
         let trial = words.next()?.to_string();
@@ -138,7 +138,7 @@ impl TrialParser {
         }
     }
 
-    fn from_regex(
+    fn parse_regex_match(
         &mut self,
         regex: Regex,
         caps: &regex::Captures,

@@ -113,3 +113,26 @@ fn no_pressure_file_means_no_pressure_values() {
         (None, None)
     );
 }
+
+#[test]
+fn the_tick_status_scan_agrees_with_procfs() {
+    use procfs::FromBufRead;
+    for pid in ["4242", "4243", "self"] {
+        let path = if pid == "self" {
+            "/proc/self/status".into()
+        } else {
+            root().path().join(pid).join("status")
+        };
+        let text = std::fs::read(path).expect("status");
+        let full = procfs::process::Status::from_buf_read(&text[..]).expect("procfs parses");
+        let cheap = memwarden::probe::scan_status(&text).expect("scan finds the fields");
+        assert_eq!(cheap.rss, full.vmrss.expect("VmRSS") * 1024);
+        assert_eq!(cheap.anon, full.rssanon.expect("RssAnon") * 1024);
+        assert_eq!(cheap.file, full.rssfile.expect("RssFile") * 1024);
+        assert_eq!(cheap.shmem, full.rssshmem.expect("RssShmem") * 1024);
+        assert_eq!(cheap.swap, full.vmswap.unwrap_or(0) * 1024);
+    }
+    // A zombie's status has no memory lines: no sample rather than zeros.
+    let zombie = b"Name:\tx\nState:\tZ (zombie)\nPid:\t7\n";
+    assert!(memwarden::probe::scan_status(zombie).is_none());
+}

@@ -104,7 +104,7 @@ pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Ve
             .get(k + 1)
             .and_then(|t| t.start_ns)
             .map_or(f64::INFINITY, |s| s as f64);
-        if let Some((_, value)) = series.iter().filter(|(t, _)| *t > end && *t < next).last() {
+        if let Some((_, value)) = series.iter().rfind(|(t, _)| *t > end && *t < next) {
             retained.push(*value);
         }
     }
