@@ -2,7 +2,7 @@
 //! this process and no other, so once it exits every read fails instead of reading a newcomer
 //! that got the same pid. The status file stays open too, sparing an open() per tick.
 
-use super::{read_fresh, ProcRoot};
+use super::{read_fresh, Layout, ProcRoot};
 use procfs::process::{MemoryMaps, Process, SmapsRollup};
 use procfs::FromBufRead;
 use std::fs::File;
@@ -69,7 +69,7 @@ impl ProcessHandle {
 
     /// RSS and its split. `None` once the process has exited (a zombie has no memory lines).
     pub fn try_cheap(&mut self) -> Option<Cheap> {
-        let len = read_fresh(&self.status, &mut self.buf).ok()?;
+        let len = read_fresh(&self.status, &mut self.buf, Layout::OneRecord).ok()?;
         scan_status(&self.buf[..len])
     }
 
@@ -79,7 +79,7 @@ impl ProcessHandle {
             self.rollup = Some(self.process.open_relative("smaps_rollup").ok()?);
         }
         let file = self.rollup.as_ref()?;
-        let len = read_fresh(file, &mut self.buf).ok()?;
+        let len = read_fresh(file, &mut self.buf, Layout::OneRecord).ok()?;
         let rollup = SmapsRollup::from_buf_read(&self.buf[..len]).ok()?;
         let cost_ns = started.elapsed().as_nanos() as u64;
         let map = &rollup.memory_map_rollup.0.first()?.extension.map;
@@ -94,7 +94,7 @@ impl ProcessHandle {
     /// The full memory map; costly (holds the target's mmap lock), taken at trial boundaries.
     pub fn try_smaps(&mut self) -> Option<MemoryMaps> {
         let file = self.process.open_relative("smaps").ok()?;
-        let len = read_fresh(&file, &mut self.buf).ok()?;
+        let len = read_fresh(&file, &mut self.buf, Layout::Records).ok()?;
         MemoryMaps::from_buf_read(&self.buf[..len]).ok()
     }
 
@@ -109,7 +109,7 @@ impl ProcessHandle {
         let Some(file) = &self.main_children else {
             return Vec::new();
         };
-        let Ok(len) = read_fresh(file, &mut self.buf) else {
+        let Ok(len) = read_fresh(file, &mut self.buf, Layout::Records) else {
             return Vec::new();
         };
         std::str::from_utf8(&self.buf[..len])

@@ -1,6 +1,6 @@
 //! System-wide memory and pressure, plus the facts about the host a manifest records.
 
-use super::{read_fresh, ProcRoot};
+use super::{read_fresh, Layout, ProcRoot};
 use crate::recording::SystemSample;
 use procfs::{FromBufRead, FromRead, Meminfo, MemoryPressure};
 use std::fs::File;
@@ -30,7 +30,7 @@ impl SystemProbe {
     }
 
     pub fn sample(&mut self) -> std::io::Result<SystemSample> {
-        let len = read_fresh(&self.meminfo, &mut self.buf)?;
+        let len = read_fresh(&self.meminfo, &mut self.buf, Layout::OneRecord)?;
         let meminfo = Meminfo::from_buf_read(&self.buf[..len]).map_err(std::io::Error::other)?;
         let mut sample = SystemSample {
             mem_total_bytes: meminfo.mem_total,
@@ -43,7 +43,7 @@ impl SystemProbe {
             ..SystemSample::default()
         };
         if let Some(file) = &self.pressure {
-            if let Ok(len) = read_fresh(file, &mut self.buf) {
+            if let Ok(len) = read_fresh(file, &mut self.buf, Layout::OneRecord) {
                 if let Ok(psi) = MemoryPressure::from_buf_read(&self.buf[..len]) {
                     sample.psi_some_avg10 = Some(psi.some.avg10);
                     sample.psi_full_avg10 = Some(psi.full.avg10);
@@ -53,7 +53,7 @@ impl SystemProbe {
             }
         }
         if let Some(file) = &self.own_statm {
-            if let Ok(len) = read_fresh(file, &mut self.buf) {
+            if let Ok(len) = read_fresh(file, &mut self.buf, Layout::OneRecord) {
                 let resident =
                     procfs::process::StatM::from_read(&self.buf[..len]).map(|s| s.resident);
                 sample.harness_rss_bytes = resident.unwrap_or(0) * self.page_size;

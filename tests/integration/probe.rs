@@ -136,3 +136,16 @@ fn the_tick_status_scan_agrees_with_procfs() {
     let zombie = b"Name:\tx\nState:\tZ (zombie)\nPid:\t7\n";
     assert!(memwarden::probe::scan_status(zombie).is_none());
 }
+
+#[test]
+fn a_multi_record_file_is_read_to_its_end() {
+    // smaps of this test process spans many 4 KiB reads; the kernel stops each read early
+    // before a record that does not fit, so a short read must not be taken as the end.
+    let pid = std::process::id() as i32;
+    let mut handle = ProcessHandle::try_open(&ProcRoot::default(), pid).expect("self");
+    let ours = handle.try_smaps().expect("smaps reads").0.len();
+    let theirs = procfs::process::Process::myself().expect("self").smaps().expect("procfs reads").0.len();
+    assert!(ours > 20, "{ours} mappings");
+    // Mappings may come and go between the two reads (test threads); allow a little slack.
+    assert!(ours.abs_diff(theirs) <= 4, "ours {ours}, procfs {theirs}");
+}
