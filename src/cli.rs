@@ -28,6 +28,9 @@ pub enum Command {
     Export(ExportArgs),
     /// Supervise two fixture workers (one leaking) for about a minute and record them.
     Demo(DemoArgs),
+    /// Kills the workers' process groups if the harness dies (started by the harness).
+    #[command(hide = true)]
+    Guardian,
     /// The fixture worker used by tests and the demo.
     #[command(hide = true)]
     FixtureWorker(crate::fixture_worker::FixtureArgs),

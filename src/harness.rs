@@ -12,7 +12,7 @@ use crate::recording::{
 };
 use crate::sampler::{Control, Sampler, SamplerConfig, SamplerStats};
 use crate::supervisor::{
-    group_alive, signal_group, spawn_worker, try_reap, BoundarySink, Exit, TrialBoundary,
+    group_alive, signal_group, spawn_worker, try_reap, BoundarySink, Exit, Guardian, TrialBoundary,
     TrialParser, WorkerOutput,
 };
 use anyhow::{bail, Context};
@@ -61,6 +61,8 @@ struct Worker {
     pid: i32,
     pgid: i32,
     exited: Option<Exit>,
+    /// The guardian no longer watches the group (it emptied and its id may be reused).
+    released: bool,
     /// Attach mode: the adopted process (its handle fails once it exits).
     adopted: Option<ProcessHandle>,
 }
@@ -156,6 +158,18 @@ pub fn record(
         });
     };
 
+    let mut guardian = match &workload {
+        Workload::Spawn { .. } => match Guardian::start() {
+            Ok(guardian) => Some(guardian),
+            Err(error) => {
+                let message = format!("no guardian ({error}): if memwarden is killed, only the workers' direct processes die with it");
+                eprintln!("memwarden: warning: {message}");
+                event(None, EventKind::Note { message });
+                None
+            }
+        },
+        Workload::Attach { .. } => None,
+    };
     let mut workers = Vec::new();
     let logs_dir = config.run_dir.join("logs");
     std::fs::create_dir_all(&logs_dir)
@@ -166,6 +180,9 @@ pub fn record(
                 for index in 0..*n {
                     let mut child = spawn_worker(argv, index, &config.run_dir, &[])?;
                     let pid = child.id() as i32;
+                    if let Some(guardian) = guardian.as_mut() {
+                        guardian.watch(pid);
+                    }
                     event(
                         Some(index),
                         EventKind::WorkerStart {
@@ -189,6 +206,7 @@ pub fn record(
                         pid,
                         pgid: pid,
                         exited: None,
+                        released: false,
                         adopted: None,
                     });
                 }
@@ -226,6 +244,7 @@ pub fn record(
                         pid,
                         pgid,
                         exited: None,
+                        released: true,
                         adopted: Some(handle),
                     });
                 }
@@ -246,6 +265,9 @@ pub fn record(
                 },
             );
             stop_workers(&mut workers, &config, &event);
+            if let Some(guardian) = guardian {
+                guardian.finish();
+            }
             finish(
                 writer,
                 compactor,
@@ -273,6 +295,17 @@ pub fn record(
                     }
                 }
             }
+            for worker in workers
+                .iter_mut()
+                .filter(|w| w.exited.is_some() && !w.released)
+            {
+                if !group_alive(worker.pgid) {
+                    worker.released = true;
+                    if let Some(guardian) = guardian.as_mut() {
+                        guardian.release(worker.pgid);
+                    }
+                }
+            }
             if stop.load(Ordering::Relaxed) {
                 break "stop requested (signal)".to_string();
             }
@@ -292,6 +325,9 @@ pub fn record(
         },
     );
     stop_workers(&mut workers, &config, &event);
+    if let Some(guardian) = guardian {
+        guardian.finish();
+    }
     // Pumps end when the last writer of each pipe is gone; a process that escaped its group
     // could hold one open forever, so they get a bounded wait.
     let pump_deadline = Instant::now() + Duration::from_secs(2);

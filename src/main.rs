@@ -10,6 +10,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => commands::attach(args),
         Command::Export(args) => commands::export(args),
         Command::Demo(args) => commands::demo(args),
+        Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),
         Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),
     };
     match result {

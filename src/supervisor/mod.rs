@@ -2,12 +2,14 @@
 //! output, learning trial boundaries from it, and stopping them (SIGTERM to the group, a grace
 //! period, then SIGKILL).
 
+mod guardian;
 mod lines;
 mod output;
 mod spawn;
 mod tail;
 pub mod trials;
 
+pub use guardian::{guard, Guardian};
 pub use lines::{Line, LineSplitter};
 pub use output::{BoundarySink, WorkerOutput, MAX_LINE_BYTES};
 pub use spawn::{group_alive, signal_group, spawn_worker, try_reap, Exit, SpawnError};

@@ -144,7 +144,12 @@ fn a_multi_record_file_is_read_to_its_end() {
     let pid = std::process::id() as i32;
     let mut handle = ProcessHandle::try_open(&ProcRoot::default(), pid).expect("self");
     let ours = handle.try_smaps().expect("smaps reads").0.len();
-    let theirs = procfs::process::Process::myself().expect("self").smaps().expect("procfs reads").0.len();
+    let theirs = procfs::process::Process::myself()
+        .expect("self")
+        .smaps()
+        .expect("procfs reads")
+        .0
+        .len();
     assert!(ours > 20, "{ours} mappings");
     // Mappings may come and go between the two reads (test threads); allow a little slack.
     assert!(ours.abs_diff(theirs) <= 4, "ours {ours}, procfs {theirs}");

@@ -451,3 +451,36 @@ fn attach_records_a_running_process_and_follows_its_log() {
             > 10
     );
 }
+
+#[test]
+fn sigkill_of_the_harness_also_kills_grandchildren_of_a_shell_wrapped_worker() {
+    // `sh -c '...; true'` keeps the shell as the worker and runs the fixture as its child: the
+    // parent-death signal reaches the shell only, so the guardian must kill the fixture.
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let script = format!("{} fixture-worker --trials 1000 --trial-ms 100; true", exe());
+    let mut harness = memwarden()
+        .args(["run", "--out"])
+        .arg(&dir)
+        .args(["--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("memwarden starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let recorded = loop {
+        let all = if dir.join("manifest.json").exists() { pids(&dir).1 } else { Default::default() };
+        if all.get(&0).is_some_and(|p| p.len() == 2) {
+            break all[&0].clone();
+        }
+        assert!(Instant::now() < deadline, "the shell and its child were not both seen");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    harness.kill().expect("SIGKILL");
+    harness.wait().expect("reaped");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while recorded.iter().any(|&p| alive(p)) {
+        assert!(Instant::now() < deadline, "orphans outlived the harness: {recorded:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

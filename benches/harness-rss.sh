@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The harness's own RSS over a long run: 32 fixture workers sampled at 10 Hz, trials every few
+# seconds (so trial-boundary smaps snapshots, events and segment compaction all run), for
+# DURATION (default 20m). memwarden records its own RSS every tick (system table, harness_rss);
+# this prints it per minute. A profiler that leaks shows a rising line.
+#
+#   benches/harness-rss.sh [DURATION]
+set -euo pipefail
+duration=${1:-20m}
+cd "$(dirname "$0")/.."
+cargo build --release --quiet
+exe=target/release/memwarden
+out=$(mktemp -d)/run
+"$exe" run --workers 32 --duration "$duration" --segment 2m --out "$out" -- \
+  "$exe" fixture-worker --trials 1000000 --trial-ms 4000 --gap-ms 1000 --leak-mib 0.25 >/dev/null
+"$exe" export "$out" --table system | python3 -c '
+import csv, sys
+rows = list(csv.DictReader(sys.stdin))
+per_minute = {}
+for r in rows:
+    per_minute.setdefault(int(float(r["t"]) // 60), []).append(int(r["harness_rss"]))
+for minute, values in sorted(per_minute.items()):
+    print(f"minute {minute:3d}: harness RSS mean {sum(values)/len(values)/2**20:7.2f} MiB, max {max(values)/2**20:7.2f} MiB")
+first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]
+print(f"first minute mean {sum(first)/len(first)/2**20:.2f} MiB, last minute mean {sum(last)/len(last)/2**20:.2f} MiB, ticks {len(rows)}")
+'
+"$exe" export "$out" --table events | grep -c sampler_overrun | sed 's/^/overrun events: /' || true
+du -sh "$out" | sed 's/^/run directory: /'
