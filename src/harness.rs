@@ -67,6 +67,18 @@ struct Worker {
     adopted: Option<ProcessHandle>,
 }
 
+impl Worker {
+    fn record_exit(&mut self, exit: Exit, event: &dyn Fn(Option<u32>, EventKind)) {
+        self.exited = Some(exit);
+        let kind = EventKind::WorkerExit {
+            pid: self.pid,
+            code: exit.code,
+            signal: exit.signal,
+        };
+        event(Some(self.index), kind);
+    }
+}
+
 /// Secrets never reach the manifest: `--api-key=x`, `TOKEN=x`, `--password x` are masked.
 pub fn redact(argv: &[String]) -> Vec<String> {
     const SECRET: [&str; 4] = ["KEY", "TOKEN", "SECRET", "PASSWORD"];
@@ -281,15 +293,7 @@ pub fn record(
         Ok(()) => loop {
             for worker in workers.iter_mut().filter(|w| w.exited.is_none()) {
                 if let Some(exit) = poll_exit(worker) {
-                    worker.exited = Some(exit);
-                    event(
-                        Some(worker.index),
-                        EventKind::WorkerExit {
-                            pid: worker.pid,
-                            code: exit.code,
-                            signal: exit.signal,
-                        },
-                    );
+                    worker.record_exit(exit, &event);
                     if !exit.success() && worker.adopted.is_none() {
                         failed_workers.push((worker.index, exit));
                     }
@@ -393,15 +397,7 @@ fn stop_workers(
     loop {
         for worker in ours.iter_mut().filter(|w| w.exited.is_none()) {
             if let Some(exit) = try_reap(worker.pid) {
-                worker.exited = Some(exit);
-                event(
-                    Some(worker.index),
-                    EventKind::WorkerExit {
-                        pid: worker.pid,
-                        code: exit.code,
-                        signal: exit.signal,
-                    },
-                );
+                worker.record_exit(exit, event);
             }
         }
         let alive: Vec<i32> = ours
@@ -490,7 +486,13 @@ fn boundary_sink(records: RecordSender, control: Sender<Control>, clock: RunCloc
         };
         // A start reported together with its end (Optuna) happened earlier; its smaps are the
         // previous end's, so only boundaries that happen now get a snapshot.
-        let retroactive_start = boundaries.len() == 2;
+        let ended: Vec<String> = boundaries
+            .iter()
+            .filter_map(|b| match b {
+                TrialBoundary::End { trial, .. } => Some(trial.clone()),
+                TrialBoundary::Start { .. } => None,
+            })
+            .collect();
         for boundary in boundaries {
             let (t_ns, kind, snapshot) = match boundary {
                 TrialBoundary::Start {
@@ -499,7 +501,8 @@ fn boundary_sink(records: RecordSender, control: Sender<Control>, clock: RunCloc
                     params,
                     source,
                 } => {
-                    let snap = (!retroactive_start).then(|| (trial.clone(), Boundary::TrialStart));
+                    let snap =
+                        (!ended.contains(&trial)).then(|| (trial.clone(), Boundary::TrialStart));
                     (
                         t_ns,
                         EventKind::TrialStart {

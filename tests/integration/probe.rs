@@ -2,6 +2,18 @@
 
 use memwarden::probe::{condense, host_facts, ProcRoot, ProcessHandle, SystemProbe};
 
+/// The number after `name` in /proc text such as `Pss:   14144 kB`.
+fn field_kib(text: &str, name: &str) -> u64 {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .expect("field present");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .expect("number")
+}
+
 fn root() -> ProcRoot {
     ProcRoot::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/proc"))
 }
@@ -31,16 +43,7 @@ fn rollup_gives_pss_and_uss() {
     let rollup = process.try_rollup().expect("smaps_rollup parses");
     assert_eq!(rollup.pss, 14144 * 1024);
     let text = std::fs::read_to_string(root().path().join("4242/smaps_rollup")).expect("fixture");
-    let field = |name: &str| -> u64 {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(name))
-            .expect("field present");
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .expect("number")
-    };
+    let field = |name: &str| field_kib(&text, name);
     assert_eq!(
         rollup.uss,
         (field("Private_Clean:") + field("Private_Dirty:")) * 1024
@@ -80,16 +83,7 @@ fn system_memory_pressure_and_own_rss() {
     assert!(probe.has_pressure());
     let sample = probe.sample().expect("meminfo parses");
     let meminfo = std::fs::read_to_string(root().path().join("meminfo")).expect("fixture");
-    let kib = |name: &str| -> u64 {
-        let line = meminfo
-            .lines()
-            .find(|l| l.starts_with(name))
-            .expect("field present");
-        line.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .expect("number")
-    };
+    let kib = |name: &str| field_kib(&meminfo, name);
     assert_eq!(sample.mem_total_bytes, kib("MemTotal:") * 1024);
     assert_eq!(sample.mem_available_bytes, kib("MemAvailable:") * 1024);
     assert_eq!(sample.psi_some_avg10, Some(1.5));

@@ -458,7 +458,10 @@ fn sigkill_of_the_harness_also_kills_grandchildren_of_a_shell_wrapped_worker() {
     // parent-death signal reaches the shell only, so the guardian must kill the fixture.
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let script = format!("{} fixture-worker --trials 1000 --trial-ms 100; true", exe());
+    let script = format!(
+        "{} fixture-worker --trials 1000 --trial-ms 100; true",
+        exe()
+    );
     let mut harness = memwarden()
         .args(["run", "--out"])
         .arg(&dir)
@@ -469,18 +472,103 @@ fn sigkill_of_the_harness_also_kills_grandchildren_of_a_shell_wrapped_worker() {
         .expect("memwarden starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     let recorded = loop {
-        let all = if dir.join("manifest.json").exists() { pids(&dir).1 } else { Default::default() };
+        let all = if dir.join("manifest.json").exists() {
+            pids(&dir).1
+        } else {
+            Default::default()
+        };
         if all.get(&0).is_some_and(|p| p.len() == 2) {
             break all[&0].clone();
         }
-        assert!(Instant::now() < deadline, "the shell and its child were not both seen");
+        assert!(
+            Instant::now() < deadline,
+            "the shell and its child were not both seen"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     harness.kill().expect("SIGKILL");
     harness.wait().expect("reaped");
     let deadline = Instant::now() + Duration::from_secs(2);
     while recorded.iter().any(|&p| alive(p)) {
-        assert!(Instant::now() < deadline, "orphans outlived the harness: {recorded:?}");
+        assert!(
+            Instant::now() < deadline,
+            "orphans outlived the harness: {recorded:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_crashing_worker_is_a_finding_with_its_signal_recorded() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = memwarden()
+        .args(["run", "--out"])
+        .arg(&dir)
+        .args([
+            "--",
+            &exe(),
+            "fixture-worker",
+            "--trials",
+            "5",
+            "--trial-ms",
+            "20",
+            "--gap-ms",
+            "20",
+            "--crash-at",
+            "2",
+        ])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1), "a crashed worker is a finding");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("worker 0 was killed by signal 6"));
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    assert_eq!(
+        recording.trials().len(),
+        2,
+        "trials 0 and 1 ran before the crash"
+    );
+    let exit = recording.events.iter().find_map(|e| match e.kind {
+        memwarden::recording::EventKind::WorkerExit { code, signal, .. } => Some((code, signal)),
+        _ => None,
+    });
+    assert_eq!(exit, Some((None, Some(6))));
+}
+
+#[test]
+fn a_command_that_cannot_start_is_one_clear_error() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = memwarden()
+        .args(["run", "--out"])
+        .arg(&dir)
+        .args(["--", "/nonexistent/worker"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("memwarden: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("/nonexistent/worker"), "{stderr}");
+    // The attempt is still a readable, finished recording.
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    assert_eq!(
+        recording.manifest.status,
+        memwarden::recording::RunStatus::Finished
+    );
+    let again = memwarden()
+        .args(["run", "--out"])
+        .arg(&dir)
+        .args(["--", "true"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing recording is never overwritten"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a recording"));
 }
