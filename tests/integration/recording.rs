@@ -113,8 +113,8 @@ fn segments_compact_during_the_run_and_read_back_as_one_table() {
     let dir = run_dir(&temp);
     run_fixture(
         &dir,
-        &["--interval", "20ms", "--segment", "400ms"],
-        &["--trials", "8", "--trial-ms", "100", "--gap-ms", "50"],
+        "--interval 20ms --segment 400ms",
+        "--trials 8 --trial-ms 100 --gap-ms 50",
     );
     let names: Vec<String> = std::fs::read_dir(&dir)
         .expect("dir")

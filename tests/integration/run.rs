@@ -1,7 +1,21 @@
 //! `memwarden run` and `attach` on the fixture worker: what must be visible in a recording.
 
 use crate::util::*;
+use memwarden::recording::{EventKind, Recording, RunStatus};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
+
+fn open(dir: &std::path::Path) -> Recording {
+    Recording::open(dir).expect("recording opens")
+}
+
+fn exits(recording: &Recording) -> Vec<(Option<i32>, Option<i32>)> {
+    let exit = |e: &memwarden::recording::Event| match e.kind {
+        EventKind::WorkerExit { code, signal, .. } => Some((code, signal)),
+        _ => None,
+    };
+    recording.events.iter().filter_map(exit).collect()
+}
 
 #[test]
 fn a_leak_of_8_mib_per_trial_shows_in_pss_and_anonymous_memory() {
@@ -9,17 +23,8 @@ fn a_leak_of_8_mib_per_trial_shows_in_pss_and_anonymous_memory() {
     let dir = run_dir(&temp);
     run_fixture(
         &dir,
-        &["--interval", "50ms"],
-        &[
-            "--trials",
-            "8",
-            "--trial-ms",
-            "150",
-            "--gap-ms",
-            "300",
-            "--leak-mib",
-            "8",
-        ],
+        "--interval 50ms",
+        "--trials 8 --trial-ms 150 --gap-ms 300 --leak-mib 8",
     );
     let (main, _) = pids(&dir);
     for column in ["pss", "anon"] {
@@ -31,7 +36,11 @@ fn a_leak_of_8_mib_per_trial_shows_in_pss_and_anonymous_memory() {
         let growth = slope(&retained) / MIB;
         assert!(
             (growth - 8.0).abs() <= 0.8,
-            "{column}: {growth:.2} MiB per trial, expected 8 ± 10%"
+            "{column}: {growth:.2} MiB per trial, expected 8 ± 10%; retained (trial, MiB): {:?}",
+            retained
+                .iter()
+                .map(|(k, v)| (*k, (v / MIB * 10.0).round() / 10.0))
+                .collect::<Vec<_>>()
         );
     }
 }
@@ -40,21 +49,8 @@ fn a_leak_of_8_mib_per_trial_shows_in_pss_and_anonymous_memory() {
 fn a_forked_childs_leak_is_recorded_on_the_child() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    run_fixture(
-        &dir,
-        &["--interval", "50ms"],
-        &[
-            "--trials",
-            "6",
-            "--trial-ms",
-            "150",
-            "--gap-ms",
-            "300",
-            "--leak-mib",
-            "8",
-            "--child-leak",
-        ],
-    );
+    let fixture = "--trials 6 --trial-ms 150 --gap-ms 300 --leak-mib 8 --child-leak";
+    run_fixture(&dir, "--interval 50ms", fixture);
     let (main, all) = pids(&dir);
     let child = *all[&0]
         .iter()
@@ -78,18 +74,8 @@ fn a_shared_memory_leak_is_recorded_as_shmem() {
     let dir = run_dir(&temp);
     run_fixture(
         &dir,
-        &["--interval", "50ms"],
-        &[
-            "--trials",
-            "6",
-            "--trial-ms",
-            "150",
-            "--gap-ms",
-            "300",
-            "--leak-mib",
-            "4",
-            "--shmem",
-        ],
+        "--interval 50ms",
+        "--trials 6 --trial-ms 150 --gap-ms 300 --leak-mib 4 --shmem",
     );
     let (main, _) = pids(&dir);
     let shmem = slope(&retained_per_trial(&dir, 0, main[&0], "shmem")) / MIB;
@@ -100,11 +86,12 @@ fn a_shared_memory_leak_is_recorded_as_shmem() {
     );
     assert!(anon.abs() < 0.5, "anon grew {anon:.2} MiB per trial");
     let smaps = export(&dir, "smaps");
+    let mapping = smaps.column("mapping");
     assert!(
         smaps
             .rows
             .iter()
-            .any(|r| r[smaps.column("mapping")].contains("memfd:memwarden-fixture-shm")),
+            .any(|r| r[mapping].contains("memfd:memwarden-fixture-shm")),
         "the shared mapping is named in the trial-boundary smaps"
     );
 }
@@ -113,36 +100,20 @@ fn a_shared_memory_leak_is_recorded_as_shmem() {
 fn optuna_log_lines_give_trials_with_parameters() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    run_fixture(
-        &dir,
-        &[],
-        &[
-            "--trials",
-            "4",
-            "--trial-ms",
-            "50",
-            "--gap-ms",
-            "50",
-            "--optuna",
-            "--param",
-            "lr=0.01,0.001",
-            "--param",
-            "optimizer=adam,sgd",
-        ],
-    );
-    let trials = memwarden::recording::Recording::open(&dir)
-        .expect("opens")
-        .trials();
+    let fixture = "--trials 4 --trial-ms 50 --gap-ms 50 --optuna --param lr=0.01,0.001 --param optimizer=adam,sgd";
+    run_fixture(&dir, "", fixture);
+    let trials = open(&dir).trials();
     assert_eq!(trials.len(), 4, "{trials:?}");
     for (k, trial) in trials.iter().enumerate() {
         assert_eq!(trial.trial, k.to_string());
         assert_eq!(trial.state, "complete");
-        let lr = if k % 2 == 0 { 0.01 } else { 0.001 };
+        let (lr, optimizer) = if k % 2 == 0 {
+            (0.01, "adam")
+        } else {
+            (0.001, "sgd")
+        };
         assert_eq!(trial.params["lr"], serde_json::json!(lr));
-        assert_eq!(
-            trial.params["optimizer"],
-            serde_json::json!(if k % 2 == 0 { "adam" } else { "sgd" })
-        );
+        assert_eq!(trial.params["optimizer"], serde_json::json!(optimizer));
         if k > 0 {
             assert_eq!(
                 trial.start_ns,
@@ -158,10 +129,9 @@ fn optuna_log_lines_give_trials_with_parameters() {
         .output()
         .expect("export");
     let text = String::from_utf8_lossy(&out.stdout);
+    let header = text.lines().next().unwrap_or_default();
     assert!(
-        text.lines()
-            .next()
-            .is_some_and(|h| h.contains("param_lr") && h.contains("param_optimizer")),
+        header.contains("param_lr") && header.contains("param_optimizer"),
         "{text}"
     );
 }
@@ -173,20 +143,10 @@ fn garbage_huge_and_non_utf8_lines_neither_crash_nor_stall_nor_grow_the_harness(
     let started = Instant::now();
     run_fixture(
         &dir,
-        &["--interval", "50ms"],
-        &[
-            "--trials",
-            "5",
-            "--trial-ms",
-            "100",
-            "--gap-ms",
-            "100",
-            "--garbage",
-        ],
+        "--interval 50ms",
+        "--trials 5 --trial-ms 100 --gap-ms 100 --garbage",
     );
-    let trials = memwarden::recording::Recording::open(&dir)
-        .expect("opens")
-        .trials();
+    let trials = open(&dir).trials();
     assert_eq!(
         trials.len(),
         5,
@@ -221,72 +181,45 @@ fn garbage_huge_and_non_utf8_lines_neither_crash_nor_stall_nor_grow_the_harness(
     );
 }
 
+/// SIGKILLs the harness and asserts that every recorded process is gone within 2 s.
+fn kill_harness_and_expect_no_survivors(mut harness: std::process::Child, recorded: &[i32]) {
+    harness.kill().expect("SIGKILL");
+    harness.wait().expect("reaped");
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while recorded.iter().any(|&p| alive(p)) {
+        let left: Vec<&i32> = recorded.iter().filter(|&&p| alive(p)).collect();
+        assert!(
+            Instant::now() < deadline,
+            "still alive 2 s after the harness died: {left:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn sigkill_of_the_harness_leaves_no_worker_and_a_readable_recording() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let mut harness = memwarden()
-        .args(["run", "--workers", "2", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            &exe(),
-            "fixture-worker",
-            "--trials",
-            "1000",
-            "--trial-ms",
-            "100",
-            "--gap-ms",
-            "50",
-            "--leak-mib",
-            "1",
-            "--child-leak",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+    let fixture = "--trials 1000 --trial-ms 100 --gap-ms 50 --leak-mib 1 --child-leak";
+    let harness = fixture_run(&dir, "--workers 2", fixture)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .spawn()
         .expect("memwarden starts");
-    // Wait until both workers and their children are recorded and trials are running.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let recorded = loop {
-        let (_, all) = if dir.join("manifest.json").exists() {
-            pids(&dir)
-        } else {
-            Default::default()
-        };
-        let trials = if all.len() == 2 {
-            memwarden::recording::Recording::open(&dir)
-                .map(|r| r.trials().len())
-                .unwrap_or(0)
-        } else {
-            0
-        };
-        if all.values().all(|p| p.len() == 2) && all.len() == 2 && trials >= 4 {
-            break all;
-        }
-        assert!(Instant::now() < deadline, "workers did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Both workers and their children are recorded, and trials are running.
+    wait_until("both workers and their children are recorded", || {
+        let all = seen(&dir);
+        all.len() == 2 && all.values().all(|p| p.len() == 2) && open(&dir).trials().len() >= 4
+    });
+    let recorded: Vec<i32> = seen(&dir).values().flatten().copied().collect();
     std::thread::sleep(Duration::from_millis(1500));
     let killed_wall_ns = memwarden::clock::wall_ns();
-    harness.kill().expect("SIGKILL");
-    harness.wait().expect("reaped");
-
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let pids: Vec<i32> = recorded.values().flatten().copied().collect();
-    while pids.iter().any(|&p| alive(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "still alive 2 s after the harness died: {:?}",
-            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    kill_harness_and_expect_no_survivors(harness, &recorded);
 
     let manifest = memwarden::recording::read_manifest(&dir).expect("manifest reads");
     assert_eq!(
         manifest.status,
-        memwarden::recording::RunStatus::Running,
+        RunStatus::Running,
         "an abrupt end stays visible"
     );
     let system = export(&dir, "system");
@@ -297,8 +230,31 @@ fn sigkill_of_the_harness_leaves_no_worker_and_a_readable_recording() {
         .fold(0.0, f64::max);
     let lost = (killed_wall_ns as f64 - last_wall) / 1e9;
     assert!(lost < 1.0, "the recording ends {lost:.3} s before the kill");
-    let samples = export(&dir, "samples");
-    assert!(samples.rows.len() > 20);
+    assert!(export(&dir, "samples").rows.len() > 20);
+}
+
+#[test]
+fn sigkill_of_the_harness_also_kills_grandchildren_of_a_shell_wrapped_worker() {
+    // `sh -c '...; true'` keeps the shell as the worker and runs the fixture as its child: the
+    // parent-death signal reaches the shell only, so the guardian must kill the fixture.
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let script = format!(
+        "{} fixture-worker --trials 1000 --trial-ms 100; true",
+        exe()
+    );
+    let harness = memwarden()
+        .args(["run", "--out"])
+        .arg(&dir)
+        .args(["--", "sh", "-c", &script])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("memwarden starts");
+    wait_until("the shell and its child are both recorded", || {
+        seen(&dir).get(&0).is_some_and(|p| p.len() == 2)
+    });
+    kill_harness_and_expect_no_survivors(harness, &seen(&dir)[&0]);
 }
 
 #[test]
@@ -306,94 +262,40 @@ fn a_sigterm_ignoring_worker_is_killed_after_the_grace_period() {
     let temp = tempdir();
     let dir = run_dir(&temp);
     let started = Instant::now();
-    let out = memwarden()
-        .args(["run", "--duration", "1s", "--grace", "500ms", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            &exe(),
-            "fixture-worker",
-            "--trials",
-            "1000",
-            "--ignore-sigterm",
-        ])
-        .output()
-        .expect("runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_fixture(
+        &dir,
+        "--duration 1s --grace 500ms",
+        "--trials 1000 --ignore-sigterm",
     );
     assert!(started.elapsed() < Duration::from_secs(30));
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
-    let exit = recording.events.iter().find_map(|e| match e.kind {
-        memwarden::recording::EventKind::WorkerExit { signal, .. } => Some(signal),
-        _ => None,
-    });
+    let recording = open(&dir);
     assert_eq!(
-        exit,
-        Some(Some(9)),
+        exits(&recording),
+        vec![(None, Some(9))],
         "killed by SIGKILL after ignoring SIGTERM"
     );
-    assert_eq!(
-        recording.manifest.status,
-        memwarden::recording::RunStatus::Finished
-    );
+    assert_eq!(recording.manifest.status, RunStatus::Finished);
 }
 
 #[test]
 fn sigterm_to_the_harness_stops_workers_and_closes_the_recording() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let mut harness = memwarden()
-        .args(["run", "--workers", "2", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            &exe(),
-            "fixture-worker",
-            "--trials",
-            "1000",
-            "--trial-ms",
-            "50",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+    let mut harness = fixture_run(&dir, "--workers 2", "--trials 1000 --trial-ms 50")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !(dir.join("manifest.json").exists() && pids(&dir).0.len() == 2) {
-        assert!(Instant::now() < deadline, "workers did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until("both workers are recorded", || seen(&dir).len() == 2);
     let (main, _) = pids(&dir);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(harness.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("signal");
+    let harness_pid = nix::unistd::Pid::from_raw(harness.id() as i32);
+    nix::sys::signal::kill(harness_pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
     let status = harness.wait().expect("exits");
     assert!(status.success(), "{status:?}");
     assert!(main.values().all(|&p| !alive(p)));
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
-    assert_eq!(
-        recording.manifest.status,
-        memwarden::recording::RunStatus::Finished
-    );
-    let exits = recording
-        .events
-        .iter()
-        .filter(|e| {
-            matches!(
-                e.kind,
-                memwarden::recording::EventKind::WorkerExit {
-                    signal: Some(15),
-                    ..
-                }
-            )
-        })
-        .count();
-    assert_eq!(exits, 2);
+    let recording = open(&dir);
+    assert_eq!(recording.manifest.status, RunStatus::Finished);
+    assert_eq!(exits(&recording), vec![(None, Some(15)); 2]);
 }
 
 #[test]
@@ -402,20 +304,10 @@ fn attach_records_a_running_process_and_follows_its_log() {
     let dir = run_dir(&temp);
     let log_path = temp.path().join("worker.log");
     let log = std::fs::File::create(&log_path).expect("log file");
+    let fixture =
+        "fixture-worker --trials 8 --trial-ms 100 --gap-ms 100 --leak-mib 2 --hold-ms 300";
     let mut worker = std::process::Command::new(exe())
-        .args([
-            "fixture-worker",
-            "--trials",
-            "8",
-            "--trial-ms",
-            "100",
-            "--gap-ms",
-            "100",
-            "--leak-mib",
-            "2",
-            "--hold-ms",
-            "300",
-        ])
+        .args(fixture.split_whitespace())
         .stdout(log)
         .spawn()
         .expect("worker starts");
@@ -433,7 +325,7 @@ fn attach_records_a_running_process_and_follows_its_log() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    let recording = open(&dir);
     assert_eq!(recording.manifest.mode, "attach");
     assert!(
         recording.trials().len() >= 6,
@@ -453,98 +345,40 @@ fn attach_records_a_running_process_and_follows_its_log() {
 }
 
 #[test]
-fn sigkill_of_the_harness_also_kills_grandchildren_of_a_shell_wrapped_worker() {
-    // `sh -c '...; true'` keeps the shell as the worker and runs the fixture as its child: the
-    // parent-death signal reaches the shell only, so the guardian must kill the fixture.
-    let temp = tempdir();
-    let dir = run_dir(&temp);
-    let script = format!(
-        "{} fixture-worker --trials 1000 --trial-ms 100; true",
-        exe()
-    );
-    let mut harness = memwarden()
-        .args(["run", "--out"])
-        .arg(&dir)
-        .args(["--", "sh", "-c", &script])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("memwarden starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let recorded = loop {
-        let all = if dir.join("manifest.json").exists() {
-            pids(&dir).1
-        } else {
-            Default::default()
-        };
-        if all.get(&0).is_some_and(|p| p.len() == 2) {
-            break all[&0].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the shell and its child were not both seen"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    harness.kill().expect("SIGKILL");
-    harness.wait().expect("reaped");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while recorded.iter().any(|&p| alive(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "orphans outlived the harness: {recorded:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-#[test]
 fn a_crashing_worker_is_a_finding_with_its_signal_recorded() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let out = memwarden()
-        .args(["run", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            &exe(),
-            "fixture-worker",
-            "--trials",
-            "5",
-            "--trial-ms",
-            "20",
-            "--gap-ms",
-            "20",
-            "--crash-at",
-            "2",
-        ])
-        .output()
-        .expect("runs");
+    let out = fixture_run(
+        &dir,
+        "",
+        "--trials 5 --trial-ms 20 --gap-ms 20 --crash-at 2",
+    )
+    .output()
+    .expect("runs");
     assert_eq!(out.status.code(), Some(1), "a crashed worker is a finding");
     assert!(String::from_utf8_lossy(&out.stderr).contains("worker 0 was killed by signal 6"));
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    let recording = open(&dir);
     assert_eq!(
         recording.trials().len(),
         2,
         "trials 0 and 1 ran before the crash"
     );
-    let exit = recording.events.iter().find_map(|e| match e.kind {
-        memwarden::recording::EventKind::WorkerExit { code, signal, .. } => Some((code, signal)),
-        _ => None,
-    });
-    assert_eq!(exit, Some((None, Some(6))));
+    assert_eq!(exits(&recording), vec![(None, Some(6))]);
 }
 
 #[test]
 fn a_command_that_cannot_start_is_one_clear_error() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let out = memwarden()
-        .args(["run", "--out"])
-        .arg(&dir)
-        .args(["--", "/nonexistent/worker"])
-        .output()
-        .expect("runs");
+    let run = |argv: &[&str]| {
+        memwarden()
+            .args(["run", "--out"])
+            .arg(&dir)
+            .arg("--")
+            .args(argv)
+            .output()
+    };
+    let out = run(&["/nonexistent/worker"]).expect("runs");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let errors: Vec<&str> = stderr
@@ -554,17 +388,8 @@ fn a_command_that_cannot_start_is_one_clear_error() {
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("/nonexistent/worker"), "{stderr}");
     // The attempt is still a readable, finished recording.
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
-    assert_eq!(
-        recording.manifest.status,
-        memwarden::recording::RunStatus::Finished
-    );
-    let again = memwarden()
-        .args(["run", "--out"])
-        .arg(&dir)
-        .args(["--", "true"])
-        .output()
-        .expect("runs");
+    assert_eq!(open(&dir).manifest.status, RunStatus::Finished);
+    let again = run(&["true"]).expect("runs");
     assert_eq!(
         again.status.code(),
         Some(2),

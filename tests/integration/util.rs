@@ -14,17 +14,26 @@ pub fn exe() -> String {
     env!("CARGO_BIN_EXE_memwarden").to_string()
 }
 
-/// `memwarden run --out DIR [run_args] -- memwarden fixture-worker [fixture_args]`.
-pub fn run_fixture(dir: &Path, run_args: &[&str], fixture_args: &[&str]) -> Output {
-    let out = memwarden()
+/// `memwarden run --out DIR RUN_ARGS -- memwarden fixture-worker FIXTURE_ARGS`, each argument
+/// list written as one string of words.
+pub fn fixture_run(dir: &Path, run_args: &str, fixture_args: &str) -> Command {
+    let mut command = memwarden();
+    command
         .arg("run")
         .arg("--out")
         .arg(dir)
-        .args(run_args)
+        .args(run_args.split_whitespace());
+    command
         .arg("--")
         .arg(exe())
         .arg("fixture-worker")
-        .args(fixture_args)
+        .args(fixture_args.split_whitespace());
+    command
+}
+
+/// Runs `fixture_run` to its end and asserts that memwarden succeeded.
+pub fn run_fixture(dir: &Path, run_args: &str, fixture_args: &str) -> Output {
+    let out = fixture_run(dir, run_args, fixture_args)
         .output()
         .expect("memwarden runs");
     assert!(
@@ -34,6 +43,27 @@ pub fn run_fixture(dir: &Path, run_args: &[&str], fixture_args: &[&str]) -> Outp
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Polls `condition` until it holds; fails the test after 20 s.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Every pid seen per worker, once the run directory exists (empty before).
+pub fn seen(dir: &Path) -> BTreeMap<u32, Vec<i32>> {
+    if dir.join("manifest.json").exists() {
+        pids(dir).1
+    } else {
+        BTreeMap::new()
+    }
 }
 
 /// A simple CSV table: header names and rows of raw fields. Only for tables without quoted
@@ -81,9 +111,12 @@ pub fn export(dir: &Path, table: &str) -> Csv {
     Csv { header, rows }
 }
 
-/// Per trial of one pid: the `column` value at the last sample in the gap after the trial's end
-/// (before the next trial starts) that has the column. That is the memory the trial retained.
-pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Vec<f64> {
+/// Per trial of one pid: `(trial index, value)` of `column` at the last sample in the gap after
+/// the trial's end (before the next trial starts) that has the column: the memory the trial
+/// retained. The last trial's gap is as long as the one before it (after it the worker frees
+/// everything on its way out). A trial whose gap holds no such sample (a busy machine) is left
+/// out, not shifted.
+pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Vec<(f64, f64)> {
     let recording = memwarden::recording::Recording::open(dir).expect("recording opens");
     let trials: Vec<_> = recording
         .trials()
@@ -100,27 +133,30 @@ pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Ve
     let mut retained = Vec::new();
     for (k, trial) in trials.iter().enumerate() {
         let end = trial.end_ns.expect("trial ended") as f64;
-        let next = trials
-            .get(k + 1)
-            .and_then(|t| t.start_ns)
-            .map_or(f64::INFINITY, |s| s as f64);
+        let gap_end = |k: usize| Some(trials.get(k + 1)?.start_ns? as f64);
+        let previous_gap = k
+            .checked_sub(1)
+            .and_then(|p| Some(gap_end(p)? - trials[p].end_ns? as f64));
+        let next = gap_end(k)
+            .or(previous_gap.map(|gap| end + gap))
+            .unwrap_or(f64::INFINITY);
         if let Some((_, value)) = series.iter().rfind(|(t, _)| *t > end && *t < next) {
-            retained.push(*value);
+            retained.push((k as f64, *value));
         }
     }
     retained
 }
 
-/// Least-squares slope of `values` against their index.
-pub fn slope(values: &[f64]) -> f64 {
-    let n = values.len() as f64;
-    let mean_x = (n - 1.0) / 2.0;
-    let mean_y = values.iter().sum::<f64>() / n;
-    let (mut num, mut den) = (0.0, 0.0);
-    for (i, y) in values.iter().enumerate() {
-        num += (i as f64 - mean_x) * (y - mean_y);
-        den += (i as f64 - mean_x).powi(2);
-    }
+/// Least-squares slope of `y` against `x`.
+pub fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let num: f64 = points
+        .iter()
+        .map(|(x, y)| (x - mean_x) * (y - mean_y))
+        .sum();
+    let den: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
     num / den
 }
 
