@@ -55,6 +55,26 @@ impl Manifest {
     }
 }
 
+/// Secrets never reach the manifest: `--api-key=x`, `TOKEN=x`, `--password x` are masked.
+pub fn redact(argv: &[String]) -> Vec<String> {
+    const SECRET: [&str; 4] = ["KEY", "TOKEN", "SECRET", "PASSWORD"];
+    let secret = |s: &str| SECRET.iter().any(|w| s.to_ascii_uppercase().contains(w));
+    let mut out = Vec::with_capacity(argv.len());
+    let mut mask_next = false;
+    for arg in argv {
+        if mask_next {
+            out.push("***".to_string());
+            mask_next = false;
+        } else if let Some((name, _)) = arg.split_once('=').filter(|(name, _)| secret(name)) {
+            out.push(format!("{name}=***"));
+        } else {
+            mask_next = arg.starts_with('-') && secret(arg);
+            out.push(arg.clone());
+        }
+    }
+    out
+}
+
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RecordingError> {
     let bytes = serde_json::to_vec_pretty(manifest).expect("bug: a manifest always serializes");
     write_atomically(&dir.join(MANIFEST_FILE), &bytes)
@@ -99,4 +119,36 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn secrets_are_masked() {
+        let argv: Vec<String> = [
+            "train.py",
+            "--api-key",
+            "abc",
+            "--token=xyz",
+            "WANDB_API_KEY=k",
+            "--lr",
+            "0.1",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        assert_eq!(
+            redact(&argv),
+            [
+                "train.py",
+                "--api-key",
+                "***",
+                "--token=***",
+                "WANDB_API_KEY=***",
+                "--lr",
+                "0.1"
+            ]
+        );
+    }
 }

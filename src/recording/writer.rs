@@ -74,6 +74,17 @@ impl RecordSender {
     pub fn event(&self, event: Event) {
         self.send(Record::Event(event));
     }
+
+    /// An event that happens now on the run's clock.
+    pub fn event_now(&self, clock: &crate::clock::RunClock, worker: Option<u32>, kind: EventKind) {
+        let (t_ns, wall_ns) = clock.now();
+        self.event(Event {
+            t_ns,
+            wall_ns,
+            worker,
+            kind,
+        });
+    }
 }
 
 pub struct RecordingWriter {

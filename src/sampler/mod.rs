@@ -12,7 +12,7 @@ mod tree;
 use crate::clock::RunClock;
 use crate::probe::{condense, ProcRoot, ProcessHandle, SystemProbe};
 use crate::recording::{
-    Boundary, Event, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, Tick,
+    Boundary, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, Tick,
 };
 use budget::{Candidate, RollupBudget};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,13 +66,15 @@ impl Sampler {
         let (control, rx) = mpsc::channel();
         let system = SystemProbe::open(&config.root)?;
         if !system.has_pressure() {
-            let (t_ns, wall_ns) = clock.now();
-            records.event(Event {
-                t_ns,
-                wall_ns,
-                worker: None,
-                kind: EventKind::Note { message: "this kernel has no memory PSI (/proc/pressure/memory): pressure is not recorded".into() },
-            });
+            let message =
+                "this kernel has no memory PSI (/proc/pressure/memory): pressure is not recorded";
+            records.event_now(
+                &clock,
+                None,
+                EventKind::Note {
+                    message: message.into(),
+                },
+            );
         }
         let handle = std::thread::Builder::new()
             .name("memwarden-sampler".into())
@@ -213,14 +215,8 @@ impl SamplerLoop {
         if events.is_empty() {
             return;
         }
-        let (t_ns, wall_ns) = self.clock.now();
         for (worker, kind) in events {
-            self.records.event(Event {
-                t_ns,
-                wall_ns,
-                worker: Some(worker),
-                kind,
-            });
+            self.records.event_now(&self.clock, Some(worker), kind);
         }
     }
 
@@ -334,15 +330,10 @@ impl SamplerLoop {
         if self.unreported_overruns == 0 {
             return;
         }
-        let (t_ns, wall_ns) = self.clock.now();
-        self.records.event(Event {
-            t_ns,
-            wall_ns,
-            worker: None,
-            kind: EventKind::SamplerOverrun {
-                missed_ticks: self.unreported_overruns,
-            },
-        });
+        let kind = EventKind::SamplerOverrun {
+            missed_ticks: self.unreported_overruns,
+        };
+        self.records.event_now(&self.clock, None, kind);
         self.unreported_overruns = 0;
         self.last_overrun_report = Instant::now();
     }

@@ -1,0 +1,126 @@
+//! Where worker output goes: a log file per worker, pumped on threads of their own, and the
+//! trial boundaries found in it, turned into events and into requests for the sampler.
+
+use super::HarnessConfig;
+use crate::clock::RunClock;
+use crate::recording::{Boundary, Event, EventKind, RecordSender};
+use crate::sampler::Control;
+use crate::supervisor::{BoundarySink, TrialBoundary, TrialParser, WorkerOutput};
+use anyhow::Context;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+
+pub(super) fn worker_output(
+    logs_dir: &Path,
+    index: u32,
+    config: &HarnessConfig,
+    clock: RunClock,
+    sink: &BoundarySink,
+) -> anyhow::Result<Arc<WorkerOutput>> {
+    let path = logs_dir.join(format!("worker-{index}.log"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(Arc::new(WorkerOutput {
+        worker: index,
+        clock,
+        log: Mutex::new(BufWriter::new(file)),
+        parser: Mutex::new(TrialParser::new(config.trial_regex.clone(), clock.now().0)),
+        on_boundaries: sink.clone(),
+    }))
+}
+
+/// Pumps `source` on a new thread and signals `done` at its end; returns how many threads
+/// started (0 or 1).
+pub(super) fn spawn_pump(
+    output: Arc<WorkerOutput>,
+    source: impl std::io::Read + Send + 'static,
+    stream: &'static str,
+    done: Sender<()>,
+) -> usize {
+    let name = format!("memwarden-{stream}-{}", output.worker);
+    let spawned = std::thread::Builder::new().name(name).spawn(move || {
+        output.pump(source, stream);
+        let _ = done.send(());
+    });
+    usize::from(spawned.is_ok())
+}
+
+/// Turns parsed boundaries into events and tells the sampler to take PSS and smaps now.
+pub(super) fn boundary_sink(
+    records: RecordSender,
+    control: Sender<Control>,
+    clock: RunClock,
+) -> BoundarySink {
+    Arc::new(move |worker, boundaries: Vec<TrialBoundary>| {
+        let wall = |t_ns: u64| {
+            let (now_ns, now_wall) = clock.now();
+            now_wall.saturating_sub(now_ns.saturating_sub(t_ns))
+        };
+        // A start reported together with its own end (Optuna) happened earlier: its smaps are
+        // the previous end's, so only boundaries that happen now get a snapshot.
+        let ended: Vec<String> = boundaries
+            .iter()
+            .filter_map(|b| match b {
+                TrialBoundary::End { trial, .. } => Some(trial.clone()),
+                TrialBoundary::Start { .. } => None,
+            })
+            .collect();
+        for boundary in boundaries {
+            let (t_ns, kind, snapshot) = match boundary {
+                TrialBoundary::Start {
+                    t_ns,
+                    trial,
+                    params,
+                    source,
+                } => {
+                    let snapshot =
+                        (!ended.contains(&trial)).then(|| (trial.clone(), Boundary::TrialStart));
+                    (
+                        t_ns,
+                        EventKind::TrialStart {
+                            trial,
+                            params,
+                            source,
+                        },
+                        snapshot,
+                    )
+                }
+                TrialBoundary::End {
+                    t_ns,
+                    trial,
+                    state,
+                    value,
+                } => {
+                    let snapshot = Some((trial.clone(), Boundary::TrialEnd));
+                    (
+                        t_ns,
+                        EventKind::TrialEnd {
+                            trial,
+                            state,
+                            value,
+                        },
+                        snapshot,
+                    )
+                }
+            };
+            records.event(Event {
+                t_ns,
+                wall_ns: wall(t_ns),
+                worker: Some(worker),
+                kind,
+            });
+            if let Some((trial, boundary)) = snapshot {
+                let _ = control.send(Control::Boundary {
+                    worker,
+                    trial,
+                    boundary,
+                });
+            }
+        }
+    })
+}
