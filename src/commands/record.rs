@@ -4,8 +4,7 @@ use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::cli::{AttachArgs, RecordArgs, RunArgs};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
 use crate::probe::ProcRoot;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use crate::supervisor::stop_on_signals;
 use std::time::Duration;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -44,19 +43,6 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
     }
 }
 
-/// Ctrl-C, SIGTERM and SIGHUP all ask for a clean stop.
-pub(crate) fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
-    Ok(stop)
-}
-
 pub(crate) fn record_and_report(
     args: &RecordArgs,
     grace: Duration,
@@ -68,10 +54,10 @@ pub(crate) fn record_and_report(
         Workload::Attach { pids, .. } => format!("{} attached process(es)", pids.len()),
     };
     eprintln!(
-        "memwarden: recording {what} into {} (Ctrl-C stops)",
+        "memwarden: recording {what} into {} (Ctrl-C stops; twice kills the workers at once)",
         config.run_dir.display()
     );
-    let summary = record(config, workload, stop_flag()?)?;
+    let summary = record(config, workload, stop_on_signals()?)?;
     Ok(print_summary(&summary))
 }
 

@@ -14,11 +14,10 @@ use crate::recording::{
     WriterConfig, WriterStats, FORMAT_VERSION,
 };
 use crate::sampler::{Sampler, SamplerConfig, SamplerStats};
-use crate::supervisor::Exit;
+use crate::supervisor::{Exit, StopRequest};
 use anyhow::{bail, Context};
 use regex::Regex;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use workers::Workers;
@@ -57,7 +56,7 @@ pub struct RunSummary {
 pub fn record(
     config: HarnessConfig,
     workload: Workload,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopRequest>,
 ) -> anyhow::Result<RunSummary> {
     prepare_run_dir(&config.run_dir)?;
     let clock = RunClock::start();
@@ -83,7 +82,7 @@ pub fn record(
     if let Err(error) = workers.start(&workload, &stop) {
         let message = format!("start failed: {error:#}");
         records.event_now(&clock, None, EventKind::Note { message });
-        workers.stop();
+        workers.stop(&stop);
         finish(
             writer,
             compactor,
@@ -98,7 +97,7 @@ pub fn record(
     let mut failed_workers = Vec::new();
     let stop_reason = loop {
         failed_workers.extend(workers.poll());
-        if stop.load(Ordering::Relaxed) {
+        if stop.requested() {
             break "stop requested (signal)";
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -116,7 +115,7 @@ pub fn record(
             reason: stop_reason.into(),
         },
     );
-    workers.stop();
+    workers.stop(&stop);
     let (writer_stats, sampler_stats) = finish(
         writer,
         compactor,

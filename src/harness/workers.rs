@@ -7,11 +7,12 @@ use crate::clock::RunClock;
 use crate::probe::ProcessHandle;
 use crate::recording::{EventKind, RecordSender};
 use crate::sampler::Control;
-use crate::supervisor::{group_alive, signal_group, spawn_worker, try_reap, Exit, Guardian, Tail};
+use crate::supervisor::{
+    group_alive, signal_group, spawn_worker, try_reap, Exit, Guardian, StopRequest, Tail,
+};
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,7 +70,7 @@ impl<'a> Workers<'a> {
     pub(super) fn start(
         &mut self,
         workload: &Workload,
-        stop: &Arc<AtomicBool>,
+        stop: &Arc<StopRequest>,
     ) -> anyhow::Result<()> {
         let sink = boundary_sink(self.records.clone(), self.sampler.clone(), self.clock);
         match workload {
@@ -216,9 +217,10 @@ impl<'a> Workers<'a> {
         self.workers.iter().all(|w| w.exited.is_some())
     }
 
-    /// SIGTERM to every group still alive, the grace period, then SIGKILL; then a bounded wait
-    /// for the output pumps. Attached processes are not ours to stop.
-    pub(super) fn stop(mut self) {
+    /// SIGTERM to every group still alive, the grace period (cut short by a second stop
+    /// request), then SIGKILL; then a bounded wait for the output pumps. Attached processes are
+    /// not ours to stop.
+    pub(super) fn stop(mut self, request: &StopRequest) {
         let ours = |w: &&mut Worker| w.adopted.is_none();
         for worker in self
             .workers
@@ -243,7 +245,7 @@ impl<'a> Workers<'a> {
             if alive.is_empty() || Instant::now() >= hard_end {
                 break;
             }
-            if !killed && Instant::now() >= grace_end {
+            if !killed && (Instant::now() >= grace_end || request.urgent()) {
                 alive
                     .into_iter()
                     .for_each(|pgid| signal_group(pgid, Signal::SIGKILL));

@@ -18,9 +18,12 @@ impl Compactor {
     pub fn start() -> Self {
         let (tx, rx) = mpsc::channel::<PathBuf>();
         let handle = std::thread::spawn(move || {
-            rx.into_iter()
-                .filter_map(|path| compact_segment(&path).err())
-                .collect()
+            let mut errors = Vec::new();
+            for path in rx {
+                errors.extend(compact_segment(&path).err());
+                give_back_freed_memory();
+            }
+            errors
         });
         Self { tx, handle }
     }
@@ -41,6 +44,18 @@ impl Compactor {
         }
         drop(self.tx);
         self.handle.join().unwrap_or_default()
+    }
+}
+
+/// Compaction holds a whole segment in memory for a moment; glibc keeps what it freed in its
+/// arenas, which measured as a harness that grew by ~38 MiB over its first compactions before
+/// levelling off. Returning the free pages keeps the profiler's own footprint near its sampling
+/// needs.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

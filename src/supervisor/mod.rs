@@ -6,6 +6,7 @@ mod guardian;
 mod lines;
 mod output;
 mod spawn;
+mod stop;
 mod tail;
 pub mod trials;
 
@@ -13,5 +14,6 @@ pub use guardian::{guard, Guardian};
 pub use lines::{Line, LineSplitter};
 pub use output::{BoundarySink, WorkerOutput, MAX_LINE_BYTES};
 pub use spawn::{group_alive, signal_group, spawn_worker, try_reap, Exit, SpawnError};
+pub use stop::{stop_on_signals, StopRequest};
 pub use tail::Tail;
 pub use trials::{TrialBoundary, TrialParser};

@@ -2,21 +2,21 @@
 //! waits for more data until told to stop. A file truncated under us (log rotation by copy and
 //! truncate) is read again from its start.
 
+use super::StopRequest;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 pub struct Tail {
     file: File,
     position: u64,
-    stop: Arc<AtomicBool>,
+    stop: Arc<StopRequest>,
 }
 
 impl Tail {
     /// Starts at the current end: lines written before the attach are not this run's.
-    pub fn new(mut file: File, stop: Arc<AtomicBool>) -> Self {
+    pub fn new(mut file: File, stop: Arc<StopRequest>) -> Self {
         let position = file.seek(SeekFrom::End(0)).unwrap_or(0);
         Self {
             file,
@@ -34,7 +34,7 @@ impl Read for Tail {
                 self.position += n as u64;
                 return Ok(n);
             }
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stop.requested() {
                 return Ok(0);
             }
             if self.file.metadata().map(|m| m.len()).unwrap_or(0) < self.position {

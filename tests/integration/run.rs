@@ -397,3 +397,33 @@ fn a_command_that_cannot_start_is_one_clear_error() {
     );
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a recording"));
 }
+
+#[test]
+fn a_second_stop_signal_skips_the_grace_period() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let mut harness = fixture_run(&dir, "--grace 60s", "--trials 1000 --ignore-sigterm")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    wait_until("the worker is recorded", || seen(&dir).len() == 1);
+    let harness_pid = nix::unistd::Pid::from_raw(harness.id() as i32);
+    let started = Instant::now();
+    nix::sys::signal::kill(harness_pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    // The first stop is under way (the worker ignores SIGTERM) when the second arrives.
+    wait_until("the stop is recorded", || {
+        open(&dir)
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Stop { .. }))
+    });
+    nix::sys::signal::kill(harness_pid, nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let status = harness.wait().expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "waited out the 60 s grace period"
+    );
+    assert_eq!(exits(&open(&dir)), vec![(None, Some(9))]);
+}
