@@ -23,6 +23,14 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
             args.pids.len()
         );
     }
+    let root = crate::probe::ProcRoot::default();
+    if let Some(pid) = args
+        .pids
+        .iter()
+        .find(|&&pid| crate::probe::ProcessHandle::try_open(&root, pid).is_none())
+    {
+        anyhow::bail!("no process with pid {pid}");
+    }
     let workload = Workload::Attach {
         pids: args.pids,
         logs: args.logs,
