@@ -1,5 +1,7 @@
 //! The command line. One `*Args` struct per subcommand; help text comes from the doc comments.
 
+use crate::analysis::budget::GrowthBudget;
+use crate::analysis::Kind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +28,12 @@ pub enum Command {
     Attach(AttachArgs),
     /// Write a recording's samples, events or trials as CSV or Parquet.
     Export(ExportArgs),
+    /// Find, size and locate leaks in a recording.
+    Analyze(AnalyzeArgs),
+    /// Fail (exit 1) when a worker's retained growth exceeds a budget with confidence: for CI.
+    Check(CheckArgs),
+    /// Compare the growth of two recordings (before and after a fix).
+    Diff(DiffArgs),
     /// Supervise two fixture workers (one leaking) for about a minute and record them.
     Demo(DemoArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
@@ -122,6 +130,47 @@ pub struct ExportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// A run directory written by `memwarden run` or `attach`.
+    pub run_dir: PathBuf,
+    /// Print the findings as JSON (the stable document described in the README).
+    #[arg(long)]
+    pub json: bool,
+    /// How far ahead the forecast plans (e.g. the length of a soak).
+    #[arg(long, value_name = "DURATION", default_value = "12h", value_parser = parse_duration)]
+    pub horizon: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A run directory written by `memwarden run` or `attach`.
+    pub run_dir: PathBuf,
+    /// The most retained growth allowed per worker: a size per trial or per hour.
+    #[arg(long, value_name = "SIZE/trial|SIZE/h", value_parser = parse_budget)]
+    pub max_growth: GrowthBudget,
+    /// The memory kind judged (pss, uss, anon, file, shmem, swap, gpu, rss).
+    #[arg(long, value_name = "KIND", default_value = "pss", value_parser = parse_kind)]
+    pub kind: Kind,
+    /// Print the result as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The recording before the change.
+    pub before: PathBuf,
+    /// The recording after it.
+    pub after: PathBuf,
+    /// The memory kind compared (pss, uss, anon, file, shmem, swap, gpu, rss).
+    #[arg(long, value_name = "KIND", default_value = "pss", value_parser = parse_kind)]
+    pub kind: Kind,
+    /// Print the comparison as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Run directory to create [default: ./memwarden-runs/<UTC timestamp>]
     #[arg(long, value_name = "DIR")]
@@ -133,6 +182,14 @@ pub struct DemoArgs {
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 100ms, 5s, 10m, 12h)"))
+}
+
+fn parse_budget(text: &str) -> Result<GrowthBudget, String> {
+    text.parse()
+}
+
+fn parse_kind(text: &str) -> Result<Kind, String> {
+    text.parse()
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {

@@ -3,8 +3,10 @@
 //!
 //! `probe` reads /proc; `sampler` turns probes into ticks on a fixed cadence; `supervisor` owns
 //! worker processes and their output; `recording` owns the on-disk format; `harness` runs a
-//! recording session; `commands` are the subcommands.
+//! recording session; `analysis` turns a recording into findings; `commands` are the
+//! subcommands.
 
+pub mod analysis;
 pub mod cli;
 pub mod clock;
 pub mod commands;

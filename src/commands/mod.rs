@@ -1,9 +1,11 @@
 //! One file per subcommand: glue between the command line and the library, nothing more.
 
+mod analyze;
 mod demo;
 mod export;
 mod record;
 
+pub use analyze::{analyze, check, diff};
 pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};

@@ -73,26 +73,8 @@ impl Recording {
 
     fn sample_tables(&self, system: bool) -> Result<DataFrame, RecordingError> {
         let mut out: Option<DataFrame> = None;
-        for index in self.segment_indexes("samples-")? {
-            let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
-            let system_parquet = system_path(&self.dir, index);
-            let part = if samples_parquet.exists() && system_parquet.exists() {
-                read_parquet(if system {
-                    &system_parquet
-                } else {
-                    &samples_parquet
-                })?
-            } else {
-                let log = stream_path(&self.dir, Stream::Samples, index, "log");
-                let ticks: Vec<Tick> = self.decode_log(&log)?;
-                let frame = if system {
-                    tables::system_frame(&ticks)
-                } else {
-                    tables::samples_frame(&ticks)
-                };
-                frame.map_err(|source| RecordingError::Table { path: log, source })?
-            };
-            append(&mut out, part, &self.dir)?;
+        for index in self.sample_segments()? {
+            append(&mut out, self.segment(index, system, None)?, &self.dir)?;
         }
         match out {
             Some(df) => Ok(df),
@@ -110,20 +92,68 @@ impl Recording {
         }
     }
 
+    /// The sample segments present, in time order, for reading one at a time.
+    pub fn sample_segments(&self) -> Result<Vec<u32>, RecordingError> {
+        Ok(self.segment_indexes("samples-")?.into_iter().collect())
+    }
+
+    /// One segment's per-process samples, only `columns` when given (Parquet reads just those).
+    pub fn samples_segment(
+        &self,
+        index: u32,
+        columns: Option<&[&str]>,
+    ) -> Result<DataFrame, RecordingError> {
+        self.segment(index, false, columns)
+    }
+
+    /// One segment's system samples.
+    pub fn system_segment(
+        &self,
+        index: u32,
+        columns: Option<&[&str]>,
+    ) -> Result<DataFrame, RecordingError> {
+        self.segment(index, true, columns)
+    }
+
+    fn segment(
+        &self,
+        index: u32,
+        system: bool,
+        columns: Option<&[&str]>,
+    ) -> Result<DataFrame, RecordingError> {
+        let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
+        let system_parquet = system_path(&self.dir, index);
+        if samples_parquet.exists() && system_parquet.exists() {
+            let path = if system {
+                &system_parquet
+            } else {
+                &samples_parquet
+            };
+            return read_parquet(path, columns);
+        }
+        let log = stream_path(&self.dir, Stream::Samples, index, "log");
+        let ticks: Vec<Tick> = self.decode_log(&log)?;
+        let frame = if system {
+            tables::system_frame(&ticks)
+        } else {
+            tables::samples_frame(&ticks)
+        };
+        let table = |source| RecordingError::Table {
+            path: log.clone(),
+            source,
+        };
+        let frame = frame.map_err(table)?;
+        match columns {
+            Some(columns) => frame.select(columns.iter().copied()).map_err(table),
+            None => Ok(frame),
+        }
+    }
+
     /// The trial-boundary memory maps, one row per (condensed) mapping.
     pub fn smaps(&self) -> Result<DataFrame, RecordingError> {
         let mut out: Option<DataFrame> = None;
-        for index in self.segment_indexes("smaps-")? {
-            let parquet = stream_path(&self.dir, Stream::Smaps, index, "parquet");
-            let part = if parquet.exists() {
-                read_parquet(&parquet)?
-            } else {
-                let log = stream_path(&self.dir, Stream::Smaps, index, "log");
-                let snapshots: Vec<SmapsSnapshot> = self.decode_log(&log)?;
-                tables::smaps_frame(&snapshots)
-                    .map_err(|source| RecordingError::Table { path: log, source })?
-            };
-            append(&mut out, part, &self.dir)?;
+        for index in self.smaps_segments()? {
+            append(&mut out, self.smaps_segment(index)?, &self.dir)?;
         }
         match out {
             Some(df) => Ok(df),
@@ -132,6 +162,21 @@ impl Recording {
                 source,
             }),
         }
+    }
+
+    pub fn smaps_segments(&self) -> Result<Vec<u32>, RecordingError> {
+        Ok(self.segment_indexes("smaps-")?.into_iter().collect())
+    }
+
+    pub fn smaps_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
+        let parquet = stream_path(&self.dir, Stream::Smaps, index, "parquet");
+        if parquet.exists() {
+            return read_parquet(&parquet, None);
+        }
+        let log = stream_path(&self.dir, Stream::Smaps, index, "log");
+        let snapshots: Vec<SmapsSnapshot> = self.decode_log(&log)?;
+        tables::smaps_frame(&snapshots)
+            .map_err(|source| RecordingError::Table { path: log, source })
     }
 
     pub fn events_frame(&self) -> Result<DataFrame, RecordingError> {
@@ -185,12 +230,13 @@ impl Recording {
     }
 }
 
-fn read_parquet(path: &Path) -> Result<DataFrame, RecordingError> {
+fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, RecordingError> {
     let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
         path: path.to_path_buf(),
         source,
     })?;
     ParquetReader::new(file)
+        .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
         .finish()
         .map_err(|source| RecordingError::Table {
             path: path.to_path_buf(),

@@ -1,0 +1,207 @@
+//! What analysis finds, as the stable document `memwarden analyze --json` prints. Bytes
+//! throughout (`*_bytes`, rates in `*_bytes` per trial or per hour); times in nanoseconds since
+//! the run started. Fields are only ever added; `schema_version` goes up if one changes meaning.
+
+use super::kind::Kind;
+use super::verdict::Verdict;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Findings {
+    pub schema_version: u32,
+    pub run: RunSummary,
+    /// The worst worker verdict.
+    pub verdict: Verdict,
+    pub workers: Vec<WorkerFinding>,
+    /// Trial parameters that go with retained growth, most significant first.
+    pub parameters: Vec<ParameterFinding>,
+    pub forecast: Option<Forecast>,
+    /// Things a reader should know (no trials seen, damaged records, ...).
+    pub notes: Vec<String>,
+    pub trials: Vec<TrialRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub dir: String,
+    pub mode: String,
+    /// `finished`, or `ended abruptly` when the harness never wrote its end.
+    pub status: String,
+    pub workers: u32,
+    pub start: String,
+    pub duration_s: f64,
+    pub trials_seen: bool,
+    pub trials: usize,
+    pub process_samples: u64,
+    pub damaged_records: usize,
+}
+
+/// Whether rates were fitted per trial or, with no trials, over time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Basis {
+    Trials,
+    Time,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerFinding {
+    pub worker: u32,
+    pub trials: usize,
+    /// The verdict of `kind`.
+    pub verdict: Verdict,
+    /// The memory kind that grows (anon, shmem, swap or gpu), or PSS/RSS when none is measured.
+    pub kind: Kind,
+    pub basis: Basis,
+    pub kinds: Vec<KindFinding>,
+    /// The process of the tree that holds the growth.
+    pub process: Option<ProcessFinding>,
+    /// Mappings of that process that grew between trial-boundary snapshots.
+    pub mappings: Vec<MappingFinding>,
+    pub hints: Vec<String>,
+}
+
+impl WorkerFinding {
+    pub fn kind_finding(&self, kind: Kind) -> Option<&KindFinding> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// A rate with its 95% confidence interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rate {
+    pub bytes: f64,
+    pub low_bytes: f64,
+    pub high_bytes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindFinding {
+    pub kind: Kind,
+    pub verdict: Verdict,
+    pub basis: Basis,
+    /// The growth that continues (after a plateau or step, the rate since then).
+    pub per_trial: Option<Rate>,
+    pub per_hour: Option<Rate>,
+    /// One-sided confidence that retained memory grows (Mann–Kendall).
+    pub confidence: f64,
+    pub first_clear_trial: Option<String>,
+    pub plateau_from_trial: Option<String>,
+    pub step: Option<StepFinding>,
+    /// Retained at the end minus retained at the start (medians of the first and last points).
+    pub growth_bytes: f64,
+    pub first_bytes: Option<f64>,
+    pub last_bytes: Option<f64>,
+    /// The highest level seen during a trial, and the typical transient above the baseline.
+    pub peak_bytes: Option<f64>,
+    pub transient_bytes: Option<f64>,
+    pub points: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepFinding {
+    pub trial: String,
+    pub size_bytes: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessFinding {
+    pub pid: i32,
+    pub command: String,
+    /// The worker's main process, as opposed to a child it forked.
+    pub main: bool,
+    pub verdict: Verdict,
+    pub per_trial: Option<Rate>,
+    /// The process's share of the tree's growth rate (0..1, may exceed 1 when others shrink).
+    pub share: Option<f64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MappingCategory {
+    Heap,
+    AnonymousRegions,
+    GlibcArenas,
+    SmallAnonymous,
+    SharedMemory,
+    GpuDriver,
+    File,
+    Other,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MappingFinding {
+    pub category: MappingCategory,
+    /// `[heap]`, a path, or a description such as `anonymous regions`.
+    pub name: String,
+    pub growth_bytes: f64,
+    /// Regions present at the last snapshot but not the first (negative: fewer).
+    pub regions_added: i64,
+    /// The typical size of the added regions.
+    pub region_bytes: Option<f64>,
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ParameterFinding {
+    pub name: String,
+    /// For a categorical parameter, the value whose trials differ; `None` for a numeric trend.
+    pub value: Option<String>,
+    /// Median retained growth per trial with this value (or per unit, for a trend) ...
+    pub with_bytes: f64,
+    /// ... and without it.
+    pub without_bytes: f64,
+    pub effect_bytes: f64,
+    pub trials_with: usize,
+    pub trials_without: usize,
+    /// Spearman's rho, for numeric parameters.
+    pub rho: Option<f64>,
+    /// Bonferroni-adjusted p-value over all values tested.
+    pub p_value: f64,
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    pub mem_total_bytes: f64,
+    pub available_bytes: f64,
+    /// What the workers may use: total minus a 10% reserve minus what else the host used.
+    pub budget_bytes: f64,
+    pub workers: u32,
+    pub growth_bytes_per_hour: f64,
+    pub growth_bytes_per_trial: f64,
+    pub exhausted_in_hours: Option<f64>,
+    pub exhausted_in_trials: Option<f64>,
+    pub horizon_hours: f64,
+    /// The most workers that fit for the horizon without restarts.
+    pub max_workers: Option<u32>,
+    pub restart_every_trials: Option<u64>,
+    pub restart_every_minutes: Option<f64>,
+    /// A per-worker limit that keeps `workers` workers within the budget.
+    pub worker_limit_bytes: Option<f64>,
+    pub advice: Vec<String>,
+}
+
+/// Baseline, peak and retained of one kind in one trial (bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LevelTriple {
+    pub baseline: Option<f64>,
+    pub peak: Option<f64>,
+    pub retained: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRecord {
+    pub worker: u32,
+    pub trial: String,
+    pub ordinal: usize,
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub state: String,
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub tree: BTreeMap<Kind, LevelTriple>,
+    pub processes: BTreeMap<i32, BTreeMap<Kind, LevelTriple>>,
+}

@@ -1,0 +1,160 @@
+//! When memory runs out at the measured rates, and the settings that prevent it: how many
+//! workers fit, how often to restart them, what per-worker limit to set. The arithmetic a person
+//! would otherwise do on the back of an envelope, done the same way every time.
+
+use super::findings::Forecast;
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+/// Kept free for the rest of the host: the kernel, page cache, the harness.
+const RESERVE_FRACTION: f64 = 0.10;
+
+/// What the forecast needs from one worker (bytes, bytes per trial, bytes per hour).
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerRates {
+    /// The worker's level at the start of the run.
+    pub first_bytes: f64,
+    /// The typical transient peak above the retained level during a trial.
+    pub transient_bytes: f64,
+    /// Ongoing growth; 0 for workers without a leak verdict.
+    pub per_trial: f64,
+    pub per_hour: f64,
+    /// Median wall time of a trial including the gap after it.
+    pub trial_hours: Option<f64>,
+}
+
+pub struct Machine {
+    pub mem_total_bytes: f64,
+    pub first_available_bytes: f64,
+    pub last_available_bytes: f64,
+}
+
+pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) -> Forecast {
+    let n = workers.len().max(1) as f64;
+    let workers_first: f64 = workers.iter().map(|w| w.first_bytes).sum();
+    let reserve = RESERVE_FRACTION * machine.mem_total_bytes;
+    let others = (machine.mem_total_bytes - machine.first_available_bytes - workers_first).max(0.0);
+    let budget = (machine.mem_total_bytes - reserve - others).max(0.0);
+    let per_hour: f64 = workers.iter().map(|w| w.per_hour.max(0.0)).sum();
+    let per_trial: f64 = workers.iter().map(|w| w.per_trial.max(0.0)).sum();
+    let headroom = (machine.last_available_bytes - reserve).max(0.0);
+    let max_of = |f: fn(&WorkerRates) -> f64| workers.iter().map(f).fold(0.0, f64::max);
+    // Every worker runs the same code, so plan for each to behave like the worst one.
+    let worst_per_trial = max_of(|w| w.per_trial);
+    let worst_per_hour = max_of(|w| w.per_hour);
+    let transient = max_of(|w| w.transient_bytes);
+    let mut bases: Vec<f64> = workers.iter().map(|w| w.first_bytes).collect();
+    bases.sort_by(f64::total_cmp);
+    let base = bases.get(bases.len() / 2).copied().unwrap_or(0.0);
+    let trial_hours = workers
+        .iter()
+        .filter_map(|w| w.trial_hours)
+        .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+
+    let footprint = base + transient + worst_per_hour.max(0.0) * horizon_hours;
+    let max_workers = (footprint > 0.0).then(|| (budget / footprint).floor() as u32);
+    let allowance = budget / n;
+    let restart_every_trials = (worst_per_trial > 0.0 && allowance > base + transient)
+        .then(|| ((allowance - base - transient) / worst_per_trial).floor() as u64);
+    let restart_every_minutes = restart_every_trials
+        .zip(trial_hours)
+        .map(|(k, h)| k as f64 * h * 60.0);
+    let leaking = worst_per_trial > 0.0 || worst_per_hour > 0.0;
+
+    let mut advice = Vec::new();
+    if leaking {
+        if let Some(k) = max_workers {
+            advice.push(format!(
+                "for {horizon_hours:.0} h without restarts, at most {k} worker(s) fit in {:.1} GiB",
+                budget / GIB
+            ));
+        }
+        match restart_every_trials {
+            Some(k) => advice.push(format!(
+                "with {} worker(s), restart each every {k} trials{} or when it passes {:.2} GiB",
+                workers.len(),
+                restart_every_minutes.map_or(String::new(), |m| format!(" (~{m:.0} min)")),
+                allowance / GIB
+            )),
+            None if worst_per_trial > 0.0 => advice.push(format!(
+                "{} worker(s) do not fit even right after a restart: run fewer",
+                workers.len()
+            )),
+            None => {}
+        }
+    } else if budget < n * (base + transient) {
+        advice.push(format!(
+            "{} worker(s) need {:.1} GiB at their peaks, more than the {:.1} GiB budget",
+            workers.len(),
+            n * (base + transient) / GIB,
+            budget / GIB
+        ));
+    }
+    Forecast {
+        mem_total_bytes: machine.mem_total_bytes,
+        available_bytes: machine.last_available_bytes,
+        budget_bytes: budget,
+        workers: workers.len() as u32,
+        growth_bytes_per_hour: per_hour,
+        growth_bytes_per_trial: per_trial,
+        exhausted_in_hours: (per_hour > 0.0).then(|| headroom / per_hour),
+        exhausted_in_trials: (per_trial > 0.0).then(|| headroom / per_trial),
+        horizon_hours,
+        max_workers: if leaking { max_workers } else { None },
+        restart_every_trials,
+        restart_every_minutes,
+        worker_limit_bytes: restart_every_trials.map(|_| allowance),
+        advice,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The overnight incident: two workers at 2 GiB leaking to 15 GiB in an hour on 31 GiB.
+    #[test]
+    fn overnight_incident_numbers() {
+        let machine = Machine {
+            mem_total_bytes: 31.0 * GIB,
+            first_available_bytes: 26.0 * GIB,
+            last_available_bytes: 4.0 * GIB,
+        };
+        let worker = WorkerRates {
+            first_bytes: 2.0 * GIB,
+            transient_bytes: 0.5 * GIB,
+            per_trial: 0.1 * GIB,
+            per_hour: 11.0 * GIB,
+            trial_hours: Some(1.0 / 110.0),
+        };
+        let f = forecast(&machine, &[worker, worker], 12.0);
+        // Budget: 31 − 3.1 reserve − 1 other = 26.9 GiB; headroom 4 − 3.1 = 0.9 GiB.
+        assert!((f.budget_bytes / GIB - 26.9).abs() < 0.01);
+        assert!((f.exhausted_in_hours.expect("hours") - 0.9 / 22.0).abs() < 0.001);
+        assert_eq!(f.max_workers, Some(0));
+        // 13.45 GiB each: (13.45 − 2.5) / 0.1 = 109 trials.
+        assert_eq!(f.restart_every_trials, Some(109));
+        assert!(f
+            .advice
+            .iter()
+            .any(|a| a.contains("restart each every 109 trials")));
+    }
+
+    #[test]
+    fn no_leak_no_restarts() {
+        let machine = Machine {
+            mem_total_bytes: 16.0 * GIB,
+            first_available_bytes: 12.0 * GIB,
+            last_available_bytes: 12.0 * GIB,
+        };
+        let worker = WorkerRates {
+            first_bytes: GIB,
+            transient_bytes: 0.0,
+            per_trial: 0.0,
+            per_hour: 0.0,
+            trial_hours: None,
+        };
+        let f = forecast(&machine, &[worker], 12.0);
+        assert_eq!((f.exhausted_in_hours, f.restart_every_trials), (None, None));
+        assert!(f.advice.is_empty());
+    }
+}

@@ -1,0 +1,447 @@
+//! From a recording to per-trial levels and timelines, one sample segment at a time. polars
+//! does the table work per segment (column projection, per-process forward fill of the
+//! budgeted PSS/USS reads, per-tick sums over each worker's tree); the walkers and timelines
+//! take the reduced rows.
+
+use super::kind::{Kind, Values, KINDS};
+use super::levels::{windows, Levels, SeriesWalker};
+use super::location::MappingRow;
+use super::timeline::Timeline;
+use crate::recording::{EventKind, Recording, RecordingError, Trial};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+
+/// Timelines keep at most this many buckets per worker.
+const TIMELINE_BUCKETS: usize = 600;
+/// Fewer per process: a run may see thousands of short-lived processes.
+const PROCESS_TIMELINE_BUCKETS: usize = 150;
+
+/// Columns of the samples table that analysis reads.
+const SAMPLE_COLUMNS: [&str; 11] = [
+    "t_ns", "worker", "pid", "pss", "uss", "anon", "file", "shmem", "swap", "gpu", "rss",
+];
+
+/// Kinds read by smaps_rollup or NVML on some ticks only: carried forward per process.
+const SPARSE: [Kind; 3] = [Kind::Pss, Kind::Uss, Kind::Gpu];
+
+/// One trial of one worker with its levels.
+#[derive(Debug, Clone)]
+pub struct TrialLevels {
+    pub trial: Trial,
+    /// Position among the worker's trials.
+    pub ordinal: usize,
+    pub tree: Option<Levels>,
+    pub processes: BTreeMap<i32, Levels>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProcessInfo {
+    pub ppid: Option<i32>,
+    pub command: String,
+    /// The worker's main process (started or adopted by the harness).
+    pub main: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SystemSummary {
+    pub mem_total_bytes: f64,
+    pub first_available_bytes: f64,
+    pub last_available_bytes: f64,
+    pub min_available_bytes: f64,
+    pub max_psi_full_avg10: Option<f64>,
+    /// Available memory in slot 0 and memory PSI full avg10 in slot 1.
+    pub timeline: Timeline,
+}
+
+pub struct Loaded {
+    /// Per worker, in trial order.
+    pub trials: BTreeMap<u32, Vec<TrialLevels>>,
+    /// Per worker, the tree's sums over time.
+    pub timelines: BTreeMap<u32, Timeline>,
+    /// Per process of each tree, over time.
+    pub process_timelines: BTreeMap<(u32, i32), Timeline>,
+    pub processes: BTreeMap<(u32, i32), ProcessInfo>,
+    pub system: Option<SystemSummary>,
+    pub process_samples: u64,
+    pub first_ns: Option<u64>,
+    pub last_ns: Option<u64>,
+}
+
+pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
+    let interval_ns = recording.manifest.interval_ns.max(1);
+    let mut by_worker: BTreeMap<u32, Vec<Trial>> = BTreeMap::new();
+    for trial in recording.trials() {
+        by_worker.entry(trial.worker).or_default().push(trial);
+    }
+    for trials in by_worker.values_mut() {
+        trials.sort_by_key(|t| t.start_ns.or(t.end_ns));
+    }
+    let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
+    let mut stop_ns: BTreeMap<u32, u64> = BTreeMap::new();
+    for event in &recording.events {
+        let Some(worker) = event.worker else { continue };
+        match &event.kind {
+            EventKind::WorkerStart { pid, .. } => {
+                processes.entry((worker, *pid)).or_default().main = true;
+            }
+            EventKind::ProcessSeen {
+                pid, ppid, command, ..
+            } => {
+                let info = processes.entry((worker, *pid)).or_default();
+                info.ppid = Some(*ppid);
+                info.command = command.clone();
+            }
+            EventKind::WorkerExit { .. } => {
+                stop_ns.insert(worker, event.t_ns.saturating_sub(2 * interval_ns));
+            }
+            _ => {}
+        }
+    }
+    let worker_windows: BTreeMap<u32, _> = by_worker
+        .iter()
+        .map(|(worker, trials)| {
+            let refs: Vec<&Trial> = trials.iter().collect();
+            let stop = stop_ns.get(worker).copied().unwrap_or(u64::MAX);
+            (*worker, windows(&refs, stop, interval_ns))
+        })
+        .collect();
+    let new_walker =
+        |worker: u32| SeriesWalker::new(worker_windows.get(&worker).cloned().unwrap_or_default());
+
+    let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
+    let mut process_walkers: BTreeMap<(u32, i32), SeriesWalker> = BTreeMap::new();
+    let mut timelines: BTreeMap<u32, Timeline> = BTreeMap::new();
+    let mut process_timelines: BTreeMap<(u32, i32), Timeline> = BTreeMap::new();
+    let mut carry: Option<DataFrame> = None;
+    let mut process_samples = 0u64;
+    let (mut first_ns, mut last_ns) = (None, None);
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        source,
+    };
+    for index in recording.sample_segments()? {
+        let segment = recording.samples_segment(index, Some(&SAMPLE_COLUMNS))?;
+        if segment.height() == 0 {
+            continue;
+        }
+        process_samples += segment.height() as u64;
+        let (filled, next_carry) = fill_forward(segment, carry.take()).map_err(table)?;
+        carry = Some(next_carry);
+        let rows = Rows::new(&filled).map_err(table)?;
+        for i in 0..rows.len() {
+            let (t, worker, pid, values) = rows.get(i);
+            first_ns = first_ns.or(Some(t));
+            last_ns = Some(t);
+            process_walkers
+                .entry((worker, pid))
+                .or_insert_with(|| new_walker(worker))
+                .push(t, values);
+            process_timelines
+                .entry((worker, pid))
+                .or_insert_with(|| Timeline::new(interval_ns, PROCESS_TIMELINE_BUCKETS))
+                .push(t, &values);
+        }
+        let tree = tree_sums(filled).map_err(table)?;
+        let rows = Rows::new(&tree).map_err(table)?;
+        for i in 0..rows.len() {
+            let (t, worker, _, values) = rows.get(i);
+            tree_walkers
+                .entry(worker)
+                .or_insert_with(|| new_walker(worker))
+                .push(t, values);
+            timelines
+                .entry(worker)
+                .or_insert_with(|| Timeline::new(interval_ns, TIMELINE_BUCKETS))
+                .push(t, &values);
+        }
+    }
+
+    let mut trials: BTreeMap<u32, Vec<TrialLevels>> = BTreeMap::new();
+    for (worker, worker_trials) in by_worker {
+        let tree = tree_walkers
+            .remove(&worker)
+            .map(SeriesWalker::finish)
+            .unwrap_or_default();
+        let mut per_process: Vec<(i32, Vec<Option<Levels>>)> = Vec::new();
+        let pids: Vec<(u32, i32)> = process_walkers
+            .range((worker, i32::MIN)..=(worker, i32::MAX))
+            .map(|(key, _)| *key)
+            .collect();
+        for key in pids {
+            if let Some(walker) = process_walkers.remove(&key) {
+                per_process.push((key.1, walker.finish()));
+            }
+        }
+        let levels = worker_trials
+            .into_iter()
+            .enumerate()
+            .map(|(ordinal, trial)| TrialLevels {
+                trial,
+                ordinal,
+                tree: tree.get(ordinal).cloned().flatten(),
+                processes: per_process
+                    .iter()
+                    .filter_map(|(pid, l)| Some((*pid, l.get(ordinal)?.clone()?)))
+                    .collect(),
+            })
+            .collect();
+        trials.insert(worker, levels);
+    }
+    Ok(Loaded {
+        trials,
+        timelines,
+        process_timelines,
+        processes,
+        system: load_system(recording, interval_ns)?,
+        process_samples,
+        first_ns,
+        last_ns,
+    })
+}
+
+/// Carries each process's last PSS/USS/GPU reading forward over the ticks that did not read
+/// them. `carry` holds each process's last filled row of the previous segment; it is put in
+/// front so the fill crosses segment boundaries, then dropped again.
+fn fill_forward(
+    segment: DataFrame,
+    carry: Option<DataFrame>,
+) -> PolarsResult<(DataFrame, DataFrame)> {
+    let segment = segment.lazy().with_column(lit(false).alias("carried"));
+    let combined = match carry {
+        Some(carry) => concat(
+            [
+                carry.lazy().with_column(lit(true).alias("carried")),
+                segment,
+            ],
+            UnionArgs::default(),
+        )?,
+        None => segment,
+    };
+    let partition = [col("worker"), col("pid")];
+    let fills: Vec<Expr> = SPARSE
+        .iter()
+        .map(|k| {
+            col(k.column())
+                .fill_null_with_strategy(FillNullStrategy::Forward(None))
+                .over(partition.clone())
+        })
+        .collect::<PolarsResult<_>>()?;
+    let filled = combined
+        .with_columns(fills)
+        .filter(col("carried").not())
+        .drop(cols(["carried"]))
+        .collect()?;
+    let carry = filled
+        .clone()
+        .lazy()
+        .group_by_stable(partition)
+        .agg([all().exclude_cols(["worker", "pid"]).as_expr().last()])
+        .select(SAMPLE_COLUMNS.map(col))
+        .collect()?;
+    Ok((filled, carry))
+}
+
+/// Per worker and tick, the sum over its tree. A sparse kind's sum is kept only when every
+/// process of the tree has a value, and is left empty otherwise.
+fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
+    let mut aggregates = vec![col("pid").first()];
+    for kind in KINDS {
+        aggregates.push(col(kind.column()).sum());
+        aggregates.push(
+            col(kind.column())
+                .null_count()
+                .alias(format!("{}_missing", kind.column())),
+        );
+    }
+    let mut tree = filled
+        .lazy()
+        .group_by_stable([col("worker"), col("t_ns")])
+        .agg(aggregates)
+        .collect()?;
+    for kind in KINDS {
+        let name = kind.column();
+        let missing = tree
+            .column(&format!("{name}_missing"))?
+            .cast(&DataType::UInt64)?;
+        let sums = tree.column(name)?.cast(&DataType::UInt64)?;
+        let kept: Vec<Option<u64>> = sums
+            .u64()?
+            .iter()
+            .zip(missing.u64()?.iter())
+            .map(|(sum, missing)| if missing == Some(0) { sum } else { None })
+            .collect();
+        tree.replace(name, Column::new(name.into(), kept))?;
+    }
+    Ok(tree)
+}
+
+/// Typed views of the columns that rows are read from.
+struct Rows {
+    t_ns: UInt64Chunked,
+    worker: UInt32Chunked,
+    pid: Int32Chunked,
+    kinds: Vec<UInt64Chunked>,
+}
+
+impl Rows {
+    fn new(df: &DataFrame) -> PolarsResult<Self> {
+        let get = |name: &str, dtype: DataType| -> PolarsResult<Series> {
+            Ok(df
+                .column(name)?
+                .as_materialized_series()
+                .cast(&dtype)?
+                .rechunk())
+        };
+        Ok(Self {
+            t_ns: get("t_ns", DataType::UInt64)?.u64()?.clone(),
+            worker: get("worker", DataType::UInt32)?.u32()?.clone(),
+            pid: get("pid", DataType::Int32)?.i32()?.clone(),
+            kinds: KINDS
+                .iter()
+                .map(|k| Ok(get(k.column(), DataType::UInt64)?.u64()?.clone()))
+                .collect::<PolarsResult<_>>()?,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.t_ns.len()
+    }
+
+    fn get(&self, i: usize) -> (u64, u32, i32, Values) {
+        let mut values: Values = Default::default();
+        for (slot, column) in values.iter_mut().zip(&self.kinds) {
+            *slot = column.get(i).map(|v| v as f64);
+        }
+        (
+            self.t_ns.get(i).unwrap_or(0),
+            self.worker.get(i).unwrap_or(0),
+            self.pid.get(i).unwrap_or(0),
+            values,
+        )
+    }
+}
+
+fn load_system(
+    recording: &Recording,
+    interval_ns: u64,
+) -> Result<Option<SystemSummary>, RecordingError> {
+    let columns = ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
+    let mut summary: Option<SystemSummary> = None;
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        source,
+    };
+    for index in recording.sample_segments()? {
+        let df = recording.system_segment(index, Some(&columns))?;
+        let u = |name: &str| -> PolarsResult<UInt64Chunked> {
+            Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
+        };
+        let (t, total, available) = (
+            u("t_ns").map_err(table)?,
+            u("mem_total").map_err(table)?,
+            u("mem_available").map_err(table)?,
+        );
+        let psi = df
+            .column("psi_full_avg10")
+            .and_then(|c| c.cast(&DataType::Float64))
+            .map_err(table)?;
+        let psi = psi.f64().map_err(table)?;
+        for i in 0..df.height() {
+            let (Some(t), Some(total), Some(available)) =
+                (t.get(i), total.get(i), available.get(i))
+            else {
+                continue;
+            };
+            let (total, available) = (total as f64, available as f64);
+            let psi = psi.get(i);
+            let s = summary.get_or_insert_with(|| SystemSummary {
+                mem_total_bytes: total,
+                first_available_bytes: available,
+                last_available_bytes: available,
+                min_available_bytes: available,
+                max_psi_full_avg10: None,
+                timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
+            });
+            s.mem_total_bytes = total;
+            s.last_available_bytes = available;
+            s.min_available_bytes = s.min_available_bytes.min(available);
+            s.max_psi_full_avg10 = match (s.max_psi_full_avg10, psi) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            let mut values: Values = Default::default();
+            values[0] = Some(available);
+            values[1] = psi;
+            s.timeline.push(t, &values);
+        }
+    }
+    Ok(summary)
+}
+
+/// One process's condensed mappings at its trial-start snapshots (trial-end ones when it has
+/// fewer than two starts, as with Optuna's trials), filtered segment by segment.
+pub fn mapping_rows(
+    recording: &Recording,
+    worker: u32,
+    pid: i32,
+) -> Result<Vec<MappingRow>, RecordingError> {
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        source,
+    };
+    let mut by_boundary: [Vec<MappingRow>; 2] = Default::default();
+    for index in recording.smaps_segments()? {
+        let df = recording
+            .smaps_segment(index)?
+            .lazy()
+            .filter(col("worker").eq(lit(worker)).and(col("pid").eq(lit(pid))))
+            .select([
+                col("t_ns"),
+                col("boundary"),
+                col("mapping"),
+                col("start"),
+                col("size"),
+                col("rss"),
+                col("swap"),
+            ])
+            .collect()
+            .map_err(table)?;
+        let u = |name: &str| -> PolarsResult<UInt64Chunked> {
+            Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
+        };
+        let s = |name: &str| -> PolarsResult<StringChunked> {
+            Ok(df.column(name)?.cast(&DataType::String)?.str()?.clone())
+        };
+        let (t, start, size, rss, swap) = (
+            u("t_ns").map_err(table)?,
+            u("start").map_err(table)?,
+            u("size").map_err(table)?,
+            u("rss").map_err(table)?,
+            u("swap").map_err(table)?,
+        );
+        let (boundary, mapping) = (s("boundary").map_err(table)?, s("mapping").map_err(table)?);
+        for i in 0..df.height() {
+            let slot = usize::from(boundary.get(i) != Some("trial_start"));
+            by_boundary[slot].push(MappingRow {
+                t_ns: t.get(i).unwrap_or(0),
+                name: mapping.get(i).unwrap_or("").to_string(),
+                start: start.get(i).unwrap_or(0),
+                size: size.get(i).unwrap_or(0),
+                rss: rss.get(i).unwrap_or(0),
+                swap: swap.get(i).unwrap_or(0),
+            });
+        }
+    }
+    let snapshots = |rows: &[MappingRow]| {
+        rows.iter()
+            .map(|r| r.t_ns)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    let [starts, ends] = by_boundary;
+    Ok(if snapshots(&starts) >= 2 {
+        starts
+    } else {
+        ends
+    })
+}

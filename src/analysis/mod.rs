@@ -1,0 +1,269 @@
+//! Leak analysis: from a recording to findings. Per trial, per worker and per process the
+//! baseline, peak and retained levels of each memory kind; a verdict per worker and kind from a
+//! robust trend (leak, plateau, stable, insufficient data); where the growth is (process, kind,
+//! mappings); which trial parameters go with it; and when memory runs out at that rate.
+//!
+//! Only `load` touches the recording (through polars); everything after it is pure and is
+//! tested on synthetic series. `budget` judges findings against CI budgets and compares runs.
+
+pub mod budget;
+mod findings;
+mod forecast;
+mod kind;
+mod levels;
+mod load;
+mod location;
+mod params;
+pub mod stats;
+pub mod text;
+mod timeline;
+mod verdict;
+mod worker;
+
+pub use findings::*;
+pub use forecast::{forecast, Machine, WorkerRates};
+pub use kind::{Kind, Values, KINDS};
+pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
+pub use location::{categorize, mapping_growth, MappingRow};
+pub use params::{parameter_effects, TrialGrowth};
+pub use timeline::{Bucket, Timeline};
+pub use verdict::{classify, Classification, Rules, Verdict};
+
+use crate::recording::{Recording, RecordingError, RunStatus};
+use load::Loaded;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("{0}: the recording holds no samples (it was stopped before its first tick, or its sample files are missing)")]
+    NoSamples(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub rules: Rules,
+    /// How far ahead the forecast plans (e.g. a 12-hour soak).
+    pub horizon_hours: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            rules: Rules::default(),
+            horizon_hours: 12.0,
+        }
+    }
+}
+
+pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, AnalysisError> {
+    let loaded = load::load(recording)?;
+    if loaded.process_samples == 0 {
+        return Err(AnalysisError::NoSamples(recording.dir.clone()));
+    }
+    let rules = &options.rules;
+    let worker_ids: BTreeSet<u32> = loaded
+        .timelines
+        .keys()
+        .chain(loaded.trials.keys())
+        .copied()
+        .collect();
+    let mut workers: Vec<WorkerFinding> = worker_ids
+        .iter()
+        .map(|w| worker::worker_finding(*w, &loaded, rules))
+        .collect();
+    for finding in &mut workers {
+        locate_mappings(recording, finding)?;
+    }
+    let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
+    let parameters = parameters(&loaded, &workers);
+    let forecast = machine_forecast(&loaded, &workers, options.horizon_hours);
+    let verdict = workers
+        .iter()
+        .map(|w| w.verdict)
+        .max_by_key(|v| match v {
+            Verdict::Leak => 3,
+            Verdict::Plateau => 2,
+            Verdict::Stable => 1,
+            Verdict::InsufficientData => 0,
+        })
+        .unwrap_or(Verdict::InsufficientData);
+    let stats = recording.stats.get();
+    let mut notes = Vec::new();
+    if !trials_seen {
+        notes.push("no trial boundaries were seen: verdicts are fitted over time (growth per hour), not per trial".to_string());
+    }
+    if stats.garbled_records > 0 || stats.torn_tail_bytes > 0 {
+        notes.push(format!(
+            "skipped {} damaged record(s) and {} byte(s) of a torn final record",
+            stats.garbled_records, stats.torn_tail_bytes
+        ));
+    }
+    if recording.manifest.status == RunStatus::Running {
+        notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
+    }
+    let duration_s = match (loaded.first_ns, loaded.last_ns) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    Ok(Findings {
+        schema_version: SCHEMA_VERSION,
+        run: RunSummary {
+            dir: recording.dir.display().to_string(),
+            mode: recording.manifest.mode.clone(),
+            status: match recording.manifest.status {
+                RunStatus::Finished => "finished".into(),
+                RunStatus::Running => "ended abruptly".into(),
+            },
+            workers: recording.manifest.workers,
+            start: recording.manifest.start_rfc3339.clone(),
+            duration_s,
+            trials_seen,
+            trials: loaded.trials.values().map(Vec::len).sum(),
+            process_samples: loaded.process_samples,
+            damaged_records: stats.garbled_records,
+        },
+        verdict,
+        workers,
+        parameters,
+        forecast,
+        notes,
+        trials: trial_records(&loaded),
+    })
+}
+
+fn locate_mappings(
+    recording: &Recording,
+    finding: &mut WorkerFinding,
+) -> Result<(), AnalysisError> {
+    let Some(process) = &finding.process else {
+        return Ok(());
+    };
+    let rows = load::mapping_rows(recording, finding.worker, process.pid)?;
+    finding.mappings = mapping_growth(&rows);
+    let mut hints: Vec<String> = finding
+        .mappings
+        .iter()
+        .filter(|m| m.growth_bytes >= 0.25 * finding.mappings[0].growth_bytes)
+        .filter_map(|m| m.hint.clone())
+        .collect();
+    if let Some(file) = finding.kind_finding(Kind::File) {
+        if file.verdict == Verdict::Leak && finding.kind != Kind::File {
+            hints.push("file-backed memory grows too: that is page cache of mapped files, reclaimable and not a leak".into());
+        }
+    }
+    hints.dedup();
+    finding.hints = hints;
+    Ok(())
+}
+
+/// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
+/// the workers, in each worker's headline kind.
+fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFinding> {
+    let mut growth = Vec::new();
+    for finding in workers {
+        let k = finding.kind as usize;
+        let Some(trials) = loaded.trials.get(&finding.worker) else {
+            continue;
+        };
+        let mut previous: Option<f64> = None;
+        for t in trials {
+            let Some(levels) = &t.tree else { continue };
+            let Some(retained) = levels.retained[k] else {
+                continue;
+            };
+            let before = previous.or(levels.baseline[k]);
+            if let Some(before) = before {
+                growth.push(TrialGrowth {
+                    params: &t.trial.params,
+                    growth: retained - before,
+                });
+            }
+            previous = Some(retained);
+        }
+    }
+    parameter_effects(&growth)
+}
+
+fn machine_forecast(
+    loaded: &Loaded,
+    workers: &[WorkerFinding],
+    horizon_hours: f64,
+) -> Option<Forecast> {
+    let system = loaded.system.as_ref()?;
+    let rates: Vec<WorkerRates> = workers
+        .iter()
+        .filter_map(|w| {
+            let summary = w
+                .kind_finding(Kind::Pss)
+                .filter(|k| k.verdict != Verdict::InsufficientData)
+                .or_else(|| w.kind_finding(Kind::Rss))?;
+            let growing = w
+                .kind_finding(w.kind)
+                .filter(|k| k.verdict == Verdict::Leak);
+            let trials = loaded.trials.get(&w.worker);
+            let trial_hours = trials.and_then(|t| {
+                let starts: Vec<f64> = t
+                    .iter()
+                    .filter_map(|t| t.trial.start_ns)
+                    .map(|s| s as f64)
+                    .collect();
+                let gaps: Vec<f64> = starts.windows(2).map(|p| (p[1] - p[0]) / 3.6e12).collect();
+                (!gaps.is_empty()).then(|| stats::median(&gaps))
+            });
+            Some(WorkerRates {
+                first_bytes: summary.first_bytes.unwrap_or(0.0),
+                transient_bytes: summary.transient_bytes.unwrap_or(0.0),
+                per_trial: growing.and_then(|g| g.per_trial).map_or(0.0, |r| r.bytes),
+                per_hour: growing.and_then(|g| g.per_hour).map_or(0.0, |r| r.bytes),
+                trial_hours,
+            })
+        })
+        .collect();
+    let machine = Machine {
+        mem_total_bytes: system.mem_total_bytes,
+        first_available_bytes: system.first_available_bytes,
+        last_available_bytes: system.last_available_bytes,
+    };
+    Some(forecast(&machine, &rates, horizon_hours))
+}
+
+fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {
+    let triples = |levels: &Levels| -> BTreeMap<Kind, LevelTriple> {
+        KINDS
+            .iter()
+            .filter_map(|k| {
+                let i = *k as usize;
+                let triple = LevelTriple {
+                    baseline: levels.baseline[i],
+                    peak: levels.peak[i],
+                    retained: levels.retained[i],
+                };
+                (triple.baseline.is_some() || triple.peak.is_some() || triple.retained.is_some())
+                    .then_some((*k, triple))
+            })
+            .collect()
+    };
+    loaded
+        .trials
+        .values()
+        .flatten()
+        .map(|t| TrialRecord {
+            worker: t.trial.worker,
+            trial: t.trial.trial.clone(),
+            ordinal: t.ordinal,
+            start_ns: t.trial.start_ns,
+            end_ns: t.trial.end_ns,
+            state: t.trial.state.clone(),
+            params: t.trial.params.clone(),
+            tree: t.tree.as_ref().map(triples).unwrap_or_default(),
+            processes: t
+                .processes
+                .iter()
+                .map(|(pid, l)| (*pid, triples(l)))
+                .collect(),
+        })
+        .collect()
+}

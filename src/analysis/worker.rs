@@ -1,0 +1,247 @@
+//! One worker's findings: a verdict per memory kind, the kind that grows, and the process of
+//! its tree that holds the growth.
+
+use super::findings::{Basis, KindFinding, ProcessFinding, Rate, StepFinding, WorkerFinding};
+use super::kind::{Kind, KINDS};
+use super::levels::Levels;
+use super::load::{Loaded, TrialLevels};
+use super::stats::{median, theil_sen, Trend};
+use super::timeline::Timeline;
+use super::verdict::{classify, Classification, Rules, Verdict};
+
+const NS_PER_HOUR: f64 = 3.6e12;
+
+/// Kinds that partition a process's memory; the one that grows is "where" the leak is. File
+/// pages are left out on purpose: they are reclaimable page cache, reported apart.
+const COMPONENTS: [Kind; 4] = [Kind::Anon, Kind::Shmem, Kind::Swap, Kind::Gpu];
+
+/// A retained series: x (trial ordinal), hours, bytes, and the trial label of each point.
+pub struct Series {
+    pub ordinal: Vec<f64>,
+    pub hours: Vec<f64>,
+    pub bytes: Vec<f64>,
+    pub labels: Vec<String>,
+    pub basis: Basis,
+    /// The largest level during a trial and the median transient above the baseline.
+    pub peak: Option<f64>,
+    pub transient: Option<f64>,
+}
+
+/// Retained levels of the completed trials, or the minima of the timeline when there are too
+/// few trials.
+pub fn series(
+    trials: &[TrialLevels],
+    levels_of: impl Fn(&TrialLevels) -> Option<&Levels>,
+    timeline: Option<&Timeline>,
+    kind: Kind,
+    rules: &Rules,
+) -> Option<Series> {
+    let k = kind as usize;
+    let mut s = Series {
+        ordinal: Vec::new(),
+        hours: Vec::new(),
+        bytes: Vec::new(),
+        labels: Vec::new(),
+        basis: Basis::Trials,
+        peak: None,
+        transient: None,
+    };
+    let mut transients = Vec::new();
+    for t in trials {
+        let Some(levels) = levels_of(t) else { continue };
+        if let (Some(peak), Some(baseline)) = (levels.peak[k], levels.baseline[k]) {
+            s.peak = Some(s.peak.map_or(peak, |p: f64| p.max(peak)));
+            transients.push((peak - baseline).max(0.0));
+        }
+        let (Some(retained), Some(end)) = (levels.retained[k], t.trial.end_ns) else {
+            continue;
+        };
+        s.ordinal.push(t.ordinal as f64);
+        s.hours.push(end as f64 / NS_PER_HOUR);
+        s.bytes.push(retained);
+        s.labels.push(t.trial.trial.clone());
+    }
+    s.transient = (!transients.is_empty()).then(|| median(&transients));
+    if s.bytes.len() >= rules.min_points {
+        return Some(s);
+    }
+    let timeline = timeline?;
+    let mut time = Series {
+        ordinal: Vec::new(),
+        hours: Vec::new(),
+        bytes: Vec::new(),
+        labels: Vec::new(),
+        basis: Basis::Time,
+        peak: None,
+        transient: None,
+    };
+    for (i, bucket) in timeline.buckets().enumerate() {
+        if let Some(peak) = bucket.max[k] {
+            time.peak = Some(time.peak.map_or(peak, |p: f64| p.max(peak)));
+        }
+        let Some(min) = bucket.min[k] else { continue };
+        time.ordinal.push(i as f64);
+        time.hours.push(bucket.t_ns as f64 / NS_PER_HOUR);
+        time.bytes.push(min);
+        time.labels.push(String::new());
+    }
+    (!time.bytes.is_empty()).then_some(time)
+}
+
+fn rate(trend: Option<Trend>) -> Option<Rate> {
+    trend.map(|t| Rate {
+        bytes: t.slope,
+        low_bytes: t.slope_low,
+        high_bytes: t.slope_high,
+    })
+}
+
+pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Classification) {
+    let x = match s.basis {
+        Basis::Trials => &s.ordinal,
+        Basis::Time => &s.hours,
+    };
+    let c = classify(x, &s.bytes, rules);
+    let from = c.ongoing_from.min(s.bytes.len());
+    let per_hour = match s.basis {
+        Basis::Trials => theil_sen(&s.hours[from..], &s.bytes[from..]),
+        Basis::Time => c.ongoing,
+    };
+    let label = |i: usize| match s.basis {
+        Basis::Trials => s.labels.get(i).cloned(),
+        Basis::Time => s.hours.get(i).map(|h| format!("{}s", (h * 3600.0).round())),
+    };
+    let finding = KindFinding {
+        kind,
+        verdict: c.verdict,
+        basis: s.basis,
+        per_trial: match s.basis {
+            Basis::Trials => rate(c.ongoing),
+            Basis::Time => None,
+        },
+        per_hour: rate(per_hour),
+        confidence: c.overall.map_or(0.0, |t| t.growth_confidence),
+        first_clear_trial: c.first_clear.and_then(label),
+        plateau_from_trial: c.plateau_from.and_then(label),
+        step: c.step.and_then(|step| {
+            Some(StepFinding {
+                trial: label(step.at)?,
+                size_bytes: step.size,
+            })
+        }),
+        growth_bytes: c.growth,
+        first_bytes: s.bytes.first().copied(),
+        last_bytes: s.bytes.last().copied(),
+        peak_bytes: s.peak,
+        transient_bytes: s.transient,
+        points: c.points,
+    };
+    (finding, c)
+}
+
+fn severity(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Leak => 3,
+        Verdict::Plateau => 2,
+        Verdict::Stable => 1,
+        Verdict::InsufficientData => 0,
+    }
+}
+
+/// Worse verdict first, then the faster ongoing growth.
+pub fn worse(a: &KindFinding, b: &KindFinding) -> bool {
+    let growth = |k: &KindFinding| k.per_trial.or(k.per_hour).map_or(0.0, |r| r.bytes);
+    (severity(a.verdict), growth(a)) > (severity(b.verdict), growth(b))
+}
+
+pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFinding {
+    let no_trials = Vec::new();
+    let trials = loaded.trials.get(&worker).unwrap_or(&no_trials);
+    let timeline = loaded.timelines.get(&worker);
+    let kinds: Vec<KindFinding> = KINDS
+        .iter()
+        .filter_map(|kind| {
+            let s = series(trials, |t| t.tree.as_ref(), timeline, *kind, rules)?;
+            Some(kind_finding(*kind, &s, rules).0)
+        })
+        .collect();
+    let summary = kinds
+        .iter()
+        .find(|k| k.kind == Kind::Pss && k.verdict != Verdict::InsufficientData)
+        .or_else(|| kinds.iter().find(|k| k.kind == Kind::Rss));
+    let headline = kinds
+        .iter()
+        .filter(|k| COMPONENTS.contains(&k.kind))
+        .fold(None::<&KindFinding>, |best, k| match best {
+            Some(b) if !worse(k, b) => Some(b),
+            _ => Some(k),
+        })
+        .filter(|k| severity(k.verdict) >= 2)
+        .or(summary)
+        .cloned();
+    let (verdict, kind, basis) = headline
+        .as_ref()
+        .map_or((Verdict::InsufficientData, Kind::Pss, Basis::Time), |k| {
+            (k.verdict, k.kind, k.basis)
+        });
+    let process = matches!(verdict, Verdict::Leak | Verdict::Plateau)
+        .then(|| locate_process(worker, trials, loaded, kind, headline.as_ref(), rules))
+        .flatten();
+    WorkerFinding {
+        worker,
+        trials: trials.iter().filter(|t| t.trial.end_ns.is_some()).count(),
+        verdict,
+        kind,
+        basis,
+        kinds,
+        process,
+        mappings: Vec::new(),
+        hints: Vec::new(),
+    }
+}
+
+/// The process whose own retained series grows fastest in `kind`.
+fn locate_process(
+    worker: u32,
+    trials: &[TrialLevels],
+    loaded: &Loaded,
+    kind: Kind,
+    tree: Option<&KindFinding>,
+    rules: &Rules,
+) -> Option<ProcessFinding> {
+    let tree_rate = tree
+        .and_then(|t| t.per_trial.or(t.per_hour))
+        .map(|r| r.bytes);
+    let mut best: Option<(KindFinding, i32)> = None;
+    let pids = loaded
+        .process_timelines
+        .range((worker, i32::MIN)..=(worker, i32::MAX));
+    for ((_, pid), timeline) in pids {
+        let timeline = Some(timeline);
+        let Some(s) = series(trials, |t| t.processes.get(pid), timeline, kind, rules) else {
+            continue;
+        };
+        let (finding, _) = kind_finding(kind, &s, rules);
+        if best.as_ref().is_none_or(|(b, _)| worse(&finding, b)) {
+            best = Some((finding, *pid));
+        }
+    }
+    let (finding, pid) = best?;
+    let info = loaded
+        .processes
+        .get(&(worker, pid))
+        .cloned()
+        .unwrap_or_default();
+    let per_trial = finding.per_trial.or(finding.per_hour);
+    Some(ProcessFinding {
+        pid,
+        command: info.command,
+        main: info.main,
+        verdict: finding.verdict,
+        per_trial: finding.per_trial,
+        share: match (per_trial, tree_rate) {
+            (Some(p), Some(t)) if t > 0.0 => Some(p.bytes / t),
+            _ => None,
+        },
+    })
+}

@@ -1,0 +1,94 @@
+//! `memwarden analyze`, `check` and `diff`: read recordings, run the analysis, print.
+
+use super::{EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK};
+use crate::analysis::{self, budget, text, Findings, Options};
+use crate::cli::{AnalyzeArgs, CheckArgs, DiffArgs};
+use crate::recording::Recording;
+use std::io::Write;
+use std::path::Path;
+
+fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings> {
+    let recording = Recording::open(dir)?;
+    recording.manifest.check_version(dir)?;
+    let options = Options {
+        horizon_hours: horizon.as_secs_f64() / 3600.0,
+        ..Options::default()
+    };
+    Ok(analysis::analyze(&recording, &options)?)
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
+    let findings = findings(&args.run_dir, args.horizon)?;
+    if args.json {
+        print(&json(&findings)?)?;
+    } else {
+        print(&text::findings(&findings))?;
+    }
+    Ok(EXIT_OK)
+}
+
+pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
+    let findings = findings(&args.run_dir, std::time::Duration::from_secs(12 * 3600))?;
+    let report = match budget::check(&findings, args.kind, args.max_growth) {
+        Ok(report) => report,
+        Err(reason) => {
+            eprintln!(
+                "memwarden: error: cannot judge {}: {reason}",
+                args.run_dir.display()
+            );
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    if args.json {
+        print(&json(&report)?)?;
+    }
+    let summary = text::check(&report);
+    if report.passed {
+        if !args.json {
+            print(&summary)?;
+        }
+        Ok(EXIT_OK)
+    } else {
+        eprint!("memwarden: growth over budget\n{summary}");
+        Ok(EXIT_FINDING)
+    }
+}
+
+pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
+    let horizon = std::time::Duration::from_secs(12 * 3600);
+    let before = findings(&args.before, horizon)?;
+    let after = findings(&args.after, horizon)?;
+    let comparison = match budget::diff(&before, &after, args.kind) {
+        Ok(c) => c,
+        Err(reason) => {
+            eprintln!("memwarden: error: cannot compare: {reason}");
+            return Ok(EXIT_BAD_INPUT);
+        }
+    };
+    if args.json {
+        print(&json(&comparison)?)?;
+    } else {
+        print(&text::comparison(&comparison))?;
+    }
+    Ok(if comparison.change == budget::Change::More {
+        EXIT_FINDING
+    } else {
+        EXIT_OK
+    })
+}
