@@ -154,7 +154,12 @@ pub struct ParameterFinding {
     pub with_bytes: f64,
     /// ... and without it.
     pub without_bytes: f64,
+    /// Extra retained growth per trial that goes with the value (Hodges–Lehmann shift for a
+    /// value; difference of medians above and below the median for a numeric trend) ...
     pub effect_bytes: f64,
+    /// ... and its 95% interval (values only).
+    pub effect_low_bytes: Option<f64>,
+    pub effect_high_bytes: Option<f64>,
     pub trials_with: usize,
     pub trials_without: usize,
     /// Spearman's rho, for numeric parameters.

@@ -97,6 +97,12 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             _ => {}
         }
     }
+    let command = recording.manifest.command.join(" ");
+    for info in processes.values_mut() {
+        if info.main && info.command.is_empty() {
+            info.command = command.clone();
+        }
+    }
     let worker_windows: BTreeMap<u32, _> = by_worker
         .iter()
         .map(|(worker, trials)| {

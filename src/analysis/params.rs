@@ -1,11 +1,12 @@
 //! Which trial parameters go with retained growth. Each trial's growth is its retained level
 //! minus the previous trial's (so a leak shows up in the trial that caused it). Parameters with
-//! few distinct values are tested value by value (Mann–Whitney U, this value against the rest);
+//! few distinct values are tested value by value (Mann–Whitney U, this value against the rest,
+//! with the Hodges–Lehmann shift as the effect);
 //! numeric parameters with many values by rank correlation (Spearman). p-values are
 //! Bonferroni-adjusted over every test made.
 
 use super::findings::ParameterFinding;
-use super::stats::{mann_whitney, median, spearman};
+use super::stats::{hodges_lehmann, mann_whitney, median, spearman};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// More distinct values than this, all numeric: treated as a continuous parameter.
@@ -57,6 +58,8 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                     with_bytes: median(&high),
                     without_bytes: median(&low),
                     effect_bytes: median(&high) - median(&low),
+                    effect_low_bytes: None,
+                    effect_high_bytes: None,
                     trials_with: high.len(),
                     trials_without: low.len(),
                     rho: Some(rho),
@@ -77,7 +80,10 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                     if with.len() < MIN_GROUP || without.len() < MIN_GROUP {
                         continue;
                     }
-                    let Some(p) = mann_whitney(&with, &without) else {
+                    let (Some(p), Some((effect, low, high))) = (
+                        mann_whitney(&with, &without),
+                        hodges_lehmann(&with, &without),
+                    ) else {
                         continue;
                     };
                     candidates.push(ParameterFinding {
@@ -85,7 +91,9 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                         value: Some(value.to_string()),
                         with_bytes: median(&with),
                         without_bytes: median(&without),
-                        effect_bytes: median(&with) - median(&without),
+                        effect_bytes: effect,
+                        effect_low_bytes: Some(low),
+                        effect_high_bytes: Some(high),
                         trials_with: with.len(),
                         trials_without: without.len(),
                         rho: None,

@@ -168,6 +168,28 @@ pub fn mann_whitney(a: &[f64], b: &[f64]) -> Option<f64> {
     Some((2.0 * (1.0 - normal_cdf(z))).min(1.0))
 }
 
+/// Hodges–Lehmann estimate of the shift of `a` over `b` (the median of all pairwise
+/// differences) with the Moses 95% interval (Hollander & Wolfe 1999, §4.3).
+pub fn hodges_lehmann(a: &[f64], b: &[f64]) -> Option<(f64, f64, f64)> {
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    let mut differences: Vec<f64> = a
+        .iter()
+        .flat_map(|x| b.iter().map(move |y| x - y))
+        .collect();
+    differences.sort_by(f64::total_cmp);
+    let (n1, n2) = (a.len() as f64, b.len() as f64);
+    let big_n = differences.len();
+    let c = (n1 * n2 / 2.0 - Z_95 * (n1 * n2 * (n1 + n2 + 1.0) / 12.0).sqrt()).floor();
+    let c = (c.max(0.0) as usize).min(big_n - 1);
+    Some((
+        median_sorted(&differences),
+        differences[c],
+        differences[big_n - 1 - c],
+    ))
+}
+
 /// Spearman's rank correlation with the t approximation for its p-value (two-sided).
 pub fn spearman(x: &[f64], y: &[f64]) -> Option<(f64, f64)> {
     let n = x.len();

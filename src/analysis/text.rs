@@ -169,11 +169,16 @@ pub fn findings(f: &Findings) -> String {
                 (None, Some(rho)) => format!("{} (larger values grow more, rho {rho:.2})", p.name),
                 (None, None) => p.name.clone(),
             };
+            let interval = match (p.effect_low_bytes, p.effect_high_bytes) {
+                (Some(low), Some(high)) => {
+                    format!(" (95% CI {:.2}..{:.2})", low / MIB, high / MIB)
+                }
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "  {what}: {:+.2} MiB per trial vs {:+.2} otherwise ({} vs {} trials, p = {:.2e})",
-                p.with_bytes / MIB,
-                p.without_bytes / MIB,
+                "  {what}: {:+.2} MiB retained per trial{interval} more than otherwise ({} vs {} trials, p = {:.2e})",
+                p.effect_bytes / MIB,
                 p.trials_with,
                 p.trials_without,
                 p.p_value

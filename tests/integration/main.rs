@@ -2,6 +2,7 @@
 //! use the real `memwarden` binary and its fixture worker, stay far below 2 GiB all together,
 //! and reap everything they start.
 
+mod analysis;
 mod cli;
 mod probe;
 mod recording;
