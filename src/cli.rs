@@ -13,7 +13,7 @@ use std::time::Duration;
     about = "Find and contain memory leaks in long-running ML workers"
 )]
 #[command(
-    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed), 2 bad usage or input."
+    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed, growth over budget, more growth than before), 2 bad usage or input."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -34,7 +34,7 @@ pub enum Command {
     Check(CheckArgs),
     /// Compare the growth of two recordings (before and after a fix).
     Diff(DiffArgs),
-    /// Supervise two fixture workers (one leaking) for about a minute and record them.
+    /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
     #[command(hide = true)]

@@ -9,7 +9,7 @@ use super::location::MappingRow;
 use super::timeline::Timeline;
 use crate::recording::{EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Timelines keep at most this many buckets per worker.
 const TIMELINE_BUCKETS: usize = 600;
@@ -114,10 +114,9 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     let new_walker =
         |worker: u32| SeriesWalker::new(worker_windows.get(&worker).cloned().unwrap_or_default());
 
-    let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
-    let mut process_walkers: BTreeMap<(u32, i32), SeriesWalker> = BTreeMap::new();
-    let mut timelines: BTreeMap<u32, Timeline> = BTreeMap::new();
-    let mut process_timelines: BTreeMap<(u32, i32), Timeline> = BTreeMap::new();
+    // Hash maps: one lookup per row of millions.
+    let mut trees: HashMap<u32, (SeriesWalker, Timeline)> = HashMap::new();
+    let mut series: HashMap<(u32, i32), (SeriesWalker, Timeline)> = HashMap::new();
     let mut carry: Option<DataFrame> = None;
     let mut process_samples = 0u64;
     let (mut first_ns, mut last_ns) = (None, None);
@@ -138,28 +137,40 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             let (t, worker, pid, values) = rows.get(i);
             first_ns = first_ns.or(Some(t));
             last_ns = Some(t);
-            process_walkers
-                .entry((worker, pid))
-                .or_insert_with(|| new_walker(worker))
-                .push(t, values);
-            process_timelines
-                .entry((worker, pid))
-                .or_insert_with(|| Timeline::new(interval_ns, PROCESS_TIMELINE_BUCKETS))
-                .push(t, &values);
+            let (walker, timeline) = series.entry((worker, pid)).or_insert_with(|| {
+                (
+                    new_walker(worker),
+                    Timeline::new(interval_ns, PROCESS_TIMELINE_BUCKETS),
+                )
+            });
+            walker.push(t, values);
+            timeline.push(t, &values);
         }
         let tree = tree_sums(filled).map_err(table)?;
         let rows = Rows::new(&tree).map_err(table)?;
         for i in 0..rows.len() {
             let (t, worker, _, values) = rows.get(i);
-            tree_walkers
-                .entry(worker)
-                .or_insert_with(|| new_walker(worker))
-                .push(t, values);
-            timelines
-                .entry(worker)
-                .or_insert_with(|| Timeline::new(interval_ns, TIMELINE_BUCKETS))
-                .push(t, &values);
+            let (walker, timeline) = trees.entry(worker).or_insert_with(|| {
+                (
+                    new_walker(worker),
+                    Timeline::new(interval_ns, TIMELINE_BUCKETS),
+                )
+            });
+            walker.push(t, values);
+            timeline.push(t, &values);
         }
+    }
+    let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
+    let mut timelines: BTreeMap<u32, Timeline> = BTreeMap::new();
+    for (worker, (walker, timeline)) in trees {
+        tree_walkers.insert(worker, walker);
+        timelines.insert(worker, timeline);
+    }
+    let mut process_walkers: BTreeMap<(u32, i32), SeriesWalker> = BTreeMap::new();
+    let mut process_timelines: BTreeMap<(u32, i32), Timeline> = BTreeMap::new();
+    for (key, (walker, timeline)) in series {
+        process_walkers.insert(key, walker);
+        process_timelines.insert(key, timeline);
     }
 
     let mut trials: BTreeMap<u32, Vec<TrialLevels>> = BTreeMap::new();
@@ -281,30 +292,39 @@ fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
     Ok(tree)
 }
 
-/// Typed views of the columns that rows are read from.
+/// The columns that rows are read from, copied out of polars once per segment: per-row
+/// `ChunkedArray::get` costs a chunk lookup each time.
 struct Rows {
-    t_ns: UInt64Chunked,
-    worker: UInt32Chunked,
-    pid: Int32Chunked,
-    kinds: Vec<UInt64Chunked>,
+    t_ns: Vec<u64>,
+    worker: Vec<u32>,
+    pid: Vec<i32>,
+    kinds: Vec<Vec<Option<u64>>>,
 }
 
 impl Rows {
     fn new(df: &DataFrame) -> PolarsResult<Self> {
         let get = |name: &str, dtype: DataType| -> PolarsResult<Series> {
-            Ok(df
-                .column(name)?
-                .as_materialized_series()
-                .cast(&dtype)?
-                .rechunk())
+            df.column(name)?.as_materialized_series().cast(&dtype)
         };
         Ok(Self {
-            t_ns: get("t_ns", DataType::UInt64)?.u64()?.clone(),
-            worker: get("worker", DataType::UInt32)?.u32()?.clone(),
-            pid: get("pid", DataType::Int32)?.i32()?.clone(),
+            t_ns: get("t_ns", DataType::UInt64)?
+                .u64()?
+                .iter()
+                .map(|v| v.unwrap_or(0))
+                .collect(),
+            worker: get("worker", DataType::UInt32)?
+                .u32()?
+                .iter()
+                .map(|v| v.unwrap_or(0))
+                .collect(),
+            pid: get("pid", DataType::Int32)?
+                .i32()?
+                .iter()
+                .map(|v| v.unwrap_or(0))
+                .collect(),
             kinds: KINDS
                 .iter()
-                .map(|k| Ok(get(k.column(), DataType::UInt64)?.u64()?.clone()))
+                .map(|k| Ok(get(k.column(), DataType::UInt64)?.u64()?.iter().collect()))
                 .collect::<PolarsResult<_>>()?,
         })
     }
@@ -316,14 +336,9 @@ impl Rows {
     fn get(&self, i: usize) -> (u64, u32, i32, Values) {
         let mut values: Values = Default::default();
         for (slot, column) in values.iter_mut().zip(&self.kinds) {
-            *slot = column.get(i).map(|v| v as f64);
+            *slot = column[i].map(|v| v as f64);
         }
-        (
-            self.t_ns.get(i).unwrap_or(0),
-            self.worker.get(i).unwrap_or(0),
-            self.pid.get(i).unwrap_or(0),
-            values,
-        )
+        (self.t_ns[i], self.worker[i], self.pid[i], values)
     }
 }
 

@@ -160,10 +160,17 @@ fn locate_mappings(
 }
 
 /// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
-/// the workers, in each worker's headline kind.
+/// the workers that grow (all workers when none does), in each worker's headline kind. A worker
+/// that does not grow at all says nothing about which trials make the others grow.
 fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFinding> {
+    let growing = |w: &&WorkerFinding| matches!(w.verdict, Verdict::Leak | Verdict::Plateau);
+    let pooled: Vec<&WorkerFinding> = if workers.iter().any(|w| growing(&w)) {
+        workers.iter().filter(growing).collect()
+    } else {
+        workers.iter().collect()
+    };
     let mut growth = Vec::new();
-    for finding in workers {
+    for finding in pooled {
         let k = finding.kind as usize;
         let Some(trials) = loaded.trials.get(&finding.worker) else {
             continue;

@@ -1,5 +1,6 @@
-//! `memwarden demo`: the bundled default. Two fixture workers, worker 0 leaking 16 MiB a trial
-//! (with noise and a transient spike to make it realistic), worker 1 healthy, about a minute.
+//! `memwarden demo`: the bundled default. Two fixture workers for about a minute: worker 0
+//! leaks 24 MiB in each trial with batch_size=64 (with noise and a transient spike to make it
+//! realistic), worker 1 is healthy. Then the analysis of the recording.
 
 use crate::cli::{DemoArgs, RecordArgs};
 use crate::harness::Workload;
@@ -17,7 +18,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         "--gap-ms",
         "500",
         "--leak-mib",
-        "16",
+        "24",
+        "--leak-when",
+        "batch_size=64",
         "--only-worker",
         "0",
         "--spike-mib",
@@ -45,10 +48,12 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         Duration::from_secs(5),
         Workload::Spawn { argv, workers: 2 },
     )?;
+    let recording = crate::recording::Recording::open(&run_dir)?;
+    let findings = crate::analysis::analyze(&recording, &crate::analysis::Options::default())?;
+    println!("{}", crate::analysis::text::findings(&findings));
+    let dir = run_dir.display();
     eprintln!(
-        "memwarden: demo done: worker 0 leaked 16 MiB per trial, worker 1 did not. Look with:\n  memwarden export {} --table trials\n  memwarden export {} --table samples",
-        run_dir.display(),
-        run_dir.display()
+        "memwarden: demo done: worker 0 leaked 24 MiB in each trial with batch_size=64, worker 1 did not. More with:\n  memwarden analyze {dir} --json\n  memwarden check {dir} --max-growth 1MiB/trial\n  memwarden export {dir} --table trials"
     );
     Ok(code)
 }

@@ -12,7 +12,9 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 
 #[test]
 fn help_texts() {
-    for command in ["run", "attach", "export", "demo"] {
+    for command in [
+        "run", "attach", "export", "analyze", "check", "diff", "demo",
+    ] {
         let (code, stdout, _) = run(&[command, "--help"]);
         assert_eq!(code, Some(0));
         insta::assert_snapshot!(format!("help_{command}"), stdout);
@@ -23,7 +25,7 @@ fn help_texts() {
 
 #[test]
 fn usage_errors() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 8] = [
         ("no_command", &["run"]),
         ("bad_interval", &["run", "--interval", "0s", "--", "true"]),
         ("bad_unit", &["run", "--grace", "5 parsecs", "--", "true"]),
@@ -32,6 +34,15 @@ fn usage_errors() {
             &["run", "--trial-regex", "no groups", "--", "true"],
         ),
         ("unknown_table", &["export", "--table", "nope", "x"]),
+        (
+            "budget_without_per",
+            &["check", "--max-growth", "1MiB", "x"],
+        ),
+        (
+            "budget_bad_unit",
+            &["check", "--max-growth", "1 parsec/trial", "x"],
+        ),
+        ("unknown_kind", &["diff", "--kind", "vram", "a", "b"]),
     ];
     for (name, args) in cases {
         let (code, stdout, stderr) = run(args);
