@@ -34,6 +34,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Compare the growth of two recordings (before and after a fix).
     Diff(DiffArgs),
+    /// Write an incident report (Markdown and plots) for a recording, also after a crash.
+    Report(ReportArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
@@ -168,6 +170,26 @@ pub struct DiffArgs {
     /// Print the comparison as JSON on standard output.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A run directory written by `memwarden run` or `attach`.
+    pub run_dir: PathBuf,
+    /// Directory for report.md and plots/ [default: RUN_DIR/report]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Draw the plots as SVG instead of PNG.
+    #[arg(long)]
+    pub svg: bool,
+    /// Kernel log text (`dmesg`, `dmesg -T` or `journalctl -k` output) whose OOM kills go on
+    /// the timeline; may be given more than once.
+    #[arg(long = "kernel-log", value_name = "FILE")]
+    pub kernel_logs: Vec<PathBuf>,
+    /// Leave out what only this host can tell (its boot id now): for reports kept in a
+    /// repository, which must not depend on where they were written.
+    #[arg(long, hide = true)]
+    pub no_host: bool,
 }
 
 #[derive(Debug, Args)]

@@ -11,8 +11,10 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod harness;
+pub mod plot;
 pub mod probe;
 pub mod recording;
+pub mod report;
 pub mod sampler;
 pub mod supervisor;
 

@@ -12,6 +12,7 @@ fn main() -> ExitCode {
         Command::Analyze(args) => commands::analyze(args),
         Command::Check(args) => commands::check(args),
         Command::Diff(args) => commands::diff(args),
+        Command::Report(args) => commands::report(args),
         Command::Demo(args) => commands::demo(args),
         Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),
         Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),

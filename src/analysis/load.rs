@@ -89,7 +89,9 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             } => {
                 let info = processes.entry((worker, *pid)).or_default();
                 info.ppid = Some(*ppid);
-                info.command = command.clone();
+                // Command lines read from /proc may carry secrets; findings never show them.
+                let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+                info.command = crate::recording::redact(&words).join(" ");
             }
             EventKind::WorkerExit { .. } => {
                 stop_ns.insert(worker, event.t_ns.saturating_sub(2 * interval_ns));

@@ -24,6 +24,7 @@ pub use findings::*;
 pub use forecast::{forecast, Machine, WorkerRates};
 pub use kind::{Kind, Values, KINDS};
 pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
+pub use load::SystemSummary;
 pub use location::{categorize, mapping_growth, MappingRow};
 pub use params::{parameter_effects, TrialGrowth};
 pub use timeline::{Bucket, Timeline};
@@ -58,7 +59,24 @@ impl Default for Options {
     }
 }
 
+/// Findings plus the bounded time series they came from, for reports and plots.
+pub struct Analysis {
+    pub findings: Findings,
+    /// Per worker, the tree's memory over time.
+    pub timelines: BTreeMap<u32, Timeline>,
+    pub system: Option<SystemSummary>,
+    /// The last sample's time (ns since the start).
+    pub last_sample_ns: Option<u64>,
+}
+
 pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, AnalysisError> {
+    Ok(analyze_with_series(recording, options)?.findings)
+}
+
+pub fn analyze_with_series(
+    recording: &Recording,
+    options: &Options,
+) -> Result<Analysis, AnalysisError> {
     let loaded = load::load(recording)?;
     if loaded.process_samples == 0 {
         return Err(AnalysisError::NoSamples(recording.dir.clone()));
@@ -108,7 +126,7 @@ pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, Ana
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
     };
-    Ok(Findings {
+    let findings = Findings {
         schema_version: SCHEMA_VERSION,
         run: RunSummary {
             dir: recording.dir.display().to_string(),
@@ -131,6 +149,12 @@ pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, Ana
         forecast,
         notes,
         trials: trial_records(&loaded),
+    };
+    Ok(Analysis {
+        findings,
+        timelines: loaded.timelines,
+        system: loaded.system,
+        last_sample_ns: loaded.last_ns,
     })
 }
 

@@ -4,11 +4,13 @@ mod analyze;
 mod demo;
 mod export;
 mod record;
+mod report;
 
 pub use analyze::{analyze, check, diff};
 pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};
+pub use report::{report, write_report};
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@ mod system;
 
 pub use process::{scan_status, Cheap, ProcessHandle, Rollup};
 pub use smaps::condense;
-pub use system::{host_facts, HostFacts, SystemProbe};
+pub use system::{boot_wall_ns, host_facts, HostFacts, SystemProbe};
 
 use std::path::{Path, PathBuf};
 

@@ -86,3 +86,18 @@ pub fn host_facts(root: &ProcRoot) -> HostFacts {
         kernel: read("sys/kernel/osrelease"),
     }
 }
+
+/// When the running kernel booted (wall-clock ns since the epoch), from `btime` in /proc/stat;
+/// it places `dmesg` times, which count from boot.
+pub fn boot_wall_ns(root: &ProcRoot) -> Option<u64> {
+    // procfs's KernelStats parses all of /proc/stat and needs the clock tick rate for that;
+    // one field under an injectable root is a line scan.
+    let stat = std::fs::read_to_string(root.path().join("stat")).ok()?;
+    let btime: u64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(btime * 1_000_000_000)
+}

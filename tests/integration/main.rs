@@ -6,5 +6,6 @@ mod analysis;
 mod cli;
 mod probe;
 mod recording;
+mod report;
 mod run;
 mod util;

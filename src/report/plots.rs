@@ -1,0 +1,209 @@
+//! From the analysis to plot data, and the files: memory by kind over time per worker (with
+//! trial starts marked), retained memory per trial with the fitted trend, and the system's
+//! available memory and pressure.
+
+use super::PlotRef;
+use crate::analysis::{Analysis, Basis, Kind, Timeline, Verdict};
+use crate::plot::{self, Format, Line, PlotError, TimeChart, TrialChart};
+use std::path::Path;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Workers beyond this many that neither leak nor plateau get no plots of their own.
+const QUIET_WORKERS_PLOTTED: usize = 2;
+
+fn seconds(t_ns: u64) -> f64 {
+    t_ns as f64 / 1e9
+}
+
+fn kind_line(timeline: &Timeline, kind: Kind, name: &str) -> Option<Line> {
+    let points: Vec<(f64, f64)> = timeline
+        .buckets()
+        .filter_map(|b| Some((seconds(b.t_ns), b.last[kind as usize]?)))
+        .collect();
+    (!points.is_empty() && points.iter().any(|p| p.1 > 0.0)).then(|| Line {
+        name: name.to_string(),
+        points,
+    })
+}
+
+/// Writes the plots into `dir` (`plots/` beside the report) and says what it wrote.
+pub fn write_plots(
+    analysis: &Analysis,
+    start_wall_ns: u64,
+    dir: &Path,
+    format: Format,
+) -> Result<Vec<PlotRef>, PlotError> {
+    let mut refs = Vec::new();
+    let f = &analysis.findings;
+    let mut quiet = 0;
+    for w in &f.workers {
+        let growing = matches!(w.verdict, Verdict::Leak | Verdict::Plateau);
+        if !growing {
+            quiet += 1;
+            if quiet > QUIET_WORKERS_PLOTTED {
+                continue;
+            }
+        }
+        let Some(timeline) = analysis.timelines.get(&w.worker) else {
+            continue;
+        };
+        let stacked: Vec<Line> = [
+            (Kind::Anon, "anonymous"),
+            (Kind::File, "file-backed"),
+            (Kind::Shmem, "shared memory"),
+            (Kind::Swap, "swap"),
+        ]
+        .iter()
+        .filter_map(|(kind, name)| kind_line(timeline, *kind, name))
+        .collect();
+        let lines: Vec<Line> = kind_line(timeline, Kind::Pss, "PSS (whole tree)")
+            .into_iter()
+            .chain(kind_line(timeline, Kind::Gpu, "GPU"))
+            .collect();
+        let marks: Vec<f64> = f
+            .trials
+            .iter()
+            .filter(|t| t.worker == w.worker)
+            .filter_map(|t| t.start_ns.map(seconds))
+            .collect();
+        let file = format!("worker-{}-memory.{}", w.worker, format.extension());
+        let title = format!("Worker {}: memory of its process tree by kind", w.worker);
+        plot::time_chart(
+            &dir.join(&file),
+            format,
+            &TimeChart {
+                title: title.clone(),
+                start_wall_ns,
+                stacked,
+                lines,
+                marks,
+                marks_label: "trial starts".into(),
+                ..TimeChart::default()
+            },
+        )?;
+        refs.push(PlotRef {
+            title,
+            file: format!("plots/{file}"),
+        });
+        if w.basis == Basis::Trials {
+            if let Some(chart) = trial_chart(analysis, w.worker, w.kind) {
+                let file = format!("worker-{}-retained.{}", w.worker, format.extension());
+                plot::trial_chart(&dir.join(&file), format, &chart)?;
+                refs.push(PlotRef {
+                    title: chart.title,
+                    file: format!("plots/{file}"),
+                });
+            }
+        }
+    }
+    if let Some(system) = &analysis.system {
+        let point = |slot: usize| -> Vec<(f64, f64)> {
+            system
+                .timeline
+                .buckets()
+                .filter_map(|b| Some((seconds(b.t_ns), b.min[slot]?)))
+                .collect()
+        };
+        let file = format!("system-memory.{}", format.extension());
+        let title = "System: available memory".to_string();
+        plot::time_chart(
+            &dir.join(&file),
+            format,
+            &TimeChart {
+                title: title.clone(),
+                start_wall_ns,
+                lines: vec![Line {
+                    name: "available (lowest per interval)".into(),
+                    points: point(0),
+                }],
+                thresholds: vec![
+                    (system.mem_total_bytes, "total".into()),
+                    (0.1 * system.mem_total_bytes, "10% reserve".into()),
+                ],
+                ..TimeChart::default()
+            },
+        )?;
+        refs.push(PlotRef {
+            title,
+            file: format!("plots/{file}"),
+        });
+        let psi: Vec<(f64, f64)> = system
+            .timeline
+            .buckets()
+            .filter_map(|b| Some((seconds(b.t_ns), b.max[1]?)))
+            .collect();
+        if !psi.is_empty() {
+            let file = format!("system-pressure.{}", format.extension());
+            let title = "System: memory pressure (PSI full avg10)".to_string();
+            plot::time_chart(
+                &dir.join(&file),
+                format,
+                &TimeChart {
+                    title: title.clone(),
+                    start_wall_ns,
+                    lines: vec![Line {
+                        name: "PSI full avg10 (highest per interval)".into(),
+                        points: psi,
+                    }],
+                    thresholds: vec![(10.0, "10%: tasks stall on memory".into())],
+                    percent: true,
+                    ..TimeChart::default()
+                },
+            )?;
+            refs.push(PlotRef {
+                title,
+                file: format!("plots/{file}"),
+            });
+        }
+    }
+    Ok(refs)
+}
+
+fn trial_chart(analysis: &Analysis, worker: u32, kind: Kind) -> Option<TrialChart> {
+    let f = &analysis.findings;
+    let finding = f.workers.iter().find(|w| w.worker == worker)?;
+    let k = finding.kind_finding(kind)?;
+    let trials: Vec<_> = f.trials.iter().filter(|t| t.worker == worker).collect();
+    let retained: Vec<(f64, f64)> = trials
+        .iter()
+        .filter_map(|t| Some((t.ordinal as f64, t.tree.get(&kind)?.retained?)))
+        .collect();
+    let peaks: Vec<(f64, f64)> = trials
+        .iter()
+        .filter_map(|t| Some((t.ordinal as f64, t.tree.get(&kind)?.peak?)))
+        .collect();
+    let from_label = k
+        .plateau_from_trial
+        .as_ref()
+        .or(k.step.as_ref().map(|s| &s.trial));
+    let from = from_label
+        .and_then(|label| trials.iter().find(|t| &t.trial == label))
+        .map_or(0.0, |t| t.ordinal as f64);
+    let fit = k.per_trial.and_then(|rate| {
+        let offsets: Vec<f64> = retained
+            .iter()
+            .filter(|(x, _)| *x >= from)
+            .map(|(x, y)| y - rate.bytes * x)
+            .collect();
+        let to = retained.last()?.0;
+        Some((
+            from,
+            to,
+            crate::analysis::stats::median(&offsets),
+            rate.bytes,
+        ))
+    });
+    Some(TrialChart {
+        title: format!(
+            "Worker {worker}: {} retained per trial ({})",
+            kind.words(),
+            finding.verdict.word()
+        ),
+        retained,
+        peaks,
+        fit,
+        fit_label: k.per_trial.map_or(String::new(), |r| {
+            format!("trend {:+.2} MiB/trial", r.bytes / MIB)
+        }),
+    })
+}

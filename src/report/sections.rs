@@ -1,0 +1,598 @@
+//! The report's sections, in the order a reader needs them: the verdict, what happened when,
+//! what was running at a crash, why, the pictures, what to change, and the facts behind it.
+
+use super::markdown::escape;
+use super::{KernelTime, OomKill, ReportInput};
+use crate::analysis::text::{duration, size};
+use crate::analysis::{Basis, Kind, Verdict, WorkerFinding};
+use crate::recording::{EventKind, RunStatus};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Timelines longer than this are cut, saying how much was left out.
+const MAX_TIMELINE: usize = 120;
+
+/// `18:31:02 (+1m02s)` for a time in ns since the run started.
+fn when(input: &ReportInput, t_ns: u64) -> String {
+    let wall = std::time::UNIX_EPOCH
+        + std::time::Duration::from_nanos(input.manifest.start_wall_ns.saturating_add(t_ns));
+    let clock = humantime::format_rfc3339_seconds(wall).to_string();
+    format!(
+        "{} (+{})",
+        clock.get(11..19).unwrap_or(&clock),
+        duration(t_ns as f64 / 1e9)
+    )
+}
+
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("signal {signal}"))
+}
+
+fn abrupt(input: &ReportInput) -> bool {
+    input.manifest.status == RunStatus::Running
+}
+
+/// Pids recorded for each worker, to match kernel OOM victims.
+fn pids_by_worker(input: &ReportInput) -> BTreeMap<i32, u32> {
+    input
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
+                Some((pid, e.worker?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A kill's time on the run's clock (ns since the start), when it can be placed.
+fn kill_time(input: &ReportInput, kill: &OomKill) -> Option<u64> {
+    let wall = match kill.time {
+        KernelTime::Wall(ns) => ns,
+        KernelTime::SinceBoot(s) => input.boot_wall_ns? + (s * 1e9) as u64,
+        KernelTime::Unknown => return None,
+    };
+    wall.checked_sub(input.manifest.start_wall_ns)
+}
+
+fn kill_text(input: &ReportInput, kill: &OomKill) -> String {
+    let whose = pids_by_worker(input)
+        .get(&kill.pid)
+        .map_or("not a recorded worker process".to_string(), |w| {
+            format!("worker {w}")
+        });
+    let rss = kill
+        .anon_rss_bytes
+        .map_or(String::new(), |b| format!(", anon-rss {}", size(b as f64)));
+    let scope = if kill.cgroup {
+        "cgroup OOM kill"
+    } else {
+        "kernel OOM kill"
+    };
+    format!(
+        "{scope}: pid {} ({}){rss}, {whose}",
+        kill.pid,
+        escape(&kill.name)
+    )
+}
+
+pub fn summary(out: &mut String, input: &ReportInput) {
+    let f = &input.analysis.findings;
+    let leaking: Vec<&WorkerFinding> = f
+        .workers
+        .iter()
+        .filter(|w| w.verdict == Verdict::Leak)
+        .collect();
+    let crashed_workers: Vec<String> = input
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerExit {
+                signal: Some(s), ..
+            } if s != 15 => Some(format!("worker {} ({})", e.worker?, signal_name(s))),
+            EventKind::WorkerExit { code: Some(c), .. } if c != 0 => {
+                Some(format!("worker {} (exit code {c})", e.worker?))
+            }
+            _ => None,
+        })
+        .collect();
+    let system = input.analysis.system.as_ref();
+    let pressure = system.is_some_and(|s| {
+        s.min_available_bytes < 0.1 * s.mem_total_bytes
+            || s.max_psi_full_avg10.is_some_and(|p| p >= 10.0)
+    });
+    let verdict = if abrupt(input) || !input.kills.is_empty() || !crashed_workers.is_empty() {
+        "crash"
+    } else if !leaking.is_empty() {
+        "leak found"
+    } else if pressure {
+        "memory pressure"
+    } else {
+        "healthy"
+    };
+    let headline = match (verdict, leaking.first()) {
+        ("leak found", Some(w)) => {
+            format!("leak found: worker {} retains {}", w.worker, rate_words(w))
+        }
+        (v, _) => v.to_string(),
+    };
+    let _ = writeln!(out, "# memwarden report: {headline}\n");
+    let mut paragraph = Vec::new();
+    let run = &f.run;
+    paragraph.push(format!(
+        "{} worker(s) ran {} trial(s) over {}, recorded from {} UTC.",
+        run.workers,
+        run.trials,
+        duration(run.duration_s),
+        input.manifest.start_rfc3339
+    ));
+    if abrupt(input) {
+        let last = input.analysis.last_sample_ns.unwrap_or(0);
+        paragraph.push(format!(
+            "**The recording ended without a clean stop**: the harness was killed, or the host crashed, froze or lost power. The last sample is from {}.",
+            when(input, last)
+        ));
+    }
+    if !input.kills.is_empty() {
+        paragraph.push(format!(
+            "The kernel's OOM killer killed {} process(es).",
+            input.kills.len()
+        ));
+    }
+    if !crashed_workers.is_empty() {
+        paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));
+    }
+    for w in &leaking {
+        let process = w.process.as_ref().map_or(String::new(), |p| {
+            format!(
+                " in its {} (pid {})",
+                if p.main {
+                    "main process"
+                } else {
+                    "child process"
+                },
+                p.pid
+            )
+        });
+        paragraph.push(format!(
+            "**Worker {} leaks {}**{process}, {}.",
+            w.worker,
+            w.kind.words(),
+            rate_words(w)
+        ));
+    }
+    let plateaus: Vec<String> = f
+        .workers
+        .iter()
+        .filter(|w| w.verdict == Verdict::Plateau)
+        .map(|w| format!("worker {}", w.worker))
+        .collect();
+    if !plateaus.is_empty() {
+        paragraph.push(format!(
+            "{} grew and then stopped growing (a plateau, not a leak).",
+            plateaus.join(", ")
+        ));
+    }
+    if leaking.is_empty() && plateaus.is_empty() {
+        paragraph.push("No worker's retained memory grows beyond noise.".into());
+    }
+    if let Some(s) = system {
+        paragraph.push(format!(
+            "Available memory went from {} to {} (lowest {}) of {}{}.",
+            size(s.first_available_bytes),
+            size(s.last_available_bytes),
+            size(s.min_available_bytes),
+            size(s.mem_total_bytes),
+            s.max_psi_full_avg10.map_or(String::new(), |p| format!(
+                "; memory PSI full avg10 peaked at {p:.1}%"
+            ))
+        ));
+    }
+    if let Some(hours) = f.forecast.as_ref().and_then(|fc| fc.exhausted_in_hours) {
+        paragraph.push(format!(
+            "At this rate memory runs out in about {}.",
+            duration(hours * 3600.0)
+        ));
+    }
+    let _ = writeln!(out, "**Verdict: {verdict}.** {}\n", paragraph.join(" "));
+}
+
+fn rate_words(w: &WorkerFinding) -> String {
+    let Some(k) = w.kind_finding(w.kind) else {
+        return "an unknown amount".into();
+    };
+    match (k.basis, k.per_trial, k.per_hour) {
+        (Basis::Trials, Some(t), _) => format!(
+            "{:.2} MiB per trial (95% CI {:.2}..{:.2})",
+            t.bytes / MIB,
+            t.low_bytes / MIB,
+            t.high_bytes / MIB
+        ),
+        (_, _, Some(h)) => format!(
+            "{:.1} MiB per hour (95% CI {:.1}..{:.1})",
+            h.bytes / MIB,
+            h.low_bytes / MIB,
+            h.high_bytes / MIB
+        ),
+        _ => "an unknown amount".into(),
+    }
+}
+
+pub fn timeline(out: &mut String, input: &ReportInput) {
+    let mut entries: Vec<(u64, String)> = vec![(
+        0,
+        format!(
+            "run started ({}, {} worker(s)): {}",
+            escape(&input.manifest.mode),
+            input.manifest.workers,
+            escape(&input.manifest.command.join(" "))
+        ),
+    )];
+    for e in input.events {
+        let worker = e.worker.map_or(String::new(), |w| format!("worker {w} "));
+        let text = match &e.kind {
+            EventKind::WorkerStart { pid, attempt, .. } if *attempt == 0 => {
+                format!("{worker}started (pid {pid})")
+            }
+            EventKind::WorkerStart { pid, attempt, .. } => {
+                format!("{worker}restarted (pid {pid}, attempt {attempt})")
+            }
+            EventKind::WorkerExit { code, signal, .. } => match (code, signal) {
+                (_, Some(s)) => format!("{worker}killed by {}", signal_name(*s)),
+                (Some(c), _) => format!("{worker}exited with code {c}"),
+                _ => format!("{worker}ended (exit status unknown)"),
+            },
+            EventKind::Stop { reason } => format!("stop requested: {}", escape(reason)),
+            EventKind::SamplesDropped { count } => {
+                format!("{count} sample(s) dropped (slow disk)")
+            }
+            _ => continue,
+        };
+        entries.push((e.t_ns, text));
+    }
+    for w in &input.analysis.findings.workers {
+        let Some(k) = w
+            .kind_finding(w.kind)
+            .filter(|_| w.verdict == Verdict::Leak)
+        else {
+            continue;
+        };
+        let Some(first) = &k.first_clear_trial else {
+            continue;
+        };
+        let at = input
+            .analysis
+            .findings
+            .trials
+            .iter()
+            .find(|t| t.worker == w.worker && &t.trial == first)
+            .and_then(|t| t.end_ns);
+        if let Some(at) = at {
+            entries.push((
+                at,
+                format!(
+                    "worker {}: growth is clear from trial {} on",
+                    w.worker,
+                    escape(first)
+                ),
+            ));
+        }
+    }
+    let mut unplaced = Vec::new();
+    for kill in input.kills {
+        match kill_time(input, kill) {
+            Some(t) => entries.push((t, kill_text(input, kill))),
+            None => unplaced.push(kill_text(input, kill)),
+        }
+    }
+    let end = input.analysis.last_sample_ns.unwrap_or(0);
+    match (input.manifest.status, input.manifest.end_wall_ns) {
+        (RunStatus::Finished, Some(end_wall)) => entries.push((
+            end_wall.saturating_sub(input.manifest.start_wall_ns),
+            format!(
+                "run finished: {}",
+                escape(input.manifest.end_reason.as_deref().unwrap_or("stopped"))
+            ),
+        )),
+        _ => entries.push((
+            end,
+            "last sample: the recording ends here, without a clean stop".into(),
+        )),
+    }
+    entries.sort_by_key(|e| e.0);
+    let _ = writeln!(
+        out,
+        "## Timeline\n\n| time (UTC, elapsed) | event |\n|---|---|"
+    );
+    let total = entries.len();
+    for (t, text) in entries.iter().take(MAX_TIMELINE) {
+        let _ = writeln!(out, "| {} | {text} |", when(input, *t));
+    }
+    if total > MAX_TIMELINE {
+        let _ = writeln!(
+            out,
+            "| | … {} more events (see `memwarden export --table events`) |",
+            total - MAX_TIMELINE
+        );
+    }
+    out.push('\n');
+    if !unplaced.is_empty() {
+        let _ = writeln!(
+            out,
+            "Kernel OOM kills that could not be placed on the run's clock (`dmesg` times count from a boot whose start is unknown here; use `dmesg -T` or `journalctl -k`):\n"
+        );
+        for text in unplaced {
+            let _ = writeln!(out, "- {text}");
+        }
+        out.push('\n');
+    }
+}
+
+pub fn after_crash(out: &mut String, input: &ReportInput) {
+    let _ = writeln!(out, "## After the crash\n");
+    let last = input.analysis.last_sample_ns.unwrap_or(0);
+    let _ = writeln!(
+        out,
+        "- The last sample was taken at {}. Nothing after it was recorded.",
+        when(input, last)
+    );
+    if let Some(s) = &input.analysis.system {
+        let from = last.saturating_sub(300_000_000_000);
+        let recent: Vec<_> = s.timeline.buckets().filter(|b| b.t_ns >= from).collect();
+        let min_available = recent
+            .iter()
+            .filter_map(|b| b.min[0])
+            .fold(f64::INFINITY, f64::min);
+        let max_psi = recent
+            .iter()
+            .filter_map(|b| b.max[1])
+            .fold(None, |a: Option<f64>, p| Some(a.map_or(p, |a| a.max(p))));
+        if min_available.is_finite() {
+            let _ = writeln!(
+                out,
+                "- In the last {} before it: available memory at least {} of {}; memory PSI full avg10 at most {}.",
+                duration((last - from) as f64 / 1e9),
+                size(min_available),
+                size(s.mem_total_bytes),
+                max_psi.map_or("not recorded".to_string(), |p| format!("{p:.1}%"))
+            );
+        }
+    }
+    for (worker, timeline) in &input.analysis.timelines {
+        let level = timeline
+            .buckets()
+            .last()
+            .and_then(|b| b.last[Kind::Pss as usize].or(b.last[Kind::Rss as usize]));
+        let running: Vec<String> = input
+            .analysis
+            .findings
+            .trials
+            .iter()
+            .filter(|t| t.worker == *worker && t.state == "running")
+            .map(|t| {
+                format!(
+                    "trial {} (started {})",
+                    escape(&t.trial),
+                    t.start_ns.map_or("?".into(), |s| when(input, s))
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "- Worker {worker}: {} at the end; {}.",
+            level.map_or("memory unknown".into(), size),
+            if running.is_empty() {
+                "no trial running".to_string()
+            } else {
+                format!("running {}", running.join(", "))
+            }
+        );
+    }
+    match &input.current_boot_id {
+        Some(now) if *now != input.manifest.boot_id => {
+            let _ = writeln!(
+                out,
+                "- **The host rebooted since**: the recording's boot id is {}, this host's is now {}. A reboot after a freeze or a kernel panic looks like this.",
+                escape(&input.manifest.boot_id),
+                escape(now)
+            );
+        }
+        Some(_) => {
+            let _ = writeln!(
+                out,
+                "- The host has not rebooted since (same boot id): the harness itself was stopped (SIGKILL, OOM kill of the harness) rather than the machine."
+            );
+        }
+        None => {}
+    }
+    out.push('\n');
+}
+
+pub fn root_cause(out: &mut String, input: &ReportInput) {
+    let _ = writeln!(out, "## Root cause\n");
+    let f = &input.analysis.findings;
+    for w in &f.workers {
+        let Some(k) = w.kind_finding(w.kind) else {
+            continue;
+        };
+        if !matches!(w.verdict, Verdict::Leak | Verdict::Plateau) {
+            let _ = writeln!(
+                out,
+                "- **Worker {}**: {} ({} {}).",
+                w.worker,
+                w.verdict.word(),
+                w.kind.words(),
+                rate_words(w)
+            );
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "- **Worker {}: {}** in {}, {}; confidence of growth {:.1}%.",
+            w.worker,
+            w.verdict.word(),
+            w.kind.words(),
+            rate_words(w),
+            100.0 * k.confidence
+        );
+        if let Some(first) = &k.first_clear_trial {
+            let _ = writeln!(out, "  - Clear from trial {}.", escape(first));
+        }
+        if let Some(step) = &k.step {
+            let _ = writeln!(
+                out,
+                "  - One step of {} at trial {}, flat before and after.",
+                size(step.size_bytes),
+                escape(&step.trial)
+            );
+        } else if let Some(from) = &k.plateau_from_trial {
+            let _ = writeln!(out, "  - Flat from trial {} on.", escape(from));
+        }
+        if let (Some(first), Some(last)) = (k.first_bytes, k.last_bytes) {
+            let _ = writeln!(
+                out,
+                "  - Retained {} at the start, {} at the end; peak {}.",
+                size(first),
+                size(last),
+                k.peak_bytes.map_or("unknown".into(), size)
+            );
+        }
+        if let Some(p) = &w.process {
+            let _ = writeln!(
+                out,
+                "  - Process: pid {} ({}), {}{}.",
+                p.pid,
+                if p.main {
+                    "the worker's main process"
+                } else {
+                    "a child process"
+                },
+                escape(&p.command),
+                p.share.map_or(String::new(), |s| format!(
+                    ", {:.0}% of the growth",
+                    100.0 * s
+                ))
+            );
+        }
+        for m in &w.mappings {
+            let regions = match (m.regions_added, m.region_bytes) {
+                (n, Some(each)) if n > 0 => {
+                    format!(", {n} new region(s) of about {} each", size(each))
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "  - Mapping {}: {:+.1} MiB{regions}.",
+                escape(&m.name),
+                m.growth_bytes / MIB
+            );
+        }
+        for hint in &w.hints {
+            let _ = writeln!(out, "  - Hint: {hint}.");
+        }
+    }
+    for p in &f.parameters {
+        let what = match (&p.value, p.rho) {
+            (Some(v), _) => format!("{}={}", escape(&p.name), escape(v)),
+            (None, Some(rho)) => format!("{} (rank correlation {rho:.2})", escape(&p.name)),
+            (None, None) => escape(&p.name),
+        };
+        let _ = writeln!(
+            out,
+            "- **Parameter {what}**: {:+.2} MiB retained per trial more than other trials ({} against {} trials, p = {:.1e}).",
+            p.effect_bytes / MIB,
+            p.trials_with,
+            p.trials_without,
+            p.p_value
+        );
+    }
+    for note in &f.notes {
+        let _ = writeln!(out, "- Note: {note}.");
+    }
+    out.push('\n');
+}
+
+pub fn memory_pattern(out: &mut String, input: &ReportInput) {
+    if input.plots.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Memory pattern\n");
+    for plot in &input.plots {
+        let _ = writeln!(out, "![{}]({})\n", plot.title, plot.file);
+    }
+}
+
+pub fn forecast(out: &mut String, input: &ReportInput) {
+    let Some(fc) = &input.analysis.findings.forecast else {
+        return;
+    };
+    let _ = writeln!(out, "## Forecast and recommendations\n");
+    match fc.exhausted_in_hours {
+        Some(hours) => {
+            let _ = writeln!(
+                out,
+                "At {:+.0} MiB/h in total, the {} still available (less a 10% reserve) run out in about {}{}.\n",
+                fc.growth_bytes_per_hour / MIB,
+                size(fc.available_bytes),
+                duration(hours * 3600.0),
+                fc.exhausted_in_trials
+                    .map_or(String::new(), |t| format!(", after about {t:.0} more trials per worker"))
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "No leak, so memory does not run out at the measured rates.\n"
+            );
+        }
+    }
+    for advice in &fc.advice {
+        let _ = writeln!(out, "- {advice}");
+    }
+    if fc.restart_every_trials.is_some() || fc.max_workers.is_some() {
+        let _ = writeln!(
+            out,
+            "- until the leak is fixed, run under a policy that restarts workers on these limits (memwarden's restart rules), so the machine never runs out"
+        );
+    }
+    out.push('\n');
+}
+
+pub fn appendix(out: &mut String, input: &ReportInput) {
+    let m = input.manifest;
+    let _ = writeln!(out, "## Appendix\n");
+    let rows = [
+        ("host", escape(&m.host)),
+        ("kernel", escape(&m.kernel)),
+        ("boot id", escape(&m.boot_id)),
+        ("command", escape(&m.command.join(" "))),
+        ("mode", escape(&m.mode)),
+        (
+            "recorded by",
+            format!("memwarden {}", escape(&m.memwarden_version)),
+        ),
+        (
+            "report by",
+            format!("memwarden {}", escape(&input.reporter_version)),
+        ),
+        ("recording format", m.format_version.to_string()),
+        (
+            "sampling interval",
+            humantime::format_duration(std::time::Duration::from_nanos(m.interval_ns)).to_string(),
+        ),
+        ("start", m.start_rfc3339.clone()),
+    ];
+    let _ = writeln!(out, "| | |\n|---|---|");
+    for (name, value) in rows {
+        let _ = writeln!(out, "| {name} | {value} |");
+    }
+    let _ = writeln!(out, "\nData files:\n");
+    for (name, bytes) in &input.data_files {
+        let _ = writeln!(out, "- {} ({} bytes)", escape(name), bytes);
+    }
+}
