@@ -186,6 +186,10 @@ pub struct ReportArgs {
     /// the timeline; may be given more than once.
     #[arg(long = "kernel-log", value_name = "FILE")]
     pub kernel_logs: Vec<PathBuf>,
+    /// An Optuna log a worker wrote outside the harness (the first --worker-log is worker 0's,
+    /// and so on): its trials are used for workers the recording has no trials for.
+    #[arg(long = "worker-log", value_name = "FILE")]
+    pub worker_logs: Vec<PathBuf>,
     /// Leave out what only this host can tell (its boot id now): for reports kept in a
     /// repository, which must not depend on where they were written.
     #[arg(long, hide = true)]

@@ -56,6 +56,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         out: None,
         svg: false,
         kernel_logs: Vec::new(),
+        worker_logs: Vec::new(),
         no_host: false,
     })?;
     let dir = run_dir.display();

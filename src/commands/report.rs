@@ -19,8 +19,29 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
 
 /// Writes `report.md` and `plots/`; returns the report's path.
 pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
-    let recording = Recording::open(&args.run_dir)?;
+    let mut recording = Recording::open(&args.run_dir)?;
     recording.manifest.check_version(&args.run_dir)?;
+    for (worker, log) in args.worker_logs.iter().enumerate() {
+        let worker = worker as u32;
+        let has_trials = recording.events.iter().any(|e| {
+            e.worker == Some(worker)
+                && matches!(e.kind, crate::recording::EventKind::TrialEnd { .. })
+        });
+        if has_trials {
+            eprintln!(
+                "memwarden: note: worker {worker} has recorded trials; {} is not used",
+                log.display()
+            );
+            continue;
+        }
+        let text = std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
+        recording.events.extend(report::worker_log::trial_events(
+            &String::from_utf8_lossy(&text),
+            worker,
+            recording.manifest.start_wall_ns,
+        ));
+    }
+    recording.events.sort_by_key(|e| e.t_ns);
     let analysis = analysis::analyze_with_series(&recording, &Options::default())?;
     let year = year_of(recording.manifest.start_wall_ns);
     let mut kills = Vec::new();

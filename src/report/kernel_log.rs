@@ -74,7 +74,7 @@ fn time_of(line: &str, year: i32) -> KernelTime {
             .map_or(KernelTime::Unknown, KernelTime::SinceBoot);
     }
     let wall = if let Some(c) = DMESG_T.captures(line) {
-        civil(
+        civil_ns(
             c["year"].parse().ok(),
             month(&c["mon"]),
             c["day"].parse().ok(),
@@ -89,7 +89,7 @@ fn time_of(line: &str, year: i32) -> KernelTime {
             date.next().flatten(),
         );
         let offset = c.name("zone").map_or(0, |z| zone_seconds(z.as_str()));
-        civil(
+        civil_ns(
             y.map(|y| y as i32),
             m.map(|m| m as u32),
             d.map(|d| d as u32),
@@ -97,7 +97,7 @@ fn time_of(line: &str, year: i32) -> KernelTime {
             offset,
         )
     } else if let Some(c) = JOURNAL.captures(line) {
-        civil(
+        civil_ns(
             Some(year),
             month(&c["mon"]),
             c["day"].parse().ok(),
@@ -130,7 +130,7 @@ fn zone_seconds(zone: &str) -> i64 {
 
 /// Nanoseconds since the epoch of a civil UTC date and time, minus the zone's offset (days from
 /// civil: Howard Hinnant's algorithm).
-fn civil(
+pub(super) fn civil_ns(
     year: Option<i32>,
     month: Option<u32>,
     day: Option<u32>,

@@ -6,6 +6,7 @@ pub mod kernel_log;
 mod markdown;
 pub mod plots;
 mod sections;
+pub mod worker_log;
 
 pub use kernel_log::{oom_kills, KernelTime, OomKill};
 pub use markdown::escape;

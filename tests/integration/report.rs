@@ -203,3 +203,44 @@ fn worker_text_cannot_inject_markdown_and_secrets_stay_out() {
     assert!(!text.contains("[x](http"), "{text}");
     assert!(text.contains("\\[x\\]\\(http\\://evil"), "{text}");
 }
+
+/// A worker whose Optuna log memwarden did not read (as with `attach`): the report takes its
+/// trials from `--worker-log` and finds the leak per trial.
+#[test]
+fn trials_come_from_a_worker_log_written_outside_the_harness() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let log = temp.path().join("optuna.log");
+    let script = format!(
+        "exec {} fixture-worker --optuna --trials 12 --trial-ms 60 --gap-ms 40 --leak-mib 4 2> {}",
+        exe(),
+        log.display()
+    );
+    let out = memwarden()
+        .args([
+            "run",
+            "--interval",
+            "20ms",
+            "--trial-regex",
+            "NEVER(?P<trial>x)",
+            "--out",
+        ])
+        .arg(&dir)
+        .args(["--", "sh", "-c", &script])
+        .output()
+        .expect("runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let without = report(&dir, &temp.path().join("a"), &[]);
+    assert!(without.contains("MiB per hour"), "{without}");
+    let log = log.display().to_string();
+    let with = report(&dir, &temp.path().join("b"), &["--worker-log", &log]);
+    assert!(with.contains("12 trial(s)"), "{with}");
+    assert!(
+        with.contains("**Worker 0: leak** in anonymous memory, 4.0"),
+        "{with}"
+    );
+}
