@@ -174,9 +174,11 @@ pub struct DiffArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// A run directory written by `memwarden run` or `attach`.
-    pub run_dir: PathBuf,
-    /// Directory for report.md and plots/ [default: RUN_DIR/report]
+    /// A run directory written by `memwarden run` or `attach` (leave it out to report from
+    /// --worker-log and --kernel-log alone).
+    #[arg(required_unless_present = "worker_logs")]
+    pub run_dir: Option<PathBuf>,
+    /// Directory for report.md and plots/ [default: RUN_DIR/report, or ./memwarden-report]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Draw the plots as SVG instead of PNG.

@@ -52,7 +52,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
     let findings = crate::analysis::analyze(&recording, &crate::analysis::Options::default())?;
     println!("{}", crate::analysis::text::findings(&findings));
     let report = super::write_report(&crate::cli::ReportArgs {
-        run_dir: run_dir.clone(),
+        run_dir: Some(run_dir.clone()),
         out: None,
         svg: false,
         kernel_logs: Vec::new(),

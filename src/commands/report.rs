@@ -1,13 +1,13 @@
 //! `memwarden report`: the incident report and its plots, written beside the recording (or
-//! where `--out` says).
+//! where `--out` says). Without a recording, from worker and kernel logs alone.
 
 use super::EXIT_OK;
-use crate::analysis::{self, Options};
+use crate::analysis::{self, Analysis, Options};
 use crate::cli::ReportArgs;
 use crate::plot::Format;
 use crate::probe::{boot_wall_ns, host_facts, ProcRoot};
-use crate::recording::Recording;
-use crate::report::{self, oom_kills, ReportInput};
+use crate::recording::{Event, EventKind, Manifest, Recording, RunStatus, FORMAT_VERSION};
+use crate::report::{self, oom_kills, worker_log, ReportInput};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -17,67 +17,82 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// Writes `report.md` and `plots/`; returns the report's path.
 pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
-    let mut recording = Recording::open(&args.run_dir)?;
-    recording.manifest.check_version(&args.run_dir)?;
-    for (worker, log) in args.worker_logs.iter().enumerate() {
-        let worker = worker as u32;
-        let has_trials = recording.events.iter().any(|e| {
-            e.worker == Some(worker)
-                && matches!(e.kind, crate::recording::EventKind::TrialEnd { .. })
-        });
-        if has_trials {
-            eprintln!(
-                "memwarden: note: worker {worker} has recorded trials; {} is not used",
-                log.display()
+    let worker_logs: Vec<String> = args
+        .worker_logs
+        .iter()
+        .map(|p| read_text(p))
+        .collect::<anyhow::Result<_>>()?;
+    let (manifest, events, analysis, data_files, out) = match &args.run_dir {
+        Some(dir) => {
+            let mut recording = Recording::open(dir)?;
+            recording.manifest.check_version(dir)?;
+            add_worker_logs(
+                &mut recording.events,
+                &worker_logs,
+                &args.worker_logs,
+                &recording.manifest,
             );
-            continue;
+            let analysis = analysis::analyze_with_series(&recording, &Options::default())?;
+            let out = args.out.clone().unwrap_or_else(|| dir.join("report"));
+            let files = data_files(dir)?;
+            (recording.manifest, recording.events, analysis, files, out)
         }
-        let text = std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
-        recording.events.extend(report::worker_log::trial_events(
-            &String::from_utf8_lossy(&text),
-            worker,
-            recording.manifest.start_wall_ns,
-        ));
-    }
-    recording.events.sort_by_key(|e| e.t_ns);
-    let analysis = analysis::analyze_with_series(&recording, &Options::default())?;
-    let year = year_of(recording.manifest.start_wall_ns);
+        None => {
+            let manifest = logs_manifest(&args.worker_logs, &worker_logs)?;
+            let mut events = Vec::new();
+            add_worker_logs(&mut events, &worker_logs, &args.worker_logs, &manifest);
+            let analysis = analysis::logs_only(&manifest, &events);
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("memwarden-report"));
+            (manifest, events, analysis, Vec::new(), out)
+        }
+    };
+    let year = year_of(manifest.start_wall_ns);
     let mut kills = Vec::new();
     for log in &args.kernel_logs {
-        let text = std::fs::read(log).with_context(|| format!("cannot read {}", log.display()))?;
-        kills.extend(oom_kills(&String::from_utf8_lossy(&text), year));
+        kills.extend(oom_kills(&read_text(log)?, year));
     }
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| args.run_dir.join("report"));
+    write(
+        args, &manifest, &events, &analysis, &kills, data_files, &out,
+    )
+}
+
+fn write(
+    args: &ReportArgs,
+    manifest: &Manifest,
+    events: &[Event],
+    analysis: &Analysis,
+    kills: &[report::OomKill],
+    data_files: Vec<(String, u64)>,
+    out: &Path,
+) -> anyhow::Result<PathBuf> {
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir)
         .with_context(|| format!("cannot create {}", plots_dir.display()))?;
     let format = if args.svg { Format::Svg } else { Format::Png };
-    let plots = report::plots::write_plots(
-        &analysis,
-        recording.manifest.start_wall_ns,
-        &plots_dir,
-        format,
-    )?;
+    let plots = report::plots::write_plots(analysis, manifest.start_wall_ns, &plots_dir, format)?;
     let root = ProcRoot::new("/proc");
     let current_boot_id = Some(host_facts(&root).boot_id).filter(|b| !b.is_empty());
-    let same_boot = current_boot_id.as_deref() == Some(recording.manifest.boot_id.as_str());
+    let same_boot = current_boot_id.as_deref() == Some(manifest.boot_id.as_str());
     let input = ReportInput {
-        manifest: &recording.manifest,
-        events: &recording.events,
-        analysis: &analysis,
-        kills: &kills,
+        manifest,
+        events,
+        analysis,
+        kills,
         current_boot_id: if args.no_host { None } else { current_boot_id },
-        boot_wall_ns: if same_boot && !args.no_host {
-            boot_wall_ns(&root)
-        } else {
-            None
-        },
-        data_files: data_files(&args.run_dir)?,
+        boot_wall_ns: (same_boot && !args.no_host)
+            .then(|| boot_wall_ns(&root))
+            .flatten(),
+        data_files,
         plots,
         reporter_version: env!("CARGO_PKG_VERSION").to_string(),
     };
@@ -85,6 +100,66 @@ pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
     let path = out.join("report.md");
     crate::recording::write_atomically(&path, text.as_bytes())?;
     Ok(path)
+}
+
+/// Adds the trials of each worker log to workers that have none recorded.
+fn add_worker_logs(
+    events: &mut Vec<Event>,
+    texts: &[String],
+    paths: &[PathBuf],
+    manifest: &Manifest,
+) {
+    for (worker, (text, path)) in texts.iter().zip(paths).enumerate() {
+        let worker = worker as u32;
+        let has_trials = events
+            .iter()
+            .any(|e| e.worker == Some(worker) && matches!(e.kind, EventKind::TrialEnd { .. }));
+        if has_trials {
+            eprintln!(
+                "memwarden: note: worker {worker} has recorded trials; {} is not used",
+                path.display()
+            );
+            continue;
+        }
+        events.extend(worker_log::trial_events(
+            text,
+            worker,
+            manifest.start_wall_ns,
+        ));
+    }
+    events.sort_by_key(|e| e.t_ns);
+}
+
+/// A manifest for a report from logs alone: the clock starts at the first logged line.
+fn logs_manifest(paths: &[PathBuf], texts: &[String]) -> anyhow::Result<Manifest> {
+    let start = texts
+        .iter()
+        .filter_map(|t| worker_log::first_time_ns(t))
+        .min()
+        .context(
+            "the worker logs hold no timed Optuna lines (`[I 2026-11-22 18:31:02,123] ...`)",
+        )?;
+    let stamp = humantime::format_rfc3339_millis(
+        std::time::UNIX_EPOCH + std::time::Duration::from_nanos(start),
+    )
+    .to_string();
+    Ok(Manifest {
+        format_version: FORMAT_VERSION,
+        memwarden_version: env!("CARGO_PKG_VERSION").to_string(),
+        mode: "logs".into(),
+        command: paths.iter().map(|p| p.display().to_string()).collect(),
+        workers: texts.len() as u32,
+        host: String::new(),
+        boot_id: String::new(),
+        kernel: String::new(),
+        start_wall_ns: start,
+        start_rfc3339: stamp,
+        interval_ns: 0,
+        page_size: 0,
+        status: RunStatus::Finished,
+        end_wall_ns: None,
+        end_reason: None,
+    })
 }
 
 fn year_of(wall_ns: u64) -> i32 {

@@ -105,8 +105,11 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         s.min_available_bytes < 0.1 * s.mem_total_bytes
             || s.max_psi_full_avg10.is_some_and(|p| p >= 10.0)
     });
+    let logs_only = f.workers.is_empty() && f.run.process_samples == 0;
     let verdict = if abrupt(input) || !input.kills.is_empty() || !crashed_workers.is_empty() {
         "crash"
+    } else if logs_only {
+        "unknown (no memory was recorded)"
     } else if !leaking.is_empty() {
         "leak found"
     } else if pressure {
@@ -177,7 +180,9 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             plateaus.join(", ")
         ));
     }
-    if leaking.is_empty() && plateaus.is_empty() {
+    if logs_only {
+        paragraph.push(trial_counts(input));
+    } else if leaking.is_empty() && plateaus.is_empty() {
         paragraph.push("No worker's retained memory grows beyond noise.".into());
     }
     if let Some(s) = system {
@@ -199,6 +204,33 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         ));
     }
     let _ = writeln!(out, "**Verdict: {verdict}.** {}\n", paragraph.join(" "));
+}
+
+/// `Worker 0 ran 12 trials (10 complete, 2 pruned).` per worker.
+fn trial_counts(input: &ReportInput) -> String {
+    let mut per_worker: BTreeMap<u32, BTreeMap<&str, usize>> = BTreeMap::new();
+    for t in &input.analysis.findings.trials {
+        *per_worker
+            .entry(t.worker)
+            .or_default()
+            .entry(t.state.as_str())
+            .or_default() += 1;
+    }
+    per_worker
+        .iter()
+        .map(|(worker, states)| {
+            let total: usize = states.values().sum();
+            let parts: Vec<String> = states
+                .iter()
+                .map(|(state, n)| format!("{n} {}", escape(state)))
+                .collect();
+            format!(
+                "Worker {worker} ran {total} trial(s) ({}).",
+                parts.join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn rate_words(w: &WorkerFinding) -> String {

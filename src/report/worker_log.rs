@@ -13,6 +13,24 @@ static STAMP: LazyLock<Regex> = LazyLock::new(|| {
         .expect("bug: the Optuna time pattern is valid")
 });
 
+/// The first time stamp in an Optuna log (ns since the epoch): where a report from logs alone
+/// starts its clock.
+pub fn first_time_ns(text: &str) -> Option<u64> {
+    text.lines().find_map(line_time_ns)
+}
+
+fn line_time_ns(line: &str) -> Option<u64> {
+    let caps = STAMP.captures(line)?;
+    let mut date = caps["date"].split('-').map(|p| p.parse::<u32>().ok());
+    let (year, month, day) = (
+        date.next().flatten(),
+        date.next().flatten(),
+        date.next().flatten(),
+    );
+    let wall = super::kernel_log::civil_ns(year.map(|y| y as i32), month, day, &caps["hms"], 0)?;
+    Some(wall + caps["ms"].parse::<u64>().unwrap_or(0) * 1_000_000)
+}
+
 /// Trial events for `worker`, on the recording's clock.
 pub fn trial_events(text: &str, worker: u32, start_wall_ns: u64) -> Vec<Event> {
     let mut parser: Option<TrialParser> = None;
