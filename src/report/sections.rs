@@ -51,12 +51,17 @@ fn pids_by_worker(input: &ReportInput) -> BTreeMap<i32, u32> {
 
 /// A kill's time on the run's clock (ns since the start), when it can be placed.
 fn kill_time(input: &ReportInput, kill: &OomKill) -> Option<u64> {
-    let wall = match kill.time {
-        KernelTime::Wall(ns) => ns,
-        KernelTime::SinceBoot(s) => input.boot_wall_ns? + (s * 1e9) as u64,
+    place(&kill.time, input.boot_wall_ns, input.manifest.start_wall_ns)
+}
+
+/// `dmesg` times count from boot, so they need the recorded boot's wall-clock start.
+fn place(time: &KernelTime, boot_wall_ns: Option<u64>, start_wall_ns: u64) -> Option<u64> {
+    let wall = match time {
+        KernelTime::Wall(ns) => *ns,
+        KernelTime::SinceBoot(s) => boot_wall_ns? + (s * 1e9) as u64,
         KernelTime::Unknown => return None,
     };
-    wall.checked_sub(input.manifest.start_wall_ns)
+    wall.checked_sub(start_wall_ns)
 }
 
 fn kill_text(input: &ReportInput, kill: &OomKill) -> String {
@@ -626,5 +631,30 @@ pub fn appendix(out: &mut String, input: &ReportInput) {
     let _ = writeln!(out, "\nData files:\n");
     for (name, bytes) in &input.data_files {
         let _ = writeln!(out, "- {} ({} bytes)", escape(name), bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_times_are_placed_on_the_run_clock() {
+        let boot = 1_000_000_000_000;
+        let start = boot + 86_400_000_000_000;
+        // dmesg's [86412.345678]: 12.345678 s after the run started, on this boot.
+        let since_boot = KernelTime::SinceBoot(86_412.345_678);
+        assert_eq!(place(&since_boot, Some(boot), start), Some(12_345_678_000));
+        assert_eq!(
+            place(&since_boot, None, start),
+            None,
+            "another boot: unknown"
+        );
+        assert_eq!(place(&KernelTime::Wall(start + 5), None, start), Some(5));
+        assert_eq!(
+            place(&KernelTime::Wall(start - 5), None, start),
+            None,
+            "before the run"
+        );
     }
 }
