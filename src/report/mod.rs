@@ -6,6 +6,7 @@ pub mod kernel_log;
 mod markdown;
 pub mod plots;
 mod sections;
+mod timeline;
 pub mod worker_log;
 
 pub use kernel_log::{oom_kills, KernelTime, OomKill};
@@ -42,7 +43,7 @@ pub struct ReportInput<'a> {
 pub fn render(input: &ReportInput) -> String {
     let mut out = String::new();
     sections::summary(&mut out, input);
-    sections::timeline(&mut out, input);
+    timeline::timeline(&mut out, input);
     if input.manifest.status == crate::recording::RunStatus::Running {
         sections::after_crash(&mut out, input);
     }

@@ -1,8 +1,9 @@
-//! The report's sections, in the order a reader needs them: the verdict, what happened when,
-//! what was running at a crash, why, the pictures, what to change, and the facts behind it.
+//! The report's sections, in the order a reader needs them: the verdict, what was running at a
+//! crash, why, the pictures, what to change, and the facts behind it (the timeline, second in
+//! the report, has its own file).
 
 use super::markdown::escape;
-use super::{KernelTime, OomKill, ReportInput};
+use super::ReportInput;
 use crate::analysis::text::{duration, size};
 use crate::analysis::{Basis, Kind, Verdict, WorkerFinding};
 use crate::recording::{EventKind, RunStatus};
@@ -10,11 +11,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 const MIB: f64 = 1024.0 * 1024.0;
-/// Timelines longer than this are cut, saying how much was left out.
-const MAX_TIMELINE: usize = 120;
 
 /// `18:31:02 (+1m02s)` for a time in ns since the run started.
-fn when(input: &ReportInput, t_ns: u64) -> String {
+pub(super) fn when(input: &ReportInput, t_ns: u64) -> String {
     let wall = std::time::UNIX_EPOCH
         + std::time::Duration::from_nanos(input.manifest.start_wall_ns.saturating_add(t_ns));
     let clock = humantime::format_rfc3339_seconds(wall).to_string();
@@ -25,7 +24,7 @@ fn when(input: &ReportInput, t_ns: u64) -> String {
     )
 }
 
-fn signal_name(signal: i32) -> String {
+pub(super) fn signal_name(signal: i32) -> String {
     nix::sys::signal::Signal::try_from(signal)
         .map(|s| s.as_str().to_string())
         .unwrap_or_else(|_| format!("signal {signal}"))
@@ -33,56 +32,6 @@ fn signal_name(signal: i32) -> String {
 
 fn abrupt(input: &ReportInput) -> bool {
     input.manifest.status == RunStatus::Running
-}
-
-/// Pids recorded for each worker, to match kernel OOM victims.
-fn pids_by_worker(input: &ReportInput) -> BTreeMap<i32, u32> {
-    input
-        .events
-        .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
-                Some((pid, e.worker?))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// A kill's time on the run's clock (ns since the start), when it can be placed.
-fn kill_time(input: &ReportInput, kill: &OomKill) -> Option<u64> {
-    place(&kill.time, input.boot_wall_ns, input.manifest.start_wall_ns)
-}
-
-/// `dmesg` times count from boot, so they need the recorded boot's wall-clock start.
-fn place(time: &KernelTime, boot_wall_ns: Option<u64>, start_wall_ns: u64) -> Option<u64> {
-    let wall = match time {
-        KernelTime::Wall(ns) => *ns,
-        KernelTime::SinceBoot(s) => boot_wall_ns? + (s * 1e9) as u64,
-        KernelTime::Unknown => return None,
-    };
-    wall.checked_sub(start_wall_ns)
-}
-
-fn kill_text(input: &ReportInput, kill: &OomKill) -> String {
-    let whose = pids_by_worker(input)
-        .get(&kill.pid)
-        .map_or("not a recorded worker process".to_string(), |w| {
-            format!("worker {w}")
-        });
-    let rss = kill
-        .anon_rss_bytes
-        .map_or(String::new(), |b| format!(", anon-rss {}", size(b as f64)));
-    let scope = if kill.cgroup {
-        "cgroup OOM kill"
-    } else {
-        "kernel OOM kill"
-    };
-    format!(
-        "{scope}: pid {} ({}){rss}, {whose}",
-        kill.pid,
-        escape(&kill.name)
-    )
 }
 
 pub fn summary(out: &mut String, input: &ReportInput) {
@@ -256,116 +205,6 @@ fn rate_words(w: &WorkerFinding) -> String {
             h.high_bytes / MIB
         ),
         _ => "an unknown amount".into(),
-    }
-}
-
-pub fn timeline(out: &mut String, input: &ReportInput) {
-    let mut entries: Vec<(u64, String)> = vec![(
-        0,
-        format!(
-            "run started ({}, {} worker(s)): {}",
-            escape(&input.manifest.mode),
-            input.manifest.workers,
-            escape(&input.manifest.command.join(" "))
-        ),
-    )];
-    for e in input.events {
-        let worker = e.worker.map_or(String::new(), |w| format!("worker {w} "));
-        let text = match &e.kind {
-            EventKind::WorkerStart { pid, attempt, .. } if *attempt == 0 => {
-                format!("{worker}started (pid {pid})")
-            }
-            EventKind::WorkerStart { pid, attempt, .. } => {
-                format!("{worker}restarted (pid {pid}, attempt {attempt})")
-            }
-            EventKind::WorkerExit { code, signal, .. } => match (code, signal) {
-                (_, Some(s)) => format!("{worker}killed by {}", signal_name(*s)),
-                (Some(c), _) => format!("{worker}exited with code {c}"),
-                _ => format!("{worker}ended (exit status unknown)"),
-            },
-            EventKind::Stop { reason } => format!("stop requested: {}", escape(reason)),
-            EventKind::SamplesDropped { count } => {
-                format!("{count} sample(s) dropped (slow disk)")
-            }
-            _ => continue,
-        };
-        entries.push((e.t_ns, text));
-    }
-    for w in &input.analysis.findings.workers {
-        let Some(k) = w
-            .kind_finding(w.kind)
-            .filter(|_| w.verdict == Verdict::Leak)
-        else {
-            continue;
-        };
-        let Some(first) = &k.first_clear_trial else {
-            continue;
-        };
-        let at = input
-            .analysis
-            .findings
-            .trials
-            .iter()
-            .find(|t| t.worker == w.worker && &t.trial == first)
-            .and_then(|t| t.end_ns);
-        if let Some(at) = at {
-            entries.push((
-                at,
-                format!(
-                    "worker {}: growth is clear from trial {} on",
-                    w.worker,
-                    escape(first)
-                ),
-            ));
-        }
-    }
-    let mut unplaced = Vec::new();
-    for kill in input.kills {
-        match kill_time(input, kill) {
-            Some(t) => entries.push((t, kill_text(input, kill))),
-            None => unplaced.push(kill_text(input, kill)),
-        }
-    }
-    let end = input.analysis.last_sample_ns.unwrap_or(0);
-    match (input.manifest.status, input.manifest.end_wall_ns) {
-        (RunStatus::Finished, Some(end_wall)) => entries.push((
-            end_wall.saturating_sub(input.manifest.start_wall_ns),
-            format!(
-                "run finished: {}",
-                escape(input.manifest.end_reason.as_deref().unwrap_or("stopped"))
-            ),
-        )),
-        _ => entries.push((
-            end,
-            "last sample: the recording ends here, without a clean stop".into(),
-        )),
-    }
-    entries.sort_by_key(|e| e.0);
-    let _ = writeln!(
-        out,
-        "## Timeline\n\n| time (UTC, elapsed) | event |\n|---|---|"
-    );
-    let total = entries.len();
-    for (t, text) in entries.iter().take(MAX_TIMELINE) {
-        let _ = writeln!(out, "| {} | {text} |", when(input, *t));
-    }
-    if total > MAX_TIMELINE {
-        let _ = writeln!(
-            out,
-            "| | … {} more events (see `memwarden export --table events`) |",
-            total - MAX_TIMELINE
-        );
-    }
-    out.push('\n');
-    if !unplaced.is_empty() {
-        let _ = writeln!(
-            out,
-            "Kernel OOM kills that could not be placed on the run's clock (`dmesg` times count from a boot whose start is unknown here; use `dmesg -T` or `journalctl -k`):\n"
-        );
-        for text in unplaced {
-            let _ = writeln!(out, "- {text}");
-        }
-        out.push('\n');
     }
 }
 
@@ -631,30 +470,5 @@ pub fn appendix(out: &mut String, input: &ReportInput) {
     let _ = writeln!(out, "\nData files:\n");
     for (name, bytes) in &input.data_files {
         let _ = writeln!(out, "- {} ({} bytes)", escape(name), bytes);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_times_are_placed_on_the_run_clock() {
-        let boot = 1_000_000_000_000;
-        let start = boot + 86_400_000_000_000;
-        // dmesg's [86412.345678]: 12.345678 s after the run started, on this boot.
-        let since_boot = KernelTime::SinceBoot(86_412.345_678);
-        assert_eq!(place(&since_boot, Some(boot), start), Some(12_345_678_000));
-        assert_eq!(
-            place(&since_boot, None, start),
-            None,
-            "another boot: unknown"
-        );
-        assert_eq!(place(&KernelTime::Wall(start + 5), None, start), Some(5));
-        assert_eq!(
-            place(&KernelTime::Wall(start - 5), None, start),
-            None,
-            "before the run"
-        );
     }
 }
