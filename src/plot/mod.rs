@@ -122,46 +122,42 @@ fn time_label(start_wall_ns: u64, seconds: f64) -> String {
 }
 
 pub fn time_chart(path: &Path, format: Format, chart: &TimeChart) -> Result<(), PlotError> {
-    let chart = chart.clone();
     match format {
-        Format::Png => draw_png(path, |root| draw_time(root, &chart)),
-        Format::Svg => draw_svg(path, |root| draw_time(root, &chart)),
+        Format::Png => render(
+            BitMapBackend::new(path, SIZE).into_drawing_area(),
+            path,
+            |r| draw_time(r, chart),
+        ),
+        Format::Svg => render(SVGBackend::new(path, SIZE).into_drawing_area(), path, |r| {
+            draw_time(r, chart)
+        }),
     }
 }
 
 pub fn trial_chart(path: &Path, format: Format, chart: &TrialChart) -> Result<(), PlotError> {
-    let chart = chart.clone();
     match format {
-        Format::Png => draw_png(path, |root| draw_trials(root, &chart)),
-        Format::Svg => draw_svg(path, |root| draw_trials(root, &chart)),
+        Format::Png => render(
+            BitMapBackend::new(path, SIZE).into_drawing_area(),
+            path,
+            |r| draw_trials(r, chart),
+        ),
+        Format::Svg => render(SVGBackend::new(path, SIZE).into_drawing_area(), path, |r| {
+            draw_trials(r, chart)
+        }),
     }
 }
 
-fn draw_png(
+/// White background, the drawing, then the file: the same for every backend.
+fn render<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
     path: &Path,
-    draw: impl FnOnce(&DrawingArea<BitMapBackend, Shift>) -> Result<(), String>,
+    draw: impl FnOnce(&DrawingArea<DB, Shift>) -> Result<(), String>,
 ) -> Result<(), PlotError> {
     register_font();
     let error = |message: String| PlotError {
         path: path.to_path_buf(),
         message,
     };
-    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| error(e.to_string()))?;
-    draw(&root).map_err(error)?;
-    root.present().map_err(|e| error(e.to_string()))
-}
-
-fn draw_svg(
-    path: &Path,
-    draw: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
-) -> Result<(), PlotError> {
-    register_font();
-    let error = |message: String| PlotError {
-        path: path.to_path_buf(),
-        message,
-    };
-    let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| error(e.to_string()))?;
     draw(&root).map_err(error)?;
     root.present().map_err(|e| error(e.to_string()))

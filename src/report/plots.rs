@@ -26,6 +26,22 @@ fn kind_line(timeline: &Timeline, kind: Kind, name: &str) -> Option<Line> {
     })
 }
 
+/// Draws one plot into `dir` and gives the report's link to it.
+fn emit(
+    dir: &Path,
+    format: Format,
+    name: &str,
+    title: &str,
+    draw: impl FnOnce(&Path, Format) -> Result<(), PlotError>,
+) -> Result<PlotRef, PlotError> {
+    let file = format!("{name}.{}", format.extension());
+    draw(&dir.join(&file), format)?;
+    Ok(PlotRef {
+        title: title.to_string(),
+        file: format!("plots/{file}"),
+    })
+}
+
 /// Writes the plots into `dir` (`plots/` beside the report) and says what it wrote.
 pub fn write_plots(
     analysis: &Analysis,
@@ -66,33 +82,25 @@ pub fn write_plots(
             .filter(|t| t.worker == w.worker)
             .filter_map(|t| t.start_ns.map(seconds))
             .collect();
-        let file = format!("worker-{}-memory.{}", w.worker, format.extension());
-        let title = format!("Worker {}: memory of its process tree by kind", w.worker);
-        plot::time_chart(
-            &dir.join(&file),
-            format,
-            &TimeChart {
-                title: title.clone(),
-                start_wall_ns,
-                stacked,
-                lines,
-                marks,
-                marks_label: "trial starts".into(),
-                ..TimeChart::default()
-            },
-        )?;
-        refs.push(PlotRef {
-            title,
-            file: format!("plots/{file}"),
-        });
+        let chart = TimeChart {
+            title: format!("Worker {}: memory of its process tree by kind", w.worker),
+            start_wall_ns,
+            stacked,
+            lines,
+            marks,
+            marks_label: "trial starts".into(),
+            ..TimeChart::default()
+        };
+        let name = format!("worker-{}-memory", w.worker);
+        refs.push(emit(dir, format, &name, &chart.title, |path, format| {
+            plot::time_chart(path, format, &chart)
+        })?);
         if w.basis == Basis::Trials {
             if let Some(chart) = trial_chart(analysis, w.worker, w.kind) {
-                let file = format!("worker-{}-retained.{}", w.worker, format.extension());
-                plot::trial_chart(&dir.join(&file), format, &chart)?;
-                refs.push(PlotRef {
-                    title: chart.title,
-                    file: format!("plots/{file}"),
-                });
+                let name = format!("worker-{}-retained", w.worker);
+                refs.push(emit(dir, format, &name, &chart.title, |path, format| {
+                    plot::trial_chart(path, format, &chart)
+                })?);
             }
         }
     }
@@ -104,56 +112,50 @@ pub fn write_plots(
                 .filter_map(|b| Some((seconds(b.t_ns), b.min[slot]?)))
                 .collect()
         };
-        let file = format!("system-memory.{}", format.extension());
-        let title = "System: available memory".to_string();
-        plot::time_chart(
-            &dir.join(&file),
+        let chart = TimeChart {
+            title: "System: available memory".into(),
+            start_wall_ns,
+            lines: vec![Line {
+                name: "available (lowest per interval)".into(),
+                points: point(0),
+            }],
+            thresholds: vec![
+                (system.mem_total_bytes, "total".into()),
+                (0.1 * system.mem_total_bytes, "10% reserve".into()),
+            ],
+            ..TimeChart::default()
+        };
+        refs.push(emit(
+            dir,
             format,
-            &TimeChart {
-                title: title.clone(),
-                start_wall_ns,
-                lines: vec![Line {
-                    name: "available (lowest per interval)".into(),
-                    points: point(0),
-                }],
-                thresholds: vec![
-                    (system.mem_total_bytes, "total".into()),
-                    (0.1 * system.mem_total_bytes, "10% reserve".into()),
-                ],
-                ..TimeChart::default()
-            },
-        )?;
-        refs.push(PlotRef {
-            title,
-            file: format!("plots/{file}"),
-        });
+            "system-memory",
+            &chart.title,
+            |path, format| plot::time_chart(path, format, &chart),
+        )?);
         let psi: Vec<(f64, f64)> = system
             .timeline
             .buckets()
             .filter_map(|b| Some((seconds(b.t_ns), b.max[1]?)))
             .collect();
         if !psi.is_empty() {
-            let file = format!("system-pressure.{}", format.extension());
-            let title = "System: memory pressure (PSI full avg10)".to_string();
-            plot::time_chart(
-                &dir.join(&file),
+            let chart = TimeChart {
+                title: "System: memory pressure (PSI full avg10)".into(),
+                start_wall_ns,
+                lines: vec![Line {
+                    name: "PSI full avg10 (highest per interval)".into(),
+                    points: psi,
+                }],
+                thresholds: vec![(10.0, "10%: tasks stall on memory".into())],
+                percent: true,
+                ..TimeChart::default()
+            };
+            refs.push(emit(
+                dir,
                 format,
-                &TimeChart {
-                    title: title.clone(),
-                    start_wall_ns,
-                    lines: vec![Line {
-                        name: "PSI full avg10 (highest per interval)".into(),
-                        points: psi,
-                    }],
-                    thresholds: vec![(10.0, "10%: tasks stall on memory".into())],
-                    percent: true,
-                    ..TimeChart::default()
-                },
-            )?;
-            refs.push(PlotRef {
-                title,
-                file: format!("plots/{file}"),
-            });
+                "system-pressure",
+                &chart.title,
+                |path, format| plot::time_chart(path, format, &chart),
+            )?);
         }
     }
     Ok(refs)
