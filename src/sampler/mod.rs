@@ -148,6 +148,10 @@ impl SamplerLoop {
     fn run(mut self, control: Receiver<Control>) -> SamplerStats {
         let interval = self.config.interval;
         let mut next = Instant::now();
+        // One unscheduled tick is allowed between scheduled ones, taken as soon as a trial
+        // boundary arrives: back-to-back trials (Optuna) have no gap, and a sample taken at the
+        // next scheduled tick would already hold the next trial's first allocations.
+        let mut extra_tick_allowed = true;
         'outer: loop {
             loop {
                 let now = Instant::now();
@@ -156,10 +160,16 @@ impl SamplerLoop {
                 }
                 match control.recv_timeout(next - now) {
                     Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => break 'outer,
+                    Ok(message @ Control::Boundary { .. }) if extra_tick_allowed => {
+                        self.handle(message);
+                        extra_tick_allowed = false;
+                        self.tick(Instant::now());
+                    }
                     Ok(message) => self.handle(message),
                     Err(RecvTimeoutError::Timeout) => break,
                 }
             }
+            extra_tick_allowed = true;
             // Messages that arrived exactly at the deadline still count for this tick.
             while let Ok(message) = control.try_recv() {
                 match message {

@@ -303,3 +303,25 @@ fn a_crashed_recording_is_analysed_and_says_so() {
     let json = serde_json::to_string_pretty(&findings).expect("json");
     insta::assert_snapshot!("analyze_crashed_json", json);
 }
+
+/// Optuna's trials run back to back: the next trial allocates right after the line that ends
+/// the last one. The sampler takes a tick as soon as a boundary arrives, so the growth lands on
+/// the trial that caused it (at the next scheduled tick it landed on the trial before).
+#[test]
+fn back_to_back_optuna_trials_get_their_own_growth() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        "--interval 20ms",
+        "--optuna --trials 30 --trial-ms 60 --gap-ms 0 --leak-mib 16 --leak-when bs=64 --param bs=16,64 --noise-mib 4",
+    );
+    let findings = analyze(&dir);
+    let p = findings.parameters.first().expect("a parameter finding");
+    assert_eq!(
+        (p.name.as_str(), p.value.as_deref()),
+        ("bs", Some("64")),
+        "{:#?}",
+        findings.parameters
+    );
+}
