@@ -244,3 +244,18 @@ fn trials_come_from_a_worker_log_written_outside_the_harness() {
         "{with}"
     );
 }
+
+#[test]
+fn svg_plots_on_request() {
+    let temp = tempdir();
+    let text = report(
+        Path::new("fixtures/runs/plateau"),
+        temp.path(),
+        &["--svg", "--no-host"],
+    );
+    assert!(text.contains("](plots/worker-0-retained.svg)"), "{text}");
+    let svg = std::fs::read_to_string(temp.path().join("plots/worker-0-retained.svg"))
+        .expect("an SVG plot");
+    assert!(svg.starts_with("<svg") && svg.contains("retained per trial (plateau)"));
+    assert!(!temp.path().join("plots/worker-0-retained.png").exists());
+}
