@@ -61,6 +61,8 @@ pub struct Loaded {
     /// Per process of each tree, over time.
     pub process_timelines: BTreeMap<(u32, i32), Timeline>,
     pub processes: BTreeMap<(u32, i32), ProcessInfo>,
+    /// Per worker, when it was started again (ns since the start), in order.
+    pub restarts: BTreeMap<u32, Vec<u64>>,
     pub system: Option<SystemSummary>,
     pub process_samples: u64,
     pub first_ns: Option<u64>,
@@ -78,11 +80,15 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     }
     let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
     let mut stop_ns: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut restarts: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for event in &recording.events {
         let Some(worker) = event.worker else { continue };
         match &event.kind {
-            EventKind::WorkerStart { pid, .. } => {
+            EventKind::WorkerStart { pid, attempt, .. } => {
                 processes.entry((worker, *pid)).or_default().main = true;
+                if *attempt > 0 {
+                    restarts.entry(worker).or_default().push(event.t_ns);
+                }
             }
             EventKind::ProcessSeen {
                 pid, ppid, command, ..
@@ -211,6 +217,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         timelines,
         process_timelines,
         processes,
+        restarts,
         system: load_system(recording, interval_ns)?,
         process_samples,
         first_ns,

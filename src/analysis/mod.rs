@@ -28,7 +28,7 @@ pub use load::SystemSummary;
 pub use location::{categorize, mapping_growth, MappingRow};
 pub use params::{parameter_effects, TrialGrowth};
 pub use timeline::{Bucket, Timeline};
-pub use verdict::{classify, Classification, Rules, Verdict};
+pub use verdict::{classify, stitch, Classification, Rules, Verdict};
 
 use crate::recording::{Recording, RecordingError, RunStatus};
 use load::Loaded;
@@ -255,20 +255,29 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
         let Some(trials) = loaded.trials.get(&finding.worker) else {
             continue;
         };
-        let mut previous: Option<f64> = None;
+        let restarts = loaded
+            .restarts
+            .get(&finding.worker)
+            .map_or(&[][..], Vec::as_slice);
+        let mut previous: Option<(f64, u64)> = None;
         for t in trials {
             let Some(levels) = &t.tree else { continue };
-            let Some(retained) = levels.retained[k] else {
+            let (Some(retained), Some(end)) = (levels.retained[k], t.trial.end_ns) else {
                 continue;
             };
-            let before = previous.or(levels.baseline[k]);
+            // After a restart the previous trial's level is gone: compare with the baseline.
+            let restarted = |since: u64| restarts.iter().any(|r| *r > since && *r <= end);
+            let before = previous
+                .filter(|(_, at)| !restarted(*at))
+                .map(|(level, _)| level)
+                .or(levels.baseline[k]);
             if let Some(before) = before {
                 growth.push(TrialGrowth {
                     params: &t.trial.params,
                     growth: retained - before,
                 });
             }
-            previous = Some(retained);
+            previous = Some((retained, end));
         }
     }
     parameter_effects(&growth)

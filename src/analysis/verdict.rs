@@ -80,6 +80,47 @@ pub struct StepShape {
 }
 
 /// Classifies `y` (retained bytes) against `x` (trial ordinal, or hours for a time series).
+/// Joins the pieces of a series cut by worker restarts (`group` numbers each point's
+/// incarnation, in order): a restart frees what the worker held, so without this a leak looks
+/// like a sawtooth with little trend. The common slope is the median of pairwise slopes taken
+/// within each incarnation only (Sen's estimator, blocked as in the seasonal Kendall test of
+/// Hirsch & Slack 1984); each later piece is then shifted so that its median intercept meets the
+/// first piece's. A single piece comes back unchanged.
+pub fn stitch(x: &[f64], y: &[f64], group: &[usize]) -> Vec<f64> {
+    if group.iter().all(|g| *g == group[0]) {
+        return y.to_vec();
+    }
+    let mut slopes = Vec::new();
+    for i in 0..y.len() {
+        for j in i + 1..y.len() {
+            if group[i] == group[j] && x[j] != x[i] {
+                slopes.push((y[j] - y[i]) / (x[j] - x[i]));
+            }
+        }
+    }
+    if slopes.is_empty() {
+        return y.to_vec();
+    }
+    let slope = median(&slopes);
+    let intercept = |g: usize| {
+        let offsets: Vec<f64> = (0..y.len())
+            .filter(|i| group[*i] == g)
+            .map(|i| y[i] - slope * x[i])
+            .collect();
+        median(&offsets)
+    };
+    let first = intercept(group[0]);
+    let mut shifts = std::collections::BTreeMap::new();
+    (0..y.len())
+        .map(|i| {
+            let shift = *shifts
+                .entry(group[i])
+                .or_insert_with(|| first - intercept(group[i]));
+            y[i] + shift
+        })
+        .collect()
+}
+
 /// Series longer than 300 points are classified on 300 bin medians, so the cost stays bounded;
 /// indexes in the result refer to the original points.
 pub fn classify(x: &[f64], y: &[f64], rules: &Rules) -> Classification {
@@ -371,6 +412,25 @@ mod tests {
         });
         let c = classify(&x, &y, &Rules::default());
         assert_eq!(c.verdict, Verdict::Leak, "{c:?}");
+    }
+
+    #[test]
+    fn restarts_are_stitched_so_a_leak_stays_a_leak() {
+        // 4 MiB per trial, the worker restarted every 10 trials (back to its 500 MiB base).
+        let (x, y) = series(60, 11, |i| (i % 10) as f64 * 4.0 * MIB);
+        let group: Vec<usize> = (0..60).map(|i| i / 10).collect();
+        let raw = classify(&x, &y, &Rules::default());
+        assert_ne!(
+            raw.verdict,
+            Verdict::Leak,
+            "the sawtooth alone hides it: {raw:?}"
+        );
+        let stitched = classify(&x, &stitch(&x, &y, &group), &Rules::default());
+        assert_eq!(stitched.verdict, Verdict::Leak);
+        let slope = stitched.ongoing.expect("fit").slope / MIB;
+        assert!((slope - 4.0).abs() < 0.6, "{slope}");
+        // Without restarts nothing changes.
+        assert_eq!(stitch(&x, &y, &[0; 60]), y);
     }
 
     #[test]

@@ -19,7 +19,9 @@ const COMPONENTS: [Kind; 4] = [Kind::Anon, Kind::Shmem, Kind::Swap, Kind::Gpu];
 pub struct Series {
     pub ordinal: Vec<f64>,
     pub hours: Vec<f64>,
+    /// Stitched across restarts (see `verdict::stitch`); `raw` as measured.
     pub bytes: Vec<f64>,
+    pub raw: Vec<f64>,
     pub labels: Vec<String>,
     pub basis: Basis,
     /// The largest level during a trial and the median transient above the baseline.
@@ -28,8 +30,33 @@ pub struct Series {
 }
 
 /// Retained levels of the completed trials, or the minima of the timeline when there are too
-/// few trials.
+/// few trials; stitched across `restarts` (ns since the start).
 pub fn series(
+    trials: &[TrialLevels],
+    levels_of: impl Fn(&TrialLevels) -> Option<&Levels>,
+    timeline: Option<&Timeline>,
+    kind: Kind,
+    rules: &Rules,
+    restarts: &[u64],
+) -> Option<Series> {
+    let mut s = gather(trials, levels_of, timeline, kind, rules)?;
+    let group: Vec<usize> = s
+        .hours
+        .iter()
+        .map(|h| {
+            let t_ns = (h * NS_PER_HOUR) as u64;
+            restarts.iter().filter(|r| **r <= t_ns).count()
+        })
+        .collect();
+    let x = match s.basis {
+        Basis::Trials => &s.ordinal,
+        Basis::Time => &s.hours,
+    };
+    s.bytes = super::verdict::stitch(x, &s.raw, &group);
+    Some(s)
+}
+
+fn gather(
     trials: &[TrialLevels],
     levels_of: impl Fn(&TrialLevels) -> Option<&Levels>,
     timeline: Option<&Timeline>,
@@ -41,6 +68,7 @@ pub fn series(
         ordinal: Vec::new(),
         hours: Vec::new(),
         bytes: Vec::new(),
+        raw: Vec::new(),
         labels: Vec::new(),
         basis: Basis::Trials,
         peak: None,
@@ -58,11 +86,11 @@ pub fn series(
         };
         s.ordinal.push(t.ordinal as f64);
         s.hours.push(end as f64 / NS_PER_HOUR);
-        s.bytes.push(retained);
+        s.raw.push(retained);
         s.labels.push(t.trial.trial.clone());
     }
     s.transient = (!transients.is_empty()).then(|| median(&transients));
-    if s.bytes.len() >= rules.min_points {
+    if s.raw.len() >= rules.min_points {
         return Some(s);
     }
     let timeline = timeline?;
@@ -70,6 +98,7 @@ pub fn series(
         ordinal: Vec::new(),
         hours: Vec::new(),
         bytes: Vec::new(),
+        raw: Vec::new(),
         labels: Vec::new(),
         basis: Basis::Time,
         peak: None,
@@ -82,10 +111,10 @@ pub fn series(
         let Some(min) = bucket.min[k] else { continue };
         time.ordinal.push(i as f64);
         time.hours.push(bucket.t_ns as f64 / NS_PER_HOUR);
-        time.bytes.push(min);
+        time.raw.push(min);
         time.labels.push(String::new());
     }
-    (!time.bytes.is_empty()).then_some(time)
+    (!time.raw.is_empty()).then_some(time)
 }
 
 fn rate(trend: Option<Trend>) -> Option<Rate> {
@@ -130,8 +159,8 @@ pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Clas
             })
         }),
         growth_bytes: c.growth,
-        first_bytes: s.bytes.first().copied(),
-        last_bytes: s.bytes.last().copied(),
+        first_bytes: s.raw.first().copied(),
+        last_bytes: s.raw.last().copied(),
         peak_bytes: s.peak,
         transient_bytes: s.transient,
         points: c.points,
@@ -161,7 +190,15 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
     let kinds: Vec<KindFinding> = KINDS
         .iter()
         .filter_map(|kind| {
-            let s = series(trials, |t| t.tree.as_ref(), timeline, *kind, rules)?;
+            let restarts = loaded.restarts.get(&worker).map_or(&[][..], Vec::as_slice);
+            let s = series(
+                trials,
+                |t| t.tree.as_ref(),
+                timeline,
+                *kind,
+                rules,
+                restarts,
+            )?;
             Some(kind_finding(*kind, &s, rules).0)
         })
         .collect();
@@ -218,7 +255,8 @@ fn locate_process(
         .range((worker, i32::MIN)..=(worker, i32::MAX));
     for ((_, pid), timeline) in pids {
         let timeline = Some(timeline);
-        let Some(s) = series(trials, |t| t.processes.get(pid), timeline, kind, rules) else {
+        // A process lives in one incarnation of its worker: nothing to stitch.
+        let Some(s) = series(trials, |t| t.processes.get(pid), timeline, kind, rules, &[]) else {
             continue;
         };
         let (finding, _) = kind_finding(kind, &s, rules);
