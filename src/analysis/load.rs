@@ -21,6 +21,9 @@ const SAMPLE_COLUMNS: [&str; 11] = [
     "t_ns", "worker", "pid", "pss", "uss", "anon", "file", "shmem", "swap", "gpu", "rss",
 ];
 
+/// Columns of the system table that analysis reads.
+const SYSTEM_COLUMNS: [&str; 4] = ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
+
 /// Kinds read by smaps_rollup or NVML on some ticks only: carried forward per process.
 const SPARSE: [Kind; 3] = [Kind::Pss, Kind::Uss, Kind::Gpu];
 
@@ -132,8 +135,11 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         path: recording.dir.clone(),
         source,
     };
+    let mut system: Option<SystemSummary> = None;
     for index in recording.sample_segments()? {
-        let segment = recording.samples_segment(index, Some(&SAMPLE_COLUMNS))?;
+        let (segment, system_segment) =
+            recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
+        push_system(&mut system, &system_segment, interval_ns).map_err(table)?;
         if segment.height() == 0 {
             continue;
         }
@@ -218,7 +224,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         process_timelines,
         processes,
         restarts,
-        system: load_system(recording, interval_ns)?,
+        system,
         process_samples,
         first_ns,
         last_ns,
@@ -351,61 +357,49 @@ impl Rows {
     }
 }
 
-fn load_system(
-    recording: &Recording,
+/// Folds one segment's system samples into the summary.
+fn push_system(
+    summary: &mut Option<SystemSummary>,
+    df: &DataFrame,
     interval_ns: u64,
-) -> Result<Option<SystemSummary>, RecordingError> {
-    let columns = ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
-    let mut summary: Option<SystemSummary> = None;
-    let table = |source| RecordingError::Table {
-        path: recording.dir.clone(),
-        source,
-    };
-    for index in recording.sample_segments()? {
-        let df = recording.system_segment(index, Some(&columns))?;
-        let u = |name: &str| -> PolarsResult<UInt64Chunked> {
-            Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
-        };
-        let (t, total, available) = (
-            u("t_ns").map_err(table)?,
-            u("mem_total").map_err(table)?,
-            u("mem_available").map_err(table)?,
-        );
-        let psi = df
-            .column("psi_full_avg10")
-            .and_then(|c| c.cast(&DataType::Float64))
-            .map_err(table)?;
-        let psi = psi.f64().map_err(table)?;
-        for i in 0..df.height() {
-            let (Some(t), Some(total), Some(available)) =
-                (t.get(i), total.get(i), available.get(i))
-            else {
-                continue;
-            };
-            let (total, available) = (total as f64, available as f64);
-            let psi = psi.get(i);
-            let s = summary.get_or_insert_with(|| SystemSummary {
-                mem_total_bytes: total,
-                first_available_bytes: available,
-                last_available_bytes: available,
-                min_available_bytes: available,
-                max_psi_full_avg10: None,
-                timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
-            });
-            s.mem_total_bytes = total;
-            s.last_available_bytes = available;
-            s.min_available_bytes = s.min_available_bytes.min(available);
-            s.max_psi_full_avg10 = match (s.max_psi_full_avg10, psi) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            let mut values: Values = Default::default();
-            values[0] = Some(available);
-            values[1] = psi;
-            s.timeline.push(t, &values);
-        }
+) -> PolarsResult<()> {
+    if df.height() == 0 {
+        return Ok(());
     }
-    Ok(summary)
+    let u = |name: &str| -> PolarsResult<UInt64Chunked> {
+        Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
+    };
+    let (t, total, available) = (u("t_ns")?, u("mem_total")?, u("mem_available")?);
+    let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
+    let psi = psi.f64()?;
+    for i in 0..df.height() {
+        let (Some(t), Some(total), Some(available)) = (t.get(i), total.get(i), available.get(i))
+        else {
+            continue;
+        };
+        let (total, available) = (total as f64, available as f64);
+        let psi = psi.get(i);
+        let s = summary.get_or_insert_with(|| SystemSummary {
+            mem_total_bytes: total,
+            first_available_bytes: available,
+            last_available_bytes: available,
+            min_available_bytes: available,
+            max_psi_full_avg10: None,
+            timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
+        });
+        s.mem_total_bytes = total;
+        s.last_available_bytes = available;
+        s.min_available_bytes = s.min_available_bytes.min(available);
+        s.max_psi_full_avg10 = match (s.max_psi_full_avg10, psi) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        let mut values: Values = Default::default();
+        values[0] = Some(available);
+        values[1] = psi;
+        s.timeline.push(t, &values);
+    }
+    Ok(())
 }
 
 /// One process's condensed mappings at its trial-start snapshots (trial-end ones when it has

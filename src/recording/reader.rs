@@ -97,56 +97,64 @@ impl Recording {
         Ok(self.segment_indexes("samples-")?.into_iter().collect())
     }
 
-    /// One segment's per-process samples, only `columns` when given (Parquet reads just those).
-    pub fn samples_segment(
-        &self,
-        index: u32,
-        columns: Option<&[&str]>,
-    ) -> Result<DataFrame, RecordingError> {
-        self.segment(index, false, columns)
-    }
-
-    /// One segment's system samples.
-    pub fn system_segment(
-        &self,
-        index: u32,
-        columns: Option<&[&str]>,
-    ) -> Result<DataFrame, RecordingError> {
-        self.segment(index, true, columns)
-    }
-
     fn segment(
         &self,
         index: u32,
         system: bool,
         columns: Option<&[&str]>,
     ) -> Result<DataFrame, RecordingError> {
+        let (samples, system_frame) = if system {
+            (Some(&[][..]), columns)
+        } else {
+            (columns, Some(&[][..]))
+        };
+        let (samples, system_frame) = self.segment_frames(index, samples, system_frame)?;
+        Ok(if system { system_frame } else { samples })
+    }
+
+    /// One segment's per-process and system samples together, each with only its `columns`
+    /// when given (an empty list gives an empty frame). A raw log segment is decoded once for
+    /// both, so its damage is counted once.
+    pub fn segment_frames(
+        &self,
+        index: u32,
+        sample_columns: Option<&[&str]>,
+        system_columns: Option<&[&str]>,
+    ) -> Result<(DataFrame, DataFrame), RecordingError> {
         let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
         let system_parquet = system_path(&self.dir, index);
+        let wanted = |columns: Option<&[&str]>| columns.is_none_or(|c| !c.is_empty());
         if samples_parquet.exists() && system_parquet.exists() {
-            let path = if system {
-                &system_parquet
-            } else {
-                &samples_parquet
+            let read = |path: &Path, columns: Option<&[&str]>| {
+                if wanted(columns) {
+                    read_parquet(path, columns)
+                } else {
+                    Ok(DataFrame::empty())
+                }
             };
-            return read_parquet(path, columns);
+            return Ok((
+                read(&samples_parquet, sample_columns)?,
+                read(&system_parquet, system_columns)?,
+            ));
         }
         let log = stream_path(&self.dir, Stream::Samples, index, "log");
         let ticks: Vec<Tick> = self.decode_log(&log)?;
-        let frame = if system {
-            tables::system_frame(&ticks)
-        } else {
-            tables::samples_frame(&ticks)
-        };
         let table = |source| RecordingError::Table {
             path: log.clone(),
             source,
         };
-        let frame = frame.map_err(table)?;
-        match columns {
-            Some(columns) => frame.select(columns.iter().copied()).map_err(table),
-            None => Ok(frame),
-        }
+        let select =
+            |frame: &dyn Fn() -> PolarsResult<DataFrame>, columns: Option<&[&str]>| match columns {
+                Some([]) => Ok(DataFrame::empty()),
+                Some(columns) => frame()
+                    .and_then(|f| f.select(columns.iter().copied()))
+                    .map_err(table),
+                None => frame().map_err(table),
+            };
+        Ok((
+            select(&|| tables::samples_frame(&ticks), sample_columns)?,
+            select(&|| tables::system_frame(&ticks), system_columns)?,
+        ))
     }
 
     /// The trial-boundary memory maps, one row per (condensed) mapping.
