@@ -27,6 +27,13 @@ pub fn rate(r: &Rate, per: &str) -> String {
     )
 }
 
+/// `18:31:02`: the UTC clock time of a wall-clock instant (ns since the epoch).
+pub fn clock_utc(wall_ns: u64) -> String {
+    let wall = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(wall_ns);
+    let stamp = humantime::format_rfc3339_seconds(wall).to_string();
+    stamp.get(11..19).unwrap_or(&stamp).to_string()
+}
+
 pub fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
     match s {

@@ -3,6 +3,7 @@
 //! title, units on both axes and a legend; time axes read as elapsed time and clock time.
 //! Input is plain data: the report decides what to draw.
 
+use crate::analysis::text::{clock_utc, duration};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -102,23 +103,14 @@ fn unit(max_bytes: f64) -> (f64, &'static str) {
     }
 }
 
-fn elapsed(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("+{s}s"),
-        60..=3599 => format!("+{}m{:02}s", s / 60, s % 60),
-        _ => format!("+{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
-}
-
 /// `+5m00s 18:35:00`: elapsed, then UTC clock time.
 fn time_label(start_wall_ns: u64, seconds: f64) -> String {
-    let wall = std::time::UNIX_EPOCH
-        + std::time::Duration::from_nanos(start_wall_ns)
-        + std::time::Duration::from_secs_f64(seconds.max(0.0));
-    let clock = humantime::format_rfc3339_seconds(wall).to_string();
-    let clock = clock.get(11..19).unwrap_or("").to_string();
-    format!("{} {clock}", elapsed(seconds))
+    let seconds = seconds.max(0.0);
+    format!(
+        "+{} {}",
+        duration(seconds),
+        clock_utc(start_wall_ns + (seconds * 1e9) as u64)
+    )
 }
 
 pub fn time_chart(path: &Path, format: Format, chart: &TimeChart) -> Result<(), PlotError> {

@@ -4,7 +4,7 @@
 
 use super::markdown::escape;
 use super::ReportInput;
-use crate::analysis::text::{duration, size};
+use crate::analysis::text::{clock_utc, duration, size};
 use crate::analysis::{Basis, Kind, Verdict, WorkerFinding};
 use crate::recording::{EventKind, RunStatus};
 use std::collections::BTreeMap;
@@ -14,12 +14,9 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 /// `18:31:02 (+1m02s)` for a time in ns since the run started.
 pub(super) fn when(input: &ReportInput, t_ns: u64) -> String {
-    let wall = std::time::UNIX_EPOCH
-        + std::time::Duration::from_nanos(input.manifest.start_wall_ns.saturating_add(t_ns));
-    let clock = humantime::format_rfc3339_seconds(wall).to_string();
     format!(
         "{} (+{})",
-        clock.get(11..19).unwrap_or(&clock),
+        clock_utc(input.manifest.start_wall_ns.saturating_add(t_ns)),
         duration(t_ns as f64 / 1e9)
     )
 }
