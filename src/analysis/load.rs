@@ -402,24 +402,34 @@ fn push_system(
     Ok(())
 }
 
-/// One process's condensed mappings at its trial-start snapshots (trial-end ones when it has
-/// fewer than two starts, as with Optuna's trials), filtered segment by segment.
+/// The condensed mappings of each of `processes` (worker, pid) at its trial-start snapshots
+/// (trial-end ones when it has fewer than two starts, as with Optuna's trials). The smaps
+/// segments are read once for all of them, filtered by polars.
 pub fn mapping_rows(
     recording: &Recording,
-    worker: u32,
-    pid: i32,
-) -> Result<Vec<MappingRow>, RecordingError> {
+    processes: &[(u32, i32)],
+) -> Result<BTreeMap<(u32, i32), Vec<MappingRow>>, RecordingError> {
+    // Per process: rows at trial starts, rows at trial ends.
+    let mut by_boundary: BTreeMap<(u32, i32), [Vec<MappingRow>; 2]> = BTreeMap::new();
+    let Some(wanted) = processes
+        .iter()
+        .map(|(worker, pid)| col("worker").eq(lit(*worker)).and(col("pid").eq(lit(*pid))))
+        .reduce(|a, b| a.or(b))
+    else {
+        return Ok(BTreeMap::new());
+    };
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
         source,
     };
-    let mut by_boundary: [Vec<MappingRow>; 2] = Default::default();
     for index in recording.smaps_segments()? {
         let df = recording
             .smaps_segment(index)?
             .lazy()
-            .filter(col("worker").eq(lit(worker)).and(col("pid").eq(lit(pid))))
+            .filter(wanted.clone())
             .select([
+                col("worker"),
+                col("pid"),
                 col("t_ns"),
                 col("boundary"),
                 col("mapping"),
@@ -444,9 +454,19 @@ pub fn mapping_rows(
             u("swap").map_err(table)?,
         );
         let (boundary, mapping) = (s("boundary").map_err(table)?, s("mapping").map_err(table)?);
+        let worker = df
+            .column("worker")
+            .and_then(|c| c.cast(&DataType::UInt32))
+            .map_err(table)?;
+        let pid = df
+            .column("pid")
+            .and_then(|c| c.cast(&DataType::Int32))
+            .map_err(table)?;
+        let (worker, pid) = (worker.u32().map_err(table)?, pid.i32().map_err(table)?);
         for i in 0..df.height() {
+            let key = (worker.get(i).unwrap_or(0), pid.get(i).unwrap_or(0));
             let slot = usize::from(boundary.get(i) != Some("trial_start"));
-            by_boundary[slot].push(MappingRow {
+            by_boundary.entry(key).or_default()[slot].push(MappingRow {
                 t_ns: t.get(i).unwrap_or(0),
                 name: mapping.get(i).unwrap_or("").to_string(),
                 start: start.get(i).unwrap_or(0),
@@ -462,10 +482,17 @@ pub fn mapping_rows(
             .collect::<std::collections::BTreeSet<_>>()
             .len()
     };
-    let [starts, ends] = by_boundary;
-    Ok(if snapshots(&starts) >= 2 {
-        starts
-    } else {
-        ends
-    })
+    Ok(by_boundary
+        .into_iter()
+        .map(|(key, [starts, ends])| {
+            (
+                key,
+                if snapshots(&starts) >= 2 {
+                    starts
+                } else {
+                    ends
+                },
+            )
+        })
+        .collect())
 }

@@ -92,8 +92,18 @@ pub fn analyze_with_series(
         .iter()
         .map(|w| worker::worker_finding(*w, &loaded, rules))
         .collect();
+    let located: Vec<(u32, i32)> = workers
+        .iter()
+        .filter_map(|w| Some((w.worker, w.process.as_ref()?.pid)))
+        .collect();
+    let mut mappings = load::mapping_rows(recording, &located)?;
     for finding in &mut workers {
-        locate_mappings(recording, finding)?;
+        let rows = finding
+            .process
+            .as_ref()
+            .and_then(|p| mappings.remove(&(finding.worker, p.pid)))
+            .unwrap_or_default();
+        locate_mappings(finding, &rows);
     }
     let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
     let parameters = parameters(&loaded, &workers);
@@ -214,15 +224,11 @@ pub fn logs_only(
     }
 }
 
-fn locate_mappings(
-    recording: &Recording,
-    finding: &mut WorkerFinding,
-) -> Result<(), AnalysisError> {
-    let Some(process) = &finding.process else {
-        return Ok(());
-    };
-    let rows = load::mapping_rows(recording, finding.worker, process.pid)?;
-    finding.mappings = mapping_growth(&rows);
+fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) {
+    if finding.process.is_none() {
+        return;
+    }
+    finding.mappings = mapping_growth(rows);
     let mut hints: Vec<String> = finding
         .mappings
         .iter()
@@ -236,7 +242,6 @@ fn locate_mappings(
     }
     hints.dedup();
     finding.hints = hints;
-    Ok(())
 }
 
 /// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
