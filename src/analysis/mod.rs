@@ -111,12 +111,7 @@ pub fn analyze_with_series(
     let verdict = workers
         .iter()
         .map(|w| w.verdict)
-        .max_by_key(|v| match v {
-            Verdict::Leak => 3,
-            Verdict::Plateau => 2,
-            Verdict::Stable => 1,
-            Verdict::InsufficientData => 0,
-        })
+        .max_by_key(|v| worker::severity(*v))
         .unwrap_or(Verdict::InsufficientData);
     let stats = recording.stats.get();
     let mut notes = Vec::new();

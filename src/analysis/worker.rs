@@ -168,7 +168,8 @@ pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Clas
     (finding, c)
 }
 
-fn severity(verdict: Verdict) -> u8 {
+/// Leak over plateau over stable over too little data.
+pub(super) fn severity(verdict: Verdict) -> u8 {
     match verdict {
         Verdict::Leak => 3,
         Verdict::Plateau => 2,
