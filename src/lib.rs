@@ -12,6 +12,7 @@ pub mod clock;
 pub mod commands;
 pub mod harness;
 pub mod plot;
+pub mod policy;
 pub mod probe;
 pub mod recording;
 pub mod report;

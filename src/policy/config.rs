@@ -1,0 +1,502 @@
+//! The policy file: TOML, every part optional, defaults documented in the README and in
+//! `fixtures/policy/example.toml`. Unknown keys, wrong units and impossible thresholds are one
+//! error naming the file and line, found before anything starts.
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+use toml::Spanned;
+
+/// A memory threshold: a size, or a share of the budget (the whole machine when no budget).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    Bytes(u64),
+    Percent(f64),
+}
+
+impl Threshold {
+    pub fn resolve(self, whole_bytes: u64) -> u64 {
+        match self {
+            Threshold::Bytes(bytes) => bytes,
+            Threshold::Percent(percent) => (whole_bytes as f64 * percent / 100.0) as u64,
+        }
+    }
+
+    /// `a` is always below `b`, whatever the whole: both in the same unit and smaller.
+    fn surely_below(self, other: Threshold) -> Option<bool> {
+        match (self, other) {
+            (Threshold::Bytes(a), Threshold::Bytes(b)) => Some(a < b),
+            (Threshold::Percent(a), Threshold::Percent(b)) => Some(a < b),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Threshold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Threshold::Bytes(bytes) => write!(f, "{}", crate::analysis::text::size(*bytes as f64)),
+            Threshold::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
+impl std::str::FromStr for Threshold {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        if let Some(number) = text.trim().strip_suffix('%') {
+            let percent: f64 = number
+                .trim()
+                .parse()
+                .map_err(|_| format!("{text:?} is not a percentage"))?;
+            if !(percent > 0.0 && percent < 100.0) {
+                return Err(format!("{text:?}: a percentage must be above 0 and below 100"));
+            }
+            return Ok(Threshold::Percent(percent));
+        }
+        parse_size(text).map(Threshold::Bytes)
+    }
+}
+
+/// A size of at least one byte: `24GiB`, `512MiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    if text.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!(
+            "{text:?} has no unit: write e.g. \"512MiB\", \"24GiB\" (or \"10%\" for a threshold)"
+        ));
+    }
+    let bytes = crate::analysis::budget::parse_bytes(text)?;
+    if !(bytes >= 1.0 && bytes < 2f64.powi(60)) {
+        return Err(format!("{text:?}: a size must be at least 1 byte"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A positive duration: `10s`, `5m`, `12h`.
+pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = crate::cli::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("{text:?}: the duration must be above zero"));
+    }
+    Ok(duration)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_positive_duration(&String::deserialize(d)?).map_err(de::Error::custom)
+}
+
+fn spanned<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Spanned<T>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let text: Spanned<String> = Spanned::deserialize(d)?;
+    let span = text.span();
+    let value = parse(text.get_ref()).map_err(de::Error::custom)?;
+    Ok(Spanned::new(span, value))
+}
+
+macro_rules! optional {
+    ($name:ident, $parse:expr, $t:ty) => {
+        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<$t>>, D::Error> {
+            spanned(d, $parse).map(Some)
+        }
+    };
+}
+optional!(opt_size, parse_size, u64);
+optional!(opt_duration, parse_positive_duration, Duration);
+optional!(opt_threshold, |t: &str| t.parse::<Threshold>(), Threshold);
+
+fn spanned_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Threshold>, D::Error> {
+    spanned(d, |t| t.parse())
+}
+
+fn spanned_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
+    spanned(d, parse_positive_duration)
+}
+
+fn in_range<'de, D, T>(d: D, low: T, high: T, what: &str) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = T::deserialize(d)?;
+    if value < low || value > high {
+        return Err(de::Error::custom(format!(
+            "{value} is not a possible {what} (from {low} to {high})"
+        )));
+    }
+    Ok(value)
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Policy {
+    /// Memory the workers may use together; `None`: the whole machine.
+    #[serde(deserialize_with = "opt_size")]
+    pub budget: Option<Spanned<u64>>,
+    pub brake: Brake,
+    pub escalation: Escalation,
+    pub restart: Restart,
+    pub start: Start,
+    pub containment: Containment,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Brake {
+    /// No new trial starts while available memory (or budget headroom) is under this.
+    #[serde(deserialize_with = "spanned_threshold")]
+    pub min_headroom: Spanned<Threshold>,
+    /// Nor while memory PSI "full" avg10 (percent of time) is over this.
+    #[serde(deserialize_with = "pressure")]
+    pub max_psi_full: f64,
+    /// What a cooperative worker is told to wait before asking again.
+    #[serde(deserialize_with = "duration")]
+    pub wait: Duration,
+    /// Pause (SIGSTOP) non-cooperative workers between trials while the brake is on.
+    pub pause: bool,
+}
+
+fn pressure<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    in_range(d, 0.0, 100.0, "pressure (percent of time)")
+}
+
+impl Default for Brake {
+    fn default() -> Self {
+        Self {
+            min_headroom: Spanned::new(0..0, Threshold::Percent(10.0)),
+            max_psi_full: 20.0,
+            wait: Duration::from_secs(5),
+            pause: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Escalation {
+    /// Restart the worker holding the most memory after the brake refused this many trials
+    /// in a row...
+    #[serde(deserialize_with = "brakes")]
+    pub after_brakes: u32,
+    /// ...or stayed on this long.
+    #[serde(deserialize_with = "duration")]
+    pub after: Duration,
+}
+
+fn brakes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, 1, 1_000_000, "number of brakes")
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Self {
+            after_brakes: 10,
+            after: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Restart {
+    /// Restart a worker whose tree's PSS passes this.
+    #[serde(deserialize_with = "opt_size")]
+    pub max_worker_pss: Option<Spanned<u64>>,
+    /// Restart a worker whose tree's GPU memory passes this.
+    #[serde(deserialize_with = "opt_size")]
+    pub max_worker_gpu: Option<Spanned<u64>>,
+    /// Restart each worker after this many trials.
+    #[serde(deserialize_with = "trials")]
+    pub every_trials: Option<u32>,
+    /// Restart each worker after it has run this long.
+    #[serde(deserialize_with = "opt_duration")]
+    pub every: Option<Spanned<Duration>>,
+    /// Available memory (or headroom) under this restarts the largest worker at once.
+    #[serde(deserialize_with = "opt_threshold")]
+    pub emergency_floor: Option<Spanned<Threshold>>,
+    /// How long a restart waits for the running trial to finish.
+    #[serde(deserialize_with = "duration")]
+    pub deadline: Duration,
+    /// Between SIGTERM and SIGKILL.
+    #[serde(deserialize_with = "duration")]
+    pub grace: Duration,
+    /// A worker that crashes this many times in a row stays down; the run is degraded.
+    #[serde(deserialize_with = "crashes")]
+    pub max_crashes: u32,
+    /// The first crash restart waits this long; each further one twice as long...
+    #[serde(deserialize_with = "spanned_duration")]
+    pub backoff: Spanned<Duration>,
+    /// ...up to this.
+    #[serde(deserialize_with = "spanned_duration")]
+    pub backoff_max: Spanned<Duration>,
+    /// Start a worker again when it exits cleanly (soak mode).
+    pub when_finished: bool,
+}
+
+fn trials<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    in_range(d, 1, u32::MAX, "number of trials").map(Some)
+}
+
+fn crashes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    in_range(d, 0, 1000, "number of crashes")
+}
+
+impl Default for Restart {
+    fn default() -> Self {
+        Self {
+            max_worker_pss: None,
+            max_worker_gpu: None,
+            every_trials: None,
+            every: None,
+            emergency_floor: Some(Spanned::new(0..0, Threshold::Percent(5.0))),
+            deadline: Duration::from_secs(300),
+            grace: Duration::from_secs(10),
+            max_crashes: 5,
+            backoff: Spanned::new(0..0, Duration::from_secs(1)),
+            backoff_max: Spanned::new(0..0, Duration::from_secs(300)),
+            when_finished: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Start {
+    /// Start worker i this long after worker i-1.
+    #[serde(deserialize_with = "opt_duration")]
+    pub stagger: Option<Spanned<Duration>>,
+    /// Start one worker first, the others after it completed this many trials within budget.
+    #[serde(deserialize_with = "trials")]
+    pub canary_trials: Option<u32>,
+    /// The canary's retained growth per trial above which the others stay down.
+    #[serde(deserialize_with = "opt_size")]
+    pub canary_max_growth: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Containment {
+    /// Scheduling niceness of the workers (-20..19).
+    #[serde(deserialize_with = "nice")]
+    pub nice: Option<i32>,
+    /// I/O priority: "idle", or "best-effort:N" (0..7).
+    #[serde(deserialize_with = "io_class")]
+    pub ionice: Option<IoPriority>,
+    /// The workers' oom_score_adj (-1000..1000): raised so the kernel kills a worker first.
+    #[serde(deserialize_with = "oom")]
+    pub oom_score_adj: i32,
+    /// Per-worker cgroup v2 memory.max (memory.high is set to 90% of it).
+    #[serde(deserialize_with = "opt_size")]
+    pub memory_max: Option<Spanned<u64>>,
+}
+
+impl Default for Containment {
+    fn default() -> Self {
+        Self {
+            nice: None,
+            ionice: None,
+            oom_score_adj: 500,
+            memory_max: None,
+        }
+    }
+}
+
+fn nice<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    in_range(d, -20, 19, "nice level").map(Some)
+}
+
+fn oom<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    in_range(d, -1000, 1000, "oom_score_adj")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoPriority {
+    Idle,
+    BestEffort(u8),
+}
+
+impl std::str::FromStr for IoPriority {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "idle" => Ok(IoPriority::Idle),
+            Some(("best-effort", level)) => match level.parse::<u8>() {
+                Ok(level) if level <= 7 => Ok(IoPriority::BestEffort(level)),
+                _ => Err(format!("{level:?}: a best-effort level is 0 to 7")),
+            },
+            _ => Err(format!(
+                "{text:?}: write \"idle\" or \"best-effort:N\" with N from 0 to 7"
+            )),
+        }
+    }
+}
+
+fn io_class<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IoPriority>, D::Error> {
+    String::deserialize(d)?
+        .parse()
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Flags(String),
+}
+
+impl Policy {
+    pub fn load(path: &Path) -> Result<Self, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// `name` is what errors call the text (its path).
+    pub fn parse(text: &str, name: &str) -> Result<Self, PolicyError> {
+        let invalid = |span: Option<std::ops::Range<usize>>, message: String| {
+            let line = span.map_or(1, |s| line_of(text, s.start));
+            PolicyError::Invalid {
+                path: name.to_string(),
+                line,
+                message,
+            }
+        };
+        let policy: Policy =
+            toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
+        policy
+            .check()
+            .map_err(|(span, message)| invalid(Some(span), message))?;
+        Ok(policy)
+    }
+
+    /// Relations between values; each error carries the span of the value to blame.
+    pub fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
+        if let Some(floor) = &self.restart.emergency_floor {
+            let brake = self.brake.min_headroom.get_ref();
+            if floor.get_ref().surely_below(*brake) == Some(false) {
+                return Err((
+                    floor.span(),
+                    format!(
+                        "restart.emergency_floor ({}) must be below brake.min_headroom ({brake}): the brake comes first",
+                        floor.get_ref()
+                    ),
+                ));
+            }
+        }
+        if self.restart.backoff.get_ref() > self.restart.backoff_max.get_ref() {
+            return Err((
+                self.restart.backoff.span(),
+                "restart.backoff is longer than restart.backoff_max".into(),
+            ));
+        }
+        if let (Some(budget), Threshold::Bytes(headroom)) =
+            (&self.budget, self.brake.min_headroom.get_ref())
+        {
+            if *headroom >= *budget.get_ref() {
+                return Err((
+                    self.brake.min_headroom.span(),
+                    "brake.min_headroom is not below the budget: the brake would never release"
+                        .into(),
+                ));
+            }
+        }
+        if let (Some(max), Some(budget)) = (&self.restart.max_worker_pss, &self.budget) {
+            if max.get_ref() > budget.get_ref() {
+                return Err((
+                    max.span(),
+                    "restart.max_worker_pss is above the whole budget".into(),
+                ));
+            }
+        }
+        if let Some(max) = &self.containment.memory_max {
+            if *max.get_ref() < 16 << 20 {
+                return Err((
+                    max.span(),
+                    "containment.memory_max under 16MiB would kill any worker at start".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn budget_bytes(&self) -> Option<u64> {
+        self.budget.as_ref().map(|b| *b.get_ref())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(text: &str) -> String {
+        Policy::parse(text, "p.toml")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_empty_file_is_the_default_policy() {
+        let policy = Policy::parse("", "p.toml").expect("empty is fine");
+        assert_eq!(
+            *policy.brake.min_headroom.get_ref(),
+            Threshold::Percent(10.0)
+        );
+        assert_eq!(policy.escalation.after_brakes, 10);
+        assert_eq!(policy.restart.max_crashes, 5);
+        assert!(policy.budget.is_none());
+    }
+
+    #[test]
+    fn the_example_file_parses_with_its_values() {
+        let text = include_str!("../../fixtures/policy/example.toml");
+        let policy = Policy::parse(text, "example.toml").expect("the example parses");
+        assert_eq!(policy.budget_bytes(), Some(24 << 30));
+        assert_eq!(policy.restart.max_worker_pss.map(|s| *s.get_ref()), Some(12 << 30));
+        assert_eq!(policy.containment.ionice, Some(IoPriority::BestEffort(7)));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_problem() {
+        let unknown = error("[brake]\nmin_headroom = \"10%\"\nmax_pss = \"1GiB\"\n");
+        assert!(unknown.starts_with("p.toml:3: unknown field `max_pss`"), "{unknown}");
+        let unit = error("[restart]\n\nmax_worker_pss = \"12 GB/s\"\n");
+        assert!(unit.starts_with("p.toml:3: unknown size unit"), "{unit}");
+        let bare = error("budget = \"24\"\n");
+        assert!(bare.contains("p.toml:1: \"24\" has no unit"), "{bare}");
+        let percent = error("[brake]\nmin_headroom = \"150%\"\n");
+        assert!(percent.starts_with("p.toml:2:") && percent.contains("below 100"), "{percent}");
+        let psi = error("[brake]\nmax_psi_full = 140.0\n");
+        assert!(psi.starts_with("p.toml:2: 140 is not a possible pressure"), "{psi}");
+        let order = error("[brake]\nmin_headroom = \"5%\"\n[restart]\nemergency_floor = \"8%\"\n");
+        assert!(order.starts_with("p.toml:4: restart.emergency_floor (8%)"), "{order}");
+        let never = error("budget = \"8GiB\"\n[brake]\nmin_headroom = \"9GiB\"\n");
+        assert!(never.starts_with("p.toml:3: brake.min_headroom is not below"), "{never}");
+        let zero = error("[restart]\nevery = \"0s\"\n");
+        assert!(zero.starts_with("p.toml:2:") && zero.contains("above zero"), "{zero}");
+        let nice = error("[containment]\nnice = 40\n");
+        assert!(nice.starts_with("p.toml:2: 40 is not a possible nice level"), "{nice}");
+        let syntax = error("[restart\n");
+        assert!(syntax.starts_with("p.toml:1:"), "{syntax}");
+        assert!(!syntax.contains('\n'), "one line: {syntax}");
+    }
+}

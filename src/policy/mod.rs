@@ -1,0 +1,14 @@
+//! Enforcement: the policy file and the engine that applies it. The engine is pure: readings
+//! and events go in, actions come out, and time is whatever the inputs say it is. The harness
+//! runs it live (and carries out its actions); `simulate` runs the same engine over a recording.
+
+mod config;
+mod engine;
+mod simulate;
+
+pub use config::{
+    parse_positive_duration, parse_size, Brake, Containment, Escalation, IoPriority, Policy,
+    PolicyError, Restart, Start, Threshold,
+};
+pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
+pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, TickRow};

@@ -1,0 +1,164 @@
+//! Re-running a recording under a policy: the recorded readings and trials go through the same
+//! engine as live, and each restart it orders is applied to the memory that follows.
+//!
+//! The counterfactual is deliberately simple and said out loud in reports: a restarted worker
+//! drops back to the PSS it had when it (last) started, then grows as the recording shows from
+//! that moment on; what it freed is added to available memory. Each recorded trial start is a
+//! question to the brake (as a cooperative worker asks); the recording cannot show what a
+//! refused trial would have changed, so trials still happen as recorded.
+
+use super::config::Policy;
+use super::engine::{Action, ActionKind, Counters, Engine, Input, Reading};
+use std::collections::BTreeMap;
+
+/// One recorded tick, as the engine reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickRow {
+    pub t_ns: u64,
+    pub reading: Reading,
+}
+
+/// What the recording holds, in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Tick(TickRow),
+    TrialStart { worker: u32 },
+    TrialEnd { worker: u32 },
+    WorkerStart { worker: u32, attempt: u32 },
+    WorkerExit { worker: u32, success: bool },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulatedPoint {
+    pub t_ns: u64,
+    pub recorded_available_bytes: u64,
+    pub simulated_available_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Simulation {
+    pub actions: Vec<Action>,
+    pub counters: Counters,
+    /// Available memory as recorded and as simulated, one point per tick.
+    pub points: Vec<SimulatedPoint>,
+    /// Per worker, the highest PSS as recorded and as simulated.
+    pub peaks: BTreeMap<u32, (u64, u64)>,
+}
+
+impl Simulation {
+    pub fn min_available(&self) -> Option<(u64, u64)> {
+        let recorded = self.points.iter().map(|p| p.recorded_available_bytes).min()?;
+        let simulated = self.points.iter().map(|p| p.simulated_available_bytes).min()?;
+        Some((recorded, simulated))
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct Counterfactual {
+    /// The PSS the worker started from (its first reading after a start).
+    base_bytes: Option<u64>,
+    /// Bytes a simulated restart took away from what the recording shows.
+    freed_bytes: u64,
+}
+
+pub fn simulate(
+    policy: Policy,
+    workers: u32,
+    recorded: impl IntoIterator<Item = Recorded>,
+) -> Simulation {
+    let mut engine = Engine::new(policy, workers);
+    let mut state: BTreeMap<u32, Counterfactual> = BTreeMap::new();
+    let mut simulation = Simulation::default();
+    let mut last_reading: Option<Reading> = None;
+    let mut now_ns = 0;
+    let mut begun = false;
+    for item in recorded {
+        let (t_ns, inputs) = match item {
+            Recorded::Tick(row) => {
+                if !begun {
+                    engine.adopt_running(row.t_ns);
+                    begun = true;
+                }
+                let simulated = apply(&row.reading, &mut state);
+                record_point(&mut simulation, row.t_ns, &row.reading, &simulated);
+                last_reading = Some(row.reading);
+                (row.t_ns, vec![Input::Tick(simulated)])
+            }
+            Recorded::TrialStart { worker } => (
+                now_ns,
+                vec![Input::Ask { worker }, Input::TrialStart { worker }],
+            ),
+            Recorded::TrialEnd { worker } => (now_ns, vec![Input::TrialEnd { worker }]),
+            Recorded::WorkerStart { worker, attempt } => {
+                // A restart the recording already holds: it freed its memory for real.
+                if attempt > 0 {
+                    state.insert(worker, Counterfactual::default());
+                }
+                continue;
+            }
+            Recorded::WorkerExit { worker, success } => {
+                (now_ns, vec![Input::WorkerExit { worker, success }])
+            }
+        };
+        now_ns = now_ns.max(t_ns);
+        if !begun {
+            continue;
+        }
+        let mut queue: std::collections::VecDeque<Input> = inputs.into();
+        while let Some(input) = queue.pop_front() {
+            for action in engine.step(now_ns, input) {
+                if action.kind == ActionKind::Stop {
+                    if let (Some(worker), Some(reading)) = (action.worker, &last_reading) {
+                        restart(worker, reading, &mut state);
+                        // The stop is taken to be immediate; the engine then starts it again.
+                        queue.push_back(Input::WorkerExit {
+                            worker,
+                            success: true,
+                        });
+                    }
+                }
+                simulation.actions.push(action);
+            }
+        }
+    }
+    simulation.counters = engine.counters().clone();
+    simulation
+}
+
+/// The reading as it would have been, given the restarts so far.
+fn apply(reading: &Reading, state: &mut BTreeMap<u32, Counterfactual>) -> Reading {
+    let mut simulated = reading.clone();
+    let mut freed_total = 0u64;
+    for (worker, memory) in simulated.workers.iter_mut() {
+        let entry = state.entry(*worker).or_default();
+        entry.base_bytes.get_or_insert(memory.pss_bytes);
+        let freed = entry.freed_bytes.min(memory.pss_bytes);
+        memory.pss_bytes -= freed;
+        freed_total += freed;
+    }
+    simulated.mem_available_bytes = (reading.mem_available_bytes + freed_total).min(reading.mem_total_bytes);
+    simulated
+}
+
+fn restart(worker: u32, reading: &Reading, state: &mut BTreeMap<u32, Counterfactual>) {
+    let Some(memory) = reading.workers.get(&worker) else {
+        return;
+    };
+    let entry = state.entry(worker).or_default();
+    let base = entry.base_bytes.unwrap_or(0);
+    entry.freed_bytes = memory.pss_bytes.saturating_sub(base);
+}
+
+fn record_point(simulation: &mut Simulation, t_ns: u64, recorded: &Reading, simulated: &Reading) {
+    simulation.points.push(SimulatedPoint {
+        t_ns,
+        recorded_available_bytes: recorded.mem_available_bytes,
+        simulated_available_bytes: simulated.mem_available_bytes,
+    });
+    for (worker, memory) in &recorded.workers {
+        let peak = simulation.peaks.entry(*worker).or_default();
+        peak.0 = peak.0.max(memory.pss_bytes);
+        let simulated_pss = simulated.workers.get(worker).map_or(0, |m| m.pss_bytes);
+        peak.1 = peak.1.max(simulated_pss);
+    }
+}
