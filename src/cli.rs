@@ -36,6 +36,10 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write an incident report (Markdown and plots) for a recording, also after a crash.
     Report(ReportArgs),
+    /// Re-run a recording under a policy: what it would have done, and memory afterwards.
+    Simulate(SimulateArgs),
+    /// Print a systemd unit that keeps a memwarden command running, with a watchdog.
+    SystemdUnit(SystemdUnitArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
@@ -78,12 +82,72 @@ pub struct RunArgs {
     /// Number of copies of the command to run.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
-    /// Time between SIGTERM and SIGKILL when stopping a worker's process group.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
-    pub grace: Duration,
+    /// Time between SIGTERM and SIGKILL when stopping a worker's process group [default: 10s,
+    /// or the policy's restart.grace].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+}
+
+/// The policy to enforce: a file, and flags for the common knobs (which override the file).
+/// Without any of them, `run` records and does not act.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PolicyArgs {
+    /// Policy file (TOML; see fixtures/policy/example.toml). An empty file is the default policy.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Memory the workers may use together [default: the whole machine].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub budget: Option<u64>,
+    /// Restart a worker whose tree's PSS passes this.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_worker_pss: Option<u64>,
+    /// Restart each worker after this many trials.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub restart_every_trials: Option<u32>,
+    /// Restart each worker after it has run this long.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub restart_every: Option<Duration>,
+    /// Start worker i this long after worker i-1.
+    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
+    pub stagger: Option<Duration>,
+    /// Start one worker first; the others after it completed N trials within budget.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub canary_trials: Option<u32>,
+    /// Per-worker memory limit: a cgroup v2 memory.max where writable, else a PSS restart limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_max: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// A run directory written by `memwarden run` or `attach`.
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Print the simulation as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write an incident report with the simulated actions into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SystemdUnitArgs {
+    /// The memwarden command the unit runs, e.g. `run --policy /etc/memwarden.toml -- python
+    /// train.py` (use absolute paths: a unit has no working directory of yours).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required = true,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +274,14 @@ pub struct DemoArgs {
 
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 100ms, 5s, 10m, 12h)"))
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    crate::policy::parse_size(text)
+}
+
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    crate::policy::parse_positive_duration(text)
 }
 
 fn parse_budget(text: &str) -> Result<GrowthBudget, String> {

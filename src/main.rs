@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         Command::Check(args) => commands::check(args),
         Command::Diff(args) => commands::diff(args),
         Command::Report(args) => commands::report(args),
+        Command::Simulate(args) => commands::simulate(args),
+        Command::SystemdUnit(args) => commands::systemd_unit(args),
         Command::Demo(args) => commands::demo(args),
         Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),
         Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),

@@ -17,12 +17,13 @@ const TIMELINE_BUCKETS: usize = 600;
 const PROCESS_TIMELINE_BUCKETS: usize = 150;
 
 /// Columns of the samples table that analysis reads.
-const SAMPLE_COLUMNS: [&str; 11] = [
+pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
     "t_ns", "worker", "pid", "pss", "uss", "anon", "file", "shmem", "swap", "gpu", "rss",
 ];
 
 /// Columns of the system table that analysis reads.
-const SYSTEM_COLUMNS: [&str; 4] = ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
+pub(super) const SYSTEM_COLUMNS: [&str; 4] =
+    ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
 
 /// Kinds read by smaps_rollup or NVML on some ticks only: carried forward per process.
 const SPARSE: [Kind; 3] = [Kind::Pss, Kind::Uss, Kind::Gpu];
@@ -234,7 +235,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
 /// Carries each process's last PSS/USS/GPU reading forward over the ticks that did not read
 /// them. `carry` holds each process's last filled row of the previous segment; it is put in
 /// front so the fill crosses segment boundaries, then dropped again.
-fn fill_forward(
+pub(super) fn fill_forward(
     segment: DataFrame,
     carry: Option<DataFrame>,
 ) -> PolarsResult<(DataFrame, DataFrame)> {

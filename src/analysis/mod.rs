@@ -14,6 +14,7 @@ mod levels;
 mod load;
 mod location;
 mod params;
+pub mod replay;
 pub mod stats;
 pub mod text;
 mod timeline;

@@ -5,12 +5,14 @@ mod demo;
 mod export;
 mod record;
 mod report;
+mod simulate;
 
 pub use analyze::{analyze, check, diff};
 pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};
 pub use report::{report, write_report};
+pub use simulate::{simulate, systemd_unit};
 
 use std::path::PathBuf;
 

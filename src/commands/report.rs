@@ -5,6 +5,7 @@ use super::EXIT_OK;
 use crate::analysis::{self, Analysis, Options};
 use crate::cli::ReportArgs;
 use crate::plot::Format;
+use crate::policy::Simulation;
 use crate::probe::{boot_wall_ns, host_facts, ProcRoot};
 use crate::recording::{Event, EventKind, Manifest, Recording, RunStatus, FORMAT_VERSION};
 use crate::report::{self, oom_kills, worker_log, ReportInput};
@@ -24,6 +25,14 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// Writes `report.md` and `plots/`; returns the report's path.
 pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
+    write_report_with(args, None)
+}
+
+/// The same, with a policy simulation: its actions (as events) join the recording's.
+pub fn write_report_with(
+    args: &ReportArgs,
+    simulation: Option<(&Simulation, Vec<Event>)>,
+) -> anyhow::Result<PathBuf> {
     let worker_logs: Vec<String> = args
         .worker_logs
         .iter()
@@ -40,6 +49,10 @@ pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
                 &recording.manifest,
             );
             let analysis = analysis::analyze_with_series(&recording, &Options::default())?;
+            if let Some((_, events)) = &simulation {
+                recording.events.extend(events.iter().cloned());
+                recording.events.sort_by_key(|e| e.t_ns);
+            }
             let out = args.out.clone().unwrap_or_else(|| dir.join("report"));
             let files = data_files(dir)?;
             (recording.manifest, recording.events, analysis, files, out)
@@ -61,8 +74,9 @@ pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
     for log in &args.kernel_logs {
         kills.extend(oom_kills(&read_text(log)?, year));
     }
+    let simulation = simulation.map(|(s, _)| s);
     write(
-        args, &manifest, &events, &analysis, &kills, data_files, &out,
+        args, &manifest, &events, &analysis, &kills, data_files, &out, simulation,
     )
 }
 
@@ -74,6 +88,7 @@ fn write(
     kills: &[report::OomKill],
     data_files: Vec<(String, u64)>,
     out: &Path,
+    simulation: Option<&Simulation>,
 ) -> anyhow::Result<PathBuf> {
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir)
@@ -95,6 +110,7 @@ fn write(
         data_files,
         plots,
         reporter_version: env!("CARGO_PKG_VERSION").to_string(),
+        simulation,
     };
     let text = report::render(&input);
     let path = out.join("report.md");

@@ -4,21 +4,25 @@
 //! that loses nothing: workers, then output pumps, then the sampler, then the writer, then
 //! compaction, and last the manifest that says the run finished.
 
+mod enforce;
 mod output;
 mod workers;
 
 use crate::clock::RunClock;
+use crate::policy::{Counters, IoPriority, Policy};
 use crate::probe::{host_facts, ProcRoot};
 use crate::recording::{
     redact, write_manifest, Compactor, EventKind, Manifest, RecordingWriter, RunStatus,
     WriterConfig, WriterStats, FORMAT_VERSION,
 };
 use crate::sampler::{Sampler, SamplerConfig, SamplerStats};
-use crate::supervisor::{Exit, StopRequest};
+use crate::supervisor::systemd::Notifier;
+use crate::supervisor::{Exit, SpawnOptions, StopRequest};
 use anyhow::{bail, Context};
+use enforce::Enforcer;
 use regex::Regex;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 use workers::Workers;
 
@@ -34,6 +38,10 @@ pub struct HarnessConfig {
     pub trial_regex: Option<Regex>,
     pub segment_duration: Duration,
     pub root: ProcRoot,
+    /// The policy to enforce (`run` only); `None` records without acting.
+    pub policy: Option<Policy>,
+    /// The policy as the user wrote it, kept in the run directory as `policy.toml`.
+    pub policy_text: Option<String>,
 }
 
 pub enum Workload {
@@ -51,6 +59,8 @@ pub struct RunSummary {
     pub failed_workers: Vec<(u32, Exit)>,
     pub writer: WriterStats,
     pub sampler: SamplerStats,
+    /// What the policy engine did, when there was one.
+    pub policy: Option<Counters>,
 }
 
 pub fn record(
@@ -70,16 +80,61 @@ pub fn record(
     };
     let writer = RecordingWriter::start(&config.run_dir, writer_config, compactor.queue())?;
     let records = writer.sender();
+    let (readings_tx, readings_rx) = mpsc::channel();
+    let (feed_tx, feed_rx) = mpsc::channel();
+    let (questions_tx, questions_rx) = mpsc::channel();
+    let enforcing = config.policy.is_some() && matches!(workload, Workload::Spawn { .. });
     let sampler_config = SamplerConfig {
         interval: config.interval,
+        readings: enforcing.then_some(readings_tx),
         rollup_cpu_fraction: config.rollup_cpu_fraction,
         root: config.root.clone(),
     };
     let sampler = Sampler::start(sampler_config, clock, records.clone())
         .context("cannot start the sampler")?;
-    let mut workers = Workers::new(&config, clock, records.clone(), sampler.control())?;
+    let mut workers = Workers::new(
+        &config,
+        clock,
+        records.clone(),
+        sampler.control(),
+        enforcing.then_some(feed_tx),
+        enforcing.then_some(questions_tx),
+    )?;
+    let note = |message: String| {
+        eprintln!("memwarden: {message}");
+        records.event_now(&clock, None, EventKind::Note { message });
+    };
+    protect_harness(&note);
+    let mut policy = config.policy.clone().filter(|_| enforcing);
+    workers.options = spawn_options(policy.as_ref());
+    if let (Some(policy), Workload::Spawn { workers: n, .. }) = (policy.as_mut(), &workload) {
+        limit_memory(policy, *n, &mut workers, &note);
+        if let Some(text) = &config.policy_text {
+            crate::recording::write_atomically(
+                &config.run_dir.join("policy.toml"),
+                text.as_bytes(),
+            )
+            .context("cannot keep the policy in the run directory")?;
+        }
+    }
+    let mut enforcer = match (policy, &workload) {
+        (Some(policy), Workload::Spawn { workers: n, .. }) => Some(Enforcer::new(
+            policy,
+            *n,
+            clock,
+            records.clone(),
+            readings_rx,
+            feed_rx,
+            questions_rx,
+        )),
+        _ => None,
+    };
 
-    if let Err(error) = workers.start(&workload, &stop) {
+    let started = workers.start(&workload, &stop, enforcer.is_some());
+    if let (Ok(()), Some(enforcer)) = (&started, enforcer.as_mut()) {
+        enforcer.begin(&mut workers);
+    }
+    if let Err(error) = started {
         let message = format!("start failed: {error:#}");
         records.event_now(&clock, None, EventKind::Note { message });
         workers.stop(&stop);
@@ -93,21 +148,51 @@ pub fn record(
         )?;
         return Err(error);
     }
+    let notifier = Notifier::from_env();
+    if let Some(notifier) = &notifier {
+        notifier.notify("READY=1");
+    }
+    let mut last_watchdog = Instant::now();
     let deadline = config.duration.map(|d| Instant::now() + d);
     let mut failed_workers = Vec::new();
     let stop_reason = loop {
-        failed_workers.extend(workers.poll());
+        let ended = workers.poll();
+        failed_workers.extend(
+            ended
+                .iter()
+                .filter(|e| e.ours && !e.requested && !e.exit.success())
+                .map(|e| (e.index, e.exit)),
+        );
+        if let Some(enforcer) = enforcer.as_mut() {
+            enforcer.pump(&mut workers, &ended);
+        }
+        if let Some(every) = notifier.as_ref().and_then(|n| n.watchdog_every) {
+            if last_watchdog.elapsed() >= every
+                && sampling_healthy(&sampler, &clock, config.interval)
+            {
+                notifier.as_ref().map(|n| n.notify("WATCHDOG=1"));
+                last_watchdog = Instant::now();
+            }
+        }
         if stop.requested() {
             break "stop requested (signal)";
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break "duration reached";
         }
-        if workers.all_exited() {
+        let done = match &enforcer {
+            Some(enforcer) => enforcer.finished() && workers.all_exited(),
+            None => workers.all_exited(),
+        };
+        if done {
             break "all workers exited";
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(10));
     };
+    let policy_counters = enforcer.as_mut().map(|e| {
+        e.shut_down();
+        e.counters()
+    });
     records.event_now(
         &clock,
         None,
@@ -130,7 +215,65 @@ pub fn record(
         failed_workers,
         writer: writer_stats,
         sampler: sampler_stats,
+        policy: policy_counters,
     })
+}
+
+/// The sampler finished a tick recently: what the systemd watchdog vouches for.
+fn sampling_healthy(sampler: &Sampler, clock: &RunClock, interval: Duration) -> bool {
+    let last = sampler.last_tick_ns();
+    let allowed = (interval * 3).max(Duration::from_secs(2)).as_nanos() as u64;
+    last > 0 && clock.now().0.saturating_sub(last) <= allowed
+}
+
+/// The kernel's OOM killer should pick a worker, never the harness that records why.
+fn protect_harness(note: &dyn Fn(String)) {
+    if std::fs::write("/proc/self/oom_score_adj", "-900").is_err() {
+        note("cannot lower memwarden's own oom_score_adj (needs CAP_SYS_RESOURCE); the workers' raised score still makes them the OOM killer's first choice".into());
+    }
+}
+
+/// Containment from the policy; without one the workers still get the default raised
+/// oom_score_adj, since they would otherwise inherit the harness's lowered one.
+fn spawn_options(policy: Option<&Policy>) -> SpawnOptions {
+    let containment = policy.map(|p| p.containment.clone()).unwrap_or_default();
+    SpawnOptions {
+        nice: containment.nice,
+        ionice: containment.ionice.map(|priority| match priority {
+            IoPriority::Idle => (3, 0),
+            IoPriority::BestEffort(level) => (2, u32::from(level)),
+        }),
+        oom_score_adj: Some(containment.oom_score_adj),
+        ..SpawnOptions::default()
+    }
+}
+
+/// `memory_max` through cgroup v2 where it is writable; elsewhere as a PSS restart limit.
+fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dyn Fn(String)) {
+    let Some(max) = policy.containment.memory_max.as_ref().map(|m| *m.get_ref()) else {
+        return;
+    };
+    match crate::supervisor::cgroup::prepare_here(workers, max) {
+        Ok(procs) => {
+            pool.cgroups = (0u32..).zip(procs).collect();
+            note(format!(
+                "each worker runs in its own cgroup with memory.max {}",
+                crate::analysis::text::size(max as f64)
+            ));
+        }
+        Err(why) => {
+            let limit = policy
+                .restart
+                .max_worker_pss
+                .as_ref()
+                .map_or(max, |m| (*m.get_ref()).min(max));
+            policy.restart.max_worker_pss = Some(toml::Spanned::new(0..0, limit));
+            note(format!(
+                "no cgroup memory limit: {why}; memory_max is enforced by sampling instead (restart over {} PSS)",
+                crate::analysis::text::size(limit as f64)
+            ));
+        }
+    }
 }
 
 fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -> Manifest {

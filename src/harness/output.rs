@@ -50,11 +50,20 @@ pub(super) fn spawn_pump(
     usize::from(spawned.is_ok())
 }
 
-/// Turns parsed boundaries into events and tells the sampler to take PSS and smaps now.
+/// Trial boundaries for the policy engine.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Feed {
+    TrialStart(u32),
+    TrialEnd(u32),
+}
+
+/// Turns parsed boundaries into events, tells the sampler to take PSS and smaps now, and
+/// passes them to the policy engine (`feed`).
 pub(super) fn boundary_sink(
     records: RecordSender,
     control: Sender<Control>,
     clock: RunClock,
+    feed: Option<Sender<Feed>>,
 ) -> BoundarySink {
     Arc::new(move |worker, boundaries: Vec<TrialBoundary>| {
         let wall = |t_ns: u64| {
@@ -108,6 +117,12 @@ pub(super) fn boundary_sink(
                     )
                 }
             };
+            if let Some(feed) = &feed {
+                let _ = feed.send(match kind {
+                    EventKind::TrialStart { .. } => Feed::TrialStart(worker),
+                    _ => Feed::TrialEnd(worker),
+                });
+            }
             records.event(Event {
                 t_ns,
                 wall_ns: wall(t_ns),

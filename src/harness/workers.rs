@@ -1,17 +1,20 @@
-//! The workers of one session: started (or adopted), watched for exits, and stopped as whole
-//! process groups, with the guardian told which groups to kill should the harness die.
+//! The workers of one session: started (or adopted), restarted on the policy's orders, watched
+//! for exits, and stopped as whole process groups (SIGTERM, the grace period, SIGKILL), with the
+//! guardian told which groups to kill should the harness die.
 
-use super::output::{boundary_sink, spawn_pump, worker_output};
+use super::output::{boundary_sink, spawn_pump, worker_output, Feed};
 use super::{HarnessConfig, Workload};
 use crate::clock::RunClock;
 use crate::probe::ProcessHandle;
 use crate::recording::{EventKind, RecordSender};
 use crate::sampler::Control;
 use crate::supervisor::{
-    group_alive, signal_group, spawn_worker, try_reap, Exit, Guardian, StopRequest, Tail,
+    group_alive, signal_group, signal_process, spawn_worker, try_reap, BoundarySink, Exit, Gate,
+    GateQuestion, Guardian, SpawnOptions, StopRequest, Tail,
 };
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -22,10 +25,30 @@ struct Worker {
     pid: i32,
     pgid: i32,
     exited: Option<Exit>,
+    /// We asked it to stop: its exit is no failure.
+    stop_requested: bool,
     /// The guardian no longer watches the group (it emptied and its id may be reused).
     released: bool,
     /// Attach mode: the adopted process (its handle fails once it exits). Not ours to stop.
     adopted: Option<ProcessHandle>,
+}
+
+/// A worker's main process ended.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ended {
+    pub index: u32,
+    pub exit: Exit,
+    /// Started by us (not attached).
+    pub ours: bool,
+    /// Ended because we stopped it.
+    pub requested: bool,
+}
+
+/// A stopped worker's group, killed if it outlives the grace period.
+struct Draining {
+    pgid: i32,
+    kill_at: Instant,
+    killed: bool,
 }
 
 pub(super) struct Workers<'a> {
@@ -34,10 +57,18 @@ pub(super) struct Workers<'a> {
     records: RecordSender,
     sampler: Sender<Control>,
     logs_dir: PathBuf,
-    workers: Vec<Worker>,
+    workers: BTreeMap<u32, Worker>,
     guardian: Option<Guardian>,
     pumps: usize,
     pumps_done: (Sender<()>, Receiver<()>),
+    sink: BoundarySink,
+    argv: Vec<String>,
+    pub(super) options: SpawnOptions,
+    /// Per-worker cgroup.procs files (from --memory-max).
+    pub(super) cgroups: BTreeMap<u32, PathBuf>,
+    questions: Option<Sender<GateQuestion>>,
+    gates: BTreeMap<u32, Gate>,
+    draining: Vec<Draining>,
 }
 
 impl<'a> Workers<'a> {
@@ -46,20 +77,30 @@ impl<'a> Workers<'a> {
         clock: RunClock,
         records: RecordSender,
         sampler: Sender<Control>,
+        feed: Option<Sender<Feed>>,
+        questions: Option<Sender<GateQuestion>>,
     ) -> anyhow::Result<Self> {
         let logs_dir = config.run_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)
             .with_context(|| format!("cannot create {}", logs_dir.display()))?;
+        let sink = boundary_sink(records.clone(), sampler.clone(), clock, feed);
         Ok(Self {
             config,
             clock,
             records,
             sampler,
             logs_dir,
-            workers: Vec::new(),
+            workers: BTreeMap::new(),
             guardian: None,
             pumps: 0,
             pumps_done: mpsc::channel(),
+            sink,
+            argv: Vec::new(),
+            options: SpawnOptions::default(),
+            cgroups: BTreeMap::new(),
+            questions,
+            gates: BTreeMap::new(),
+            draining: Vec::new(),
         })
     }
 
@@ -67,14 +108,17 @@ impl<'a> Workers<'a> {
         self.records.event_now(&self.clock, worker, kind);
     }
 
+    /// Starts every worker unless `deferred` (the policy engine starts them), or adopts the
+    /// processes to attach.
     pub(super) fn start(
         &mut self,
         workload: &Workload,
         stop: &Arc<StopRequest>,
+        deferred: bool,
     ) -> anyhow::Result<()> {
-        let sink = boundary_sink(self.records.clone(), self.sampler.clone(), self.clock);
         match workload {
             Workload::Spawn { argv, workers } => {
+                self.argv = argv.clone();
                 self.guardian = match Guardian::start() {
                     Ok(guardian) => Some(guardian),
                     Err(error) => {
@@ -84,38 +128,10 @@ impl<'a> Workers<'a> {
                         None
                     }
                 };
-                for index in 0..*workers {
-                    let mut child = spawn_worker(argv, index, &self.config.run_dir, &[])?;
-                    let pid = child.id() as i32;
-                    if let Some(guardian) = self.guardian.as_mut() {
-                        guardian.watch(pid);
+                if !deferred {
+                    for index in 0..*workers {
+                        self.spawn(index, 0)?;
                     }
-                    self.event(
-                        Some(index),
-                        EventKind::WorkerStart {
-                            pid,
-                            pgid: pid,
-                            attempt: 0,
-                        },
-                    );
-                    let _ = self.sampler.send(Control::Adopt { worker: index, pid });
-                    let output =
-                        worker_output(&self.logs_dir, index, self.config, self.clock, &sink)?;
-                    let done = &self.pumps_done.0;
-                    if let Some(stdout) = child.stdout.take() {
-                        self.pumps += spawn_pump(output.clone(), stdout, "out", done.clone());
-                    }
-                    if let Some(stderr) = child.stderr.take() {
-                        self.pumps += spawn_pump(output, stderr, "err", done.clone());
-                    }
-                    self.workers.push(Worker {
-                        index,
-                        pid,
-                        pgid: pid,
-                        exited: None,
-                        released: false,
-                        adopted: None,
-                    });
                 }
             }
             Workload::Attach { pids, logs } => {
@@ -135,32 +151,138 @@ impl<'a> Workers<'a> {
                     );
                     let _ = self.sampler.send(Control::Adopt { worker: index, pid });
                     if let Some(log) = logs.get(index as usize) {
-                        let output =
-                            worker_output(&self.logs_dir, index, self.config, self.clock, &sink)?;
+                        let output = worker_output(
+                            &self.logs_dir,
+                            index,
+                            self.config,
+                            self.clock,
+                            &self.sink,
+                        )?;
                         let file = std::fs::File::open(log)
                             .with_context(|| format!("cannot read {}", log.display()))?;
                         let tail = Tail::new(file, stop.clone());
                         std::thread::spawn(move || output.pump(tail, "log"));
                     }
-                    self.workers.push(Worker {
+                    self.workers.insert(
                         index,
-                        pid,
-                        pgid,
-                        exited: None,
-                        released: true,
-                        adopted: Some(handle),
-                    });
+                        Worker {
+                            index,
+                            pid,
+                            pgid,
+                            exited: None,
+                            stop_requested: false,
+                            released: true,
+                            adopted: Some(handle),
+                        },
+                    );
                 }
             }
         }
         Ok(())
     }
 
+    /// Starts worker `index` (again, when `attempt` > 0) in a new process group.
+    pub(super) fn spawn(&mut self, index: u32, attempt: u32) -> anyhow::Result<()> {
+        let mut options = self.options.clone();
+        if let Some(questions) = &self.questions {
+            if !self.gates.contains_key(&index) {
+                let gate = Gate::open(&self.gate_path(index), index, questions.clone())
+                    .context("cannot open the trial gate socket")?;
+                self.gates.insert(index, gate);
+            }
+            let path = &self.gates[&index].path;
+            options
+                .env
+                .push(("MEMWARDEN_GATE".into(), path.display().to_string()));
+        }
+        options.cgroup_procs = self.cgroups.get(&index).cloned();
+        let mut child = spawn_worker(&self.argv, index, &self.config.run_dir, &options)?;
+        let pid = child.id() as i32;
+        if let Some(guardian) = self.guardian.as_mut() {
+            guardian.watch(pid);
+        }
+        self.event(
+            Some(index),
+            EventKind::WorkerStart {
+                pid,
+                pgid: pid,
+                attempt,
+            },
+        );
+        let _ = self.sampler.send(Control::Adopt { worker: index, pid });
+        let output = worker_output(&self.logs_dir, index, self.config, self.clock, &self.sink)?;
+        let done = &self.pumps_done.0;
+        if let Some(stdout) = child.stdout.take() {
+            self.pumps += spawn_pump(output.clone(), stdout, "out", done.clone());
+        }
+        if let Some(stderr) = child.stderr.take() {
+            self.pumps += spawn_pump(output, stderr, "err", done.clone());
+        }
+        self.workers.insert(
+            index,
+            Worker {
+                index,
+                pid,
+                pgid: pid,
+                exited: None,
+                stop_requested: false,
+                released: false,
+                adopted: None,
+            },
+        );
+        Ok(())
+    }
+
+    /// In the run directory, unless that path is too long for a socket address (108 bytes).
+    fn gate_path(&self, index: u32) -> PathBuf {
+        let path = self.config.run_dir.join(format!("gate-{index}.sock"));
+        if path.as_os_str().len() < 100 {
+            return path;
+        }
+        std::env::temp_dir().join(format!(
+            "memwarden-{}-gate-{index}.sock",
+            std::process::id()
+        ))
+    }
+
+    /// SIGTERM (and SIGCONT, should it be paused) to the worker's group; SIGKILL follows after
+    /// the grace period if the group is still there.
+    pub(super) fn stop_worker(&mut self, index: u32, grace: Duration) {
+        let Some(worker) = self.workers.get_mut(&index) else {
+            return;
+        };
+        if worker.adopted.is_some() || worker.exited.is_some() {
+            return;
+        }
+        worker.stop_requested = true;
+        signal_group(worker.pgid, Signal::SIGTERM);
+        signal_group(worker.pgid, Signal::SIGCONT);
+        self.draining.push(Draining {
+            pgid: worker.pgid,
+            kill_at: Instant::now() + grace,
+            killed: false,
+        });
+    }
+
+    /// SIGSTOP / SIGCONT to the whole group; SIGUSR1 to the main process only.
+    pub(super) fn signal(&self, index: u32, signal: Signal) {
+        let Some(worker) = self.workers.get(&index) else {
+            return;
+        };
+        if worker.adopted.is_some() || worker.exited.is_some() {
+            return;
+        }
+        match signal {
+            Signal::SIGUSR1 => signal_process(worker.pid, signal),
+            _ => signal_group(worker.pgid, signal),
+        }
+    }
+
     /// Reaps (or, for adopted processes, notices) the exits since the last call and records
-    /// them; returns `(worker, exit, ours)`.
-    fn collect_exits(&mut self) -> Vec<(u32, Exit, bool)> {
+    /// them.
+    fn collect_exits(&mut self) -> Vec<Ended> {
         let mut exits = Vec::new();
-        for worker in self.workers.iter_mut().filter(|w| w.exited.is_none()) {
+        for worker in self.workers.values_mut().filter(|w| w.exited.is_none()) {
             let exit = match &mut worker.adopted {
                 None => try_reap(worker.pid),
                 Some(handle) => handle.try_cheap().is_none().then_some(Exit {
@@ -170,51 +292,68 @@ impl<'a> Workers<'a> {
             };
             if let Some(exit) = exit {
                 worker.exited = Some(exit);
-                exits.push((worker.index, worker.pid, exit, worker.adopted.is_none()));
+                exits.push((
+                    worker.pid,
+                    Ended {
+                        index: worker.index,
+                        exit,
+                        ours: worker.adopted.is_none(),
+                        requested: worker.stop_requested,
+                    },
+                ));
             }
         }
-        for &(index, pid, exit, _) in &exits {
+        for (pid, ended) in &exits {
             self.event(
-                Some(index),
+                Some(ended.index),
                 EventKind::WorkerExit {
-                    pid,
-                    code: exit.code,
-                    signal: exit.signal,
+                    pid: *pid,
+                    code: ended.exit.code,
+                    signal: ended.exit.signal,
                 },
             );
         }
-        exits
-            .into_iter()
-            .map(|(index, _, exit, ours)| (index, exit, ours))
-            .collect()
+        exits.into_iter().map(|(_, ended)| ended).collect()
     }
 
-    /// Records the exits since the last call and returns those of our workers that were not
-    /// clean; releases groups that have emptied.
-    pub(super) fn poll(&mut self) -> Vec<(u32, Exit)> {
-        let failed = self
-            .collect_exits()
-            .into_iter()
-            .filter(|(_, exit, ours)| *ours && !exit.success())
-            .map(|(index, exit, _)| (index, exit))
-            .collect();
+    /// Records and returns the exits since the last call; kills stopped groups that outlived
+    /// their grace period and releases groups that have emptied.
+    pub(super) fn poll(&mut self) -> Vec<Ended> {
+        let ended = self.collect_exits();
+        let now = Instant::now();
+        let mut emptied = Vec::new();
+        self.draining.retain_mut(|d| {
+            if !group_alive(d.pgid) {
+                emptied.push(d.pgid);
+                return false;
+            }
+            if now >= d.kill_at && !d.killed {
+                signal_group(d.pgid, Signal::SIGKILL);
+                d.killed = true;
+            }
+            true
+        });
         for worker in self
             .workers
-            .iter_mut()
+            .values_mut()
             .filter(|w| w.exited.is_some() && !w.released)
         {
             if !group_alive(worker.pgid) {
                 worker.released = true;
-                if let Some(guardian) = self.guardian.as_mut() {
-                    guardian.release(worker.pgid);
-                }
+                emptied.push(worker.pgid);
             }
         }
-        failed
+        if let Some(guardian) = self.guardian.as_mut() {
+            for pgid in emptied {
+                guardian.release(pgid);
+            }
+        }
+        ended
     }
 
+    /// Every worker has exited and no stopped group is left.
     pub(super) fn all_exited(&self) -> bool {
-        self.workers.iter().all(|w| w.exited.is_some())
+        self.workers.values().all(|w| w.exited.is_some()) && self.draining.is_empty()
     }
 
     /// SIGTERM to every group still alive, the grace period (cut short by a second stop
@@ -224,11 +363,13 @@ impl<'a> Workers<'a> {
         let ours = |w: &&mut Worker| w.adopted.is_none();
         for worker in self
             .workers
-            .iter_mut()
+            .values_mut()
             .filter(ours)
             .filter(|w| group_alive(w.pgid))
         {
             signal_group(worker.pgid, Signal::SIGTERM);
+            // A paused worker would hold SIGTERM pending forever.
+            signal_group(worker.pgid, Signal::SIGCONT);
         }
         let grace_end = Instant::now() + self.config.grace;
         let hard_end = grace_end + Duration::from_secs(5);
@@ -237,10 +378,16 @@ impl<'a> Workers<'a> {
             self.collect_exits();
             let alive: Vec<i32> = self
                 .workers
-                .iter_mut()
+                .values_mut()
                 .filter(ours)
                 .filter(|w| w.exited.is_none() || group_alive(w.pgid))
                 .map(|w| w.pgid)
+                .chain(
+                    self.draining
+                        .iter()
+                        .map(|d| d.pgid)
+                        .filter(|&g| group_alive(g)),
+                )
                 .collect();
             if alive.is_empty() || Instant::now() >= hard_end {
                 break;

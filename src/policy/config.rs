@@ -51,7 +51,9 @@ impl std::str::FromStr for Threshold {
                 .parse()
                 .map_err(|_| format!("{text:?} is not a percentage"))?;
             if !(percent > 0.0 && percent < 100.0) {
-                return Err(format!("{text:?}: a percentage must be above 0 and below 100"));
+                return Err(format!(
+                    "{text:?}: a percentage must be above 0 and below 100"
+                ));
             }
             return Ok(Threshold::Percent(percent));
         }
@@ -471,30 +473,54 @@ mod tests {
         let text = include_str!("../../fixtures/policy/example.toml");
         let policy = Policy::parse(text, "example.toml").expect("the example parses");
         assert_eq!(policy.budget_bytes(), Some(24 << 30));
-        assert_eq!(policy.restart.max_worker_pss.map(|s| *s.get_ref()), Some(12 << 30));
+        assert_eq!(
+            policy.restart.max_worker_pss.map(|s| *s.get_ref()),
+            Some(12 << 30)
+        );
         assert_eq!(policy.containment.ionice, Some(IoPriority::BestEffort(7)));
     }
 
     #[test]
     fn errors_name_the_line_and_the_problem() {
         let unknown = error("[brake]\nmin_headroom = \"10%\"\nmax_pss = \"1GiB\"\n");
-        assert!(unknown.starts_with("p.toml:3: unknown field `max_pss`"), "{unknown}");
+        assert!(
+            unknown.starts_with("p.toml:3: unknown field `max_pss`"),
+            "{unknown}"
+        );
         let unit = error("[restart]\n\nmax_worker_pss = \"12 GB/s\"\n");
         assert!(unit.starts_with("p.toml:3: unknown size unit"), "{unit}");
         let bare = error("budget = \"24\"\n");
         assert!(bare.contains("p.toml:1: \"24\" has no unit"), "{bare}");
         let percent = error("[brake]\nmin_headroom = \"150%\"\n");
-        assert!(percent.starts_with("p.toml:2:") && percent.contains("below 100"), "{percent}");
+        assert!(
+            percent.starts_with("p.toml:2:") && percent.contains("below 100"),
+            "{percent}"
+        );
         let psi = error("[brake]\nmax_psi_full = 140.0\n");
-        assert!(psi.starts_with("p.toml:2: 140 is not a possible pressure"), "{psi}");
+        assert!(
+            psi.starts_with("p.toml:2: 140 is not a possible pressure"),
+            "{psi}"
+        );
         let order = error("[brake]\nmin_headroom = \"5%\"\n[restart]\nemergency_floor = \"8%\"\n");
-        assert!(order.starts_with("p.toml:4: restart.emergency_floor (8%)"), "{order}");
+        assert!(
+            order.starts_with("p.toml:4: restart.emergency_floor (8%)"),
+            "{order}"
+        );
         let never = error("budget = \"8GiB\"\n[brake]\nmin_headroom = \"9GiB\"\n");
-        assert!(never.starts_with("p.toml:3: brake.min_headroom is not below"), "{never}");
+        assert!(
+            never.starts_with("p.toml:3: brake.min_headroom is not below"),
+            "{never}"
+        );
         let zero = error("[restart]\nevery = \"0s\"\n");
-        assert!(zero.starts_with("p.toml:2:") && zero.contains("above zero"), "{zero}");
+        assert!(
+            zero.starts_with("p.toml:2:") && zero.contains("above zero"),
+            "{zero}"
+        );
         let nice = error("[containment]\nnice = 40\n");
-        assert!(nice.starts_with("p.toml:2: 40 is not a possible nice level"), "{nice}");
+        assert!(
+            nice.starts_with("p.toml:2: 40 is not a possible nice level"),
+            "{nice}"
+        );
         let syntax = error("[restart\n");
         assert!(syntax.starts_with("p.toml:1:"), "{syntax}");
         assert!(!syntax.contains('\n'), "one line: {syntax}");

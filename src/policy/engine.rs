@@ -26,12 +26,21 @@ pub struct WorkerMemory {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
     Tick(Reading),
-    TrialStart { worker: u32 },
-    TrialEnd { worker: u32 },
+    TrialStart {
+        worker: u32,
+    },
+    TrialEnd {
+        worker: u32,
+    },
     /// A cooperative worker asks whether it may start a trial.
-    Ask { worker: u32 },
+    Ask {
+        worker: u32,
+    },
     /// The worker's main process ended; `success`: exit code 0.
-    WorkerExit { worker: u32, success: bool },
+    WorkerExit {
+        worker: u32,
+        success: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +55,9 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActionKind {
     /// Start the worker (`attempt` 0) or start it again.
-    Start { attempt: u32 },
+    Start {
+        attempt: u32,
+    },
     /// SIGTERM to its process group, the grace period, then SIGKILL.
     Stop,
     /// SIGSTOP to its process group, between trials.
@@ -59,7 +70,9 @@ pub enum ActionKind {
     BrakeOn,
     BrakeOff,
     /// A crashed worker starts again after `delay`.
-    BackOff { delay: Duration },
+    BackOff {
+        delay: Duration,
+    },
     /// The worker stays down (a crash loop, or a canary that does not fit); the run is degraded.
     GiveUp,
 }
@@ -184,7 +197,9 @@ impl Engine {
     /// says); call [`Engine::begin`] first.
     pub fn new(policy: Policy, workers: u32) -> Self {
         Self {
-            workers: (0..workers).map(|_| Worker::new(Phase::Waiting(None))).collect(),
+            workers: (0..workers)
+                .map(|_| Worker::new(Phase::Waiting(None)))
+                .collect(),
             policy,
             reading: None,
             brake_since_ns: None,
@@ -226,6 +241,11 @@ impl Engine {
     /// No more starts: the run is ending.
     pub fn shut_down(&mut self) {
         self.shutting_down = true;
+    }
+
+    /// Every worker is down for good: finished, or given up.
+    pub fn finished(&self) -> bool {
+        self.workers.iter().all(|w| w.phase == Phase::Down)
     }
 
     pub fn counters(&self) -> &Counters {
@@ -366,7 +386,12 @@ impl Engine {
     }
 
     fn emergency(&mut self) {
-        let Some(floor) = self.policy.restart.emergency_floor.as_ref().map(|f| *f.get_ref())
+        let Some(floor) = self
+            .policy
+            .restart
+            .emergency_floor
+            .as_ref()
+            .map(|f| *f.get_ref())
         else {
             return;
         };
@@ -375,7 +400,10 @@ impl Engine {
         };
         let floor_bytes = floor.resolve(whole);
         // One at a time: the next tick sees what the last restart freed.
-        let stopping = self.workers.iter().any(|w| w.stop_rule == Some("emergency"));
+        let stopping = self
+            .workers
+            .iter()
+            .any(|w| w.stop_rule == Some("emergency"));
         if headroom >= floor_bytes || stopping {
             return;
         }
@@ -427,7 +455,11 @@ impl Engine {
             self.brake_since_ns = Some(self.now_ns);
             self.brakes_in_a_row = 0;
             self.counters.brake_engagements += 1;
-            self.act(None, ActionKind::BrakeOn, format!("{reason}: no new trials"));
+            self.act(
+                None,
+                ActionKind::BrakeOn,
+                format!("{reason}: no new trials"),
+            );
             for index in 0..self.workers.len() as u32 {
                 let w = &self.workers[index as usize];
                 if w.phase == Phase::Running && !w.trial_running {
@@ -438,7 +470,8 @@ impl Engine {
         }
         // Hysteresis: released a quarter above the threshold, and at half the pressure limit, so
         // the brake does not flap at the edge.
-        let recovered = headroom >= min_bytes + min_bytes / 4 && psi.is_none_or(|p| p <= max_psi / 2.0);
+        let recovered =
+            headroom >= min_bytes + min_bytes / 4 && psi.is_none_or(|p| p <= max_psi / 2.0);
         if recovered {
             self.brake_since_ns = None;
             self.brakes_in_a_row = 0;
@@ -502,8 +535,10 @@ impl Engine {
         self.brake_since_ns = Some(self.now_ns);
         self.counters.escalations += 1;
         let pss = size(self.workers[worker as usize].memory.pss_bytes as f64);
-        let reason = format!("escalation: {why}; worker {worker} holds the most memory ({pss} PSS)");
-        if self.workers[worker as usize].cooperative && self.workers[worker as usize].trial_running {
+        let reason =
+            format!("escalation: {why}; worker {worker} holds the most memory ({pss} PSS)");
+        if self.workers[worker as usize].cooperative && self.workers[worker as usize].trial_running
+        {
             self.act(Some(worker), ActionKind::AbortTrial, reason.clone());
         }
         self.request_restart(worker, "escalation", reason);
@@ -517,12 +552,44 @@ impl Engine {
                 continue;
             }
             let uptime_ns = self.now_ns.saturating_sub(w.started_ns);
-            let (rule, reason) = if let Some(max) = restart.max_worker_pss.as_ref().map(|m| *m.get_ref()).filter(|&m| w.memory.pss_bytes > m) {
-                ("pss_limit", format!("PSS {} passed the limit of {}", size(w.memory.pss_bytes as f64), size(max as f64)))
-            } else if let Some((gpu, max)) = w.memory.gpu_bytes.zip(restart.max_worker_gpu.as_ref().map(|m| *m.get_ref())).filter(|(g, m)| g > m) {
-                ("gpu_limit", format!("GPU memory {} passed the limit of {}", size(gpu as f64), size(max as f64)))
-            } else if let Some(every) = restart.every.as_ref().map(|e| *e.get_ref()).filter(|e| uptime_ns >= e.as_nanos() as u64) {
-                ("every", format!("it has run for {}", humantime::format_duration(every)))
+            let (rule, reason) = if let Some(max) = restart
+                .max_worker_pss
+                .as_ref()
+                .map(|m| *m.get_ref())
+                .filter(|&m| w.memory.pss_bytes > m)
+            {
+                (
+                    "pss_limit",
+                    format!(
+                        "PSS {} passed the limit of {}",
+                        size(w.memory.pss_bytes as f64),
+                        size(max as f64)
+                    ),
+                )
+            } else if let Some((gpu, max)) = w
+                .memory
+                .gpu_bytes
+                .zip(restart.max_worker_gpu.as_ref().map(|m| *m.get_ref()))
+                .filter(|(g, m)| g > m)
+            {
+                (
+                    "gpu_limit",
+                    format!(
+                        "GPU memory {} passed the limit of {}",
+                        size(gpu as f64),
+                        size(max as f64)
+                    ),
+                )
+            } else if let Some(every) = restart
+                .every
+                .as_ref()
+                .map(|e| *e.get_ref())
+                .filter(|e| uptime_ns >= e.as_nanos() as u64)
+            {
+                (
+                    "every",
+                    format!("it has run for {}", humantime::format_duration(every)),
+                )
             } else {
                 continue;
             };
@@ -590,7 +657,11 @@ impl Engine {
         if let Some(pending) = w.restart.take() {
             self.stop(worker, pending.rule, pending.reason);
         } else if let Some(every) = self.policy.restart.every_trials.filter(|&n| done >= n) {
-            self.stop(worker, "every_trials", format!("it completed {every} trials"));
+            self.stop(
+                worker,
+                "every_trials",
+                format!("it completed {every} trials"),
+            );
         } else if self.brake_on() {
             self.hold_back(worker);
         }
@@ -605,9 +676,17 @@ impl Engine {
         };
         w.cooperative = true;
         if w.phase != Phase::Running {
-            self.act(Some(worker), ActionKind::Answer(Answer::Abort), "the worker is being stopped");
+            self.act(
+                Some(worker),
+                ActionKind::Answer(Answer::Abort),
+                "the worker is being stopped",
+            );
         } else if let Some(pending) = w.restart.take() {
-            self.act(Some(worker), ActionKind::Answer(Answer::Abort), pending.reason.clone());
+            self.act(
+                Some(worker),
+                ActionKind::Answer(Answer::Abort),
+                pending.reason.clone(),
+            );
             self.stop(worker, pending.rule, pending.reason);
         } else if self.brake_on() {
             self.note_brake();
@@ -642,6 +721,14 @@ impl Engine {
             Phase::Running if success => {
                 if restart.when_finished && !shutting_down {
                     self.start(worker, "it finished its trials".into());
+                } else if worker == 0 && self.canary_pending {
+                    // It ran all it had without trouble: nothing more to learn by waiting.
+                    self.canary_pending = false;
+                    let stagger_ns = self.stagger_ns();
+                    for (step, w) in self.workers.iter_mut().skip(1).enumerate() {
+                        w.phase = Phase::Waiting(Some(now + stagger_ns * step as u64));
+                    }
+                    self.start_due();
                 }
             }
             Phase::Running => {
@@ -701,7 +788,13 @@ impl Engine {
         let total = self.workers.len() as u64;
         let fit = (usable / peak).clamp(1, total);
         let others = self.workers.len() as u32 - 1;
-        if let Some(max) = self.policy.start.canary_max_growth.as_ref().map(|m| *m.get_ref()) {
+        if let Some(max) = self
+            .policy
+            .start
+            .canary_max_growth
+            .as_ref()
+            .map(|m| *m.get_ref())
+        {
             if growth > max {
                 let reason = format!(
                     "the canary retained {} per trial over {needed} trials, over the limit of {}: the other {others} worker(s) stay down",
@@ -716,7 +809,8 @@ impl Engine {
         let stagger_ns = self.stagger_ns();
         let now = self.now_ns;
         for (step, index) in (1..started).enumerate() {
-            self.workers[index as usize].phase = Phase::Waiting(Some(now + stagger_ns * step as u64));
+            self.workers[index as usize].phase =
+                Phase::Waiting(Some(now + stagger_ns * step as u64));
         }
         if started < total as u32 {
             let reason = format!(

@@ -57,14 +57,26 @@ fn the_brake_engages_under_the_threshold_and_releases_with_hysteresis() {
         kinds(&on),
         [(None, "brake_on"), (Some(0), "pause"), (Some(1), "pause")]
     );
-    assert!(on[0].reason.contains("available memory 3.00 GiB is under 3.20 GiB (10%)"), "{}", on[0].reason);
+    assert!(
+        on[0]
+            .reason
+            .contains("available memory 3.00 GiB is under 3.20 GiB (10%)"),
+        "{}",
+        on[0].reason
+    );
     assert_eq!(on[0].available_bytes, Some(3 * GIB));
     // Above the threshold but within the margin: still on.
-    assert!(engine.step(3 * S, reading(3500 * MIB, &[GIB, GIB])).is_empty());
+    assert!(engine
+        .step(3 * S, reading(3500 * MIB, &[GIB, GIB]))
+        .is_empty());
     let off = engine.step(4 * S, reading(5 * GIB, &[GIB, GIB]));
     assert_eq!(
         kinds(&off),
-        [(None, "brake_off"), (Some(0), "resume"), (Some(1), "resume")]
+        [
+            (None, "brake_off"),
+            (Some(0), "resume"),
+            (Some(1), "resume")
+        ]
     );
 }
 
@@ -77,10 +89,17 @@ fn a_cooperative_worker_is_told_to_wait_and_never_paused() {
     );
     engine.step(S, Input::TrialStart { worker: 0 });
     let on = engine.step(2 * S, reading(2 * GIB, &[GIB]));
-    assert_eq!(kinds(&on), [(None, "brake_on")], "a running trial is not paused");
+    assert_eq!(
+        kinds(&on),
+        [(None, "brake_on")],
+        "a running trial is not paused"
+    );
     assert!(engine.step(3 * S, Input::TrialEnd { worker: 0 }).is_empty());
     let answer = engine.step(3 * S, Input::Ask { worker: 0 });
-    assert_eq!(answer[0].kind, ActionKind::Answer(Answer::Wait(Duration::from_secs(7))));
+    assert_eq!(
+        answer[0].kind,
+        ActionKind::Answer(Answer::Wait(Duration::from_secs(7)))
+    );
     assert_eq!(engine.counters().brakes, 1);
 }
 
@@ -93,7 +112,11 @@ fn memory_pressure_alone_engages_the_brake() {
     }
     let on = engine.step(S, tick);
     assert_eq!(on[0].kind, ActionKind::BrakeOn);
-    assert!(on[0].reason.contains("31.5% is over 15%"), "{}", on[0].reason);
+    assert!(
+        on[0].reason.contains("31.5% is over 15%"),
+        "{}",
+        on[0].reason
+    );
 }
 
 #[test]
@@ -102,7 +125,13 @@ fn a_budget_brakes_on_the_workers_own_use() {
     // The machine has plenty, but the workers use 7.5 of their 8 GiB.
     let on = engine.step(S, reading(20 * GIB, &[4 * GIB, 3584 * MIB]));
     assert_eq!(on[0].kind, ActionKind::BrakeOn);
-    assert!(on[0].reason.starts_with("headroom 512.0 MiB is under 1.00 GiB:"), "{}", on[0].reason);
+    assert!(
+        on[0]
+            .reason
+            .starts_with("headroom 512.0 MiB is under 1.00 GiB:"),
+        "{}",
+        on[0].reason
+    );
 }
 
 #[test]
@@ -128,10 +157,20 @@ fn escalation_restarts_the_largest_worker_after_ten_brakes() {
         stops[0].reason
     );
     assert_eq!(stops[0].worker_pss_bytes, Some(12 * GIB));
-    let restart = engine.step(3 * S, Input::WorkerExit { worker: 1, success: false });
+    let restart = engine.step(
+        3 * S,
+        Input::WorkerExit {
+            worker: 1,
+            success: false,
+        },
+    );
     assert_eq!(restart[0].kind, ActionKind::Start { attempt: 1 });
     assert_eq!(engine.counters().escalations, 1);
-    assert_eq!(engine.counters().crashes, 0, "an exit we asked for is no crash");
+    assert_eq!(
+        engine.counters().crashes,
+        0,
+        "an exit we asked for is no crash"
+    );
 }
 
 #[test]
@@ -143,9 +182,16 @@ fn escalation_also_follows_time_and_aborts_a_cooperative_trial() {
     assert!(engine.step(30 * S, reading(2 * GIB, &[6 * GIB])).is_empty());
     let actions = engine.step(31 * S, reading(2 * GIB, &[6 * GIB]));
     assert_eq!(kinds(&actions), [(Some(0), "abort_trial")]);
-    assert!(actions[0].reason.contains("the brake has been on for 30s"), "{}", actions[0].reason);
+    assert!(
+        actions[0].reason.contains("the brake has been on for 30s"),
+        "{}",
+        actions[0].reason
+    );
     // The restart waits for the aborted trial to end.
-    assert_eq!(kinds(&engine.step(32 * S, Input::TrialEnd { worker: 0 })), [(Some(0), "stop")]);
+    assert_eq!(
+        kinds(&engine.step(32 * S, Input::TrialEnd { worker: 0 })),
+        [(Some(0), "stop")]
+    );
 }
 
 #[test]
@@ -153,22 +199,39 @@ fn a_pss_limit_restarts_at_the_trial_boundary() {
     let mut engine = started("[restart]\nmax_worker_pss = \"200MiB\"\n", 1);
     engine.step(0, Input::TrialStart { worker: 0 });
     assert!(engine.step(S, reading(20 * GIB, &[150 * MIB])).is_empty());
-    assert!(engine.step(2 * S, reading(20 * GIB, &[210 * MIB])).is_empty(), "waits for the trial");
+    assert!(
+        engine
+            .step(2 * S, reading(20 * GIB, &[210 * MIB]))
+            .is_empty(),
+        "waits for the trial"
+    );
     let stop = engine.step(3 * S, Input::TrialEnd { worker: 0 });
     assert_eq!(kinds(&stop), [(Some(0), "stop")]);
-    assert_eq!(stop[0].reason, "PSS 210.0 MiB passed the limit of 200.0 MiB");
+    assert_eq!(
+        stop[0].reason,
+        "PSS 210.0 MiB passed the limit of 200.0 MiB"
+    );
     assert_eq!(engine.counters().restarts.get("pss_limit"), Some(&1));
 }
 
 #[test]
 fn a_restart_stops_a_trial_that_outlives_the_deadline() {
-    let mut engine = started("[restart]\nmax_worker_pss = \"200MiB\"\ndeadline = \"10s\"\n", 1);
+    let mut engine = started(
+        "[restart]\nmax_worker_pss = \"200MiB\"\ndeadline = \"10s\"\n",
+        1,
+    );
     engine.step(0, Input::TrialStart { worker: 0 });
     engine.step(S, reading(20 * GIB, &[300 * MIB]));
-    assert!(engine.step(10 * S, reading(20 * GIB, &[300 * MIB])).is_empty());
+    assert!(engine
+        .step(10 * S, reading(20 * GIB, &[300 * MIB]))
+        .is_empty());
     let stop = engine.step(11 * S, reading(20 * GIB, &[300 * MIB]));
     assert_eq!(kinds(&stop), [(Some(0), "stop")]);
-    assert!(stop[0].reason.ends_with("its trial did not end within 10s"), "{}", stop[0].reason);
+    assert!(
+        stop[0].reason.ends_with("its trial did not end within 10s"),
+        "{}",
+        stop[0].reason
+    );
 }
 
 #[test]
@@ -176,12 +239,20 @@ fn every_n_trials_and_every_t_restart() {
     let mut engine = started("[restart]\nevery_trials = 5\n", 1);
     for k in 0..4 {
         engine.step(k * S, Input::TrialStart { worker: 0 });
-        assert!(engine.step(k * S + 1, Input::TrialEnd { worker: 0 }).is_empty());
+        assert!(engine
+            .step(k * S + 1, Input::TrialEnd { worker: 0 })
+            .is_empty());
     }
     engine.step(5 * S, Input::TrialStart { worker: 0 });
     let stop = engine.step(6 * S, Input::TrialEnd { worker: 0 });
     assert_eq!(stop[0].reason, "it completed 5 trials");
-    engine.step(7 * S, Input::WorkerExit { worker: 0, success: true });
+    engine.step(
+        7 * S,
+        Input::WorkerExit {
+            worker: 0,
+            success: true,
+        },
+    );
     // The count starts again with the new process.
     engine.step(8 * S, Input::TrialStart { worker: 0 });
     assert!(engine.step(9 * S, Input::TrialEnd { worker: 0 }).is_empty());
@@ -200,54 +271,118 @@ fn the_emergency_floor_restarts_the_largest_at_once_and_one_at_a_time() {
     }
     // 5% of 32 GiB is 1.6 GiB.
     let actions = engine.step(S, reading(GIB, &[3 * GIB, 5 * GIB, 4 * GIB]));
-    let stops: Vec<_> = actions.iter().filter(|a| a.kind == ActionKind::Stop).collect();
+    let stops: Vec<_> = actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Stop)
+        .collect();
     assert_eq!(stops.len(), 1);
     assert_eq!(stops[0].worker, Some(1));
-    assert!(stops[0].reason.starts_with("emergency: available memory 1.00 GiB is under the floor"), "{}", stops[0].reason);
+    assert!(
+        stops[0]
+            .reason
+            .starts_with("emergency: available memory 1.00 GiB is under the floor"),
+        "{}",
+        stops[0].reason
+    );
     let next = engine.step(2 * S, reading(GIB, &[3 * GIB, 5 * GIB, 4 * GIB]));
-    assert!(next.iter().all(|a| a.kind != ActionKind::Stop), "waits for the first to exit");
+    assert!(
+        next.iter().all(|a| a.kind != ActionKind::Stop),
+        "waits for the first to exit"
+    );
 }
 
 #[test]
 fn a_crash_loop_backs_off_exponentially_then_gives_up() {
-    let mut engine = started("[restart]\nmax_crashes = 3\nbackoff = \"2s\"\nbackoff_max = \"5s\"\n", 1);
+    let mut engine = started(
+        "[restart]\nmax_crashes = 3\nbackoff = \"2s\"\nbackoff_max = \"5s\"\n",
+        1,
+    );
     let mut t = 0;
     let mut delays = Vec::new();
     for _ in 0..3 {
-        let backoff = engine.step(t, Input::WorkerExit { worker: 0, success: false });
+        let backoff = engine.step(
+            t,
+            Input::WorkerExit {
+                worker: 0,
+                success: false,
+            },
+        );
         let ActionKind::BackOff { delay } = backoff[0].kind else {
             panic!("expected a back-off, got {backoff:?}");
         };
         delays.push(delay.as_secs());
-        assert!(engine.step(t + delay.as_nanos() as u64 - 1, reading(20 * GIB, &[])).is_empty());
+        assert!(engine
+            .step(t + delay.as_nanos() as u64 - 1, reading(20 * GIB, &[]))
+            .is_empty());
         t += delay.as_nanos() as u64;
         let start = engine.step(t, reading(20 * GIB, &[]));
-        assert!(matches!(start[0].kind, ActionKind::Start { .. }), "{start:?}");
+        assert!(
+            matches!(start[0].kind, ActionKind::Start { .. }),
+            "{start:?}"
+        );
     }
     assert_eq!(delays, [2, 4, 5], "doubling, capped");
-    let give_up = engine.step(t, Input::WorkerExit { worker: 0, success: false });
+    let give_up = engine.step(
+        t,
+        Input::WorkerExit {
+            worker: 0,
+            success: false,
+        },
+    );
     assert_eq!(give_up[0].kind, ActionKind::GiveUp);
     assert_eq!(engine.counters().degraded.len(), 1);
-    assert!(engine.step(t + 3600 * S, reading(20 * GIB, &[])).is_empty(), "stays down");
+    assert!(
+        engine.step(t + 3600 * S, reading(20 * GIB, &[])).is_empty(),
+        "stays down"
+    );
 }
 
 #[test]
 fn a_completed_trial_resets_the_crash_count() {
     let mut engine = started("[restart]\nmax_crashes = 1\nbackoff = \"1s\"\n", 1);
-    engine.step(0, Input::WorkerExit { worker: 0, success: false });
+    engine.step(
+        0,
+        Input::WorkerExit {
+            worker: 0,
+            success: false,
+        },
+    );
     engine.step(S, reading(20 * GIB, &[]));
     engine.step(2 * S, Input::TrialStart { worker: 0 });
     engine.step(3 * S, Input::TrialEnd { worker: 0 });
-    let again = engine.step(4 * S, Input::WorkerExit { worker: 0, success: false });
-    assert!(matches!(again[0].kind, ActionKind::BackOff { .. }), "{again:?}");
+    let again = engine.step(
+        4 * S,
+        Input::WorkerExit {
+            worker: 0,
+            success: false,
+        },
+    );
+    assert!(
+        matches!(again[0].kind, ActionKind::BackOff { .. }),
+        "{again:?}"
+    );
 }
 
 #[test]
 fn finished_workers_stay_down_unless_soak_mode_restarts_them() {
     let mut engine = started("", 1);
-    assert!(engine.step(S, Input::WorkerExit { worker: 0, success: true }).is_empty());
+    assert!(engine
+        .step(
+            S,
+            Input::WorkerExit {
+                worker: 0,
+                success: true
+            }
+        )
+        .is_empty());
     let mut engine = started("[restart]\nwhen_finished = true\n", 1);
-    let start = engine.step(S, Input::WorkerExit { worker: 0, success: true });
+    let start = engine.step(
+        S,
+        Input::WorkerExit {
+            worker: 0,
+            success: true,
+        },
+    );
     assert_eq!(start[0].kind, ActionKind::Start { attempt: 1 });
 }
 
@@ -256,8 +391,14 @@ fn staggered_starts_come_one_interval_apart() {
     let mut engine = Engine::new(policy("[start]\nstagger = \"5m\"\n"), 3);
     assert_eq!(kinds(&engine.begin(0)), [(Some(0), "start")]);
     assert!(engine.step(299 * S, reading(20 * GIB, &[GIB])).is_empty());
-    assert_eq!(kinds(&engine.step(300 * S, reading(20 * GIB, &[GIB]))), [(Some(1), "start")]);
-    assert_eq!(kinds(&engine.step(600 * S, reading(20 * GIB, &[GIB, GIB]))), [(Some(2), "start")]);
+    assert_eq!(
+        kinds(&engine.step(300 * S, reading(20 * GIB, &[GIB]))),
+        [(Some(1), "start")]
+    );
+    assert_eq!(
+        kinds(&engine.step(600 * S, reading(20 * GIB, &[GIB, GIB]))),
+        [(Some(2), "start")]
+    );
 }
 
 fn canary_run(policy_text: &str, peak: u64, growth: u64) -> Vec<Action> {
@@ -276,7 +417,10 @@ fn canary_run(policy_text: &str, peak: u64, growth: u64) -> Vec<Action> {
 #[test]
 fn a_canary_releases_the_others_when_it_fits() {
     let actions = canary_run("[start]\ncanary_trials = 3\n", 2 * GIB, 0);
-    assert_eq!(kinds(&actions), [(Some(1), "start"), (Some(2), "start"), (Some(3), "start")]);
+    assert_eq!(
+        kinds(&actions),
+        [(Some(1), "start"), (Some(2), "start"), (Some(3), "start")]
+    );
 }
 
 #[test]
@@ -287,7 +431,11 @@ fn a_canary_that_peaks_too_high_starts_only_what_fits() {
         kinds(&actions),
         [(Some(3), "give_up"), (Some(1), "start"), (Some(2), "start")]
     );
-    assert!(actions[0].reason.contains("3 of 4 workers fit"), "{}", actions[0].reason);
+    assert!(
+        actions[0].reason.contains("3 of 4 workers fit"),
+        "{}",
+        actions[0].reason
+    );
 }
 
 #[test]
@@ -299,9 +447,17 @@ fn a_leaking_canary_keeps_the_others_down() {
     );
     assert_eq!(
         kinds(&actions),
-        [(Some(1), "give_up"), (Some(2), "give_up"), (Some(3), "give_up")]
+        [
+            (Some(1), "give_up"),
+            (Some(2), "give_up"),
+            (Some(3), "give_up")
+        ]
     );
-    assert!(actions[0].reason.contains("retained 100.0 MiB per trial"), "{}", actions[0].reason);
+    assert!(
+        actions[0].reason.contains("retained 100.0 MiB per trial"),
+        "{}",
+        actions[0].reason
+    );
 }
 
 #[test]
@@ -312,7 +468,10 @@ fn a_gpu_limit_restarts_like_a_pss_limit() {
         r.workers.get_mut(&0).expect("worker 0").gpu_bytes = Some(11 * GIB);
     }
     let stop = engine.step(S, tick);
-    assert_eq!(stop[0].reason, "GPU memory 11.00 GiB passed the limit of 10.00 GiB");
+    assert_eq!(
+        stop[0].reason,
+        "GPU memory 11.00 GiB passed the limit of 10.00 GiB"
+    );
 }
 
 #[test]
@@ -330,5 +489,13 @@ fn a_restart_pending_answers_abort_and_stops_between_trials() {
 fn nothing_starts_after_shutdown() {
     let mut engine = started("[restart]\nwhen_finished = true\n", 1);
     engine.shut_down();
-    assert!(engine.step(S, Input::WorkerExit { worker: 0, success: true }).is_empty());
+    assert!(engine
+        .step(
+            S,
+            Input::WorkerExit {
+                worker: 0,
+                success: true
+            }
+        )
+        .is_empty());
 }

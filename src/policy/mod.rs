@@ -11,4 +11,4 @@ pub use config::{
     PolicyError, Restart, Start, Threshold,
 };
 pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
-pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, TickRow};
+pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, Simulator, TickRow};

@@ -47,8 +47,16 @@ pub struct Simulation {
 
 impl Simulation {
     pub fn min_available(&self) -> Option<(u64, u64)> {
-        let recorded = self.points.iter().map(|p| p.recorded_available_bytes).min()?;
-        let simulated = self.points.iter().map(|p| p.simulated_available_bytes).min()?;
+        let recorded = self
+            .points
+            .iter()
+            .map(|p| p.recorded_available_bytes)
+            .min()?;
+        let simulated = self
+            .points
+            .iter()
+            .map(|p| p.simulated_available_bytes)
+            .min()?;
         Some((recorded, simulated))
     }
 }
@@ -61,55 +69,65 @@ struct Counterfactual {
     freed_bytes: u64,
 }
 
-pub fn simulate(
-    policy: Policy,
-    workers: u32,
-    recorded: impl IntoIterator<Item = Recorded>,
-) -> Simulation {
-    let mut engine = Engine::new(policy, workers);
-    let mut state: BTreeMap<u32, Counterfactual> = BTreeMap::new();
-    let mut simulation = Simulation::default();
-    let mut last_reading: Option<Reading> = None;
-    let mut now_ns = 0;
-    let mut begun = false;
-    for item in recorded {
-        let (t_ns, inputs) = match item {
+/// Feeds a recording, item by item in time order, through the engine.
+pub struct Simulator {
+    engine: Engine,
+    state: BTreeMap<u32, Counterfactual>,
+    simulation: Simulation,
+    last_reading: Option<Reading>,
+    now_ns: u64,
+    begun: bool,
+}
+
+impl Simulator {
+    pub fn new(policy: Policy, workers: u32) -> Self {
+        Self {
+            engine: Engine::new(policy, workers),
+            state: BTreeMap::new(),
+            simulation: Simulation::default(),
+            last_reading: None,
+            now_ns: 0,
+            begun: false,
+        }
+    }
+
+    pub fn push(&mut self, item: Recorded) {
+        let inputs = match item {
             Recorded::Tick(row) => {
-                if !begun {
-                    engine.adopt_running(row.t_ns);
-                    begun = true;
+                if !self.begun {
+                    self.engine.adopt_running(row.t_ns);
+                    self.begun = true;
                 }
-                let simulated = apply(&row.reading, &mut state);
-                record_point(&mut simulation, row.t_ns, &row.reading, &simulated);
-                last_reading = Some(row.reading);
-                (row.t_ns, vec![Input::Tick(simulated)])
+                self.now_ns = self.now_ns.max(row.t_ns);
+                let simulated = apply(&row.reading, &mut self.state);
+                record_point(&mut self.simulation, row.t_ns, &row.reading, &simulated);
+                self.last_reading = Some(row.reading);
+                vec![Input::Tick(simulated)]
             }
-            Recorded::TrialStart { worker } => (
-                now_ns,
-                vec![Input::Ask { worker }, Input::TrialStart { worker }],
-            ),
-            Recorded::TrialEnd { worker } => (now_ns, vec![Input::TrialEnd { worker }]),
+            Recorded::TrialStart { worker } => {
+                vec![Input::Ask { worker }, Input::TrialStart { worker }]
+            }
+            Recorded::TrialEnd { worker } => vec![Input::TrialEnd { worker }],
             Recorded::WorkerStart { worker, attempt } => {
                 // A restart the recording already holds: it freed its memory for real.
                 if attempt > 0 {
-                    state.insert(worker, Counterfactual::default());
+                    self.state.insert(worker, Counterfactual::default());
                 }
-                continue;
+                return;
             }
             Recorded::WorkerExit { worker, success } => {
-                (now_ns, vec![Input::WorkerExit { worker, success }])
+                vec![Input::WorkerExit { worker, success }]
             }
         };
-        now_ns = now_ns.max(t_ns);
-        if !begun {
-            continue;
+        if !self.begun {
+            return;
         }
         let mut queue: std::collections::VecDeque<Input> = inputs.into();
         while let Some(input) = queue.pop_front() {
-            for action in engine.step(now_ns, input) {
+            for action in self.engine.step(self.now_ns, input) {
                 if action.kind == ActionKind::Stop {
-                    if let (Some(worker), Some(reading)) = (action.worker, &last_reading) {
-                        restart(worker, reading, &mut state);
+                    if let (Some(worker), Some(reading)) = (action.worker, &self.last_reading) {
+                        restart(worker, reading, &mut self.state);
                         // The stop is taken to be immediate; the engine then starts it again.
                         queue.push_back(Input::WorkerExit {
                             worker,
@@ -117,12 +135,27 @@ pub fn simulate(
                         });
                     }
                 }
-                simulation.actions.push(action);
+                self.simulation.actions.push(action);
             }
         }
     }
-    simulation.counters = engine.counters().clone();
-    simulation
+
+    pub fn finish(mut self) -> Simulation {
+        self.simulation.counters = self.engine.counters().clone();
+        self.simulation
+    }
+}
+
+pub fn simulate(
+    policy: Policy,
+    workers: u32,
+    recorded: impl IntoIterator<Item = Recorded>,
+) -> Simulation {
+    let mut simulator = Simulator::new(policy, workers);
+    for item in recorded {
+        simulator.push(item);
+    }
+    simulator.finish()
 }
 
 /// The reading as it would have been, given the restarts so far.
@@ -136,7 +169,8 @@ fn apply(reading: &Reading, state: &mut BTreeMap<u32, Counterfactual>) -> Readin
         memory.pss_bytes -= freed;
         freed_total += freed;
     }
-    simulated.mem_available_bytes = (reading.mem_available_bytes + freed_total).min(reading.mem_total_bytes);
+    simulated.mem_available_bytes =
+        (reading.mem_available_bytes + freed_total).min(reading.mem_total_bytes);
     simulated
 }
 

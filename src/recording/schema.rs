@@ -116,6 +116,20 @@ pub enum EventKind {
     Note {
         message: String,
     },
+    /// The policy engine acted: `action` is `brake_on`, `brake_off`, `refuse`, `abort`,
+    /// `pause`, `resume`, `abort_trial`, `stop`, `start`, `restart`, `back_off` or `give_up`.
+    /// Memory is what the engine saw when it decided (`None`: not known yet).
+    Policy {
+        action: String,
+        reason: String,
+        #[serde(default)]
+        worker_pss_bytes: Option<u64>,
+        #[serde(default)]
+        available_bytes: Option<u64>,
+        /// The action was simulated (`memwarden simulate`), not carried out.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        simulated: bool,
+    },
     /// The harness began stopping the run.
     Stop {
         reason: String,

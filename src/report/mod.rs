@@ -5,6 +5,7 @@
 pub mod kernel_log;
 mod markdown;
 pub mod plots;
+mod policy;
 mod sections;
 mod timeline;
 pub mod worker_log;
@@ -38,12 +39,15 @@ pub struct ReportInput<'a> {
     pub plots: Vec<PlotRef>,
     /// Which memwarden wrote the report.
     pub reporter_version: String,
+    /// A policy simulation of this recording (its actions are among `events`).
+    pub simulation: Option<&'a crate::policy::Simulation>,
 }
 
 pub fn render(input: &ReportInput) -> String {
     let mut out = String::new();
     sections::summary(&mut out, input);
     timeline::timeline(&mut out, input);
+    policy::policy(&mut out, input);
     if input.manifest.status == crate::recording::RunStatus::Running {
         sections::after_crash(&mut out, input);
     }

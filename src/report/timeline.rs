@@ -92,6 +92,24 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             EventKind::SamplesDropped { count } => {
                 format!("{count} sample(s) dropped (slow disk)")
             }
+            // Answers to a worker's question come before every trial: counted in the policy
+            // section, not listed.
+            EventKind::Policy { action, .. }
+                if matches!(action.as_str(), "refuse" | "abort" | "go") =>
+            {
+                continue
+            }
+            EventKind::Policy {
+                action,
+                reason,
+                simulated,
+                ..
+            } => format!(
+                "{worker}{}policy {}: {}",
+                if *simulated { "**simulated** " } else { "" },
+                action.replace('_', " "),
+                escape(reason)
+            ),
             _ => continue,
         };
         entries.push((e.t_ns, text));

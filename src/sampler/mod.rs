@@ -10,13 +10,16 @@ pub mod budget;
 mod tree;
 
 use crate::clock::RunClock;
+use crate::policy::{Reading, WorkerMemory};
 use crate::probe::{condense, ProcRoot, ProcessHandle, SystemProbe};
 use crate::recording::{
-    Boundary, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, Tick,
+    Boundary, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, SystemSample, Tick,
 };
 use budget::{Candidate, RollupBudget};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tree::WorkerTree;
@@ -24,6 +27,8 @@ use tree::WorkerTree;
 #[derive(Debug, Clone)]
 pub struct SamplerConfig {
     pub interval: Duration,
+    /// Each tick's memory, condensed for the policy engine (none: no policy).
+    pub readings: Option<Sender<(u64, Reading)>>,
     /// Share of one core that smaps_rollup reads may use, all together.
     pub rollup_cpu_fraction: f64,
     pub root: ProcRoot,
@@ -55,6 +60,9 @@ pub struct SamplerStats {
 pub struct Sampler {
     control: Sender<Control>,
     handle: JoinHandle<SamplerStats>,
+    /// Monotonic ns (run clock) of the last finished tick: the systemd watchdog's evidence that
+    /// sampling is alive.
+    last_tick_ns: Arc<AtomicU64>,
 }
 
 impl Sampler {
@@ -76,10 +84,20 @@ impl Sampler {
                 },
             );
         }
+        let last_tick_ns = Arc::new(AtomicU64::new(0));
+        let beat = last_tick_ns.clone();
         let handle = std::thread::Builder::new()
             .name("memwarden-sampler".into())
-            .spawn(move || SamplerLoop::new(config, clock, records, system).run(rx))?;
-        Ok(Self { control, handle })
+            .spawn(move || SamplerLoop::new(config, clock, records, system, beat).run(rx))?;
+        Ok(Self {
+            control,
+            handle,
+            last_tick_ns,
+        })
+    }
+
+    pub fn last_tick_ns(&self) -> u64 {
+        self.last_tick_ns.load(Ordering::Relaxed)
     }
 
     pub fn control(&self) -> Sender<Control> {
@@ -113,6 +131,7 @@ struct SamplerLoop {
     stats: SamplerStats,
     unreported_overruns: u64,
     last_overrun_report: Instant,
+    beat: Arc<AtomicU64>,
 }
 
 impl SamplerLoop {
@@ -121,6 +140,7 @@ impl SamplerLoop {
         clock: RunClock,
         records: RecordSender,
         system: SystemProbe,
+        beat: Arc<AtomicU64>,
     ) -> Self {
         let (tx, rx) = mpsc::channel::<SnapshotJob>();
         let snapshot_records = records.clone();
@@ -142,6 +162,7 @@ impl SamplerLoop {
             stats: SamplerStats::default(),
             unreported_overruns: 0,
             last_overrun_report: Instant::now(),
+            beat,
         }
     }
 
@@ -261,6 +282,10 @@ impl SamplerLoop {
         for (worker, trial, boundary) in boundaries {
             self.request_snapshot(t_ns, worker, trial, boundary);
         }
+        if let Some(readings) = &self.config.readings {
+            let _ = readings.send((t_ns, self.reading(&system, &processes)));
+        }
+        self.beat.store(t_ns.max(1), Ordering::Relaxed);
         self.records.send_tick(Tick {
             t_ns,
             wall_ns,
@@ -299,12 +324,37 @@ impl SamplerLoop {
                         .correct(candidates[index].cost_ns, rollup.cost_ns);
                     tracked.rollup_cost_ns = rollup.cost_ns.max(1);
                     tracked.last_rollup_ns = Some(t_ns);
+                    tracked.last_pss = Some(rollup.pss);
                     sample.pss = Some(rollup.pss);
                     sample.uss = Some(rollup.uss);
                     self.stats.rollups += 1;
                 }
                 None => self.budget.correct(candidates[index].cost_ns, 0),
             }
+        }
+    }
+
+    /// Each worker's tree PSS, with the last PSS read standing in between rollups and RSS for a
+    /// process whose PSS was never read.
+    fn reading(&self, system: &SystemSample, processes: &[ProcessSample]) -> Reading {
+        let mut workers: BTreeMap<u32, WorkerMemory> = BTreeMap::new();
+        for sample in processes {
+            let last = self
+                .workers
+                .get(&sample.worker)
+                .and_then(|w| w.processes.get(&sample.pid))
+                .and_then(|t| t.last_pss);
+            let memory = workers.entry(sample.worker).or_default();
+            memory.pss_bytes += sample.pss.or(last).unwrap_or(sample.rss);
+            if let Some(gpu) = sample.gpu {
+                *memory.gpu_bytes.get_or_insert(0) += gpu;
+            }
+        }
+        Reading {
+            mem_total_bytes: system.mem_total_bytes,
+            mem_available_bytes: system.mem_available_bytes,
+            psi_full_avg10: system.psi_full_avg10.map(f64::from),
+            workers,
         }
     }
 

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 pub struct Tracked {
     pub handle: ProcessHandle,
     pub last_rollup_ns: Option<u64>,
+    /// The last PSS read, which the policy's reading carries between rollups.
+    pub last_pss: Option<u64>,
     pub rollup_cost_ns: u64,
 }
 
@@ -55,6 +57,7 @@ impl WorkerTree {
             Tracked {
                 handle,
                 last_rollup_ns: None,
+                last_pss: None,
                 rollup_cost_ns: crate::sampler::budget::UNKNOWN_COST_NS,
             },
         );

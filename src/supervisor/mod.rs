@@ -2,18 +2,25 @@
 //! output, learning trial boundaries from it, and stopping them (SIGTERM to the group, a grace
 //! period, then SIGKILL).
 
+pub mod cgroup;
+mod gate;
 mod guardian;
 mod lines;
 mod output;
 mod spawn;
 mod stop;
+pub mod systemd;
 mod tail;
 pub mod trials;
 
+pub use gate::{ask, Gate, GateQuestion, ANSWER_TIMEOUT};
 pub use guardian::{guard, Guardian};
 pub use lines::{Line, LineSplitter};
 pub use output::{BoundarySink, WorkerOutput, MAX_LINE_BYTES};
-pub use spawn::{group_alive, signal_group, spawn_worker, try_reap, Exit, SpawnError};
+pub use spawn::{
+    group_alive, signal_group, signal_process, spawn_worker, try_reap, Exit, SpawnError,
+    SpawnOptions,
+};
 pub use stop::{stop_on_signals, StopRequest};
 pub use tail::Tail;
 pub use trials::{TrialBoundary, TrialParser};

@@ -33,15 +33,30 @@ impl Exit {
     }
 }
 
+/// How a worker is started beyond its command: environment and containment.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    pub env: Vec<(String, String)>,
+    pub nice: Option<i32>,
+    /// `(class, level)` for ioprio_set: class 2 is best-effort (level 0..7), 3 is idle.
+    pub ionice: Option<(u32, u32)>,
+    pub oom_score_adj: Option<i32>,
+    /// A cgroup's `cgroup.procs`: the worker moves itself there before it runs the command.
+    pub cgroup_procs: Option<std::path::PathBuf>,
+}
+
 /// Starts one worker with piped stdout/stderr in a new process group.
 ///
 /// Must be called from a thread that lives as long as the run: the kernel's parent-death signal
 /// fires when the *thread* that forked the child exits, not only the process.
+///
+/// Containment is best effort (a nice level below 0 needs privileges): what could not be set
+/// is visible in /proc/PID of the worker, which the harness checks and notes.
 pub fn spawn_worker(
     argv: &[String],
     worker: u32,
     run_dir: &Path,
-    env: &[(String, String)],
+    options: &SpawnOptions,
 ) -> Result<Child, SpawnError> {
     let (program, args) = argv.split_first().ok_or(SpawnError::EmptyCommand)?;
     let mut command = Command::new(program);
@@ -49,14 +64,22 @@ pub fn spawn_worker(
         .args(args)
         .env("MEMWARDEN_WORKER", worker.to_string())
         .env("MEMWARDEN_RUN_DIR", run_dir)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+        .envs(options.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
     let harness = nix::unistd::getpid();
+    // Everything the child needs is prepared here: between fork and exec nothing may allocate.
+    let oom = options.oom_score_adj.map(|v| format!("{v}\n").into_bytes());
+    let cgroup = options
+        .cgroup_procs
+        .as_ref()
+        .and_then(|path| std::fs::OpenOptions::new().write(true).open(path).ok());
+    let cgroup_fd = cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+    let (nice, ionice) = (options.nice, options.ionice);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe syscalls
-    // (prctl, getppid); it allocates nothing.
+    // (prctl, getppid, open, write, close, setpriority, ioprio_set); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
@@ -64,14 +87,46 @@ pub fn spawn_worker(
             if nix::unistd::getppid() != harness {
                 return Err(std::io::Error::other("the harness exited during the start"));
             }
+            if let Some(fd) = cgroup_fd {
+                // "0" moves the writing process itself; its children follow it.
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
+            if let Some(bytes) = &oom {
+                let fd = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+                if fd >= 0 {
+                    libc::write(fd, bytes.as_ptr().cast(), bytes.len());
+                    libc::close(fd);
+                }
+            }
+            if let Some(level) = nice {
+                libc::setpriority(libc::PRIO_PROCESS, 0, level);
+            }
+            if let Some((class, level)) = ionice {
+                const IOPRIO_WHO_PROCESS: libc::c_long = 1;
+                let priority = ((class << 13) | level) as libc::c_long;
+                libc::syscall(
+                    libc::SYS_ioprio_set,
+                    IOPRIO_WHO_PROCESS,
+                    0 as libc::c_long,
+                    priority,
+                );
+            }
             Ok(())
         });
     }
-    command.spawn().map_err(|source| SpawnError::Start {
+    let child = command.spawn().map_err(|source| SpawnError::Start {
         worker,
         program: program.clone(),
         source,
-    })
+    });
+    drop(cgroup);
+    child
+}
+
+/// Sends `signal` to one process (SIGUSR1 to a worker's main process: its children may not
+/// handle it).
+pub fn signal_process(pid: i32, signal: Signal) {
+    let _ = nix::sys::signal::kill(Pid::from_raw(pid), signal);
 }
 
 /// Sends `signal` to every process of the group. A group that is already empty is not an error.

@@ -1,0 +1,136 @@
+//! A recording as the policy engine reads it: per tick, system memory and each worker tree's
+//! PSS (the last PSS read carried forward per process, RSS where none was read yet), merged in
+//! time order with the trial boundaries and worker starts and exits. Streamed one sample segment
+//! at a time, so a 12-hour run never sits in memory.
+
+use super::load::{fill_forward, SAMPLE_COLUMNS, SYSTEM_COLUMNS};
+use crate::policy::{Reading, Recorded, TickRow, WorkerMemory};
+use crate::recording::{EventKind, Recording, RecordingError};
+use polars::prelude::*;
+use std::collections::BTreeMap;
+
+pub fn for_each_recorded(
+    recording: &Recording,
+    mut visit: impl FnMut(Recorded),
+) -> Result<(), RecordingError> {
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        source,
+    };
+    let mut events: Vec<(u64, Recorded)> = recording
+        .events
+        .iter()
+        .filter_map(|e| {
+            let worker = e.worker?;
+            let item = match &e.kind {
+                EventKind::TrialStart { .. } => Recorded::TrialStart { worker },
+                EventKind::TrialEnd { .. } => Recorded::TrialEnd { worker },
+                EventKind::WorkerStart { attempt, .. } => Recorded::WorkerStart {
+                    worker,
+                    attempt: *attempt,
+                },
+                EventKind::WorkerExit { code, .. } => Recorded::WorkerExit {
+                    worker,
+                    success: *code == Some(0),
+                },
+                _ => return None,
+            };
+            Some((e.t_ns, item))
+        })
+        .collect();
+    events.sort_by_key(|(t, _)| *t);
+    let mut events = events.into_iter().peekable();
+    let mut carry = None;
+    for index in recording.sample_segments()? {
+        let (segment, system) =
+            recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
+        let mut readings = system_readings(&system).map_err(table)?;
+        if segment.height() > 0 {
+            let (filled, next) = fill_forward(segment, carry.take()).map_err(table)?;
+            carry = Some(next);
+            add_workers(&filled, &mut readings).map_err(table)?;
+        }
+        for (t_ns, reading) in readings {
+            while let Some((_, item)) = events.next_if(|(t, _)| *t <= t_ns) {
+                visit(item);
+            }
+            visit(Recorded::Tick(TickRow { t_ns, reading }));
+        }
+    }
+    events.for_each(|(_, item)| visit(item));
+    Ok(())
+}
+
+fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
+    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
+        Ok(system
+            .column(name)?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .iter()
+            .collect())
+    };
+    let (t, total, available) = (u("t_ns")?, u("mem_total")?, u("mem_available")?);
+    let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
+    let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
+    let mut readings = BTreeMap::new();
+    for i in 0..system.height() {
+        let (Some(t), Some(total), Some(available)) = (t[i], total[i], available[i]) else {
+            continue;
+        };
+        readings.insert(
+            t,
+            Reading {
+                mem_total_bytes: total,
+                mem_available_bytes: available,
+                psi_full_avg10: psi[i],
+                workers: BTreeMap::new(),
+            },
+        );
+    }
+    Ok(readings)
+}
+
+fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {
+    let tree = filled
+        .clone()
+        .lazy()
+        .group_by_stable([col("worker"), col("t_ns")])
+        .agg([
+            coalesce(&[col("pss"), col("rss")]).sum().alias("pss"),
+            col("gpu").sum().alias("gpu"),
+            col("gpu").count().alias("gpu_seen"),
+        ])
+        .collect()?;
+    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
+        Ok(tree
+            .column(name)?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .iter()
+            .collect())
+    };
+    let (worker, t, pss, gpu, gpu_seen) = (
+        u("worker")?,
+        u("t_ns")?,
+        u("pss")?,
+        u("gpu")?,
+        u("gpu_seen")?,
+    );
+    for i in 0..tree.height() {
+        let (Some(worker), Some(t)) = (worker[i], t[i]) else {
+            continue;
+        };
+        let Some(reading) = readings.get_mut(&t) else {
+            continue;
+        };
+        reading.workers.insert(
+            worker as u32,
+            WorkerMemory {
+                pss_bytes: pss[i].unwrap_or(0),
+                gpu_bytes: gpu[i].filter(|_| gpu_seen[i].unwrap_or(0) > 0),
+            },
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! `memwarden simulate` and `memwarden systemd-unit`.
+
+use super::record::load_policy;
+use super::EXIT_OK;
+use crate::analysis::replay::for_each_recorded;
+use crate::analysis::text::{duration, size};
+use crate::cli::{Cli, ReportArgs, SimulateArgs, SystemdUnitArgs};
+use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
+use crate::recording::{Event, EventKind, Recording};
+use anyhow::Context;
+use clap::Parser;
+
+pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
+    let recording = Recording::open(&args.run_dir)?;
+    recording.manifest.check_version(&args.run_dir)?;
+    let policy = load_policy(&args.policy)?.map_or_else(Policy::default, |(p, _)| p);
+    let mut simulator = Simulator::new(policy, recording.manifest.workers);
+    for_each_recorded(&recording, |item| simulator.push(item))?;
+    let simulation = simulator.finish();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&json(&simulation))?);
+    } else {
+        print!("{}", text(&simulation));
+    }
+    if let Some(out) = &args.report {
+        let report_args = ReportArgs {
+            run_dir: Some(args.run_dir.clone()),
+            out: Some(out.clone()),
+            svg: false,
+            kernel_logs: Vec::new(),
+            worker_logs: Vec::new(),
+            no_host: false,
+        };
+        let events = events(&recording, &simulation.actions);
+        let path = super::report::write_report_with(&report_args, Some((&simulation, events)))?;
+        eprintln!(
+            "memwarden: the report of the simulation: {}",
+            path.display()
+        );
+    }
+    Ok(EXIT_OK)
+}
+
+/// The simulated actions as `policy` events marked simulated, on the recording's clock.
+fn events(recording: &Recording, actions: &[Action]) -> Vec<Event> {
+    let start = recording.manifest.start_wall_ns;
+    actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Answer(crate::policy::Answer::Go))
+        .map(|a| Event {
+            t_ns: a.t_ns,
+            wall_ns: start + a.t_ns,
+            worker: a.worker,
+            kind: EventKind::Policy {
+                action: a.name().into(),
+                reason: a.reason.clone(),
+                worker_pss_bytes: a.worker_pss_bytes,
+                available_bytes: a.available_bytes,
+                simulated: true,
+            },
+        })
+        .collect()
+}
+
+fn listed(action: &Action) -> bool {
+    !matches!(action.kind, ActionKind::Answer(_))
+}
+
+fn text(simulation: &Simulation) -> String {
+    let counters = &simulation.counters;
+    let restarts: u64 = counters.restarts.values().sum();
+    let by_rule: Vec<String> = counters
+        .restarts
+        .iter()
+        .map(|(rule, n)| format!("{n} by {rule}"))
+        .collect();
+    let mut out = format!(
+        "Under this policy: the brake would have engaged {} time(s) and held back {} trial(s); {} escalation(s); {restarts} restart(s){}.\n",
+        counters.brake_engagements,
+        counters.brakes,
+        counters.escalations,
+        if by_rule.is_empty() { String::new() } else { format!(" ({})", by_rule.join(", ")) },
+    );
+    for action in simulation.actions.iter().filter(|a| listed(a)) {
+        let who = action
+            .worker
+            .map_or(String::new(), |w| format!("worker {w} "));
+        out.push_str(&format!(
+            "  +{:<9} {who}{}: {}\n",
+            duration(action.t_ns as f64 / 1e9),
+            action.name(),
+            action.reason
+        ));
+    }
+    if let Some((recorded, after)) = simulation.min_available() {
+        out.push_str(&format!(
+            "Lowest available memory: {} recorded, {} under the policy.\n",
+            size(recorded as f64),
+            size(after as f64)
+        ));
+    }
+    for (worker, (recorded, after)) in &simulation.peaks {
+        out.push_str(&format!(
+            "Worker {worker}: peak PSS {} recorded, {} under the policy.\n",
+            size(*recorded as f64),
+            size(*after as f64)
+        ));
+    }
+    out.push_str("Model: a restarted worker drops back to the PSS it started with, then grows as recorded; trials happen as recorded.\n");
+    out
+}
+
+fn json(simulation: &Simulation) -> serde_json::Value {
+    let actions: Vec<serde_json::Value> = simulation
+        .actions
+        .iter()
+        .filter(|a| listed(a))
+        .map(|a| {
+            serde_json::json!({
+                "t_s": a.t_ns as f64 / 1e9,
+                "worker": a.worker,
+                "action": a.name(),
+                "reason": a.reason,
+                "worker_pss_bytes": a.worker_pss_bytes,
+                "available_bytes": a.available_bytes,
+            })
+        })
+        .collect();
+    let (recorded, after) = simulation.min_available().unzip();
+    serde_json::json!({
+        "schema_version": 1,
+        "counters": simulation.counters,
+        "actions": actions,
+        "min_available_bytes": { "recorded": recorded, "simulated": after },
+        "peak_pss_bytes": simulation.peaks.iter().map(|(w, (r, s))| serde_json::json!({
+            "worker": w, "recorded": r, "simulated": s
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn systemd_unit(args: SystemdUnitArgs) -> anyhow::Result<u8> {
+    // The unit must run a command that parses: catch a typo now, not at 3 a.m.
+    Cli::try_parse_from(std::iter::once("memwarden".to_string()).chain(args.args.iter().cloned()))
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the unit's command is not a memwarden command: {}",
+                e.kind()
+            )
+        })?;
+    let exe = std::env::current_exe().context("cannot find memwarden's own path")?;
+    print!("{}", crate::supervisor::systemd::unit(&exe, &args.args));
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,176 @@
+//! The live side of the policy: feeds the engine the sampler's readings, the trial boundaries,
+//! the gate's questions and the workers' exits, and carries out what it decides. Every action
+//! but a plain "go" is recorded as a `policy` event and said on stderr.
+
+use super::output::Feed;
+use super::workers::{Ended, Workers};
+use crate::clock::RunClock;
+use crate::policy::{Action, ActionKind, Answer, Counters, Engine, Input, Policy, Reading};
+use crate::recording::{EventKind, RecordSender};
+use crate::supervisor::GateQuestion;
+use nix::sys::signal::Signal;
+use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
+use std::time::Duration;
+
+pub(super) struct Enforcer {
+    engine: Engine,
+    grace: Duration,
+    clock: RunClock,
+    records: RecordSender,
+    pub(super) readings: Receiver<(u64, Reading)>,
+    pub(super) feed: Receiver<Feed>,
+    pub(super) questions: Receiver<GateQuestion>,
+}
+
+impl Enforcer {
+    pub(super) fn new(
+        policy: Policy,
+        workers: u32,
+        clock: RunClock,
+        records: RecordSender,
+        readings: Receiver<(u64, Reading)>,
+        feed: Receiver<Feed>,
+        questions: Receiver<GateQuestion>,
+    ) -> Self {
+        Self {
+            grace: policy.restart.grace,
+            engine: Engine::new(policy, workers),
+            clock,
+            records,
+            readings,
+            feed,
+            questions,
+        }
+    }
+
+    pub(super) fn begin(&mut self, workers: &mut Workers) {
+        let actions = self.engine.begin(self.clock.now().0);
+        self.carry_out(actions, workers);
+    }
+
+    /// Everything that arrived since the last call, in a causal order: trial boundaries (which
+    /// happened before the question or exit that follows them), questions, readings, exits.
+    pub(super) fn pump(&mut self, workers: &mut Workers, ended: &[Ended]) {
+        while let Ok(feed) = self.feed.try_recv() {
+            let input = match feed {
+                Feed::TrialStart(worker) => Input::TrialStart { worker },
+                Feed::TrialEnd(worker) => Input::TrialEnd { worker },
+            };
+            self.step(input, workers);
+        }
+        while let Ok(question) = self.questions.try_recv() {
+            let actions = self.engine.step(
+                self.clock.now().0,
+                Input::Ask {
+                    worker: question.worker,
+                },
+            );
+            let answer = actions.iter().find_map(|a| match a.kind {
+                ActionKind::Answer(answer) if a.worker == Some(question.worker) => Some(answer),
+                _ => None,
+            });
+            let _ = question.reply.send(match answer {
+                Some(Answer::Wait(after)) => format!("wait {}", after.as_secs_f64()),
+                Some(Answer::Abort) => "abort".into(),
+                Some(Answer::Go) | None => "go".into(),
+            });
+            self.carry_out(actions, workers);
+        }
+        let mut latest = None;
+        while let Ok(reading) = self.readings.try_recv() {
+            latest = Some(reading);
+        }
+        if let Some((t_ns, reading)) = latest {
+            let actions = self.engine.step(t_ns, Input::Tick(reading));
+            self.carry_out(actions, workers);
+        }
+        for end in ended.iter().filter(|e| e.ours) {
+            self.step(
+                Input::WorkerExit {
+                    worker: end.index,
+                    success: end.exit.success(),
+                },
+                workers,
+            );
+        }
+    }
+
+    fn step(&mut self, input: Input, workers: &mut Workers) {
+        let actions = self.engine.step(self.clock.now().0, input);
+        self.carry_out(actions, workers);
+    }
+
+    fn carry_out(&mut self, actions: Vec<Action>, workers: &mut Workers) {
+        let mut queue: VecDeque<Action> = actions.into();
+        while let Some(action) = queue.pop_front() {
+            if action.kind != ActionKind::Answer(Answer::Go) {
+                self.record(&action);
+            }
+            let Some(worker) = action.worker else {
+                continue;
+            };
+            match action.kind {
+                ActionKind::Start { attempt } => {
+                    if let Err(error) = workers.spawn(worker, attempt) {
+                        let message = format!("worker {worker} could not start: {error:#}");
+                        eprintln!("memwarden: {message}");
+                        self.records.event_now(
+                            &self.clock,
+                            Some(worker),
+                            EventKind::Note { message },
+                        );
+                        let failed = Input::WorkerExit {
+                            worker,
+                            success: false,
+                        };
+                        queue.extend(self.engine.step(self.clock.now().0, failed));
+                    }
+                }
+                ActionKind::Stop => workers.stop_worker(worker, self.grace),
+                ActionKind::Pause => workers.signal(worker, Signal::SIGSTOP),
+                ActionKind::Resume => workers.signal(worker, Signal::SIGCONT),
+                ActionKind::AbortTrial => workers.signal(worker, Signal::SIGUSR1),
+                ActionKind::Answer(_)
+                | ActionKind::BrakeOn
+                | ActionKind::BrakeOff
+                | ActionKind::BackOff { .. }
+                | ActionKind::GiveUp => {}
+            }
+        }
+    }
+
+    fn record(&self, action: &Action) {
+        let noisy = matches!(action.kind, ActionKind::Answer(_));
+        if !noisy {
+            let who = action
+                .worker
+                .map_or(String::new(), |w| format!("worker {w}: "));
+            eprintln!("memwarden: {who}{}: {}", action.name(), action.reason);
+        }
+        self.records.event_now(
+            &self.clock,
+            action.worker,
+            EventKind::Policy {
+                action: action.name().into(),
+                reason: action.reason.clone(),
+                worker_pss_bytes: action.worker_pss_bytes,
+                available_bytes: action.available_bytes,
+                simulated: false,
+            },
+        );
+    }
+
+    /// Every worker is down for good (finished, or given up).
+    pub(super) fn finished(&self) -> bool {
+        self.engine.finished()
+    }
+
+    pub(super) fn shut_down(&mut self) {
+        self.engine.shut_down();
+    }
+
+    pub(super) fn counters(&self) -> Counters {
+        self.engine.counters().clone()
+    }
+}
