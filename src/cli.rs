@@ -135,6 +135,9 @@ pub struct SimulateArgs {
     /// Also write an incident report with the simulated actions into this directory.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
+    /// Leave out what only this host can tell (for reports kept in a repository).
+    #[arg(long, hide = true)]
+    pub no_host: bool,
 }
 
 #[derive(Debug, Args)]

@@ -29,7 +29,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
             svg: false,
             kernel_logs: Vec::new(),
             worker_logs: Vec::new(),
-            no_host: false,
+            no_host: args.no_host,
         };
         let events = events(&recording, &simulation.actions);
         let path = super::report::write_report_with(&report_args, Some((&simulation, events)))?;
@@ -132,6 +132,10 @@ fn json(simulation: &Simulation) -> serde_json::Value {
         "counters": simulation.counters,
         "actions": actions,
         "min_available_bytes": { "recorded": recorded, "simulated": after },
+        "end_available_bytes": {
+            "recorded": simulation.points.last().map(|p| p.recorded_available_bytes),
+            "simulated": simulation.points.last().map(|p| p.simulated_available_bytes),
+        },
         "peak_pss_bytes": simulation.peaks.iter().map(|(w, (r, s))| serde_json::json!({
             "worker": w, "recorded": r, "simulated": s
         })).collect::<Vec<_>>(),

@@ -4,6 +4,8 @@
 
 mod analysis;
 mod cli;
+mod overnight;
+mod policy;
 mod probe;
 mod recording;
 mod report;

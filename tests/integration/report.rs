@@ -2,8 +2,8 @@
 //! report that says so, kernel OOM kills land on the timeline, and worker text cannot inject
 //! Markdown or leak secrets.
 
-use crate::util::{exe, memwarden, run_dir, tempdir, wait_until};
-use std::path::{Path, PathBuf};
+use crate::util::{exe, keep_fresh, memwarden, run_dir, tempdir, wait_until};
+use std::path::Path;
 
 /// (example, recording, kernel logs)
 const EXAMPLES: [(&str, &str, &[&str]); 3] = [
@@ -33,20 +33,6 @@ fn report(run: &Path, out: &Path, extra: &[&str]) -> String {
     std::fs::read_to_string(out.join("report.md")).expect("report.md written")
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("listable").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
-}
-
 /// Regenerates every example and compares it byte for byte with `reports/`. With
 /// `MEMWARDEN_UPDATE_REPORTS=1` it rewrites them instead.
 #[test]
@@ -59,34 +45,7 @@ fn example_reports_are_fresh() {
             extra.extend(["--kernel-log", log]);
         }
         report(Path::new(run), temp.path(), &extra);
-        let kept = Path::new("reports").join(name);
-        if update {
-            let _ = std::fs::remove_dir_all(&kept);
-            for file in files(temp.path()) {
-                let target = kept.join(file.strip_prefix(temp.path()).expect("inside"));
-                std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-                std::fs::copy(&file, &target).expect("copy");
-            }
-            continue;
-        }
-        let fresh: Vec<PathBuf> = files(temp.path())
-            .iter()
-            .map(|f| f.strip_prefix(temp.path()).expect("inside").to_path_buf())
-            .collect();
-        let old: Vec<PathBuf> = files(&kept)
-            .iter()
-            .map(|f| f.strip_prefix(&kept).expect("inside").to_path_buf())
-            .collect();
-        assert_eq!(fresh, old, "reports/{name} lists other files; regenerate with MEMWARDEN_UPDATE_REPORTS=1 cargo test example_reports");
-        for file in fresh {
-            let a = std::fs::read(temp.path().join(&file)).expect("fresh");
-            let b = std::fs::read(kept.join(&file)).expect("kept");
-            assert!(
-                a == b,
-                "reports/{name}/{} drifted from the code; regenerate with MEMWARDEN_UPDATE_REPORTS=1 cargo test example_reports",
-                file.display()
-            );
-        }
+        keep_fresh(temp.path(), &Path::new("reports").join(name), update);
     }
 }
 

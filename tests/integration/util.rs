@@ -197,3 +197,49 @@ pub fn tempdir() -> tempfile::TempDir {
 pub fn run_dir(temp: &tempfile::TempDir) -> PathBuf {
     temp.path().join("run")
 }
+
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("listable").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Compares a freshly written example (`fresh`) with the one kept in the repository, byte for
+/// byte; with `update` (MEMWARDEN_UPDATE_REPORTS set) replaces the kept one instead.
+pub fn keep_fresh(fresh: &Path, kept: &Path, update: bool) {
+    if update {
+        let _ = std::fs::remove_dir_all(kept);
+        for file in files(fresh) {
+            let target = kept.join(file.strip_prefix(fresh).expect("inside"));
+            std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(&file, &target).expect("copy");
+        }
+        return;
+    }
+    let relative = |dir: &Path| -> Vec<PathBuf> {
+        files(dir)
+            .iter()
+            .map(|f| f.strip_prefix(dir).expect("inside").to_path_buf())
+            .collect()
+    };
+    let listed = relative(fresh);
+    let name = kept.display();
+    assert_eq!(listed, relative(kept), "{name} lists other files; regenerate with MEMWARDEN_UPDATE_REPORTS=1 cargo test example_reports");
+    for file in listed {
+        let a = std::fs::read(fresh.join(&file)).expect("fresh");
+        let b = std::fs::read(kept.join(&file)).expect("kept");
+        assert!(
+            a == b,
+            "{name}/{} drifted from the code; regenerate with MEMWARDEN_UPDATE_REPORTS=1 cargo test example_reports",
+            file.display()
+        );
+    }
+}
