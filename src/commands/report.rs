@@ -2,7 +2,7 @@
 //! where `--out` says). Without a recording, from worker and kernel logs alone.
 
 use super::EXIT_OK;
-use crate::analysis::{self, Analysis, Options};
+use crate::analysis::{self, Options};
 use crate::cli::ReportArgs;
 use crate::plot::Format;
 use crate::policy::Simulation;
@@ -74,44 +74,36 @@ pub fn write_report_with(
     for log in &args.kernel_logs {
         kills.extend(oom_kills(&read_text(log)?, year));
     }
-    let simulation = simulation.map(|(s, _)| s);
-    write(
-        args, &manifest, &events, &analysis, &kills, data_files, &out, simulation,
-    )
+    let input = ReportInput {
+        manifest: &manifest,
+        events: &events,
+        analysis: &analysis,
+        kills: &kills,
+        current_boot_id: None,
+        boot_wall_ns: None,
+        data_files,
+        plots: Vec::new(),
+        reporter_version: env!("CARGO_PKG_VERSION").to_string(),
+        simulation: simulation.map(|(s, _)| s),
+    };
+    write(args, input, &out)
 }
 
-fn write(
-    args: &ReportArgs,
-    manifest: &Manifest,
-    events: &[Event],
-    analysis: &Analysis,
-    kills: &[report::OomKill],
-    data_files: Vec<(String, u64)>,
-    out: &Path,
-    simulation: Option<&Simulation>,
-) -> anyhow::Result<PathBuf> {
+/// Adds the plots and what this host can tell, then writes the report.
+fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Result<PathBuf> {
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir)
         .with_context(|| format!("cannot create {}", plots_dir.display()))?;
     let format = if args.svg { Format::Svg } else { Format::Png };
-    let plots = report::plots::write_plots(analysis, manifest.start_wall_ns, &plots_dir, format)?;
+    let start_wall_ns = input.manifest.start_wall_ns;
+    input.plots = report::plots::write_plots(input.analysis, start_wall_ns, &plots_dir, format)?;
     let root = ProcRoot::new("/proc");
     let current_boot_id = Some(host_facts(&root).boot_id).filter(|b| !b.is_empty());
-    let same_boot = current_boot_id.as_deref() == Some(manifest.boot_id.as_str());
-    let input = ReportInput {
-        manifest,
-        events,
-        analysis,
-        kills,
-        current_boot_id: if args.no_host { None } else { current_boot_id },
-        boot_wall_ns: (same_boot && !args.no_host)
-            .then(|| boot_wall_ns(&root))
-            .flatten(),
-        data_files,
-        plots,
-        reporter_version: env!("CARGO_PKG_VERSION").to_string(),
-        simulation,
-    };
+    let same_boot = current_boot_id.as_deref() == Some(input.manifest.boot_id.as_str());
+    if !args.no_host {
+        input.boot_wall_ns = same_boot.then(|| boot_wall_ns(&root)).flatten();
+        input.current_boot_id = current_boot_id;
+    }
     let text = report::render(&input);
     let path = out.join("report.md");
     crate::recording::write_atomically(&path, text.as_bytes())?;

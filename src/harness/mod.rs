@@ -170,7 +170,9 @@ pub fn record(
             if last_watchdog.elapsed() >= every
                 && sampling_healthy(&sampler, &clock, config.interval)
             {
-                notifier.as_ref().map(|n| n.notify("WATCHDOG=1"));
+                if let Some(notifier) = &notifier {
+                    notifier.notify("WATCHDOG=1");
+                }
                 last_watchdog = Instant::now();
             }
         }
