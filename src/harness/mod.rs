@@ -195,11 +195,16 @@ pub fn record(
         e.shut_down();
         e.counters()
     });
+    // A degraded run says so where every reader looks: the manifest's end reason.
+    let stop_reason = match policy_counters.as_ref().filter(|c| !c.degraded.is_empty()) {
+        Some(counters) => format!("{stop_reason}; degraded: {}", counters.degraded.join("; ")),
+        None => stop_reason.to_string(),
+    };
     records.event_now(
         &clock,
         None,
         EventKind::Stop {
-            reason: stop_reason.into(),
+            reason: stop_reason.clone(),
         },
     );
     workers.stop(&stop);
@@ -209,11 +214,11 @@ pub fn record(
         sampler,
         &config.run_dir,
         &mut manifest,
-        stop_reason,
+        &stop_reason,
     )?;
     Ok(RunSummary {
         run_dir: config.run_dir,
-        stop_reason: stop_reason.into(),
+        stop_reason,
         failed_workers,
         writer: writer_stats,
         sampler: sampler_stats,

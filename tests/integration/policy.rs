@@ -235,7 +235,7 @@ fn a_crash_loop_is_backed_off_then_given_up_and_the_run_is_degraded() {
     // The run ended by itself (all workers down), long before --duration.
     assert_eq!(
         recording.manifest.end_reason.as_deref(),
-        Some("all workers exited")
+        Some("all workers exited; degraded: worker 0: it crashed 4 times in a row: it stays down")
     );
     // Each back-off lasts at least what it said: 200, 400, 400 ms.
     let events = sorted(&recording);
