@@ -79,7 +79,9 @@ pub fn analyze_with_series(
     options: &Options,
 ) -> Result<Analysis, AnalysisError> {
     let loaded = load::load(recording)?;
-    if loaded.process_samples == 0 {
+    // Workers that die before their first tick (a crash loop) leave system samples only: still a
+    // run to report on.
+    if loaded.process_samples == 0 && loaded.system.is_none() {
         return Err(AnalysisError::NoSamples(recording.dir.clone()));
     }
     let rules = &options.rules;

@@ -196,3 +196,72 @@ fn record_point(simulation: &mut Simulation, t_ns: u64, recorded: &Reading, simu
         peak.1 = peak.1.max(simulated_pss);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::WorkerMemory;
+
+    const GIB: u64 = 1 << 30;
+
+    fn tick(t_s: u64, available: u64, pss: u64) -> Recorded {
+        Recorded::Tick(TickRow {
+            t_ns: t_s * 1_000_000_000,
+            reading: Reading {
+                mem_total_bytes: 32 * GIB,
+                mem_available_bytes: available,
+                psi_full_avg10: None,
+                workers: [(
+                    0,
+                    WorkerMemory {
+                        pss_bytes: pss,
+                        gpu_bytes: None,
+                    },
+                )]
+                .into(),
+            },
+        })
+    }
+
+    #[test]
+    fn a_simulated_restart_frees_what_the_worker_grew_since_its_start() {
+        let policy =
+            Policy::parse("[restart]\nmax_worker_pss = \"4GiB\"\n", "p.toml").expect("valid");
+        // The worker grows 1 GiB a second from 1 GiB; the machine loses the same.
+        let recorded = (0..8).map(|s| tick(s, (20 - s) * GIB, (1 + s) * GIB));
+        let simulation = simulate(policy, 1, recorded);
+        let stops: Vec<u64> = simulation
+            .actions
+            .iter()
+            .filter(|a| a.kind == ActionKind::Stop)
+            .map(|a| a.t_ns / 1_000_000_000)
+            .collect();
+        // Over 4 GiB at 4 s (5 GiB): back to 1 GiB, so over again at 8 s... which the run
+        // does not reach.
+        assert_eq!(stops, [4]);
+        let last = simulation.points.last().expect("points");
+        assert_eq!(last.recorded_available_bytes, 13 * GIB);
+        assert_eq!(last.simulated_available_bytes, 17 * GIB, "4 GiB freed");
+        assert_eq!(simulation.peaks[&0], (8 * GIB, 5 * GIB));
+    }
+
+    #[test]
+    fn a_restart_the_recording_holds_resets_the_counterfactual() {
+        let policy =
+            Policy::parse("[restart]\nmax_worker_pss = \"4GiB\"\n", "p.toml").expect("valid");
+        let mut recorded: Vec<Recorded> =
+            (0..6).map(|s| tick(s, 20 * GIB, (1 + s) * GIB)).collect();
+        recorded.push(Recorded::WorkerStart {
+            worker: 0,
+            attempt: 1,
+        });
+        recorded.push(tick(6, 20 * GIB, GIB));
+        let simulation = simulate(policy, 1, recorded);
+        let last = simulation.points.last().expect("points");
+        assert_eq!(
+            last.simulated_available_bytes,
+            20 * GIB,
+            "nothing more to free"
+        );
+    }
+}

@@ -237,6 +237,26 @@ fn a_crash_loop_is_backed_off_then_given_up_and_the_run_is_degraded() {
         recording.manifest.end_reason.as_deref(),
         Some("all workers exited; degraded: worker 0: it crashed 4 times in a row: it stays down")
     );
+    // The report tells the story of the enforcement.
+    let report_dir = temp.path().join("report");
+    let out = memwarden()
+        .arg("report")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&report_dir)
+        .output()
+        .expect("report runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = std::fs::read_to_string(report_dir.join("report.md")).expect("report");
+    assert!(report.contains("## Enforcement"), "{report}");
+    assert!(
+        report.contains("3 crash back-off(s); 1 worker(s) given up"),
+        "{report}"
+    );
+    assert!(
+        report.contains("worker 0 policy give up: it crashed 4 times in a row"),
+        "{report}"
+    );
     // Each back-off lasts at least what it said: 200, 400, 400 ms.
     let events = sorted(&recording);
     let exits: Vec<u64> = events
