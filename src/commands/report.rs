@@ -8,6 +8,7 @@ use crate::plot::Format;
 use crate::policy::Simulation;
 use crate::probe::{boot_wall_ns, host_facts, ProcRoot};
 use crate::recording::{Event, EventKind, Manifest, Recording, RunStatus, FORMAT_VERSION};
+use crate::report::plots::PolicyMarks;
 use crate::report::{self, oom_kills, worker_log, ReportInput};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -96,7 +97,9 @@ fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Resul
         .with_context(|| format!("cannot create {}", plots_dir.display()))?;
     let format = if args.svg { Format::Svg } else { Format::Png };
     let start_wall_ns = input.manifest.start_wall_ns;
-    input.plots = report::plots::write_plots(input.analysis, start_wall_ns, &plots_dir, format)?;
+    let marks = policy_marks(input.events, input.simulation);
+    input.plots =
+        report::plots::write_plots(input.analysis, start_wall_ns, &plots_dir, format, &marks)?;
     let root = ProcRoot::new("/proc");
     let current_boot_id = Some(host_facts(&root).boot_id).filter(|b| !b.is_empty());
     let same_boot = current_boot_id.as_deref() == Some(input.manifest.boot_id.as_str());
@@ -108,6 +111,33 @@ fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Resul
     let path = out.join("report.md");
     crate::recording::write_atomically(&path, text.as_bytes())?;
     Ok(path)
+}
+
+/// Restarts (live or simulated) and the simulated available memory, at most ~600 points (the
+/// lowest of each stretch, as the recorded line shows).
+fn policy_marks(events: &[Event], simulation: Option<&Simulation>) -> PolicyMarks {
+    let restarts_s = events
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Policy { action, .. } if action == "stop"))
+        .map(|e| e.t_ns as f64 / 1e9)
+        .collect();
+    let simulated_available = simulation.map_or_else(Vec::new, |s| {
+        let stride = s.points.len().div_ceil(600).max(1);
+        s.points
+            .chunks(stride)
+            .filter_map(|chunk| {
+                let low = chunk.iter().min_by_key(|p| p.simulated_available_bytes)?;
+                Some((
+                    chunk[0].t_ns as f64 / 1e9,
+                    low.simulated_available_bytes as f64,
+                ))
+            })
+            .collect()
+    });
+    PolicyMarks {
+        restarts_s,
+        simulated_available,
+    }
 }
 
 /// Adds the trials of each worker log to workers that have none recorded.

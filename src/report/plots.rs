@@ -42,12 +42,22 @@ fn emit(
     })
 }
 
+/// What the policy did, drawn on the system memory chart.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyMarks {
+    /// Seconds since the start of each worker restart (stop) the policy ordered.
+    pub restarts_s: Vec<f64>,
+    /// Available memory under a simulated policy: (seconds, bytes).
+    pub simulated_available: Vec<(f64, f64)>,
+}
+
 /// Writes the plots into `dir` (`plots/` beside the report) and says what it wrote.
 pub fn write_plots(
     analysis: &Analysis,
     start_wall_ns: u64,
     dir: &Path,
     format: Format,
+    policy: &PolicyMarks,
 ) -> Result<Vec<PlotRef>, PlotError> {
     let mut refs = Vec::new();
     let f = &analysis.findings;
@@ -112,17 +122,26 @@ pub fn write_plots(
                 .filter_map(|b| Some((seconds(b.t_ns), b.min[slot]?)))
                 .collect()
         };
+        let mut lines = vec![Line {
+            name: "available (lowest per interval)".into(),
+            points: point(0),
+        }];
+        if !policy.simulated_available.is_empty() {
+            lines.push(Line {
+                name: "available under the policy (simulated)".into(),
+                points: policy.simulated_available.clone(),
+            });
+        }
         let chart = TimeChart {
             title: "System: available memory".into(),
             start_wall_ns,
-            lines: vec![Line {
-                name: "available (lowest per interval)".into(),
-                points: point(0),
-            }],
+            lines,
             thresholds: vec![
                 (system.mem_total_bytes, "total".into()),
                 (0.1 * system.mem_total_bytes, "10% reserve".into()),
             ],
+            marks: policy.restarts_s.clone(),
+            marks_label: "worker restarts by the policy".into(),
             ..TimeChart::default()
         };
         refs.push(emit(
