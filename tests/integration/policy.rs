@@ -414,6 +414,17 @@ fn the_brake_pauses_a_non_cooperative_worker_and_time_escalates() {
         t > paused_at && t < stopped_at && matches!(e.kind, EventKind::TrialStart { .. })
     });
     assert!(!ran, "a trial started while paused");
+    // A paused worker hears SIGTERM at once (memwarden sends SIGCONT with it), so the restart
+    // does not wait for the grace period's SIGKILL.
+    let restarted = starts(&recording)
+        .into_iter()
+        .find(|s| s.1 == 1)
+        .expect("started again");
+    assert!(
+        restarted.0 - stopped_at < 2.0,
+        "restarted {:.1} s after the stop",
+        restarted.0 - stopped_at
+    );
 }
 
 #[test]
