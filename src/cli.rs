@@ -38,6 +38,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Re-run a recording under a policy: what it would have done, and memory afterwards.
     Simulate(SimulateArgs),
+    /// Run a recorded trial again, repeated, to confirm a leak (or each parameter value: --bisect).
+    Replay(ReplayArgs),
     /// Print a systemd unit that keeps a memwarden command running, with a watchdog.
     SystemdUnit(SystemdUnitArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
@@ -138,6 +140,38 @@ pub struct SimulateArgs {
     /// Leave out what only this host can tell (for reports kept in a repository).
     #[arg(long, hide = true)]
     pub no_host: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// The recording whose trial to replay.
+    pub run_dir: PathBuf,
+    /// The trial to replay, by its recorded id.
+    #[arg(long, required_unless_present = "bisect")]
+    pub trial: Option<String>,
+    /// The worker that ran it, when several ran a trial with that id.
+    #[arg(long)]
+    pub worker: Option<u32>,
+    /// Run the trial this many times: in one worker process (which reads
+    /// MEMWARDEN_TRIAL_REPEAT), so a leak accumulates.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub repeat: u32,
+    /// Run each repeat in a fresh process, to tell a per-process cost from a per-trial leak.
+    #[arg(long)]
+    pub isolate: bool,
+    /// Replay each distinct parameter value seen in the run, and say which leak.
+    #[arg(long, conflicts_with = "trial")]
+    pub bisect: bool,
+    /// Time between SIGTERM and SIGKILL when stopping the worker.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub grace: Duration,
+    /// The worker command. `{name}` in an argument becomes the trial's parameter `name` (one
+    /// argument, verbatim, never through a shell); all parameters are also in
+    /// MEMWARDEN_TRIAL_PARAMS as JSON.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

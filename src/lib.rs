@@ -15,6 +15,7 @@ pub mod plot;
 pub mod policy;
 pub mod probe;
 pub mod recording;
+pub mod replay;
 pub mod report;
 pub mod sampler;
 pub mod supervisor;

@@ -4,6 +4,7 @@ mod analyze;
 mod demo;
 mod export;
 mod record;
+mod replay;
 mod report;
 mod simulate;
 
@@ -11,6 +12,7 @@ pub use analyze::{analyze, check, diff};
 pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};
+pub use replay::replay;
 pub use report::{report, write_report};
 pub use simulate::{simulate, systemd_unit};
 

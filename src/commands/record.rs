@@ -128,6 +128,8 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         root: ProcRoot::default(),
         policy: None,
         policy_text: None,
+        mode: "run".into(),
+        env: Vec::new(),
     }
 }
 

@@ -42,6 +42,10 @@ pub struct HarnessConfig {
     pub policy: Option<Policy>,
     /// The policy as the user wrote it, kept in the run directory as `policy.toml`.
     pub policy_text: Option<String>,
+    /// The manifest's mode for spawned workers: `run`, `soak`, `replay`.
+    pub mode: String,
+    /// More environment for the workers (replay's trial parameters).
+    pub env: Vec<(String, String)>,
 }
 
 pub enum Workload {
@@ -107,6 +111,7 @@ pub fn record(
     protect_harness(&note);
     let mut policy = config.policy.clone().filter(|_| enforcing);
     workers.options = spawn_options(policy.as_ref());
+    workers.options.env = config.env.clone();
     if let (Some(policy), Workload::Spawn { workers: n, .. }) = (policy.as_mut(), &workload) {
         limit_memory(policy, *n, &mut workers, &note);
         if let Some(text) = &config.policy_text {
@@ -286,7 +291,7 @@ fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dy
 fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -> Manifest {
     let facts = host_facts(&config.root);
     let (mode, command, workers) = match workload {
-        Workload::Spawn { argv, workers } => ("run", redact(argv), *workers),
+        Workload::Spawn { argv, workers } => (config.mode.as_str(), redact(argv), *workers),
         Workload::Attach { pids, .. } => (
             "attach",
             pids.iter().map(|p| p.to_string()).collect(),

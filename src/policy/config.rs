@@ -235,6 +235,9 @@ pub struct Restart {
     pub backoff_max: Spanned<Duration>,
     /// Start a worker again when it exits cleanly (soak mode).
     pub when_finished: bool,
+    /// At most this many starts of each worker in all (`replay --isolate`); not in the file.
+    #[serde(skip)]
+    pub max_starts: Option<u32>,
 }
 
 fn trials<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -259,6 +262,7 @@ impl Default for Restart {
             backoff: Spanned::new(0..0, Duration::from_secs(1)),
             backoff_max: Spanned::new(0..0, Duration::from_secs(300)),
             when_finished: false,
+            max_starts: None,
         }
     }
 }

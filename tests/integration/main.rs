@@ -8,6 +8,7 @@ mod overnight;
 mod policy;
 mod probe;
 mod recording;
+mod replay;
 mod report;
 mod run;
 mod util;

@@ -180,7 +180,8 @@ impl Engine {
                 self.start(worker, format!("stopped by the {rule} rule"));
             }
             Phase::Running if success => {
-                if restart.when_finished && !shutting_down {
+                let more = restart.max_starts.is_none_or(|m| w.attempt + 1 < m);
+                if restart.when_finished && more && !shutting_down {
                     self.start(worker, "it finished its trials".into());
                 } else if worker == 0 && self.canary_pending {
                     // It ran all it had without trouble: nothing more to learn by waiting.

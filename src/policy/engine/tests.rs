@@ -387,6 +387,28 @@ fn finished_workers_stay_down_unless_soak_mode_restarts_them() {
 }
 
 #[test]
+fn isolated_replays_stop_after_their_number_of_starts() {
+    let mut policy = policy("[restart]\nwhen_finished = true\n");
+    policy.restart.max_starts = Some(3);
+    let mut engine = Engine::new(policy, 1);
+    engine.begin(0);
+    let mut starts = 1;
+    for k in 1..10 {
+        let exit = Input::WorkerExit {
+            worker: 0,
+            success: true,
+        };
+        starts += engine
+            .step(k * S, exit)
+            .iter()
+            .filter(|a| matches!(a.kind, ActionKind::Start { .. }))
+            .count();
+    }
+    assert_eq!(starts, 3);
+    assert!(engine.finished());
+}
+
+#[test]
 fn staggered_starts_come_one_interval_apart() {
     let mut engine = Engine::new(policy("[start]\nstagger = \"5m\"\n"), 3);
     assert_eq!(kinds(&engine.begin(0)), [(Some(0), "start")]);

@@ -1,0 +1,214 @@
+//! `memwarden replay`: a recorded trial run again in isolation, repeated, or each distinct
+//! parameter value in turn (`--bisect`). Each replay is a recording of its own, analysed and
+//! reported like any other.
+
+use super::record::harness_config;
+use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
+use crate::analysis::text::{rate, size};
+use crate::analysis::{self, Findings, Options, Verdict};
+use crate::cli::{ReplayArgs, ReportArgs};
+use crate::harness::{record, Workload};
+use crate::policy::Policy;
+use crate::recording::Recording;
+use crate::replay::{bisect_cases, environment, find_trial, substitute, value_text, TrialCase};
+use crate::supervisor::{stop_on_signals, StopRequest};
+use std::path::Path;
+use std::sync::Arc;
+
+pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
+    let recording = Recording::open(&args.run_dir)?;
+    recording.manifest.check_version(&args.run_dir)?;
+    let trials = recording.trials();
+    let out = args.record.out.clone().unwrap_or_else(default_run_dir);
+    let stop = stop_on_signals()?;
+    let how = if args.isolate {
+        "each in a fresh process"
+    } else {
+        "in one process"
+    };
+    if args.bisect {
+        let cases = bisect_cases(&trials)?;
+        eprintln!(
+            "memwarden: bisecting: {} parameter value(s), {} repeat(s) each, {how}, into {}",
+            cases.len(),
+            args.repeat,
+            out.display()
+        );
+        let mut leaking = Vec::new();
+        let mut lines = Vec::new();
+        for (index, (name, value, case)) in cases.iter().enumerate() {
+            if stop.requested() {
+                break;
+            }
+            let dir = out.join(format!(
+                "{index:02}-{}",
+                file_name(&format!("{name}={value}"))
+            ));
+            let findings = run_case(&args, &dir, case, &stop)?;
+            let (leaks, words) = verdict_words(&findings, args.isolate);
+            if leaks {
+                leaking.push(format!("{name}={value}"));
+            }
+            lines.push(format!("  {name}={value}: {words}  [{}]", dir.display()));
+        }
+        println!(
+            "Each distinct parameter value, replayed {} time(s) {how}:",
+            args.repeat
+        );
+        lines.iter().for_each(|l| println!("{l}"));
+        return Ok(if leaking.is_empty() {
+            println!("No value leaks on its own.");
+            EXIT_OK
+        } else {
+            println!("Leaking: {}.", leaking.join(", "));
+            EXIT_FINDING
+        });
+    }
+    let trial = args.trial.as_deref().unwrap_or_default();
+    let case = find_trial(&trials, trial, args.worker)?;
+    let params: Vec<String> = case
+        .params
+        .iter()
+        .map(|(n, v)| format!("{n}={}", value_text(v)))
+        .collect();
+    eprintln!(
+        "memwarden: replaying trial {} of worker {} ({}) {} time(s) {how}, into {}",
+        case.trial,
+        case.worker,
+        params.join(", "),
+        args.repeat,
+        out.display()
+    );
+    let findings = run_case(&args, &out, &case, &stop)?;
+    let (leaks, words) = verdict_words(&findings, args.isolate);
+    println!("Trial {} ({}): {words}", case.trial, params.join(", "));
+    println!(
+        "The report: {}",
+        out.join("report").join("report.md").display()
+    );
+    Ok(if leaks { EXIT_FINDING } else { EXIT_OK })
+}
+
+/// Records one replay into `dir`, then analyses it and writes its report.
+fn run_case(
+    args: &ReplayArgs,
+    dir: &Path,
+    case: &TrialCase,
+    stop: &Arc<StopRequest>,
+) -> anyhow::Result<Findings> {
+    let mut config = harness_config(&args.record, args.grace);
+    config.run_dir = dir.to_path_buf();
+    config.mode = "replay".into();
+    config.env = environment(case, if args.isolate { 1 } else { args.repeat });
+    if args.isolate {
+        // Fresh processes one after another: the engine starts the worker again each time it
+        // finishes, `repeat` times in all.
+        let mut policy = Policy::default();
+        policy.restart.when_finished = true;
+        policy.restart.max_starts = Some(args.repeat);
+        config.policy = Some(policy);
+    }
+    let workload = Workload::Spawn {
+        argv: substitute(&args.command, &case.params),
+        workers: 1,
+    };
+    record(config, workload, stop.clone())?;
+    let recording = Recording::open(dir)?;
+    let findings = analysis::analyze(&recording, &Options::default())?;
+    super::write_report(&ReportArgs {
+        run_dir: Some(dir.to_path_buf()),
+        out: None,
+        svg: false,
+        kernel_logs: Vec::new(),
+        worker_logs: Vec::new(),
+        no_host: false,
+    })?;
+    Ok(findings)
+}
+
+/// Whether the replay leaks, and what to say. For isolated repeats, what each fresh process
+/// retained after its one trial: the same amount every time is a per-process cost, which only
+/// growth that accumulates within one process (the default replay) can tell from a leak.
+fn verdict_words(findings: &Findings, isolate: bool) -> (bool, String) {
+    let Some(worker) = findings.workers.first() else {
+        return (false, "no samples of the worker".into());
+    };
+    let kind = worker.kind;
+    if isolate {
+        // A fresh process allocates before the first sample sees it, so its level at the end
+        // of its trial is the measure, not the growth during it.
+        let levels: Vec<f64> = findings
+            .trials
+            .iter()
+            .filter_map(|t| t.tree.get(&kind)?.retained)
+            .collect();
+        let (Some(first), Some(last)) = (levels.first(), levels.last()) else {
+            return (false, "no completed repeats to measure".into());
+        };
+        let mut sorted = levels.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let climbs = last - first > (1024.0 * 1024.0f64).max(0.1 * median);
+        let tail = if climbs {
+            format!(
+                "; it climbs from one fresh process to the next ({} to {}): the memory outlives the process (shared memory, files, a GPU or another daemon)",
+                size(*first),
+                size(*last)
+            )
+        } else {
+            ". The same level in every fresh process is what one process costs; growth that accumulates only when the trial repeats in one process (without --isolate) is a per-trial leak".into()
+        };
+        return (
+            climbs,
+            format!(
+                "each of {} fresh process(es) held {} of {} at the end of its trial (median; {}..{}){tail}",
+                levels.len(),
+                size(median),
+                kind.words(),
+                size(sorted[0]),
+                size(sorted[sorted.len() - 1]),
+            ),
+        );
+    }
+    let finding = worker.kind_finding(kind);
+    let per_trial = finding.and_then(|k| k.per_trial.as_ref());
+    match (worker.verdict, per_trial) {
+        (Verdict::Leak, Some(r)) => (
+            true,
+            format!("LEAKS {} of {}", rate(r, "repeat"), kind.words()),
+        ),
+        (verdict, Some(r)) => (
+            false,
+            format!(
+                "{} ({} of {})",
+                verdict_name(verdict),
+                rate(r, "repeat"),
+                kind.words()
+            ),
+        ),
+        (verdict, None) => (false, verdict_name(verdict).to_string()),
+    }
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Leak => "leaks",
+        Verdict::Plateau => "grows, then stops (a plateau, not a leak)",
+        Verdict::Stable => "stable: no leak",
+        Verdict::InsufficientData => "too few repeats to judge (at least 6)",
+    }
+}
+
+/// A directory name from any text: letters, digits, `=`, `.`, `-` kept, the rest `_`.
+fn file_name(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "=.-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect()
+}
