@@ -38,6 +38,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Re-run a recording under a policy: what it would have done, and memory afterwards.
     Simulate(SimulateArgs),
+    /// Run workers for hours under the policy, with live progress, checkpoints and a verdict.
+    Soak(SoakArgs),
     /// Run a recorded trial again, repeated, to confirm a leak (or each parameter value: --bisect).
     Replay(ReplayArgs),
     /// Print a systemd unit that keeps a memwarden command running, with a watchdog.
@@ -140,6 +142,42 @@ pub struct SimulateArgs {
     /// Leave out what only this host can tell (for reports kept in a repository).
     #[arg(long, hide = true)]
     pub no_host: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// --duration is required: how long the soak lasts (2m in CI, 12h before a rollout).
+    #[command(flatten)]
+    pub record: RecordArgs,
+    /// Number of copies of the command to run; each starts again when it finishes.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Time between SIGTERM and SIGKILL when stopping a worker [default: the policy's, 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub grace: Option<Duration>,
+    /// Growth a worker may show and still pass (e.g. 1MiB/trial, 50MiB/h) [default: any leak
+    /// fails].
+    #[arg(long, value_name = "SIZE/trial|SIZE/h", value_parser = parse_budget)]
+    pub max_growth: Option<GrowthBudget>,
+    /// Write a report checkpoint (and publish it) this often.
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_positive_duration)]
+    pub checkpoint: Duration,
+    /// Copy the run directory into this directory after each checkpoint and at the end.
+    #[arg(long, value_name = "DIR")]
+    pub publish: Option<PathBuf>,
+    /// Run this command after each checkpoint and at the end: a JSON array of strings, where
+    /// `{run_dir}` becomes the run directory, e.g. '["rsync", "-a", "{run_dir}", "host:/runs/"]'
+    /// (run as argv, never through a shell).
+    #[arg(long, value_name = "JSON", value_parser = parse_publish_command)]
+    pub publish_cmd: Option<PublishCommand>,
+    /// Print the verdict as JSON (also written to RUN_DIR/verdict.json).
+    #[arg(long)]
+    pub json: bool,
+    /// The worker command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -319,6 +357,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     crate::policy::parse_positive_duration(text)
+}
+
+/// `--publish-cmd`'s argv (a newtype: clap would take a bare `Vec` for a repeated flag).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishCommand(pub Vec<String>);
+
+fn parse_publish_command(text: &str) -> Result<PublishCommand, String> {
+    crate::soak::publish::parse_command(text).map(PublishCommand)
 }
 
 fn parse_budget(text: &str) -> Result<GrowthBudget, String> {

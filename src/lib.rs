@@ -18,6 +18,7 @@ pub mod recording;
 pub mod replay;
 pub mod report;
 pub mod sampler;
+pub mod soak;
 pub mod supervisor;
 
 #[doc(hidden)]

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff(args),
         Command::Report(args) => commands::report(args),
         Command::Simulate(args) => commands::simulate(args),
+        Command::Soak(args) => commands::soak(args),
         Command::Replay(args) => commands::replay(args),
         Command::SystemdUnit(args) => commands::systemd_unit(args),
         Command::Demo(args) => commands::demo(args),

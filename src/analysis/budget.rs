@@ -30,6 +30,12 @@ pub struct GrowthBudget {
     pub per: Per,
 }
 
+impl std::fmt::Display for GrowthBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", super::text::size(self.bytes), self.per.unit())
+    }
+}
+
 /// Parses a byte size: `512KiB`, `1.5 GiB`, `100MB`, `4096` (bytes).
 pub fn parse_bytes(text: &str) -> Result<f64, String> {
     let text = text.trim();

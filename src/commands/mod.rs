@@ -7,6 +7,7 @@ mod record;
 mod replay;
 mod report;
 mod simulate;
+mod soak;
 
 pub use analyze::{analyze, check, diff};
 pub use demo::demo;
@@ -15,6 +16,7 @@ pub use record::{attach, run};
 pub use replay::replay;
 pub use report::{report, write_report};
 pub use simulate::{simulate, systemd_unit};
+pub use soak::soak;
 
 use std::path::PathBuf;
 

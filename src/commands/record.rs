@@ -130,6 +130,7 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         policy_text: None,
         mode: "run".into(),
         env: Vec::new(),
+        live: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! the gate's questions and the workers' exits, and carries out what it decides. Every action
 //! but a plain "go" is recorded as a `policy` event and said on stderr.
 
+use super::live::{LiveStatus, SharedStatus};
 use super::output::Feed;
 use super::workers::{Ended, Workers};
 use crate::clock::RunClock;
@@ -13,34 +14,48 @@ use std::collections::VecDeque;
 use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
+/// Where the engine's inputs arrive from the sampler, the output pumps and the gates.
+pub(super) struct Inputs {
+    pub readings: Receiver<(u64, Reading)>,
+    pub feed: Receiver<Feed>,
+    pub questions: Receiver<GateQuestion>,
+}
+
 pub(super) struct Enforcer {
     engine: Engine,
     grace: Duration,
     clock: RunClock,
     records: RecordSender,
-    pub(super) readings: Receiver<(u64, Reading)>,
-    pub(super) feed: Receiver<Feed>,
-    pub(super) questions: Receiver<GateQuestion>,
+    readings: Receiver<(u64, Reading)>,
+    feed: Receiver<Feed>,
+    questions: Receiver<GateQuestion>,
+    live: Option<SharedStatus>,
 }
 
 impl Enforcer {
     pub(super) fn new(
         policy: Policy,
         workers: u32,
-        clock: RunClock,
-        records: RecordSender,
-        readings: Receiver<(u64, Reading)>,
-        feed: Receiver<Feed>,
-        questions: Receiver<GateQuestion>,
+        (clock, records): (RunClock, RecordSender),
+        inputs: Inputs,
+        live: Option<SharedStatus>,
     ) -> Self {
         Self {
             grace: policy.restart.grace,
             engine: Engine::new(policy, workers),
             clock,
             records,
-            readings,
-            feed,
-            questions,
+            readings: inputs.readings,
+            feed: inputs.feed,
+            questions: inputs.questions,
+            live,
+        }
+    }
+
+    /// Applies `update` to the live status, if anyone watches it.
+    fn live(&self, update: impl FnOnce(&mut LiveStatus)) {
+        if let Some(live) = &self.live {
+            update(&mut live.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 
@@ -55,7 +70,10 @@ impl Enforcer {
         while let Ok(feed) = self.feed.try_recv() {
             let input = match feed {
                 Feed::TrialStart(worker) => Input::TrialStart { worker },
-                Feed::TrialEnd(worker) => Input::TrialEnd { worker },
+                Feed::TrialEnd(worker) => {
+                    self.live(|s| s.workers.entry(worker).or_default().trial_ended());
+                    Input::TrialEnd { worker }
+                }
             };
             self.step(input, workers);
         }
@@ -82,6 +100,14 @@ impl Enforcer {
             latest = Some(reading);
         }
         if let Some((t_ns, reading)) = latest {
+            let brake_on = self.engine.brake_on();
+            self.live(|s| {
+                s.elapsed_ns = t_ns;
+                s.brake_on = brake_on;
+                for (worker, status) in s.workers.iter_mut() {
+                    status.pss_bytes = reading.workers.get(worker).map_or(0, |m| m.pss_bytes);
+                }
+            });
             let actions = self.engine.step(t_ns, Input::Tick(reading));
             self.carry_out(actions, workers);
         }
@@ -102,6 +128,25 @@ impl Enforcer {
     }
 
     fn carry_out(&mut self, actions: Vec<Action>, workers: &mut Workers) {
+        if actions
+            .iter()
+            .any(|a| a.kind != ActionKind::Answer(Answer::Go))
+        {
+            let counters = self.engine.counters().clone();
+            let brake_on = self.engine.brake_on();
+            self.live(|s| {
+                s.counters = counters;
+                s.brake_on = brake_on;
+                for a in &actions {
+                    if let (ActionKind::Start { .. }, Some(worker)) = (&a.kind, a.worker) {
+                        // A fresh process: its trend starts afresh.
+                        let status = s.workers.entry(worker).or_default();
+                        status.starts += 1;
+                        status.trial_ends.clear();
+                    }
+                }
+            });
+        }
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
             if action.kind != ActionKind::Answer(Answer::Go) {

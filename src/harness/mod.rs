@@ -5,6 +5,7 @@
 //! compaction, and last the manifest that says the run finished.
 
 mod enforce;
+mod live;
 mod output;
 mod workers;
 
@@ -20,6 +21,7 @@ use crate::supervisor::systemd::Notifier;
 use crate::supervisor::{Exit, SpawnOptions, StopRequest};
 use anyhow::{bail, Context};
 use enforce::Enforcer;
+pub use live::{LiveStatus, LiveWorker, SharedStatus};
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
@@ -46,6 +48,8 @@ pub struct HarnessConfig {
     pub mode: String,
     /// More environment for the workers (replay's trial parameters).
     pub env: Vec<(String, String)>,
+    /// Where the harness keeps the live status (soak's progress), when someone watches.
+    pub live: Option<SharedStatus>,
 }
 
 pub enum Workload {
@@ -126,11 +130,13 @@ pub fn record(
         (Some(policy), Workload::Spawn { workers: n, .. }) => Some(Enforcer::new(
             policy,
             *n,
-            clock,
-            records.clone(),
-            readings_rx,
-            feed_rx,
-            questions_rx,
+            (clock, records.clone()),
+            enforce::Inputs {
+                readings: readings_rx,
+                feed: feed_rx,
+                questions: questions_rx,
+            },
+            config.live.clone(),
         )),
         _ => None,
     };

@@ -11,4 +11,5 @@ mod recording;
 mod replay;
 mod report;
 mod run;
+mod soak;
 mod util;

@@ -1,0 +1,180 @@
+//! Soak tests: many workers for hours under the policy, then a verdict. The verdict and the
+//! progress lines are pure (findings, exits, counters and the live status in; words out);
+//! `publish` copies results off the box.
+
+pub mod publish;
+
+use crate::analysis::budget::{check, GrowthBudget};
+use crate::analysis::text::{duration, rate, size};
+use crate::analysis::{Findings, Verdict};
+use crate::harness::LiveStatus;
+use crate::policy::Counters;
+use crate::supervisor::Exit;
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoakVerdict {
+    pub schema_version: u32,
+    /// `pass` or `fail`.
+    pub verdict: String,
+    pub reasons: Vec<String>,
+    pub run_dir: String,
+    pub duration_s: f64,
+    pub workers: u32,
+    pub trials: usize,
+    /// Workers whose retained memory grows beyond the budget (or leaks, without one).
+    pub leaking_workers: Vec<u32>,
+    pub crashes: usize,
+    pub policy: Counters,
+}
+
+impl SoakVerdict {
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+}
+
+/// Pass: no leak beyond the budget (any leak without one), no OOM kill, no crash, the brake
+/// never engaged, the run not degraded. `failed` are the worker exits memwarden did not cause.
+pub fn judge(
+    findings: &Findings,
+    budget: Option<GrowthBudget>,
+    failed: &[(u32, Exit)],
+    counters: &Counters,
+    duration_s: f64,
+) -> SoakVerdict {
+    let mut reasons = Vec::new();
+    let mut leaking = Vec::new();
+    match budget {
+        Some(budget) => match check(findings, findings_kind(findings), budget) {
+            Ok(report) => {
+                for w in report.workers.iter().filter(|w| w.exceeds) {
+                    leaking.push(w.worker);
+                    reasons.push(format!(
+                        "worker {} grows {} (over the budget {})",
+                        w.worker,
+                        rate(&w.rate, budget.per.unit()),
+                        budget
+                    ));
+                }
+            }
+            Err(why) => reasons.push(format!("cannot judge growth against the budget: {why}")),
+        },
+        None => {
+            for w in findings
+                .workers
+                .iter()
+                .filter(|w| w.verdict == Verdict::Leak)
+            {
+                leaking.push(w.worker);
+                let how = w
+                    .kind_finding(w.kind)
+                    .and_then(|k| {
+                        k.per_trial
+                            .map(|r| rate(&r, "trial"))
+                            .or(k.per_hour.map(|r| rate(&r, "h")))
+                    })
+                    .unwrap_or_default();
+                reasons.push(format!(
+                    "worker {} leaks {} {how}",
+                    w.worker,
+                    w.kind.words()
+                ));
+            }
+        }
+    }
+    for (worker, exit) in failed {
+        reasons.push(match (exit.code, exit.signal) {
+            (_, Some(9)) => format!("worker {worker} was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"),
+            (_, Some(signal)) => format!("worker {worker} crashed (signal {signal})"),
+            (Some(code), _) => format!("worker {worker} exited with code {code}"),
+            _ => format!("worker {worker} ended unexpectedly"),
+        });
+    }
+    if counters.brake_engagements > 0 {
+        reasons.push(format!(
+            "the brake engaged {} time(s) and held back {} trial(s): memory ran short",
+            counters.brake_engagements, counters.brakes
+        ));
+    }
+    reasons.extend(counters.degraded.iter().map(|d| format!("degraded: {d}")));
+    SoakVerdict {
+        schema_version: 1,
+        verdict: if reasons.is_empty() { "pass" } else { "fail" }.into(),
+        reasons,
+        run_dir: findings.run.dir.clone(),
+        duration_s,
+        workers: findings.run.workers,
+        trials: findings.trials.len(),
+        leaking_workers: leaking,
+        crashes: failed.len(),
+        policy: counters.clone(),
+    }
+}
+
+/// The kind the budget applies to: the first worker's headline kind (anonymous memory, or PSS).
+fn findings_kind(findings: &Findings) -> crate::analysis::Kind {
+    findings
+        .workers
+        .iter()
+        .find(|w| w.verdict == Verdict::Leak)
+        .or(findings.workers.first())
+        .map_or(crate::analysis::Kind::Pss, |w| w.kind)
+}
+
+pub fn verdict_text(verdict: &SoakVerdict) -> String {
+    let mut out = format!(
+        "soak {}: {} worker(s), {} trial(s) in {}\n",
+        verdict.verdict.to_uppercase(),
+        verdict.workers,
+        verdict.trials,
+        duration(verdict.duration_s)
+    );
+    for reason in &verdict.reasons {
+        out.push_str(&format!("  - {reason}\n"));
+    }
+    out
+}
+
+/// One line for logs (CI) and the first line of the terminal display.
+pub fn progress_line(status: &LiveStatus, total_s: f64) -> String {
+    let elapsed = status.elapsed_ns as f64 / 1e9;
+    let trials: u64 = status.workers.values().map(|w| w.trials).sum();
+    let restarts: u64 = status.counters.restarts.values().sum();
+    format!(
+        "{} elapsed, {} left; {trials} trial(s); brake {} ({} held back); {restarts} restart(s), {} crash(es)",
+        duration(elapsed),
+        duration((total_s - elapsed).max(0.0)),
+        if status.brake_on { "ON" } else { "off" },
+        status.counters.brakes,
+        status.counters.crashes,
+    )
+}
+
+/// One line per worker: memory now, trials, and the trend of its retained memory per trial.
+pub fn worker_lines(status: &LiveStatus) -> Vec<String> {
+    status
+        .workers
+        .iter()
+        .map(|(worker, w)| {
+            let trend = w
+                .trend_per_trial()
+                .map_or("trend: too few trials".into(), |slope| {
+                    format!(
+                        "trend {}{}/trial",
+                        if slope >= 0.0 { "+" } else { "" },
+                        size(slope)
+                    )
+                });
+            format!(
+                "worker {worker}: {} PSS, {} trial(s), {trend}, started {} time(s)",
+                size(w.pss_bytes as f64),
+                w.trials,
+                w.starts
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

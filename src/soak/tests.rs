@@ -1,0 +1,76 @@
+//! The verdict on the fixture recordings, with synthetic exits and policy counters.
+
+use super::*;
+use crate::analysis::{analyze, Options};
+use crate::recording::Recording;
+
+fn findings(name: &str) -> Findings {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/runs")
+        .join(name);
+    analyze(
+        &Recording::open(&dir).expect("fixture opens"),
+        &Options::default(),
+    )
+    .expect("analyzes")
+}
+
+#[test]
+fn a_leak_fails_and_names_the_worker() {
+    let verdict = judge(&findings("leak"), None, &[], &Counters::default(), 60.0);
+    assert!(!verdict.passed());
+    assert_eq!(verdict.leaking_workers, [0]);
+    assert!(
+        verdict.reasons[0].starts_with("worker 0 leaks anonymous memory +"),
+        "{:?}",
+        verdict.reasons
+    );
+}
+
+#[test]
+fn a_plateau_passes_unless_something_else_went_wrong() {
+    let plateau = findings("plateau");
+    assert!(judge(&plateau, None, &[], &Counters::default(), 60.0).passed());
+    let counters = Counters {
+        brake_engagements: 2,
+        brakes: 7,
+        ..Counters::default()
+    };
+    let killed = Exit {
+        code: None,
+        signal: Some(9),
+    };
+    let crashed = Exit {
+        code: Some(3),
+        signal: None,
+    };
+    let verdict = judge(
+        &plateau,
+        None,
+        &[(1, killed), (0, crashed)],
+        &counters,
+        60.0,
+    );
+    assert_eq!(
+        verdict.reasons,
+        [
+            "worker 1 was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)",
+            "worker 0 exited with code 3",
+            "the brake engaged 2 time(s) and held back 7 trial(s): memory ran short",
+        ]
+    );
+}
+
+#[test]
+fn a_budget_tolerates_growth_under_it() {
+    let leak = findings("leak");
+    let generous: GrowthBudget = "1GiB/trial".parse().expect("budget");
+    assert!(judge(&leak, Some(generous), &[], &Counters::default(), 60.0).passed());
+    let strict: GrowthBudget = "1MiB/trial".parse().expect("budget");
+    let verdict = judge(&leak, Some(strict), &[], &Counters::default(), 60.0);
+    assert!(
+        verdict.reasons[0].contains("(over the budget 1.0 MiB/trial)"),
+        "{:?}",
+        verdict.reasons
+    );
+}
