@@ -30,6 +30,7 @@ pub(super) struct Enforcer {
     feed: Receiver<Feed>,
     questions: Receiver<GateQuestion>,
     live: Option<SharedStatus>,
+    quiet_starts: bool,
 }
 
 impl Enforcer {
@@ -48,6 +49,7 @@ impl Enforcer {
             readings: inputs.readings,
             feed: inputs.feed,
             questions: inputs.questions,
+            quiet_starts: live.is_some(),
             live,
         }
     }
@@ -186,7 +188,10 @@ impl Enforcer {
     }
 
     fn record(&self, action: &Action) {
-        let noisy = matches!(action.kind, ActionKind::Answer(_));
+        // Answers come before every trial; starts are routine where workers are started again
+        // whenever they finish (soak), and the progress display counts them.
+        let noisy = matches!(action.kind, ActionKind::Answer(_))
+            || (self.quiet_starts && matches!(action.kind, ActionKind::Start { .. }));
         if !noisy {
             let who = action
                 .worker
