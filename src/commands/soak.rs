@@ -8,9 +8,12 @@ use crate::analysis::{self, Options};
 use crate::cli::{ReportArgs, SoakArgs};
 use crate::harness::{record, LiveStatus, SharedStatus, Workload};
 use crate::policy::Policy;
+use crate::recording::EventKind;
 use crate::recording::{write_atomically, Recording};
 use crate::soak::publish::{publish, Publisher};
-use crate::soak::{judge, progress_line, verdict_text, worker_lines, SoakVerdict};
+use crate::soak::{
+    judge, oom_kills_of_run, progress_line, verdict_text, worker_lines, SoakVerdict,
+};
 use crate::supervisor::stop_on_signals;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -85,10 +88,12 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     let findings = analysis::analyze(&recording, &Options::default())?;
     let counters = summary.policy.clone().unwrap_or_default();
     let elapsed = live.lock().map_or(0, |s| s.elapsed_ns) as f64 / 1e9;
+    let kills = kernel_kills(&recording);
     let verdict = judge(
         &findings,
         args.max_growth,
         &summary.failed_workers,
+        &kills,
         &counters,
         elapsed,
     );
@@ -110,6 +115,37 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FINDING
     })
+}
+
+/// OOM kills of the run's processes in the kernel log (`dmesg -T`), which also sees a worker's
+/// children; where it cannot be read, says so: only the workers' own exits are then checked.
+fn kernel_kills(recording: &Recording) -> Vec<String> {
+    let output = std::process::Command::new("dmesg").arg("-T").output();
+    let text = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => {
+            eprintln!("memwarden: note: cannot read the kernel log (dmesg -T): OOM kills of the workers' child processes are not checked");
+            return Vec::new();
+        }
+    };
+    let pids = recording
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
+                Some((pid, e.worker?))
+            }
+            _ => None,
+        })
+        .collect();
+    let start = recording.manifest.start_wall_ns;
+    let year =
+        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(start))
+            .to_string()
+            .get(..4)
+            .and_then(|y| y.parse().ok())
+            .unwrap_or(1970);
+    oom_kills_of_run(&crate::report::oom_kills(&text, year), &pids, start)
 }
 
 fn write_verdict(path: &Path, verdict: &SoakVerdict) -> anyhow::Result<()> {
@@ -148,6 +184,7 @@ fn checkpoint(
         let verdict = judge(
             &findings,
             budget,
+            &[],
             &[],
             &status.counters,
             status.elapsed_ns as f64 / 1e9,

@@ -40,6 +40,7 @@ pub fn judge(
     findings: &Findings,
     budget: Option<GrowthBudget>,
     failed: &[(u32, Exit)],
+    kernel_kills: &[String],
     counters: &Counters,
     duration_s: f64,
 ) -> SoakVerdict {
@@ -83,6 +84,7 @@ pub fn judge(
             }
         }
     }
+    reasons.extend(kernel_kills.iter().cloned());
     for (worker, exit) in failed {
         reasons.push(match (exit.code, exit.signal) {
             (_, Some(9)) => format!("worker {worker} was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"),
@@ -110,6 +112,26 @@ pub fn judge(
         crashes: failed.len(),
         policy: counters.clone(),
     }
+}
+
+/// The kernel's OOM kills of the run's processes: a pid recorded for a worker, killed after the
+/// run started (a kill without a wall-clock time cannot be placed and is left out).
+pub fn oom_kills_of_run(
+    kills: &[crate::report::OomKill],
+    pids: &std::collections::BTreeMap<i32, u32>,
+    start_wall_ns: u64,
+) -> Vec<String> {
+    kills
+        .iter()
+        .filter(|k| matches!(k.time, crate::report::KernelTime::Wall(ns) if ns >= start_wall_ns))
+        .filter_map(|k| {
+            let worker = pids.get(&k.pid)?;
+            Some(format!(
+                "the kernel's OOM killer killed pid {} ({}) of worker {worker}",
+                k.pid, k.name
+            ))
+        })
+        .collect()
 }
 
 /// The kind the budget applies to: the first worker's headline kind (anonymous memory, or PSS).

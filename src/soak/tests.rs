@@ -17,7 +17,14 @@ fn findings(name: &str) -> Findings {
 
 #[test]
 fn a_leak_fails_and_names_the_worker() {
-    let verdict = judge(&findings("leak"), None, &[], &Counters::default(), 60.0);
+    let verdict = judge(
+        &findings("leak"),
+        None,
+        &[],
+        &[],
+        &Counters::default(),
+        60.0,
+    );
     assert!(!verdict.passed());
     assert_eq!(verdict.leaking_workers, [0]);
     assert!(
@@ -30,7 +37,7 @@ fn a_leak_fails_and_names_the_worker() {
 #[test]
 fn a_plateau_passes_unless_something_else_went_wrong() {
     let plateau = findings("plateau");
-    assert!(judge(&plateau, None, &[], &Counters::default(), 60.0).passed());
+    assert!(judge(&plateau, None, &[], &[], &Counters::default(), 60.0).passed());
     let counters = Counters {
         brake_engagements: 2,
         brakes: 7,
@@ -44,16 +51,13 @@ fn a_plateau_passes_unless_something_else_went_wrong() {
         code: Some(3),
         signal: None,
     };
-    let verdict = judge(
-        &plateau,
-        None,
-        &[(1, killed), (0, crashed)],
-        &counters,
-        60.0,
-    );
+    let oom = ["the kernel's OOM killer killed pid 7 (python) of worker 0".to_string()];
+    let failed = [(1, killed), (0, crashed)];
+    let verdict = judge(&plateau, None, &failed, &oom, &counters, 60.0);
     assert_eq!(
         verdict.reasons,
         [
+            "the kernel's OOM killer killed pid 7 (python) of worker 0",
             "worker 1 was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)",
             "worker 0 exited with code 3",
             "the brake engaged 2 time(s) and held back 7 trial(s): memory ran short",
@@ -65,12 +69,37 @@ fn a_plateau_passes_unless_something_else_went_wrong() {
 fn a_budget_tolerates_growth_under_it() {
     let leak = findings("leak");
     let generous: GrowthBudget = "1GiB/trial".parse().expect("budget");
-    assert!(judge(&leak, Some(generous), &[], &Counters::default(), 60.0).passed());
+    assert!(judge(&leak, Some(generous), &[], &[], &Counters::default(), 60.0).passed());
     let strict: GrowthBudget = "1MiB/trial".parse().expect("budget");
-    let verdict = judge(&leak, Some(strict), &[], &Counters::default(), 60.0);
+    let verdict = judge(&leak, Some(strict), &[], &[], &Counters::default(), 60.0);
     assert!(
         verdict.reasons[0].contains("(over the budget 1.0 MiB/trial)"),
         "{:?}",
         verdict.reasons
+    );
+}
+
+#[test]
+fn only_kernel_kills_of_the_runs_processes_after_its_start_count() {
+    use crate::report::{KernelTime, OomKill};
+    let kill = |pid: i32, wall_s: u64| OomKill {
+        time: KernelTime::Wall(wall_s * 1_000_000_000),
+        pid,
+        name: "python".into(),
+        anon_rss_bytes: None,
+        cgroup: false,
+    };
+    let pids = [(41, 0u32), (42, 1)].into();
+    let kills = [kill(41, 90), kill(42, 110), kill(43, 120)];
+    let mut unplaced = kill(42, 0);
+    unplaced.time = KernelTime::SinceBoot(5.0);
+    let found = oom_kills_of_run(
+        &[kills.as_slice(), &[unplaced]].concat(),
+        &pids,
+        100_000_000_000,
+    );
+    assert_eq!(
+        found,
+        ["the kernel's OOM killer killed pid 42 (python) of worker 1"]
     );
 }
