@@ -136,6 +136,7 @@ pub fn write(dir: &Path) -> Written {
                 wall_ns: 1_795_000_000_000_000_000 + t_ns,
                 system,
                 processes,
+                gpus: Vec::new(),
             };
             encode(&tick, &mut buf).expect("encodes");
         }

@@ -95,6 +95,7 @@ pub fn record(
     let sampler_config = SamplerConfig {
         interval: config.interval,
         readings: enforcing.then_some(readings_tx),
+        gpu: true,
         rollup_cpu_fraction: config.rollup_cpu_fraction,
         root: config.root.clone(),
     };

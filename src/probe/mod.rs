@@ -1,9 +1,10 @@
-//! Everything that reads /proc (and, later, NVML). Nothing else in memwarden touches them.
+//! Everything that reads /proc and NVML. Nothing else in memwarden touches them.
 //!
 //! Every reader takes a root directory (`/proc` normally; a fake tree built from captured kernel
 //! text in tests) and parses bytes with the procfs crate. A process that vanishes mid-read is
 //! normal: readers return `None`, never an error and never a zero sample.
 
+pub mod gpu;
 mod process;
 mod smaps;
 mod system;

@@ -40,6 +40,9 @@ pub struct ProcessHandle {
     /// Start time in clock ticks since boot: with the pid, a unique identity.
     pub start_ticks: u64,
     pub command: String,
+    /// The pid in each pid namespace from this /proc's outward in (`NSpid`): NVML reports the
+    /// outermost one, which differs from `pid` only when the process is in a nested namespace.
+    pub ns_pids: Vec<i32>,
 }
 
 impl ProcessHandle {
@@ -54,6 +57,11 @@ impl ProcessHandle {
             .filter(|argv| !argv.is_empty())
             .map(|argv| argv.join(" "))
             .unwrap_or_else(|| format!("[{}]", stat.comm));
+        let ns_pids = process
+            .status()
+            .ok()
+            .and_then(|s| s.nspid)
+            .unwrap_or_else(|| vec![pid]);
         Some(Self {
             process,
             status,
@@ -64,6 +72,7 @@ impl ProcessHandle {
             ppid: stat.ppid,
             start_ticks: stat.starttime,
             command,
+            ns_pids,
         })
     }
 

@@ -2,8 +2,8 @@
 //! never runs on the sampling path. A segment's log is removed only after its Parquet files are
 //! durable under their final names; a crash in between leaves both, and readers prefer Parquet.
 
-use super::tables::{samples_frame, smaps_frame, system_frame};
-use super::{frame, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError};
+use super::tables::{gpu_frame, samples_frame, smaps_frame, system_frame};
+use super::{frame, gpu_path, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -77,6 +77,10 @@ pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
         let (ticks, _) = frame::decode_all::<Tick>(&bytes);
         let index: u32 = index.parse().unwrap_or(0);
         let dir = log.parent().unwrap_or(Path::new("."));
+        // First: a reader takes the Parquet files once samples and system are both there.
+        if ticks.iter().any(|t| !t.gpus.is_empty()) {
+            write_parquet(&mut gpu_frame(&ticks).map_err(table)?, &gpu_path(dir, index))?;
+        }
         write_parquet(
             &mut system_frame(&ticks).map_err(table)?,
             &system_path(dir, index),

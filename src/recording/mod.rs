@@ -77,3 +77,8 @@ pub(crate) fn stream_path(dir: &Path, stream: Stream, index: u32, extension: &st
 pub(crate) fn system_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("system-{index:06}.parquet"))
 }
+
+/// `gpu-000001.parquet`: written only for segments that hold GPU device samples.
+pub(crate) fn gpu_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("gpu-{index:06}.parquet"))
+}

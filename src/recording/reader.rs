@@ -4,7 +4,7 @@
 use super::manifest::{read_manifest, Manifest};
 use super::schema::{Event, SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
-use super::{frame, stream_path, system_path, RecordingError, Stream};
+use super::{frame, gpu_path, stream_path, system_path, RecordingError, Stream};
 use polars::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -155,6 +155,25 @@ impl Recording {
             select(&|| tables::samples_frame(&ticks), sample_columns)?,
             select(&|| tables::system_frame(&ticks), system_columns)?,
         ))
+    }
+
+    /// One segment's GPU device samples (`t_ns`, `device`, `used`, `total`, `utilization`);
+    /// empty where none were measured. A raw log is decoded again here without counting its
+    /// damage a second time.
+    pub fn gpu_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
+        let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
+        if samples_parquet.exists() && system_path(&self.dir, index).exists() {
+            let path = gpu_path(&self.dir, index);
+            return if path.exists() {
+                read_parquet(&path, None)
+            } else {
+                tables::gpu_frame(&[]).map_err(|source| RecordingError::Table { path, source })
+            };
+        }
+        let log = stream_path(&self.dir, Stream::Samples, index, "log");
+        let bytes = std::fs::read(&log).unwrap_or_default();
+        let (ticks, _) = frame::decode_all::<Tick>(&bytes);
+        tables::gpu_frame(&ticks).map_err(|source| RecordingError::Table { path: log, source })
     }
 
     /// The trial-boundary memory maps, one row per (condensed) mapping.

@@ -18,6 +18,19 @@ pub struct Tick {
     pub wall_ns: u64,
     pub system: SystemSample,
     pub processes: Vec<ProcessSample>,
+    /// Each GPU's memory, when NVML (or the test fake) answers; empty means not measured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<GpuDeviceSample>,
+}
+
+/// One GPU device at one tick.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GpuDeviceSample {
+    pub device: u32,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+    /// Percent of the driver's last sample period that a kernel ran, where it says.
+    pub utilization_percent: Option<u32>,
 }
 
 /// System-wide memory and pressure, read every tick.
@@ -50,7 +63,8 @@ pub struct ProcessSample {
     pub pss: Option<u64>,
     /// Private clean + private dirty, from the same smaps_rollup read as `pss`.
     pub uss: Option<u64>,
-    /// GPU memory used by this process (a later issue fills it; absent means not measured).
+    /// GPU memory used by this process, from NVML; `None` where it is not measured (no GPU, no
+    /// driver, or per-process attribution impossible), never a fake 0.
     #[serde(default)]
     pub gpu: Option<u64>,
 }

@@ -74,6 +74,27 @@ pub(crate) fn system_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
     )
 }
 
+/// One row per GPU device per tick.
+pub(crate) fn gpu_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
+    let rows: Vec<(u64, &crate::recording::GpuDeviceSample)> = ticks
+        .iter()
+        .flat_map(|t| t.gpus.iter().map(move |g| (t.t_ns, g)))
+        .collect();
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("t_ns".into(), rows.iter().map(|r| r.0).collect::<Vec<u64>>()),
+            Column::new("device".into(), rows.iter().map(|r| r.1.device).collect::<Vec<u32>>()),
+            Column::new("used".into(), rows.iter().map(|r| r.1.used_bytes).collect::<Vec<u64>>()),
+            Column::new("total".into(), rows.iter().map(|r| r.1.total_bytes).collect::<Vec<u64>>()),
+            Column::new(
+                "utilization".into(),
+                rows.iter().map(|r| r.1.utilization_percent).collect::<Vec<Option<u32>>>(),
+            ),
+        ],
+    )
+}
+
 pub(crate) fn smaps_frame(snapshots: &[SmapsSnapshot]) -> PolarsResult<DataFrame> {
     let rows: Vec<_> = snapshots
         .iter()

@@ -7,13 +7,15 @@
 //! overrun event; the cadence skips ahead rather than bursting to catch up.
 
 pub mod budget;
+mod gpu;
 mod tree;
 
 use crate::clock::RunClock;
 use crate::policy::{Reading, WorkerMemory};
 use crate::probe::{condense, ProcRoot, ProcessHandle, SystemProbe};
 use crate::recording::{
-    Boundary, EventKind, ProcessSample, Record, RecordSender, SmapsSnapshot, SystemSample, Tick,
+    Boundary, EventKind, GpuDeviceSample, ProcessSample, Record, RecordSender, SmapsSnapshot,
+    SystemSample, Tick,
 };
 use budget::{Candidate, RollupBudget};
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +31,8 @@ pub struct SamplerConfig {
     pub interval: Duration,
     /// Each tick's memory, condensed for the policy engine (none: no policy).
     pub readings: Option<Sender<(u64, Reading)>>,
+    /// Sample GPU memory (NVML) too.
+    pub gpu: bool,
     /// Share of one core that smaps_rollup reads may use, all together.
     pub rollup_cpu_fraction: f64,
     pub root: ProcRoot,
@@ -132,6 +136,7 @@ struct SamplerLoop {
     unreported_overruns: u64,
     last_overrun_report: Instant,
     beat: Arc<AtomicU64>,
+    gpu: Option<gpu::GpuThread>,
 }
 
 impl SamplerLoop {
@@ -145,6 +150,7 @@ impl SamplerLoop {
         let (tx, rx) = mpsc::channel::<SnapshotJob>();
         let snapshot_records = records.clone();
         let root = config.root.clone();
+        let gpu = config.gpu.then(|| gpu::GpuThread::start(config.interval));
         let snapshot_thread = std::thread::Builder::new()
             .name("memwarden-smaps".into())
             .spawn(move || snapshot_worker(root, rx, snapshot_records))
@@ -163,6 +169,7 @@ impl SamplerLoop {
             unreported_overruns: 0,
             last_overrun_report: Instant::now(),
             beat,
+            gpu,
         }
     }
 
@@ -276,6 +283,7 @@ impl SamplerLoop {
             }
         }
         self.emit(events);
+        let gpus = self.read_gpu(&mut processes);
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
         self.read_rollups(t_ns, &forced, &mut processes);
@@ -291,7 +299,27 @@ impl SamplerLoop {
             wall_ns,
             system,
             processes,
+            gpus,
         });
+    }
+
+    fn read_gpu(&mut self, processes: &mut [ProcessSample]) -> Vec<GpuDeviceSample> {
+        let Some(gpu) = self.gpu.as_mut() else {
+            return Vec::new();
+        };
+        let tracked: BTreeMap<i32, Vec<i32>> = self
+            .workers
+            .values()
+            .flat_map(|w| w.processes.values())
+            .map(|t| (t.handle.pid, t.handle.ns_pids.clone()))
+            .collect();
+        let mut notes = Vec::new();
+        let devices = gpu.apply(&self.config.root, &tracked, processes, &mut notes);
+        for message in notes {
+            self.records
+                .event_now(&self.clock, None, EventKind::Note { message });
+        }
+        devices
     }
 
     fn read_rollups(&mut self, t_ns: u64, forced: &BTreeSet<u32>, processes: &mut [ProcessSample]) {

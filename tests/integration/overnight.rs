@@ -147,6 +147,7 @@ pub fn write(dir: &Path) {
                 harness_rss_bytes: 30 << 20,
             },
             processes,
+            gpus: Vec::new(),
         };
         encode(&tick, &mut samples).expect("encodes");
     }
