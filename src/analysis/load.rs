@@ -68,6 +68,8 @@ pub struct Loaded {
     /// Per worker, when it was started again (ns since the start), in order.
     pub restarts: BTreeMap<u32, Vec<u64>>,
     pub system: Option<SystemSummary>,
+    /// Per GPU device: used (slot 0) and total (slot 1) memory over time.
+    pub devices: BTreeMap<u32, Timeline>,
     pub process_samples: u64,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
@@ -137,7 +139,9 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         source,
     };
     let mut system: Option<SystemSummary> = None;
+    let mut devices: BTreeMap<u32, Timeline> = BTreeMap::new();
     for index in recording.sample_segments()? {
+        push_devices(&mut devices, &recording.gpu_segment(index)?, interval_ns).map_err(table)?;
         let (segment, system_segment) =
             recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
         push_system(&mut system, &system_segment, interval_ns).map_err(table)?;
@@ -226,6 +230,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         processes,
         restarts,
         system,
+        devices,
         process_samples,
         first_ns,
         last_ns,
@@ -399,6 +404,34 @@ fn push_system(
         values[0] = Some(available);
         values[1] = psi;
         s.timeline.push(t, &values);
+    }
+    Ok(())
+}
+
+/// Folds one segment's GPU device samples into per-device timelines.
+fn push_devices(
+    devices: &mut BTreeMap<u32, Timeline>,
+    df: &DataFrame,
+    interval_ns: u64,
+) -> PolarsResult<()> {
+    if df.height() == 0 {
+        return Ok(());
+    }
+    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
+        Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.iter().collect())
+    };
+    let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
+    for i in 0..df.height() {
+        let (Some(t), Some(device)) = (t[i], device[i]) else {
+            continue;
+        };
+        let mut values: Values = Default::default();
+        values[0] = used[i].map(|v| v as f64);
+        values[1] = total[i].map(|v| v as f64);
+        devices
+            .entry(device as u32)
+            .or_insert_with(|| Timeline::new(interval_ns, TIMELINE_BUCKETS))
+            .push(t, &values);
     }
     Ok(())
 }

@@ -66,6 +66,8 @@ pub struct Analysis {
     /// Per worker, the tree's memory over time.
     pub timelines: BTreeMap<u32, Timeline>,
     pub system: Option<SystemSummary>,
+    /// Per GPU device, its memory over time: used in slot 0, total in slot 1.
+    pub devices: BTreeMap<u32, Timeline>,
     /// The last sample's time (ns since the start).
     pub last_sample_ns: Option<u64>,
 }
@@ -162,6 +164,7 @@ pub fn analyze_with_series(
         findings,
         timelines: loaded.timelines,
         system: loaded.system,
+        devices: loaded.devices,
         last_sample_ns: loaded.last_ns,
     })
 }
@@ -218,6 +221,7 @@ pub fn logs_only(
         findings,
         timelines: BTreeMap::new(),
         system: None,
+        devices: BTreeMap::new(),
         last_sample_ns: last_ns,
     }
 }
@@ -299,9 +303,11 @@ fn machine_forecast(
                 .kind_finding(Kind::Pss)
                 .filter(|k| k.verdict != Verdict::InsufficientData)
                 .or_else(|| w.kind_finding(Kind::Rss))?;
+            // GPU memory is not the machine's: a GPU leak does not bring host memory closer to
+            // running out (the GPU's own headroom is in the report's device summary).
             let growing = w
                 .kind_finding(w.kind)
-                .filter(|k| k.verdict == Verdict::Leak);
+                .filter(|k| k.verdict == Verdict::Leak && k.kind != Kind::Gpu);
             let trials = loaded.trials.get(&w.worker);
             let trial_hours = trials.and_then(|t| {
                 let starts: Vec<f64> = t

@@ -177,6 +177,30 @@ pub fn write_plots(
             )?);
         }
     }
+    for (device, timeline) in &analysis.devices {
+        let used: Vec<(f64, f64)> = timeline
+            .buckets()
+            .filter_map(|b| Some((seconds(b.t_ns), b.max[0]?)))
+            .collect();
+        let total = timeline.buckets().filter_map(|b| b.max[1]).last();
+        if used.is_empty() {
+            continue;
+        }
+        let chart = TimeChart {
+            title: format!("GPU {device}: memory used (all processes)"),
+            start_wall_ns,
+            lines: vec![Line {
+                name: "used (highest per interval)".into(),
+                points: used,
+            }],
+            thresholds: total.map(|t| (t, "total".to_string())).into_iter().collect(),
+            ..TimeChart::default()
+        };
+        let name = format!("gpu-{device}-memory");
+        refs.push(emit(dir, format, &name, &chart.title, |path, format| {
+            plot::time_chart(path, format, &chart)
+        })?);
+    }
     Ok(refs)
 }
 

@@ -148,6 +148,20 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             ))
         ));
     }
+    for (device, timeline) in &input.analysis.devices {
+        let used: Vec<f64> = timeline.buckets().filter_map(|b| b.max[0]).collect();
+        let total = timeline.buckets().filter_map(|b| b.max[1]).last();
+        if let (Some(first), Some(last), Some(total)) = (used.first(), used.last(), total) {
+            let peak = used.iter().copied().fold(0.0, f64::max);
+            paragraph.push(format!(
+                "GPU {device} memory went from {} to {} used (peak {}) of {}.",
+                size(*first),
+                size(*last),
+                size(peak),
+                size(total)
+            ));
+        }
+    }
     if let Some(hours) = f.forecast.as_ref().and_then(|fc| fc.exhausted_in_hours) {
         paragraph.push(format!(
             "At this rate memory runs out in about {}.",
