@@ -418,7 +418,12 @@ fn push_devices(
         return Ok(());
     }
     let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
-        Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.iter().collect())
+        Ok(df
+            .column(name)?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .iter()
+            .collect())
     };
     let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
     for i in 0..df.height() {

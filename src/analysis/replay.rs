@@ -45,6 +45,7 @@ pub fn for_each_recorded(
         let (segment, system) =
             recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
         let mut readings = system_readings(&system).map_err(table)?;
+        add_devices(&recording.gpu_segment(index)?, &mut readings).map_err(table)?;
         if segment.height() > 0 {
             let (filled, next) = fill_forward(segment, carry.take()).map_err(table)?;
             carry = Some(next);
@@ -85,10 +86,36 @@ fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
                 mem_available_bytes: available,
                 psi_full_avg10: psi[i],
                 workers: BTreeMap::new(),
+                devices: Vec::new(),
             },
         );
     }
     Ok(readings)
+}
+
+fn add_devices(gpu: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {
+    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
+        Ok(gpu
+            .column(name)?
+            .cast(&DataType::UInt64)?
+            .u64()?
+            .iter()
+            .collect())
+    };
+    if gpu.height() == 0 {
+        return Ok(());
+    }
+    let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
+    for i in 0..gpu.height() {
+        if let (Some(t), Some(device), Some(used), Some(total)) =
+            (t[i], device[i], used[i], total[i])
+        {
+            if let Some(reading) = readings.get_mut(&t) {
+                reading.devices.push((device as u32, used, total));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {

@@ -209,6 +209,9 @@ pub struct Restart {
     /// Restart a worker whose tree's GPU memory passes this.
     #[serde(deserialize_with = "opt_size")]
     pub max_worker_gpu: Option<Spanned<u64>>,
+    /// A GPU with less free memory than this restarts the worker holding the most GPU memory.
+    #[serde(deserialize_with = "opt_threshold")]
+    pub min_device_free: Option<Spanned<Threshold>>,
     /// Restart each worker after this many trials.
     #[serde(deserialize_with = "trials")]
     pub every_trials: Option<u32>,
@@ -253,6 +256,7 @@ impl Default for Restart {
         Self {
             max_worker_pss: None,
             max_worker_gpu: None,
+            min_device_free: None,
             every_trials: None,
             every: None,
             emergency_floor: Some(Spanned::new(0..0, Threshold::Percent(5.0))),

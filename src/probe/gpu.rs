@@ -149,17 +149,24 @@ impl GpuSource for FakeGpu {
                 continue;
             };
             snapshot.devices.push(GpuDevice {
-                index: index.parse().map_err(|_| format!("fake GPU: bad line {line:?}"))?,
+                index: index
+                    .parse()
+                    .map_err(|_| format!("fake GPU: bad line {line:?}"))?,
                 name: words.next().unwrap_or("Fake GPU").to_string(),
                 used_bytes: 0,
-                total_bytes: total.parse().map_err(|_| format!("fake GPU: bad line {line:?}"))?,
+                total_bytes: total
+                    .parse()
+                    .map_err(|_| format!("fake GPU: bad line {line:?}"))?,
                 utilization_percent: Some(0),
             });
         }
         for entry in std::fs::read_dir(&self.dir).map_err(|e| format!("fake GPU: {e}"))? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name().to_string_lossy().into_owned();
-            let pid: u32 = if let Some(pid) = name.strip_prefix("pid-").and_then(|p| p.parse::<u32>().ok()) {
+            let pid: u32 = if let Some(pid) = name
+                .strip_prefix("pid-")
+                .and_then(|p| p.parse::<u32>().ok())
+            {
                 if !Path::new("/proc").join(pid.to_string()).exists() {
                     continue;
                 }
@@ -261,8 +268,15 @@ mod tests {
         // Worker 100 is seen by the host as 100; its child 7 lives in a nested namespace where
         // the host calls it 5007. Pid 900 is someone else's, visible here.
         let tracked = [(100, vec![100]), (7, vec![5007, 7]), (8, vec![8])].into();
-        let found = attribute(&snapshot(&[(100, 10), (5007, 20), (900, 99)]), &tracked, |_| true);
-        assert_eq!(found, Attribution::Known([(7, 20), (8, 0), (100, 10)].into()));
+        let found = attribute(
+            &snapshot(&[(100, 10), (5007, 20), (900, 99)]),
+            &tracked,
+            |_| true,
+        );
+        assert_eq!(
+            found,
+            Attribution::Known([(7, 20), (8, 0), (100, 10)].into())
+        );
     }
 
     #[test]
@@ -298,7 +312,8 @@ mod tests {
 
     #[test]
     fn without_a_driver_opening_says_why() {
-        if std::env::var_os("MEMWARDEN_FAKE_GPU").is_some() || Path::new("/dev/nvidiactl").exists() {
+        if std::env::var_os("MEMWARDEN_FAKE_GPU").is_some() || Path::new("/dev/nvidiactl").exists()
+        {
             println!("skipped: this machine has an NVIDIA driver (or a fake); the reason is for machines without");
             return;
         }

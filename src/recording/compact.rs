@@ -79,7 +79,10 @@ pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
         let dir = log.parent().unwrap_or(Path::new("."));
         // First: a reader takes the Parquet files once samples and system are both there.
         if ticks.iter().any(|t| !t.gpus.is_empty()) {
-            write_parquet(&mut gpu_frame(&ticks).map_err(table)?, &gpu_path(dir, index))?;
+            write_parquet(
+                &mut gpu_frame(&ticks).map_err(table)?,
+                &gpu_path(dir, index),
+            )?;
         }
         write_parquet(
             &mut system_frame(&ticks).map_err(table)?,

@@ -83,13 +83,27 @@ pub(crate) fn gpu_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
     DataFrame::new(
         rows.len(),
         vec![
-            Column::new("t_ns".into(), rows.iter().map(|r| r.0).collect::<Vec<u64>>()),
-            Column::new("device".into(), rows.iter().map(|r| r.1.device).collect::<Vec<u32>>()),
-            Column::new("used".into(), rows.iter().map(|r| r.1.used_bytes).collect::<Vec<u64>>()),
-            Column::new("total".into(), rows.iter().map(|r| r.1.total_bytes).collect::<Vec<u64>>()),
+            Column::new(
+                "t_ns".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<u64>>(),
+            ),
+            Column::new(
+                "device".into(),
+                rows.iter().map(|r| r.1.device).collect::<Vec<u32>>(),
+            ),
+            Column::new(
+                "used".into(),
+                rows.iter().map(|r| r.1.used_bytes).collect::<Vec<u64>>(),
+            ),
+            Column::new(
+                "total".into(),
+                rows.iter().map(|r| r.1.total_bytes).collect::<Vec<u64>>(),
+            ),
             Column::new(
                 "utilization".into(),
-                rows.iter().map(|r| r.1.utilization_percent).collect::<Vec<Option<u32>>>(),
+                rows.iter()
+                    .map(|r| r.1.utilization_percent)
+                    .collect::<Vec<Option<u32>>>(),
             ),
         ],
     )

@@ -193,7 +193,10 @@ pub fn write_plots(
                 name: "used (highest per interval)".into(),
                 points: used,
             }],
-            thresholds: total.map(|t| (t, "total".to_string())).into_iter().collect(),
+            thresholds: total
+                .map(|t| (t, "total".to_string()))
+                .into_iter()
+                .collect(),
             ..TimeChart::default()
         };
         let name = format!("gpu-{device}-memory");

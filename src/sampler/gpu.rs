@@ -18,7 +18,10 @@ pub enum GpuState {
     Starting,
     /// No GPU data on this machine, and why (said once in the run's log).
     Unavailable(String),
-    Sampled { at: Instant, snapshot: GpuSnapshot },
+    Sampled {
+        at: Instant,
+        snapshot: GpuSnapshot,
+    },
 }
 
 pub struct GpuThread {

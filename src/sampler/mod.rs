@@ -291,7 +291,7 @@ impl SamplerLoop {
             self.request_snapshot(t_ns, worker, trial, boundary);
         }
         if let Some(readings) = &self.config.readings {
-            let _ = readings.send((t_ns, self.reading(&system, &processes)));
+            let _ = readings.send((t_ns, self.reading(&system, &processes, &gpus)));
         }
         self.beat.store(t_ns.max(1), Ordering::Relaxed);
         self.records.send_tick(Tick {
@@ -364,7 +364,12 @@ impl SamplerLoop {
 
     /// Each worker's tree PSS, with the last PSS read standing in between rollups and RSS for a
     /// process whose PSS was never read.
-    fn reading(&self, system: &SystemSample, processes: &[ProcessSample]) -> Reading {
+    fn reading(
+        &self,
+        system: &SystemSample,
+        processes: &[ProcessSample],
+        gpus: &[GpuDeviceSample],
+    ) -> Reading {
         let mut workers: BTreeMap<u32, WorkerMemory> = BTreeMap::new();
         for sample in processes {
             let last = self
@@ -383,6 +388,10 @@ impl SamplerLoop {
             mem_available_bytes: system.mem_available_bytes,
             psi_full_avg10: system.psi_full_avg10.map(f64::from),
             workers,
+            devices: gpus
+                .iter()
+                .map(|g| (g.device, g.used_bytes, g.total_bytes))
+                .collect(),
         }
     }
 

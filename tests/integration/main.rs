@@ -4,6 +4,7 @@
 
 mod analysis;
 mod cli;
+mod gpu;
 mod overnight;
 mod policy;
 mod probe;

@@ -5,6 +5,53 @@ use super::{ActionKind, Answer, Engine, PendingRestart, Phase, WorkerMemory};
 use crate::analysis::text::size;
 
 impl Engine {
+    /// A GPU with too little free memory: the worker holding the most GPU memory is restarted
+    /// (at its trial's end, as for a limit), one at a time.
+    pub(super) fn device_floor(&mut self) {
+        let Some(floor) = self
+            .policy
+            .restart
+            .min_device_free
+            .as_ref()
+            .map(|f| *f.get_ref())
+        else {
+            return;
+        };
+        let busy = self.workers.iter().any(|w| {
+            w.stop_rule == Some("gpu_device")
+                || w.restart.as_ref().is_some_and(|r| r.rule == "gpu_device")
+        });
+        let devices = self
+            .reading
+            .as_ref()
+            .map(|r| r.devices.clone())
+            .unwrap_or_default();
+        for (device, used, total) in devices {
+            let free = total.saturating_sub(used);
+            let floor_bytes = floor.resolve(total);
+            if free >= floor_bytes || busy {
+                continue;
+            }
+            let holder = self
+                .workers
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| w.phase == Phase::Running && w.restart.is_none())
+                .filter_map(|(i, w)| Some((i as u32, w.memory.gpu_bytes.filter(|&g| g > 0)?)))
+                .max_by_key(|&(_, gpu)| gpu);
+            if let Some((worker, gpu)) = holder {
+                let reason = format!(
+                    "GPU {device} has {} free, under {}; worker {worker} holds the most GPU memory ({})",
+                    size(free as f64),
+                    super::share(floor_bytes, floor),
+                    size(gpu as f64)
+                );
+                self.request_restart(worker, "gpu_device", reason);
+                return;
+            }
+        }
+    }
+
     pub(super) fn limits(&mut self) {
         let restart = self.policy.restart.clone();
         for index in 0..self.workers.len() as u32 {

@@ -14,6 +14,8 @@ pub struct Reading {
     pub mem_available_bytes: u64,
     pub psi_full_avg10: Option<f64>,
     pub workers: BTreeMap<u32, WorkerMemory>,
+    /// Each GPU device's memory: (device, used, total). Empty where not measured.
+    pub devices: Vec<(u32, u64, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -346,6 +348,7 @@ impl Engine {
         self.brake();
         self.escalate();
         self.limits();
+        self.device_floor();
         self.deadlines();
     }
 

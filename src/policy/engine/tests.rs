@@ -17,6 +17,7 @@ fn reading(available: u64, pss: &[u64]) -> Input {
         mem_total_bytes: 32 * GIB,
         mem_available_bytes: available,
         psi_full_avg10: Some(0.0),
+        devices: Vec::new(),
         workers: (0u32..)
             .zip(pss)
             .map(|(w, &p)| {
@@ -520,4 +521,35 @@ fn nothing_starts_after_shutdown() {
             }
         )
         .is_empty());
+}
+
+#[test]
+fn a_gpu_short_of_free_memory_restarts_the_worker_holding_the_most() {
+    let mut engine = started("[restart]\nmin_device_free = \"10%\"\n", 2);
+    let tick = |device_used: u64, gpu: [u64; 2]| {
+        let mut tick = reading(20 * GIB, &[GIB, GIB]);
+        if let Input::Tick(r) = &mut tick {
+            r.devices = vec![(0, device_used, 80 * GIB)];
+            for (w, g) in gpu.iter().enumerate() {
+                r.workers.get_mut(&(w as u32)).expect("worker").gpu_bytes = Some(*g);
+            }
+        }
+        tick
+    };
+    assert!(
+        engine
+            .step(S, tick(70 * GIB, [30 * GIB, 40 * GIB]))
+            .is_empty(),
+        "12.5% free"
+    );
+    let stop = engine.step(2 * S, tick(75 * GIB, [30 * GIB, 45 * GIB]));
+    assert_eq!(kinds(&stop), [(Some(1), "stop")]);
+    assert_eq!(
+        stop[0].reason,
+        "GPU 0 has 5.00 GiB free, under 8.00 GiB (10%); worker 1 holds the most GPU memory (45.00 GiB)"
+    );
+    assert!(
+        engine.step(3 * S, tick(75 * GIB, [30 * GIB, 0])).is_empty(),
+        "one at a time"
+    );
 }
