@@ -51,14 +51,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
     let recording = crate::recording::Recording::open(&run_dir)?;
     let findings = crate::analysis::analyze(&recording, &crate::analysis::Options::default())?;
     println!("{}", crate::analysis::text::findings(&findings));
-    let report = super::write_report(&crate::cli::ReportArgs {
-        run_dir: Some(run_dir.clone()),
-        out: None,
-        svg: false,
-        kernel_logs: Vec::new(),
-        worker_logs: Vec::new(),
-        no_host: false,
-    })?;
+    let report = super::write_report(&crate::cli::ReportArgs::for_run(&run_dir, None, false))?;
     let dir = run_dir.display();
     eprintln!(
         "memwarden: demo done: worker 0 leaked 24 MiB in each trial with batch_size=64, worker 1 did not.\nThe report: {}\nMore with:\n  memwarden analyze {dir} --json\n  memwarden check {dir} --max-growth 1MiB/trial\n  memwarden export {dir} --table trials",

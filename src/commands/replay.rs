@@ -115,14 +115,7 @@ fn run_case(
     record(config, workload, stop.clone())?;
     let recording = Recording::open(dir)?;
     let findings = analysis::analyze(&recording, &Options::default())?;
-    super::write_report(&ReportArgs {
-        run_dir: Some(dir.to_path_buf()),
-        out: None,
-        svg: false,
-        kernel_logs: Vec::new(),
-        worker_logs: Vec::new(),
-        no_host: false,
-    })?;
+    super::write_report(&ReportArgs::for_run(dir, None, false))?;
     Ok(findings)
 }
 

@@ -23,14 +23,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         print!("{}", text(&simulation));
     }
     if let Some(out) = &args.report {
-        let report_args = ReportArgs {
-            run_dir: Some(args.run_dir.clone()),
-            out: Some(out.clone()),
-            svg: false,
-            kernel_logs: Vec::new(),
-            worker_logs: Vec::new(),
-            no_host: args.no_host,
-        };
+        let report_args = ReportArgs::for_run(&args.run_dir, Some(out.clone()), args.no_host);
         let events = events(&recording, &simulation.actions);
         let path = super::report::write_report_with(&report_args, Some((&simulation, events)))?;
         eprintln!(

@@ -8,7 +8,6 @@ use crate::analysis::{self, Options};
 use crate::cli::{ReportArgs, SoakArgs};
 use crate::harness::{record, LiveStatus, SharedStatus, Workload};
 use crate::policy::Policy;
-use crate::recording::EventKind;
 use crate::recording::{write_atomically, Recording};
 use crate::soak::publish::{publish, Publisher};
 use crate::soak::{
@@ -128,16 +127,7 @@ fn kernel_kills(recording: &Recording) -> Vec<String> {
             return Vec::new();
         }
     };
-    let pids = recording
-        .events
-        .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
-                Some((pid, e.worker?))
-            }
-            _ => None,
-        })
-        .collect();
+    let pids = crate::recording::worker_pids(&recording.events);
     let start = recording.manifest.start_wall_ns;
     let year =
         humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(start))
@@ -155,14 +145,7 @@ fn write_verdict(path: &Path, verdict: &SoakVerdict) -> anyhow::Result<()> {
 }
 
 fn report(run_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    super::write_report(&ReportArgs {
-        run_dir: Some(run_dir.to_path_buf()),
-        out,
-        svg: false,
-        kernel_logs: Vec::new(),
-        worker_logs: Vec::new(),
-        no_host: false,
-    })
+    super::write_report(&ReportArgs::for_run(run_dir, out, false))
 }
 
 /// `RUN_DIR/checkpoint/`: the report so far and the verdict so far (from the findings and the

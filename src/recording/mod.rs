@@ -18,7 +18,7 @@ pub use manifest::{
 };
 pub use reader::{ReadStats, Recording};
 pub use schema::*;
-pub use tables::{trials_from_events, Trial};
+pub use tables::{trials_from_events, worker_pids, Trial};
 pub use writer::{Record, RecordSender, RecordingWriter, WriterConfig, WriterStats};
 
 use std::path::{Path, PathBuf};

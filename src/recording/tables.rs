@@ -227,6 +227,20 @@ pub struct Trial {
     pub params: BTreeMap<String, serde_json::Value>,
 }
 
+/// Every pid recorded for a worker (its main processes and every process seen in its tree),
+/// to match pids found elsewhere (kernel OOM kills) to workers.
+pub fn worker_pids(events: &[Event]) -> std::collections::BTreeMap<i32, u32> {
+    events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
+                Some((pid, e.worker?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Pairs trial starts and ends per worker. A trial without an end is `running` (the run ended
 /// or crashed during it); an end without a start keeps `start_ns` empty.
 pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {

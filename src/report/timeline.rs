@@ -8,25 +8,10 @@ use super::{KernelTime, OomKill, ReportInput};
 use crate::analysis::text::size;
 use crate::analysis::Verdict;
 use crate::recording::{EventKind, RunStatus};
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Timelines longer than this are cut, saying how much was left out.
 const MAX_TIMELINE: usize = 120;
-
-/// Pids recorded for each worker, to match kernel OOM victims.
-fn pids_by_worker(input: &ReportInput) -> BTreeMap<i32, u32> {
-    input
-        .events
-        .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::WorkerStart { pid, .. } | EventKind::ProcessSeen { pid, .. } => {
-                Some((pid, e.worker?))
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 /// A kill's time on the run's clock (ns since the start), when it can be placed.
 fn kill_time(input: &ReportInput, kill: &OomKill) -> Option<u64> {
@@ -44,7 +29,7 @@ fn place(time: &KernelTime, boot_wall_ns: Option<u64>, start_wall_ns: u64) -> Op
 }
 
 pub(super) fn kill_text(input: &ReportInput, kill: &OomKill) -> String {
-    let whose = pids_by_worker(input)
+    let whose = crate::recording::worker_pids(input.events)
         .get(&kill.pid)
         .map_or("not a recorded worker process".to_string(), |w| {
             format!("worker {w}")
