@@ -710,3 +710,64 @@ fn example_reports_overnight_simulation_is_fresh() {
         update,
     );
 }
+
+/// `(t_s, worker, attempt)` of the worker starts.
+fn starts_by_worker(recording: &Recording) -> Vec<(f64, u32, u32)> {
+    sorted(recording)
+        .into_iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerStart { attempt, .. } => {
+                Some((e.t_ns as f64 / 1e9, e.worker?, attempt))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn staggered_workers_start_one_interval_apart() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = fixture_run(
+        &dir,
+        "--workers 3 --interval 50ms --stagger 700ms",
+        "--trials 3 --trial-ms 50 --gap-ms 50",
+    )
+    .output()
+    .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let starts = starts_by_worker(&open(&dir));
+    let workers: Vec<u32> = starts.iter().map(|s| s.1).collect();
+    assert_eq!(workers, [0, 1, 2]);
+    for pair in starts.windows(2) {
+        let gap = pair[1].0 - pair[0].0;
+        assert!((0.68..1.2).contains(&gap), "{gap:.2} s between starts");
+    }
+}
+
+#[test]
+fn a_canary_starts_alone_and_the_others_follow_its_third_trial() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = fixture_run(
+        &dir,
+        "--workers 3 --interval 50ms --canary-trials 3",
+        "--trials 5 --trial-ms 80 --gap-ms 80",
+    )
+    .output()
+    .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let recording = open(&dir);
+    let third_end = sorted(&recording)
+        .into_iter()
+        .filter(|e| e.worker == Some(0) && matches!(e.kind, EventKind::TrialEnd { .. }))
+        .nth(2)
+        .map(|e| e.t_ns as f64 / 1e9)
+        .expect("the canary's third trial ended");
+    let starts = starts_by_worker(&recording);
+    assert_eq!(starts[0].1, 0, "the canary first");
+    for (t, worker, _) in &starts[1..] {
+        assert!(*t >= third_end, "worker {worker} started at {t:.2} s, before the canary's third trial ended at {third_end:.2} s");
+    }
+    assert_eq!(starts.len(), 3, "the others fit and start");
+}
