@@ -5,7 +5,7 @@
 use super::record::harness_config;
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::analysis::text::{rate, size};
-use crate::analysis::{self, Findings, Options, Verdict};
+use crate::analysis::{self, Findings, Kind, Options, Verdict};
 use crate::cli::{ReplayArgs, ReportArgs};
 use crate::harness::{record, Workload};
 use crate::policy::Policy;
@@ -129,7 +129,13 @@ fn verdict_words(findings: &Findings, isolate: bool) -> (bool, String) {
     let kind = worker.kind;
     if isolate {
         // A fresh process allocates before the first sample sees it, so its level at the end
-        // of its trial is the measure, not the growth during it.
+        // of its trial is the measure, not the growth during it. PSS would move with how many
+        // processes share the same pages at that moment (the next process starting, the
+        // harness's own binary), so private anonymous memory stands in for it.
+        let kind = match kind {
+            Kind::Pss | Kind::Rss => Kind::Anon,
+            other => other,
+        };
         let levels: Vec<f64> = findings
             .trials
             .iter()
