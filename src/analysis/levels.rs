@@ -22,9 +22,11 @@ pub struct TrialWindow {
 }
 
 /// Windows for one worker's trials, in the order given (by start time). Trials without a start
-/// get none and are left out. `stop_ns` is where the worker's samples stop being trustworthy:
-/// its exit (minus two intervals of teardown) or the recording's end.
-pub fn windows(trials: &[&Trial], stop_ns: u64, interval_ns: u64) -> Vec<Option<TrialWindow>> {
+/// get none and are left out. `exits_ns` are the times the worker's main process exited, in
+/// order: a trial's settling window ends two intervals (of teardown) before the first exit after
+/// it, so a restarted worker's next process, starting up, is never taken for what the trial
+/// retained.
+pub fn windows(trials: &[&Trial], exits_ns: &[u64], interval_ns: u64) -> Vec<Option<TrialWindow>> {
     let gaps: Vec<u64> = trials
         .windows(2)
         .filter_map(|pair| Some(pair[1].start_ns?.saturating_sub(pair[0].end_ns?)))
@@ -49,12 +51,16 @@ pub fn windows(trials: &[&Trial], stop_ns: u64, interval_ns: u64) -> Vec<Option<
                 });
             };
             let next_start = trials.get(i + 1).and_then(|t| t.start_ns);
+            let stop_ns = exits_ns
+                .iter()
+                .find(|&&exit| exit >= end_ns)
+                .map_or(u64::MAX, |exit| exit.saturating_sub(2 * interval_ns));
             let settle_to_ns = match next_start {
-                Some(next) => next.max(end_ns),
-                None => (end_ns + typical_gap.max(3 * interval_ns))
-                    .min(stop_ns)
-                    .max(end_ns),
-            };
+                Some(next) => next,
+                None => end_ns + typical_gap.max(3 * interval_ns),
+            }
+            .min(stop_ns)
+            .max(end_ns);
             Some(TrialWindow {
                 start_ns,
                 end_ns: Some(end_ns),
@@ -214,11 +220,25 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_ends_the_settling_window_before_the_next_process_starts() {
+        // Trial 0 ends at 200; its process exits at 260 and a new one starts trial 1 at 300.
+        let trials = [trial(100, Some(200)), trial(300, Some(400))];
+        let refs: Vec<&Trial> = trials.iter().collect();
+        let windows = windows(&refs, &[260, 500], 10);
+        assert_eq!(
+            windows[0].map(|w| (w.settle_from_ns, w.settle_to_ns)),
+            Some((220, 240)),
+            "settled before the exit's teardown, not in the next process's start-up"
+        );
+        assert_eq!(windows[1].map(|w| w.settle_to_ns), Some(480));
+    }
+
+    #[test]
     fn baseline_peak_and_settled_retained() {
         // Trial 0: 100..200, gap to 300; trial 1: 300..400 and then the process exits at 500.
         let trials = [trial(100, Some(200)), trial(300, Some(400))];
         let refs: Vec<&Trial> = trials.iter().collect();
-        let windows = windows(&refs, 480, 10);
+        let windows = windows(&refs, &[500], 10);
         assert_eq!(
             windows[0].map(|w| (w.settle_from_ns, w.settle_to_ns)),
             Some((250, 300))
@@ -255,7 +275,7 @@ mod tests {
         // Optuna-style: each trial starts where the last ended.
         let trials = [trial(0, Some(100)), trial(100, Some(200)), trial(200, None)];
         let refs: Vec<&Trial> = trials.iter().collect();
-        let mut walker = SeriesWalker::new(windows(&refs, 1000, 10));
+        let mut walker = SeriesWalker::new(windows(&refs, &[1020], 10));
         for t in (5..300).step_by(10) {
             walker.push(t, v(t as f64));
         }
@@ -269,7 +289,7 @@ mod tests {
     fn a_process_born_mid_run_sees_only_later_trials() {
         let trials = [trial(100, Some(200)), trial(300, Some(400))];
         let refs: Vec<&Trial> = trials.iter().collect();
-        let mut walker = SeriesWalker::new(windows(&refs, 1000, 10));
+        let mut walker = SeriesWalker::new(windows(&refs, &[1020], 10));
         for t in (310..500).step_by(10) {
             walker.push(t, v(5.0));
         }

@@ -85,7 +85,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         trials.sort_by_key(|t| t.start_ns.or(t.end_ns));
     }
     let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
-    let mut stop_ns: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut exits_ns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut restarts: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for event in &recording.events {
         let Some(worker) = event.worker else { continue };
@@ -106,7 +106,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
                 info.command = crate::recording::redact(&words).join(" ");
             }
             EventKind::WorkerExit { .. } => {
-                stop_ns.insert(worker, event.t_ns.saturating_sub(2 * interval_ns));
+                exits_ns.entry(worker).or_default().push(event.t_ns);
             }
             _ => {}
         }
@@ -121,8 +121,8 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         .iter()
         .map(|(worker, trials)| {
             let refs: Vec<&Trial> = trials.iter().collect();
-            let stop = stop_ns.get(worker).copied().unwrap_or(u64::MAX);
-            (*worker, windows(&refs, stop, interval_ns))
+            let exits = exits_ns.get(worker).map_or(&[][..], Vec::as_slice);
+            (*worker, windows(&refs, exits, interval_ns))
         })
         .collect();
     let new_walker =
