@@ -48,10 +48,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         Duration::from_secs(5),
         Workload::Spawn { argv, workers: 2 },
     )?;
-    let recording = crate::recording::Recording::open(&run_dir)?;
-    let findings = crate::analysis::analyze(&recording, &crate::analysis::Options::default())?;
+    let report_args = crate::cli::ReportArgs::for_run(&run_dir, None, false);
+    let (report, findings) = super::write_report_with(&report_args, None)?;
     println!("{}", crate::analysis::text::findings(&findings));
-    let report = super::write_report(&crate::cli::ReportArgs::for_run(&run_dir, None, false))?;
     let dir = run_dir.display();
     eprintln!(
         "memwarden: demo done: worker 0 leaked 24 MiB in each trial with batch_size=64, worker 1 did not.\nThe report: {}\nMore with:\n  memwarden analyze {dir} --json\n  memwarden check {dir} --max-growth 1MiB/trial\n  memwarden export {dir} --table trials",

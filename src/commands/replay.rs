@@ -5,7 +5,7 @@
 use super::record::harness_config;
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::analysis::text::{rate, size};
-use crate::analysis::{self, Findings, Kind, Options, Verdict};
+use crate::analysis::{Findings, Kind, Verdict};
 use crate::cli::{ReplayArgs, ReportArgs};
 use crate::harness::{record, Workload};
 use crate::policy::Policy;
@@ -113,9 +113,7 @@ fn run_case(
         workers: 1,
     };
     record(config, workload, stop.clone())?;
-    let recording = Recording::open(dir)?;
-    let findings = analysis::analyze(&recording, &Options::default())?;
-    super::write_report(&ReportArgs::for_run(dir, None, false))?;
+    let (_, findings) = super::write_report_with(&ReportArgs::for_run(dir, None, false), None)?;
     Ok(findings)
 }
 

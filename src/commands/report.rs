@@ -2,7 +2,7 @@
 //! where `--out` says). Without a recording, from worker and kernel logs alone.
 
 use super::EXIT_OK;
-use crate::analysis::{self, Options};
+use crate::analysis::{self, Findings, Options};
 use crate::cli::ReportArgs;
 use crate::plot::Format;
 use crate::policy::Simulation;
@@ -26,14 +26,16 @@ fn read_text(path: &Path) -> anyhow::Result<String> {
 
 /// Writes `report.md` and `plots/`; returns the report's path.
 pub fn write_report(args: &ReportArgs) -> anyhow::Result<PathBuf> {
-    write_report_with(args, None)
+    Ok(write_report_with(args, None)?.0)
 }
 
-/// The same, with a policy simulation: its actions (as events) join the recording's.
+/// The same, with a policy simulation: its actions (as events) join the recording's. Also
+/// returns the findings the report was written from, so a caller that needs them (a verdict)
+/// does not analyse the recording a second time.
 pub fn write_report_with(
     args: &ReportArgs,
     simulation: Option<(&Simulation, Vec<Event>)>,
-) -> anyhow::Result<PathBuf> {
+) -> anyhow::Result<(PathBuf, Findings)> {
     let worker_logs: Vec<String> = args
         .worker_logs
         .iter()
@@ -87,7 +89,8 @@ pub fn write_report_with(
         reporter_version: env!("CARGO_PKG_VERSION").to_string(),
         simulation: simulation.map(|(s, _)| s),
     };
-    write(args, input, &out)
+    let path = write(args, input, &out)?;
+    Ok((path, analysis.findings))
 }
 
 /// Adds the plots and what this host can tell, then writes the report.
@@ -200,7 +203,8 @@ fn logs_manifest(paths: &[PathBuf], texts: &[String]) -> anyhow::Result<Manifest
     })
 }
 
-fn year_of(wall_ns: u64) -> i32 {
+/// The UTC year of a wall-clock instant: kernel logs without a year take the run's.
+pub(crate) fn year_of(wall_ns: u64) -> i32 {
     let stamp = humantime::format_rfc3339_seconds(
         std::time::UNIX_EPOCH + std::time::Duration::from_nanos(wall_ns),
     )

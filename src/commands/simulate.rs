@@ -25,7 +25,8 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     if let Some(out) = &args.report {
         let report_args = ReportArgs::for_run(&args.run_dir, Some(out.clone()), args.no_host);
         let events = events(&recording, &simulation.actions);
-        let path = super::report::write_report_with(&report_args, Some((&simulation, events)))?;
+        let (path, _) =
+            super::report::write_report_with(&report_args, Some((&simulation, events)))?;
         eprintln!(
             "memwarden: the report of the simulation: {}",
             path.display()

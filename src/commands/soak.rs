@@ -4,7 +4,7 @@
 
 use super::record::{harness_config, load_policy};
 use super::{EXIT_FINDING, EXIT_OK};
-use crate::analysis::{self, Options};
+use crate::analysis::{self, Findings, Options};
 use crate::cli::{ReportArgs, SoakArgs};
 use crate::harness::{record, LiveStatus, SharedStatus, Workload};
 use crate::policy::Policy;
@@ -84,7 +84,15 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     let _ = checkpoints.join();
     let summary = summary?;
     let recording = Recording::open(&run_dir)?;
-    let findings = analysis::analyze(&recording, &Options::default())?;
+    // The report's own analysis gives the verdict; only where the report cannot be written
+    // (its plots, say) is the recording analysed on its own.
+    let findings = match report(&run_dir, None) {
+        Ok((_, findings)) => findings,
+        Err(error) => {
+            eprintln!("memwarden: warning: the final report failed: {error:#}");
+            analysis::analyze(&recording, &Options::default())?
+        }
+    };
     let counters = summary.policy.clone().unwrap_or_default();
     let elapsed = live.lock().map_or(0, |s| s.elapsed_ns) as f64 / 1e9;
     let kills = kernel_kills(&recording);
@@ -97,9 +105,6 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
         elapsed,
     );
     write_verdict(&run_dir.join("verdict.json"), &verdict)?;
-    if let Err(error) = report(&run_dir, None) {
-        eprintln!("memwarden: warning: the final report failed: {error:#}");
-    }
     for publisher in &publishers {
         say_published(publish(&run_dir, publisher));
     }
@@ -129,12 +134,7 @@ fn kernel_kills(recording: &Recording) -> Vec<String> {
     };
     let pids = crate::recording::worker_pids(&recording.events);
     let start = recording.manifest.start_wall_ns;
-    let year =
-        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_nanos(start))
-            .to_string()
-            .get(..4)
-            .and_then(|y| y.parse().ok())
-            .unwrap_or(1970);
+    let year = super::report::year_of(start);
     oom_kills_of_run(&crate::report::oom_kills(&text, year), &pids, start)
 }
 
@@ -144,8 +144,8 @@ fn write_verdict(path: &Path, verdict: &SoakVerdict) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn report(run_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    super::write_report(&ReportArgs::for_run(run_dir, out, false))
+fn report(run_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<(PathBuf, Findings)> {
+    super::write_report_with(&ReportArgs::for_run(run_dir, out, false), None)
 }
 
 /// `RUN_DIR/checkpoint/`: the report so far and the verdict so far (from the findings and the
@@ -160,9 +160,7 @@ fn checkpoint(
     let kept = run_dir.join("checkpoint");
     let written = (|| -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&fresh);
-        report(run_dir, Some(fresh.clone()))?;
-        let recording = Recording::open(run_dir)?;
-        let findings = analysis::analyze(&recording, &Options::default())?;
+        let (_, findings) = report(run_dir, Some(fresh.clone()))?;
         let status = live.lock().map(|s| s.clone()).unwrap_or_default();
         let verdict = judge(
             &findings,
