@@ -22,6 +22,16 @@ pub struct Findings {
     /// Things a reader should know (no trials seen, damaged records, ...).
     pub notes: Vec<String>,
     pub trials: Vec<TrialRecord>,
+    /// Per worker, on how many ticks its PSS was read and fresh (absent in older documents).
+    #[serde(default)]
+    pub sampler_health: Vec<SamplerHealth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SamplerHealth {
+    pub worker: u32,
+    #[serde(flatten)]
+    pub pss: crate::freshness::PssHealth,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

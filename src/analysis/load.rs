@@ -1,12 +1,14 @@
 //! From a recording to per-trial levels and timelines, one sample segment at a time. polars
-//! does the table work per segment (column projection, per-process forward fill of the
-//! budgeted PSS/USS reads, per-tick sums over each worker's tree); the walkers and timelines
-//! take the reduced rows.
+//! does the table work per segment (column projection, per-tick sums over each worker's tree);
+//! `fill` carries the budgeted PSS/USS reads forward while they are fresh; the walkers and
+//! timelines take the reduced rows.
 
-use super::kind::{Kind, Values, KINDS};
+use super::fill::{SparseFill, PSS_READ};
+use super::kind::{Values, KINDS};
 use super::levels::{windows, Levels, SeriesWalker};
 use super::location::MappingRow;
 use super::timeline::Timeline;
+use crate::freshness::PssHealth;
 use crate::recording::{EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -24,9 +26,6 @@ pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
 /// Columns of the system table that analysis reads.
 pub(super) const SYSTEM_COLUMNS: [&str; 4] =
     ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
-
-/// Kinds read by smaps_rollup or NVML on some ticks only: carried forward per process.
-const SPARSE: [Kind; 3] = [Kind::Pss, Kind::Uss, Kind::Gpu];
 
 /// One trial of one worker with its levels.
 #[derive(Debug, Clone)]
@@ -71,6 +70,8 @@ pub struct Loaded {
     /// Per GPU device: used (slot 0) and total (slot 1) memory over time.
     pub devices: BTreeMap<u32, Timeline>,
     pub process_samples: u64,
+    /// Per worker, on how many ticks its tree's PSS was read and fresh.
+    pub pss_health: BTreeMap<u32, PssHealth>,
     pub first_ns: Option<u64>,
     pub last_ns: Option<u64>,
 }
@@ -101,9 +102,11 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             } => {
                 let info = processes.entry((worker, *pid)).or_default();
                 info.ppid = Some(*ppid);
-                // Command lines read from /proc may carry secrets; findings never show them.
-                let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-                info.command = crate::recording::redact(&words).join(" ");
+                info.command = shown_command(command);
+            }
+            // The program it became is the one findings name (a wrapper execs the worker).
+            EventKind::Exec { pid, command, .. } => {
+                processes.entry((worker, *pid)).or_default().command = shown_command(command);
             }
             EventKind::WorkerExit { .. } => {
                 exits_ns.entry(worker).or_default().push(event.t_ns);
@@ -131,7 +134,8 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     // Hash maps: one lookup per row of millions.
     let mut trees: HashMap<u32, (SeriesWalker, Timeline)> = HashMap::new();
     let mut series: HashMap<(u32, i32), (SeriesWalker, Timeline)> = HashMap::new();
-    let mut carry: Option<DataFrame> = None;
+    let mut fill = SparseFill::new(recording);
+    let mut pss_health: BTreeMap<u32, PssHealth> = BTreeMap::new();
     let mut process_samples = 0u64;
     let (mut first_ns, mut last_ns) = (None, None);
     let table = |source| RecordingError::Table {
@@ -149,8 +153,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             continue;
         }
         process_samples += segment.height() as u64;
-        let (filled, next_carry) = fill_forward(segment, carry.take()).map_err(table)?;
-        carry = Some(next_carry);
+        let filled = fill.apply(segment).map_err(table)?;
         let rows = Rows::new(&filled).map_err(table)?;
         for i in 0..rows.len() {
             let (t, worker, pid, values) = rows.get(i);
@@ -167,8 +170,17 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         }
         let tree = tree_sums(filled).map_err(table)?;
         let rows = Rows::new(&tree).map_err(table)?;
+        let all_read = tree
+            .column(PSS_READ)
+            .and_then(|c| c.cast(&DataType::Boolean))
+            .map_err(table)?;
+        let all_read = all_read.bool().map_err(table)?;
         for i in 0..rows.len() {
             let (t, worker, _, values) = rows.get(i);
+            pss_health.entry(worker).or_default().count(
+                all_read.get(i).unwrap_or(false),
+                values[super::kind::Kind::Pss as usize].is_some(),
+            );
             let (walker, timeline) = trees.entry(worker).or_insert_with(|| {
                 (
                     new_walker(worker),
@@ -232,57 +244,16 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         system,
         devices,
         process_samples,
+        pss_health,
         first_ns,
         last_ns,
     })
 }
 
-/// Carries each process's last PSS/USS/GPU reading forward over the ticks that did not read
-/// them. `carry` holds each process's last filled row of the previous segment; it is put in
-/// front so the fill crosses segment boundaries, then dropped again.
-pub(super) fn fill_forward(
-    segment: DataFrame,
-    carry: Option<DataFrame>,
-) -> PolarsResult<(DataFrame, DataFrame)> {
-    let segment = segment.lazy().with_column(lit(false).alias("carried"));
-    let combined = match carry {
-        Some(carry) => concat(
-            [
-                carry.lazy().with_column(lit(true).alias("carried")),
-                segment,
-            ],
-            UnionArgs::default(),
-        )?,
-        None => segment,
-    };
-    let partition = [col("worker"), col("pid")];
-    let fills: Vec<Expr> = SPARSE
-        .iter()
-        .map(|k| {
-            col(k.column())
-                .fill_null_with_strategy(FillNullStrategy::Forward(None))
-                .over(partition.clone())
-        })
-        .collect::<PolarsResult<_>>()?;
-    let filled = combined
-        .with_columns(fills)
-        .filter(col("carried").not())
-        .drop(cols(["carried"]))
-        .collect()?;
-    let carry = filled
-        .clone()
-        .lazy()
-        .group_by_stable(partition)
-        .agg([all().exclude_cols(["worker", "pid"]).as_expr().last()])
-        .select(SAMPLE_COLUMNS.map(col))
-        .collect()?;
-    Ok((filled, carry))
-}
-
 /// Per worker and tick, the sum over its tree. A sparse kind's sum is kept only when every
 /// process of the tree has a value, and is left empty otherwise.
 fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
-    let mut aggregates = vec![col("pid").first()];
+    let mut aggregates = vec![col("pid").first(), col(PSS_READ).min()];
     for kind in KINDS {
         aggregates.push(col(kind.column()).sum());
         aggregates.push(
@@ -311,6 +282,23 @@ fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
         tree.replace(name, Column::new(name.into(), kept))?;
     }
     Ok(tree)
+}
+
+/// A column as plain values, copied out of polars once: per-row `ChunkedArray::get` costs a
+/// chunk lookup each time.
+pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
+    Ok(df
+        .column(name)?
+        .cast(&DataType::UInt64)?
+        .u64()?
+        .iter()
+        .collect())
+}
+
+/// How a command line read from /proc is shown: it may carry secrets, which findings never show.
+fn shown_command(command: &str) -> String {
+    let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+    crate::recording::redact(&words).join(" ")
 }
 
 /// The columns that rows are read from, copied out of polars once per segment: per-row
@@ -417,14 +405,7 @@ fn push_devices(
     if df.height() == 0 {
         return Ok(());
     }
-    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
-        Ok(df
-            .column(name)?
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .iter()
-            .collect())
-    };
+    let u = |name: &str| u64_values(df, name);
     let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
     for i in 0..df.height() {
         let (Some(t), Some(device)) = (t[i], device[i]) else {

@@ -7,6 +7,7 @@
 //! tested on synthetic series. `budget` judges findings against CI budgets and compares runs.
 
 pub mod budget;
+mod fill;
 mod findings;
 mod forecast;
 mod kind;
@@ -132,6 +133,15 @@ pub fn analyze_with_series(
     if recording.manifest.status == RunStatus::Running {
         notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
     }
+    for (worker, health) in &loaded.pss_health {
+        // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
+        if health.stale_ticks() * 10 > health.ticks {
+            notes.push(format!(
+                "worker {worker}: PSS was fresh on only {} of {} ticks (its reads failed or starved): PSS and USS figures leave the other ticks out, while anonymous memory and RSS are measured on every tick",
+                health.fresh_ticks, health.ticks
+            ));
+        }
+    }
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
@@ -159,6 +169,11 @@ pub fn analyze_with_series(
         forecast,
         notes,
         trials: trial_records(&loaded),
+        sampler_health: loaded
+            .pss_health
+            .iter()
+            .map(|(&worker, &pss)| SamplerHealth { worker, pss })
+            .collect(),
     };
     Ok(Analysis {
         findings,
@@ -216,6 +231,7 @@ pub fn logs_only(
         forecast: None,
         notes: vec!["no memory was recorded: this report is built from logs alone, so it can tell what ran and what the kernel killed, not what leaked".into()],
         trials: records,
+        sampler_health: Vec::new(),
     };
     Analysis {
         findings,

@@ -1,9 +1,11 @@
 //! A recording as the policy engine reads it: per tick, system memory and each worker tree's
-//! PSS (the last PSS read carried forward per process, RSS where none was read yet), merged in
+//! PSS (the last PSS read carried forward per process while fresh, RSS where none was read yet
+//! or it went stale: the sampler's rule, `freshness`), merged in
 //! time order with the trial boundaries and worker starts and exits. Streamed one sample segment
 //! at a time, so a 12-hour run never sits in memory.
 
-use super::load::{fill_forward, SAMPLE_COLUMNS, SYSTEM_COLUMNS};
+use super::fill::SparseFill;
+use super::load::{u64_values, SAMPLE_COLUMNS, SYSTEM_COLUMNS};
 use crate::policy::{Reading, Recorded, TickRow, WorkerMemory};
 use crate::recording::{EventKind, Recording, RecordingError};
 use polars::prelude::*;
@@ -40,15 +42,14 @@ pub fn for_each_recorded(
         .collect();
     events.sort_by_key(|(t, _)| *t);
     let mut events = events.into_iter().peekable();
-    let mut carry = None;
+    let mut fill = SparseFill::new(recording);
     for index in recording.sample_segments()? {
         let (segment, system) =
             recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
         let mut readings = system_readings(&system).map_err(table)?;
         add_devices(&recording.gpu_segment(index)?, &mut readings).map_err(table)?;
         if segment.height() > 0 {
-            let (filled, next) = fill_forward(segment, carry.take()).map_err(table)?;
-            carry = Some(next);
+            let filled = fill.apply(segment).map_err(table)?;
             add_workers(&filled, &mut readings).map_err(table)?;
         }
         for (t_ns, reading) in readings {
@@ -63,14 +64,7 @@ pub fn for_each_recorded(
 }
 
 fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
-    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
-        Ok(system
-            .column(name)?
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .iter()
-            .collect())
-    };
+    let u = |name: &str| u64_values(system, name);
     let (t, total, available) = (u("t_ns")?, u("mem_total")?, u("mem_available")?);
     let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
@@ -94,14 +88,7 @@ fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
 }
 
 fn add_devices(gpu: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {
-    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
-        Ok(gpu
-            .column(name)?
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .iter()
-            .collect())
-    };
+    let u = |name: &str| u64_values(gpu, name);
     if gpu.height() == 0 {
         return Ok(());
     }
@@ -127,22 +114,17 @@ fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Pol
             coalesce(&[col("pss"), col("rss")]).sum().alias("pss"),
             col("gpu").sum().alias("gpu"),
             col("gpu").count().alias("gpu_seen"),
+            col("pss").null_count().alias("pss_missing"),
         ])
         .collect()?;
-    let u = |name: &str| -> PolarsResult<Vec<Option<u64>>> {
-        Ok(tree
-            .column(name)?
-            .cast(&DataType::UInt64)?
-            .u64()?
-            .iter()
-            .collect())
-    };
-    let (worker, t, pss, gpu, gpu_seen) = (
+    let u = |name: &str| u64_values(&tree, name);
+    let (worker, t, pss, gpu, gpu_seen, pss_missing) = (
         u("worker")?,
         u("t_ns")?,
         u("pss")?,
         u("gpu")?,
         u("gpu_seen")?,
+        u("pss_missing")?,
     );
     for i in 0..tree.height() {
         let (Some(worker), Some(t)) = (worker[i], t[i]) else {
@@ -156,6 +138,7 @@ fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Pol
             WorkerMemory {
                 pss_bytes: pss[i].unwrap_or(0),
                 gpu_bytes: gpu[i].filter(|_| gpu_seen[i].unwrap_or(0) > 0),
+                pss_stale: pss_missing[i].unwrap_or(0) > 0,
             },
         );
     }

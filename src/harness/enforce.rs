@@ -107,7 +107,9 @@ impl Enforcer {
                 s.elapsed_ns = t_ns;
                 s.brake_on = brake_on;
                 for (worker, status) in s.workers.iter_mut() {
-                    status.pss_bytes = reading.workers.get(worker).map_or(0, |m| m.pss_bytes);
+                    let memory = reading.workers.get(worker).copied().unwrap_or_default();
+                    status.pss_bytes = memory.pss_bytes;
+                    status.pss_stale = memory.pss_stale;
                 }
             });
             let actions = self.engine.step(t_ns, Input::Tick(reading));

@@ -12,6 +12,8 @@ const TREND_POINTS: usize = 32;
 pub struct LiveWorker {
     /// The tree's PSS at the last tick (0 while it is down).
     pub pss_bytes: u64,
+    /// Some process of the tree counted by RSS at the last tick: its PSS was stale or unread.
+    pub pss_stale: bool,
     pub trials: u64,
     pub starts: u64,
     /// (trials done, PSS) at the last trial ends, for a trend per trial.

@@ -228,6 +228,14 @@ pub fn record(
         &mut manifest,
         &stop_reason,
     )?;
+    // Every run says how well it knew each worker's PSS: a gap (reads failing after an exec,
+    // a starved budget) is visible at once instead of hiding behind carried-forward values.
+    for (worker, health) in &sampler_stats.health {
+        eprintln!(
+            "memwarden: sampler health: worker {worker}: {}",
+            health.describe()
+        );
+    }
     Ok(RunSummary {
         run_dir: config.run_dir,
         stop_reason,

@@ -217,6 +217,7 @@ mod tests {
                     WorkerMemory {
                         pss_bytes: pss,
                         gpu_bytes: None,
+                        pss_stale: false,
                     },
                 )]
                 .into(),

@@ -1,6 +1,16 @@
 //! One observed process. The handle keeps the /proc/PID directory open: that descriptor names
 //! this process and no other, so once it exits every read fails instead of reading a newcomer
 //! that got the same pid. The status file stays open too, sparing an open() per tick.
+//!
+//! An exec keeps the pid but replaces the address space, and the descriptors differ in what
+//! they are bound to (checked on Linux 6.18 by holding each across an exec): `/proc/PID`,
+//! `status` and `task/PID/children` look the process up at each read and follow it, while
+//! `smaps_rollup` and `maps` are bound at open() to the address space of that moment and read
+//! ESRCH or nothing once an exec drops it. A kept `smaps_rollup` therefore lost PSS and USS for
+//! the rest of the run of every worker started through `sh -c '... exec python ...'` or a pyenv
+//! shim (issue 12). The handle keeps a `maps` descriptor as a witness of the address space it
+//! knows, and when the witness reads empty while a fresh one does not, the process has exec'd:
+//! everything bound to the old program is opened again and its identity read again.
 
 use super::{read_fresh, Layout, ProcRoot};
 use procfs::process::{MemoryMaps, Process, SmapsRollup};
@@ -32,6 +42,13 @@ pub struct ProcessHandle {
     process: Process,
     status: File,
     rollup: Option<File>,
+    /// `maps`, bound to the address space this handle knows; never read in the tick, only to
+    /// confirm an exec (reading it takes the target's mmap lock for a moment).
+    witness: Option<File>,
+    /// The program as status shows it (a hash of its name and text size); a change hints at an
+    /// exec, which the witness then confirms or denies (a thread renaming itself is no exec).
+    image: Option<u64>,
+    image_changed: bool,
     /// The main thread's `children` file, re-read every tick; other threads' on a full scan.
     main_children: Option<File>,
     buf: Vec<u8>,
@@ -49,14 +66,10 @@ impl ProcessHandle {
     /// Opens a process, or `None` when it is gone (or is not a process).
     pub fn try_open(root: &ProcRoot, pid: i32) -> Option<Self> {
         let process = Process::new_with_root(root.path().join(pid.to_string())).ok()?;
-        let stat = process.stat().ok()?;
+        // The witness first: whatever the identity below describes is at least this new.
+        let witness = process.open_relative("maps").ok();
+        let (stat, command) = identity(&process)?;
         let status = process.open_relative("status").ok()?;
-        let command = process
-            .cmdline()
-            .ok()
-            .filter(|argv| !argv.is_empty())
-            .map(|argv| argv.join(" "))
-            .unwrap_or_else(|| format!("[{}]", stat.comm));
         let ns_pids = process
             .status()
             .ok()
@@ -66,6 +79,9 @@ impl ProcessHandle {
             process,
             status,
             rollup: None,
+            witness,
+            image: None,
+            image_changed: false,
             main_children: None,
             buf: Vec::new(),
             pid,
@@ -79,7 +95,46 @@ impl ProcessHandle {
     /// RSS and its split. `None` once the process has exited (a zombie has no memory lines).
     pub fn try_cheap(&mut self) -> Option<Cheap> {
         let len = read_fresh(&self.status, &mut self.buf, Layout::OneRecord).ok()?;
-        scan_status(&self.buf[..len])
+        let (cheap, image) = scan(&self.buf[..len])?;
+        if self.image.is_some_and(|known| known != image) {
+            self.image_changed = true;
+        }
+        self.image = Some(image);
+        Some(cheap)
+    }
+
+    /// Whether the process replaced its program (execve) since the handle last looked; if so,
+    /// what was bound to the old program is opened again and `command`, `ppid` and
+    /// `start_ticks` are read again. Looks when status showed another program since the last
+    /// call, or always when `thorough` (an exec of the same binary keeps name and text size).
+    /// An exiting process is no exec: it has no address space for a fresh witness to read.
+    pub fn try_detect_exec(&mut self, thorough: bool) -> bool {
+        let hinted = std::mem::take(&mut self.image_changed);
+        if !(thorough || hinted) {
+            return false;
+        }
+        if self.witness.as_ref().is_some_and(reads_something) {
+            return false;
+        }
+        let Some(witness) = self.process.open_relative("maps").ok() else {
+            return false;
+        };
+        if !reads_something(&witness) {
+            return false;
+        }
+        let known = self.witness.replace(witness).is_some();
+        if !known {
+            // No witness before (it could not be opened): nothing proves an exec.
+            return false;
+        }
+        self.rollup = None;
+        self.main_children = None;
+        if let Some((stat, command)) = identity(&self.process) {
+            self.ppid = stat.ppid;
+            self.start_ticks = stat.starttime;
+            self.command = command;
+        }
+        true
     }
 
     pub fn try_rollup(&mut self) -> Option<Rollup> {
@@ -142,16 +197,53 @@ impl ProcessHandle {
     }
 }
 
+/// The stat line and the command line: who a process is. A kernel thread or a zombie has an
+/// empty command line and is named by `[comm]`.
+fn identity(process: &Process) -> Option<(procfs::process::Stat, String)> {
+    let stat = process.stat().ok()?;
+    let command = process
+        .cmdline()
+        .ok()
+        .filter(|argv| !argv.is_empty())
+        .map(|argv| argv.join(" "))
+        .unwrap_or_else(|| format!("[{}]", stat.comm));
+    Some((stat, command))
+}
+
+/// Whether a `maps` descriptor still reads its address space: its first bytes are enough.
+fn reads_something(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut first = [0u8; 64];
+    loop {
+        match file.read_at(&mut first, 0) {
+            Ok(n) => return n > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+}
+
 /// The five /proc/PID/status fields a tick needs, in bytes. procfs's `Status` parser builds a
 /// map of all ~55 fields, which measured three times the cost of reading the file (benches/
 /// sampling.rs); the tick reads these five alone. Tests check it against procfs on the same text.
 /// `None` when a field is missing: a zombie has exited and has no memory lines.
 pub fn scan_status(text: &[u8]) -> Option<Cheap> {
+    scan(text).map(|(cheap, _)| cheap)
+}
+
+/// [`scan_status`], and a hash of the program's name and text size (`Name`, `VmExe`), which
+/// come before `VmSwap` and cost nothing more to pick up.
+fn scan(text: &[u8]) -> Option<(Cheap, u64)> {
     let mut fields: [Option<u64>; 5] = [None; 5];
+    let mut image = std::hash::DefaultHasher::new();
     for line in text.split(|&b| b == b'\n') {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
+        if matches!(&line[..colon], b"Name" | b"VmExe") {
+            std::hash::Hash::hash(line, &mut image);
+            continue;
+        }
         let slot = match &line[..colon] {
             b"VmRSS" => 0,
             b"RssAnon" => 1,
@@ -170,11 +262,12 @@ pub fn scan_status(text: &[u8]) -> Option<Cheap> {
             break;
         }
     }
-    Some(Cheap {
+    let cheap = Cheap {
         rss: fields[0]?,
         anon: fields[1]?,
         file: fields[2]?,
         shmem: fields[3]?,
         swap: fields[4].unwrap_or(0),
-    })
+    };
+    Some((cheap, std::hash::Hasher::finish(&image)))
 }

@@ -108,6 +108,14 @@ pub enum EventKind {
     ProcessGone {
         pid: i32,
     },
+    /// A tracked process replaced its program (execve): same pid, a new address space and
+    /// command line. Samples from this event on describe the new program; budgeted values
+    /// (PSS, USS, GPU) read before it never stand in for it.
+    Exec {
+        pid: i32,
+        start_ticks: u64,
+        command: String,
+    },
     TrialStart {
         trial: String,
         params: BTreeMap<String, serde_json::Value>,

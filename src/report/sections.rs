@@ -450,6 +450,33 @@ pub fn forecast(out: &mut String, input: &ReportInput) {
     out.push('\n');
 }
 
+/// Per worker, how often its PSS was read and fresh: a worker whose reads failed shows here.
+fn sampler_health(out: &mut String, health: &[crate::analysis::SamplerHealth]) {
+    if health.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nSampler health (PSS is read as the CPU budget allows and carried while fresh; on stale ticks only RSS and anonymous memory are known):\n"
+    );
+    let _ = writeln!(
+        out,
+        "| worker | ticks | PSS read | PSS fresh | stale |\n|---|---|---|---|---|"
+    );
+    for h in health {
+        let share = |n: u64| format!("{n} ({:.0}%)", 100.0 * n as f64 / h.pss.ticks.max(1) as f64);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            h.worker,
+            h.pss.ticks,
+            share(h.pss.read_ticks),
+            share(h.pss.fresh_ticks),
+            share(h.pss.stale_ticks())
+        );
+    }
+}
+
 pub fn appendix(out: &mut String, input: &ReportInput) {
     let m = input.manifest;
     let _ = writeln!(out, "## Appendix\n");
@@ -478,6 +505,7 @@ pub fn appendix(out: &mut String, input: &ReportInput) {
     for (name, value) in rows {
         let _ = writeln!(out, "| {name} | {value} |");
     }
+    sampler_health(out, &input.analysis.findings.sampler_health);
     let _ = writeln!(out, "\nData files:\n");
     for (name, bytes) in &input.data_files {
         let _ = writeln!(out, "- {} ({} bytes)", escape(name), bytes);

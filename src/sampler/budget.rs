@@ -70,6 +70,12 @@ impl RollupBudget {
         chosen
     }
 
+    /// How often a process of this cost is read at least, among `processes`: its equal share
+    /// (after that long it is overdue, and the bucket saves up for it).
+    pub fn guaranteed_period_ns(&self, cost_ns: u64, processes: usize) -> u64 {
+        (cost_ns as f64 * processes.max(1) as f64 / self.fraction) as u64
+    }
+
     /// Replaces a charged estimate with the measured cost.
     pub fn correct(&mut self, estimate_ns: u64, actual_ns: u64) {
         self.tokens_ns += estimate_ns as f64 - actual_ns as f64;

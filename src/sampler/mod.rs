@@ -5,17 +5,23 @@
 //! trial boundaries. Full smaps at trial boundaries, on a thread of its own so a slow snapshot
 //! of a big process never delays a tick. A tick that runs past its interval is reported as an
 //! overrun event; the cadence skips ahead rather than bursting to catch up.
+//!
+//! A PSS read stands for its process only while fresh (`freshness`): past that, and before a
+//! process's first read, the policy's reading takes its RSS, and the run is told once per
+//! process. Per worker, the sampler counts the ticks on which its PSS was read and fresh: the
+//! sampler-health line at the end of every run.
 
 pub mod budget;
 mod gpu;
 mod tree;
 
 use crate::clock::RunClock;
+use crate::freshness::PssHealth;
 use crate::policy::{Reading, WorkerMemory};
 use crate::probe::{condense, ProcRoot, ProcessHandle, SystemProbe};
 use crate::recording::{
-    Boundary, EventKind, GpuDeviceSample, ProcessSample, Record, RecordSender, SmapsSnapshot,
-    SystemSample, Tick,
+    Boundary, Event, EventKind, GpuDeviceSample, ProcessSample, Record, RecordSender,
+    SmapsSnapshot, SystemSample, Tick,
 };
 use budget::{Candidate, RollupBudget};
 use std::collections::{BTreeMap, BTreeSet};
@@ -59,6 +65,8 @@ pub struct SamplerStats {
     pub overrun_ticks: u64,
     pub rollups: u64,
     pub longest_tick_ns: u64,
+    /// Per worker, how often its tree's PSS was read and fresh.
+    pub health: BTreeMap<u32, PssHealth>,
 }
 
 pub struct Sampler {
@@ -231,11 +239,12 @@ impl SamplerLoop {
         match message {
             Control::Adopt { worker, pid } => {
                 let mut events = Vec::new();
+                let t_ns = self.clock.now().0;
                 let tree = self
                     .workers
                     .entry(worker)
                     .or_insert_with(|| WorkerTree::new(worker));
-                tree.adopt(&self.config.root, pid, &mut events);
+                tree.adopt(&self.config.root, pid, t_ns, &mut events);
                 self.emit(events);
             }
             Control::Boundary {
@@ -269,7 +278,7 @@ impl SamplerLoop {
             (1_000_000_000 / self.config.interval.as_nanos().max(1)).max(1) as u64;
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         for tree in self.workers.values_mut() {
-            for (pid, cheap) in tree.sample(&self.config.root, all_threads, &mut events) {
+            for (pid, cheap) in tree.sample(&self.config.root, all_threads, t_ns, &mut events) {
                 processes.push(ProcessSample {
                     worker: tree.worker,
                     pid,
@@ -282,16 +291,25 @@ impl SamplerLoop {
                 });
             }
         }
-        self.emit(events);
         let gpus = self.read_gpu(&mut processes);
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        self.read_rollups(t_ns, &forced, &mut processes);
+        self.read_rollups(t_ns, &forced, &mut processes, &mut events);
         for (worker, trial, boundary) in boundaries {
             self.request_snapshot(t_ns, worker, trial, boundary);
         }
+        let memory = self.tree_memory(t_ns, &processes, &mut events);
+        // Stamped with the tick that observed them: analysis lines an exec up with its samples.
+        for (worker, kind) in events {
+            self.records.event(Event {
+                t_ns,
+                wall_ns,
+                worker: Some(worker),
+                kind,
+            });
+        }
         if let Some(readings) = &self.config.readings {
-            let _ = readings.send((t_ns, self.reading(&system, &processes, &gpus)));
+            let _ = readings.send((t_ns, reading(&system, memory, &gpus)));
         }
         self.beat.store(t_ns.max(1), Ordering::Relaxed);
         self.records.send_tick(Tick {
@@ -322,7 +340,13 @@ impl SamplerLoop {
         devices
     }
 
-    fn read_rollups(&mut self, t_ns: u64, forced: &BTreeSet<u32>, processes: &mut [ProcessSample]) {
+    fn read_rollups(
+        &mut self,
+        t_ns: u64,
+        forced: &BTreeSet<u32>,
+        processes: &mut [ProcessSample],
+        events: &mut Vec<(u32, EventKind)>,
+    ) {
         let candidates: Vec<Candidate> = processes
             .iter()
             .map(|p| {
@@ -331,9 +355,9 @@ impl SamplerLoop {
                     .get(&p.worker)
                     .and_then(|w| w.processes.get(&p.pid));
                 Candidate {
-                    last_read_ns: tracked.and_then(|t| t.last_rollup_ns),
+                    last_read_ns: tracked.and_then(|t| t.rollups.last_read_ns()),
                     cost_ns: tracked.map_or(budget::UNKNOWN_COST_NS, |t| t.rollup_cost_ns),
-                    forced: forced.contains(&p.worker),
+                    forced: forced.contains(&p.worker) || tracked.is_some_and(|t| t.exec_pending),
                 }
             })
             .collect();
@@ -346,53 +370,94 @@ impl SamplerLoop {
             else {
                 continue;
             };
-            match tracked.handle.try_rollup() {
+            let mut charged = candidates[index].cost_ns;
+            let mut rollup = tracked.handle.try_rollup();
+            if rollup.is_none() && tracked.handle.try_detect_exec(true) {
+                // The read failed because its descriptor belonged to the program before an
+                // exec that status did not show (the same binary again): read the new one.
+                tracked.forget_program();
+                events.push((sample.worker, tracked.exec_event()));
+                self.budget.correct(charged, 0);
+                charged = 0;
+                rollup = tracked.handle.try_rollup();
+            }
+            match rollup {
                 Some(rollup) => {
-                    self.budget
-                        .correct(candidates[index].cost_ns, rollup.cost_ns);
+                    self.budget.correct(charged, rollup.cost_ns);
                     tracked.rollup_cost_ns = rollup.cost_ns.max(1);
-                    tracked.last_rollup_ns = Some(t_ns);
+                    tracked.rollups.read(t_ns);
                     tracked.last_pss = Some(rollup.pss);
+                    tracked.exec_pending = false;
+                    tracked.stale_said = false;
                     sample.pss = Some(rollup.pss);
                     sample.uss = Some(rollup.uss);
                     self.stats.rollups += 1;
                 }
-                None => self.budget.correct(candidates[index].cost_ns, 0),
+                None => self.budget.correct(charged, 0),
             }
         }
     }
 
-    /// Each worker's tree PSS, with the last PSS read standing in between rollups and RSS for a
-    /// process whose PSS was never read.
-    fn reading(
-        &self,
-        system: &SystemSample,
+    /// Each worker's tree memory for the policy, counted into the sampler's health: a fresh
+    /// PSS read stands in between rollups; RSS for a process whose PSS was never read or went
+    /// stale, which the run is told once per process.
+    fn tree_memory(
+        &mut self,
+        t_ns: u64,
         processes: &[ProcessSample],
-        gpus: &[GpuDeviceSample],
-    ) -> Reading {
-        let mut workers: BTreeMap<u32, WorkerMemory> = BTreeMap::new();
+        events: &mut Vec<(u32, EventKind)>,
+    ) -> BTreeMap<u32, WorkerMemory> {
+        let interval_ns = self.config.interval.as_nanos() as u64;
+        let budget = &self.budget;
+        let expected_gap_ns = |tracked: &tree::Tracked| {
+            budget.guaranteed_period_ns(tracked.rollup_cost_ns, processes.len())
+        };
+        let mut workers: BTreeMap<u32, (WorkerMemory, bool)> = BTreeMap::new();
         for sample in processes {
-            let last = self
+            let (memory, all_read) = workers
+                .entry(sample.worker)
+                .or_insert((WorkerMemory::default(), true));
+            *all_read &= sample.pss.is_some();
+            let tracked = self
                 .workers
-                .get(&sample.worker)
-                .and_then(|w| w.processes.get(&sample.pid))
-                .and_then(|t| t.last_pss);
-            let memory = workers.entry(sample.worker).or_default();
-            memory.pss_bytes += sample.pss.or(last).unwrap_or(sample.rss);
+                .get_mut(&sample.worker)
+                .and_then(|w| w.processes.get_mut(&sample.pid));
+            let limit_ns = tracked
+                .as_ref()
+                .map(|t| t.rollups.limit_ns(interval_ns, expected_gap_ns(t)));
+            let carried = tracked
+                .as_ref()
+                .zip(limit_ns)
+                .and_then(|(t, limit_ns)| t.fresh_pss(t_ns, limit_ns));
+            match sample.pss.or(carried) {
+                Some(pss) => memory.pss_bytes += pss,
+                None => {
+                    memory.pss_bytes += sample.rss;
+                    memory.pss_stale = true;
+                    if let (Some(tracked), Some(limit_ns)) = (tracked, limit_ns) {
+                        events.extend(
+                            tracked
+                                .say_stale(t_ns, limit_ns)
+                                .map(|e| (sample.worker, e)),
+                        );
+                    }
+                }
+            }
             if let Some(gpu) = sample.gpu {
                 *memory.gpu_bytes.get_or_insert(0) += gpu;
             }
         }
-        Reading {
-            mem_total_bytes: system.mem_total_bytes,
-            mem_available_bytes: system.mem_available_bytes,
-            psi_full_avg10: system.psi_full_avg10.map(f64::from),
-            workers,
-            devices: gpus
-                .iter()
-                .map(|g| (g.device, g.used_bytes, g.total_bytes))
-                .collect(),
-        }
+        workers
+            .into_iter()
+            .map(|(worker, (memory, all_read))| {
+                self.stats
+                    .health
+                    .entry(worker)
+                    .or_default()
+                    .count(all_read, !memory.pss_stale);
+                (worker, memory)
+            })
+            .collect()
     }
 
     fn request_snapshot(&self, t_ns: u64, worker: u32, trial: String, boundary: Boundary) {
@@ -433,6 +498,24 @@ impl SamplerLoop {
         self.records.event_now(&self.clock, None, kind);
         self.unreported_overruns = 0;
         self.last_overrun_report = Instant::now();
+    }
+}
+
+/// What the policy engine reads at one tick.
+fn reading(
+    system: &SystemSample,
+    workers: BTreeMap<u32, WorkerMemory>,
+    gpus: &[GpuDeviceSample],
+) -> Reading {
+    Reading {
+        mem_total_bytes: system.mem_total_bytes,
+        mem_available_bytes: system.mem_available_bytes,
+        psi_full_avg10: system.psi_full_avg10.map(f64::from),
+        workers,
+        devices: gpus
+            .iter()
+            .map(|g| (g.device, g.used_bytes, g.total_bytes))
+            .collect(),
     }
 }
 

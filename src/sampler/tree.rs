@@ -3,16 +3,65 @@
 //! worker after its parent dies (an orphaned dataloader still belongs to the worker that forked
 //! it).
 
+use crate::freshness::ReadCadence;
 use crate::probe::{Cheap, ProcRoot, ProcessHandle};
 use crate::recording::EventKind;
 use std::collections::BTreeMap;
 
 pub struct Tracked {
     pub handle: ProcessHandle,
-    pub last_rollup_ns: Option<u64>,
-    /// The last PSS read, which the policy's reading carries between rollups.
+    /// When smaps_rollup was read (for the budget's "stalest first" and for freshness).
+    pub rollups: ReadCadence,
+    /// The last PSS read, which the policy's reading carries between rollups while fresh.
     pub last_pss: Option<u64>,
     pub rollup_cost_ns: u64,
+    /// When the process joined the tree (ns since the start).
+    pub seen_ns: u64,
+    /// Its program changed and its PSS has not been read since: read it on this tick.
+    pub exec_pending: bool,
+    /// The run was told this process's PSS went stale; cleared by the next read.
+    pub stale_said: bool,
+}
+
+impl Tracked {
+    /// After an exec nothing measured of the old program stands for the new one.
+    pub fn forget_program(&mut self) {
+        self.rollups = ReadCadence::default();
+        self.last_pss = None;
+        self.rollup_cost_ns = crate::sampler::budget::UNKNOWN_COST_NS;
+        self.exec_pending = true;
+    }
+
+    /// The last PSS read, while it is younger than `limit_ns` (see `freshness`).
+    pub fn fresh_pss(&self, t_ns: u64, limit_ns: u64) -> Option<u64> {
+        let last = self.rollups.last_read_ns()?;
+        self.last_pss
+            .filter(|_| t_ns.saturating_sub(last) <= limit_ns)
+    }
+
+    /// The run learns once per episode that this process's PSS is not known, once it has been
+    /// tracked for longer than a read stays fresh (a process just seen waits for its first read).
+    pub fn say_stale(&mut self, t_ns: u64, limit_ns: u64) -> Option<EventKind> {
+        let since_ns = self.rollups.last_read_ns().unwrap_or(self.seen_ns);
+        if self.stale_said || t_ns.saturating_sub(since_ns) <= limit_ns {
+            return None;
+        }
+        self.stale_said = true;
+        let message = format!(
+            "no PSS read of pid {} for {:.1} s; the policy and the live view count its RSS until one succeeds",
+            self.handle.pid,
+            t_ns.saturating_sub(since_ns) as f64 / 1e9,
+        );
+        Some(EventKind::Note { message })
+    }
+
+    pub fn exec_event(&self) -> EventKind {
+        EventKind::Exec {
+            pid: self.handle.pid,
+            start_ticks: self.handle.start_ticks,
+            command: self.handle.command.clone(),
+        }
+    }
 }
 
 pub struct WorkerTree {
@@ -29,20 +78,26 @@ impl WorkerTree {
     }
 
     /// Starts tracking `pid` as a root of this worker (a start, restart or attach).
-    pub fn adopt(&mut self, root: &ProcRoot, pid: i32, events: &mut Vec<(u32, EventKind)>) -> bool {
+    pub fn adopt(
+        &mut self,
+        root: &ProcRoot,
+        pid: i32,
+        t_ns: u64,
+        events: &mut Vec<(u32, EventKind)>,
+    ) -> bool {
         if self.processes.contains_key(&pid) {
             return true;
         }
         match ProcessHandle::try_open(root, pid) {
             Some(handle) => {
-                self.track(handle, events);
+                self.track(handle, t_ns, events);
                 true
             }
             None => false,
         }
     }
 
-    fn track(&mut self, handle: ProcessHandle, events: &mut Vec<(u32, EventKind)>) {
+    fn track(&mut self, handle: ProcessHandle, t_ns: u64, events: &mut Vec<(u32, EventKind)>) {
         events.push((
             self.worker,
             EventKind::ProcessSeen {
@@ -56,21 +111,27 @@ impl WorkerTree {
             handle.pid,
             Tracked {
                 handle,
-                last_rollup_ns: None,
+                rollups: ReadCadence::default(),
                 last_pss: None,
                 rollup_cost_ns: crate::sampler::budget::UNKNOWN_COST_NS,
+                seen_ns: t_ns,
+                exec_pending: false,
+                stale_said: false,
             },
         );
     }
 
     /// Reads the cheap counters of every tracked process, drops the ones that are gone and
     /// adopts new children: those of main threads every tick, those of all threads when
-    /// `all_threads` (a thread walk costs more than the rest of a tick, so the sampler asks once
-    /// a second). Returns `(pid, counters)` for the processes read.
+    /// `thorough` (a thread walk costs more than the rest of a tick, so the sampler asks once
+    /// a second). Execs are looked for when status shows another program, and on every
+    /// `thorough` tick for the exec of the same binary. Returns `(pid, counters)` for the
+    /// processes read.
     pub fn sample(
         &mut self,
         root: &ProcRoot,
-        all_threads: bool,
+        thorough: bool,
+        t_ns: u64,
         events: &mut Vec<(u32, EventKind)>,
     ) -> Vec<(i32, Cheap)> {
         let mut read = Vec::with_capacity(self.processes.len());
@@ -80,7 +141,11 @@ impl WorkerTree {
             match tracked.handle.try_cheap() {
                 Some(cheap) => {
                     read.push((pid, cheap));
-                    let found = if all_threads {
+                    if tracked.handle.try_detect_exec(thorough) {
+                        tracked.forget_program();
+                        events.push((self.worker, tracked.exec_event()));
+                    }
+                    let found = if thorough {
                         tracked.handle.try_children()
                     } else {
                         tracked.handle.try_main_children()
@@ -111,7 +176,7 @@ impl WorkerTree {
             let mut handle = handle;
             if let Some(cheap) = handle.try_cheap() {
                 read.push((child, cheap));
-                self.track(handle, events);
+                self.track(handle, t_ns, events);
             }
         }
         read
@@ -122,18 +187,47 @@ impl WorkerTree {
 mod tests {
     use super::*;
 
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn a_carried_pss_stands_while_fresh_and_the_run_is_told_once_when_it_is_not() {
+        let root = ProcRoot::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/proc"));
+        let mut tree = WorkerTree::new(0);
+        assert!(tree.adopt(&root, 4242, 0, &mut Vec::new()));
+        let tracked = tree.processes.get_mut(&4242).expect("bug: adopted");
+        assert_eq!(tracked.fresh_pss(S, 2 * S), None, "never read");
+        assert_eq!(tracked.say_stale(S, 2 * S), None, "just seen");
+        tracked.rollups.read(S);
+        tracked.last_pss = Some(42);
+        assert_eq!(tracked.fresh_pss(3 * S, 2 * S), Some(42));
+        assert_eq!(tracked.fresh_pss(3 * S + 1, 2 * S), None, "stale");
+        let said = tracked.say_stale(3 * S + 1, 2 * S);
+        assert!(
+            matches!(&said, Some(EventKind::Note { message }) if message.starts_with("no PSS read of pid 4242 for 2.0 s")),
+            "{said:?}"
+        );
+        assert_eq!(tracked.say_stale(9 * S, 2 * S), None, "said once");
+        tracked.forget_program();
+        assert_eq!(
+            tracked.fresh_pss(9 * S, 2 * S),
+            None,
+            "nothing of the old program"
+        );
+        assert!(tracked.exec_pending);
+    }
+
     #[test]
     fn a_child_joins_its_parents_worker() {
         let root = ProcRoot::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/proc"));
         let mut tree = WorkerTree::new(3);
         let mut events = Vec::new();
-        assert!(tree.adopt(&root, 4242, &mut events));
+        assert!(tree.adopt(&root, 4242, 0, &mut events));
         assert!(
-            !tree.adopt(&root, 99999, &mut events),
+            !tree.adopt(&root, 99999, 0, &mut events),
             "a missing pid is not adopted"
         );
         let read: Vec<i32> = tree
-            .sample(&root, false, &mut events)
+            .sample(&root, false, 0, &mut events)
             .iter()
             .map(|(pid, _)| *pid)
             .collect();
@@ -147,7 +241,7 @@ mod tests {
             .collect();
         assert_eq!(seen, vec![(3, 4242, 1), (3, 4243, 4242)]);
         events.clear();
-        assert_eq!(tree.sample(&root, false, &mut events).len(), 2);
+        assert_eq!(tree.sample(&root, false, 0, &mut events).len(), 2);
         assert!(
             events.is_empty(),
             "nothing new on the second tick: {events:?}"

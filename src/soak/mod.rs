@@ -189,8 +189,13 @@ pub fn worker_lines(status: &LiveStatus) -> Vec<String> {
                     )
                 });
             format!(
-                "worker {worker}: {} PSS, {} trial(s), {trend}, started {} time(s)",
+                "worker {worker}: {} {}, {} trial(s), {trend}, started {} time(s)",
                 size(w.pss_bytes as f64),
+                if w.pss_stale {
+                    "PSS (RSS where PSS is stale)"
+                } else {
+                    "PSS"
+                },
                 w.trials,
                 w.starts
             )

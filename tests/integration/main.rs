@@ -4,6 +4,7 @@
 
 mod analysis;
 mod cli;
+mod exec;
 mod gpu;
 mod overnight;
 mod policy;

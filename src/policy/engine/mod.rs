@@ -20,9 +20,11 @@ pub struct Reading {
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct WorkerMemory {
-    /// The tree's PSS (RSS for processes whose PSS was not read yet).
+    /// The tree's PSS (RSS for processes whose PSS was not read yet or went stale).
     pub pss_bytes: u64,
     pub gpu_bytes: Option<u64>,
+    /// Some process of the tree counts by RSS: its PSS was not read yet or went stale.
+    pub pss_stale: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ fn reading(available: u64, pss: &[u64]) -> Input {
                     WorkerMemory {
                         pss_bytes: p,
                         gpu_bytes: None,
+                        pss_stale: false,
                     },
                 )
             })
