@@ -59,9 +59,22 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             escape(&input.manifest.command.join(" "))
         ),
     )];
+    // Each worker's main process, to name what a wrapper exec'd into.
+    let mut main_pids = std::collections::BTreeSet::new();
     for e in input.events {
         let worker = e.worker.map_or(String::new(), |w| format!("worker {w} "));
+        if let EventKind::WorkerStart { pid, .. } = &e.kind {
+            main_pids.insert(*pid);
+        }
         let text = match &e.kind {
+            EventKind::Exec { pid, command, .. } if main_pids.contains(pid) => {
+                // Command lines read from /proc may carry secrets; reports never show them.
+                let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+                format!(
+                    "{worker}(pid {pid}) became {}",
+                    escape(&crate::recording::redact(&words).join(" "))
+                )
+            }
             EventKind::WorkerStart { pid, attempt, .. } if *attempt == 0 => {
                 format!("{worker}started (pid {pid})")
             }

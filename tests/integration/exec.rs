@@ -137,6 +137,31 @@ fn assert_followed_through(dir: &Path, out: &Output, expected_execs: usize) {
         stderr.contains("memwarden: sampler health: worker 0: fresh PSS on "),
         "{stderr}"
     );
+    // The report's timeline says what the wrapper became, and its appendix the sampler health.
+    let report = memwarden()
+        .arg("report")
+        .arg(dir)
+        .output()
+        .expect("report runs");
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join("report/report.md")).expect("report written");
+    let became = text
+        .lines()
+        .filter(|l| l.contains("worker 0 (pid ") && l.contains(") became "))
+        .collect::<Vec<_>>();
+    assert_eq!(became.len(), expected_execs, "{text}");
+    assert!(
+        became[expected_execs - 1].contains("fixture-worker"),
+        "{became:?}"
+    );
+    assert!(
+        text.contains("| worker | ticks | PSS read | PSS fresh | stale |"),
+        "{text}"
+    );
 }
 
 #[test]
