@@ -8,7 +8,7 @@
 
 use memwarden::analysis::{classify, Rules, Verdict};
 
-const MIB: f64 = 1024.0 * 1024.0;
+use memwarden::units::MIB;
 const SEEDS: u64 = 1000;
 
 fn main() {

@@ -2,6 +2,7 @@
 
 use crate::analysis::budget::GrowthBudget;
 use crate::analysis::Kind;
+use crate::units::{parse_duration, parse_positive_duration, parse_size};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -360,18 +361,6 @@ pub struct DemoArgs {
     /// Trials per worker (about 1.5 s each).
     #[arg(long, default_value_t = 40)]
     pub trials: u32,
-}
-
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (write e.g. 100ms, 5s, 10m, 12h)"))
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    crate::policy::parse_size(text)
-}
-
-fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    crate::policy::parse_positive_duration(text)
 }
 
 /// `--publish-cmd`'s argv (a newtype: clap would take a bare `Vec` for a repeated flag).

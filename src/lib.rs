@@ -21,6 +21,7 @@ pub mod report;
 pub mod sampler;
 pub mod soak;
 pub mod supervisor;
+pub mod units;
 
 #[doc(hidden)]
 #[path = "../fixtures/worker.rs"]

@@ -6,6 +6,7 @@ use super::findings::{Basis, Findings, KindFinding, Rate};
 use super::kind::Kind;
 use super::stats::normal_cdf;
 use super::verdict::Verdict;
+use crate::units::parse_bytes;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,37 +33,8 @@ pub struct GrowthBudget {
 
 impl std::fmt::Display for GrowthBudget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", super::text::size(self.bytes), self.per.unit())
+        write!(f, "{}/{}", crate::units::size(self.bytes), self.per.unit())
     }
-}
-
-/// Parses a byte size: `512KiB`, `1.5 GiB`, `100MB`, `4096` (bytes).
-pub fn parse_bytes(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size (write e.g. 1MiB, 512KiB, 2GiB)"))?;
-    let factor = match unit.trim() {
-        "" | "B" => 1.0,
-        "KiB" | "K" | "k" => 1024.0,
-        "MiB" | "M" => 1024.0 * 1024.0,
-        "GiB" | "G" => 1024.0 * 1024.0 * 1024.0,
-        "TiB" | "T" => 1024f64.powi(4),
-        "KB" | "kB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        other => {
-            return Err(format!(
-                "unknown size unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"
-            ))
-        }
-    };
-    Ok(number * factor)
 }
 
 impl std::str::FromStr for GrowthBudget {

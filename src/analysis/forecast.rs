@@ -4,7 +4,7 @@
 
 use super::findings::Forecast;
 
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+use crate::units::GIB;
 /// Kept free for the rest of the host: the kernel, page cache, the harness.
 const RESERVE_FRACTION: f64 = 0.10;
 

@@ -5,7 +5,7 @@ use super::findings::{MappingCategory, MappingFinding};
 use super::stats::median;
 use std::collections::BTreeMap;
 
-const MIB: f64 = 1024.0 * 1024.0;
+use crate::units::MIB;
 /// glibc reserves each secondary malloc arena as a 64 MiB-aligned, 64 MiB region
 /// (HEAP_MAX_SIZE on 64-bit), so arenas show up as anonymous regions at such addresses.
 const ARENA_BYTES: u64 = 64 << 20;

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 const MAX_CATEGORIES: usize = 12;
 const MIN_GROUP: usize = 3;
 const SIGNIFICANCE: f64 = 0.01;
-const MIN_EFFECT_BYTES: f64 = 1024.0 * 1024.0;
+const MIN_EFFECT_BYTES: f64 = crate::units::MIB;
 
 /// One completed trial: its parameters and the growth it retained (bytes).
 pub struct TrialGrowth<'a> {

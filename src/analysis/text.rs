@@ -3,19 +3,8 @@
 use super::budget::{Change, CheckReport, Comparison, Per};
 use super::findings::{Basis, Findings, KindFinding, Rate, WorkerFinding};
 use super::verdict::Verdict;
+use crate::units::{duration, size, MIB};
 use std::fmt::Write;
-
-const MIB: f64 = 1024.0 * 1024.0;
-const GIB: f64 = 1024.0 * MIB;
-
-/// `512.0 MiB`, `3.21 GiB`.
-pub fn size(bytes: f64) -> String {
-    if bytes.abs() >= GIB {
-        format!("{:.2} GiB", bytes / GIB)
-    } else {
-        format!("{:.1} MiB", bytes / MIB)
-    }
-}
 
 /// `+8.02 MiB/trial (95% CI 7.90..8.15)`.
 pub fn rate(r: &Rate, per: &str) -> String {
@@ -25,22 +14,6 @@ pub fn rate(r: &Rate, per: &str) -> String {
         r.low_bytes / MIB,
         r.high_bytes / MIB
     )
-}
-
-/// `18:31:02`: the UTC clock time of a wall-clock instant (ns since the epoch).
-pub fn clock_utc(wall_ns: u64) -> String {
-    let wall = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(wall_ns);
-    let stamp = humantime::format_rfc3339_seconds(wall).to_string();
-    stamp.get(11..19).unwrap_or(&stamp).to_string()
-}
-
-pub fn duration(seconds: f64) -> String {
-    let s = seconds.max(0.0).round() as u64;
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
-    }
 }
 
 fn kind_rate(k: &KindFinding) -> String {

@@ -45,7 +45,7 @@ impl Default for Rules {
     fn default() -> Self {
         Self {
             min_points: 6,
-            min_growth_bytes: 8.0 * 1024.0 * 1024.0,
+            min_growth_bytes: 8.0 * crate::units::MIB,
             step_residual_ratio: 0.6,
             plateau_fraction: 0.5,
         }
@@ -321,7 +321,7 @@ fn first_clear(x: &[f64], y: &[f64], rules: &Rules) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const MIB: f64 = 1024.0 * 1024.0;
+    use crate::units::MIB;
 
     struct Noise(u64);
     impl Noise {

@@ -4,7 +4,7 @@
 
 use super::record::harness_config;
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
-use crate::analysis::text::{rate, size};
+use crate::analysis::text::rate;
 use crate::analysis::{Findings, Kind, Verdict};
 use crate::cli::{ReplayArgs, ReportArgs};
 use crate::harness::{record, Workload};
@@ -12,6 +12,7 @@ use crate::policy::Policy;
 use crate::recording::Recording;
 use crate::replay::{bisect_cases, environment, find_trial, substitute, value_text, TrialCase};
 use crate::supervisor::{stop_on_signals, StopRequest};
+use crate::units::size;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -145,7 +146,7 @@ fn verdict_words(findings: &Findings, isolate: bool) -> (bool, String) {
         let mut sorted = levels.clone();
         sorted.sort_by(f64::total_cmp);
         let median = sorted[sorted.len() / 2];
-        let climbs = last - first > (1024.0 * 1024.0f64).max(0.1 * median);
+        let climbs = last - first > crate::units::MIB.max(0.1 * median);
         let tail = if climbs {
             format!(
                 "; it climbs from one fresh process to the next ({} to {}): the memory outlives the process (shared memory, files, a GPU or another daemon)",

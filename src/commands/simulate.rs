@@ -3,10 +3,10 @@
 use super::record::load_policy;
 use super::EXIT_OK;
 use crate::analysis::replay::for_each_recorded;
-use crate::analysis::text::{duration, size};
 use crate::cli::{Cli, ReportArgs, SimulateArgs, SystemdUnitArgs};
 use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
 use crate::recording::{Event, EventKind, Recording};
+use crate::units::{duration, size};
 use anyhow::Context;
 use clap::Parser;
 

@@ -285,7 +285,7 @@ fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dy
             pool.cgroups = (0u32..).zip(procs).collect();
             note(format!(
                 "each worker runs in its own cgroup with memory.max {}",
-                crate::analysis::text::size(max as f64)
+                crate::units::size(max as f64)
             ));
         }
         Err(why) => {
@@ -297,7 +297,7 @@ fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dy
             policy.restart.max_worker_pss = Some(toml::Spanned::new(0..0, limit));
             note(format!(
                 "no cgroup memory limit: {why}; memory_max is enforced by sampling instead (restart over {} PSS)",
-                crate::analysis::text::size(limit as f64)
+                crate::units::size(limit as f64)
             ));
         }
     }

@@ -3,7 +3,7 @@
 //! title, units on both axes and a legend; time axes read as elapsed time and clock time.
 //! Input is plain data: the report decides what to draw.
 
-use crate::analysis::text::{clock_utc, duration};
+use crate::units::{clock_utc, duration};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
@@ -12,8 +12,7 @@ use std::sync::Once;
 const FONT: &str = "memwarden-sans";
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const SIZE: (u32, u32) = (1000, 420);
-const MIB: f64 = 1024.0 * 1024.0;
-const GIB: f64 = 1024.0 * MIB;
+use crate::units::{GIB, MIB};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

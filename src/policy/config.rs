@@ -2,6 +2,7 @@
 //! `fixtures/policy/example.toml`. Unknown keys, wrong units and impossible thresholds are one
 //! error naming the file and line, found before anything starts.
 
+use crate::units::{parse_positive_duration, parse_size};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::path::Path;
@@ -36,7 +37,7 @@ impl Threshold {
 impl std::fmt::Display for Threshold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Threshold::Bytes(bytes) => write!(f, "{}", crate::analysis::text::size(*bytes as f64)),
+            Threshold::Bytes(bytes) => write!(f, "{}", crate::units::size(*bytes as f64)),
             Threshold::Percent(percent) => write!(f, "{percent}%"),
         }
     }
@@ -59,29 +60,6 @@ impl std::str::FromStr for Threshold {
         }
         parse_size(text).map(Threshold::Bytes)
     }
-}
-
-/// A size of at least one byte: `24GiB`, `512MiB`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    if text.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
-        return Err(format!(
-            "{text:?} has no unit: write e.g. \"512MiB\", \"24GiB\" (or \"10%\" for a threshold)"
-        ));
-    }
-    let bytes = crate::analysis::budget::parse_bytes(text)?;
-    if !(bytes >= 1.0 && bytes < 2f64.powi(60)) {
-        return Err(format!("{text:?}: a size must be at least 1 byte"));
-    }
-    Ok(bytes as u64)
-}
-
-/// A positive duration: `10s`, `5m`, `12h`.
-pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    let duration = crate::cli::parse_duration(text)?;
-    if duration.is_zero() {
-        return Err(format!("{text:?}: the duration must be above zero"));
-    }
-    Ok(duration)
 }
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

@@ -7,8 +7,7 @@ mod engine;
 mod simulate;
 
 pub use config::{
-    parse_positive_duration, parse_size, Brake, Containment, Escalation, IoPriority, Policy,
-    PolicyError, Restart, Start, Threshold,
+    Brake, Containment, Escalation, IoPriority, Policy, PolicyError, Restart, Start, Threshold,
 };
 pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
 pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, Simulator, TickRow};

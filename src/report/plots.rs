@@ -7,7 +7,7 @@ use crate::analysis::{Analysis, Basis, Kind, Timeline, Verdict};
 use crate::plot::{self, Format, Line, PlotError, TimeChart, TrialChart};
 use std::path::Path;
 
-const MIB: f64 = 1024.0 * 1024.0;
+use crate::units::MIB;
 /// Workers beyond this many that neither leak nor plateau get no plots of their own.
 const QUIET_WORKERS_PLOTTED: usize = 2;
 

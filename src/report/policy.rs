@@ -4,8 +4,8 @@
 use super::markdown::escape;
 use super::sections::when;
 use super::ReportInput;
-use crate::analysis::text::size;
 use crate::recording::{Event, EventKind};
+use crate::units::size;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 

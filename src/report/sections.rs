@@ -4,13 +4,13 @@
 
 use super::markdown::escape;
 use super::ReportInput;
-use crate::analysis::text::{clock_utc, duration, size};
 use crate::analysis::{Basis, Kind, Verdict, WorkerFinding};
 use crate::recording::{EventKind, RunStatus};
+use crate::units::{clock_utc, duration, size};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-const MIB: f64 = 1024.0 * 1024.0;
+use crate::units::MIB;
 
 /// `18:31:02 (+1m02s)` for a time in ns since the run started.
 pub(super) fn when(input: &ReportInput, t_ns: u64) -> String {

@@ -5,9 +5,9 @@
 use super::markdown::escape;
 use super::sections::{signal_name, when};
 use super::{KernelTime, OomKill, ReportInput};
-use crate::analysis::text::size;
 use crate::analysis::Verdict;
 use crate::recording::{EventKind, RunStatus};
+use crate::units::size;
 use std::fmt::Write;
 
 /// Timelines longer than this are cut, saying how much was left out.

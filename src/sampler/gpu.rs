@@ -110,7 +110,7 @@ impl GpuThread {
                     "GPU {}: {}, {} total",
                     d.index,
                     d.name,
-                    crate::analysis::text::size(d.total_bytes as f64)
+                    crate::units::size(d.total_bytes as f64)
                 ));
             }
         }

@@ -5,11 +5,12 @@
 pub mod publish;
 
 use crate::analysis::budget::{check, GrowthBudget};
-use crate::analysis::text::{duration, rate, size};
+use crate::analysis::text::rate;
 use crate::analysis::{Findings, Verdict};
 use crate::harness::LiveStatus;
 use crate::policy::Counters;
 use crate::supervisor::Exit;
+use crate::units::{duration, size};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -11,7 +11,7 @@ use memwarden::recording::{
 };
 use std::path::Path;
 
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+use memwarden::units::GIB;
 const TOTAL: u64 = 31 * (1 << 30);
 const START_WALL_NS: u64 = 1_795_298_400_000_000_000; // 2026-11-22T22:00:00Z
 const S: u64 = 1_000_000_000;

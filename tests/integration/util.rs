@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub const MIB: f64 = 1024.0 * 1024.0;
+pub use memwarden::units::MIB;
 
 pub fn memwarden() -> Command {
     Command::new(env!("CARGO_BIN_EXE_memwarden"))

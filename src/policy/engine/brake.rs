@@ -2,7 +2,7 @@
 //! pause), and escalation to restarting the worker that holds the most memory.
 
 use super::{share, ActionKind, Engine, Phase, Worker};
-use crate::analysis::text::size;
+use crate::units::size;
 
 impl Engine {
     pub(super) fn emergency(&mut self) {
@@ -147,7 +147,7 @@ impl Engine {
         } else {
             format!(
                 "the brake has been on for {}",
-                crate::analysis::text::duration(self.now_ns.saturating_sub(since) as f64 / 1e9)
+                crate::units::duration(self.now_ns.saturating_sub(since) as f64 / 1e9)
             )
         };
         // Counted afresh: if memory does not recover, the next worker follows after as many.

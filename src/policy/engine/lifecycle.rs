@@ -2,7 +2,7 @@
 //! (restarts, crash back-off, giving up) and the canary's verdict on the others.
 
 use super::{ActionKind, Answer, Engine, PendingRestart, Phase, WorkerMemory};
-use crate::analysis::text::size;
+use crate::units::size;
 
 impl Engine {
     /// A GPU with too little free memory: the worker holding the most GPU memory is restarted

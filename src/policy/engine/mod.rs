@@ -3,7 +3,7 @@
 //! method; every action says why, and what memory looked like at that moment.
 
 use super::config::{Policy, Threshold};
-use crate::analysis::text::size;
+use crate::units::size;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
