@@ -10,6 +10,7 @@ pub mod analysis;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod exit;
 pub mod freshness;
 pub mod harness;
 pub mod plot;

@@ -1,6 +1,6 @@
 use clap::Parser;
 use memwarden::cli::{Cli, Command};
-use memwarden::commands::{self, EXIT_BAD_INPUT};
+use memwarden::commands::{self, describe, exit_code_of};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -24,8 +24,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("memwarden: error: {error:#}");
-            ExitCode::from(EXIT_BAD_INPUT)
+            eprintln!("memwarden: error: {}", describe(&error));
+            ExitCode::from(exit_code_of(&error))
         }
     }
 }

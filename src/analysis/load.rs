@@ -140,7 +140,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     let (mut first_ns, mut last_ns) = (None, None);
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
-        source,
+        cause: source,
     };
     let mut system: Option<SystemSummary> = None;
     let mut devices: BTreeMap<u32, Timeline> = BTreeMap::new();
@@ -440,7 +440,7 @@ pub fn mapping_rows(
     };
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
-        source,
+        cause: source,
     };
     for index in recording.smaps_segments()? {
         let df = recording

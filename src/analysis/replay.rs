@@ -17,7 +17,7 @@ pub fn for_each_recorded(
 ) -> Result<(), RecordingError> {
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
-        source,
+        cause: source,
     };
     let mut events: Vec<(u64, Recorded)> = recording
         .events

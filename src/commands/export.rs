@@ -1,5 +1,6 @@
 //! `memwarden export`: tidy tables for pandas and polars users.
 
+use super::own_work;
 use super::EXIT_OK;
 use crate::cli::{ExportArgs, Format, Table};
 use crate::recording::Recording;
@@ -30,8 +31,10 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         Some(path) => {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("cannot create {}", path.display()))?;
-            write(&mut df, args.format, file)
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            own_work(
+                write(&mut df, args.format, file)
+                    .with_context(|| format!("cannot write {}", path.display())),
+            )?;
         }
         None => {
             let stdout = std::io::stdout();

@@ -20,10 +20,9 @@ pub use soak::soak;
 
 use std::path::PathBuf;
 
-/// Exit codes, documented in the README and `--help`.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_FINDING: u8 = 1;
-pub const EXIT_BAD_INPUT: u8 = 2;
+pub use crate::exit::{
+    describe, exit_code_of, own_work, OwnWork, EXIT_BAD_INPUT, EXIT_FAILED, EXIT_FINDING, EXIT_OK,
+};
 
 /// `./memwarden-runs/20261122T183000Z`, with a suffix if that exists already.
 pub fn default_run_dir() -> PathBuf {

@@ -1,6 +1,7 @@
 //! `memwarden report`: the incident report and its plots, written beside the recording (or
 //! where `--out` says). Without a recording, from worker and kernel logs alone.
 
+use super::own_work;
 use super::EXIT_OK;
 use crate::analysis::{self, Findings, Options};
 use crate::cli::ReportArgs;
@@ -96,13 +97,20 @@ pub fn write_report_with(
 /// Adds the plots and what this host can tell, then writes the report.
 fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Result<PathBuf> {
     let plots_dir = out.join("plots");
-    std::fs::create_dir_all(&plots_dir)
-        .with_context(|| format!("cannot create {}", plots_dir.display()))?;
+    own_work(
+        std::fs::create_dir_all(&plots_dir)
+            .with_context(|| format!("cannot create {}", plots_dir.display())),
+    )?;
     let format = if args.svg { Format::Svg } else { Format::Png };
     let start_wall_ns = input.manifest.start_wall_ns;
     let marks = policy_marks(input.events, input.simulation);
-    input.plots =
-        report::plots::write_plots(input.analysis, start_wall_ns, &plots_dir, format, &marks)?;
+    input.plots = own_work(report::plots::write_plots(
+        input.analysis,
+        start_wall_ns,
+        &plots_dir,
+        format,
+        &marks,
+    ))?;
     let root = ProcRoot::new("/proc");
     let current_boot_id = Some(host_facts(&root).boot_id).filter(|b| !b.is_empty());
     let same_boot = current_boot_id.as_deref() == Some(input.manifest.boot_id.as_str());
@@ -112,7 +120,7 @@ fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Resul
     }
     let text = report::render(&input);
     let path = out.join("report.md");
-    crate::recording::write_atomically(&path, text.as_bytes())?;
+    own_work(crate::recording::write_atomically(&path, text.as_bytes()))?;
     Ok(path)
 }
 

@@ -89,7 +89,10 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     let findings = match report(&run_dir, None) {
         Ok((_, findings)) => findings,
         Err(error) => {
-            eprintln!("memwarden: warning: the final report failed: {error:#}");
+            eprintln!(
+                "memwarden: warning: the final report failed: {}",
+                crate::exit::describe(&error)
+            );
             analysis::analyze(&recording, &Options::default())?
         }
     };
@@ -181,7 +184,10 @@ fn checkpoint(
                 say_published(publish(run_dir, publisher));
             }
         }
-        Err(error) => eprintln!("memwarden: warning: checkpoint failed: {error:#}"),
+        Err(error) => eprintln!(
+            "memwarden: warning: checkpoint failed: {}",
+            crate::exit::describe(&error)
+        ),
     }
 }
 

@@ -162,7 +162,10 @@ impl Enforcer {
             match action.kind {
                 ActionKind::Start { attempt } => {
                     if let Err(error) = workers.spawn(worker, attempt) {
-                        let message = format!("worker {worker} could not start: {error:#}");
+                        let message = format!(
+                            "worker {worker} could not start: {}",
+                            crate::exit::describe(&error)
+                        );
                         eprintln!("memwarden: {message}");
                         self.records.event_now(
                             &self.clock,

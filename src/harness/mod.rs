@@ -10,6 +10,7 @@ mod output;
 mod workers;
 
 use crate::clock::RunClock;
+use crate::exit::own_work;
 use crate::policy::{Counters, IoPriority, Policy};
 use crate::probe::{host_facts, ProcRoot};
 use crate::recording::{
@@ -79,14 +80,18 @@ pub fn record(
     prepare_run_dir(&config.run_dir)?;
     let clock = RunClock::start();
     let mut manifest = new_manifest(&config, &workload, &clock);
-    write_manifest(&config.run_dir, &manifest)?;
+    own_work(write_manifest(&config.run_dir, &manifest))?;
 
     let compactor = Compactor::start();
     let writer_config = WriterConfig {
         segment_duration: config.segment_duration,
         ..WriterConfig::default()
     };
-    let writer = RecordingWriter::start(&config.run_dir, writer_config, compactor.queue())?;
+    let writer = own_work(RecordingWriter::start(
+        &config.run_dir,
+        writer_config,
+        compactor.queue(),
+    ))?;
     let records = writer.sender();
     let (readings_tx, readings_rx) = mpsc::channel();
     let (feed_tx, feed_rx) = mpsc::channel();
@@ -99,8 +104,9 @@ pub fn record(
         rollup_cpu_fraction: config.rollup_cpu_fraction,
         root: config.root.clone(),
     };
-    let sampler = Sampler::start(sampler_config, clock, records.clone())
-        .context("cannot start the sampler")?;
+    let sampler = own_work(
+        Sampler::start(sampler_config, clock, records.clone()).context("cannot start the sampler"),
+    )?;
     let mut workers = Workers::new(
         &config,
         clock,
@@ -147,7 +153,7 @@ pub fn record(
         enforcer.begin(&mut workers);
     }
     if let Err(error) = started {
-        let message = format!("start failed: {error:#}");
+        let message = format!("start failed: {}", crate::exit::describe(&error));
         records.event_now(&clock, None, EventKind::Note { message });
         workers.stop(&stop);
         finish(
@@ -352,8 +358,10 @@ fn finish(
     manifest: &mut Manifest,
     reason: &str,
 ) -> anyhow::Result<(WriterStats, SamplerStats)> {
+    // A crashed sampler still lets the writer, compaction and the manifest close what it
+    // sampled; the failure is reported after that.
     let sampler_stats = sampler.stop();
-    let writer_stats = writer.finish()?;
+    let writer_stats = own_work(writer.finish())?;
     for error in compactor.finish(writer_stats.open_segments.clone()) {
         // The log stays in place and is read instead: nothing is lost, so warn and go on.
         eprintln!("memwarden: warning: compaction failed: {error}");
@@ -361,6 +369,11 @@ fn finish(
     manifest.status = RunStatus::Finished;
     manifest.end_wall_ns = Some(crate::clock::wall_ns());
     manifest.end_reason = Some(reason.to_string());
-    write_manifest(dir, manifest)?;
+    own_work(write_manifest(dir, manifest))?;
+    let sampler_stats = own_work(sampler_stats.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the sampling thread crashed; the recording holds what it sampled until then"
+        )
+    }))?;
     Ok((writer_stats, sampler_stats))
 }

@@ -330,11 +330,8 @@ fn io_class<'de, D: Deserializer<'de>>(d: D) -> Result<Option<IoPriority>, D::Er
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("{path}:{line}: {message}")]
     Invalid {
         path: String,
@@ -349,7 +346,7 @@ impl Policy {
     pub fn load(path: &Path) -> Result<Self, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.display().to_string(),
-            source,
+            cause: source,
         })?;
         Self::parse(&text, &path.display().to_string())
     }

@@ -63,12 +63,12 @@ fn give_back_freed_memory() {
 pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
     let bytes = std::fs::read(log).map_err(|source| RecordingError::Io {
         path: log.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let name = log.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let table = |source| RecordingError::Table {
         path: log.to_path_buf(),
-        source,
+        cause: source,
     };
     if let Some(index) = name
         .strip_prefix("samples-")
@@ -103,14 +103,14 @@ pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
     }
     std::fs::remove_file(log).map_err(|source| RecordingError::Io {
         path: log.to_path_buf(),
-        source,
+        cause: source,
     })
 }
 
 pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), RecordingError> {
     let io = |source| RecordingError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let tmp = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&tmp).map_err(io)?;
@@ -119,7 +119,7 @@ pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), Recor
         .finish(df)
         .map_err(|source| RecordingError::Table {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)

@@ -89,13 +89,13 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, RecordingError> {
         std::io::ErrorKind::NotFound => RecordingError::NotARun(dir.to_path_buf()),
         _ => RecordingError::Io {
             path: path.clone(),
-            source,
+            cause: source,
         },
     })?;
     let manifest: Manifest =
         serde_json::from_slice(&bytes).map_err(|source| RecordingError::BadManifest {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
     manifest.check_version(dir)?;
     Ok(manifest)
@@ -105,7 +105,7 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, RecordingError> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
     let io = |source| RecordingError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     };
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp).map_err(io)?;

@@ -29,10 +29,10 @@ pub enum RecordingError {
     NotADirectory(PathBuf),
     #[error("{0}: not a memwarden run directory (no manifest.json)")]
     NotARun(PathBuf),
-    #[error("{path}: unreadable manifest: {source}")]
+    #[error("{path}: unreadable manifest: {cause}")]
     BadManifest {
         path: PathBuf,
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{dir}: recording format {found} is newer than this memwarden reads ({supported})")]
     NewerFormat {
@@ -40,15 +40,15 @@ pub enum RecordingError {
         found: u32,
         supported: u32,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Table {
         path: PathBuf,
-        source: polars::error::PolarsError,
+        cause: polars::error::PolarsError,
     },
     #[error("the recording writer thread panicked")]
     WriterPanicked,

@@ -34,7 +34,7 @@ impl Recording {
             Err(source) => {
                 return Err(RecordingError::Io {
                     path: events_path,
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -86,7 +86,7 @@ impl Recording {
                 };
                 empty.map_err(|source| RecordingError::Table {
                     path: self.dir.clone(),
-                    source,
+                    cause: source,
                 })
             }
         }
@@ -141,7 +141,7 @@ impl Recording {
         let ticks: Vec<Tick> = self.decode_log(&log)?;
         let table = |source| RecordingError::Table {
             path: log.clone(),
-            source,
+            cause: source,
         };
         let select =
             |frame: &dyn Fn() -> PolarsResult<DataFrame>, columns: Option<&[&str]>| match columns {
@@ -167,13 +167,19 @@ impl Recording {
             return if path.exists() {
                 read_parquet(&path, None)
             } else {
-                tables::gpu_frame(&[]).map_err(|source| RecordingError::Table { path, source })
+                tables::gpu_frame(&[]).map_err(|source| RecordingError::Table {
+                    path,
+                    cause: source,
+                })
             };
         }
         let log = stream_path(&self.dir, Stream::Samples, index, "log");
         let bytes = std::fs::read(&log).unwrap_or_default();
         let (ticks, _) = frame::decode_all::<Tick>(&bytes);
-        tables::gpu_frame(&ticks).map_err(|source| RecordingError::Table { path: log, source })
+        tables::gpu_frame(&ticks).map_err(|source| RecordingError::Table {
+            path: log,
+            cause: source,
+        })
     }
 
     /// The trial-boundary memory maps, one row per (condensed) mapping.
@@ -186,7 +192,7 @@ impl Recording {
             Some(df) => Ok(df),
             None => tables::smaps_frame(&[]).map_err(|source| RecordingError::Table {
                 path: self.dir.clone(),
-                source,
+                cause: source,
             }),
         }
     }
@@ -202,21 +208,23 @@ impl Recording {
         }
         let log = stream_path(&self.dir, Stream::Smaps, index, "log");
         let snapshots: Vec<SmapsSnapshot> = self.decode_log(&log)?;
-        tables::smaps_frame(&snapshots)
-            .map_err(|source| RecordingError::Table { path: log, source })
+        tables::smaps_frame(&snapshots).map_err(|source| RecordingError::Table {
+            path: log,
+            cause: source,
+        })
     }
 
     pub fn events_frame(&self) -> Result<DataFrame, RecordingError> {
         tables::events_frame(&self.events).map_err(|source| RecordingError::Table {
             path: self.dir.clone(),
-            source,
+            cause: source,
         })
     }
 
     pub fn trials_frame(&self) -> Result<DataFrame, RecordingError> {
         tables::trials_frame(&self.trials()).map_err(|source| RecordingError::Table {
             path: self.dir.clone(),
-            source,
+            cause: source,
         })
     }
 
@@ -230,7 +238,7 @@ impl Recording {
             Err(source) => {
                 return Err(RecordingError::Io {
                     path: log.to_path_buf(),
-                    source,
+                    cause: source,
                 })
             }
         };
@@ -243,7 +251,7 @@ impl Recording {
     fn segment_indexes(&self, prefix: &str) -> Result<BTreeSet<u32>, RecordingError> {
         let entries = std::fs::read_dir(&self.dir).map_err(|source| RecordingError::Io {
             path: self.dir.clone(),
-            source,
+            cause: source,
         })?;
         Ok(entries
             .filter_map(|e| e.ok())
@@ -260,14 +268,14 @@ impl Recording {
 fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, RecordingError> {
     let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     ParquetReader::new(file)
         .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
         .finish()
         .map_err(|source| RecordingError::Table {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })
 }
 
@@ -278,7 +286,7 @@ fn append(out: &mut Option<DataFrame>, part: DataFrame, dir: &Path) -> Result<()
             df.vstack_mut_owned(part)
                 .map_err(|source| RecordingError::Table {
                     path: dir.to_path_buf(),
-                    source,
+                    cause: source,
                 })?;
         }
     }

@@ -119,7 +119,7 @@ impl RecordingWriter {
             .spawn(move || state.run(rx))
             .map_err(|source| RecordingError::Io {
                 path: dir.to_path_buf(),
-                source,
+                cause: source,
             })?;
         Ok(Self {
             sender: RecordSender { tx, dropped },
@@ -159,7 +159,7 @@ impl SegmentFile {
             .open(&path)
             .map_err(|source| RecordingError::Io {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Self {
             stream,
@@ -180,7 +180,7 @@ impl SegmentFile {
             .write_all(bytes)
             .map_err(|source| RecordingError::Io {
                 path: self.path.clone(),
-                source,
+                cause: source,
             })
     }
 
@@ -188,7 +188,7 @@ impl SegmentFile {
         if self.unsynced {
             self.file.sync_data().map_err(|source| RecordingError::Io {
                 path: self.path.clone(),
-                source,
+                cause: source,
             })?;
             self.unsynced = false;
         }

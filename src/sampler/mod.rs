@@ -116,9 +116,10 @@ impl Sampler {
         self.control.clone()
     }
 
-    pub fn stop(self) -> SamplerStats {
+    /// Ends sampling; `None` when the sampling thread had crashed.
+    pub fn stop(self) -> Option<SamplerStats> {
         let _ = self.control.send(Control::Stop);
-        self.handle.join().unwrap_or_default()
+        self.handle.join().ok()
     }
 }
 

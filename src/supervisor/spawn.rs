@@ -12,11 +12,11 @@ use std::process::{Child, Command, Stdio};
 pub enum SpawnError {
     #[error("empty worker command")]
     EmptyCommand,
-    #[error("cannot start worker {worker} ({program}): {source}")]
+    #[error("cannot start worker {worker} ({program}): {cause}")]
     Start {
         worker: u32,
         program: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -117,7 +117,7 @@ pub fn spawn_worker(
     let child = command.spawn().map_err(|source| SpawnError::Start {
         worker,
         program: program.clone(),
-        source,
+        cause: source,
     });
     drop(cgroup);
     child

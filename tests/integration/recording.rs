@@ -54,6 +54,51 @@ fn export_of_a_missing_or_unreadable_run_directory_is_one_clear_error() {
     );
 }
 
+/// An error's cause is printed once: thiserror messages that print their source do not also
+/// carry it as the source, which `{:#}` would print again.
+#[test]
+fn an_error_names_its_cause_once() {
+    let temp = tempdir();
+    let garbled = temp.path().join("garbled");
+    std::fs::create_dir(&garbled).expect("mkdir");
+    std::fs::write(garbled.join("manifest.json"), b"{not json").expect("write");
+    let out = memwarden()
+        .arg("export")
+        .arg(&garbled)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let cause = "key must be a string at line 1 column 2";
+    assert_eq!(stderr.matches(cause).count(), 1, "{stderr}");
+}
+
+/// A failure of memwarden's own work (here a full disk under `export -o`) is exit 3, not the
+/// 2 of bad input, and still one line.
+#[test]
+fn a_full_disk_is_exit_3_not_bad_input() {
+    let out = memwarden()
+        .args(["export", "--table", "samples", "-o", "/dev/full"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/runs/crashed"
+        ))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("memwarden: error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("cannot write /dev/full")
+            && errors[0].matches("No space left").count() == 1,
+        "{stderr}"
+    );
+}
+
 /// `fixtures/runs/crashed` is a recording left by a SIGKILLed harness: raw segments, no
 /// compaction, a torn final record.
 #[test]
