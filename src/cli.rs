@@ -1,6 +1,6 @@
 //! The command line. One `*Args` struct per subcommand; help text comes from the doc comments.
 
-use crate::analysis::budget::GrowthBudget;
+use crate::analysis::gates::GrowthBudget;
 use crate::analysis::Kind;
 use crate::units::{parse_duration, parse_positive_duration, parse_size};
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -1,10 +1,22 @@
 //! memwarden: a supervisor, profiler and post-mortem writer for memory leaks in long-running
 //! ML training and hyperparameter-search workers.
 //!
-//! `probe` reads /proc; `sampler` turns probes into ticks on a fixed cadence; `supervisor` owns
-//! worker processes and their output; `recording` owns the on-disk format; `harness` runs a
-//! recording session; `analysis` turns a recording into findings; `commands` are the
-//! subcommands.
+//! What each module owns:
+//! - `probe` reads /proc (and NVML); nothing else touches them.
+//! - `sampler` turns probes into ticks on a fixed cadence, under a CPU budget for the costly
+//!   reads; `freshness` says how long a budgeted reading still stands.
+//! - `supervisor` owns worker processes: spawning, process groups, signals, the guardian,
+//!   output lines and trial boundaries, the trial gate, cgroups and systemd.
+//! - `recording` owns the on-disk format: framing, writer, reader, compaction, tables.
+//! - `harness` runs one recording session from start to end, feeding the policy engine.
+//! - `policy` decides (brake, escalation, restarts), pure, live and simulated.
+//! - `analysis` turns a recording into findings; `report` writes them as Markdown and `plot`
+//!   draws the charts.
+//! - `soak` judges a soak; `replay` repeats recorded trials.
+//! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's
+//!   monotonic and wall clocks; `exit` maps outcomes to exit codes.
+//! - `cli` is the command line and `commands` the subcommands, glue over the rest.
+//! - `fixture_worker` is the stand-in trial worker that tests and the demo run.
 
 pub mod analysis;
 pub mod cli;
@@ -25,5 +37,4 @@ pub mod supervisor;
 pub mod units;
 
 #[doc(hidden)]
-#[path = "../fixtures/worker.rs"]
 pub mod fixture_worker;

@@ -3,11 +3,11 @@
 //! `fill` carries the budgeted PSS/USS reads forward while they are fresh; the walkers and
 //! timelines take the reduced rows.
 
+use super::coarse_series::Timeline;
 use super::fill::{SparseFill, PSS_READ};
 use super::kind::{Values, KINDS};
 use super::levels::{windows, Levels, SeriesWalker};
 use super::location::MappingRow;
-use super::timeline::Timeline;
 use crate::freshness::PssHealth;
 use crate::recording::{EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;

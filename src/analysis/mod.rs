@@ -6,22 +6,23 @@
 //! Only `load` touches the recording (through polars); everything after it is pure and is
 //! tested on synthetic series. `budget` judges findings against CI budgets and compares runs.
 
-pub mod budget;
+mod coarse_series;
 mod fill;
 mod findings;
 mod forecast;
+pub mod gates;
 mod kind;
 mod levels;
 mod load;
 mod location;
 mod params;
-pub mod replay;
+pub mod policy_inputs;
 pub mod stats;
 pub mod text;
-mod timeline;
 mod verdict;
 mod worker;
 
+pub use coarse_series::{Bucket, Timeline};
 pub use findings::*;
 pub use forecast::{forecast, Machine, WorkerRates};
 pub use kind::{Kind, Values, KINDS};
@@ -29,7 +30,6 @@ pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
 pub use load::SystemSummary;
 pub use location::{categorize, mapping_growth, MappingRow};
 pub use params::{parameter_effects, TrialGrowth};
-pub use timeline::{Bucket, Timeline};
 pub use verdict::{classify, stitch, Classification, Rules, Verdict};
 
 use crate::recording::{Recording, RecordingError, RunStatus};

@@ -1,7 +1,7 @@
 //! Findings in plain words for a terminal: the verdict first, then the numbers behind it.
 
-use super::budget::{Change, CheckReport, Comparison, Per};
 use super::findings::{Basis, Findings, KindFinding, Rate, WorkerFinding};
+use super::gates::{Change, CheckReport, Comparison, Per};
 use super::verdict::Verdict;
 use crate::units::{duration, size, MIB};
 use std::fmt::Write;

@@ -1,12 +1,12 @@
 //! One worker's findings: a verdict per memory kind, the kind that grows, and the process of
 //! its tree that holds the growth.
 
+use super::coarse_series::Timeline;
 use super::findings::{Basis, KindFinding, ProcessFinding, Rate, StepFinding, WorkerFinding};
 use super::kind::{Kind, KINDS};
 use super::levels::Levels;
 use super::load::{Loaded, TrialLevels};
 use super::stats::{median, theil_sen, Trend};
-use super::timeline::Timeline;
 use super::verdict::{classify, Classification, Rules, Verdict};
 
 const NS_PER_HOUR: f64 = 3.6e12;

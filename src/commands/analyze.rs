@@ -1,7 +1,7 @@
 //! `memwarden analyze`, `check` and `diff`: read recordings, run the analysis, print.
 
 use super::{EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK};
-use crate::analysis::{self, budget, text, Findings, Options};
+use crate::analysis::{self, gates, text, Findings, Options};
 use crate::cli::{AnalyzeArgs, CheckArgs, DiffArgs};
 use crate::recording::Recording;
 use std::io::Write;
@@ -45,7 +45,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
 
 pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
     let findings = findings(&args.run_dir, std::time::Duration::from_secs(12 * 3600))?;
-    let report = match budget::check(&findings, args.kind, args.max_growth) {
+    let report = match gates::check(&findings, args.kind, args.max_growth) {
         Ok(report) => report,
         Err(reason) => {
             eprintln!(
@@ -74,7 +74,7 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     let horizon = std::time::Duration::from_secs(12 * 3600);
     let before = findings(&args.before, horizon)?;
     let after = findings(&args.after, horizon)?;
-    let comparison = match budget::diff(&before, &after, args.kind) {
+    let comparison = match gates::diff(&before, &after, args.kind) {
         Ok(c) => c,
         Err(reason) => {
             eprintln!("memwarden: error: cannot compare: {reason}");
@@ -86,7 +86,7 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     } else {
         print(&text::comparison(&comparison))?;
     }
-    Ok(if comparison.change == budget::Change::More {
+    Ok(if comparison.change == gates::Change::More {
         EXIT_FINDING
     } else {
         EXIT_OK

@@ -2,7 +2,7 @@
 
 use super::record::load_policy;
 use super::EXIT_OK;
-use crate::analysis::replay::for_each_recorded;
+use crate::analysis::policy_inputs::for_each_recorded;
 use crate::cli::{Cli, ReportArgs, SimulateArgs, SystemdUnitArgs};
 use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
 use crate::recording::{Event, EventKind, Recording};

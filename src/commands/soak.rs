@@ -156,7 +156,7 @@ fn report(run_dir: &Path, out: Option<PathBuf>) -> anyhow::Result<(PathBuf, Find
 fn checkpoint(
     run_dir: &Path,
     live: &SharedStatus,
-    budget: Option<crate::analysis::budget::GrowthBudget>,
+    budget: Option<crate::analysis::gates::GrowthBudget>,
     publishers: &[Publisher],
 ) {
     let fresh = run_dir.join("checkpoint.partial");

@@ -28,7 +28,7 @@ impl Tracked {
     pub fn forget_program(&mut self) {
         self.rollups = ReadCadence::default();
         self.last_pss = None;
-        self.rollup_cost_ns = crate::sampler::budget::UNKNOWN_COST_NS;
+        self.rollup_cost_ns = crate::sampler::rollup_budget::UNKNOWN_COST_NS;
         self.exec_pending = true;
     }
 
@@ -113,7 +113,7 @@ impl WorkerTree {
                 handle,
                 rollups: ReadCadence::default(),
                 last_pss: None,
-                rollup_cost_ns: crate::sampler::budget::UNKNOWN_COST_NS,
+                rollup_cost_ns: crate::sampler::rollup_budget::UNKNOWN_COST_NS,
                 seen_ns: t_ns,
                 exec_pending: false,
                 stale_said: false,

@@ -4,7 +4,7 @@
 
 pub mod publish;
 
-use crate::analysis::budget::{check, GrowthBudget};
+use crate::analysis::gates::{check, GrowthBudget};
 use crate::analysis::text::rate;
 use crate::analysis::{Findings, Verdict};
 use crate::harness::LiveStatus;

@@ -1,0 +1,509 @@
+//! The sampler's thread and its tick: what is read when, and what goes to the writer and the
+//! policy engine. The module header of `sampler` says the tiers.
+
+use super::rollup_budget::{self, Candidate, RollupBudget};
+use super::snapshots::snapshot_worker;
+use super::tree::{self, WorkerTree};
+use crate::clock::RunClock;
+use crate::freshness::PssHealth;
+use crate::policy::{Reading, WorkerMemory};
+use crate::probe::{ProcRoot, SystemProbe};
+use crate::recording::{
+    Boundary, Event, EventKind, GpuDeviceSample, ProcessSample, RecordSender, SystemSample, Tick,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub interval: Duration,
+    /// Each tick's memory, condensed for the policy engine (none: no policy).
+    pub readings: Option<Sender<(u64, Reading)>>,
+    /// Sample GPU memory (NVML) too.
+    pub gpu: bool,
+    /// Share of one core that smaps_rollup reads may use, all together.
+    pub rollup_cpu_fraction: f64,
+    pub root: ProcRoot,
+}
+
+pub enum Control {
+    /// Track `pid` (and its descendants) as worker `worker`.
+    Adopt {
+        worker: u32,
+        pid: i32,
+    },
+    /// A trial boundary: read PSS for the worker's tree and snapshot its smaps.
+    Boundary {
+        worker: u32,
+        trial: String,
+        boundary: Boundary,
+    },
+    Stop,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct SamplerStats {
+    pub ticks: u64,
+    pub overrun_ticks: u64,
+    pub rollups: u64,
+    pub longest_tick_ns: u64,
+    /// Per worker, how often its tree's PSS was read and fresh.
+    pub health: BTreeMap<u32, PssHealth>,
+}
+
+pub struct Sampler {
+    control: Sender<Control>,
+    handle: JoinHandle<SamplerStats>,
+    /// Monotonic ns (run clock) of the last finished tick: the systemd watchdog's evidence that
+    /// sampling is alive.
+    last_tick_ns: Arc<AtomicU64>,
+}
+
+impl Sampler {
+    pub fn start(
+        config: SamplerConfig,
+        clock: RunClock,
+        records: RecordSender,
+    ) -> std::io::Result<Self> {
+        let (control, rx) = mpsc::channel();
+        let system = SystemProbe::open(&config.root)?;
+        if !system.has_pressure() {
+            let message =
+                "this kernel has no memory PSI (/proc/pressure/memory): pressure is not recorded";
+            records.event_now(
+                &clock,
+                None,
+                EventKind::Note {
+                    message: message.into(),
+                },
+            );
+        }
+        let last_tick_ns = Arc::new(AtomicU64::new(0));
+        let beat = last_tick_ns.clone();
+        let handle = std::thread::Builder::new()
+            .name("memwarden-sampler".into())
+            .spawn(move || SamplerLoop::new(config, clock, records, system, beat).run(rx))?;
+        Ok(Self {
+            control,
+            handle,
+            last_tick_ns,
+        })
+    }
+
+    pub fn last_tick_ns(&self) -> u64 {
+        self.last_tick_ns.load(Ordering::Relaxed)
+    }
+
+    pub fn control(&self) -> Sender<Control> {
+        self.control.clone()
+    }
+
+    /// Ends sampling; `None` when the sampling thread had crashed.
+    pub fn stop(self) -> Option<SamplerStats> {
+        let _ = self.control.send(Control::Stop);
+        self.handle.join().ok()
+    }
+}
+
+pub(super) struct SnapshotJob {
+    pub t_ns: u64,
+    pub worker: u32,
+    pub processes: Vec<(i32, u64)>,
+    pub trial: String,
+    pub boundary: Boundary,
+}
+
+struct SamplerLoop {
+    config: SamplerConfig,
+    clock: RunClock,
+    records: RecordSender,
+    system: SystemProbe,
+    workers: BTreeMap<u32, WorkerTree>,
+    budget: RollupBudget,
+    pending_boundaries: Vec<(u32, String, Boundary)>,
+    snapshots: Option<Sender<SnapshotJob>>,
+    snapshot_thread: Option<JoinHandle<()>>,
+    stats: SamplerStats,
+    unreported_overruns: u64,
+    last_overrun_report: Instant,
+    beat: Arc<AtomicU64>,
+    gpu: Option<super::gpu::GpuThread>,
+}
+
+impl SamplerLoop {
+    fn new(
+        config: SamplerConfig,
+        clock: RunClock,
+        records: RecordSender,
+        system: SystemProbe,
+        beat: Arc<AtomicU64>,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel::<SnapshotJob>();
+        let snapshot_records = records.clone();
+        let root = config.root.clone();
+        let gpu = config
+            .gpu
+            .then(|| super::gpu::GpuThread::start(config.interval));
+        let snapshot_thread = std::thread::Builder::new()
+            .name("memwarden-smaps".into())
+            .spawn(move || snapshot_worker(root, rx, snapshot_records))
+            .ok();
+        Self {
+            budget: RollupBudget::new(config.rollup_cpu_fraction),
+            config,
+            clock,
+            records,
+            system,
+            workers: BTreeMap::new(),
+            pending_boundaries: Vec::new(),
+            snapshots: snapshot_thread.as_ref().map(|_| tx),
+            snapshot_thread,
+            stats: SamplerStats::default(),
+            unreported_overruns: 0,
+            last_overrun_report: Instant::now(),
+            beat,
+            gpu,
+        }
+    }
+
+    fn run(mut self, control: Receiver<Control>) -> SamplerStats {
+        let interval = self.config.interval;
+        let mut next = Instant::now();
+        // One unscheduled tick is allowed between scheduled ones, taken as soon as a trial
+        // boundary arrives: back-to-back trials (Optuna) have no gap, and a sample taken at the
+        // next scheduled tick would already hold the next trial's first allocations.
+        let mut extra_tick_allowed = true;
+        'outer: loop {
+            loop {
+                let now = Instant::now();
+                if now >= next {
+                    break;
+                }
+                match control.recv_timeout(next - now) {
+                    Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => break 'outer,
+                    Ok(message @ Control::Boundary { .. }) if extra_tick_allowed => {
+                        self.handle(message);
+                        extra_tick_allowed = false;
+                        self.tick(Instant::now());
+                    }
+                    Ok(message) => self.handle(message),
+                    Err(RecvTimeoutError::Timeout) => break,
+                }
+            }
+            extra_tick_allowed = true;
+            // Messages that arrived exactly at the deadline still count for this tick.
+            while let Ok(message) = control.try_recv() {
+                match message {
+                    Control::Stop => break 'outer,
+                    message => self.handle(message),
+                }
+            }
+            let started = Instant::now();
+            self.tick(started);
+            let took = started.elapsed();
+            self.stats.longest_tick_ns = self.stats.longest_tick_ns.max(took.as_nanos() as u64);
+            next += interval;
+            let now = Instant::now();
+            if now > next {
+                let missed = ((now - next).as_nanos() / interval.as_nanos().max(1)) as u64 + 1;
+                next += interval * missed as u32;
+                self.stats.overrun_ticks += missed;
+                self.unreported_overruns += missed;
+            }
+            self.report_overruns();
+        }
+        self.report_overruns_now();
+        drop(self.snapshots.take());
+        if let Some(thread) = self.snapshot_thread.take() {
+            let _ = thread.join();
+        }
+        self.stats
+    }
+
+    fn handle(&mut self, message: Control) {
+        match message {
+            Control::Adopt { worker, pid } => {
+                let mut events = Vec::new();
+                let t_ns = self.clock.now().0;
+                let tree = self
+                    .workers
+                    .entry(worker)
+                    .or_insert_with(|| WorkerTree::new(worker));
+                tree.adopt(&self.config.root, pid, t_ns, &mut events);
+                self.emit(events);
+            }
+            Control::Boundary {
+                worker,
+                trial,
+                boundary,
+            } => {
+                self.pending_boundaries.push((worker, trial, boundary));
+            }
+            Control::Stop => {}
+        }
+    }
+
+    fn emit(&self, events: Vec<(u32, EventKind)>) {
+        if events.is_empty() {
+            return;
+        }
+        for (worker, kind) in events {
+            self.records.event_now(&self.clock, Some(worker), kind);
+        }
+    }
+
+    fn tick(&mut self, at: Instant) {
+        self.stats.ticks += 1;
+        let t_ns = self.clock.since_start(at);
+        let wall_ns = crate::clock::wall_ns();
+        let system = self.system.sample().unwrap_or_default();
+        let mut events = Vec::new();
+        let mut processes = Vec::new();
+        let ticks_per_second =
+            (1_000_000_000 / self.config.interval.as_nanos().max(1)).max(1) as u64;
+        let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
+        for tree in self.workers.values_mut() {
+            for (pid, cheap) in tree.sample(&self.config.root, all_threads, t_ns, &mut events) {
+                processes.push(ProcessSample {
+                    worker: tree.worker,
+                    pid,
+                    rss: cheap.rss,
+                    anon: cheap.anon,
+                    file: cheap.file,
+                    shmem: cheap.shmem,
+                    swap: cheap.swap,
+                    ..ProcessSample::default()
+                });
+            }
+        }
+        let gpus = self.read_gpu(&mut processes);
+        let boundaries = std::mem::take(&mut self.pending_boundaries);
+        let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
+        self.read_rollups(t_ns, &forced, &mut processes, &mut events);
+        for (worker, trial, boundary) in boundaries {
+            self.request_snapshot(t_ns, worker, trial, boundary);
+        }
+        let memory = self.tree_memory(t_ns, &processes, &mut events);
+        // Stamped with the tick that observed them: analysis lines an exec up with its samples.
+        for (worker, kind) in events {
+            self.records.event(Event {
+                t_ns,
+                wall_ns,
+                worker: Some(worker),
+                kind,
+            });
+        }
+        if let Some(readings) = &self.config.readings {
+            let _ = readings.send((t_ns, reading(&system, memory, &gpus)));
+        }
+        self.beat.store(t_ns.max(1), Ordering::Relaxed);
+        self.records.send_tick(Tick {
+            t_ns,
+            wall_ns,
+            system,
+            processes,
+            gpus,
+        });
+    }
+
+    fn read_gpu(&mut self, processes: &mut [ProcessSample]) -> Vec<GpuDeviceSample> {
+        let Some(gpu) = self.gpu.as_mut() else {
+            return Vec::new();
+        };
+        let tracked: BTreeMap<i32, Vec<i32>> = self
+            .workers
+            .values()
+            .flat_map(|w| w.processes.values())
+            .map(|t| (t.handle.pid, t.handle.ns_pids.clone()))
+            .collect();
+        let mut notes = Vec::new();
+        let devices = gpu.apply(&self.config.root, &tracked, processes, &mut notes);
+        for message in notes {
+            self.records
+                .event_now(&self.clock, None, EventKind::Note { message });
+        }
+        devices
+    }
+
+    fn read_rollups(
+        &mut self,
+        t_ns: u64,
+        forced: &BTreeSet<u32>,
+        processes: &mut [ProcessSample],
+        events: &mut Vec<(u32, EventKind)>,
+    ) {
+        let candidates: Vec<Candidate> = processes
+            .iter()
+            .map(|p| {
+                let tracked = self
+                    .workers
+                    .get(&p.worker)
+                    .and_then(|w| w.processes.get(&p.pid));
+                Candidate {
+                    last_read_ns: tracked.and_then(|t| t.rollups.last_read_ns()),
+                    cost_ns: tracked.map_or(rollup_budget::UNKNOWN_COST_NS, |t| t.rollup_cost_ns),
+                    forced: forced.contains(&p.worker) || tracked.is_some_and(|t| t.exec_pending),
+                }
+            })
+            .collect();
+        for index in self.budget.choose(t_ns, &candidates) {
+            let sample = &mut processes[index];
+            let Some(tracked) = self
+                .workers
+                .get_mut(&sample.worker)
+                .and_then(|w| w.processes.get_mut(&sample.pid))
+            else {
+                continue;
+            };
+            let mut charged = candidates[index].cost_ns;
+            let mut rollup = tracked.handle.try_rollup();
+            if rollup.is_none() && tracked.handle.try_detect_exec(true) {
+                // The read failed because its descriptor belonged to the program before an
+                // exec that status did not show (the same binary again): read the new one.
+                tracked.forget_program();
+                events.push((sample.worker, tracked.exec_event()));
+                self.budget.correct(charged, 0);
+                charged = 0;
+                rollup = tracked.handle.try_rollup();
+            }
+            match rollup {
+                Some(rollup) => {
+                    self.budget.correct(charged, rollup.cost_ns);
+                    tracked.rollup_cost_ns = rollup.cost_ns.max(1);
+                    tracked.rollups.read(t_ns);
+                    tracked.last_pss = Some(rollup.pss);
+                    tracked.exec_pending = false;
+                    tracked.stale_said = false;
+                    sample.pss = Some(rollup.pss);
+                    sample.uss = Some(rollup.uss);
+                    self.stats.rollups += 1;
+                }
+                None => self.budget.correct(charged, 0),
+            }
+        }
+    }
+
+    /// Each worker's tree memory for the policy, counted into the sampler's health: a fresh
+    /// PSS read stands in between rollups; RSS for a process whose PSS was never read or went
+    /// stale, which the run is told once per process.
+    fn tree_memory(
+        &mut self,
+        t_ns: u64,
+        processes: &[ProcessSample],
+        events: &mut Vec<(u32, EventKind)>,
+    ) -> BTreeMap<u32, WorkerMemory> {
+        let interval_ns = self.config.interval.as_nanos() as u64;
+        let budget = &self.budget;
+        let expected_gap_ns = |tracked: &tree::Tracked| {
+            budget.guaranteed_period_ns(tracked.rollup_cost_ns, processes.len())
+        };
+        let mut workers: BTreeMap<u32, (WorkerMemory, bool)> = BTreeMap::new();
+        for sample in processes {
+            let (memory, all_read) = workers
+                .entry(sample.worker)
+                .or_insert((WorkerMemory::default(), true));
+            *all_read &= sample.pss.is_some();
+            let tracked = self
+                .workers
+                .get_mut(&sample.worker)
+                .and_then(|w| w.processes.get_mut(&sample.pid));
+            let limit_ns = tracked
+                .as_ref()
+                .map(|t| t.rollups.limit_ns(interval_ns, expected_gap_ns(t)));
+            let carried = tracked
+                .as_ref()
+                .zip(limit_ns)
+                .and_then(|(t, limit_ns)| t.fresh_pss(t_ns, limit_ns));
+            match sample.pss.or(carried) {
+                Some(pss) => memory.pss_bytes += pss,
+                None => {
+                    memory.pss_bytes += sample.rss;
+                    memory.pss_stale = true;
+                    if let (Some(tracked), Some(limit_ns)) = (tracked, limit_ns) {
+                        events.extend(
+                            tracked
+                                .say_stale(t_ns, limit_ns)
+                                .map(|e| (sample.worker, e)),
+                        );
+                    }
+                }
+            }
+            if let Some(gpu) = sample.gpu {
+                *memory.gpu_bytes.get_or_insert(0) += gpu;
+            }
+        }
+        workers
+            .into_iter()
+            .map(|(worker, (memory, all_read))| {
+                self.stats
+                    .health
+                    .entry(worker)
+                    .or_default()
+                    .count(all_read, !memory.pss_stale);
+                (worker, memory)
+            })
+            .collect()
+    }
+
+    fn request_snapshot(&self, t_ns: u64, worker: u32, trial: String, boundary: Boundary) {
+        let Some(tree) = self.workers.get(&worker) else {
+            return;
+        };
+        let processes = tree
+            .processes
+            .values()
+            .map(|t| (t.handle.pid, t.handle.start_ticks))
+            .collect();
+        if let Some(snapshots) = &self.snapshots {
+            let _ = snapshots.send(SnapshotJob {
+                t_ns,
+                worker,
+                processes,
+                trial,
+                boundary,
+            });
+        }
+    }
+
+    fn report_overruns(&mut self) {
+        if self.unreported_overruns > 0
+            && self.last_overrun_report.elapsed() >= Duration::from_secs(1)
+        {
+            self.report_overruns_now();
+        }
+    }
+
+    fn report_overruns_now(&mut self) {
+        if self.unreported_overruns == 0 {
+            return;
+        }
+        let kind = EventKind::SamplerOverrun {
+            missed_ticks: self.unreported_overruns,
+        };
+        self.records.event_now(&self.clock, None, kind);
+        self.unreported_overruns = 0;
+        self.last_overrun_report = Instant::now();
+    }
+}
+
+/// What the policy engine reads at one tick.
+fn reading(
+    system: &SystemSample,
+    workers: BTreeMap<u32, WorkerMemory>,
+    gpus: &[GpuDeviceSample],
+) -> Reading {
+    Reading {
+        mem_total_bytes: system.mem_total_bytes,
+        mem_available_bytes: system.mem_available_bytes,
+        psi_full_avg10: system.psi_full_avg10.map(f64::from),
+        workers,
+        devices: gpus
+            .iter()
+            .map(|g| (g.device, g.used_bytes, g.total_bytes))
+            .collect(),
+    }
+}
