@@ -129,7 +129,8 @@ fn zone_seconds(zone: &str) -> i64 {
 }
 
 /// Nanoseconds since the epoch of a civil UTC date and time, minus the zone's offset (days from
-/// civil: Howard Hinnant's algorithm).
+/// civil: Howard Hinnant's algorithm). `None` for a field out of its range, or a time before
+/// 1970 or past what nanoseconds in a u64 hold (the year 2554): a garbled line has no time.
 pub(super) fn civil_ns(
     year: Option<i32>,
     month: Option<u32>,
@@ -140,6 +141,9 @@ pub(super) fn civil_ns(
     let (year, month, day) = (year? as i64, month? as i64, day? as i64);
     let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok());
     let (h, m, s) = (parts.next()??, parts.next()??, parts.next()??);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 {
+        return None;
+    }
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -147,7 +151,7 @@ pub(super) fn civil_ns(
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     let seconds = days * 86_400 + h * 3600 + m * 60 + s - offset_s;
-    u64::try_from(seconds).ok().map(|s| s * 1_000_000_000)
+    u64::try_from(seconds).ok()?.checked_mul(1_000_000_000)
 }
 
 #[cfg(test)]
@@ -157,6 +161,27 @@ mod tests {
     const NS: u64 = 1_000_000_000;
     /// 2026-11-22T18:31:02Z
     const T: u64 = 1_795_372_262 * NS;
+
+    /// Found by tests/integration/parsers.rs: a worker log line dated 9999 overflowed the
+    /// nanoseconds (a panic in debug builds, a wrong time in release).
+    #[test]
+    fn dates_past_2554_or_out_of_range_have_no_time() {
+        assert_eq!(
+            civil_ns(Some(9999), Some(12), Some(31), "23:59:59", 0),
+            None
+        );
+        assert_eq!(civil_ns(Some(2026), Some(13), Some(1), "00:00:00", 0), None);
+        assert_eq!(
+            civil_ns(Some(2026), Some(11), Some(22), "25:00:00", 0),
+            None
+        );
+        assert_eq!(
+            civil_ns(Some(2026), Some(11), Some(22), "18:31:02", 0),
+            Some(T)
+        );
+        let log = "[I 9999-99-99 99:99:99,999] Trial 0 finished with value: 1.0 and parameters: {'x': 1}. Best is trial 0 with value: 1.0.";
+        assert_eq!(super::super::worker_log::first_time_ns(log), None);
+    }
 
     #[test]
     fn dmesg_and_journal_formats() {

@@ -7,6 +7,7 @@ mod cli;
 mod exec;
 mod gpu;
 mod overnight;
+mod parsers;
 mod policy;
 mod probe;
 mod recording;
