@@ -10,7 +10,7 @@ use crate::recording::{EventKind, RecordSender};
 use crate::sampler::Control;
 use crate::supervisor::{
     group_alive, signal_group, signal_process, spawn_worker, try_reap, BoundarySink, Exit, Gate,
-    GateQuestion, Guardian, SpawnOptions, StopRequest, Tail,
+    GateQuestion, GroupStopper, Guardian, SpawnOptions, StopRequest, Tail,
 };
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
@@ -44,13 +44,6 @@ pub(super) struct Ended {
     pub requested: bool,
 }
 
-/// A stopped worker's group, killed if it outlives the grace period.
-struct Draining {
-    pgid: i32,
-    kill_at: Instant,
-    killed: bool,
-}
-
 pub(super) struct Workers<'a> {
     config: &'a HarnessConfig,
     clock: RunClock,
@@ -68,7 +61,8 @@ pub(super) struct Workers<'a> {
     pub(super) cgroups: BTreeMap<u32, PathBuf>,
     questions: Option<Sender<GateQuestion>>,
     gates: BTreeMap<u32, Gate>,
-    draining: Vec<Draining>,
+    /// Groups being stopped (a restart or the run's end).
+    stopper: GroupStopper,
 }
 
 impl<'a> Workers<'a> {
@@ -100,7 +94,7 @@ impl<'a> Workers<'a> {
             cgroups: BTreeMap::new(),
             questions,
             gates: BTreeMap::new(),
-            draining: Vec::new(),
+            stopper: GroupStopper::default(),
         })
     }
 
@@ -255,13 +249,7 @@ impl<'a> Workers<'a> {
             return;
         }
         worker.stop_requested = true;
-        signal_group(worker.pgid, Signal::SIGTERM);
-        signal_group(worker.pgid, Signal::SIGCONT);
-        self.draining.push(Draining {
-            pgid: worker.pgid,
-            kill_at: Instant::now() + grace,
-            killed: false,
-        });
+        self.stopper.stop(worker.pgid, grace, Instant::now());
     }
 
     /// SIGSTOP / SIGCONT to the whole group; SIGUSR1 to the main process only.
@@ -320,19 +308,7 @@ impl<'a> Workers<'a> {
     /// their grace period and releases groups that have emptied.
     pub(super) fn poll(&mut self) -> Vec<Ended> {
         let ended = self.collect_exits();
-        let now = Instant::now();
-        let mut emptied = Vec::new();
-        self.draining.retain_mut(|d| {
-            if !group_alive(d.pgid) {
-                emptied.push(d.pgid);
-                return false;
-            }
-            if now >= d.kill_at && !d.killed {
-                signal_group(d.pgid, Signal::SIGKILL);
-                d.killed = true;
-            }
-            true
-        });
+        let mut emptied = self.stopper.poll(Instant::now());
         for worker in self
             .workers
             .values_mut()
@@ -353,50 +329,34 @@ impl<'a> Workers<'a> {
 
     /// Every worker has exited and no stopped group is left.
     pub(super) fn all_exited(&self) -> bool {
-        self.workers.values().all(|w| w.exited.is_some()) && self.draining.is_empty()
+        self.workers.values().all(|w| w.exited.is_some()) && self.stopper.is_empty()
     }
 
     /// SIGTERM to every group still alive, the grace period (cut short by a second stop
     /// request), then SIGKILL; then a bounded wait for the output pumps. Attached processes are
     /// not ours to stop.
     pub(super) fn stop(mut self, request: &StopRequest) {
-        let ours = |w: &&mut Worker| w.adopted.is_none();
-        for worker in self
-            .workers
-            .values_mut()
-            .filter(ours)
-            .filter(|w| group_alive(w.pgid))
-        {
-            signal_group(worker.pgid, Signal::SIGTERM);
-            // A paused worker would hold SIGTERM pending forever.
-            signal_group(worker.pgid, Signal::SIGCONT);
+        let started = Instant::now();
+        let grace = self.config.grace;
+        for worker in self.workers.values().filter(|w| w.adopted.is_none()) {
+            if group_alive(worker.pgid) {
+                self.stopper.stop(worker.pgid, grace, started);
+            }
         }
-        let grace_end = Instant::now() + self.config.grace;
-        let hard_end = grace_end + Duration::from_secs(5);
-        let mut killed = false;
+        let hard_end = started + grace + Duration::from_secs(5);
         loop {
             self.collect_exits();
-            let alive: Vec<i32> = self
-                .workers
-                .values_mut()
-                .filter(ours)
-                .filter(|w| w.exited.is_none() || group_alive(w.pgid))
-                .map(|w| w.pgid)
-                .chain(
-                    self.draining
-                        .iter()
-                        .map(|d| d.pgid)
-                        .filter(|&g| group_alive(g)),
-                )
-                .collect();
-            if alive.is_empty() || Instant::now() >= hard_end {
-                break;
+            if request.urgent() {
+                self.stopper.kill_now();
             }
-            if !killed && (Instant::now() >= grace_end || request.urgent()) {
-                alive
-                    .into_iter()
-                    .for_each(|pgid| signal_group(pgid, Signal::SIGKILL));
-                killed = true;
+            let _ = self.stopper.poll(Instant::now());
+            // A main process not yet reaped keeps its group: wait for both.
+            let unreaped = self
+                .workers
+                .values()
+                .any(|w| w.adopted.is_none() && w.exited.is_none());
+            if (self.stopper.is_empty() && !unreaped) || Instant::now() >= hard_end {
+                break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -4,6 +4,7 @@
 
 pub mod cgroup;
 mod gate;
+mod group_stopper;
 mod guardian;
 mod lines;
 mod output;
@@ -14,6 +15,7 @@ mod tail;
 pub mod trials;
 
 pub use gate::{ask, Gate, GateQuestion, ANSWER_TIMEOUT};
+pub use group_stopper::GroupStopper;
 pub use guardian::{guard, Guardian};
 pub use lines::{Line, LineSplitter};
 pub use output::{BoundarySink, WorkerOutput, MAX_LINE_BYTES};
