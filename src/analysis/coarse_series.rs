@@ -3,6 +3,18 @@
 //! bucket follow the retained level under transient spikes, which is what a time-based verdict
 //! (no trials seen) fits; reports plot the buckets.
 
+/// What each value slot of the run-wide timelines holds.
+pub mod slot {
+    /// The system timeline (`SystemSummary::timeline`): available memory ...
+    pub const AVAILABLE: usize = 0;
+    /// ... and memory PSI full avg10.
+    pub const PSI_FULL: usize = 1;
+    /// A GPU device's timeline: memory used ...
+    pub const DEVICE_USED: usize = 0;
+    /// ... and the device's total.
+    pub const DEVICE_TOTAL: usize = 1;
+}
+
 use super::kind::Values;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -38,8 +38,7 @@ pub struct SamplerHealth {
 pub struct RunSummary {
     pub dir: String,
     pub mode: String,
-    /// `finished`, or `ended abruptly` when the harness never wrote its end.
-    pub status: String,
+    pub status: Ending,
     pub workers: u32,
     pub start: String,
     pub duration_s: f64,
@@ -47,6 +46,29 @@ pub struct RunSummary {
     pub trials: usize,
     pub process_samples: u64,
     pub damaged_records: usize,
+}
+
+/// How the recording ended, as `analyze --json` words it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ending {
+    #[serde(rename = "finished")]
+    Finished,
+    /// The harness never wrote its end (a crash, a kill, a power loss).
+    #[serde(rename = "ended abruptly")]
+    EndedAbruptly,
+    /// No recording: trials from worker logs alone.
+    #[serde(rename = "from logs")]
+    FromLogs,
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Finished => "finished",
+            Self::EndedAbruptly => "ended abruptly",
+            Self::FromLogs => "from logs",
+        })
+    }
 }
 
 /// Whether rates were fitted per trial or, with no trials, over time.

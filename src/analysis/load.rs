@@ -3,7 +3,7 @@
 //! `fill` carries the budgeted PSS/USS reads forward while they are fresh; the walkers and
 //! timelines take the reduced rows.
 
-use super::coarse_series::Timeline;
+use super::coarse_series::{slot, Timeline};
 use super::fill::{SparseFill, PSS_READ};
 use super::kind::{Values, KINDS};
 use super::levels::{windows, Levels, SeriesWalker};
@@ -52,7 +52,7 @@ pub struct SystemSummary {
     pub last_available_bytes: f64,
     pub min_available_bytes: f64,
     pub max_psi_full_avg10: Option<f64>,
-    /// Available memory in slot 0 and memory PSI full avg10 in slot 1.
+    /// Available memory and memory PSI full avg10, in the slots named by [`slot`].
     pub timeline: Timeline,
 }
 
@@ -389,8 +389,8 @@ fn push_system(
             (a, b) => a.or(b),
         };
         let mut values: Values = Default::default();
-        values[0] = Some(available);
-        values[1] = psi;
+        values[slot::AVAILABLE] = Some(available);
+        values[slot::PSI_FULL] = psi;
         s.timeline.push(t, &values);
     }
     Ok(())
@@ -412,8 +412,8 @@ fn push_devices(
             continue;
         };
         let mut values: Values = Default::default();
-        values[0] = used[i].map(|v| v as f64);
-        values[1] = total[i].map(|v| v as f64);
+        values[slot::DEVICE_USED] = used[i].map(|v| v as f64);
+        values[slot::DEVICE_TOTAL] = total[i].map(|v| v as f64);
         devices
             .entry(device as u32)
             .or_insert_with(|| Timeline::new(interval_ns, TIMELINE_BUCKETS))

@@ -22,7 +22,7 @@ pub mod text;
 mod verdict;
 mod worker;
 
-pub use coarse_series::{Bucket, Timeline};
+pub use coarse_series::{slot, Bucket, Timeline};
 pub use findings::*;
 pub use forecast::{forecast, Machine, WorkerRates};
 pub use kind::{Kind, Values, KINDS};
@@ -152,8 +152,8 @@ pub fn analyze_with_series(
             dir: recording.dir.display().to_string(),
             mode: recording.manifest.mode.clone(),
             status: match recording.manifest.status {
-                RunStatus::Finished => "finished".into(),
-                RunStatus::Running => "ended abruptly".into(),
+                RunStatus::Finished => Ending::Finished,
+                RunStatus::Running => Ending::EndedAbruptly,
             },
             workers: recording.manifest.workers,
             start: recording.manifest.start_rfc3339.clone(),
@@ -216,7 +216,7 @@ pub fn logs_only(
         run: RunSummary {
             dir: String::new(),
             mode: manifest.mode.clone(),
-            status: "from logs".into(),
+            status: Ending::FromLogs,
             workers: manifest.workers,
             start: manifest.start_rfc3339.clone(),
             duration_s: last_ns.unwrap_or(0) as f64 / 1e9,

@@ -8,7 +8,9 @@ use crate::cli::ReportArgs;
 use crate::plot::Format;
 use crate::policy::Simulation;
 use crate::probe::{boot_wall_ns, host_facts, ProcRoot};
-use crate::recording::{Event, EventKind, Manifest, Recording, RunStatus, FORMAT_VERSION};
+use crate::recording::{
+    Event, EventKind, Manifest, PolicyAction, Recording, RunStatus, FORMAT_VERSION,
+};
 use crate::report::plots::PolicyMarks;
 use crate::report::{self, oom_kills, worker_log, ReportInput};
 use anyhow::Context;
@@ -129,7 +131,7 @@ fn write(args: &ReportArgs, mut input: ReportInput, out: &Path) -> anyhow::Resul
 fn policy_marks(events: &[Event], simulation: Option<&Simulation>) -> PolicyMarks {
     let restarts_s = events
         .iter()
-        .filter(|e| matches!(&e.kind, EventKind::Policy { action, .. } if action == "stop"))
+        .filter(|e| matches!(&e.kind, EventKind::Policy { action, .. } if *action == PolicyAction::Stop))
         .map(|e| e.t_ns as f64 / 1e9)
         .collect();
     let simulated_available = simulation.map_or_else(Vec::new, |s| {

@@ -46,7 +46,7 @@ fn events(recording: &Recording, actions: &[Action]) -> Vec<Event> {
             wall_ns: start + a.t_ns,
             worker: a.worker,
             kind: EventKind::Policy {
-                action: a.name().into(),
+                action: a.name(),
                 reason: a.reason.clone(),
                 worker_pss_bytes: a.worker_pss_bytes,
                 available_bytes: a.available_bytes,

@@ -207,7 +207,7 @@ impl Enforcer {
             &self.clock,
             action.worker,
             EventKind::Policy {
-                action: action.name().into(),
+                action: action.name(),
                 reason: action.reason.clone(),
                 worker_pss_bytes: action.worker_pss_bytes,
                 available_bytes: action.available_bytes,

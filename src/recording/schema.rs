@@ -138,11 +138,10 @@ pub enum EventKind {
     Note {
         message: String,
     },
-    /// The policy engine acted: `action` is `brake_on`, `brake_off`, `refuse`, `abort`,
-    /// `pause`, `resume`, `abort_trial`, `stop`, `start`, `restart`, `back_off` or `give_up`.
-    /// Memory is what the engine saw when it decided (`None`: not known yet).
+    /// The policy engine acted. Memory is what the engine saw when it decided (`None`: not
+    /// known yet).
     Policy {
-        action: String,
+        action: PolicyAction,
         reason: String,
         #[serde(default)]
         worker_pss_bytes: Option<u64>,
@@ -156,6 +155,55 @@ pub enum EventKind {
     Stop {
         reason: String,
     },
+}
+
+/// What the policy engine did, as recordings name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    BrakeOn,
+    BrakeOff,
+    /// A cooperative worker was told to wait.
+    Refuse,
+    /// A cooperative worker was told to abort (a restart is pending).
+    Abort,
+    /// A cooperative worker was told to go (not recorded by the harness).
+    Go,
+    Pause,
+    Resume,
+    AbortTrial,
+    Stop,
+    Start,
+    Restart,
+    BackOff,
+    GiveUp,
+}
+
+impl PolicyAction {
+    /// The recorded name: `brake_on`, `abort_trial`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BrakeOn => "brake_on",
+            Self::BrakeOff => "brake_off",
+            Self::Refuse => "refuse",
+            Self::Abort => "abort",
+            Self::Go => "go",
+            Self::Pause => "pause",
+            Self::Resume => "resume",
+            Self::AbortTrial => "abort_trial",
+            Self::Stop => "stop",
+            Self::Start => "start",
+            Self::Restart => "restart",
+            Self::BackOff => "back_off",
+            Self::GiveUp => "give_up",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a trial boundary was learned from.

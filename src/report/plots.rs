@@ -3,7 +3,7 @@
 //! available memory and pressure.
 
 use super::PlotRef;
-use crate::analysis::{Analysis, Basis, Kind, Timeline, Verdict};
+use crate::analysis::{slot, Analysis, Basis, Kind, Timeline, Verdict};
 use crate::plot::{self, Format, Line, PlotError, TimeChart, TrialChart};
 use std::path::Path;
 
@@ -115,16 +115,14 @@ pub fn write_plots(
         }
     }
     if let Some(system) = &analysis.system {
-        let point = |slot: usize| -> Vec<(f64, f64)> {
-            system
-                .timeline
-                .buckets()
-                .filter_map(|b| Some((seconds(b.t_ns), b.min[slot]?)))
-                .collect()
-        };
+        let available: Vec<(f64, f64)> = system
+            .timeline
+            .buckets()
+            .filter_map(|b| Some((seconds(b.t_ns), b.min[slot::AVAILABLE]?)))
+            .collect();
         let mut lines = vec![Line {
             name: "available (lowest per interval)".into(),
-            points: point(0),
+            points: available,
         }];
         if !policy.simulated_available.is_empty() {
             lines.push(Line {
@@ -154,7 +152,7 @@ pub fn write_plots(
         let psi: Vec<(f64, f64)> = system
             .timeline
             .buckets()
-            .filter_map(|b| Some((seconds(b.t_ns), b.max[1]?)))
+            .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::PSI_FULL]?)))
             .collect();
         if !psi.is_empty() {
             let chart = TimeChart {
@@ -180,9 +178,12 @@ pub fn write_plots(
     for (device, timeline) in &analysis.devices {
         let used: Vec<(f64, f64)> = timeline
             .buckets()
-            .filter_map(|b| Some((seconds(b.t_ns), b.max[0]?)))
+            .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::DEVICE_USED]?)))
             .collect();
-        let total = timeline.buckets().filter_map(|b| b.max[1]).last();
+        let total = timeline
+            .buckets()
+            .filter_map(|b| b.max[slot::DEVICE_TOTAL])
+            .last();
         if used.is_empty() {
             continue;
         }

@@ -4,7 +4,7 @@
 
 use super::markdown::escape;
 use super::ReportInput;
-use crate::analysis::{Basis, Kind, Verdict, WorkerFinding};
+use crate::analysis::{slot, Basis, Kind, Verdict, WorkerFinding};
 use crate::recording::{EventKind, RunStatus};
 use crate::units::{clock_utc, duration, size};
 use std::collections::BTreeMap;
@@ -149,8 +149,14 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         ));
     }
     for (device, timeline) in &input.analysis.devices {
-        let used: Vec<f64> = timeline.buckets().filter_map(|b| b.max[0]).collect();
-        let total = timeline.buckets().filter_map(|b| b.max[1]).last();
+        let used: Vec<f64> = timeline
+            .buckets()
+            .filter_map(|b| b.max[slot::DEVICE_USED])
+            .collect();
+        let total = timeline
+            .buckets()
+            .filter_map(|b| b.max[slot::DEVICE_TOTAL])
+            .last();
         if let (Some(first), Some(last), Some(total)) = (used.first(), used.last(), total) {
             let peak = used.iter().copied().fold(0.0, f64::max);
             paragraph.push(format!(
@@ -232,11 +238,11 @@ pub fn after_crash(out: &mut String, input: &ReportInput) {
         let recent: Vec<_> = s.timeline.buckets().filter(|b| b.t_ns >= from).collect();
         let min_available = recent
             .iter()
-            .filter_map(|b| b.min[0])
+            .filter_map(|b| b.min[slot::AVAILABLE])
             .fold(f64::INFINITY, f64::min);
         let max_psi = recent
             .iter()
-            .filter_map(|b| b.max[1])
+            .filter_map(|b| b.max[slot::PSI_FULL])
             .fold(None, |a: Option<f64>, p| Some(a.map_or(p, |a| a.max(p))));
         if min_available.is_finite() {
             let _ = writeln!(

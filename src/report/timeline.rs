@@ -6,7 +6,7 @@ use super::markdown::escape;
 use super::sections::{signal_name, when};
 use super::{KernelTime, OomKill, ReportInput};
 use crate::analysis::Verdict;
-use crate::recording::{EventKind, RunStatus};
+use crate::recording::{EventKind, PolicyAction, RunStatus};
 use crate::units::size;
 use std::fmt::Write;
 
@@ -92,11 +92,10 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             }
             // Answers to a worker's question come before every trial: counted in the policy
             // section, not listed.
-            EventKind::Policy { action, .. }
-                if matches!(action.as_str(), "refuse" | "abort" | "go") =>
-            {
-                continue
-            }
+            EventKind::Policy {
+                action: PolicyAction::Refuse | PolicyAction::Abort | PolicyAction::Go,
+                ..
+            } => continue,
             EventKind::Policy {
                 action,
                 reason,
@@ -105,7 +104,7 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             } => format!(
                 "{worker}{}policy {}: {}",
                 if *simulated { "**simulated** " } else { "" },
-                action.replace('_', " "),
+                action.as_str().replace('_', " "),
                 escape(reason)
             ),
             _ => continue,

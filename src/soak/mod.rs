@@ -13,11 +13,27 @@ use crate::supervisor::Exit;
 use crate::units::{duration, size};
 use serde::Serialize;
 
+/// A soak passes or fails; JSON says `pass` or `fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SoakVerdict {
     pub schema_version: u32,
-    /// `pass` or `fail`.
-    pub verdict: String,
+    pub verdict: Outcome,
     pub reasons: Vec<String>,
     pub run_dir: String,
     pub duration_s: f64,
@@ -31,7 +47,7 @@ pub struct SoakVerdict {
 
 impl SoakVerdict {
     pub fn passed(&self) -> bool {
-        self.verdict == "pass"
+        self.verdict == Outcome::Pass
     }
 }
 
@@ -103,7 +119,11 @@ pub fn judge(
     reasons.extend(counters.degraded.iter().map(|d| format!("degraded: {d}")));
     SoakVerdict {
         schema_version: 1,
-        verdict: if reasons.is_empty() { "pass" } else { "fail" }.into(),
+        verdict: if reasons.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
         reasons,
         run_dir: findings.run.dir.clone(),
         duration_s,
@@ -148,7 +168,7 @@ fn findings_kind(findings: &Findings) -> crate::analysis::Kind {
 pub fn verdict_text(verdict: &SoakVerdict) -> String {
     let mut out = format!(
         "soak {}: {} worker(s), {} trial(s) in {}\n",
-        verdict.verdict.to_uppercase(),
+        verdict.verdict.as_str().to_uppercase(),
         verdict.workers,
         verdict.trials,
         duration(verdict.duration_s)

@@ -292,7 +292,7 @@ fn bad_input_is_one_line_and_exit_2() {
 fn a_crashed_recording_is_analysed_and_says_so() {
     let dir = Path::new("fixtures/runs/crashed");
     let findings = analyze(dir);
-    assert_eq!(findings.run.status, "ended abruptly");
+    assert_eq!(findings.run.status.to_string(), "ended abruptly");
     assert!(findings
         .notes
         .iter()

@@ -202,7 +202,9 @@ fn max_worker_pss_restarts_a_wrapped_worker_at_its_limit() {
         .events
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::Policy { action, reason, .. } if action == "stop" => Some(reason.clone()),
+            EventKind::Policy { action, reason, .. } if action.as_str() == "stop" => {
+                Some(reason.clone())
+            }
             _ => None,
         })
         .collect();

@@ -129,7 +129,7 @@ fn the_policy_restarts_a_worker_over_its_gpu_limit() {
         .events
         .into_iter()
         .filter_map(|e| match e.kind {
-            EventKind::Policy { action, reason, .. } if action == "stop" => Some(reason),
+            EventKind::Policy { action, reason, .. } if action.as_str() == "stop" => Some(reason),
             _ => None,
         })
         .collect();

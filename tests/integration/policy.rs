@@ -20,7 +20,7 @@ fn actions(recording: &Recording) -> Vec<(f64, Option<u32>, String, String)> {
             EventKind::Policy { action, reason, .. } => Some((
                 e.t_ns as f64 / 1e9,
                 e.worker,
-                action.clone(),
+                action.to_string(),
                 reason.clone(),
             )),
             _ => None,
@@ -137,7 +137,7 @@ fn a_worker_is_restarted_when_its_pss_passes_200_mib() {
     // Each stop comes right after a trial ended, never mid-trial.
     let events = sorted(&recording);
     for (index, e) in events.iter().enumerate() {
-        if matches!(&e.kind, EventKind::Policy { action, .. } if action == "stop") {
+        if matches!(&e.kind, EventKind::Policy { action, .. } if action.as_str() == "stop") {
             let before = events[..index].iter().rev().find(|e| {
                 matches!(
                     e.kind,
@@ -170,7 +170,7 @@ fn a_worker_restarted_every_5_trials_restarts_at_a_trial_boundary_and_analysis_s
     for e in sorted(&recording) {
         match &e.kind {
             EventKind::TrialEnd { .. } => ended += 1,
-            EventKind::Policy { action, reason, .. } if action == "stop" => {
+            EventKind::Policy { action, reason, .. } if action.as_str() == "stop" => {
                 assert_eq!(ended, 5, "stopped after {ended} trials");
                 assert_eq!(reason, "it completed 5 trials");
             }
@@ -292,7 +292,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_its_grace_period() {
     let events = sorted(&recording);
     let stop = events
         .iter()
-        .find(|e| matches!(&e.kind, EventKind::Policy { action, .. } if action == "stop"))
+        .find(|e| matches!(&e.kind, EventKind::Policy { action, .. } if action.as_str() == "stop"))
         .expect("a stop");
     let exit = events
         .iter()

@@ -3,6 +3,7 @@
 //! method; every action says why, and what memory looked like at that moment.
 
 use super::config::{Policy, Threshold};
+use crate::recording::PolicyAction;
 use crate::units::size;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -92,22 +93,22 @@ pub struct Action {
 }
 
 impl Action {
-    /// The event name in recordings: `start`, `stop`, `brake_on`, `refuse`, ...
-    pub fn name(&self) -> &'static str {
+    /// What recordings call it.
+    pub fn name(&self) -> PolicyAction {
         match self.kind {
-            ActionKind::Start { attempt: 0 } => "start",
-            ActionKind::Start { .. } => "restart",
-            ActionKind::Stop => "stop",
-            ActionKind::Pause => "pause",
-            ActionKind::Resume => "resume",
-            ActionKind::AbortTrial => "abort_trial",
-            ActionKind::Answer(Answer::Go) => "go",
-            ActionKind::Answer(Answer::Wait(_)) => "refuse",
-            ActionKind::Answer(Answer::Abort) => "abort",
-            ActionKind::BrakeOn => "brake_on",
-            ActionKind::BrakeOff => "brake_off",
-            ActionKind::BackOff { .. } => "back_off",
-            ActionKind::GiveUp => "give_up",
+            ActionKind::Start { attempt: 0 } => PolicyAction::Start,
+            ActionKind::Start { .. } => PolicyAction::Restart,
+            ActionKind::Stop => PolicyAction::Stop,
+            ActionKind::Pause => PolicyAction::Pause,
+            ActionKind::Resume => PolicyAction::Resume,
+            ActionKind::AbortTrial => PolicyAction::AbortTrial,
+            ActionKind::Answer(Answer::Go) => PolicyAction::Go,
+            ActionKind::Answer(Answer::Wait(_)) => PolicyAction::Refuse,
+            ActionKind::Answer(Answer::Abort) => PolicyAction::Abort,
+            ActionKind::BrakeOn => PolicyAction::BrakeOn,
+            ActionKind::BrakeOff => PolicyAction::BrakeOff,
+            ActionKind::BackOff { .. } => PolicyAction::BackOff,
+            ActionKind::GiveUp => PolicyAction::GiveUp,
         }
     }
 }

@@ -46,7 +46,10 @@ fn started(policy_text: &str, workers: u32) -> Engine {
 }
 
 fn kinds(actions: &[Action]) -> Vec<(Option<u32>, &'static str)> {
-    actions.iter().map(|a| (a.worker, a.name())).collect()
+    actions
+        .iter()
+        .map(|a| (a.worker, a.name().as_str()))
+        .collect()
 }
 
 #[test]
