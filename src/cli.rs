@@ -338,21 +338,6 @@ pub struct ReportArgs {
     pub no_host: bool,
 }
 
-impl ReportArgs {
-    /// The report of a recording, with no logs added: what commands that record write at
-    /// their end.
-    pub fn for_run(run_dir: &std::path::Path, out: Option<PathBuf>, no_host: bool) -> Self {
-        Self {
-            run_dir: Some(run_dir.to_path_buf()),
-            out,
-            svg: false,
-            kernel_logs: Vec::new(),
-            worker_logs: Vec::new(),
-            no_host,
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Run directory to create [default: ./memwarden-runs/<UTC timestamp>]

@@ -48,8 +48,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         Duration::from_secs(5),
         Workload::Spawn { argv, workers: 2 },
     )?;
-    let report_args = crate::cli::ReportArgs::for_run(&run_dir, None, false);
-    let (report, findings) = super::write_report_with(&report_args, None)?;
+    let report_args = crate::report::pipeline::ReportJob::for_run(&run_dir, None, false);
+    let (report, findings) = crate::report::pipeline::write_report_with(&report_args, None)?;
     println!("{}", crate::analysis::text::findings(&findings));
     let dir = run_dir.display();
     eprintln!(

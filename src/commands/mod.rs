@@ -14,7 +14,7 @@ pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};
 pub use replay::replay;
-pub use report::{report, write_report, write_report_with};
+pub use report::report;
 pub use simulate::{simulate, systemd_unit};
 pub use soak::soak;
 

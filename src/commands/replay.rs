@@ -4,15 +4,15 @@
 
 use super::record::harness_config;
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
-use crate::analysis::text::rate;
-use crate::analysis::{Findings, Kind, Verdict};
-use crate::cli::{ReplayArgs, ReportArgs};
+use crate::analysis::Findings;
+use crate::cli::ReplayArgs;
 use crate::harness::{record, Workload};
 use crate::policy::Policy;
 use crate::recording::Recording;
+use crate::replay::verdict::verdict_words;
 use crate::replay::{bisect_cases, environment, find_trial, substitute, value_text, TrialCase};
+use crate::report::pipeline::ReportJob;
 use crate::supervisor::{stop_on_signals, StopRequest};
-use crate::units::size;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -114,87 +114,9 @@ fn run_case(
         workers: 1,
     };
     record(config, workload, stop.clone())?;
-    let (_, findings) = super::write_report_with(&ReportArgs::for_run(dir, None, false), None)?;
+    let (_, findings) =
+        crate::report::pipeline::write_report_with(&ReportJob::for_run(dir, None, false), None)?;
     Ok(findings)
-}
-
-/// Whether the replay leaks, and what to say. For isolated repeats, what each fresh process
-/// retained after its one trial: the same amount every time is a per-process cost, which only
-/// growth that accumulates within one process (the default replay) can tell from a leak.
-fn verdict_words(findings: &Findings, isolate: bool) -> (bool, String) {
-    let Some(worker) = findings.workers.first() else {
-        return (false, "no samples of the worker".into());
-    };
-    let kind = worker.kind;
-    if isolate {
-        // A fresh process allocates before the first sample sees it, so its level at the end
-        // of its trial is the measure, not the growth during it. PSS would move with how many
-        // processes share the same pages at that moment (the next process starting, the
-        // harness's own binary), so private anonymous memory stands in for it.
-        let kind = match kind {
-            Kind::Pss | Kind::Rss => Kind::Anon,
-            other => other,
-        };
-        let levels: Vec<f64> = findings
-            .trials
-            .iter()
-            .filter_map(|t| t.tree.get(&kind)?.retained)
-            .collect();
-        let (Some(first), Some(last)) = (levels.first(), levels.last()) else {
-            return (false, "no completed repeats to measure".into());
-        };
-        let mut sorted = levels.clone();
-        sorted.sort_by(f64::total_cmp);
-        let median = sorted[sorted.len() / 2];
-        let climbs = last - first > crate::units::MIB.max(0.1 * median);
-        let tail = if climbs {
-            format!(
-                "; it climbs from one fresh process to the next ({} to {}): the memory outlives the process (shared memory, files, a GPU or another daemon)",
-                size(*first),
-                size(*last)
-            )
-        } else {
-            ". The same level in every fresh process is what one process costs; growth that accumulates only when the trial repeats in one process (without --isolate) is a per-trial leak".into()
-        };
-        return (
-            climbs,
-            format!(
-                "each of {} fresh process(es) held {} of {} at the end of its trial (median; {}..{}){tail}",
-                levels.len(),
-                size(median),
-                kind.words(),
-                size(sorted[0]),
-                size(sorted[sorted.len() - 1]),
-            ),
-        );
-    }
-    let finding = worker.kind_finding(kind);
-    let per_trial = finding.and_then(|k| k.per_trial.as_ref());
-    match (worker.verdict, per_trial) {
-        (Verdict::Leak, Some(r)) => (
-            true,
-            format!("LEAKS {} of {}", rate(r, "repeat"), kind.words()),
-        ),
-        (verdict, Some(r)) => (
-            false,
-            format!(
-                "{} ({} of {})",
-                verdict_name(verdict),
-                rate(r, "repeat"),
-                kind.words()
-            ),
-        ),
-        (verdict, None) => (false, verdict_name(verdict).to_string()),
-    }
-}
-
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Leak => "leaks",
-        Verdict::Plateau => "grows, then stops (a plateau, not a leak)",
-        Verdict::Stable => "stable: no leak",
-        Verdict::InsufficientData => "too few repeats to judge (at least 6)",
-    }
 }
 
 /// A directory name from any text: letters, digits, `=`, `.`, `-` kept, the rest `_`.

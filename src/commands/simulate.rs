@@ -3,9 +3,10 @@
 use super::record::load_policy;
 use super::EXIT_OK;
 use crate::analysis::policy_inputs::for_each_recorded;
-use crate::cli::{Cli, ReportArgs, SimulateArgs, SystemdUnitArgs};
+use crate::cli::{Cli, SimulateArgs, SystemdUnitArgs};
 use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
 use crate::recording::{Event, EventKind, Recording};
+use crate::report::pipeline::ReportJob;
 use crate::units::{duration, size};
 use anyhow::Context;
 use clap::Parser;
@@ -23,10 +24,10 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         print!("{}", text(&simulation));
     }
     if let Some(out) = &args.report {
-        let report_args = ReportArgs::for_run(&args.run_dir, Some(out.clone()), args.no_host);
+        let report_args = ReportJob::for_run(&args.run_dir, Some(out.clone()), args.no_host);
         let events = events(&recording, &simulation.actions);
         let (path, _) =
-            super::report::write_report_with(&report_args, Some((&simulation, events)))?;
+            crate::report::pipeline::write_report_with(&report_args, Some((&simulation, events)))?;
         eprintln!(
             "memwarden: the report of the simulation: {}",
             path.display()

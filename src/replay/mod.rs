@@ -3,6 +3,8 @@
 //! `{name}` placeholders in its arguments, substituted into argv and never through a shell,
 //! so a value is one argument, verbatim, whatever characters it holds.
 
+pub mod verdict;
+
 use crate::recording::Trial;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

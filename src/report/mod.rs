@@ -4,6 +4,7 @@
 
 pub mod kernel_log;
 mod markdown;
+pub mod pipeline;
 pub mod plots;
 mod policy;
 mod sections;

@@ -2,6 +2,8 @@
 //! progress lines are pure (findings, exits, counters and the live status in; words out);
 //! `publish` copies results off the box.
 
+pub mod checkpoint;
+pub mod progress;
 pub mod publish;
 
 use crate::analysis::gates::{check, GrowthBudget};
@@ -222,6 +224,23 @@ pub fn worker_lines(status: &LiveStatus) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// OOM kills of the run's processes in the kernel log (`dmesg -T`), which also sees a worker's
+/// children; where it cannot be read, says so: only the workers' own exits are then checked.
+pub fn kernel_kills(recording: &crate::recording::Recording) -> Vec<String> {
+    let output = std::process::Command::new("dmesg").arg("-T").output();
+    let text = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => {
+            eprintln!("memwarden: note: cannot read the kernel log (dmesg -T): OOM kills of the workers' child processes are not checked");
+            return Vec::new();
+        }
+    };
+    let pids = crate::recording::worker_pids(&recording.events);
+    let start = recording.manifest.start_wall_ns;
+    let year = crate::report::pipeline::year_of(start);
+    oom_kills_of_run(&crate::report::oom_kills(&text, year), &pids, start)
 }
 
 #[cfg(test)]
