@@ -11,7 +11,7 @@
 //!
 //! `now − last ≤ max(20 intervals, 2 s, 4 × the longest gap between two reads of this process)`.
 //!
-//! The budget guarantees every process a read each `cost × n / fraction` (sampler/budget.rs), and
+//! The budget guarantees every process a read each `cost × n / fraction` (sampler/rollup_budget.rs), and
 //! that period grows with the process, smoothly: four of the longest gaps seen is "a few budget
 //! periods" without knowing the costs. The sampler, which knows them, also allows four of the
 //! period it expects (`expected_gap_ns`): a big process adopted by `attach` has no gap seen yet

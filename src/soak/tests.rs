@@ -1,8 +1,11 @@
 //! The verdict on the fixture recordings, with synthetic exits and policy counters.
 
 use super::*;
-use crate::analysis::{analyze, Options};
+use crate::analysis::gates::GrowthBudget;
+use crate::analysis::{analyze, Findings, Options};
+use crate::policy::Counters;
 use crate::recording::Recording;
+use crate::supervisor::Exit;
 
 fn findings(name: &str) -> Findings {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::Once;
 
 const FONT: &str = "memwarden-sans";
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const SIZE: (u32, u32) = (1000, 420);
 use crate::units::{GIB, MIB};
 

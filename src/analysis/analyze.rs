@@ -1,0 +1,360 @@
+//! `analyze`: a recording in, findings out (what the module header describes), and the
+//! findings of a report built from worker logs alone.
+
+use super::load::Loaded;
+use super::*;
+use crate::recording::{Recording, RecordingError, RunStatus};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    #[error(transparent)]
+    Recording(#[from] RecordingError),
+    #[error("{0}: the recording holds no samples (it was stopped before its first tick, or its sample files are missing)")]
+    NoSamples(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub rules: Rules,
+    /// How far ahead the forecast plans (e.g. a 12-hour soak).
+    pub horizon_hours: f64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            rules: Rules::default(),
+            horizon_hours: 12.0,
+        }
+    }
+}
+
+/// Findings plus the bounded time series they came from, for reports and plots.
+pub struct Analysis {
+    pub findings: Findings,
+    /// Per worker, the tree's memory over time.
+    pub timelines: BTreeMap<u32, Timeline>,
+    pub system: Option<SystemSummary>,
+    /// Per GPU device, its memory over time: used in slot 0, total in slot 1.
+    pub devices: BTreeMap<u32, Timeline>,
+    /// The last sample's time (ns since the start).
+    pub last_sample_ns: Option<u64>,
+}
+
+pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, AnalysisError> {
+    Ok(analyze_with_series(recording, options)?.findings)
+}
+
+pub fn analyze_with_series(
+    recording: &Recording,
+    options: &Options,
+) -> Result<Analysis, AnalysisError> {
+    let loaded = super::load::load(recording)?;
+    // Workers that die before their first tick (a crash loop) leave system samples only: still a
+    // run to report on.
+    if loaded.process_samples == 0 && loaded.system.is_none() {
+        return Err(AnalysisError::NoSamples(recording.dir.clone()));
+    }
+    let rules = &options.rules;
+    let worker_ids: BTreeSet<u32> = loaded
+        .timelines
+        .keys()
+        .chain(loaded.trials.keys())
+        .copied()
+        .collect();
+    let mut workers: Vec<WorkerFinding> = worker_ids
+        .iter()
+        .map(|w| super::worker::worker_finding(*w, &loaded, rules))
+        .collect();
+    let located: Vec<(u32, i32)> = workers
+        .iter()
+        .filter_map(|w| Some((w.worker, w.process.as_ref()?.pid)))
+        .collect();
+    let mut mappings = super::load::mapping_rows(recording, &located)?;
+    for finding in &mut workers {
+        let rows = finding
+            .process
+            .as_ref()
+            .and_then(|p| mappings.remove(&(finding.worker, p.pid)))
+            .unwrap_or_default();
+        locate_mappings(finding, &rows);
+    }
+    let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
+    let parameters = parameters(&loaded, &workers);
+    let forecast = machine_forecast(&loaded, &workers, options.horizon_hours);
+    let verdict = workers
+        .iter()
+        .map(|w| w.verdict)
+        .max_by_key(|v| super::worker::severity(*v))
+        .unwrap_or(Verdict::InsufficientData);
+    let stats = recording.stats.get();
+    let mut notes = Vec::new();
+    if !trials_seen {
+        notes.push("no trial boundaries were seen: verdicts are fitted over time (growth per hour), not per trial".to_string());
+    }
+    if stats.garbled_records > 0 || stats.torn_tail_bytes > 0 {
+        notes.push(format!(
+            "skipped {} damaged record(s) and {} byte(s) of a torn final record",
+            stats.garbled_records, stats.torn_tail_bytes
+        ));
+    }
+    if recording.manifest.status == RunStatus::Running {
+        notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
+    }
+    for (worker, health) in &loaded.pss_health {
+        // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
+        if health.stale_ticks() * 10 > health.ticks {
+            notes.push(format!(
+                "worker {worker}: PSS was fresh on only {} of {} ticks (its reads failed or starved): PSS and USS figures leave the other ticks out, while anonymous memory and RSS are measured on every tick",
+                health.fresh_ticks, health.ticks
+            ));
+        }
+    }
+    let duration_s = match (loaded.first_ns, loaded.last_ns) {
+        (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let findings = Findings {
+        schema_version: SCHEMA_VERSION,
+        run: RunSummary {
+            dir: recording.dir.display().to_string(),
+            mode: recording.manifest.mode.clone(),
+            status: match recording.manifest.status {
+                RunStatus::Finished => Ending::Finished,
+                RunStatus::Running => Ending::EndedAbruptly,
+            },
+            workers: recording.manifest.workers,
+            start: recording.manifest.start_rfc3339.clone(),
+            duration_s,
+            trials_seen,
+            trials: loaded.trials.values().map(Vec::len).sum(),
+            process_samples: loaded.process_samples,
+            damaged_records: stats.garbled_records,
+        },
+        verdict,
+        workers,
+        parameters,
+        forecast,
+        notes,
+        trials: trial_records(&loaded),
+        sampler_health: loaded
+            .pss_health
+            .iter()
+            .map(|(&worker, &pss)| SamplerHealth { worker, pss })
+            .collect(),
+    };
+    Ok(Analysis {
+        findings,
+        timelines: loaded.timelines,
+        system: loaded.system,
+        devices: loaded.devices,
+        last_sample_ns: loaded.last_ns,
+    })
+}
+
+/// What can be said of trials known only from logs (`report --worker-log` without a recording):
+/// no memory was recorded, so there are trials but no verdicts.
+pub fn logs_only(
+    manifest: &crate::recording::Manifest,
+    events: &[crate::recording::Event],
+) -> Analysis {
+    let trials = crate::recording::trials_from_events(events);
+    let mut ordinals: BTreeMap<u32, usize> = BTreeMap::new();
+    let records: Vec<TrialRecord> = trials
+        .iter()
+        .map(|t| {
+            let ordinal = ordinals.entry(t.worker).or_default();
+            *ordinal += 1;
+            TrialRecord {
+                worker: t.worker,
+                trial: t.trial.clone(),
+                ordinal: *ordinal - 1,
+                start_ns: t.start_ns,
+                end_ns: t.end_ns,
+                state: t.state.clone(),
+                params: t.params.clone(),
+                tree: BTreeMap::new(),
+                processes: BTreeMap::new(),
+            }
+        })
+        .collect();
+    let last_ns = events.iter().map(|e| e.t_ns).max();
+    let findings = Findings {
+        schema_version: SCHEMA_VERSION,
+        run: RunSummary {
+            dir: String::new(),
+            mode: manifest.mode.clone(),
+            status: Ending::FromLogs,
+            workers: manifest.workers,
+            start: manifest.start_rfc3339.clone(),
+            duration_s: last_ns.unwrap_or(0) as f64 / 1e9,
+            trials_seen: !records.is_empty(),
+            trials: records.len(),
+            process_samples: 0,
+            damaged_records: 0,
+        },
+        verdict: Verdict::InsufficientData,
+        workers: Vec::new(),
+        parameters: Vec::new(),
+        forecast: None,
+        notes: vec!["no memory was recorded: this report is built from logs alone, so it can tell what ran and what the kernel killed, not what leaked".into()],
+        trials: records,
+        sampler_health: Vec::new(),
+    };
+    Analysis {
+        findings,
+        timelines: BTreeMap::new(),
+        system: None,
+        devices: BTreeMap::new(),
+        last_sample_ns: last_ns,
+    }
+}
+
+fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) {
+    if finding.process.is_none() {
+        return;
+    }
+    finding.mappings = mapping_growth(rows);
+    let mut hints: Vec<String> = finding
+        .mappings
+        .iter()
+        .filter(|m| m.growth_bytes >= 0.25 * finding.mappings[0].growth_bytes)
+        .filter_map(|m| m.hint.clone())
+        .collect();
+    if let Some(file) = finding.kind_finding(Kind::File) {
+        if file.verdict == Verdict::Leak && finding.kind != Kind::File {
+            hints.push("file-backed memory grows too: that is page cache of mapped files, reclaimable and not a leak".into());
+        }
+    }
+    hints.dedup();
+    finding.hints = hints;
+}
+
+/// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
+/// the workers that grow (all workers when none does), in each worker's headline kind. A worker
+/// that does not grow at all says nothing about which trials make the others grow.
+fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFinding> {
+    let growing = |w: &&WorkerFinding| matches!(w.verdict, Verdict::Leak | Verdict::Plateau);
+    let pooled: Vec<&WorkerFinding> = if workers.iter().any(|w| growing(&w)) {
+        workers.iter().filter(growing).collect()
+    } else {
+        workers.iter().collect()
+    };
+    let mut growth = Vec::new();
+    for finding in pooled {
+        let k = finding.kind as usize;
+        let Some(trials) = loaded.trials.get(&finding.worker) else {
+            continue;
+        };
+        let restarts = loaded
+            .restarts
+            .get(&finding.worker)
+            .map_or(&[][..], Vec::as_slice);
+        let mut previous: Option<(f64, u64)> = None;
+        for t in trials {
+            let Some(levels) = &t.tree else { continue };
+            let (Some(retained), Some(end)) = (levels.retained[k], t.trial.end_ns) else {
+                continue;
+            };
+            // After a restart the previous trial's level is gone: compare with the baseline.
+            let restarted = |since: u64| restarts.iter().any(|r| *r > since && *r <= end);
+            let before = previous
+                .filter(|(_, at)| !restarted(*at))
+                .map(|(level, _)| level)
+                .or(levels.baseline[k]);
+            if let Some(before) = before {
+                growth.push(TrialGrowth {
+                    params: &t.trial.params,
+                    growth: retained - before,
+                });
+            }
+            previous = Some((retained, end));
+        }
+    }
+    parameter_effects(&growth)
+}
+
+fn machine_forecast(
+    loaded: &Loaded,
+    workers: &[WorkerFinding],
+    horizon_hours: f64,
+) -> Option<Forecast> {
+    let system = loaded.system.as_ref()?;
+    let rates: Vec<WorkerRates> = workers
+        .iter()
+        .filter_map(|w| {
+            let summary = w
+                .kind_finding(Kind::Pss)
+                .filter(|k| k.verdict != Verdict::InsufficientData)
+                .or_else(|| w.kind_finding(Kind::Rss))?;
+            // GPU memory is not the machine's: a GPU leak does not bring host memory closer to
+            // running out (the GPU's own headroom is in the report's device summary).
+            let growing = w
+                .kind_finding(w.kind)
+                .filter(|k| k.verdict == Verdict::Leak && k.kind != Kind::Gpu);
+            let trials = loaded.trials.get(&w.worker);
+            let trial_hours = trials.and_then(|t| {
+                let starts: Vec<f64> = t
+                    .iter()
+                    .filter_map(|t| t.trial.start_ns)
+                    .map(|s| s as f64)
+                    .collect();
+                let gaps: Vec<f64> = starts.windows(2).map(|p| (p[1] - p[0]) / 3.6e12).collect();
+                (!gaps.is_empty()).then(|| super::stats::median(&gaps))
+            });
+            Some(WorkerRates {
+                first_bytes: summary.first_bytes.unwrap_or(0.0),
+                transient_bytes: summary.transient_bytes.unwrap_or(0.0),
+                per_trial: growing.and_then(|g| g.per_trial).map_or(0.0, |r| r.bytes),
+                per_hour: growing.and_then(|g| g.per_hour).map_or(0.0, |r| r.bytes),
+                trial_hours,
+            })
+        })
+        .collect();
+    let machine = Machine {
+        mem_total_bytes: system.mem_total_bytes,
+        first_available_bytes: system.first_available_bytes,
+        last_available_bytes: system.last_available_bytes,
+    };
+    Some(forecast(&machine, &rates, horizon_hours))
+}
+
+fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {
+    let triples = |levels: &Levels| -> BTreeMap<Kind, LevelTriple> {
+        KINDS
+            .iter()
+            .filter_map(|k| {
+                let i = *k as usize;
+                let triple = LevelTriple {
+                    baseline: levels.baseline[i],
+                    peak: levels.peak[i],
+                    retained: levels.retained[i],
+                };
+                (triple.baseline.is_some() || triple.peak.is_some() || triple.retained.is_some())
+                    .then_some((*k, triple))
+            })
+            .collect()
+    };
+    loaded
+        .trials
+        .values()
+        .flatten()
+        .map(|t| TrialRecord {
+            worker: t.trial.worker,
+            trial: t.trial.trial.clone(),
+            ordinal: t.ordinal,
+            start_ns: t.trial.start_ns,
+            end_ns: t.trial.end_ns,
+            state: t.trial.state.clone(),
+            params: t.trial.params.clone(),
+            tree: t.tree.as_ref().map(triples).unwrap_or_default(),
+            processes: t
+                .processes
+                .iter()
+                .map(|(pid, l)| (*pid, triples(l)))
+                .collect(),
+        })
+        .collect()
+}

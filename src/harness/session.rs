@@ -1,0 +1,371 @@
+//! One recording session, start to end: the run directory, the writer, the sampler, the
+//! workers and the policy, and the order of closing that loses nothing (see the module header).
+
+use super::enforce::Enforcer;
+use super::workers::Workers;
+use super::*;
+use crate::clock::RunClock;
+use crate::exit::own_work;
+use crate::policy::{Counters, IoPriority, Policy};
+use crate::probe::{host_facts, ProcRoot};
+use crate::recording::{
+    redact, write_manifest, Compactor, EventKind, Manifest, RecordingWriter, RunStatus,
+    WriterConfig, WriterStats, FORMAT_VERSION,
+};
+use crate::sampler::{Sampler, SamplerConfig, SamplerStats};
+use crate::supervisor::systemd::Notifier;
+use crate::supervisor::{Exit, SpawnOptions, StopRequest};
+use anyhow::{bail, Context};
+use regex::Regex;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+pub struct HarnessConfig {
+    pub run_dir: PathBuf,
+    pub interval: Duration,
+    pub rollup_cpu_fraction: f64,
+    /// Between SIGTERM and SIGKILL when stopping workers.
+    pub grace: Duration,
+    /// Stop the run after this long.
+    pub duration: Option<Duration>,
+    pub trial_regex: Option<Regex>,
+    pub segment_duration: Duration,
+    pub root: ProcRoot,
+    /// The policy to enforce (`run` only); `None` records without acting.
+    pub policy: Option<Policy>,
+    /// The policy as the user wrote it, kept in the run directory as `policy.toml`.
+    pub policy_text: Option<String>,
+    /// The manifest's mode for spawned workers: `run`, `soak`, `replay`.
+    pub mode: String,
+    /// More environment for the workers (replay's trial parameters).
+    pub env: Vec<(String, String)>,
+    /// Where the harness keeps the live status (soak's progress), when someone watches.
+    pub live: Option<SharedStatus>,
+}
+
+pub enum Workload {
+    /// Start `workers` copies of `argv`.
+    Spawn { argv: Vec<String>, workers: u32 },
+    /// Record running processes; `logs[i]` is tailed for worker i's trial lines.
+    Attach { pids: Vec<i32>, logs: Vec<PathBuf> },
+}
+
+#[derive(Debug)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub stop_reason: String,
+    /// Worker exits that memwarden did not cause.
+    pub failed_workers: Vec<(u32, Exit)>,
+    pub writer: WriterStats,
+    pub sampler: SamplerStats,
+    /// What the policy engine did, when there was one.
+    pub policy: Option<Counters>,
+}
+
+pub fn record(
+    config: HarnessConfig,
+    workload: Workload,
+    stop: Arc<StopRequest>,
+) -> anyhow::Result<RunSummary> {
+    prepare_run_dir(&config.run_dir)?;
+    let clock = RunClock::start();
+    let mut manifest = new_manifest(&config, &workload, &clock);
+    own_work(write_manifest(&config.run_dir, &manifest))?;
+
+    let compactor = Compactor::start();
+    let writer_config = WriterConfig {
+        segment_duration: config.segment_duration,
+        ..WriterConfig::default()
+    };
+    let writer = own_work(RecordingWriter::start(
+        &config.run_dir,
+        writer_config,
+        compactor.queue(),
+    ))?;
+    let records = writer.sender();
+    let (readings_tx, readings_rx) = mpsc::channel();
+    let (feed_tx, feed_rx) = mpsc::channel();
+    let (questions_tx, questions_rx) = mpsc::channel();
+    let enforcing = config.policy.is_some() && matches!(workload, Workload::Spawn { .. });
+    let sampler_config = SamplerConfig {
+        interval: config.interval,
+        readings: enforcing.then_some(readings_tx),
+        gpu: true,
+        rollup_cpu_fraction: config.rollup_cpu_fraction,
+        root: config.root.clone(),
+    };
+    let sampler = own_work(
+        Sampler::start(sampler_config, clock, records.clone()).context("cannot start the sampler"),
+    )?;
+    let mut workers = Workers::new(
+        &config,
+        clock,
+        records.clone(),
+        sampler.control(),
+        enforcing.then_some(feed_tx),
+        enforcing.then_some(questions_tx),
+    )?;
+    let note = |message: String| {
+        eprintln!("memwarden: {message}");
+        records.event_now(&clock, None, EventKind::Note { message });
+    };
+    protect_harness(&note);
+    let mut policy = config.policy.clone().filter(|_| enforcing);
+    workers.options = spawn_options(policy.as_ref());
+    workers.options.env = config.env.clone();
+    if let (Some(policy), Workload::Spawn { workers: n, .. }) = (policy.as_mut(), &workload) {
+        limit_memory(policy, *n, &mut workers, &note);
+        if let Some(text) = &config.policy_text {
+            crate::recording::write_atomically(
+                &config.run_dir.join("policy.toml"),
+                text.as_bytes(),
+            )
+            .context("cannot keep the policy in the run directory")?;
+        }
+    }
+    let mut enforcer = match (policy, &workload) {
+        (Some(policy), Workload::Spawn { workers: n, .. }) => Some(Enforcer::new(
+            policy,
+            *n,
+            (clock, records.clone()),
+            super::enforce::Inputs {
+                readings: readings_rx,
+                feed: feed_rx,
+                questions: questions_rx,
+            },
+            config.live.clone(),
+        )),
+        _ => None,
+    };
+
+    let started = workers.start(&workload, &stop, enforcer.is_some());
+    if let (Ok(()), Some(enforcer)) = (&started, enforcer.as_mut()) {
+        enforcer.begin(&mut workers);
+    }
+    if let Err(error) = started {
+        let message = format!("start failed: {}", crate::exit::describe(&error));
+        records.event_now(&clock, None, EventKind::Note { message });
+        workers.stop(&stop);
+        finish(
+            writer,
+            compactor,
+            sampler,
+            &config.run_dir,
+            &mut manifest,
+            "start failed",
+        )?;
+        return Err(error);
+    }
+    let notifier = Notifier::from_env();
+    if let Some(notifier) = &notifier {
+        notifier.notify("READY=1");
+    }
+    let mut last_watchdog = Instant::now();
+    let deadline = config.duration.map(|d| Instant::now() + d);
+    let mut failed_workers = Vec::new();
+    let stop_reason = loop {
+        let ended = workers.poll();
+        failed_workers.extend(
+            ended
+                .iter()
+                .filter(|e| e.ours && !e.requested && !e.exit.success())
+                .map(|e| (e.index, e.exit)),
+        );
+        if let Some(enforcer) = enforcer.as_mut() {
+            enforcer.pump(&mut workers, &ended);
+        }
+        if let Some(every) = notifier.as_ref().and_then(|n| n.watchdog_every) {
+            if last_watchdog.elapsed() >= every
+                && sampling_healthy(&sampler, &clock, config.interval)
+            {
+                if let Some(notifier) = &notifier {
+                    notifier.notify("WATCHDOG=1");
+                }
+                last_watchdog = Instant::now();
+            }
+        }
+        if stop.requested() {
+            break "stop requested (signal)";
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break "duration reached";
+        }
+        let done = match &enforcer {
+            Some(enforcer) => enforcer.finished() && workers.all_exited(),
+            None => workers.all_exited(),
+        };
+        if done {
+            break "all workers exited";
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let policy_counters = enforcer.as_mut().map(|e| {
+        e.shut_down();
+        e.counters()
+    });
+    // A degraded run says so where every reader looks: the manifest's end reason.
+    let stop_reason = match policy_counters.as_ref().filter(|c| !c.degraded.is_empty()) {
+        Some(counters) => format!("{stop_reason}; degraded: {}", counters.degraded.join("; ")),
+        None => stop_reason.to_string(),
+    };
+    records.event_now(
+        &clock,
+        None,
+        EventKind::Stop {
+            reason: stop_reason.clone(),
+        },
+    );
+    workers.stop(&stop);
+    let (writer_stats, sampler_stats) = finish(
+        writer,
+        compactor,
+        sampler,
+        &config.run_dir,
+        &mut manifest,
+        &stop_reason,
+    )?;
+    // Every run says how well it knew each worker's PSS: a gap (reads failing after an exec,
+    // a starved budget) is visible at once instead of hiding behind carried-forward values.
+    for (worker, health) in &sampler_stats.health {
+        eprintln!(
+            "memwarden: sampler health: worker {worker}: {}",
+            health.describe()
+        );
+    }
+    Ok(RunSummary {
+        run_dir: config.run_dir,
+        stop_reason,
+        failed_workers,
+        writer: writer_stats,
+        sampler: sampler_stats,
+        policy: policy_counters,
+    })
+}
+
+/// The sampler finished a tick recently: what the systemd watchdog vouches for.
+fn sampling_healthy(sampler: &Sampler, clock: &RunClock, interval: Duration) -> bool {
+    let last = sampler.last_tick_ns();
+    let allowed = (interval * 3).max(Duration::from_secs(2)).as_nanos() as u64;
+    last > 0 && clock.now().0.saturating_sub(last) <= allowed
+}
+
+/// The kernel's OOM killer should pick a worker, never the harness that records why.
+fn protect_harness(note: &dyn Fn(String)) {
+    if std::fs::write("/proc/self/oom_score_adj", "-900").is_err() {
+        note("cannot lower memwarden's own oom_score_adj (needs CAP_SYS_RESOURCE); the workers' raised score still makes them the OOM killer's first choice".into());
+    }
+}
+
+/// Containment from the policy; without one the workers still get the default raised
+/// oom_score_adj, since they would otherwise inherit the harness's lowered one.
+fn spawn_options(policy: Option<&Policy>) -> SpawnOptions {
+    let containment = policy.map(|p| p.containment.clone()).unwrap_or_default();
+    SpawnOptions {
+        nice: containment.nice,
+        ionice: containment.ionice.map(|priority| match priority {
+            IoPriority::Idle => (3, 0),
+            IoPriority::BestEffort(level) => (2, u32::from(level)),
+        }),
+        oom_score_adj: Some(containment.oom_score_adj),
+        ..SpawnOptions::default()
+    }
+}
+
+/// `memory_max` through cgroup v2 where it is writable; elsewhere as a PSS restart limit.
+fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dyn Fn(String)) {
+    let Some(max) = policy.containment.memory_max.as_ref().map(|m| *m.get_ref()) else {
+        return;
+    };
+    match crate::supervisor::cgroup::prepare_here(workers, max) {
+        Ok(procs) => {
+            pool.cgroups = (0u32..).zip(procs).collect();
+            note(format!(
+                "each worker runs in its own cgroup with memory.max {}",
+                crate::units::size(max as f64)
+            ));
+        }
+        Err(why) => {
+            let limit = policy
+                .restart
+                .max_worker_pss
+                .as_ref()
+                .map_or(max, |m| (*m.get_ref()).min(max));
+            policy.restart.max_worker_pss = Some(toml::Spanned::new(0..0, limit));
+            note(format!(
+                "no cgroup memory limit: {why}; memory_max is enforced by sampling instead (restart over {} PSS)",
+                crate::units::size(limit as f64)
+            ));
+        }
+    }
+}
+
+fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -> Manifest {
+    let facts = host_facts(&config.root);
+    let (mode, command, workers) = match workload {
+        Workload::Spawn { argv, workers } => (config.mode.as_str(), redact(argv), *workers),
+        Workload::Attach { pids, .. } => (
+            "attach",
+            pids.iter().map(|p| p.to_string()).collect(),
+            pids.len() as u32,
+        ),
+    };
+    let start = std::time::UNIX_EPOCH + Duration::from_nanos(clock.start_wall_ns());
+    Manifest {
+        format_version: FORMAT_VERSION,
+        memwarden_version: env!("CARGO_PKG_VERSION").into(),
+        mode: mode.into(),
+        command,
+        workers,
+        host: facts.host,
+        boot_id: facts.boot_id,
+        kernel: facts.kernel,
+        start_wall_ns: clock.start_wall_ns(),
+        start_rfc3339: humantime::format_rfc3339_millis(start).to_string(),
+        interval_ns: config.interval.as_nanos() as u64,
+        page_size: procfs::page_size(),
+        status: RunStatus::Running,
+        end_wall_ns: None,
+        end_reason: None,
+    }
+}
+
+fn prepare_run_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.join(crate::recording::MANIFEST_FILE).exists() {
+        bail!(
+            "{}: already holds a recording; choose another --out",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))
+}
+
+fn finish(
+    writer: RecordingWriter,
+    compactor: Compactor,
+    sampler: Sampler,
+    dir: &Path,
+    manifest: &mut Manifest,
+    reason: &str,
+) -> anyhow::Result<(WriterStats, SamplerStats)> {
+    // A crashed sampler still lets the writer, compaction and the manifest close what it
+    // sampled; the failure is reported after that.
+    let sampler_stats = sampler.stop();
+    let writer_stats = own_work(writer.finish())?;
+    for error in compactor.finish(writer_stats.open_segments.clone()) {
+        // The log stays in place and is read instead: nothing is lost, so warn and go on.
+        eprintln!("memwarden: warning: compaction failed: {error}");
+    }
+    manifest.status = RunStatus::Finished;
+    manifest.end_wall_ns = Some(crate::clock::wall_ns());
+    manifest.end_reason = Some(reason.to_string());
+    own_work(write_manifest(dir, manifest))?;
+    let sampler_stats = own_work(sampler_stats.ok_or_else(|| {
+        anyhow::anyhow!(
+            "the sampling thread crashed; the recording holds what it sampled until then"
+        )
+    }))?;
+    Ok((writer_stats, sampler_stats))
+}

@@ -1,0 +1,239 @@
+//! The soak verdict (pass or fail, with its reasons), the kernel's OOM kills of the run, and
+//! the lines of the live view.
+
+use crate::analysis::gates::{check, GrowthBudget};
+use crate::analysis::text::rate;
+use crate::analysis::{Findings, Verdict};
+use crate::harness::LiveStatus;
+use crate::policy::Counters;
+use crate::supervisor::Exit;
+use crate::units::{duration, size};
+use serde::Serialize;
+
+/// A soak passes or fails; JSON says `pass` or `fail`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Pass,
+    Fail,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoakVerdict {
+    pub schema_version: u32,
+    pub verdict: Outcome,
+    pub reasons: Vec<String>,
+    pub run_dir: String,
+    pub duration_s: f64,
+    pub workers: u32,
+    pub trials: usize,
+    /// Workers whose retained memory grows beyond the budget (or leaks, without one).
+    pub leaking_workers: Vec<u32>,
+    pub crashes: usize,
+    pub policy: Counters,
+}
+
+impl SoakVerdict {
+    pub fn passed(&self) -> bool {
+        self.verdict == Outcome::Pass
+    }
+}
+
+/// Pass: no leak beyond the budget (any leak without one), no OOM kill, no crash, the brake
+/// never engaged, the run not degraded. `failed` are the worker exits memwarden did not cause.
+pub fn judge(
+    findings: &Findings,
+    budget: Option<GrowthBudget>,
+    failed: &[(u32, Exit)],
+    kernel_kills: &[String],
+    counters: &Counters,
+    duration_s: f64,
+) -> SoakVerdict {
+    let mut reasons = Vec::new();
+    let mut leaking = Vec::new();
+    match budget {
+        Some(budget) => match check(findings, findings_kind(findings), budget) {
+            Ok(report) => {
+                for w in report.workers.iter().filter(|w| w.exceeds) {
+                    leaking.push(w.worker);
+                    reasons.push(format!(
+                        "worker {} grows {} (over the budget {})",
+                        w.worker,
+                        rate(&w.rate, budget.per.unit()),
+                        budget
+                    ));
+                }
+            }
+            Err(why) => reasons.push(format!("cannot judge growth against the budget: {why}")),
+        },
+        None => {
+            for w in findings
+                .workers
+                .iter()
+                .filter(|w| w.verdict == Verdict::Leak)
+            {
+                leaking.push(w.worker);
+                let how = w
+                    .kind_finding(w.kind)
+                    .and_then(|k| {
+                        k.per_trial
+                            .map(|r| rate(&r, "trial"))
+                            .or(k.per_hour.map(|r| rate(&r, "h")))
+                    })
+                    .unwrap_or_default();
+                reasons.push(format!(
+                    "worker {} leaks {} {how}",
+                    w.worker,
+                    w.kind.words()
+                ));
+            }
+        }
+    }
+    reasons.extend(kernel_kills.iter().cloned());
+    for (worker, exit) in failed {
+        reasons.push(match (exit.code, exit.signal) {
+            (_, Some(9)) => format!("worker {worker} was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"),
+            (_, Some(signal)) => format!("worker {worker} crashed (signal {signal})"),
+            (Some(code), _) => format!("worker {worker} exited with code {code}"),
+            _ => format!("worker {worker} ended unexpectedly"),
+        });
+    }
+    if counters.brake_engagements > 0 {
+        reasons.push(format!(
+            "the brake engaged {} time(s) and held back {} trial(s): memory ran short",
+            counters.brake_engagements, counters.brakes
+        ));
+    }
+    reasons.extend(counters.degraded.iter().map(|d| format!("degraded: {d}")));
+    SoakVerdict {
+        schema_version: 1,
+        verdict: if reasons.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::Fail
+        },
+        reasons,
+        run_dir: findings.run.dir.clone(),
+        duration_s,
+        workers: findings.run.workers,
+        trials: findings.trials.len(),
+        leaking_workers: leaking,
+        crashes: failed.len(),
+        policy: counters.clone(),
+    }
+}
+
+/// The kernel's OOM kills of the run's processes: a pid recorded for a worker, killed after the
+/// run started (a kill without a wall-clock time cannot be placed and is left out).
+pub fn oom_kills_of_run(
+    kills: &[crate::report::OomKill],
+    pids: &std::collections::BTreeMap<i32, u32>,
+    start_wall_ns: u64,
+) -> Vec<String> {
+    kills
+        .iter()
+        .filter(|k| matches!(k.time, crate::report::KernelTime::Wall(ns) if ns >= start_wall_ns))
+        .filter_map(|k| {
+            let worker = pids.get(&k.pid)?;
+            Some(format!(
+                "the kernel's OOM killer killed pid {} ({}) of worker {worker}",
+                k.pid, k.name
+            ))
+        })
+        .collect()
+}
+
+/// The kind the budget applies to: the first worker's headline kind (anonymous memory, or PSS).
+fn findings_kind(findings: &Findings) -> crate::analysis::Kind {
+    findings
+        .workers
+        .iter()
+        .find(|w| w.verdict == Verdict::Leak)
+        .or(findings.workers.first())
+        .map_or(crate::analysis::Kind::Pss, |w| w.kind)
+}
+
+pub fn verdict_text(verdict: &SoakVerdict) -> String {
+    let mut out = format!(
+        "soak {}: {} worker(s), {} trial(s) in {}\n",
+        verdict.verdict.as_str().to_uppercase(),
+        verdict.workers,
+        verdict.trials,
+        duration(verdict.duration_s)
+    );
+    for reason in &verdict.reasons {
+        out.push_str(&format!("  - {reason}\n"));
+    }
+    out
+}
+
+/// One line for logs (CI) and the first line of the terminal display.
+pub fn progress_line(status: &LiveStatus, total_s: f64) -> String {
+    let elapsed = status.elapsed_ns as f64 / 1e9;
+    let trials: u64 = status.workers.values().map(|w| w.trials).sum();
+    let restarts: u64 = status.counters.restarts.values().sum();
+    format!(
+        "{} elapsed, {} left; {trials} trial(s); brake {} ({} held back); {restarts} restart(s), {} crash(es)",
+        duration(elapsed),
+        duration((total_s - elapsed).max(0.0)),
+        if status.brake_on { "ON" } else { "off" },
+        status.counters.brakes,
+        status.counters.crashes,
+    )
+}
+
+/// One line per worker: memory now, trials, and the trend of its retained memory per trial.
+pub fn worker_lines(status: &LiveStatus) -> Vec<String> {
+    status
+        .workers
+        .iter()
+        .map(|(worker, w)| {
+            let trend = w
+                .trend_per_trial()
+                .map_or("trend: too few trials".into(), |slope| {
+                    format!(
+                        "trend {}{}/trial",
+                        if slope >= 0.0 { "+" } else { "" },
+                        size(slope)
+                    )
+                });
+            format!(
+                "worker {worker}: {} {}, {} trial(s), {trend}, started {} time(s)",
+                size(w.pss_bytes as f64),
+                if w.pss_stale {
+                    "PSS (RSS where PSS is stale)"
+                } else {
+                    "PSS"
+                },
+                w.trials,
+                w.starts
+            )
+        })
+        .collect()
+}
+
+/// OOM kills of the run's processes in the kernel log (`dmesg -T`), which also sees a worker's
+/// children; where it cannot be read, says so: only the workers' own exits are then checked.
+pub fn kernel_kills(recording: &crate::recording::Recording) -> Vec<String> {
+    let output = std::process::Command::new("dmesg").arg("-T").output();
+    let text = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        _ => {
+            eprintln!("memwarden: note: cannot read the kernel log (dmesg -T): OOM kills of the workers' child processes are not checked");
+            return Vec::new();
+        }
+    };
+    let pids = crate::recording::worker_pids(&recording.events);
+    let start = recording.manifest.start_wall_ns;
+    let year = crate::report::pipeline::year_of(start);
+    oom_kills_of_run(&crate::report::oom_kills(&text, year), &pids, start)
+}
