@@ -55,9 +55,13 @@ impl ReadCadence {
 
     /// Whether the last read still stands at `now_ns`; never, before the first read.
     pub fn is_fresh(&self, now_ns: u64, interval_ns: u64, expected_gap_ns: u64) -> bool {
-        self.last_read_ns.is_some_and(|last| {
-            now_ns.saturating_sub(last) <= self.limit_ns(interval_ns, expected_gap_ns)
-        })
+        self.is_fresh_within(now_ns, self.limit_ns(interval_ns, expected_gap_ns))
+    }
+
+    /// The same, for a limit the caller already computed with [`ReadCadence::limit_ns`].
+    pub fn is_fresh_within(&self, now_ns: u64, limit_ns: u64) -> bool {
+        self.last_read_ns
+            .is_some_and(|last| now_ns.saturating_sub(last) <= limit_ns)
     }
 }
 

@@ -9,7 +9,7 @@ use super::kind::{Values, KINDS};
 use super::levels::{windows, Levels, SeriesWalker};
 use super::location::MappingRow;
 use crate::freshness::PssHealth;
-use crate::recording::{EventKind, Recording, RecordingError, Trial};
+use crate::recording::{redact_command_line, EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 
@@ -102,11 +102,12 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             } => {
                 let info = processes.entry((worker, *pid)).or_default();
                 info.ppid = Some(*ppid);
-                info.command = shown_command(command);
+                // Command lines read from /proc may carry secrets; findings never show them.
+                info.command = redact_command_line(command);
             }
             // The program it became is the one findings name (a wrapper execs the worker).
             EventKind::Exec { pid, command, .. } => {
-                processes.entry((worker, *pid)).or_default().command = shown_command(command);
+                processes.entry((worker, *pid)).or_default().command = redact_command_line(command);
             }
             EventKind::WorkerExit { .. } => {
                 exits_ns.entry(worker).or_default().push(event.t_ns);
@@ -293,12 +294,6 @@ pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<
         .u64()?
         .iter()
         .collect())
-}
-
-/// How a command line read from /proc is shown: it may carry secrets, which findings never show.
-fn shown_command(command: &str) -> String {
-    let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-    crate::recording::redact(&words).join(" ")
 }
 
 /// The columns that rows are read from, copied out of polars once per segment: per-row

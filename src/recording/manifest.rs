@@ -56,6 +56,12 @@ impl Manifest {
 }
 
 /// Secrets never reach the manifest: `--api-key=x`, `TOKEN=x`, `--password x` are masked.
+/// A command line read from /proc (words joined by spaces), redacted like an argv.
+pub fn redact_command_line(command: &str) -> String {
+    let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+    redact(&words).join(" ")
+}
+
 pub fn redact(argv: &[String]) -> Vec<String> {
     const SECRET: [&str; 4] = ["KEY", "TOKEN", "SECRET", "PASSWORD"];
     let secret = |s: &str| SECRET.iter().any(|w| s.to_ascii_uppercase().contains(w));

@@ -14,7 +14,8 @@ mod writer;
 pub use compact::{compact_segment, Compactor};
 pub use frame::{decode_all, encode, DecodeStats};
 pub use manifest::{
-    read_manifest, redact, write_atomically, write_manifest, Manifest, RunStatus, MANIFEST_FILE,
+    read_manifest, redact, redact_command_line, write_atomically, write_manifest, Manifest,
+    RunStatus, MANIFEST_FILE,
 };
 pub use reader::{ReadStats, Recording};
 pub use schema::*;

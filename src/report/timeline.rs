@@ -69,10 +69,9 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
         let text = match &e.kind {
             EventKind::Exec { pid, command, .. } if main_pids.contains(pid) => {
                 // Command lines read from /proc may carry secrets; reports never show them.
-                let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
                 format!(
                     "{worker}(pid {pid}) became {}",
-                    escape(&crate::recording::redact(&words).join(" "))
+                    escape(&crate::recording::redact_command_line(command))
                 )
             }
             EventKind::WorkerStart { pid, attempt, .. } if *attempt == 0 => {

@@ -34,9 +34,8 @@ impl Tracked {
 
     /// The last PSS read, while it is younger than `limit_ns` (see `freshness`).
     pub fn fresh_pss(&self, t_ns: u64, limit_ns: u64) -> Option<u64> {
-        let last = self.rollups.last_read_ns()?;
         self.last_pss
-            .filter(|_| t_ns.saturating_sub(last) <= limit_ns)
+            .filter(|_| self.rollups.is_fresh_within(t_ns, limit_ns))
     }
 
     /// The run learns once per episode that this process's PSS is not known, once it has been
