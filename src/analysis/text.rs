@@ -1,7 +1,10 @@
-//! Findings in plain words for a terminal: the verdict first, then the numbers behind it.
+//! Findings in plain words for a terminal: the verdict first, then the numbers behind it. What
+//! is said comes from `statements`; this file only words it as terse lines.
 
-use super::findings::{Basis, Findings, KindFinding, Rate, WorkerFinding};
+use super::findings::{Basis, Findings, Rate};
 use super::gates::{Change, CheckReport, Comparison, Per};
+use super::statements::{self, Fact, GrowthRate, WorkerStatement};
+use super::statements::{ForecastStatement, Outlook, ParameterStatement, ParameterWhat};
 use super::verdict::Verdict;
 use crate::units::{duration, size, MIB};
 use std::fmt::Write;
@@ -16,19 +19,20 @@ pub fn rate(r: &Rate, per: &str) -> String {
     )
 }
 
-fn kind_rate(k: &KindFinding) -> String {
-    match (k.basis, k.per_trial, k.per_hour) {
-        (Basis::Trials, Some(t), Some(h)) => {
-            format!("{}, {:+.0} MiB/h", rate(&t, "trial"), h.bytes / MIB)
-        }
-        (Basis::Trials, Some(t), None) => rate(&t, "trial"),
-        (_, _, Some(h)) => rate(&h, "h"),
-        _ => "no rate".into(),
+fn growth_rate(r: &GrowthRate) -> String {
+    match r {
+        GrowthRate::PerTrial {
+            trial,
+            hour: Some(h),
+        } => format!("{}, {:+.0} MiB/h", rate(trial, "trial"), h.bytes / MIB),
+        GrowthRate::PerTrial { trial, hour: None } => rate(trial, "trial"),
+        GrowthRate::PerHour(h) => rate(h, "h"),
+        GrowthRate::Unknown => "no rate".into(),
     }
 }
 
-fn worker(out: &mut String, w: &WorkerFinding) {
-    let Some(k) = w.kind_finding(w.kind) else {
+fn worker(out: &mut String, w: &WorkerStatement) {
+    let Some(growth) = &w.rate else {
         let _ = writeln!(out, "worker {}: insufficient data", w.worker);
         return;
     };
@@ -41,88 +45,96 @@ fn worker(out: &mut String, w: &WorkerFinding) {
         "worker {}: {verdict} in {}, {}",
         w.worker,
         w.kind.words(),
-        kind_rate(k)
+        growth_rate(growth)
     );
-    let mut facts = Vec::new();
-    if let Some(first) = &k.first_clear_trial {
-        facts.push(format!("clear from trial {first}"));
+    // The short facts share one line; each longer one gets its own.
+    let mut clauses = Vec::new();
+    let mut lines = Vec::new();
+    for fact in &w.facts {
+        match fact {
+            Fact::ClearFrom { trial } => clauses.push(format!("clear from trial {trial}")),
+            Fact::Step { size_bytes, trial } => clauses.push(format!(
+                "one step of {} at trial {trial}",
+                size(*size_bytes)
+            )),
+            Fact::FlatFrom { trial } => clauses.push(format!("flat from trial {trial}")),
+            Fact::Confidence { fraction } => {
+                clauses.push(format!("confidence of growth {:.1}%", 100.0 * fraction))
+            }
+            Fact::Retained {
+                span,
+                trials,
+                peak_bytes,
+            } => {
+                if let Some((first, last)) = span {
+                    let over = trials.map_or("the run".into(), |n| format!("{n} trials"));
+                    clauses.push(format!(
+                        "retained {} -> {} over {over}",
+                        size(*first),
+                        size(*last)
+                    ));
+                }
+                if let Some(peak) = peak_bytes {
+                    clauses.push(format!("peak {}", size(*peak)));
+                }
+            }
+            Fact::Process {
+                pid,
+                main,
+                command,
+                share,
+            } => {
+                let role = if *main {
+                    "main process"
+                } else {
+                    "child process"
+                };
+                let share = share.map_or(String::new(), |s| {
+                    format!(", {:.0}% of the growth", 100.0 * s)
+                });
+                lines.push(format!(
+                    "process: pid {pid} ({role}) `{}`{share}",
+                    command.trim()
+                ));
+            }
+            Fact::Mapping {
+                name,
+                growth_bytes,
+                new_regions,
+            } => {
+                let regions = new_regions.map_or(String::new(), |(n, each)| {
+                    format!(", {n} new of ~{} each", size(each))
+                });
+                lines.push(format!(
+                    "mapping {:+.1} MiB  {name}{regions}",
+                    growth_bytes / MIB
+                ));
+            }
+            Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
+            Fact::OtherKinds(others) => {
+                let others: Vec<String> = others
+                    .iter()
+                    .map(|o| {
+                        let r = o.bytes.map(|b| match o.basis {
+                            Basis::Trials => format!("{:+.2}/trial", b / MIB),
+                            Basis::Time => format!("{:+.1}/h", b / MIB),
+                        });
+                        format!(
+                            "{} {} {}",
+                            o.kind.name(),
+                            o.verdict.word(),
+                            r.unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                lines.push(format!("all kinds (MiB): {}", others.join(", ")));
+            }
+        }
     }
-    if let Some(step) = &k.step {
-        facts.push(format!(
-            "one step of {} at trial {}",
-            size(step.size_bytes),
-            step.trial
-        ));
-    } else if let Some(from) = &k.plateau_from_trial {
-        facts.push(format!("flat from trial {from}"));
+    let _ = writeln!(out, "  {}", clauses.join("; "));
+    for line in lines {
+        let _ = writeln!(out, "  {line}");
     }
-    if w.verdict != Verdict::InsufficientData {
-        facts.push(format!("confidence of growth {:.1}%", 100.0 * k.confidence));
-    }
-    if let (Some(first), Some(last)) = (k.first_bytes, k.last_bytes) {
-        let over = match k.basis {
-            Basis::Trials => format!("{} trials", w.trials),
-            Basis::Time => "the run".into(),
-        };
-        facts.push(format!(
-            "retained {} -> {} over {over}",
-            size(first),
-            size(last)
-        ));
-    }
-    if let Some(peak) = k.peak_bytes {
-        facts.push(format!("peak {}", size(peak)));
-    }
-    let _ = writeln!(out, "  {}", facts.join("; "));
-    if let Some(p) = &w.process {
-        let role = if p.main {
-            "main process"
-        } else {
-            "child process"
-        };
-        let share = p.share.map_or(String::new(), |s| {
-            format!(", {:.0}% of the growth", 100.0 * s)
-        });
-        let _ = writeln!(
-            out,
-            "  process: pid {} ({role}) `{}`{share}",
-            p.pid,
-            p.command.trim()
-        );
-    }
-    for m in &w.mappings {
-        let regions = match (m.regions_added, m.region_bytes) {
-            (n, Some(each)) if n > 0 => format!(", {n} new of ~{} each", size(each)),
-            _ => String::new(),
-        };
-        let _ = writeln!(
-            out,
-            "  mapping {:+.1} MiB  {}{regions}",
-            m.growth_bytes / MIB,
-            m.name
-        );
-    }
-    for hint in &w.hints {
-        let _ = writeln!(out, "  hint: {hint}");
-    }
-    let others: Vec<String> = w
-        .kinds
-        .iter()
-        .filter(|o| o.kind != w.kind)
-        .map(|o| {
-            let r = match o.basis {
-                Basis::Trials => o.per_trial.map(|r| format!("{:+.2}/trial", r.bytes / MIB)),
-                Basis::Time => o.per_hour.map(|r| format!("{:+.1}/h", r.bytes / MIB)),
-            };
-            format!(
-                "{} {} {}",
-                o.kind.name(),
-                o.verdict.word(),
-                r.unwrap_or_default()
-            )
-        })
-        .collect();
-    let _ = writeln!(out, "  all kinds (MiB): {}", others.join(", "));
 }
 
 pub fn findings(f: &Findings) -> String {
@@ -139,57 +151,76 @@ pub fn findings(f: &Findings) -> String {
     let _ = writeln!(out, "verdict: {}", f.verdict.word());
     for w in &f.workers {
         out.push('\n');
-        worker(&mut out, w);
+        worker(&mut out, &statements::worker(w));
     }
-    if !f.parameters.is_empty() {
+    let parameters = statements::parameters(f);
+    if !parameters.is_empty() {
         let _ = writeln!(out, "\nparameters that go with retained growth:");
-        for p in &f.parameters {
-            let what = match (&p.value, p.rho) {
-                (Some(v), _) => format!("{}={v}", p.name),
-                (None, Some(rho)) => format!("{} (larger values grow more, rho {rho:.2})", p.name),
-                (None, None) => p.name.clone(),
-            };
-            let interval = match (p.effect_low_bytes, p.effect_high_bytes) {
-                (Some(low), Some(high)) => {
-                    format!(" (95% CI {:.2}..{:.2})", low / MIB, high / MIB)
-                }
-                _ => String::new(),
-            };
-            let _ = writeln!(
-                out,
-                "  {what}: {:+.2} MiB retained per trial{interval} more than otherwise ({} vs {} trials, p = {:.2e})",
-                p.effect_bytes / MIB,
-                p.trials_with,
-                p.trials_without,
-                p.p_value
-            );
-        }
+    }
+    for ParameterStatement {
+        what,
+        effect_bytes,
+        interval,
+        trials_with,
+        trials_without,
+        p_value,
+    } in &parameters
+    {
+        let what = match what {
+            ParameterWhat::Value { name, value } => format!("{name}={value}"),
+            ParameterWhat::Trend { name, rho } => {
+                format!("{name} (larger values grow more, rho {rho:.2})")
+            }
+            ParameterWhat::Name(name) => name.to_string(),
+        };
+        let interval = interval.map_or(String::new(), |(low, high)| {
+            format!(" (95% CI {:.2}..{:.2})", low / MIB, high / MIB)
+        });
+        let _ = writeln!(
+            out,
+            "  {what}: {:+.2} MiB retained per trial{interval} more than otherwise ({trials_with} vs {trials_without} trials, p = {p_value:.2e})",
+            effect_bytes / MIB,
+        );
     }
     if let Some(fc) = &f.forecast {
+        // The report adds a line about restart rules; here the advice lines say it.
+        let ForecastStatement {
+            outlook,
+            advice,
+            restart_rules_help: _,
+        } = statements::forecast(fc);
         out.push('\n');
-        match (fc.exhausted_in_hours, fc.exhausted_in_trials) {
-            (Some(hours), trials) => {
+        match outlook {
+            Outlook::RunsOut {
+                growth_bytes_per_hour,
+                available_bytes,
+                hours,
+                trials,
+            } => {
                 let trials = trials.map_or(String::new(), |t| {
                     format!(", ~{t:.0} more trials per worker")
                 });
                 let _ = writeln!(
                     out,
                     "forecast: at {:+.0} MiB/h in total, the {} still available (less a 10% reserve) run out in ~{}{trials}",
-                    fc.growth_bytes_per_hour / MIB,
-                    size(fc.available_bytes),
+                    growth_bytes_per_hour / MIB,
+                    size(available_bytes),
                     duration(hours * 3600.0)
                 );
             }
-            _ => {
+            Outlook::Holds {
+                mem_total_bytes,
+                available_bytes,
+            } => {
                 let _ = writeln!(
                     out,
                     "forecast: no leak, so memory does not run out at this rate ({} total, {} available)",
-                    size(fc.mem_total_bytes),
-                    size(fc.available_bytes)
+                    size(mem_total_bytes),
+                    size(available_bytes)
                 );
             }
         }
-        for advice in &fc.advice {
+        for advice in advice {
             let _ = writeln!(out, "  - {advice}");
         }
     }

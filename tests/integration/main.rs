@@ -16,3 +16,4 @@ mod report;
 mod run;
 mod soak;
 mod util;
+mod wording;

@@ -1,0 +1,263 @@
+//! What is said about the findings, decided once: which facts, in which order, with which
+//! numbers. The terminal (`analysis::text`) and the report (`report::sections`) only render
+//! these statements, each in its own register: a line of clauses, or sentences in Markdown.
+//! Both renderers match every variant and destructure every field without `..`, so a fact or
+//! a field added here does not compile until both have rendered it or said why they leave it
+//! out; neither can pick its own facts, order or arithmetic again.
+
+use super::findings::{Basis, Findings, Forecast, KindFinding, ParameterFinding, Rate};
+use super::findings::{ProcessFinding, WorkerFinding};
+use super::kind::Kind;
+use super::verdict::Verdict;
+
+/// One worker: its verdict on the kind that grows, that kind's rate, and the facts behind it.
+pub struct WorkerStatement<'a> {
+    pub worker: u32,
+    pub verdict: Verdict,
+    pub kind: Kind,
+    /// `None` when the worker's kind has no finding at all (too little data to say anything).
+    pub rate: Option<GrowthRate>,
+    pub facts: Vec<Fact<'a>>,
+}
+
+/// The rate a verdict rests on: per trial when trials were seen (with the hourly rate beside
+/// it where known), per hour otherwise.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum GrowthRate {
+    PerTrial { trial: Rate, hour: Option<Rate> },
+    PerHour(Rate),
+    Unknown,
+}
+
+/// The facts behind a worker's verdict, in the order they are told.
+pub enum Fact<'a> {
+    /// The first trial from which growth is clear of noise.
+    ClearFrom {
+        trial: &'a str,
+    },
+    /// A single step, flat before and after.
+    Step {
+        size_bytes: f64,
+        trial: &'a str,
+    },
+    /// Growth that stopped (told only when there is no step).
+    FlatFrom {
+        trial: &'a str,
+    },
+    /// One-sided confidence that retained memory grows (0..1); not told without data.
+    Confidence {
+        fraction: f64,
+    },
+    /// Retained at the start and end (`span`), over `trials` trials or the whole run (`None`),
+    /// and the highest level seen.
+    Retained {
+        span: Option<(f64, f64)>,
+        trials: Option<usize>,
+        peak_bytes: Option<f64>,
+    },
+    /// The process of the tree that holds the growth.
+    Process {
+        pid: i32,
+        main: bool,
+        command: &'a str,
+        share: Option<f64>,
+    },
+    /// A mapping that grew, with the regions it gained (count, typical size) when it did.
+    Mapping {
+        name: &'a str,
+        growth_bytes: f64,
+        new_regions: Option<(i64, f64)>,
+    },
+    Hint(&'a str),
+    /// Every other measured kind: its verdict and rate on the worker's basis (bytes).
+    OtherKinds(Vec<OtherKind>),
+}
+
+pub struct OtherKind {
+    pub kind: Kind,
+    pub verdict: Verdict,
+    pub basis: Basis,
+    pub bytes: Option<f64>,
+}
+
+/// A parameter that goes with retained growth.
+pub struct ParameterStatement<'a> {
+    pub what: ParameterWhat<'a>,
+    pub effect_bytes: f64,
+    /// The 95% interval of the effect (categorical values only).
+    pub interval: Option<(f64, f64)>,
+    pub trials_with: usize,
+    pub trials_without: usize,
+    pub p_value: f64,
+}
+
+pub enum ParameterWhat<'a> {
+    /// Trials with `name=value` differ.
+    Value {
+        name: &'a str,
+        value: &'a str,
+    },
+    /// Larger values of a numeric parameter grow more (Spearman's rho).
+    Trend {
+        name: &'a str,
+        rho: f64,
+    },
+    Name(&'a str),
+}
+
+/// When memory runs out, and what to change.
+pub struct ForecastStatement<'a> {
+    pub outlook: Outlook,
+    pub advice: &'a [String],
+    /// Restart limits were computed, so restart rules would keep the machine up meanwhile.
+    pub restart_rules_help: bool,
+}
+
+pub enum Outlook {
+    /// At `growth_bytes_per_hour` in total, `available_bytes` (less the reserve) last `hours`,
+    /// or `trials` more trials per worker.
+    RunsOut {
+        growth_bytes_per_hour: f64,
+        available_bytes: f64,
+        hours: f64,
+        trials: Option<f64>,
+    },
+    Holds {
+        mem_total_bytes: f64,
+        available_bytes: f64,
+    },
+}
+
+pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
+    let Some(k) = w.kind_finding(w.kind) else {
+        return WorkerStatement {
+            worker: w.worker,
+            verdict: w.verdict,
+            kind: w.kind,
+            rate: None,
+            facts: Vec::new(),
+        };
+    };
+    let mut facts = Vec::new();
+    if let Some(trial) = &k.first_clear_trial {
+        facts.push(Fact::ClearFrom { trial });
+    }
+    if let Some(step) = &k.step {
+        facts.push(Fact::Step {
+            size_bytes: step.size_bytes,
+            trial: &step.trial,
+        });
+    } else if let Some(trial) = &k.plateau_from_trial {
+        facts.push(Fact::FlatFrom { trial });
+    }
+    if w.verdict != Verdict::InsufficientData {
+        facts.push(Fact::Confidence {
+            fraction: k.confidence,
+        });
+    }
+    let span = k.first_bytes.zip(k.last_bytes);
+    if span.is_some() || k.peak_bytes.is_some() {
+        facts.push(Fact::Retained {
+            span,
+            trials: (k.basis == Basis::Trials).then_some(w.trials),
+            peak_bytes: k.peak_bytes,
+        });
+    }
+    if let Some(ProcessFinding {
+        pid,
+        command,
+        main,
+        share,
+        ..
+    }) = &w.process
+    {
+        facts.push(Fact::Process {
+            pid: *pid,
+            main: *main,
+            command,
+            share: *share,
+        });
+    }
+    for m in &w.mappings {
+        facts.push(Fact::Mapping {
+            name: &m.name,
+            growth_bytes: m.growth_bytes,
+            new_regions: m
+                .region_bytes
+                .filter(|_| m.regions_added > 0)
+                .map(|each| (m.regions_added, each)),
+        });
+    }
+    facts.extend(w.hints.iter().map(|h| Fact::Hint(h)));
+    facts.push(Fact::OtherKinds(
+        w.kinds
+            .iter()
+            .filter(|o| o.kind != w.kind)
+            .map(|o| OtherKind {
+                kind: o.kind,
+                verdict: o.verdict,
+                basis: o.basis,
+                bytes: match o.basis {
+                    Basis::Trials => o.per_trial.map(|r| r.bytes),
+                    Basis::Time => o.per_hour.map(|r| r.bytes),
+                },
+            })
+            .collect(),
+    ));
+    WorkerStatement {
+        worker: w.worker,
+        verdict: w.verdict,
+        kind: w.kind,
+        rate: Some(growth_rate(k)),
+        facts,
+    }
+}
+
+pub fn growth_rate(k: &KindFinding) -> GrowthRate {
+    match (k.basis, k.per_trial, k.per_hour) {
+        (Basis::Trials, Some(trial), hour) => GrowthRate::PerTrial { trial, hour },
+        (_, _, Some(h)) => GrowthRate::PerHour(h),
+        _ => GrowthRate::Unknown,
+    }
+}
+
+pub fn parameters(f: &Findings) -> Vec<ParameterStatement<'_>> {
+    f.parameters.iter().map(parameter).collect()
+}
+
+fn parameter(p: &ParameterFinding) -> ParameterStatement<'_> {
+    ParameterStatement {
+        what: match (&p.value, p.rho) {
+            (Some(value), _) => ParameterWhat::Value {
+                name: &p.name,
+                value,
+            },
+            (None, Some(rho)) => ParameterWhat::Trend { name: &p.name, rho },
+            (None, None) => ParameterWhat::Name(&p.name),
+        },
+        effect_bytes: p.effect_bytes,
+        interval: p.effect_low_bytes.zip(p.effect_high_bytes),
+        trials_with: p.trials_with,
+        trials_without: p.trials_without,
+        p_value: p.p_value,
+    }
+}
+
+pub fn forecast(fc: &Forecast) -> ForecastStatement<'_> {
+    ForecastStatement {
+        outlook: match fc.exhausted_in_hours {
+            Some(hours) => Outlook::RunsOut {
+                growth_bytes_per_hour: fc.growth_bytes_per_hour,
+                available_bytes: fc.available_bytes,
+                hours,
+                trials: fc.exhausted_in_trials,
+            },
+            None => Outlook::Holds {
+                mem_total_bytes: fc.mem_total_bytes,
+                available_bytes: fc.available_bytes,
+            },
+        },
+        advice: &fc.advice,
+        restart_rules_help: fc.restart_every_trials.is_some() || fc.max_workers.is_some(),
+    }
+}

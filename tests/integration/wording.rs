@@ -1,0 +1,111 @@
+//! Every fact the findings can state, rendered by both the terminal and the report. The
+//! fixtures' runs reach only some of them (no step, no numeric trend, no held forecast), so
+//! the rest are set on a real analysis here; the snapshots were taken with the renderers as
+//! they were before `analysis::statements`, so the move had to keep every byte.
+
+use memwarden::analysis::{
+    analyze_with_series, text, Analysis, Kind, Options, ParameterFinding, StepFinding, Verdict,
+    WorkerFinding,
+};
+use memwarden::recording::Recording;
+use memwarden::report::{render, ReportInput};
+use std::path::Path;
+
+fn every_fact() -> (Recording, Analysis) {
+    let recording =
+        Recording::open(Path::new("fixtures/runs/crashed")).expect("the crashed fixture opens");
+    let mut analysis =
+        analyze_with_series(&recording, &Options::default()).expect("the fixture analyses");
+    let f = &mut analysis.findings;
+    let anon = |w: &mut WorkerFinding| {
+        let kind = w.kind;
+        w.kinds
+            .iter_mut()
+            .find(|k| k.kind == kind)
+            .expect("the worker's own kind has a finding")
+            .clone()
+    };
+    // Worker 0: one step, two new regions of a mapping, a child process with no share.
+    let mut k = anon(&mut f.workers[0]);
+    k.step = Some(StepFinding {
+        trial: "7".into(),
+        size_bytes: 64.0 * 1048576.0,
+    });
+    k.peak_bytes = None;
+    f.workers[0].kinds.retain(|o| o.kind != k.kind);
+    f.workers[0].kinds.push(k);
+    if let Some(p) = &mut f.workers[0].process {
+        p.main = false;
+        p.share = None;
+    }
+    f.workers[0].mappings[0].regions_added = 2;
+    f.workers[0].mappings[0].region_bytes = Some(9.0 * 1048576.0);
+    // Worker 1: a plateau, rated per hour, with no start or end level.
+    let mut k = anon(&mut f.workers[1]);
+    k.plateau_from_trial = Some("4".into());
+    k.per_trial = None;
+    k.first_bytes = None;
+    f.workers[1].verdict = Verdict::Plateau;
+    f.workers[1].kinds.retain(|o| o.kind != k.kind);
+    f.workers[1].kinds.push(k);
+    // Worker 2: stable; worker 3: nothing known.
+    let mut stable = f.workers[1].clone();
+    stable.worker = 2;
+    stable.verdict = Verdict::Stable;
+    let mut unknown = stable.clone();
+    unknown.worker = 3;
+    unknown.kind = Kind::Gpu;
+    f.workers.push(stable);
+    f.workers.push(unknown);
+    let parameter = |name: &str, value: Option<&str>, rho: Option<f64>| ParameterFinding {
+        name: name.into(),
+        value: value.map(str::to_string),
+        with_bytes: 3.0 * 1048576.0,
+        without_bytes: 0.5 * 1048576.0,
+        effect_bytes: 2.5 * 1048576.0,
+        effect_low_bytes: value.map(|_| 2.0 * 1048576.0),
+        effect_high_bytes: value.map(|_| 3.0 * 1048576.0),
+        trials_with: 6,
+        trials_without: 14,
+        rho,
+        p_value: 0.0004,
+        significant: true,
+    };
+    f.parameters = vec![
+        parameter("cache", Some("true"), None),
+        parameter("batch_size", None, Some(0.81)),
+        parameter("lr", None, None),
+    ];
+    (recording, analysis)
+}
+
+fn both(recording: &Recording, analysis: &Analysis) -> String {
+    let input = ReportInput {
+        manifest: &recording.manifest,
+        events: &recording.events,
+        analysis,
+        kills: &[],
+        current_boot_id: None,
+        boot_wall_ns: None,
+        data_files: Vec::new(),
+        plots: Vec::new(),
+        reporter_version: "test".into(),
+        simulation: None,
+    };
+    format!(
+        "{}\n----- report -----\n{}",
+        text::findings(&analysis.findings),
+        render(&input)
+    )
+}
+
+#[test]
+fn every_fact_renders_in_the_terminal_and_the_report() {
+    let (recording, mut analysis) = every_fact();
+    insta::assert_snapshot!("every_fact_runs_out", both(&recording, &analysis));
+    let fc = analysis.findings.forecast.as_mut().expect("a forecast");
+    fc.exhausted_in_hours = None;
+    fc.restart_every_trials = None;
+    fc.max_workers = None;
+    insta::assert_snapshot!("every_fact_holds", both(&recording, &analysis));
+}
