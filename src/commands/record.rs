@@ -7,7 +7,6 @@ use crate::policy::Policy;
 use crate::probe::ProcRoot;
 use crate::supervisor::stop_on_signals;
 use std::time::Duration;
-use toml::Spanned;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     let policy = load_policy(&args.policy)?;
@@ -46,14 +45,13 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> anyhow::Result<Option<(Policy, S
         None if knobs => (Policy::default(), String::new()),
         None => return Ok(None),
     };
-    let spanned = |v| Some(Spanned::new(0..0, v));
     let mut flags = Vec::new();
     if let Some(budget) = args.budget {
-        policy.budget = spanned(budget);
+        policy.budget = Some(budget);
         flags.push(format!("budget = \"{budget}B\""));
     }
     if let Some(max) = args.max_worker_pss {
-        policy.restart.max_worker_pss = spanned(max);
+        policy.restart.max_worker_pss = Some(max);
         flags.push(format!("restart.max_worker_pss = \"{max}B\""));
     }
     if let Some(n) = args.restart_every_trials {
@@ -61,14 +59,14 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> anyhow::Result<Option<(Policy, S
         flags.push(format!("restart.every_trials = {n}"));
     }
     if let Some(every) = args.restart_every {
-        policy.restart.every = Some(Spanned::new(0..0, every));
+        policy.restart.every = Some(every);
         flags.push(format!(
             "restart.every = \"{}\"",
             humantime::format_duration(every)
         ));
     }
     if let Some(stagger) = args.stagger {
-        policy.start.stagger = Some(Spanned::new(0..0, stagger));
+        policy.start.stagger = Some(stagger);
         flags.push(format!(
             "start.stagger = \"{}\"",
             humantime::format_duration(stagger)
@@ -79,11 +77,11 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> anyhow::Result<Option<(Policy, S
         flags.push(format!("start.canary_trials = {n}"));
     }
     if let Some(max) = args.memory_max {
-        policy.containment.memory_max = spanned(max);
+        policy.containment.memory_max = Some(max);
         flags.push(format!("containment.memory_max = \"{max}B\""));
     }
-    if let Err((_, message)) = policy.check() {
-        anyhow::bail!("the policy with the flags given: {message}");
+    if let Err(conflict) = policy.check() {
+        anyhow::bail!("the policy with the flags given: {}", conflict.message);
     }
     if !flags.is_empty() {
         text.push_str("\n# From the command line, overriding the above:\n# ");

@@ -275,7 +275,7 @@ fn spawn_options(policy: Option<&Policy>) -> SpawnOptions {
 
 /// `memory_max` through cgroup v2 where it is writable; elsewhere as a PSS restart limit.
 fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dyn Fn(String)) {
-    let Some(max) = policy.containment.memory_max.as_ref().map(|m| *m.get_ref()) else {
+    let Some(max) = policy.containment.memory_max else {
         return;
     };
     match crate::supervisor::cgroup::prepare_here(workers, max) {
@@ -287,12 +287,8 @@ fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dy
             ));
         }
         Err(why) => {
-            let limit = policy
-                .restart
-                .max_worker_pss
-                .as_ref()
-                .map_or(max, |m| (*m.get_ref()).min(max));
-            policy.restart.max_worker_pss = Some(toml::Spanned::new(0..0, limit));
+            let limit = policy.restart.max_worker_pss.map_or(max, |m| m.min(max));
+            policy.restart.max_worker_pss = Some(limit);
             note(format!(
                 "no cgroup memory limit: {why}; memory_max is enforced by sampling instead (restart over {} PSS)",
                 crate::units::size(limit as f64)

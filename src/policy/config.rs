@@ -5,9 +5,9 @@
 use crate::units::{parse_positive_duration, parse_size};
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
+use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
-use toml::Spanned;
 
 /// A memory threshold: a size, or a share of the budget (the whole machine when no budget).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,33 +66,22 @@ fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     parse_positive_duration(&String::deserialize(d)?).map_err(de::Error::custom)
 }
 
-fn spanned<'de, D, T>(d: D, parse: fn(&str) -> Result<T, String>) -> Result<Spanned<T>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    let text: Spanned<String> = Spanned::deserialize(d)?;
-    let span = text.span();
-    let value = parse(text.get_ref()).map_err(de::Error::custom)?;
-    Ok(Spanned::new(span, value))
+fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Threshold, D::Error> {
+    String::deserialize(d)?.parse().map_err(de::Error::custom)
 }
 
-macro_rules! optional {
-    ($name:ident, $parse:expr, $t:ty) => {
-        fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Spanned<$t>>, D::Error> {
-            spanned(d, $parse).map(Some)
-        }
-    };
-}
-optional!(opt_size, parse_size, u64);
-optional!(opt_duration, parse_positive_duration, Duration);
-optional!(opt_threshold, |t: &str| t.parse::<Threshold>(), Threshold);
-
-fn spanned_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Threshold>, D::Error> {
-    spanned(d, |t| t.parse())
+fn opt_threshold<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Threshold>, D::Error> {
+    threshold(d).map(Some)
 }
 
-fn spanned_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Spanned<Duration>, D::Error> {
-    spanned(d, parse_positive_duration)
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    parse_size(&String::deserialize(d)?)
+        .map(Some)
+        .map_err(de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn in_range<'de, D, T>(d: D, low: T, high: T, what: &str) -> Result<T, D::Error>
@@ -114,7 +103,7 @@ where
 pub struct Policy {
     /// Memory the workers may use together; `None`: the whole machine.
     #[serde(deserialize_with = "opt_size")]
-    pub budget: Option<Spanned<u64>>,
+    pub budget: Option<u64>,
     pub brake: Brake,
     pub escalation: Escalation,
     pub restart: Restart,
@@ -126,8 +115,8 @@ pub struct Policy {
 #[serde(default, deny_unknown_fields)]
 pub struct Brake {
     /// No new trial starts while available memory (or budget headroom) is under this.
-    #[serde(deserialize_with = "spanned_threshold")]
-    pub min_headroom: Spanned<Threshold>,
+    #[serde(deserialize_with = "threshold")]
+    pub min_headroom: Threshold,
     /// Nor while memory PSI "full" avg10 (percent of time) is over this.
     #[serde(deserialize_with = "pressure")]
     pub max_psi_full: f64,
@@ -145,7 +134,7 @@ fn pressure<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 impl Default for Brake {
     fn default() -> Self {
         Self {
-            min_headroom: Spanned::new(0..0, Threshold::Percent(10.0)),
+            min_headroom: Threshold::Percent(10.0),
             max_psi_full: 20.0,
             wait: Duration::from_secs(5),
             pause: true,
@@ -183,22 +172,22 @@ impl Default for Escalation {
 pub struct Restart {
     /// Restart a worker whose tree's PSS passes this.
     #[serde(deserialize_with = "opt_size")]
-    pub max_worker_pss: Option<Spanned<u64>>,
+    pub max_worker_pss: Option<u64>,
     /// Restart a worker whose tree's GPU memory passes this.
     #[serde(deserialize_with = "opt_size")]
-    pub max_worker_gpu: Option<Spanned<u64>>,
+    pub max_worker_gpu: Option<u64>,
     /// A GPU with less free memory than this restarts the worker holding the most GPU memory.
     #[serde(deserialize_with = "opt_threshold")]
-    pub min_device_free: Option<Spanned<Threshold>>,
+    pub min_device_free: Option<Threshold>,
     /// Restart each worker after this many trials.
     #[serde(deserialize_with = "trials")]
     pub every_trials: Option<u32>,
     /// Restart each worker after it has run this long.
     #[serde(deserialize_with = "opt_duration")]
-    pub every: Option<Spanned<Duration>>,
+    pub every: Option<Duration>,
     /// Available memory (or headroom) under this restarts the largest worker at once.
     #[serde(deserialize_with = "opt_threshold")]
-    pub emergency_floor: Option<Spanned<Threshold>>,
+    pub emergency_floor: Option<Threshold>,
     /// How long a restart waits for the running trial to finish.
     #[serde(deserialize_with = "duration")]
     pub deadline: Duration,
@@ -209,11 +198,11 @@ pub struct Restart {
     #[serde(deserialize_with = "crashes")]
     pub max_crashes: u32,
     /// The first crash restart waits this long; each further one twice as long...
-    #[serde(deserialize_with = "spanned_duration")]
-    pub backoff: Spanned<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub backoff: Duration,
     /// ...up to this.
-    #[serde(deserialize_with = "spanned_duration")]
-    pub backoff_max: Spanned<Duration>,
+    #[serde(deserialize_with = "duration")]
+    pub backoff_max: Duration,
     /// Start a worker again when it exits cleanly (soak mode).
     pub when_finished: bool,
     /// At most this many starts of each worker in all (`replay --isolate`); not in the file.
@@ -237,12 +226,12 @@ impl Default for Restart {
             min_device_free: None,
             every_trials: None,
             every: None,
-            emergency_floor: Some(Spanned::new(0..0, Threshold::Percent(5.0))),
+            emergency_floor: Some(Threshold::Percent(5.0)),
             deadline: Duration::from_secs(300),
             grace: Duration::from_secs(10),
             max_crashes: 5,
-            backoff: Spanned::new(0..0, Duration::from_secs(1)),
-            backoff_max: Spanned::new(0..0, Duration::from_secs(300)),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
             when_finished: false,
             max_starts: None,
         }
@@ -254,13 +243,13 @@ impl Default for Restart {
 pub struct Start {
     /// Start worker i this long after worker i-1.
     #[serde(deserialize_with = "opt_duration")]
-    pub stagger: Option<Spanned<Duration>>,
+    pub stagger: Option<Duration>,
     /// Start one worker first, the others after it completed this many trials within budget.
     #[serde(deserialize_with = "trials")]
     pub canary_trials: Option<u32>,
     /// The canary's retained growth per trial above which the others stay down.
     #[serde(deserialize_with = "opt_size")]
-    pub canary_max_growth: Option<Spanned<u64>>,
+    pub canary_max_growth: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -277,7 +266,7 @@ pub struct Containment {
     pub oom_score_adj: i32,
     /// Per-worker cgroup v2 memory.max (memory.high is set to 90% of it).
     #[serde(deserialize_with = "opt_size")]
-    pub memory_max: Option<Spanned<u64>>,
+    pub memory_max: Option<u64>,
 }
 
 impl Default for Containment {
@@ -351,77 +340,103 @@ impl Policy {
         Self::parse(&text, &path.display().to_string())
     }
 
-    /// `name` is what errors call the text (its path).
+    /// `name` is what errors call the text (its path). Values are read into the plain policy
+    /// (toml places a bad value's error on its line); relations between values are checked on
+    /// the plain policy by `check`, and the file's own spans then name the line of a key that
+    /// was written.
     pub fn parse(text: &str, name: &str) -> Result<Self, PolicyError> {
-        let invalid = |span: Option<std::ops::Range<usize>>, message: String| {
-            let line = span.map_or(1, |s| line_of(text, s.start));
-            PolicyError::Invalid {
-                path: name.to_string(),
-                line,
-                message,
-            }
+        let invalid = |span: Option<Range<usize>>, message: String| PolicyError::Invalid {
+            path: name.to_string(),
+            line: span.map_or(1, |s| line_of(text, s.start)),
+            message,
         };
         let policy: Policy =
             toml::from_str(text).map_err(|e| invalid(e.span(), e.message().trim().to_string()))?;
-        policy
-            .check()
-            .map_err(|(span, message)| invalid(Some(span), message))?;
+        policy.check().map_err(|conflict| {
+            let span = toml::de::DeTable::parse(text).ok().and_then(|document| {
+                conflict
+                    .keys
+                    .iter()
+                    .find_map(|key| span_of(document.get_ref(), key))
+            });
+            invalid(span, conflict.message)
+        })?;
         Ok(policy)
     }
 
-    /// Relations between values; each error carries the span of the value to blame.
-    pub fn check(&self) -> Result<(), (std::ops::Range<usize>, String)> {
-        if let Some(floor) = &self.restart.emergency_floor {
-            let brake = self.brake.min_headroom.get_ref();
-            if floor.get_ref().surely_below(*brake) == Some(false) {
-                return Err((
-                    floor.span(),
+    /// Relations between values, whether they came from a file, flags or defaults.
+    pub fn check(&self) -> Result<(), Conflict> {
+        let conflict = |keys: &[&'static str], message: String| {
+            Err(Conflict {
+                keys: keys.to_vec(),
+                message,
+            })
+        };
+        if let Some(floor) = self.restart.emergency_floor {
+            let brake = self.brake.min_headroom;
+            if floor.surely_below(brake) == Some(false) {
+                return conflict(
+                    &["restart.emergency_floor", "brake.min_headroom"],
                     format!(
-                        "restart.emergency_floor ({}) must be below brake.min_headroom ({brake}): the brake comes first",
-                        floor.get_ref()
+                        "restart.emergency_floor ({floor}) must be below brake.min_headroom ({brake}): the brake comes first"
                     ),
-                ));
+                );
             }
         }
-        if self.restart.backoff.get_ref() > self.restart.backoff_max.get_ref() {
-            return Err((
-                self.restart.backoff.span(),
+        if self.restart.backoff > self.restart.backoff_max {
+            return conflict(
+                &["restart.backoff", "restart.backoff_max"],
                 "restart.backoff is longer than restart.backoff_max".into(),
-            ));
+            );
         }
-        if let (Some(budget), Threshold::Bytes(headroom)) =
-            (&self.budget, self.brake.min_headroom.get_ref())
-        {
-            if *headroom >= *budget.get_ref() {
-                return Err((
-                    self.brake.min_headroom.span(),
+        if let (Some(budget), Threshold::Bytes(headroom)) = (self.budget, self.brake.min_headroom) {
+            if headroom >= budget {
+                return conflict(
+                    &["brake.min_headroom", "budget"],
                     "brake.min_headroom is not below the budget: the brake would never release"
                         .into(),
-                ));
+                );
             }
         }
-        if let (Some(max), Some(budget)) = (&self.restart.max_worker_pss, &self.budget) {
-            if max.get_ref() > budget.get_ref() {
-                return Err((
-                    max.span(),
+        if let (Some(max), Some(budget)) = (self.restart.max_worker_pss, self.budget) {
+            if max > budget {
+                return conflict(
+                    &["restart.max_worker_pss", "budget"],
                     "restart.max_worker_pss is above the whole budget".into(),
-                ));
+                );
             }
         }
-        if let Some(max) = &self.containment.memory_max {
-            if *max.get_ref() < 16 << 20 {
-                return Err((
-                    max.span(),
+        if let Some(max) = self.containment.memory_max {
+            if max < 16 << 20 {
+                return conflict(
+                    &["containment.memory_max"],
                     "containment.memory_max under 16MiB would kill any worker at start".into(),
-                ));
+                );
             }
         }
         Ok(())
     }
+}
 
-    pub fn budget_bytes(&self) -> Option<u64> {
-        self.budget.as_ref().map(|b| *b.get_ref())
+/// Values that cannot go together, and the keys to blame, the likeliest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    pub keys: Vec<&'static str>,
+    pub message: String,
+}
+
+/// Where `a.b` was written in the document, if it was.
+fn span_of(document: &toml::de::DeTable, key: &str) -> Option<Range<usize>> {
+    let mut table = document;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let value = table.get(part)?;
+        if parts.peek().is_none() {
+            return Some(value.span());
+        }
+        table = value.get_ref().as_table()?;
     }
+    None
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -442,10 +457,7 @@ mod tests {
     #[test]
     fn an_empty_file_is_the_default_policy() {
         let policy = Policy::parse("", "p.toml").expect("empty is fine");
-        assert_eq!(
-            *policy.brake.min_headroom.get_ref(),
-            Threshold::Percent(10.0)
-        );
+        assert_eq!(policy.brake.min_headroom, Threshold::Percent(10.0));
         assert_eq!(policy.escalation.after_brakes, 10);
         assert_eq!(policy.restart.max_crashes, 5);
         assert!(policy.budget.is_none());
@@ -455,12 +467,22 @@ mod tests {
     fn the_example_file_parses_with_its_values() {
         let text = include_str!("../../fixtures/policy/example.toml");
         let policy = Policy::parse(text, "example.toml").expect("the example parses");
-        assert_eq!(policy.budget_bytes(), Some(24 << 30));
-        assert_eq!(
-            policy.restart.max_worker_pss.map(|s| *s.get_ref()),
-            Some(12 << 30)
-        );
+        assert_eq!(policy.budget, Some(24 << 30));
+        assert_eq!(policy.restart.max_worker_pss, Some(12 << 30));
         assert_eq!(policy.containment.ionice, Some(IoPriority::BestEffort(7)));
+    }
+
+    #[test]
+    fn values_set_after_parsing_are_checked_the_same_way() {
+        let mut policy = Policy {
+            budget: Some(8 << 30),
+            ..Policy::default()
+        };
+        policy.restart.max_worker_pss = Some(9 << 30);
+        let conflict = policy.check().expect_err("above the budget");
+        assert_eq!(conflict.keys, ["restart.max_worker_pss", "budget"]);
+        policy.restart.max_worker_pss = Some(4 << 30);
+        assert_eq!(policy.check(), Ok(()));
     }
 
     #[test]
@@ -503,6 +525,17 @@ mod tests {
         assert!(
             nice.starts_with("p.toml:2: 40 is not a possible nice level"),
             "{nice}"
+        );
+        // A default in conflict with a value written: the line of the value written.
+        let default = error("# the brake\n\n[brake]\nmin_headroom = \"3%\"\n");
+        assert!(
+            default.starts_with("p.toml:4: restart.emergency_floor (5%)"),
+            "{default}"
+        );
+        let dotted = error("restart.backoff = \"10m\"\nrestart.backoff_max = \"1m\"\n");
+        assert!(
+            dotted.starts_with("p.toml:1: restart.backoff is longer"),
+            "{dotted}"
         );
         let syntax = error("[restart\n");
         assert!(syntax.starts_with("p.toml:1:"), "{syntax}");

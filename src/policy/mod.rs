@@ -7,7 +7,8 @@ mod engine;
 mod simulate;
 
 pub use config::{
-    Brake, Containment, Escalation, IoPriority, Policy, PolicyError, Restart, Start, Threshold,
+    Brake, Conflict, Containment, Escalation, IoPriority, Policy, PolicyError, Restart, Start,
+    Threshold,
 };
 pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
 pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, Simulator, TickRow};

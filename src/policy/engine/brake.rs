@@ -6,13 +6,7 @@ use crate::units::size;
 
 impl Engine {
     pub(super) fn emergency(&mut self) {
-        let Some(floor) = self
-            .policy
-            .restart
-            .emergency_floor
-            .as_ref()
-            .map(|f| *f.get_ref())
-        else {
+        let Some(floor) = self.policy.restart.emergency_floor else {
             return;
         };
         let Some((headroom, whole)) = self.headroom() else {
@@ -52,7 +46,7 @@ impl Engine {
         let Some((headroom, whole)) = self.headroom() else {
             return;
         };
-        let threshold = *self.policy.brake.min_headroom.get_ref();
+        let threshold = self.policy.brake.min_headroom;
         let min_bytes = threshold.resolve(whole);
         let max_psi = self.policy.brake.max_psi_full;
         let psi = self.reading.as_ref().and_then(|r| r.psi_full_avg10);

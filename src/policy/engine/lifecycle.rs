@@ -8,13 +8,7 @@ impl Engine {
     /// A GPU with too little free memory: the worker holding the most GPU memory is restarted
     /// (at its trial's end, as for a limit), one at a time.
     pub(super) fn device_floor(&mut self) {
-        let Some(floor) = self
-            .policy
-            .restart
-            .min_device_free
-            .as_ref()
-            .map(|f| *f.get_ref())
-        else {
+        let Some(floor) = self.policy.restart.min_device_free else {
             return;
         };
         let busy = self.workers.iter().any(|w| {
@@ -60,11 +54,8 @@ impl Engine {
                 continue;
             }
             let uptime_ns = self.now_ns.saturating_sub(w.started_ns);
-            let (rule, reason) = if let Some(max) = restart
-                .max_worker_pss
-                .as_ref()
-                .map(|m| *m.get_ref())
-                .filter(|&m| w.memory.pss_bytes > m)
+            let (rule, reason) = if let Some(max) =
+                restart.max_worker_pss.filter(|&m| w.memory.pss_bytes > m)
             {
                 (
                     "pss_limit",
@@ -77,7 +68,7 @@ impl Engine {
             } else if let Some((gpu, max)) = w
                 .memory
                 .gpu_bytes
-                .zip(restart.max_worker_gpu.as_ref().map(|m| *m.get_ref()))
+                .zip(restart.max_worker_gpu)
                 .filter(|(g, m)| g > m)
             {
                 (
@@ -88,12 +79,7 @@ impl Engine {
                         size(max as f64)
                     ),
                 )
-            } else if let Some(every) = restart
-                .every
-                .as_ref()
-                .map(|e| *e.get_ref())
-                .filter(|e| uptime_ns >= e.as_nanos() as u64)
-            {
+            } else if let Some(every) = restart.every.filter(|e| uptime_ns >= e.as_nanos() as u64) {
                 (
                     "every",
                     format!("it has run for {}", humantime::format_duration(every)),
@@ -254,9 +240,8 @@ impl Engine {
                     let doubling = 2u32.saturating_pow(crashes - 1);
                     let wait = restart
                         .backoff
-                        .get_ref()
                         .saturating_mul(doubling)
-                        .min(*restart.backoff_max.get_ref());
+                        .min(restart.backoff_max);
                     self.workers[worker as usize].phase =
                         Phase::Backoff(now + wait.as_nanos() as u64);
                     let reason = format!(
@@ -293,17 +278,11 @@ impl Engine {
             _ => 0,
         };
         let peak = canary.peak_pss_bytes.max(1);
-        let usable = whole.saturating_sub(self.policy.brake.min_headroom.get_ref().resolve(whole));
+        let usable = whole.saturating_sub(self.policy.brake.min_headroom.resolve(whole));
         let total = self.workers.len() as u64;
         let fit = (usable / peak).clamp(1, total);
         let others = self.workers.len() as u32 - 1;
-        if let Some(max) = self
-            .policy
-            .start
-            .canary_max_growth
-            .as_ref()
-            .map(|m| *m.get_ref())
-        {
+        if let Some(max) = self.policy.start.canary_max_growth {
             if growth > max {
                 let reason = format!(
                     "the canary retained {} per trial over {needed} trials, over the limit of {}: the other {others} worker(s) stay down",

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::policy::Policy;
+use std::time::Duration;
 
 const GIB: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;

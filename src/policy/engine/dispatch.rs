@@ -1,0 +1,276 @@
+//! The engine's state, and its entry points: each input updates what the engine knows and then
+//! runs the rules (in `brake` and `lifecycle`) in a fixed order, collecting their actions.
+
+use super::vocabulary::{Action, ActionKind, Counters, Input, Reading, WorkerMemory};
+use crate::policy::config::{Policy, Threshold};
+use crate::units::size;
+
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Phase {
+    /// Not started: due at a time, or held until the canary has shown it fits (`None`).
+    Waiting(Option<u64>),
+    Running,
+    /// Stop requested; its exit is ours.
+    Stopping,
+    /// Crashed; starts again at this time.
+    Backoff(u64),
+    /// Finished, or given up.
+    Down,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct PendingRestart {
+    pub(super) rule: &'static str,
+    pub(super) reason: String,
+    pub(super) deadline_ns: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Worker {
+    pub(super) phase: Phase,
+    pub(super) attempt: u32,
+    pub(super) started_ns: u64,
+    pub(super) trial_running: bool,
+    pub(super) trials_this_attempt: u32,
+    pub(super) cooperative: bool,
+    pub(super) paused: bool,
+    pub(super) restart: Option<PendingRestart>,
+    pub(super) stop_rule: Option<&'static str>,
+    pub(super) consecutive_crashes: u32,
+    pub(super) memory: WorkerMemory,
+    /// Highest PSS of this attempt, and PSS at each trial end (the canary's evidence).
+    pub(super) peak_pss_bytes: u64,
+    pub(super) trial_end_pss: Vec<u64>,
+}
+
+impl Worker {
+    fn new(phase: Phase) -> Self {
+        Self {
+            phase,
+            attempt: 0,
+            started_ns: 0,
+            trial_running: false,
+            trials_this_attempt: 0,
+            cooperative: false,
+            paused: false,
+            restart: None,
+            stop_rule: None,
+            consecutive_crashes: 0,
+            memory: WorkerMemory::default(),
+            peak_pss_bytes: 0,
+            trial_end_pss: Vec::new(),
+        }
+    }
+}
+
+pub struct Engine {
+    pub(super) policy: Policy,
+    pub(super) workers: Vec<Worker>,
+    pub(super) reading: Option<Reading>,
+    pub(super) brake_since_ns: Option<u64>,
+    pub(super) brakes_in_a_row: u32,
+    pub(super) canary_pending: bool,
+    pub(super) shutting_down: bool,
+    pub(super) counters: Counters,
+    pub(super) out: Vec<Action>,
+    pub(super) now_ns: u64,
+}
+
+impl Engine {
+    /// An engine that starts `workers` workers itself (staggered and canary-gated as the policy
+    /// says); call [`Engine::begin`] first.
+    pub fn new(policy: Policy, workers: u32) -> Self {
+        Self {
+            workers: (0..workers)
+                .map(|_| Worker::new(Phase::Waiting(None)))
+                .collect(),
+            policy,
+            reading: None,
+            brake_since_ns: None,
+            brakes_in_a_row: 0,
+            canary_pending: false,
+            shutting_down: false,
+            counters: Counters::default(),
+            out: Vec::new(),
+            now_ns: 0,
+        }
+    }
+
+    /// The first starts, due now or later.
+    pub fn begin(&mut self, t_ns: u64) -> Vec<Action> {
+        self.now_ns = t_ns;
+        let stagger_ns = self.stagger_ns();
+        let canary = self.policy.start.canary_trials.is_some() && self.workers.len() > 1;
+        for (index, worker) in self.workers.iter_mut().enumerate() {
+            worker.phase = if canary && index > 0 {
+                Phase::Waiting(None)
+            } else {
+                Phase::Waiting(Some(t_ns + stagger_ns * index as u64))
+            };
+        }
+        self.canary_pending = canary;
+        self.start_due();
+        std::mem::take(&mut self.out)
+    }
+
+    /// For a simulation: the workers are running already, as the recording shows.
+    pub fn adopt_running(&mut self, t_ns: u64) {
+        self.now_ns = t_ns;
+        for worker in &mut self.workers {
+            worker.phase = Phase::Running;
+            worker.started_ns = t_ns;
+        }
+    }
+
+    /// No more starts: the run is ending.
+    pub fn shut_down(&mut self) {
+        self.shutting_down = true;
+    }
+
+    /// Every worker is down for good: finished, or given up.
+    pub fn finished(&self) -> bool {
+        self.workers.iter().all(|w| w.phase == Phase::Down)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn brake_on(&self) -> bool {
+        self.brake_since_ns.is_some()
+    }
+
+    /// Whether the worker has asked before a trial (and so is not paused by the brake).
+    pub fn is_cooperative(&self, worker: u32) -> bool {
+        self.workers
+            .get(worker as usize)
+            .is_some_and(|w| w.cooperative)
+    }
+
+    pub fn step(&mut self, t_ns: u64, input: Input) -> Vec<Action> {
+        self.now_ns = self.now_ns.max(t_ns);
+        match input {
+            Input::Tick(reading) => self.tick(reading),
+            Input::TrialStart { worker } => {
+                if let Some(w) = self.worker_mut(worker) {
+                    w.trial_running = true;
+                }
+            }
+            Input::TrialEnd { worker } => self.trial_end(worker),
+            Input::Ask { worker } => self.ask(worker),
+            Input::WorkerExit { worker, success } => self.exit(worker, success),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    pub(super) fn worker_mut(&mut self, worker: u32) -> Option<&mut Worker> {
+        self.workers.get_mut(worker as usize)
+    }
+
+    pub(super) fn stagger_ns(&self) -> u64 {
+        self.policy.start.stagger.map_or(0, |s| s.as_nanos() as u64)
+    }
+
+    pub(super) fn act(&mut self, worker: Option<u32>, kind: ActionKind, reason: impl Into<String>) {
+        let worker_pss_bytes = worker
+            .and_then(|w| self.workers.get(w as usize))
+            .map(|w| w.memory.pss_bytes)
+            .filter(|&pss| pss > 0);
+        self.out.push(Action {
+            t_ns: self.now_ns,
+            worker,
+            kind,
+            reason: reason.into(),
+            worker_pss_bytes,
+            available_bytes: self.reading.as_ref().map(|r| r.mem_available_bytes),
+        });
+    }
+
+    /// The memory the brake and the floor compare with, and the whole their shares are of.
+    pub(super) fn headroom(&self) -> Option<(u64, u64)> {
+        let reading = self.reading.as_ref()?;
+        Some(match self.policy.budget {
+            Some(budget) => {
+                let used: u64 = self.workers.iter().map(|w| w.memory.pss_bytes).sum();
+                (
+                    reading.mem_available_bytes.min(budget.saturating_sub(used)),
+                    budget,
+                )
+            }
+            None => (reading.mem_available_bytes, reading.mem_total_bytes),
+        })
+    }
+
+    pub(super) fn headroom_words(&self) -> &'static str {
+        if self.policy.budget.is_some() {
+            "headroom"
+        } else {
+            "available memory"
+        }
+    }
+
+    fn tick(&mut self, reading: Reading) {
+        for (index, worker) in self.workers.iter_mut().enumerate() {
+            match reading.workers.get(&(index as u32)) {
+                Some(memory) if worker.phase == Phase::Running => {
+                    worker.memory = *memory;
+                    worker.peak_pss_bytes = worker.peak_pss_bytes.max(memory.pss_bytes);
+                }
+                Some(memory) => worker.memory = *memory,
+                None => worker.memory = WorkerMemory::default(),
+            }
+        }
+        self.reading = Some(reading);
+        self.start_due();
+        self.emergency();
+        self.brake();
+        self.escalate();
+        self.limits();
+        self.device_floor();
+        self.deadlines();
+    }
+
+    pub(super) fn start_due(&mut self) {
+        let now = self.now_ns;
+        for index in 0..self.workers.len() {
+            let worker = &self.workers[index];
+            let (due, why) = match worker.phase {
+                Phase::Waiting(Some(at)) => (at <= now, "first start"),
+                Phase::Backoff(at) => (at <= now, "back-off after a crash ended"),
+                _ => (false, ""),
+            };
+            if due && !self.shutting_down {
+                self.start(index as u32, why.to_string());
+            }
+        }
+    }
+
+    pub(super) fn start(&mut self, worker: u32, reason: String) {
+        let now = self.now_ns;
+        let Some(w) = self.worker_mut(worker) else {
+            return;
+        };
+        if !matches!(w.phase, Phase::Waiting(_)) {
+            w.attempt += 1;
+        }
+        w.phase = Phase::Running;
+        w.started_ns = now;
+        w.trial_running = false;
+        w.trials_this_attempt = 0;
+        w.paused = false;
+        w.restart = None;
+        w.stop_rule = None;
+        w.peak_pss_bytes = 0;
+        w.trial_end_pss.clear();
+        let attempt = w.attempt;
+        self.act(Some(worker), ActionKind::Start { attempt }, reason);
+    }
+}
+
+/// `3.20 GiB (10%)`, or `1.00 GiB` for a threshold given as a size.
+pub(super) fn share(bytes: u64, threshold: Threshold) -> String {
+    match threshold {
+        Threshold::Percent(_) => format!("{} ({threshold})", size(bytes as f64)),
+        Threshold::Bytes(_) => size(bytes as f64),
+    }
+}
