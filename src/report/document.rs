@@ -1,6 +1,6 @@
 //! What a report is made of, and the order of its sections.
 
-use super::{policy, sections, timeline, OomKill};
+use super::{findings, policy, sections, timeline, OomKill};
 use crate::analysis::Analysis;
 use crate::recording::{Event, Manifest};
 
@@ -39,9 +39,9 @@ pub fn render(input: &ReportInput) -> String {
     if input.manifest.status == crate::recording::RunStatus::Running {
         sections::after_crash(&mut out, input);
     }
-    sections::root_cause(&mut out, input);
+    findings::root_cause(&mut out, input);
     sections::memory_pattern(&mut out, input);
-    sections::forecast(&mut out, input);
+    findings::forecast(&mut out, input);
     sections::appendix(&mut out, input);
     out
 }

@@ -3,6 +3,7 @@
 //! out); `plots` turns the analysis into plot data; the command writes the files.
 
 mod document;
+mod findings;
 pub mod kernel_log;
 mod markdown;
 pub mod pipeline;

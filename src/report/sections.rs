@@ -1,18 +1,16 @@
 //! The report's sections, in the order a reader needs them: the verdict, what was running at a
-//! crash, why, the pictures, what to change, and the facts behind it (the timeline, second in
-//! the report, has its own file).
+//! crash, why, the pictures, what to change, and the facts behind it. The timeline, the policy,
+//! and the findings' root cause and forecast (worded from `analysis::statements`) have files
+//! of their own.
 
+use super::findings::rate_words;
 use super::markdown::escape;
 use super::ReportInput;
-use crate::analysis::statements::{self, Fact, ForecastStatement, GrowthRate, Outlook};
-use crate::analysis::statements::{ParameterStatement, ParameterWhat};
 use crate::analysis::{slot, Kind, Verdict, WorkerFinding};
 use crate::recording::{EventKind, RunStatus};
 use crate::units::{clock_utc, duration, size};
 use std::collections::BTreeMap;
 use std::fmt::Write;
-
-use crate::units::MIB;
 
 /// `18:31:02 (+1m02s)` for a time in ns since the run started.
 pub(super) fn when(input: &ReportInput, t_ns: u64) -> String {
@@ -206,24 +204,6 @@ fn trial_counts(input: &ReportInput) -> String {
         .join(" ")
 }
 
-fn rate_words(w: &WorkerFinding) -> String {
-    match statements::worker(w).rate {
-        Some(GrowthRate::PerTrial { trial: t, hour: _ }) => format!(
-            "{:.2} MiB per trial (95% CI {:.2}..{:.2})",
-            t.bytes / MIB,
-            t.low_bytes / MIB,
-            t.high_bytes / MIB
-        ),
-        Some(GrowthRate::PerHour(h)) => format!(
-            "{:.1} MiB per hour (95% CI {:.1}..{:.1})",
-            h.bytes / MIB,
-            h.low_bytes / MIB,
-            h.high_bytes / MIB
-        ),
-        Some(GrowthRate::Unknown) | None => "an unknown amount".into(),
-    }
-}
-
 pub fn after_crash(out: &mut String, input: &ReportInput) {
     let _ = writeln!(out, "## After the crash\n");
     let last = input.analysis.last_sample_ns.unwrap_or(0);
@@ -304,141 +284,6 @@ pub fn after_crash(out: &mut String, input: &ReportInput) {
     out.push('\n');
 }
 
-pub fn root_cause(out: &mut String, input: &ReportInput) {
-    let _ = writeln!(out, "## Root cause\n");
-    let f = &input.analysis.findings;
-    for w in &f.workers {
-        let statement = statements::worker(w);
-        if statement.rate.is_none() {
-            continue;
-        }
-        if !matches!(w.verdict, Verdict::Leak | Verdict::Plateau) {
-            let _ = writeln!(
-                out,
-                "- **Worker {}**: {} ({} {}).",
-                w.worker,
-                w.verdict.word(),
-                w.kind.words(),
-                rate_words(w)
-            );
-            continue;
-        }
-        let (confidence, bullets) = worker_bullets(&statement.facts);
-        let _ = writeln!(
-            out,
-            "- **Worker {}: {}** in {}, {}; confidence of growth {:.1}%.",
-            w.worker,
-            w.verdict.word(),
-            w.kind.words(),
-            rate_words(w),
-            100.0 * confidence
-        );
-        for bullet in bullets {
-            let _ = writeln!(out, "  - {bullet}.");
-        }
-    }
-    for ParameterStatement {
-        what,
-        effect_bytes,
-        // The report leaves the effect's interval to `analyze`; the p-value says enough here.
-        interval: _,
-        trials_with,
-        trials_without,
-        p_value,
-    } in statements::parameters(f)
-    {
-        let what = match what {
-            ParameterWhat::Value { name, value } => format!("{}={}", escape(name), escape(value)),
-            ParameterWhat::Trend { name, rho } => {
-                format!("{} (rank correlation {rho:.2})", escape(name))
-            }
-            ParameterWhat::Name(name) => escape(name),
-        };
-        let _ = writeln!(
-            out,
-            "- **Parameter {what}**: {:+.2} MiB retained per trial more than other trials ({trials_with} against {trials_without} trials, p = {p_value:.1e}).",
-            effect_bytes / MIB,
-        );
-    }
-    for note in &f.notes {
-        let _ = writeln!(out, "- Note: {note}.");
-    }
-    out.push('\n');
-}
-
-/// A leaking or plateaued worker's facts as sentences (without their full stop), and the
-/// confidence, which the report tells in the worker's headline instead.
-fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
-    let mut confidence = 0.0;
-    let mut bullets = Vec::new();
-    for fact in facts {
-        match fact {
-            Fact::ClearFrom { trial } => {
-                bullets.push(format!("Clear from trial {}", escape(trial)))
-            }
-            Fact::Step { size_bytes, trial } => bullets.push(format!(
-                "One step of {} at trial {}, flat before and after",
-                size(*size_bytes),
-                escape(trial)
-            )),
-            Fact::FlatFrom { trial } => {
-                bullets.push(format!("Flat from trial {} on", escape(trial)))
-            }
-            Fact::Confidence { fraction } => confidence = *fraction,
-            // Without a start and an end there is no sentence to make; the plots show the peak.
-            Fact::Retained {
-                span,
-                trials: _,
-                peak_bytes,
-            } => {
-                if let Some((first, last)) = span {
-                    bullets.push(format!(
-                        "Retained {} at the start, {} at the end; peak {}",
-                        size(*first),
-                        size(*last),
-                        peak_bytes.map_or("unknown".into(), size)
-                    ));
-                }
-            }
-            Fact::Process {
-                pid,
-                main,
-                command,
-                share,
-            } => bullets.push(format!(
-                "Process: pid {pid} ({}), {}{}",
-                if *main {
-                    "the worker's main process"
-                } else {
-                    "a child process"
-                },
-                escape(command),
-                share.map_or(String::new(), |s| format!(
-                    ", {:.0}% of the growth",
-                    100.0 * s
-                ))
-            )),
-            Fact::Mapping {
-                name,
-                growth_bytes,
-                new_regions,
-            } => bullets.push(format!(
-                "Mapping {}: {:+.1} MiB{}",
-                escape(name),
-                growth_bytes / MIB,
-                new_regions.map_or(String::new(), |(n, each)| format!(
-                    ", {n} new region(s) of about {} each",
-                    size(each)
-                ))
-            )),
-            Fact::Hint(hint) => bullets.push(format!("Hint: {hint}")),
-            // The report's plots show every kind; the table of rates is `analyze`'s.
-            Fact::OtherKinds(_) => {}
-        }
-    }
-    (confidence, bullets)
-}
-
 pub fn memory_pattern(out: &mut String, input: &ReportInput) {
     if input.plots.is_empty() {
         return;
@@ -447,55 +292,6 @@ pub fn memory_pattern(out: &mut String, input: &ReportInput) {
     for plot in &input.plots {
         let _ = writeln!(out, "![{}]({})\n", plot.title, plot.file);
     }
-}
-
-pub fn forecast(out: &mut String, input: &ReportInput) {
-    let Some(fc) = &input.analysis.findings.forecast else {
-        return;
-    };
-    let ForecastStatement {
-        outlook,
-        advice,
-        restart_rules_help,
-    } = statements::forecast(fc);
-    let _ = writeln!(out, "## Forecast and recommendations\n");
-    match outlook {
-        Outlook::RunsOut {
-            growth_bytes_per_hour,
-            available_bytes,
-            hours,
-            trials,
-        } => {
-            let _ = writeln!(
-                out,
-                "At {:+.0} MiB/h in total, the {} still available (less a 10% reserve) run out in about {}{}.\n",
-                growth_bytes_per_hour / MIB,
-                size(available_bytes),
-                duration(hours * 3600.0),
-                trials.map_or(String::new(), |t| format!(", after about {t:.0} more trials per worker"))
-            );
-        }
-        // The report does not repeat the totals: the summary above gives them.
-        Outlook::Holds {
-            mem_total_bytes: _,
-            available_bytes: _,
-        } => {
-            let _ = writeln!(
-                out,
-                "No leak, so memory does not run out at the measured rates.\n"
-            );
-        }
-    }
-    for advice in advice {
-        let _ = writeln!(out, "- {advice}");
-    }
-    if restart_rules_help {
-        let _ = writeln!(
-            out,
-            "- until the leak is fixed, run under a policy that restarts workers on these limits (memwarden's restart rules), so the machine never runs out"
-        );
-    }
-    out.push('\n');
 }
 
 /// Per worker, how often its PSS was read and fresh: a worker whose reads failed shows here.
