@@ -93,6 +93,11 @@ pub struct RunArgs {
     pub grace: Option<Duration>,
     #[command(flatten)]
     pub policy: PolicyArgs,
+    /// Trace the allocations of every Python process of the workers (tracemalloc, started
+    /// through a `sitecustomize` on their PYTHONPATH) and report, per trial, what each line of
+    /// code left alive. Slows allocation-heavy Python; off by default.
+    #[arg(long)]
+    pub trace_python: bool,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -176,6 +181,11 @@ pub struct SoakArgs {
     /// Print the verdict as JSON (also written to RUN_DIR/verdict.json).
     #[arg(long)]
     pub json: bool,
+    /// Trace the allocations of every Python process of the workers (tracemalloc, started
+    /// through a `sitecustomize` on their PYTHONPATH) and report, per trial, what each line of
+    /// code left alive. Slows allocation-heavy Python; off by default.
+    #[arg(long)]
+    pub trace_python: bool,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -206,6 +216,10 @@ pub struct ReplayArgs {
     /// Time between SIGTERM and SIGKILL when stopping the worker.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// Do not trace the Python allocations of the replayed trials (on by default for replay,
+    /// which runs few trials and wants the line that leaks).
+    #[arg(long)]
+    pub no_trace_python: bool,
     /// The worker command. `{name}` in an argument becomes the trial's parameter `name` (one
     /// argument, verbatim, never through a shell); all parameters are also in
     /// MEMWARDEN_TRIAL_PARAMS as JSON.
@@ -250,6 +264,9 @@ pub enum Table {
     Trials,
     /// Condensed memory maps taken at trial boundaries.
     Smaps,
+    /// What each traced Python process still held at each trial's end, one row per
+    /// allocation site (`--trace-python`).
+    Sites,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,8 @@
 //! - `policy` decides (brake, escalation, restarts), pure, live and simulated.
 //! - `analysis` turns a recording into findings; `report` writes them as Markdown and `plot`
 //!   draws the charts.
+//! - `pytrace` ships the Python helper and allocation tracer, installs them for the workers
+//!   and reads back what the tracer reports.
 //! - `soak` judges a soak; `replay` repeats recorded trials.
 //! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's
 //!   monotonic and wall clocks; `exit` maps outcomes to exit codes.
@@ -28,6 +30,7 @@ pub mod harness;
 pub mod plot;
 pub mod policy;
 pub mod probe;
+pub mod pytrace;
 pub mod recording;
 pub mod replay;
 pub mod report;

@@ -112,6 +112,8 @@ pub fn analyze_with_series(
             ));
         }
     }
+    let trials = trial_records(&loaded);
+    locate_sites(&mut workers, &recording.events, &trials);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
@@ -138,7 +140,7 @@ pub fn analyze_with_series(
         parameters,
         forecast,
         notes,
-        trials: trial_records(&loaded),
+        trials,
         sampler_health: loaded
             .pss_health
             .iter()
@@ -152,6 +154,68 @@ pub fn analyze_with_series(
         devices: loaded.devices,
         last_sample_ns: loaded.last_ns,
     })
+}
+
+/// The lines of Python code that hold each worker's growth, from the tracer's reports, with
+/// their source text; and, for a leak the traced lines explain little of, that the rest is
+/// native memory Python cannot see.
+fn locate_sites(
+    workers: &mut [WorkerFinding],
+    events: &[crate::recording::Event],
+    trials: &[TrialRecord],
+) {
+    let no_params = BTreeMap::new();
+    let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for finding in workers.iter_mut() {
+        let params: BTreeMap<&str, &BTreeMap<String, serde_json::Value>> = trials
+            .iter()
+            .filter(|t| t.worker == finding.worker)
+            .map(|t| (t.trial.as_str(), &t.params))
+            .collect();
+        let reports: Vec<super::sites::Report> = events
+            .iter()
+            .filter(|e| e.worker == Some(finding.worker))
+            .filter_map(|e| match &e.kind {
+                crate::recording::EventKind::PythonSites(sites) => Some(super::sites::Report {
+                    sites,
+                    params: params
+                        .get(sites.trial.as_str())
+                        .copied()
+                        .unwrap_or(&no_params),
+                }),
+                _ => None,
+            })
+            .collect();
+        let measured = finding
+            .kind_finding(finding.kind)
+            .and_then(|k| k.per_trial)
+            .map(|r| r.bytes);
+        let (mut sites, tracing) = super::sites::sites(&reports, measured);
+        for site in &mut sites {
+            let text = sources.entry(site.file.clone()).or_insert_with(|| {
+                // A source file, not a data file someone named .py: bounded.
+                let file = std::fs::File::open(&site.file).ok()?;
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::Read::take(file, 4 << 20), &mut text)
+                    .ok()?;
+                Some(text)
+            });
+            site.code = text
+                .as_deref()
+                .and_then(|t| super::sites::source_line(t, site.line));
+        }
+        let leaking = matches!(finding.verdict, Verdict::Leak);
+        if let Some(share) = tracing.as_ref().and_then(|t| t.explained) {
+            if leaking && share < super::sites::NATIVE_BELOW {
+                finding.hints.push(format!(
+                    "the traced Python allocations explain only {:.0}% of this growth: the rest is native memory Python's tracer cannot see (C extensions, tensors of frameworks that allocate outside Python's allocator, or the allocator keeping freed memory); a native profiler (memray run --native, heaptrack) shows it",
+                    100.0 * share
+                ));
+            }
+        }
+        finding.sites = sites;
+        finding.tracing = tracing;
+    }
 }
 
 /// What can be said of trials known only from logs (`report --worker-log` without a recording):

@@ -94,6 +94,12 @@ pub struct WorkerFinding {
     /// Mappings of that process that grew between trial-boundary snapshots.
     pub mappings: Vec<MappingFinding>,
     pub hints: Vec<String>,
+    /// Lines of Python code whose retained allocations grow (`--trace-python`), fastest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<super::sites::SiteFinding>,
+    /// How much the worker was traced, and how much of its growth the sites explain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<super::sites::Tracing>,
 }
 
 impl WorkerFinding {

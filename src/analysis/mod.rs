@@ -18,6 +18,7 @@ mod load;
 mod location;
 mod params;
 pub mod policy_inputs;
+pub mod sites;
 pub mod statements;
 pub mod stats;
 pub mod text;

@@ -68,6 +68,24 @@ pub enum Fact<'a> {
         growth_bytes: f64,
         new_regions: Option<(i64, f64)>,
     },
+    /// A line of Python code whose retained allocations grow (`--trace-python`).
+    Site {
+        file: &'a str,
+        line: u32,
+        code: Option<&'a str>,
+        via: Option<&'a str>,
+        study: bool,
+        per_trial: Rate,
+        parameter: Option<&'a str>,
+    },
+    /// How much was traced, how much of the growth the sites explain, and what it cost.
+    Traced {
+        processes: usize,
+        reports: usize,
+        explained: Option<f64>,
+        mean_cost_ms: f64,
+        max_cost_ms: f64,
+    },
     Hint(&'a str),
     /// Every other measured kind: its verdict and rate on the worker's basis (bytes).
     OtherKinds(Vec<OtherKind>),
@@ -176,6 +194,26 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             main: *main,
             command,
             share: *share,
+        });
+    }
+    for site in &w.sites {
+        facts.push(Fact::Site {
+            file: &site.file,
+            line: site.line,
+            code: site.code.as_deref(),
+            via: site.via.as_deref(),
+            study: site.study,
+            per_trial: site.per_trial,
+            parameter: site.parameter.as_deref(),
+        });
+    }
+    if let Some(t) = &w.tracing {
+        facts.push(Fact::Traced {
+            processes: t.processes,
+            reports: t.reports,
+            explained: t.explained,
+            mean_cost_ms: t.mean_cost_ms,
+            max_cost_ms: t.max_cost_ms,
         });
     }
     for m in &w.mappings {

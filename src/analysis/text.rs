@@ -110,6 +110,38 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                     growth_bytes / MIB
                 ));
             }
+            Fact::Site {
+                file,
+                line,
+                code,
+                via,
+                study,
+                per_trial,
+                parameter,
+            } => {
+                let whose = if *study { "study-side line" } else { "line" };
+                let code = code.map_or(String::new(), |c| format!("  `{c}`"));
+                let with = parameter.map_or(String::new(), |p| format!(", with {p}"));
+                let via = via.map_or(String::new(), |v| format!(" (allocated in {v})"));
+                lines.push(format!(
+                    "{whose} {}  {file}:{line}{code}{with}{via}",
+                    rate(per_trial, "trial")
+                ));
+            }
+            Fact::Traced {
+                processes,
+                reports,
+                explained,
+                mean_cost_ms,
+                max_cost_ms,
+            } => {
+                let explained = explained.map_or(String::new(), |e| {
+                    format!(", the lines above explain {:.0}% of the growth", 100.0 * e)
+                });
+                lines.push(format!(
+                    "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1})"
+                ));
+            }
             Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
             Fact::OtherKinds(others) => {
                 let others: Vec<String> = others

@@ -235,6 +235,8 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
         process,
         mappings: Vec::new(),
         hints: Vec::new(),
+        sites: Vec::new(),
+        tracing: None,
     }
 }
 

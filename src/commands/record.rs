@@ -19,6 +19,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         workers: args.workers,
     };
     let mut config = harness_config(&args.record, grace);
+    config.trace_python = args.trace_python;
     if let Some((mut policy, text)) = policy {
         policy.restart.grace = grace;
         config.policy = Some(policy);
@@ -129,6 +130,7 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         mode: "run".into(),
         env: Vec::new(),
         live: None,
+        trace_python: false,
     }
 }
 

@@ -98,6 +98,7 @@ fn run_case(
     stop: &Arc<StopRequest>,
 ) -> anyhow::Result<Findings> {
     let mut config = harness_config(&args.record, args.grace);
+    config.trace_python = !args.no_trace_python;
     config.run_dir = dir.to_path_buf();
     config.mode = "replay".into();
     config.env = environment(case, if args.isolate { 1 } else { args.repeat });

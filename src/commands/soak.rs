@@ -36,6 +36,7 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
         publishers.push(Publisher::Command(command.0.clone()));
     }
     let mut config = harness_config(&args.record, policy.restart.grace);
+    config.trace_python = args.trace_python;
     config.policy = Some(policy);
     config.policy_text = Some(text);
     config.mode = "soak".into();

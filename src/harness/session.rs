@@ -43,6 +43,8 @@ pub struct HarnessConfig {
     pub env: Vec<(String, String)>,
     /// Where the harness keeps the live status (soak's progress), when someone watches.
     pub live: Option<SharedStatus>,
+    /// Start the allocation tracer in the workers' Python processes (`--trace-python`).
+    pub trace_python: bool,
 }
 
 pub enum Workload {
@@ -115,6 +117,7 @@ pub fn record(
     let mut policy = config.policy.clone().filter(|_| enforcing);
     workers.options = spawn_options(policy.as_ref());
     workers.options.env = config.env.clone();
+    let mut tracer = python_for_workers(&config, &workload, &mut workers, &note)?;
     if let (Some(policy), Workload::Spawn { workers: n, .. }) = (policy.as_mut(), &workload) {
         limit_memory(policy, *n, &mut workers, &note);
         if let Some(text) = &config.policy_text {
@@ -176,6 +179,9 @@ pub fn record(
         if let Some(enforcer) = enforcer.as_mut() {
             enforcer.pump(&mut workers, &ended);
         }
+        if let Some(tracer) = tracer.as_mut() {
+            tracer.pump(&records, &clock, false);
+        }
         if let Some(every) = notifier.as_ref().and_then(|n| n.watchdog_every) {
             if last_watchdog.elapsed() >= every
                 && sampling_healthy(&sampler, &clock, config.interval)
@@ -218,6 +224,13 @@ pub fn record(
         },
     );
     workers.stop(&stop);
+    if let Some(tracer) = tracer.as_mut() {
+        tracer.pump(&records, &clock, true);
+        for (worker, message) in tracer.closing_notes() {
+            eprintln!("memwarden: {message}");
+            records.event_now(&clock, worker, EventKind::Note { message });
+        }
+    }
     let (writer_stats, sampler_stats) = finish(
         writer,
         compactor,
@@ -242,6 +255,36 @@ pub fn record(
         sampler: sampler_stats,
         policy: policy_counters,
     })
+}
+
+/// The helper package on the workers' PYTHONPATH, and with `--trace-python` the tracer too;
+/// returns the feed that records what the tracers report.
+fn python_for_workers(
+    config: &HarnessConfig,
+    workload: &Workload,
+    workers: &mut Workers,
+    note: &dyn Fn(String),
+) -> anyhow::Result<Option<crate::pytrace::Feed>> {
+    let Workload::Spawn { workers: n, .. } = workload else {
+        if config.trace_python {
+            note(
+                "--trace-python needs workers memwarden starts; attached processes are not traced"
+                    .into(),
+            );
+        }
+        return Ok(None);
+    };
+    let existing = std::env::var("PYTHONPATH").ok();
+    let installed = own_work(crate::pytrace::install(
+        &config.run_dir,
+        config.trace_python,
+        existing.as_deref(),
+    ))
+    .context("cannot write the Python helper into the run directory")?;
+    workers.options.env.extend(installed.env);
+    Ok(installed
+        .trace_dir
+        .map(|dir| crate::pytrace::Feed::new(&dir, *n)))
 }
 
 /// The sampler finished a tick recently: what the systemd watchdog vouches for.

@@ -221,6 +221,13 @@ impl Recording {
         })
     }
 
+    pub fn sites_frame(&self) -> Result<DataFrame, RecordingError> {
+        tables::sites_frame(&self.events).map_err(|source| RecordingError::Table {
+            path: self.dir.clone(),
+            cause: source,
+        })
+    }
+
     pub fn trials_frame(&self) -> Result<DataFrame, RecordingError> {
         tables::trials_frame(&self.trials()).map_err(|source| RecordingError::Table {
             path: self.dir.clone(),

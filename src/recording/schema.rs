@@ -155,6 +155,48 @@ pub enum EventKind {
     Stop {
         reason: String,
     },
+    /// A Python process of the worker started memwarden's tracer (`--trace-python`);
+    /// `tracemalloc` is false for a Python built without it (nothing is traced there).
+    PythonTracer {
+        pid: i32,
+        python: Option<String>,
+        tracemalloc: bool,
+    },
+    /// At a trial's end, what a traced Python process still holds by allocation site, of the
+    /// memory allocated since its traces were last cleared. Within one `epoch` a site's bytes
+    /// are cumulative; the first report of an epoch holds only that trial's allocations.
+    PythonSites(Box<PythonSites>),
+}
+
+/// The payload of `EventKind::PythonSites` (boxed: it is far larger than other events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PythonSites {
+    pub pid: i32,
+    pub trial: String,
+    pub epoch: u32,
+    /// All traced bytes still held (the tracer's own left out).
+    pub traced_bytes: u64,
+    /// What the snapshot cost the worker, in milliseconds.
+    pub cost_ms: f64,
+    /// The largest sites, largest first; sites below the cut are not listed (not zero).
+    pub sites: Vec<PythonSite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PythonSite {
+    /// The innermost frame in the worker's own code (outside the standard library and
+    /// installed packages), or the innermost frame when there is none.
+    pub file: String,
+    pub line: u32,
+    pub bytes: u64,
+    pub blocks: u64,
+    /// The innermost frame, where it is not `file:line` (a library's line that allocated).
+    pub via: Option<String>,
+    /// What follows the worker's line is the search framework's own code (Optuna): growth
+    /// of the study, not of the objective.
+    pub study: bool,
+    /// The last frames of the largest block's traceback, oldest first, as `file:line`.
+    pub traceback: Vec<String>,
 }
 
 /// What the policy engine did, as recordings name it.

@@ -214,6 +214,71 @@ pub(crate) fn events_frame(events: &[Event]) -> PolarsResult<DataFrame> {
     )
 }
 
+/// One row per allocation site of each Python tracer report (`--trace-python`).
+pub(crate) fn sites_frame(events: &[Event]) -> PolarsResult<DataFrame> {
+    let rows: Vec<(&Event, &super::PythonSites, &super::PythonSite)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::PythonSites(report) => Some((e, report.as_ref())),
+            _ => None,
+        })
+        .flat_map(|(e, report)| report.sites.iter().map(move |site| (e, report, site)))
+        .collect();
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "t_ns".into(),
+                rows.iter().map(|r| r.0.t_ns).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "worker".into(),
+                rows.iter().map(|r| r.0.worker).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "pid".into(),
+                rows.iter().map(|r| r.1.pid).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "trial".into(),
+                rows.iter().map(|r| r.1.trial.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "epoch".into(),
+                rows.iter().map(|r| r.1.epoch).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "file".into(),
+                rows.iter().map(|r| r.2.file.as_str()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "line".into(),
+                rows.iter().map(|r| r.2.line).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "bytes".into(),
+                rows.iter().map(|r| r.2.bytes).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "blocks".into(),
+                rows.iter().map(|r| r.2.blocks).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "via".into(),
+                rows.iter().map(|r| r.2.via.as_deref()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "study".into(),
+                rows.iter().map(|r| r.2.study).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "cost_ms".into(),
+                rows.iter().map(|r| r.1.cost_ms).collect::<Vec<_>>(),
+            ),
+        ],
+    )
+}
+
 /// One trial of one worker, assembled from its start and end events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {

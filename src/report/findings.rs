@@ -2,7 +2,7 @@
 //! forecast. What is said comes from `analysis::statements`; this file words it as Markdown
 //! sentences, escaping whatever a worker or a user wrote.
 
-use super::markdown::escape;
+use super::markdown::{self, escape};
 use super::ReportInput;
 use crate::analysis::statements::{self, Fact, ForecastStatement, GrowthRate, Outlook};
 use crate::analysis::statements::{ParameterStatement, ParameterWhat};
@@ -153,6 +153,42 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 new_regions.map_or(String::new(), |(n, each)| format!(
                     ", {n} new region(s) of about {} each",
                     size(each)
+                ))
+            )),
+            Fact::Site {
+                file,
+                line,
+                code,
+                via,
+                study,
+                per_trial,
+                parameter,
+            } => bullets.push(format!(
+                "{} {} retains {:.2} MiB per trial (95% CI {:.2}..{:.2}){}{}{}",
+                if *study {
+                    "Study-side line (the search framework's own state)"
+                } else {
+                    "Line"
+                },
+                markdown::code(&format!("{file}:{line}")),
+                per_trial.bytes / MIB,
+                per_trial.low_bytes / MIB,
+                per_trial.high_bytes / MIB,
+                code.map_or(String::new(), |c| format!(": {}", markdown::code(c))),
+                parameter.map_or(String::new(), |p| format!(", in trials with {}", escape(p))),
+                via.map_or(String::new(), |v| format!(", allocated in {}", markdown::code(v)))
+            )),
+            Fact::Traced {
+                processes,
+                reports,
+                explained,
+                mean_cost_ms,
+                max_cost_ms,
+            } => bullets.push(format!(
+                "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1})",
+                explained.map_or(String::new(), |e| format!(
+                    ": the lines above explain {:.0}% of the growth",
+                    100.0 * e
                 ))
             )),
             Fact::Hint(hint) => bullets.push(format!("Hint: {hint}")),

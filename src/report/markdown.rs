@@ -24,6 +24,23 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// A code span for source text (a line of a worker's code): inside one nothing is markup, so
+/// it reads verbatim. The fence is longer than any run of backticks in the text.
+pub fn code(text: &str) -> String {
+    let folded: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let longest = folded.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    let pad = if folded.starts_with('`') || folded.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{folded}{pad}{fence}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,5 +54,13 @@ mod tests {
             r"\[click\]\(http\://evil\) \!\[x\]\(y\) \<script\>\|\`rm\`\| \# Title www\.evil.com train.py"
         );
         assert!(!safe.contains('\n'));
+    }
+
+    #[test]
+    fn code_spans_hold_backticks_and_markup_verbatim() {
+        assert_eq!(code("KEPT.append(x)"), "`KEPT.append(x)`");
+        assert_eq!(code("a `b` [c](d)"), "``a `b` [c](d)``");
+        assert_eq!(code("`x`"), "`` `x` ``");
+        assert_eq!(code("a\nb"), "`a b`");
     }
 }

@@ -15,4 +15,4 @@ pub mod worker_log;
 
 pub use document::{render, PlotRef, ReportInput};
 pub use kernel_log::{oom_kills, KernelTime, OomKill};
-pub use markdown::escape;
+pub use markdown::{code, escape};

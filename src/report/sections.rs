@@ -118,6 +118,15 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             w.kind.words(),
             rate_words(w)
         ));
+        if let Some(site) = w.sites.iter().find(|s| !s.study) {
+            paragraph.push(format!(
+                "The line that keeps it: {}{}.",
+                super::markdown::code(&format!("{}:{}", site.file, site.line)),
+                site.code
+                    .as_deref()
+                    .map_or(String::new(), |c| format!(", {}", super::markdown::code(c)))
+            ));
+        }
     }
     let plateaus: Vec<String> = f
         .workers

@@ -10,6 +10,7 @@ mod overnight;
 mod parsers;
 mod policy;
 mod probe;
+mod python;
 mod recording;
 mod replay;
 mod report;

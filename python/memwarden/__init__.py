@@ -1,0 +1,87 @@
+"""memwarden's helpers for Python workers, harmless without memwarden.
+
+    import memwarden
+
+    with memwarden.trial(7, lr=0.01, batch_size=64):   # trial markers (and, under
+        train()                                        # --trace-python, a report of what the
+                                                       # trial left alive, by line)
+    while memwarden.gate():                            # the trial gate: go, wait or abort
+        study.optimize(objective, n_trials=1)
+
+    study.optimize(objective, callbacks=[memwarden.OptunaCallback()])
+
+Outside memwarden the markers are plain lines on stdout, and the gate always says go.
+Standard library only.
+"""
+
+import contextlib
+import os
+import socket
+import sys
+import time
+
+from . import _trace
+
+__all__ = ["trial", "gate", "OptunaCallback", "marker"]
+
+
+def _word(value):
+    """A marker value without whitespace: memwarden splits marker lines on it."""
+    return "_".join(str(value).split()) or "''"
+
+
+def marker(verb, trial_id, **fields):
+    """Prints `MEMWARDEN trial_start 7 lr=0.01` (or trial_end) on stdout, flushed at once."""
+    words = ["MEMWARDEN", verb, _word(trial_id)]
+    words += ["%s=%s" % (_word(k), _word(v)) for k, v in fields.items()]
+    sys.stdout.write(" ".join(words) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def trial(trial_id, **params):
+    """Marks one trial. Its end says `status=fail` when the body raised, `complete` otherwise."""
+    marker("trial_start", trial_id, **params)
+    _trace.boundary("start", trial_id)
+    status = "fail"
+    try:
+        yield
+        status = "complete"
+    finally:
+        marker("trial_end", trial_id, status=status)
+        _trace.boundary("end", trial_id)
+
+
+def gate(trial_id=None):
+    """Asks memwarden's trial gate before a trial: True to go on, False when the worker is
+    about to be restarted (end the loop). Waits while memwarden says memory is short. Without
+    memwarden, or when the gate cannot be reached, it says go: it never stalls training."""
+    path = os.environ.get("MEMWARDEN_GATE")
+    while path:
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(15)
+                s.connect(path)
+                question = "trial" if trial_id is None else "trial %s" % _word(trial_id)
+                s.sendall((question + "\n").encode())
+                answer = s.makefile().readline().split()
+        except OSError:
+            return True
+        if not answer or answer[0] == "go":
+            return True
+        if answer[0] == "abort":
+            return False
+        try:
+            time.sleep(float(answer[1]))
+        except (IndexError, ValueError):
+            return True
+    return True
+
+
+class OptunaCallback:
+    """An Optuna callback that marks each finished trial's end for the tracer. memwarden reads
+    Optuna's own log lines for boundaries already; this adds nothing to stdout, and only
+    matters when Optuna's logging is silenced."""
+
+    def __call__(self, study, frozen_trial):
+        _trace.boundary("end", frozen_trial.number)

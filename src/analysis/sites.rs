@@ -1,0 +1,311 @@
+//! Which lines of Python code hold a worker's growth, from the tracer's reports
+//! (`--trace-python`). Pure: the reports, the trials' parameters and the worker's measured rate
+//! in; ranked sites out. The source line's text is read by the caller.
+//!
+//! Each report holds, per site, what is still alive of the memory allocated since the tracer
+//! last cleared its traces. Within one epoch that is cumulative, so a report's increment over
+//! the one before is what the trial added (less what it freed of older blocks). A report that
+//! opens an epoch (its traces were cleared at the previous boundary) holds only its own trial's
+//! allocations: its increment is all of it. Summed, the increments give a per-site retained
+//! series, fitted per trial with the same Theil–Sen trend as the verdicts.
+
+use super::findings::{ParameterFinding, Rate};
+use super::params::{parameter_effects, TrialGrowth};
+use super::stats::theil_sen;
+use crate::recording::PythonSites;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The tracer lists at most this many sites per report; a site missing from a full list may be
+/// below its cut rather than gone.
+const LISTED: usize = 40;
+/// Sites growing slower than this are noise (interned strings, small caches).
+const MIN_BYTES_PER_TRIAL: f64 = 16.0 * 1024.0;
+/// Told when traced sites explain less than this share of the measured growth.
+pub const NATIVE_BELOW: f64 = 1.0 / 3.0;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SiteFinding {
+    pub file: String,
+    pub line: u32,
+    /// The source line, read from the file at analysis time (`None`: not readable here).
+    pub code: Option<String>,
+    /// The innermost frame when it is not this line (a library's code that allocated).
+    pub via: Option<String>,
+    /// Growth of the search framework's own state (Optuna's storage or sampler), not of the
+    /// objective.
+    pub study: bool,
+    pub pid: i32,
+    pub per_trial: Rate,
+    /// One-sided confidence that the site's retained bytes grow.
+    pub confidence: f64,
+    /// Retained at the site by the last report.
+    pub retained_bytes: f64,
+    pub reports: usize,
+    pub traceback: Vec<String>,
+    /// The trial parameter whose values go with this site's growth, as `name=value`.
+    pub parameter: Option<String>,
+}
+
+/// How much a worker was traced, and how much of its growth the sites explain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tracing {
+    pub processes: usize,
+    pub reports: usize,
+    /// Sum of the growing sites' rates over the worker's measured rate per trial (`None`
+    /// without a measured rate).
+    pub explained: Option<f64>,
+    pub mean_cost_ms: f64,
+    pub max_cost_ms: f64,
+}
+
+/// One report, with the parameters of the trial it closed (empty when not known).
+pub struct Report<'a> {
+    pub sites: &'a PythonSites,
+    pub params: &'a BTreeMap<String, serde_json::Value>,
+}
+
+type SiteKey = (String, u32);
+
+struct Series<'a> {
+    pid: i32,
+    /// Per report of the process, the site's retained bytes (summed increments).
+    retained: Vec<f64>,
+    /// Per report, the increment and its trial's parameters.
+    increments: Vec<(f64, &'a BTreeMap<String, serde_json::Value>)>,
+    last: Option<&'a crate::recording::PythonSite>,
+}
+
+/// The growing sites of one worker, fastest first, and what tracing explains of
+/// `measured_per_trial` (the worker's rate in its growing kind).
+pub fn sites(
+    reports: &[Report],
+    measured_per_trial: Option<f64>,
+) -> (Vec<SiteFinding>, Option<Tracing>) {
+    if reports.is_empty() {
+        return (Vec::new(), None);
+    }
+    let mut by_pid: BTreeMap<i32, Vec<&Report>> = BTreeMap::new();
+    for r in reports {
+        by_pid.entry(r.sites.pid).or_default().push(r);
+    }
+    let mut series: BTreeMap<(i32, SiteKey), Series> = BTreeMap::new();
+    for (pid, reports) in &by_pid {
+        let mut previous: Option<&PythonSites> = None;
+        for (index, report) in reports.iter().enumerate() {
+            let now = report.sites;
+            let opens_epoch = previous.is_none_or(|p| p.epoch != now.epoch);
+            let before: BTreeMap<SiteKey, u64> = previous
+                .filter(|_| !opens_epoch)
+                .map(|p| {
+                    p.sites
+                        .iter()
+                        .map(|s| ((s.file.clone(), s.line), s.bytes))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let before_full = previous.is_some_and(|p| p.sites.len() >= LISTED);
+            let listed: BTreeMap<SiteKey, &crate::recording::PythonSite> = now
+                .sites
+                .iter()
+                .map(|s| ((s.file.clone(), s.line), s))
+                .collect();
+            let now_full = now.sites.len() >= LISTED;
+            let keys: Vec<SiteKey> = listed.keys().chain(before.keys()).cloned().collect();
+            for key in keys {
+                let increment = match (listed.get(&key), before.get(&key)) {
+                    (Some(site), Some(&b)) => site.bytes as f64 - b as f64,
+                    // Absent from a full list: somewhere below the cut; unknown.
+                    (Some(_), None) if !opens_epoch && before_full => continue,
+                    (Some(site), None) => site.bytes as f64,
+                    (None, Some(_)) if now_full => continue,
+                    // Gone from a list with room for it: all of it was freed.
+                    (None, Some(&b)) => -(b as f64),
+                    (None, None) => continue,
+                };
+                let Some(entry) = (match listed.get(&key) {
+                    Some(_) => Some(series.entry((*pid, key.clone())).or_insert_with(|| Series {
+                        pid: *pid,
+                        retained: vec![0.0; index],
+                        increments: Vec::new(),
+                        last: None,
+                    })),
+                    None => series.get_mut(&(*pid, key.clone())),
+                }) else {
+                    continue;
+                };
+                if entry.retained.len() > index {
+                    continue; // a key seen twice (listed and before): counted once
+                }
+                let level = entry.retained.last().copied().unwrap_or(0.0);
+                entry.retained.resize(index, level);
+                entry.retained.push(level + increment);
+                entry.increments.push((increment, report.params));
+                if let Some(site) = listed.get(&key) {
+                    entry.last = Some(site);
+                }
+            }
+            previous = Some(now);
+        }
+    }
+    let mut found: Vec<SiteFinding> = series
+        .into_iter()
+        .filter_map(|((_, (file, line)), s)| {
+            let x: Vec<f64> = (0..s.retained.len()).map(|i| i as f64).collect();
+            let trend = theil_sen(&x, &s.retained)?;
+            if trend.slope < MIN_BYTES_PER_TRIAL || trend.slope_low <= 0.0 {
+                return None;
+            }
+            let last = s.last?;
+            let growth: Vec<TrialGrowth> = s
+                .increments
+                .iter()
+                .map(|(growth, params)| TrialGrowth {
+                    params,
+                    growth: *growth,
+                })
+                .collect();
+            Some(SiteFinding {
+                file,
+                line,
+                code: None,
+                via: last.via.clone(),
+                study: last.study,
+                pid: s.pid,
+                per_trial: Rate {
+                    bytes: trend.slope,
+                    low_bytes: trend.slope_low,
+                    high_bytes: trend.slope_high,
+                },
+                confidence: trend.growth_confidence,
+                retained_bytes: s.retained.last().copied().unwrap_or(0.0),
+                reports: s.retained.len(),
+                traceback: last.traceback.clone(),
+                parameter: parameter_effects(&growth)
+                    .into_iter()
+                    .find(|p| p.significant && p.effect_bytes > 0.0)
+                    .map(|p| parameter_words(&p)),
+            })
+        })
+        .collect();
+    found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
+    found.truncate(8);
+    let costs: Vec<f64> = reports.iter().map(|r| r.sites.cost_ms).collect();
+    let explained = measured_per_trial
+        .filter(|m| *m > 0.0)
+        .map(|m| found.iter().fold(0.0, |sum, s| sum + s.per_trial.bytes) / m);
+    let tracing = Tracing {
+        processes: by_pid.len(),
+        reports: reports.len(),
+        explained,
+        mean_cost_ms: costs.iter().sum::<f64>() / costs.len() as f64,
+        max_cost_ms: costs.iter().copied().fold(0.0, f64::max),
+    };
+    (found, Some(tracing))
+}
+
+fn parameter_words(p: &ParameterFinding) -> String {
+    match &p.value {
+        Some(value) => format!("{}={value}", p.name),
+        None => format!("larger {}", p.name),
+    }
+}
+
+/// Line `line` (1-based) of `text`, trimmed and cut to 160 characters.
+pub fn source_line(text: &str, line: u32) -> Option<String> {
+    let code = text.lines().nth(line.checked_sub(1)? as usize)?.trim();
+    if code.is_empty() {
+        return None;
+    }
+    Some(match code.char_indices().nth(160) {
+        Some((cut, _)) => format!("{}…", &code[..cut]),
+        None => code.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::PythonSite;
+
+    fn site(file: &str, line: u32, bytes: u64) -> PythonSite {
+        PythonSite {
+            file: file.into(),
+            line,
+            bytes,
+            blocks: 1,
+            via: None,
+            study: false,
+            traceback: Vec::new(),
+        }
+    }
+
+    fn report(epoch: u32, sites: Vec<PythonSite>) -> PythonSites {
+        PythonSites {
+            pid: 7,
+            trial: String::new(),
+            epoch,
+            traced_bytes: sites.iter().map(|s| s.bytes).sum(),
+            cost_ms: 2.0,
+            sites,
+        }
+    }
+
+    #[test]
+    fn a_cumulative_site_grows_and_a_replaced_one_does_not() {
+        const MIB: u64 = 1 << 20;
+        let reports: Vec<PythonSites> = (1..=10)
+            .map(|n| {
+                report(
+                    0,
+                    vec![site("leak.py", 13, n * MIB), site("last.py", 4, 8 * MIB)],
+                )
+            })
+            .collect();
+        let params = BTreeMap::new();
+        let input: Vec<Report> = reports
+            .iter()
+            .map(|sites| Report {
+                sites,
+                params: &params,
+            })
+            .collect();
+        let (found, tracing) = sites(&input, Some(MIB as f64));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].file.as_str(), found[0].line), ("leak.py", 13));
+        assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
+        let explained = tracing.and_then(|t| t.explained).expect("explained");
+        assert!((explained - 1.0).abs() < 1e-6, "{explained}");
+    }
+
+    #[test]
+    fn epochs_that_each_hold_one_trial_add_up() {
+        const MIB: u64 = 1 << 20;
+        // Every snapshot was over budget, so each report holds only its own trial's 2 MiB.
+        let reports: Vec<PythonSites> = (0..8)
+            .map(|n| report(n, vec![site("leak.py", 9, 2 * MIB)]))
+            .collect();
+        let params = BTreeMap::new();
+        let input: Vec<Report> = reports
+            .iter()
+            .map(|sites| Report {
+                sites,
+                params: &params,
+            })
+            .collect();
+        let (found, _) = sites(&input, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!((found[0].per_trial.bytes - 2.0 * MIB as f64).abs() < 1.0);
+    }
+
+    #[test]
+    fn source_lines_are_trimmed_and_bounded() {
+        assert_eq!(
+            source_line("a\n    KEPT.append(x)\n", 2).as_deref(),
+            Some("KEPT.append(x)")
+        );
+        assert_eq!(source_line("a\n", 0), None);
+        assert_eq!(source_line("a\n", 5), None);
+        assert!(source_line(&"x".repeat(500), 1).is_some_and(|l| l.chars().count() == 161));
+    }
+}

@@ -1,0 +1,238 @@
+//! `--trace-python` on real Python workers (this machine's `python3`): the line that leaks is
+//! named with its code, its rate and its parameter; memory the tracer cannot see is called
+//! native; the worker's own `sitecustomize` still runs; a tracer that fails leaves the worker
+//! running; a worker that is not Python gets a note. And one real Optuna study, from PyPI.
+
+use crate::util::{memwarden, run_dir, tempdir, MIB};
+use memwarden::analysis::{Findings, WorkerFinding};
+use std::path::Path;
+use std::process::Output;
+
+const LEAKS: &str = "fixtures/python/leaks.py";
+
+fn traced_run(dir: &Path, command: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut run = memwarden();
+    run.args(["run", "--trace-python", "--out"])
+        .arg(dir)
+        .arg("--")
+        .args(command)
+        .envs(env.iter().copied());
+    let out = run.output().expect("memwarden runs");
+    assert!(
+        out.status.success(),
+        "{:?}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn analyze(dir: &Path) -> Findings {
+    let out = memwarden()
+        .args(["analyze", "--json"])
+        .arg(dir)
+        .output()
+        .expect("analyze runs");
+    serde_json::from_slice(&out.stdout).expect("findings JSON")
+}
+
+/// The 1-based line of the fixture that holds `code`.
+fn line_of(code: &str) -> u32 {
+    let text = std::fs::read_to_string(LEAKS).expect("the fixture is readable");
+    let index = text
+        .lines()
+        .position(|l| l.contains(code))
+        .expect("the fixture has the line");
+    index as u32 + 1
+}
+
+fn leaks(dir: &Path, mode: &str) -> WorkerFinding {
+    traced_run(dir, &["python3", LEAKS, mode, "--mib", "2"], &[]);
+    analyze(dir).workers.remove(0)
+}
+
+/// The worker's top site is `code`'s line, at `mib` per trial ± 15%, with its source text.
+fn assert_names_line(w: &WorkerFinding, code: &str, mib: f64) {
+    let site = w.sites.first().unwrap_or_else(|| panic!("no site: {w:#?}"));
+    assert!(site.file.ends_with(LEAKS), "{site:#?}");
+    assert_eq!(site.line, line_of(code), "{site:#?}");
+    assert!(
+        site.code.as_deref().is_some_and(|c| c.contains(code)),
+        "{site:#?}"
+    );
+    let rate = site.per_trial.bytes / MIB;
+    assert!((rate - mib).abs() <= 0.15 * mib, "{rate:.2} MiB/trial");
+}
+
+#[test]
+fn a_module_level_list_is_named_by_its_line_at_its_rate() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let w = leaks(&dir, "list");
+    assert_names_line(&w, "KEPT.append(bytearray(size))", 2.0);
+    let tracing = w.tracing.expect("tracing summary");
+    let explained = tracing.explained.expect("a measured rate");
+    assert!((0.85..1.15).contains(&explained), "{explained}");
+    // The text and the report both name the line.
+    let text = memwarden()
+        .arg("analyze")
+        .arg(&dir)
+        .output()
+        .expect("analyze runs");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(&format!("leaks.py:{}", line_of("KEPT.append"))),
+        "{text}"
+    );
+    let report = temp.path().join("report");
+    let out = memwarden()
+        .arg("report")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&report)
+        .output()
+        .expect("report runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let markdown = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    assert!(
+        markdown.contains("The line that keeps it:")
+            && markdown.contains("`KEPT.append(bytearray(size))`"),
+        "{markdown}"
+    );
+    // The sites are a tidy table too.
+    let sites = memwarden()
+        .args(["export", "--table", "sites"])
+        .arg(&dir)
+        .output()
+        .expect("export runs");
+    let csv = String::from_utf8_lossy(&sites.stdout);
+    assert!(
+        csv.starts_with("t,t_ns,worker,pid,trial,epoch,file,line,bytes"),
+        "{csv}"
+    );
+    assert!(csv.lines().count() > 10, "{csv}");
+}
+
+#[test]
+fn a_cache_keyed_by_a_parameter_names_the_line_and_the_value() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let w = leaks(&dir, "cache");
+    // 2 MiB in every other trial.
+    assert_names_line(&w, "CACHE[number] = bytearray(size)", 1.0);
+    assert_eq!(w.sites[0].parameter.as_deref(), Some("cache=true"));
+}
+
+#[test]
+fn closures_and_class_attributes_are_named_by_the_line_that_allocates() {
+    let temp = tempdir();
+    let closure = leaks(&run_dir(&temp), "closure");
+    assert_names_line(&closure, "kept.append(bytearray(size))", 2.0);
+    let other = tempdir();
+    let attribute = leaks(&run_dir(&other), "attribute");
+    assert_names_line(&attribute, "Model.history.append(bytearray(size))", 2.0);
+}
+
+#[test]
+fn what_a_library_builds_is_named_by_the_workers_call() {
+    let temp = tempdir();
+    let w = leaks(&run_dir(&temp), "library");
+    assert_names_line(&w, "KEPT.append(json.loads(payload))", 2.0);
+    let via = w.sites[0].via.as_deref().unwrap_or_default();
+    assert!(via.contains("json"), "{:#?}", w.sites[0]);
+}
+
+#[test]
+fn memory_the_tracer_cannot_see_is_called_native_not_a_wrong_line() {
+    let temp = tempdir();
+    let w = leaks(&run_dir(&temp), "native");
+    let measured = w
+        .kind_finding(w.kind)
+        .and_then(|k| k.per_trial)
+        .expect("a rate");
+    assert!(measured.bytes > 1.5 * MIB, "{measured:?}");
+    let named: f64 = w.sites.iter().map(|s| s.per_trial.bytes).sum();
+    assert!(named < 0.1 * measured.bytes, "{:#?}", w.sites);
+    assert!(
+        w.hints.iter().any(|h| h.contains("native memory")),
+        "{:#?}",
+        w.hints
+    );
+}
+
+#[test]
+fn the_environments_own_sitecustomize_still_runs() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let site = temp.path().join("site");
+    std::fs::create_dir_all(&site).expect("mkdir");
+    let mark = temp.path().join("ran");
+    std::fs::write(
+        site.join("sitecustomize.py"),
+        format!("open({:?}, 'w').write('yes')\n", mark.display().to_string()),
+    )
+    .expect("write");
+    let pythonpath = site.display().to_string();
+    traced_run(
+        &dir,
+        &["python3", LEAKS, "list", "--trials", "6"],
+        &[("PYTHONPATH", pythonpath.as_str())],
+    );
+    assert_eq!(std::fs::read_to_string(&mark).ok().as_deref(), Some("yes"));
+    let w = analyze(&dir).workers.remove(0);
+    assert!(!w.sites.is_empty(), "traced too: {w:#?}");
+}
+
+#[test]
+fn a_tracer_that_fails_leaves_the_worker_running_and_says_so() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    // Not a number: the tracer's start raises inside the worker.
+    traced_run(
+        &dir,
+        &["python3", LEAKS, "list", "--trials", "6"],
+        &[("MEMWARDEN_TRACE_FRAMES", "many")],
+    );
+    let findings = analyze(&dir);
+    assert_eq!(findings.run.trials, 6, "every trial ran");
+    let events = memwarden()
+        .args(["export", "--table", "events"])
+        .arg(&dir)
+        .output()
+        .expect("export runs");
+    let events = String::from_utf8_lossy(&events.stdout);
+    assert!(
+        events.contains("the Python tracer in pid") && events.contains("ValueError"),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_worker_that_is_not_python_gets_a_note() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let exe = crate::util::exe();
+    let out = traced_run(
+        &dir,
+        &[
+            &exe,
+            "fixture-worker",
+            "--trials",
+            "2",
+            "--trial-ms",
+            "50",
+            "--gap-ms",
+            "20",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("worker 0: no Python process started the allocation tracer"),
+        "{stderr}"
+    );
+}
