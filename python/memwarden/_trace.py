@@ -1,11 +1,16 @@
 """What each trial left alive, by allocation site: the tracer `memwarden run --trace-python` starts
 in every Python process of the workers (through the `sitecustomize` it puts on PYTHONPATH).
 
-At each trial's end it writes one JSON line to its own file in MEMWARDEN_TRACE_DIR, never to the
-worker's output: the sites still holding memory that was allocated since the traces were last
-cleared, largest first. Traces are cleared at the first boundary (so imports are not counted)
-and again whenever a snapshot took longer than the budget, which starts a new epoch: within an
-epoch a site's bytes are cumulative, and after a clear they hold only what was allocated since.
+Tracing is not free (tracemalloc slows every allocation, the more the more frames it keeps),
+so it may run in stretches: tracing starts at a trial boundary, the next STRETCH trials are
+traced, and at each of their ends the tracer writes one JSON line to its own file in
+MEMWARDEN_TRACE_DIR, never to the worker's output: the sites still holding memory allocated
+since tracing started, largest first. Then tracing stops for as many trials as keep the whole
+run's slowdown near MEMWARDEN_TRACE_BUDGET percent (default 20), judged from how much longer
+traced trials took than untraced ones; a worker whose trials barely allocate in Python is traced
+all the time. Each stretch is an epoch: within one a site's bytes are cumulative, so the
+difference between two reports is what one trial kept. A snapshot slower than BUDGET_MS also
+ends its epoch.
 
 Boundaries come from Optuna's log records (a handler on the `optuna` logger) and from the
 helper's `memwarden.trial()`. Anything that goes wrong in here is written once as an `error`
@@ -25,6 +30,10 @@ FRAMES = 10
 TOP_SITES = 40
 # A snapshot slower than this clears the traces afterwards, so the next one is small again.
 BUDGET_MS = 40.0
+# Trials traced in a row before the cost is weighed: the first report of a stretch is its
+# baseline, each later one gives one trial's growth.
+STRETCH = 2
+MAX_GAP = 200
 
 
 def _library_prefixes():
@@ -46,6 +55,16 @@ class _State:
         self.epoch = 0
         self.started = False
         self.last_end = None
+        self.frames = FRAMES
+        self.budget = float(os.environ.get("MEMWARDEN_TRACE_BUDGET", "20")) / 100.0
+        # The schedule: reports in this stretch, untraced trials left before the next one.
+        self.in_stretch = 0
+        self.gap_left = 0
+        self.gap = 0
+        self.last_boundary = None
+        self.traced_s = []
+        self.untraced_s = []
+        self.untraced_s_since = 0
         self.libraries = _library_prefixes()
         self.here = os.path.dirname(os.path.realpath(__file__)) + os.sep
         self.optuna = None
@@ -101,19 +120,48 @@ class _State:
                 return frame, (innermost if index > 0 else None), study
         return innermost, None, self.is_optuna(innermost[0])
 
+    def slowdown(self):
+        """How much longer a traced trial takes than an untraced one (median of the recent)."""
+        if not self.traced_s or not self.untraced_s:
+            return None
+        median = lambda values: sorted(values)[len(values) // 2]
+        return median(self.traced_s[-9:]) / max(median(self.untraced_s[-9:]), 1e-6)
+
+    def next_gap(self):
+        """Untraced trials after a stretch, so that tracing STRETCH of every STRETCH + gap trials
+        costs the run about `budget` of extra time."""
+        ratio = self.slowdown()
+        if ratio is None:
+            return 1 if not self.untraced_s else 0  # measure an untraced trial first
+        if ratio <= 1.0 + self.budget:
+            return 0
+        share = self.budget / (ratio - 1.0)
+        return min(MAX_GAP, max(0, int(STRETCH / share - STRETCH + 0.999)))
+
     def report(self, kind, trial):
         tm = self.tracemalloc
-        if not tm.is_tracing():
-            return
-        begun = time.perf_counter()
+        now = time.perf_counter()
         if not self.started:
-            # The first boundary: what was imported and built before it is not any trial's.
-            tm.clear_traces()
+            # The first boundary: tracing starts here, so imports and set-up are no trial's.
             self.started = True
-            self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
+            self.last_boundary = now
+            self.begin_stretch(trial)
             return
         if kind != "end":
             return
+        took = now - self.last_boundary
+        self.last_boundary = now
+        if not tm.is_tracing():
+            self.untraced_s.append(took)
+            self.untraced_s_since += 1
+            self.gap_left -= 1
+            # Weighed again with each untraced trial measured: the first gap is a guess.
+            self.gap = self.next_gap()
+            if self.gap_left <= 0 and len(self.untraced_s) >= 1 and self.idle_run() >= self.gap:
+                self.begin_stretch(trial)
+            return
+        self.traced_s.append(took)
+        begun = time.perf_counter()
         snapshot = tm.take_snapshot()
         # The raw traces, `(domain, size, frames, total_nframe)` with frames most recent first,
         # grouped by traceback before any per-frame work: a process holds many blocks but few
@@ -165,6 +213,7 @@ class _State:
             for (filename, lineno), (size, blocks, via, _, study, frames) in ranked
         ]
         cost_ms = (time.perf_counter() - begun) * 1e3
+        self.traced_s[-1] += cost_ms / 1e3
         self.write(
             {
                 "kind": "sites",
@@ -173,14 +222,37 @@ class _State:
                 "traced_bytes": total,
                 "traced_blocks": len(raw),
                 "cost_ms": round(cost_ms, 3),
+                "slowdown": self.slowdown(),
+                "gap": self.next_gap(),
+                "stretch": STRETCH,
                 "sites": sites,
             }
         )
         del snapshot, raw, by_traceback
+        self.in_stretch += 1
         if cost_ms > BUDGET_MS:
-            tm.clear_traces()
+            # Too many live blocks to walk at every boundary: start again from none.
+            tm.stop()
             self.epoch += 1
-            self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
+            self.begin_stretch(trial)
+        elif self.in_stretch >= STRETCH:
+            self.gap = self.gap_left = self.next_gap()
+            if self.gap_left > 0:
+                tm.stop()
+                self.epoch += 1
+            # Cheap enough to trace every trial: the epoch goes on, every trial a difference.
+        # The snapshot's own time is the tracer's, not the next trial's.
+        self.last_boundary = time.perf_counter()
+
+    def idle_run(self):
+        """Untraced trials since the last stretch ended."""
+        return self.untraced_s_since
+
+    def begin_stretch(self, trial):
+        self.untraced_s_since = 0
+        self.in_stretch = 0
+        self.tracemalloc.start(self.frames)
+        self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
 
 
 def _fail(error):
@@ -259,6 +331,7 @@ def start():
     _state = state
     try:
         frames = int(os.environ.get("MEMWARDEN_TRACE_FRAMES", FRAMES))
+        state.frames = frames
         state.write(
             {
                 "kind": "hello",
@@ -268,8 +341,6 @@ def start():
                 "frames": frames,
             }
         )
-        if not state.tracemalloc.is_tracing():
-            state.tracemalloc.start(frames)
         import logging
 
         logging.getLogger("optuna").addHandler(_optuna_boundaries(logging))

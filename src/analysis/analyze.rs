@@ -213,6 +213,13 @@ fn locate_sites(
                 ));
             }
         }
+        if let Some(words) = super::sites::heap_words(&sites) {
+            for hint in &mut finding.hints {
+                if hint == super::location::HEAP_HINT {
+                    hint.clone_from(&words);
+                }
+            }
+        }
         finding.sites = sites;
         finding.tracing = tracing;
     }

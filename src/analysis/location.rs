@@ -40,9 +40,14 @@ pub fn categorize(name: &str, start: u64, size: u64) -> MappingCategory {
     }
 }
 
+/// Not "many small allocations": large arrays land on the heap too, once glibc's mmap
+/// threshold has risen (up to 32 MiB) after the first large free. `--trace-python` measures
+/// which it is, and replaces this hint with what it found.
+pub const HEAP_HINT: &str = "the heap grows: Python objects, or arrays and buffers (glibc serves blocks up to 32 MiB from the heap once its mmap threshold has risen after a large free); --trace-python names the line that keeps them";
+
 fn hint(category: MappingCategory) -> Option<&'static str> {
     Some(match category {
-        MappingCategory::Heap => "many small allocations kept alive (Python objects, lists, dicts): tracemalloc snapshots at two trial boundaries will name them",
+        MappingCategory::Heap => HEAP_HINT,
         MappingCategory::AnonymousRegions => "large allocations kept alive from trial to trial (arrays, CPU tensors, buffers): look for a cache, history or list appended per trial",
         MappingCategory::GlibcArenas => "glibc malloc arenas: each thread that allocates gets its own 64 MiB arena and fragmentation keeps them; try MALLOC_ARENA_MAX=2 or jemalloc (LD_PRELOAD)",
         MappingCategory::SmallAnonymous => "small anonymous mappings accumulate (thread stacks, small mmaps): count threads per trial",

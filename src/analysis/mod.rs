@@ -31,6 +31,6 @@ pub use forecast::{forecast, Machine, WorkerRates};
 pub use kind::{Kind, Values, KINDS};
 pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
 pub use load::SystemSummary;
-pub use location::{categorize, mapping_growth, MappingRow};
+pub use location::{categorize, mapping_growth, MappingRow, HEAP_HINT};
 pub use params::{parameter_effects, TrialGrowth};
 pub use verdict::{classify, stitch, Classification, Rules, Verdict};

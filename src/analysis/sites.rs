@@ -3,11 +3,12 @@
 //! in; ranked sites out. The source line's text is read by the caller.
 //!
 //! Each report holds, per site, what is still alive of the memory allocated since the tracer
-//! last cleared its traces. Within one epoch that is cumulative, so a report's increment over
-//! the one before is what the trial added (less what it freed of older blocks). A report that
-//! opens an epoch (its traces were cleared at the previous boundary) holds only its own trial's
-//! allocations: its increment is all of it. Summed, the increments give a per-site retained
-//! series, fitted per trial with the same Theil–Sen trend as the verdicts.
+//! began its current epoch (a stretch of traced trials). Within one epoch that is cumulative,
+//! so a report's increment over the one before is what that trial kept, net of what it freed of
+//! older blocks. The first report of an epoch only holds what its one trial allocated and still
+//! held at its end, which may include what the next trial frees; it is used only where no epoch
+//! of the process has two reports. Summed, the increments give a per-site retained series,
+//! fitted per traced trial with the same Theil–Sen trend as the verdicts.
 
 use super::findings::{ParameterFinding, Rate};
 use super::params::{parameter_effects, TrialGrowth};
@@ -41,6 +42,8 @@ pub struct SiteFinding {
     pub confidence: f64,
     /// Retained at the site by the last report.
     pub retained_bytes: f64,
+    /// The typical block still held at the site by the last report.
+    pub block_bytes: Option<f64>,
     pub reports: usize,
     pub traceback: Vec<String>,
     /// The trial parameter whose values go with this site's growth, as `name=value`.
@@ -57,6 +60,15 @@ pub struct Tracing {
     pub explained: Option<f64>,
     pub mean_cost_ms: f64,
     pub max_cost_ms: f64,
+    /// How much longer a traced trial took than an untraced one, as the tracer last measured.
+    #[serde(default)]
+    pub slowdown: Option<f64>,
+    /// Untraced trials between stretches of traced ones at the end.
+    #[serde(default)]
+    pub gap: Option<u32>,
+    /// Trials traced in a row.
+    #[serde(default)]
+    pub stretch: Option<u32>,
 }
 
 /// One report, with the parameters of the trial it closed (empty when not known).
@@ -91,10 +103,18 @@ pub fn sites(
     }
     let mut series: BTreeMap<(i32, SiteKey), Series> = BTreeMap::new();
     for (pid, reports) in &by_pid {
+        let differences = reports
+            .windows(2)
+            .any(|pair| pair[0].sites.epoch == pair[1].sites.epoch);
         let mut previous: Option<&PythonSites> = None;
-        for (index, report) in reports.iter().enumerate() {
+        let mut index = 0;
+        for report in reports.iter() {
             let now = report.sites;
             let opens_epoch = previous.is_none_or(|p| p.epoch != now.epoch);
+            if opens_epoch && differences {
+                previous = Some(now);
+                continue;
+            }
             let before: BTreeMap<SiteKey, u64> = previous
                 .filter(|_| !opens_epoch)
                 .map(|p| {
@@ -146,6 +166,7 @@ pub fn sites(
                 }
             }
             previous = Some(now);
+            index += 1;
         }
     }
     let mut found: Vec<SiteFinding> = series
@@ -179,6 +200,7 @@ pub fn sites(
                 },
                 confidence: trend.growth_confidence,
                 retained_bytes: s.retained.last().copied().unwrap_or(0.0),
+                block_bytes: (last.blocks > 0).then(|| last.bytes as f64 / last.blocks as f64),
                 reports: s.retained.len(),
                 traceback: last.traceback.clone(),
                 parameter: parameter_effects(&growth)
@@ -200,6 +222,9 @@ pub fn sites(
         explained,
         mean_cost_ms: costs.iter().sum::<f64>() / costs.len() as f64,
         max_cost_ms: costs.iter().copied().fold(0.0, f64::max),
+        slowdown: reports.iter().rev().find_map(|r| r.sites.slowdown),
+        gap: reports.last().and_then(|r| r.sites.gap),
+        stretch: reports.last().and_then(|r| r.sites.stretch),
     };
     (found, Some(tracing))
 }
@@ -209,6 +234,23 @@ fn parameter_words(p: &ParameterFinding) -> String {
         Some(value) => format!("{}={value}", p.name),
         None => format!("larger {}", p.name),
     }
+}
+
+/// The heap hint in words of what was traced: large blocks or many small objects.
+pub fn heap_words(sites: &[SiteFinding]) -> Option<String> {
+    let top = sites.iter().find(|s| !s.study)?;
+    let block = top.block_bytes?;
+    Some(if block >= 256.0 * 1024.0 {
+        format!(
+            "the heap holds large blocks, not many small objects: the line above keeps blocks of ~{} each (arrays, buffers), which glibc serves from the heap once its mmap threshold has risen",
+            crate::units::size(block)
+        )
+    } else {
+        format!(
+            "the heap holds many small objects: the line above keeps blocks of ~{:.0} bytes each (Python objects, lists, dicts)",
+            block
+        )
+    })
 }
 
 /// Line `line` (1-based) of `text`, trimmed and cut to 160 characters.
@@ -247,6 +289,9 @@ mod tests {
             epoch,
             traced_bytes: sites.iter().map(|s| s.bytes).sum(),
             cost_ms: 2.0,
+            slowdown: None,
+            gap: None,
+            stretch: None,
             sites,
         }
     }

@@ -85,6 +85,11 @@ pub enum Fact<'a> {
         explained: Option<f64>,
         mean_cost_ms: f64,
         max_cost_ms: f64,
+        /// A traced trial's time over an untraced one's, and the untraced trials left between
+        /// stretches of traced ones.
+        slowdown: Option<f64>,
+        gap: Option<u32>,
+        stretch: Option<u32>,
     },
     Hint(&'a str),
     /// Every other measured kind: its verdict and rate on the worker's basis (bytes).
@@ -214,6 +219,9 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             explained: t.explained,
             mean_cost_ms: t.mean_cost_ms,
             max_cost_ms: t.max_cost_ms,
+            slowdown: t.slowdown,
+            gap: t.gap,
+            stretch: t.stretch,
         });
     }
     for m in &w.mappings {

@@ -1,7 +1,7 @@
 //! Findings in plain words for a terminal: the verdict first, then the numbers behind it. What
 //! is said comes from `statements`; this file only words it as terse lines.
 
-use super::findings::{Basis, Findings, Rate};
+use super::findings::{Basis, Findings, Rate, WorkerFinding};
 use super::gates::{Change, CheckReport, Comparison, Per};
 use super::statements::{self, Fact, GrowthRate, WorkerStatement};
 use super::statements::{ForecastStatement, Outlook, ParameterStatement, ParameterWhat};
@@ -134,12 +134,16 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                 explained,
                 mean_cost_ms,
                 max_cost_ms,
+                slowdown,
+                gap,
+                stretch,
             } => {
                 let explained = explained.map_or(String::new(), |e| {
                     format!(", the lines above explain {:.0}% of the growth", 100.0 * e)
                 });
                 lines.push(format!(
-                    "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1})"
+                    "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
+                    duty_words(*slowdown, *gap, *stretch)
                 ));
             }
             Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
@@ -260,6 +264,34 @@ pub fn findings(f: &Findings) -> String {
         let _ = writeln!(out, "\nnote: {note}");
     }
     out
+}
+
+/// `; a traced trial took 15.2x as long, so the tracer traces 3 of every 12 trials`, or nothing.
+pub fn duty_words(slowdown: Option<f64>, gap: Option<u32>, stretch: Option<u32>) -> String {
+    match (slowdown, gap) {
+        (Some(s), Some(g)) if g > 0 => {
+            let stretch = stretch.unwrap_or(1);
+            format!(
+                "; a traced trial took {s:.1}x as long, so the tracer traces {stretch} of every {} trials",
+                stretch + g
+            )
+        }
+        (Some(s), _) => format!("; a traced trial took {s:.2}x as long, so every trial is traced"),
+        _ => String::new(),
+    }
+}
+
+/// `, at search.py:20 `features = np.ones(...)`` for the worker's fastest-growing line of its
+/// own code (`--trace-python`), or nothing: for the one-line verdicts of soak and replay.
+pub fn site_clause(w: &WorkerFinding) -> String {
+    let Some(site) = w.sites.iter().find(|s| !s.study) else {
+        return String::new();
+    };
+    let code = site
+        .code
+        .as_deref()
+        .map_or(String::new(), |c| format!(" `{c}`"));
+    format!(", at {}:{}{code}", site.file, site.line)
 }
 
 pub fn check(report: &CheckReport) -> String {

@@ -33,6 +33,12 @@ pub enum TraceRecord {
         epoch: u32,
         traced_bytes: u64,
         cost_ms: f64,
+        #[serde(default)]
+        slowdown: Option<f64>,
+        #[serde(default)]
+        gap: Option<u32>,
+        #[serde(default)]
+        stretch: Option<u32>,
         sites: Vec<PythonSite>,
     },
     Error {
@@ -67,6 +73,9 @@ impl TraceRecord {
                 epoch,
                 traced_bytes,
                 cost_ms,
+                slowdown,
+                gap,
+                stretch,
                 sites,
             } => Some((
                 worker,
@@ -76,6 +85,9 @@ impl TraceRecord {
                     epoch,
                     traced_bytes,
                     cost_ms,
+                    slowdown,
+                    gap,
+                    stretch,
                     sites,
                 })),
             )),

@@ -178,6 +178,16 @@ pub struct PythonSites {
     pub traced_bytes: u64,
     /// What the snapshot cost the worker, in milliseconds.
     pub cost_ms: f64,
+    /// How much longer a traced trial took than an untraced one, when both were measured.
+    #[serde(default)]
+    pub slowdown: Option<f64>,
+    /// Untraced trials the tracer then leaves between stretches of traced ones, to keep the
+    /// run's slowdown within its budget.
+    #[serde(default)]
+    pub gap: Option<u32>,
+    /// Trials traced in a row in each stretch.
+    #[serde(default)]
+    pub stretch: Option<u32>,
     /// The largest sites, largest first; sites below the cut are not listed (not zero).
     pub sites: Vec<PythonSite>,
 }

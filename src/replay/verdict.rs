@@ -2,7 +2,7 @@
 //! `--isolate`, whether what each fresh process held climbs from one to the next. Pure: the
 //! replay's findings in, a verdict and its sentence out.
 
-use crate::analysis::text::rate;
+use crate::analysis::text::{rate, site_clause};
 use crate::analysis::{Findings, Kind, Verdict};
 use crate::units::size;
 
@@ -61,7 +61,12 @@ pub fn verdict_words(findings: &Findings, isolate: bool) -> (bool, String) {
     match (worker.verdict, per_trial) {
         (Verdict::Leak, Some(r)) => (
             true,
-            format!("LEAKS {} of {}", rate(r, "repeat"), kind.words()),
+            format!(
+                "LEAKS {} of {}{}",
+                rate(r, "repeat"),
+                kind.words(),
+                site_clause(worker)
+            ),
         ),
         (verdict, Some(r)) => (
             false,

@@ -184,12 +184,16 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 explained,
                 mean_cost_ms,
                 max_cost_ms,
+                slowdown,
+                gap,
+                stretch,
             } => bullets.push(format!(
-                "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1})",
+                "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
                 explained.map_or(String::new(), |e| format!(
                     ": the lines above explain {:.0}% of the growth",
                     100.0 * e
-                ))
+                )),
+                crate::analysis::text::duty_words(*slowdown, *gap, *stretch)
             )),
             Fact::Hint(hint) => bullets.push(format!("Hint: {hint}")),
             // The report's plots show every kind; the table of rates is `analyze`'s.

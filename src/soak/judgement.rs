@@ -2,7 +2,7 @@
 //! the lines of the live view.
 
 use crate::analysis::gates::{check, GrowthBudget};
-use crate::analysis::text::rate;
+use crate::analysis::text::{rate, site_clause};
 use crate::analysis::{Findings, Verdict};
 use crate::harness::LiveStatus;
 use crate::policy::Counters;
@@ -65,8 +65,13 @@ pub fn judge(
             Ok(report) => {
                 for w in report.workers.iter().filter(|w| w.exceeds) {
                     leaking.push(w.worker);
+                    let site = findings
+                        .workers
+                        .iter()
+                        .find(|f| f.worker == w.worker)
+                        .map_or(String::new(), site_clause);
                     reasons.push(format!(
-                        "worker {} grows {} (over the budget {})",
+                        "worker {} grows {} (over the budget {}){site}",
                         w.worker,
                         rate(&w.rate, budget.per.unit()),
                         budget
@@ -91,9 +96,10 @@ pub fn judge(
                     })
                     .unwrap_or_default();
                 reasons.push(format!(
-                    "worker {} leaks {} {how}",
+                    "worker {} leaks {} {how}{}",
                     w.worker,
-                    w.kind.words()
+                    w.kind.words(),
+                    site_clause(w)
                 ));
             }
         }

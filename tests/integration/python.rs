@@ -121,7 +121,9 @@ fn a_module_level_list_is_named_by_its_line_at_its_rate() {
 fn a_cache_keyed_by_a_parameter_names_the_line_and_the_value() {
     let temp = tempdir();
     let dir = run_dir(&temp);
-    let w = leaks(&dir, "cache");
+    // Enough trials that the growth of the cache=true ones stands out from the others.
+    traced_run(&dir, &["python3", LEAKS, "cache", "--mib", "2", "--trials", "16"], &[]);
+    let w = analyze(&dir).workers.remove(0);
     // 2 MiB in every other trial.
     assert_names_line(&w, "CACHE[number] = bytearray(size)", 1.0);
     assert_eq!(w.sites[0].parameter.as_deref(), Some("cache=true"));
@@ -144,6 +146,42 @@ fn what_a_library_builds_is_named_by_the_workers_call() {
     assert_names_line(&w, "KEPT.append(json.loads(payload))", 2.0);
     let via = w.sites[0].via.as_deref().unwrap_or_default();
     assert!(via.contains("json"), "{:#?}", w.sites[0]);
+}
+
+#[test]
+fn replay_traces_by_default_and_names_the_line() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let mut run = memwarden();
+    run.args(["run", "--out"]).arg(&dir).args([
+        "--",
+        "python3",
+        LEAKS,
+        "list",
+        "--trials",
+        "4",
+        "--trial-s",
+        "0.1",
+    ]);
+    assert!(run.status().expect("memwarden runs").success());
+    let out = memwarden()
+        .arg("replay")
+        .arg(&dir)
+        .args(["--trial", "2", "--repeat", "8", "--out"])
+        .arg(temp.path().join("replay"))
+        .args(["--", "python3", LEAKS, "list", "--trial-s", "0.2"])
+        .output()
+        .expect("replay runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = format!(
+        "leaks.py:{} `KEPT.append(bytearray(size))`",
+        line_of("KEPT.append")
+    );
+    assert!(
+        stdout.contains("LEAKS") && stdout.contains(&line),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -235,4 +273,72 @@ fn a_worker_that_is_not_python_gets_a_note() {
         stderr.contains("worker 0: no Python process started the allocation tracer"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_real_optuna_study_without_markers_gets_its_line_rate_and_parameter() {
+    let python = crate::util::venv_python();
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let python = python.display().to_string();
+    traced_run(
+        &dir,
+        &[&python, "fixtures/python/optuna_study.py", "24"],
+        &[],
+    );
+    let findings = analyze(&dir);
+    assert_eq!(
+        findings.run.trials, 24,
+        "trials from Optuna's own log lines"
+    );
+    let w = &findings.workers[0];
+    let site = w.sites.first().unwrap_or_else(|| panic!("no site: {w:#?}"));
+    assert!(
+        site.file.ends_with("fixtures/python/optuna_study.py"),
+        "{site:#?}"
+    );
+    assert!(
+        site.code
+            .as_deref()
+            .is_some_and(|c| c.contains("np.ones(1 << 20)")),
+        "{site:#?}"
+    );
+    assert!(
+        site.via.as_deref().is_some_and(|v| v.contains("numpy")),
+        "{site:#?}"
+    );
+    assert_eq!(site.parameter.as_deref(), Some("cache_features=true"));
+    let measured = w
+        .kind_finding(w.kind)
+        .and_then(|k| k.per_trial)
+        .expect("a rate");
+    let ratio = site.per_trial.bytes / measured.bytes;
+    assert!(
+        (0.85..=1.15).contains(&ratio),
+        "site {:?} vs measured {measured:?}",
+        site.per_trial
+    );
+    assert!(
+        w.hints
+            .iter()
+            .any(|h| h.starts_with("the heap holds large blocks"))
+            || w.hints.iter().all(|h| !h.contains("heap")),
+        "{:#?}",
+        w.hints
+    );
+}
+
+#[test]
+fn the_helper_packages_own_tests_pass_with_this_machines_python() {
+    let out = std::process::Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "python/tests"])
+        .env("PYTHONPATH", "python")
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 7 tests"));
 }

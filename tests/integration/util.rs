@@ -243,3 +243,42 @@ pub fn keep_fresh(fresh: &Path, kept: &Path, update: bool) {
         );
     }
 }
+
+/// A Python with what the tests need from PyPI (optuna, numpy, duckdb, pytest), in a virtual
+/// environment kept outside the clone (`MEMWARDEN_TEST_VENV`, else ~/.cache/memwarden/venv).
+/// `.ci/run` creates it first; a bare `cargo test` creates it on first use, once.
+pub fn venv_python() -> PathBuf {
+    static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _once = CREATING.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::var_os("MEMWARDEN_TEST_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
+                .join(".cache/memwarden/venv")
+        });
+    let python = dir.join("bin/python");
+    let ready = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import optuna, numpy"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !ready(&python) {
+        let made = Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(made, "python3 -m venv {} failed", dir.display());
+        let installed = Command::new(dir.join("bin/pip"))
+            .args(["install", "-q", "optuna", "numpy", "duckdb", "pytest"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            installed && ready(&python),
+            "pip could not install optuna and numpy into {} (PyPI unreachable?)",
+            dir.display()
+        );
+    }
+    python
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# What --trace-python costs a real Optuna study: its optimize() time alone, under memwarden with
+# the tracer, under memwarden without it, and under `memray run` for comparison, in PAIRS
+# alternating rounds (default 3), with the tracer's milliseconds per trial boundary. Two
+# workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects) and
+# `objects` (20,000 small dicts per trial: the worst case for an allocation tracer).
+#
+#   benches/trace-python.sh [PAIRS] [TRIALS] [WORKLOAD...]
+set -euo pipefail
+pairs=${1:-3}
+trials=${2:-40}
+shift $(( $# < 2 ? $# : 2 ))
+workloads=${*:-numpy objects}
+cd "$(dirname "$0")/.."
+venv=${MEMWARDEN_TEST_VENV:-$HOME/.cache/memwarden/venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -c 'import optuna, numpy, memray' 2>/dev/null \
+  || "$venv/bin/pip" install -q optuna numpy memray
+cargo build --release --quiet
+exe=$PWD/target/release/memwarden
+py=$venv/bin/python
+study=$PWD/fixtures/python/optuna_study.py
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+seconds() { grep -ho 'STUDY_SECONDS [0-9.]*' "$@" | awk '{print $2}'; }
+for work in $workloads; do
+export STUDY_WORK=$work
+rm -rf "${tmp:?}"/*
+for i in $(seq "$pairs"); do
+  "$py" "$study" "$trials" 2>/dev/null | seconds - >> "$tmp/plain"
+  "$exe" run --trace-python --out "$tmp/traced-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
+  seconds "$tmp/traced-$i"/logs/worker-0.log >> "$tmp/traced"
+  "$exe" run --out "$tmp/untraced-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
+  seconds "$tmp/untraced-$i"/logs/worker-0.log >> "$tmp/untraced"
+  "$py" -m memray run -q -o "$tmp/memray-$i.bin" "$study" "$trials" 2>/dev/null | seconds - >> "$tmp/memray"
+done
+"$exe" export "$tmp/traced-1" --table sites > "$tmp/sites.csv"
+for i in $(seq 2 "$pairs"); do
+  "$exe" export "$tmp/traced-$i" --table sites | tail -n +2 >> "$tmp/sites.csv"
+done
+echo "== STUDY_WORK=$work, $trials trials"
+python3 - "$tmp" <<'PY'
+import csv, statistics, sys
+tmp = sys.argv[1]
+read = lambda name: [float(x) for x in open(f"{tmp}/{name}").read().split()]
+plain = read("plain")
+print(f"plain optimize(): median {statistics.median(plain):.3f} s over {len(plain)} runs ({min(plain):.3f}..{max(plain):.3f})")
+for name in ("untraced", "traced", "memray"):
+    runs = read(name)
+    ratios = [r / p for r, p in zip(runs, plain)]
+    print(f"{name:9s}: median {statistics.median(runs):.3f} s, median ratio to plain {statistics.median(ratios):.2f}x (pairs {min(ratios):.2f}..{max(ratios):.2f})")
+costs = {}
+for row in csv.DictReader(open(f"{tmp}/sites.csv")):
+    costs[(row["pid"], row["trial"])] = float(row["cost_ms"])
+values = sorted(costs.values())
+print(f"tracer per boundary: median {statistics.median(values):.1f} ms, p90 {values[int(0.9 * (len(values) - 1))]:.1f} ms, max {values[-1]:.1f} ms over {len(values)} boundaries")
+PY
+done
