@@ -3,12 +3,12 @@
 # the tracer, under memwarden without it, and under `memray run` for comparison, in PAIRS
 # alternating rounds (default 3), with the tracer's milliseconds per trial boundary. Two
 # workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects) and
-# `objects` (20,000 small dicts per trial: the worst case for an allocation tracer).
+# `objects` (20,000 small dicts per pass: the worst case for an allocation tracer).
 #
 #   benches/trace-python.sh [PAIRS] [TRIALS] [WORKLOAD...]
 set -euo pipefail
 pairs=${1:-3}
-trials=${2:-40}
+trials=${2:-20}
 shift $(( $# < 2 ? $# : 2 ))
 workloads=${*:-numpy objects}
 cd "$(dirname "$0")/.."
@@ -22,6 +22,9 @@ py=$venv/bin/python
 study=$PWD/fixtures/python/optuna_study.py
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+# Trials of about half a second (on the development machine), as short as real ones get: with
+# trials of a few milliseconds the sampler's reads at every boundary would be what is measured.
+export STUDY_REPEAT=${STUDY_REPEAT:-6}
 seconds() { grep -ho 'STUDY_SECONDS [0-9.]*' "$@" | awk '{print $2}'; }
 for work in $workloads; do
 export STUDY_WORK=$work

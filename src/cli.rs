@@ -216,6 +216,10 @@ pub struct ReplayArgs {
     /// Time between SIGTERM and SIGKILL when stopping the worker.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
+    /// More environment for the replayed worker, e.g. `--env MALLOC_ARENA_MAX=2` to confirm an
+    /// allocator-retention diagnosis (repeatable).
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_env_pair)]
+    pub env: Vec<(String, String)>,
     /// Do not trace the Python allocations of the replayed trials (on by default for replay,
     /// which runs few trials and wants the line that leaks).
     #[arg(long)]
@@ -398,6 +402,15 @@ fn parse_percent(text: &str) -> Result<f64, String> {
         return Err("must be between 0.01 and 100 (percent of one core)".into());
     }
     Ok(value)
+}
+
+fn parse_env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
+            Ok((name.to_string(), value.to_string()))
+        }
+        _ => Err(format!("{text:?}: write NAME=VALUE")),
+    }
 }
 
 fn parse_regex(text: &str) -> Result<regex::Regex, String> {

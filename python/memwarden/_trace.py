@@ -162,6 +162,10 @@ class _State:
             return
         self.traced_s.append(took)
         begun = time.perf_counter()
+        # The most traced memory alive at once during the trial: what it churned through.
+        peak = tm.get_traced_memory()[1]
+        if hasattr(tm, "reset_peak"):
+            tm.reset_peak()
         snapshot = tm.take_snapshot()
         # The raw traces, `(domain, size, frames, total_nframe)` with frames most recent first,
         # grouped by traceback before any per-frame work: a process holds many blocks but few
@@ -221,6 +225,7 @@ class _State:
                 "epoch": self.epoch,
                 "traced_bytes": total,
                 "traced_blocks": len(raw),
+                "peak_bytes": peak,
                 "cost_ms": round(cost_ms, 3),
                 "slowdown": self.slowdown(),
                 "gap": self.next_gap(),

@@ -68,6 +68,15 @@ pub fn analyze_with_series(
         .iter()
         .map(|w| super::worker::worker_finding(*w, &loaded, rules))
         .collect();
+    for finding in &mut workers {
+        if let Some(diagnosis) =
+            super::worker::copy_on_read(finding.worker, &loaded, finding, rules)
+        {
+            // No one process leaks: naming the main one (or any) would send the reader astray.
+            finding.process = None;
+            finding.diagnoses.push(diagnosis);
+        }
+    }
     let located: Vec<(u32, i32)> = workers
         .iter()
         .filter_map(|w| Some((w.worker, w.process.as_ref()?.pid)))
@@ -204,9 +213,33 @@ fn locate_sites(
                 .as_deref()
                 .and_then(|t| super::sites::source_line(t, site.line));
         }
-        let leaking = matches!(finding.verdict, Verdict::Leak);
-        if let Some(share) = tracing.as_ref().and_then(|t| t.explained) {
-            if leaking && share < super::sites::NATIVE_BELOW {
+        let growing = matches!(finding.verdict, Verdict::Leak | Verdict::Plateau);
+        let explained = tracing.as_ref().and_then(|t| t.explained);
+        let peak = tracing.as_ref().and_then(|t| t.peak_bytes);
+        if let (true, Some(share), Some(peak), Some(resident)) =
+            (growing, explained, peak, measured)
+        {
+            // The trials churn through at least as much traced memory as stays resident, yet
+            // the traced lines keep little of it: what was freed was not given back.
+            if share < super::sites::NATIVE_BELOW && peak >= resident {
+                finding
+                    .diagnoses
+                    .push(super::findings::Diagnosis::AllocatorRetention {
+                        resident_bytes_per_trial: resident,
+                        traced_bytes_per_trial: share * resident,
+                        traced_peak_bytes: peak,
+                    });
+            }
+        }
+        let retention = !finding.diagnoses.is_empty();
+        if retention {
+            // A mechanism, not an object kept: "look for a list appended per trial" misleads.
+            finding
+                .hints
+                .retain(|h| h != super::location::ANON_HINT && h != super::location::HEAP_HINT);
+        }
+        if let Some(share) = explained {
+            if growing && !retention && share < super::sites::NATIVE_BELOW {
                 finding.hints.push(format!(
                     "the traced Python allocations explain only {:.0}% of this growth: the rest is native memory Python's tracer cannot see (C extensions, tensors of frameworks that allocate outside Python's allocator, or the allocator keeping freed memory); a native profiler (memray run --native, heaptrack) shows it",
                     100.0 * share

@@ -100,6 +100,37 @@ pub struct WorkerFinding {
     /// How much the worker was traced, and how much of its growth the sites explain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<super::sites::Tracing>,
+    /// Mechanisms that are not a line of code, with their evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diagnoses: Vec<Diagnosis>,
+}
+
+/// A named mechanism behind a worker's growth, with the numbers that show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mechanism", rename_all = "snake_case")]
+pub enum Diagnosis {
+    /// Forked processes privatize pages they inherited by reading them (reference counts are
+    /// writes): proportional set size grows across the children while resident size stays
+    /// flat. The PyTorch DataLoader problem (pytorch/pytorch#13246).
+    CopyOnRead {
+        /// Forked processes whose own memory grows.
+        processes: usize,
+        /// Their median growth per trial.
+        per_process_bytes_per_trial: f64,
+        /// Their share of the tree's growth.
+        children_share: f64,
+        /// The tree's resident growth per trial, for comparison (flat under copy-on-read).
+        rss_bytes_per_trial: f64,
+    },
+    /// Resident memory grows while the live objects the tracer sees do not, though the trials
+    /// allocate and free much more: freed memory is not given back (arenas, fragmentation).
+    AllocatorRetention {
+        resident_bytes_per_trial: f64,
+        /// What the traced lines retain per trial.
+        traced_bytes_per_trial: f64,
+        /// The most traced memory alive at once within a trial (median over trials).
+        traced_peak_bytes: f64,
+    },
 }
 
 impl WorkerFinding {

@@ -45,10 +45,12 @@ pub fn categorize(name: &str, start: u64, size: u64) -> MappingCategory {
 /// which it is, and replaces this hint with what it found.
 pub const HEAP_HINT: &str = "the heap grows: Python objects, or arrays and buffers (glibc serves blocks up to 32 MiB from the heap once its mmap threshold has risen after a large free); --trace-python names the line that keeps them";
 
+pub const ANON_HINT: &str = "large allocations kept alive from trial to trial (arrays, CPU tensors, buffers): look for a cache, history or list appended per trial";
+
 fn hint(category: MappingCategory) -> Option<&'static str> {
     Some(match category {
         MappingCategory::Heap => HEAP_HINT,
-        MappingCategory::AnonymousRegions => "large allocations kept alive from trial to trial (arrays, CPU tensors, buffers): look for a cache, history or list appended per trial",
+        MappingCategory::AnonymousRegions => ANON_HINT,
         MappingCategory::GlibcArenas => "glibc malloc arenas: each thread that allocates gets its own 64 MiB arena and fragmentation keeps them; try MALLOC_ARENA_MAX=2 or jemalloc (LD_PRELOAD)",
         MappingCategory::SmallAnonymous => "small anonymous mappings accumulate (thread stacks, small mmaps): count threads per trial",
         MappingCategory::SharedMemory => "shared memory that outlives its trial: DataLoader workers' shared tensors (torch_shm), multiprocessing queues, or /dev/shm files never unlinked",

@@ -69,6 +69,9 @@ pub struct Tracing {
     /// Trials traced in a row.
     #[serde(default)]
     pub stretch: Option<u32>,
+    /// The median over reports of the most traced memory alive at once during a trial.
+    #[serde(default)]
+    pub peak_bytes: Option<f64>,
 }
 
 /// One report, with the parameters of the trial it closed (empty when not known).
@@ -225,6 +228,13 @@ pub fn sites(
         slowdown: reports.iter().rev().find_map(|r| r.sites.slowdown),
         gap: reports.last().and_then(|r| r.sites.gap),
         stretch: reports.last().and_then(|r| r.sites.stretch),
+        peak_bytes: {
+            let peaks: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| r.sites.peak_bytes.map(|p| p as f64))
+                .collect();
+            (!peaks.is_empty()).then(|| super::stats::median(&peaks))
+        },
     };
     (found, Some(tracing))
 }
@@ -289,6 +299,7 @@ mod tests {
             epoch,
             traced_bytes: sites.iter().map(|s| s.bytes).sum(),
             cost_ms: 2.0,
+            peak_bytes: None,
             slowdown: None,
             gap: None,
             stretch: None,

@@ -5,7 +5,7 @@
 //! a field added here does not compile until both have rendered it or said why they leave it
 //! out; neither can pick its own facts, order or arithmetic again.
 
-use super::findings::{Basis, Findings, Forecast, KindFinding, ParameterFinding, Rate};
+use super::findings::{Basis, Diagnosis, Findings, Forecast, KindFinding, ParameterFinding, Rate};
 use super::findings::{ProcessFinding, WorkerFinding};
 use super::kind::Kind;
 use super::verdict::Verdict;
@@ -55,6 +55,8 @@ pub enum Fact<'a> {
         trials: Option<usize>,
         peak_bytes: Option<f64>,
     },
+    /// A named mechanism behind the growth (copy-on-read, allocator retention).
+    Diagnosis(&'a Diagnosis),
     /// The process of the tree that holds the growth.
     Process {
         pid: i32,
@@ -186,6 +188,7 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             peak_bytes: k.peak_bytes,
         });
     }
+    facts.extend(w.diagnoses.iter().map(Fact::Diagnosis));
     if let Some(ProcessFinding {
         pid,
         command,
@@ -256,6 +259,43 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
         kind: w.kind,
         rate: Some(growth_rate(k)),
         facts,
+    }
+}
+
+/// A diagnosis in words, for both renderers: what is happening, the evidence, and what helps.
+/// (One sentence each, so neither renderer words a mechanism on its own.)
+pub fn diagnosis_words(d: &Diagnosis) -> (&'static str, String, &'static str) {
+    use crate::units::size;
+    match d {
+        Diagnosis::CopyOnRead {
+            processes,
+            per_process_bytes_per_trial,
+            children_share,
+            rss_bytes_per_trial,
+        } => (
+            "copy-on-read after fork",
+            format!(
+                "the growth is spread over {processes} forked processes privatizing pages they inherited ({} per process per trial, {:.0}% of the growth), while resident memory stays flat ({} per trial): reading inherited Python objects writes their reference counts",
+                size(*per_process_bytes_per_trial),
+                100.0 * children_share,
+                size(*rss_bytes_per_trial)
+            ),
+            "keep shared data in numpy arrays or tensors instead of lists of Python objects, start fewer worker processes, or keep them alive across epochs (persistent_workers)",
+        ),
+        Diagnosis::AllocatorRetention {
+            resident_bytes_per_trial,
+            traced_bytes_per_trial,
+            traced_peak_bytes,
+        } => (
+            "allocator retention",
+            format!(
+                "resident memory grows {} per trial while the live Python objects grow {} per trial, though each trial has {} of them alive at its peak: memory freed is not given back (malloc arenas, fragmentation)",
+                size(*resident_bytes_per_trial),
+                size(*traced_bytes_per_trial),
+                size(*traced_peak_bytes)
+            ),
+            "set MALLOC_ARENA_MAX=2, call malloc_trim(0) between trials, or preload jemalloc; confirm with `memwarden replay RUN_DIR --trial ID --env MALLOC_ARENA_MAX=2 -- ...`",
+        ),
     }
 }
 

@@ -146,6 +146,10 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                     duty_words(*slowdown, *gap, *stretch)
                 ));
             }
+            Fact::Diagnosis(d) => {
+                let (name, evidence, fix) = statements::diagnosis_words(d);
+                lines.push(format!("diagnosis: {name}: {evidence}; what helps: {fix}"));
+            }
             Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
             Fact::OtherKinds(others) => {
                 let others: Vec<String> = others

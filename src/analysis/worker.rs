@@ -237,7 +237,70 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
         hints: Vec::new(),
         sites: Vec::new(),
         tracing: None,
+        diagnoses: Vec::new(),
     }
+}
+
+/// Copy-on-read after fork: the worker's proportional memory grows, its resident memory does
+/// not, and the growth is in two or more of its forked processes. Those processes are not
+/// leaking: each privatizes pages it inherited, up to what it reads.
+pub fn copy_on_read(
+    worker: u32,
+    loaded: &Loaded,
+    finding: &WorkerFinding,
+    rules: &Rules,
+) -> Option<super::findings::Diagnosis> {
+    if !matches!(finding.verdict, Verdict::Leak | Verdict::Plateau)
+        || !matches!(finding.kind, Kind::Pss | Kind::Uss)
+    {
+        return None;
+    }
+    let rate_of = |k: Option<&KindFinding>| k.and_then(|k| k.per_trial).map(|r| r.bytes);
+    let tree = rate_of(finding.kind_finding(finding.kind))?;
+    let rss = rate_of(finding.kind_finding(Kind::Rss)).unwrap_or(0.0);
+    let anon = rate_of(finding.kind_finding(Kind::Anon)).unwrap_or(0.0);
+    if tree <= 0.0 || rss.abs() > 0.25 * tree || anon.abs() > 0.25 * tree {
+        return None;
+    }
+    let trials = loaded.trials.get(&worker)?;
+    let mut children: Vec<f64> = Vec::new();
+    for ((_, pid), timeline) in loaded
+        .process_timelines
+        .range((worker, i32::MIN)..=(worker, i32::MAX))
+    {
+        let main = loaded
+            .processes
+            .get(&(worker, *pid))
+            .is_some_and(|p| p.main);
+        if main {
+            continue;
+        }
+        let Some(s) = series(
+            trials,
+            |t| t.processes.get(pid),
+            Some(timeline),
+            Kind::Uss,
+            rules,
+            &[],
+        ) else {
+            continue;
+        };
+        let (k, _) = kind_finding(Kind::Uss, &s, rules);
+        if let (Verdict::Leak | Verdict::Plateau, Some(r)) = (k.verdict, k.per_trial) {
+            children.push(r.bytes);
+        }
+    }
+    let share = children.iter().sum::<f64>() / tree;
+    if children.len() < 2 || share < 0.5 {
+        return None;
+    }
+    children.sort_by(f64::total_cmp);
+    Some(super::findings::Diagnosis::CopyOnRead {
+        processes: children.len(),
+        per_process_bytes_per_trial: children[children.len() / 2],
+        children_share: share,
+        rss_bytes_per_trial: rss,
+    })
 }
 
 /// The process whose own retained series grows fastest in `kind`.

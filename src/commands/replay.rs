@@ -102,6 +102,7 @@ fn run_case(
     config.run_dir = dir.to_path_buf();
     config.mode = "replay".into();
     config.env = environment(case, if args.isolate { 1 } else { args.repeat });
+    config.env.extend(args.env.iter().cloned());
     if args.isolate {
         // Fresh processes one after another: the engine starts the worker again each time it
         // finishes, `repeat` times in all.

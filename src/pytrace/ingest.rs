@@ -34,6 +34,8 @@ pub enum TraceRecord {
         traced_bytes: u64,
         cost_ms: f64,
         #[serde(default)]
+        peak_bytes: Option<u64>,
+        #[serde(default)]
         slowdown: Option<f64>,
         #[serde(default)]
         gap: Option<u32>,
@@ -73,6 +75,7 @@ impl TraceRecord {
                 epoch,
                 traced_bytes,
                 cost_ms,
+                peak_bytes,
                 slowdown,
                 gap,
                 stretch,
@@ -85,6 +88,7 @@ impl TraceRecord {
                     epoch,
                     traced_bytes,
                     cost_ms,
+                    peak_bytes,
                     slowdown,
                     gap,
                     stretch,

@@ -178,6 +178,9 @@ pub struct PythonSites {
     pub traced_bytes: u64,
     /// What the snapshot cost the worker, in milliseconds.
     pub cost_ms: f64,
+    /// The most traced memory alive at once during the trial (what it allocated and freed).
+    #[serde(default)]
+    pub peak_bytes: Option<u64>,
     /// How much longer a traced trial took than an untraced one, when both were measured.
     #[serde(default)]
     pub slowdown: Option<f64>,

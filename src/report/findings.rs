@@ -195,6 +195,13 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 )),
                 crate::analysis::text::duty_words(*slowdown, *gap, *stretch)
             )),
+            Fact::Diagnosis(d) => {
+                let (name, evidence, fix) = statements::diagnosis_words(d);
+                bullets.push(format!(
+                    "**Diagnosis: {name}**: {evidence}. What helps: {}",
+                    escape(fix)
+                ));
+            }
             Fact::Hint(hint) => bullets.push(format!("Hint: {hint}")),
             // The report's plots show every kind; the table of rates is `analyze`'s.
             Fact::OtherKinds(_) => {}

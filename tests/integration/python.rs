@@ -4,7 +4,7 @@
 //! running; a worker that is not Python gets a note. And one real Optuna study, from PyPI.
 
 use crate::util::{memwarden, run_dir, tempdir, MIB};
-use memwarden::analysis::{Findings, WorkerFinding};
+use memwarden::analysis::{Diagnosis, Findings, WorkerFinding};
 use std::path::Path;
 use std::process::Output;
 
@@ -122,7 +122,11 @@ fn a_cache_keyed_by_a_parameter_names_the_line_and_the_value() {
     let temp = tempdir();
     let dir = run_dir(&temp);
     // Enough trials that the growth of the cache=true ones stands out from the others.
-    traced_run(&dir, &["python3", LEAKS, "cache", "--mib", "2", "--trials", "16"], &[]);
+    traced_run(
+        &dir,
+        &["python3", LEAKS, "cache", "--mib", "2", "--trials", "16"],
+        &[],
+    );
     let w = analyze(&dir).workers.remove(0);
     // 2 MiB in every other trial.
     assert_names_line(&w, "CACHE[number] = bytearray(size)", 1.0);
@@ -167,11 +171,27 @@ fn replay_traces_by_default_and_names_the_line() {
     let out = memwarden()
         .arg("replay")
         .arg(&dir)
-        .args(["--trial", "2", "--repeat", "8", "--out"])
+        .args([
+            "--trial",
+            "2",
+            "--repeat",
+            "8",
+            "--env",
+            "MARK=seen",
+            "--out",
+        ])
         .arg(temp.path().join("replay"))
-        .args(["--", "python3", LEAKS, "list", "--trial-s", "0.2"])
+        // Through a shell that execs, as people start workers; --env reaches the worker.
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("echo mark=$MARK; exec python3 {LEAKS} list --trial-s 0.2"),
+        ])
         .output()
         .expect("replay runs");
+    let log = std::fs::read_to_string(temp.path().join("replay/logs/worker-0.log")).expect("log");
+    assert!(log.contains("mark=seen"), "{log}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = format!(
         "leaks.py:{} `KEPT.append(bytearray(size))`",
@@ -181,6 +201,57 @@ fn replay_traces_by_default_and_names_the_line() {
         stdout.contains("LEAKS") && stdout.contains(&line),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn copy_on_read_after_fork_is_named_with_the_growth_split_over_the_children() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    traced_run(&dir, &["python3", "fixtures/python/fork_readers.py"], &[]);
+    let w = analyze(&dir).workers.remove(0);
+    let found = w.diagnoses.iter().find_map(|d| match d {
+        Diagnosis::CopyOnRead {
+            processes,
+            per_process_bytes_per_trial,
+            children_share,
+            ..
+        } => Some((*processes, *per_process_bytes_per_trial, *children_share)),
+        _ => None,
+    });
+    let (processes, each, share) = found.unwrap_or_else(|| panic!("no diagnosis: {w:#?}"));
+    assert_eq!(processes, 3, "three forked readers");
+    assert!(each > 1.0 * MIB, "{each}");
+    assert!(share > 0.8, "{share}");
+    assert!(
+        w.process.is_none(),
+        "no one process is blamed: {:?}",
+        w.process
+    );
+}
+
+#[test]
+fn memory_freed_but_not_given_back_is_allocator_retention() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    traced_run(
+        &dir,
+        &["python3", LEAKS, "fragment", "--mib", "1", "--trials", "10"],
+        &[],
+    );
+    let w = analyze(&dir).workers.remove(0);
+    assert!(
+        w.diagnoses
+            .iter()
+            .any(|d| matches!(d, Diagnosis::AllocatorRetention { .. })),
+        "{w:#?}"
+    );
+    assert!(
+        !w.hints
+            .iter()
+            .any(|h| h.contains("native memory") || h.contains("look for a cache")),
+        "{:#?}",
+        w.hints
     );
 }
 
