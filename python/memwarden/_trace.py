@@ -149,6 +149,7 @@ class _State:
             return
         if kind != "end":
             return
+        self.torch_report(trial)
         took = now - self.last_boundary
         self.last_boundary = now
         if not tm.is_tracing():
@@ -248,6 +249,33 @@ class _State:
             # Cheap enough to trace every trial: the epoch goes on, every trial a difference.
         # The snapshot's own time is the tracer's, not the next trial's.
         self.last_boundary = time.perf_counter()
+
+    def torch_report(self, trial):
+        """What PyTorch's CUDA caching allocator holds at this trial's end, on every boundary
+        (traced or not: it is a few counters). Only where the worker itself imported torch and
+        initialised CUDA: initialising it here would break DataLoader workers forked later."""
+        torch = sys.modules.get("torch")
+        cuda = getattr(torch, "cuda", None)
+        if cuda is None or not cuda.is_initialized():
+            return
+        for device in range(cuda.device_count()):
+            stats = cuda.memory_stats(device)
+            if not stats:
+                continue
+            self.write(
+                {
+                    "kind": "torch",
+                    "trial": str(trial),
+                    "device": device,
+                    "allocated_bytes": stats.get("allocated_bytes.all.current", 0),
+                    "reserved_bytes": stats.get("reserved_bytes.all.current", 0),
+                    "peak_allocated_bytes": stats.get("allocated_bytes.all.peak", 0),
+                    "inactive_split_bytes": stats.get("inactive_split_bytes.all.current", 0),
+                    "alloc_retries": stats.get("num_alloc_retries", 0),
+                    "ooms": stats.get("num_ooms", 0),
+                }
+            )
+            cuda.reset_peak_memory_stats(device)
 
     def idle_run(self):
         """Untraced trials since the last stretch ended."""

@@ -96,6 +96,26 @@ class Tracer(unittest.TestCase):
     def test_boundaries_do_nothing_when_not_tracing(self):
         memwarden._trace.boundary("end", 1)  # no state, no file, no error
 
+    def test_the_tracer_never_initialises_cuda(self):
+        import sys
+        import types
+
+        calls = []
+        cuda = types.SimpleNamespace(
+            is_initialized=lambda: False,
+            device_count=lambda: calls.append("device_count") or 1,
+            memory_stats=lambda device=None: calls.append("memory_stats") or {},
+        )
+        sys.modules["torch"] = types.SimpleNamespace(cuda=cuda)
+        try:
+            directory = tempfile.mkdtemp()
+            state = memwarden._trace._State(directory)
+            state.torch_report(0)
+        finally:
+            del sys.modules["torch"]
+        self.assertEqual(calls, [], "only is_initialized() may be called before the worker's CUDA")
+        self.assertEqual(os.listdir(directory), [])
+
 
 if __name__ == "__main__":
     unittest.main()

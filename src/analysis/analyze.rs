@@ -213,7 +213,9 @@ fn locate_sites(
                 .as_deref()
                 .and_then(|t| super::sites::source_line(t, site.line));
         }
-        let growing = matches!(finding.verdict, Verdict::Leak | Verdict::Plateau);
+        // Python's tracer sees host memory only: a GPU leak is neither native nor retention.
+        let growing = matches!(finding.verdict, Verdict::Leak | Verdict::Plateau)
+            && matches!(finding.kind, Kind::Anon | Kind::Pss | Kind::Uss | Kind::Rss);
         let explained = tracing.as_ref().and_then(|t| t.explained);
         let peak = tracing.as_ref().and_then(|t| t.peak_bytes);
         if let (true, Some(share), Some(peak), Some(resident)) =
@@ -255,6 +257,38 @@ fn locate_sites(
         }
         finding.sites = sites;
         finding.tracing = tracing;
+        let mut torch: BTreeMap<i32, Vec<super::gpu_allocator::TorchReading>> = BTreeMap::new();
+        let mut last: Option<(i32, &str)> = None;
+        for e in events.iter().filter(|e| e.worker == Some(finding.worker)) {
+            if let crate::recording::EventKind::TorchMemory {
+                pid,
+                trial,
+                allocated_bytes,
+                reserved_bytes,
+                inactive_split_bytes,
+                ..
+            } = &e.kind
+            {
+                let readings = torch.entry(*pid).or_default();
+                // Devices of one trial's end add up into one reading.
+                if last != Some((*pid, trial.as_str())) || readings.is_empty() {
+                    readings.push(Default::default());
+                }
+                last = Some((*pid, trial.as_str()));
+                if let Some(r) = readings.last_mut() {
+                    r.allocated += *allocated_bytes as f64;
+                    r.reserved += *reserved_bytes as f64;
+                    r.inactive_split += *inactive_split_bytes as f64;
+                }
+            }
+        }
+        let device_rate = finding
+            .kind_finding(Kind::Gpu)
+            .and_then(|k| k.per_trial)
+            .map(|r| r.bytes);
+        if let Some(d) = super::gpu_allocator::diagnose(&torch, device_rate) {
+            finding.diagnoses.push(d);
+        }
     }
 }
 

@@ -124,6 +124,24 @@ pub enum Diagnosis {
     },
     /// Resident memory grows while the live objects the tracer sees do not, though the trials
     /// allocate and free much more: freed memory is not given back (arenas, fragmentation).
+    /// PyTorch's live tensors on the GPU grow: tensors kept from trial to trial.
+    GpuTensors {
+        allocated_bytes_per_trial: f64,
+        reserved_bytes_per_trial: f64,
+    },
+    /// Only what PyTorch's caching allocator reserves grows, not its live tensors: caching or
+    /// fragmentation, which `torch.cuda.empty_cache()` returns; not a leak of tensors.
+    GpuAllocatorCache {
+        reserved_bytes_per_trial: f64,
+        allocated_bytes_per_trial: f64,
+        inactive_split_bytes: f64,
+    },
+    /// GPU memory grows outside PyTorch's allocator: what the driver reports for the process
+    /// less what PyTorch reserves (CUDA contexts, cuDNN/cuBLAS workspaces, NCCL, other libraries).
+    GpuOutsideTorch {
+        device_bytes_per_trial: f64,
+        reserved_bytes_per_trial: f64,
+    },
     AllocatorRetention {
         resident_bytes_per_trial: f64,
         /// What the traced lines retain per trial.

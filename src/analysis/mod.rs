@@ -12,6 +12,7 @@ mod fill;
 mod findings;
 mod forecast;
 pub mod gates;
+pub mod gpu_allocator;
 mod kind;
 mod levels;
 mod load;

@@ -282,6 +282,44 @@ pub fn diagnosis_words(d: &Diagnosis) -> (&'static str, String, &'static str) {
             ),
             "keep shared data in numpy arrays or tensors instead of lists of Python objects, start fewer worker processes, or keep them alive across epochs (persistent_workers)",
         ),
+        Diagnosis::GpuTensors {
+            allocated_bytes_per_trial,
+            reserved_bytes_per_trial,
+        } => (
+            "a GPU tensor leak",
+            format!(
+                "PyTorch's live tensors grow {} per trial (its reserved memory {} per trial)",
+                size(*allocated_bytes_per_trial),
+                size(*reserved_bytes_per_trial)
+            ),
+            "tensors are kept from trial to trial: a list of outputs or losses not `.detach().cpu()`ed, a model or optimizer per trial never dropped; the traced lines above show where Python holds them",
+        ),
+        Diagnosis::GpuAllocatorCache {
+            reserved_bytes_per_trial,
+            allocated_bytes_per_trial,
+            inactive_split_bytes,
+        } => (
+            "GPU allocator caching, not a tensor leak",
+            format!(
+                "what PyTorch's caching allocator reserves grows {} per trial while its live tensors grow {} per trial ({} of cached blocks are split)",
+                size(*reserved_bytes_per_trial),
+                size(*allocated_bytes_per_trial),
+                size(*inactive_split_bytes)
+            ),
+            "it is reused, not lost: call torch.cuda.empty_cache() between trials to give it back, or set PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True against fragmentation",
+        ),
+        Diagnosis::GpuOutsideTorch {
+            device_bytes_per_trial,
+            reserved_bytes_per_trial,
+        } => (
+            "GPU memory outside PyTorch's allocator",
+            format!(
+                "the driver reports the process's GPU memory growing {} per trial while PyTorch reserves {} per trial more",
+                size(*device_bytes_per_trial),
+                size(*reserved_bytes_per_trial)
+            ),
+            "look for CUDA contexts or libraries that allocate on their own: a new process or thread initialising CUDA per trial, cuDNN/cuBLAS workspaces, NCCL communicators, CuPy or JAX beside PyTorch",
+        ),
         Diagnosis::AllocatorRetention {
             resident_bytes_per_trial,
             traced_bytes_per_trial,

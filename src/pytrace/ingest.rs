@@ -48,6 +48,18 @@ pub enum TraceRecord {
         worker: Option<u32>,
         error: String,
     },
+    Torch {
+        pid: i32,
+        worker: Option<u32>,
+        trial: String,
+        device: u32,
+        allocated_bytes: u64,
+        reserved_bytes: u64,
+        peak_allocated_bytes: u64,
+        inactive_split_bytes: u64,
+        alloc_retries: u64,
+        ooms: u64,
+    },
 }
 
 impl TraceRecord {
@@ -94,6 +106,31 @@ impl TraceRecord {
                     stretch,
                     sites,
                 })),
+            )),
+            TraceRecord::Torch {
+                pid,
+                worker,
+                trial,
+                device,
+                allocated_bytes,
+                reserved_bytes,
+                peak_allocated_bytes,
+                inactive_split_bytes,
+                alloc_retries,
+                ooms,
+            } => Some((
+                worker,
+                EventKind::TorchMemory {
+                    pid,
+                    trial,
+                    device,
+                    allocated_bytes,
+                    reserved_bytes,
+                    peak_allocated_bytes,
+                    inactive_split_bytes,
+                    alloc_retries,
+                    ooms,
+                },
             )),
             TraceRecord::Error { pid, worker, error } => Some((
                 worker,

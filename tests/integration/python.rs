@@ -256,6 +256,32 @@ fn memory_freed_but_not_given_back_is_allocator_retention() {
 }
 
 #[test]
+fn a_gpu_tensor_leak_is_told_from_allocator_caching() {
+    let stub = std::fs::canonicalize("fixtures/python/stub_torch").expect("the stub");
+    let stub = stub.display().to_string();
+    let mut found = Vec::new();
+    for mode in ["tensors", "cache"] {
+        let temp = tempdir();
+        let dir = run_dir(&temp);
+        traced_run(
+            &dir,
+            &["python3", "fixtures/python/torch_worker.py", mode],
+            &[("PYTHONPATH", stub.as_str())],
+        );
+        let w = analyze(&dir).workers.remove(0);
+        found.push((mode, w.diagnoses));
+    }
+    assert!(
+        matches!(&found[0].1[..], [Diagnosis::GpuTensors { allocated_bytes_per_trial, .. }] if (allocated_bytes_per_trial / MIB - 8.0).abs() < 0.5),
+        "{found:#?}"
+    );
+    assert!(
+        matches!(&found[1].1[..], [Diagnosis::GpuAllocatorCache { .. }]),
+        "{found:#?}"
+    );
+}
+
+#[test]
 fn memory_the_tracer_cannot_see_is_called_native_not_a_wrong_line() {
     let temp = tempdir();
     let w = leaks(&run_dir(&temp), "native");
@@ -411,5 +437,5 @@ fn the_helper_packages_own_tests_pass_with_this_machines_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 7 tests"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 8 tests"));
 }
