@@ -260,14 +260,14 @@ fn locate_sites(
         let mut torch: BTreeMap<i32, Vec<super::gpu_allocator::TorchReading>> = BTreeMap::new();
         let mut last: Option<(i32, &str)> = None;
         for e in events.iter().filter(|e| e.worker == Some(finding.worker)) {
-            if let crate::recording::EventKind::TorchMemory {
+            if let crate::recording::EventKind::TorchMemory(crate::recording::TorchMemory {
                 pid,
                 trial,
                 allocated_bytes,
                 reserved_bytes,
                 inactive_split_bytes,
                 ..
-            } = &e.kind
+            }) = &e.kind
             {
                 let readings = torch.entry(*pid).or_default();
                 // Devices of one trial's end add up into one reading.

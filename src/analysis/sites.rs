@@ -307,6 +307,21 @@ mod tests {
         }
     }
 
+    fn found(
+        reports: &[PythonSites],
+        measured: Option<f64>,
+    ) -> (Vec<SiteFinding>, Option<Tracing>) {
+        let params = BTreeMap::new();
+        let input: Vec<Report> = reports
+            .iter()
+            .map(|sites| Report {
+                sites,
+                params: &params,
+            })
+            .collect();
+        sites(&input, measured)
+    }
+
     #[test]
     fn a_cumulative_site_grows_and_a_replaced_one_does_not() {
         const MIB: u64 = 1 << 20;
@@ -318,15 +333,7 @@ mod tests {
                 )
             })
             .collect();
-        let params = BTreeMap::new();
-        let input: Vec<Report> = reports
-            .iter()
-            .map(|sites| Report {
-                sites,
-                params: &params,
-            })
-            .collect();
-        let (found, tracing) = sites(&input, Some(MIB as f64));
+        let (found, tracing) = found(&reports, Some(MIB as f64));
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].file.as_str(), found[0].line), ("leak.py", 13));
         assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
@@ -341,15 +348,7 @@ mod tests {
         let reports: Vec<PythonSites> = (0..8)
             .map(|n| report(n, vec![site("leak.py", 9, 2 * MIB)]))
             .collect();
-        let params = BTreeMap::new();
-        let input: Vec<Report> = reports
-            .iter()
-            .map(|sites| Report {
-                sites,
-                params: &params,
-            })
-            .collect();
-        let (found, _) = sites(&input, None);
+        let (found, _) = found(&reports, None);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!((found[0].per_trial.bytes - 2.0 * MIB as f64).abs() < 1.0);
     }

@@ -2,7 +2,7 @@
 //! `python-trace/`) as it grows, for the harness to record as events. Only whole lines are
 //! taken; a line that does not parse is counted and skipped, never guessed at.
 
-use crate::recording::{EventKind, PythonSite, PythonSites};
+use crate::recording::{EventKind, PythonSites, TorchMemory};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -27,21 +27,9 @@ pub enum TraceRecord {
         worker: Option<u32>,
     },
     Sites {
-        pid: i32,
         worker: Option<u32>,
-        trial: String,
-        epoch: u32,
-        traced_bytes: u64,
-        cost_ms: f64,
-        #[serde(default)]
-        peak_bytes: Option<u64>,
-        #[serde(default)]
-        slowdown: Option<f64>,
-        #[serde(default)]
-        gap: Option<u32>,
-        #[serde(default)]
-        stretch: Option<u32>,
-        sites: Vec<PythonSite>,
+        #[serde(flatten)]
+        report: PythonSites,
     },
     Error {
         pid: i32,
@@ -49,16 +37,9 @@ pub enum TraceRecord {
         error: String,
     },
     Torch {
-        pid: i32,
         worker: Option<u32>,
-        trial: String,
-        device: u32,
-        allocated_bytes: u64,
-        reserved_bytes: u64,
-        peak_allocated_bytes: u64,
-        inactive_split_bytes: u64,
-        alloc_retries: u64,
-        ooms: u64,
+        #[serde(flatten)]
+        memory: TorchMemory,
     },
 }
 
@@ -80,58 +61,10 @@ impl TraceRecord {
                 },
             )),
             TraceRecord::Epoch { .. } => None,
-            TraceRecord::Sites {
-                pid,
-                worker,
-                trial,
-                epoch,
-                traced_bytes,
-                cost_ms,
-                peak_bytes,
-                slowdown,
-                gap,
-                stretch,
-                sites,
-            } => Some((
-                worker,
-                EventKind::PythonSites(Box::new(PythonSites {
-                    pid,
-                    trial,
-                    epoch,
-                    traced_bytes,
-                    cost_ms,
-                    peak_bytes,
-                    slowdown,
-                    gap,
-                    stretch,
-                    sites,
-                })),
-            )),
-            TraceRecord::Torch {
-                pid,
-                worker,
-                trial,
-                device,
-                allocated_bytes,
-                reserved_bytes,
-                peak_allocated_bytes,
-                inactive_split_bytes,
-                alloc_retries,
-                ooms,
-            } => Some((
-                worker,
-                EventKind::TorchMemory {
-                    pid,
-                    trial,
-                    device,
-                    allocated_bytes,
-                    reserved_bytes,
-                    peak_allocated_bytes,
-                    inactive_split_bytes,
-                    alloc_retries,
-                    ooms,
-                },
-            )),
+            TraceRecord::Sites { worker, report } => {
+                Some((worker, EventKind::PythonSites(Box::new(report))))
+            }
+            TraceRecord::Torch { worker, memory } => Some((worker, EventKind::TorchMemory(memory))),
             TraceRecord::Error { pid, worker, error } => Some((
                 worker,
                 EventKind::Note {
@@ -224,7 +157,7 @@ mod tests {
         std::fs::write(&file, text).expect("append");
         let second = ingest.poll();
         assert!(
-            matches!(&second[..], [TraceRecord::Sites { trial, .. }] if trial == "3"),
+            matches!(&second[..], [TraceRecord::Sites { report, .. }] if report.trial == "3"),
             "{second:?}"
         );
         assert!(ingest.poll().is_empty(), "nothing is read twice");

@@ -169,21 +169,25 @@ pub enum EventKind {
     /// At a trial's end, what PyTorch's CUDA caching allocator held on one device, from
     /// `torch.cuda.memory_stats` in the worker (`--trace-python`; only where the worker had
     /// initialised CUDA itself).
-    TorchMemory {
-        pid: i32,
-        trial: String,
-        device: u32,
-        /// Bytes in live tensors.
-        allocated_bytes: u64,
-        /// Bytes the allocator holds from the driver (live tensors and its cache).
-        reserved_bytes: u64,
-        /// The most allocated at once during the trial.
-        peak_allocated_bytes: u64,
-        /// Cached blocks split so they cannot serve larger requests (fragmentation).
-        inactive_split_bytes: u64,
-        alloc_retries: u64,
-        ooms: u64,
-    },
+    TorchMemory(TorchMemory),
+}
+
+/// The payload of `EventKind::TorchMemory`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TorchMemory {
+    pub pid: i32,
+    pub trial: String,
+    pub device: u32,
+    /// Bytes in live tensors.
+    pub allocated_bytes: u64,
+    /// Bytes the allocator holds from the driver (live tensors and its cache).
+    pub reserved_bytes: u64,
+    /// The most allocated at once during the trial.
+    pub peak_allocated_bytes: u64,
+    /// Cached blocks split so they cannot serve larger requests (fragmentation).
+    pub inactive_split_bytes: u64,
+    pub alloc_retries: u64,
+    pub ooms: u64,
 }
 
 /// The payload of `EventKind::PythonSites` (boxed: it is far larger than other events).
