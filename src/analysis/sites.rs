@@ -5,9 +5,9 @@
 //! Each report holds, per site, what is still alive of the memory allocated since the tracer
 //! began its current epoch (a stretch of traced trials). Within one epoch that is cumulative,
 //! so a report's increment over the one before is what that trial kept, net of what it freed of
-//! older blocks. The first report of an epoch only holds what its one trial allocated and still
-//! held at its end, which may include what the next trial frees; it is used only where no epoch
-//! of the process has two reports. Summed, the increments give a per-site retained series,
+//! older blocks, and an epoch's first report is only their baseline. An epoch of one report
+//! (its snapshot was over budget) holds what its one trial allocated and still held at its end,
+//! which may include what the next trial frees: that is its increment. Summed, the increments give a per-site retained series,
 //! fitted per traced trial with the same Theil–Sen trend as the verdicts.
 
 use super::findings::{ParameterFinding, Rate};
@@ -106,15 +106,17 @@ pub fn sites(
     }
     let mut series: BTreeMap<(i32, SiteKey), Series> = BTreeMap::new();
     for (pid, reports) in &by_pid {
-        let differences = reports
-            .windows(2)
-            .any(|pair| pair[0].sites.epoch == pair[1].sites.epoch);
+        // Reports per epoch: the first of an epoch that has later ones is only their baseline.
+        let mut per_epoch: BTreeMap<u32, usize> = BTreeMap::new();
+        for r in reports.iter() {
+            *per_epoch.entry(r.sites.epoch).or_default() += 1;
+        }
         let mut previous: Option<&PythonSites> = None;
         let mut index = 0;
         for report in reports.iter() {
             let now = report.sites;
             let opens_epoch = previous.is_none_or(|p| p.epoch != now.epoch);
-            if opens_epoch && differences {
+            if opens_epoch && per_epoch.get(&now.epoch).is_some_and(|n| *n > 1) {
                 previous = Some(now);
                 continue;
             }
@@ -351,6 +353,27 @@ mod tests {
         let (found, _) = found(&reports, None);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!((found[0].per_trial.bytes - 2.0 * MIB as f64).abs() < 1.0);
+    }
+
+    #[test]
+    fn epochs_of_one_report_count_beside_longer_ones() {
+        const MIB: u64 = 1 << 20;
+        // Epochs 0 and 2 hold two reports each (one difference), the others one report.
+        let epochs = [0, 0, 1, 2, 2, 3, 4, 5];
+        let mut level = 0;
+        let reports: Vec<PythonSites> = epochs
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                let fresh = i == 0 || epochs[i - 1] != e;
+                level = if fresh { MIB } else { level + MIB };
+                report(e, vec![site("leak.py", 9, level)])
+            })
+            .collect();
+        let (found, _) = found(&reports, None);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].reports, 6, "two baselines left out");
+        assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
     }
 
     #[test]
