@@ -211,11 +211,12 @@ class _State:
                 "line": lineno,
                 "bytes": size,
                 "blocks": blocks,
+                "largest_block": largest,
                 "via": None if via is None else where(via),
                 "study": bool(study),
                 "traceback": [where(f) for f in reversed(frames[:5])],
             }
-            for (filename, lineno), (size, blocks, via, _, study, frames) in ranked
+            for (filename, lineno), (size, blocks, via, largest, study, frames) in ranked
         ]
         cost_ms = (time.perf_counter() - begun) * 1e3
         self.traced_s[-1] += cost_ms / 1e3

@@ -42,7 +42,8 @@ pub struct SiteFinding {
     pub confidence: f64,
     /// Retained at the site by the last report.
     pub retained_bytes: f64,
-    /// The typical block still held at the site by the last report.
+    /// The largest block still held at the site by the last report (the mean block where the
+    /// tracer did not say).
     pub block_bytes: Option<f64>,
     pub reports: usize,
     pub traceback: Vec<String>,
@@ -205,7 +206,10 @@ pub fn sites(
                 },
                 confidence: trend.growth_confidence,
                 retained_bytes: s.retained.last().copied().unwrap_or(0.0),
-                block_bytes: (last.blocks > 0).then(|| last.bytes as f64 / last.blocks as f64),
+                block_bytes: last
+                    .largest_block
+                    .map(|b| b as f64)
+                    .or((last.blocks > 0).then(|| last.bytes as f64 / last.blocks as f64)),
                 reports: s.retained.len(),
                 traceback: last.traceback.clone(),
                 parameter: parameter_effects(&growth)
@@ -254,12 +258,12 @@ pub fn heap_words(sites: &[SiteFinding]) -> Option<String> {
     let block = top.block_bytes?;
     Some(if block >= 256.0 * 1024.0 {
         format!(
-            "the heap holds large blocks, not many small objects: the line above keeps blocks of ~{} each (arrays, buffers), which glibc serves from the heap once its mmap threshold has risen",
+            "the heap holds large blocks, not many small objects: the line above keeps blocks of up to {} (arrays, buffers), which glibc serves from the heap once its mmap threshold has risen",
             crate::units::size(block)
         )
     } else {
         format!(
-            "the heap holds many small objects: the line above keeps blocks of ~{:.0} bytes each (Python objects, lists, dicts)",
+            "the heap holds many small objects: the line above keeps blocks of at most {:.0} bytes (Python objects, lists, dicts)",
             block
         )
     })
@@ -288,6 +292,7 @@ mod tests {
             line,
             bytes,
             blocks: 1,
+            largest_block: None,
             via: None,
             study: false,
             traceback: Vec::new(),

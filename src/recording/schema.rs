@@ -225,6 +225,9 @@ pub struct PythonSite {
     pub line: u32,
     pub bytes: u64,
     pub blocks: u64,
+    /// The largest of those blocks.
+    #[serde(default)]
+    pub largest_block: Option<u64>,
     /// The innermost frame, where it is not `file:line` (a library's line that allocated).
     pub via: Option<String>,
     /// What follows the worker's line is the search framework's own code (Optuna): growth
