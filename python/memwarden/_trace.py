@@ -18,7 +18,9 @@ line and stops tracing; the worker itself never sees an exception from this modu
 """
 
 import json
+import mmap
 import os
+import struct
 import sys
 import threading
 import time
@@ -65,6 +67,8 @@ class _State:
         self.traced_s = []
         self.untraced_s = []
         self.untraced_s_since = 0
+        self.shared = mmap.mmap(-1, _SHARED_SIZE)
+        self.seen_seq = 0
         self.libraries = _library_prefixes()
         self.here = os.path.dirname(os.path.realpath(__file__)) + os.sep
         self.optuna = None
@@ -285,7 +289,11 @@ class _State:
     def begin_stretch(self, trial):
         self.untraced_s_since = 0
         self.in_stretch = 0
-        self.tracemalloc.start(self.frames)
+        if self.tracemalloc.is_tracing():
+            # A forked child inherits its parent's traces: they are not its own.
+            self.tracemalloc.clear_traces()
+        else:
+            self.tracemalloc.start(self.frames)
         self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
 
 
@@ -301,7 +309,28 @@ def _fail(error):
         pass
 
 
-def boundary(kind, trial):
+# Forked children (DataLoader workers) never see the trial boundaries: the process that does
+# publishes each one in a page shared with every process forked from it, and a thread in each
+# child reports at the boundaries it reads there. The page: a sequence number, the kind (b"s" or
+# b"e"), the trial id's length, and the id.
+_SHARED_SIZE = 256
+_LAYOUT = struct.Struct("<Qc B")
+
+
+def _publish(shared, kind, trial):
+    word = str(trial).encode()[: _SHARED_SIZE - _LAYOUT.size]
+    seq = _LAYOUT.unpack_from(shared, 0)[0] + 1
+    shared[_LAYOUT.size : _LAYOUT.size + len(word)] = word
+    _LAYOUT.pack_into(shared, 0, seq, b"s" if kind == "start" else b"e", len(word))
+
+
+def _read_shared(shared):
+    seq, kind, length = _LAYOUT.unpack_from(shared, 0)
+    trial = bytes(shared[_LAYOUT.size : _LAYOUT.size + length]).decode(errors="replace")
+    return seq, ("start" if kind == b"s" else "end"), trial
+
+
+def boundary(kind, trial, publish=True):
     """A trial starts or ends (`kind` "start" or "end"). Does nothing unless tracing."""
     state = _state
     if state is None:
@@ -312,9 +341,25 @@ def boundary(kind, trial):
                 if state.last_end == str(trial):
                     return
                 state.last_end = str(trial)
+            if publish and state.shared is not None:
+                _publish(state.shared, kind, trial)
+                state.seen_seq = _read_shared(state.shared)[0]
             state.report(kind, trial)
     except Exception as error:
         _fail(error)
+
+
+def _follow_boundaries():
+    """A forked child's thread: report at each boundary another process published."""
+    while True:
+        time.sleep(0.1)
+        state = _state
+        if state is None or state.shared is None:
+            return
+        seq, kind, trial = _read_shared(state.shared)
+        if seq != state.seen_seq:
+            state.seen_seq = seq
+            boundary(kind, trial, publish=False)
 
 
 def _optuna_boundaries(logging):
@@ -338,14 +383,20 @@ def _optuna_boundaries(logging):
 
 
 def _after_fork():
-    global _state
+    global _state, _lock
+    _lock = threading.Lock()  # another thread may have held it at the fork
     state = _state
     if state is not None:
-        # A forked child (a DataLoader worker) writes its own file, in an epoch of its own.
+        # A forked child (a DataLoader worker) writes its own file, in an epoch of its own, at
+        # the boundaries it reads from the shared page.
         state.file = None
         state.pid = os.getpid()
         state.started = False
         state.last_end = None
+        state.traced_s, state.untraced_s = [], []
+        if state.shared is not None:
+            state.seen_seq = _read_shared(state.shared)[0]
+            threading.Thread(target=_follow_boundaries, name="memwarden-trace", daemon=True).start()
 
 
 def start():

@@ -36,7 +36,12 @@ pub struct SiteFinding {
     /// Growth of the search framework's own state (Optuna's storage or sampler), not of the
     /// objective.
     pub study: bool,
+    /// The process it was found in (the first, when several processes grow at this line).
     pub pid: i32,
+    /// How many processes grow at this line (forked children running the same code).
+    #[serde(default = "one")]
+    pub processes: usize,
+    /// Summed over those processes.
     pub per_trial: Rate,
     /// One-sided confidence that the site's retained bytes grow.
     pub confidence: f64,
@@ -49,6 +54,10 @@ pub struct SiteFinding {
     pub traceback: Vec<String>,
     /// The trial parameter whose values go with this site's growth, as `name=value`.
     pub parameter: Option<String>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// How much a worker was traced, and how much of its growth the sites explain.
@@ -175,7 +184,7 @@ pub fn sites(
             index += 1;
         }
     }
-    let mut found: Vec<SiteFinding> = series
+    let found: Vec<SiteFinding> = series
         .into_iter()
         .filter_map(|((_, (file, line)), s)| {
             let x: Vec<f64> = (0..s.retained.len()).map(|i| i as f64).collect();
@@ -199,6 +208,7 @@ pub fn sites(
                 via: last.via.clone(),
                 study: last.study,
                 pid: s.pid,
+                processes: 1,
                 per_trial: Rate {
                     bytes: trend.slope,
                     low_bytes: trend.slope_low,
@@ -219,6 +229,7 @@ pub fn sites(
             })
         })
         .collect();
+    let mut found = merge_processes(found);
     found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
     found.truncate(8);
     let costs: Vec<f64> = reports.iter().map(|r| r.sites.cost_ms).collect();
@@ -243,6 +254,30 @@ pub fn sites(
         },
     };
     (found, Some(tracing))
+}
+
+/// One finding per line of code: forked children running the same code grow at the same line,
+/// and their rates add up.
+fn merge_processes(found: Vec<SiteFinding>) -> Vec<SiteFinding> {
+    let mut merged: Vec<SiteFinding> = Vec::new();
+    for site in found {
+        match merged
+            .iter_mut()
+            .find(|m| m.file == site.file && m.line == site.line)
+        {
+            Some(m) => {
+                m.processes += 1;
+                m.per_trial.bytes += site.per_trial.bytes;
+                m.per_trial.low_bytes += site.per_trial.low_bytes;
+                m.per_trial.high_bytes += site.per_trial.high_bytes;
+                m.retained_bytes += site.retained_bytes;
+                m.confidence = m.confidence.max(site.confidence);
+                m.parameter = m.parameter.take().or(site.parameter);
+            }
+            None => merged.push(site),
+        }
+    }
+    merged
 }
 
 fn parameter_words(p: &ParameterFinding) -> String {

@@ -77,6 +77,8 @@ pub enum Fact<'a> {
         code: Option<&'a str>,
         via: Option<&'a str>,
         study: bool,
+        /// Processes growing at this line (forked children), the rate summed over them.
+        processes: usize,
         per_trial: Rate,
         parameter: Option<&'a str>,
     },
@@ -211,6 +213,7 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             code: site.code.as_deref(),
             via: site.via.as_deref(),
             study: site.study,
+            processes: site.processes,
             per_trial: site.per_trial,
             parameter: site.parameter.as_deref(),
         });

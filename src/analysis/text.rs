@@ -116,10 +116,15 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                 code,
                 via,
                 study,
+                processes,
                 per_trial,
                 parameter,
             } => {
                 let whose = if *study { "study-side line" } else { "line" };
+                let whose = match processes {
+                    1 => whose.to_string(),
+                    n => format!("{whose} (in {n} processes)"),
+                };
                 let code = code.map_or(String::new(), |c| format!("  `{c}`"));
                 let with = parameter.map_or(String::new(), |p| format!(", with {p}"));
                 let via = via.map_or(String::new(), |v| format!(" (allocated in {v})"));

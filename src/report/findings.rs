@@ -161,16 +161,21 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 code,
                 via,
                 study,
+                processes,
                 per_trial,
                 parameter,
             } => bullets.push(format!(
-                "{} {} retains {:.2} MiB per trial (95% CI {:.2}..{:.2}){}{}{}",
+                "{} {}{} retains {:.2} MiB per trial (95% CI {:.2}..{:.2}){}{}{}",
                 if *study {
                     "Study-side line (the search framework's own state)"
                 } else {
                     "Line"
                 },
                 markdown::code(&format!("{file}:{line}")),
+                match processes {
+                    1 => String::new(),
+                    n => format!(", in {n} processes,"),
+                },
                 per_trial.bytes / MIB,
                 per_trial.low_bytes / MIB,
                 per_trial.high_bytes / MIB,

@@ -231,6 +231,40 @@ fn copy_on_read_after_fork_is_named_with_the_growth_split_over_the_children() {
 }
 
 #[test]
+fn forked_children_report_at_their_parents_boundaries_and_name_their_line() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let script = "fixtures/python/fork_readers.py";
+    traced_run(
+        &dir,
+        &[
+            "python3",
+            script,
+            "--objects",
+            "1000",
+            "--child-keep-kib",
+            "1024",
+        ],
+        &[],
+    );
+    let w = analyze(&dir).workers.remove(0);
+    let site = w.sites.first().unwrap_or_else(|| panic!("no site: {w:#?}"));
+    assert!(site.file.ends_with(script), "{site:#?}");
+    assert!(
+        site.code
+            .as_deref()
+            .is_some_and(|c| c.starts_with("kept.append(")),
+        "{site:#?}"
+    );
+    assert_eq!(site.processes, 3, "one per forked reader: {site:#?}");
+    let rate = site.per_trial.bytes / MIB;
+    assert!(
+        (rate - 3.0).abs() <= 0.45,
+        "{rate:.2} MiB/trial over 3 readers"
+    );
+}
+
+#[test]
 fn memory_freed_but_not_given_back_is_allocator_retention() {
     let temp = tempdir();
     let dir = run_dir(&temp);
