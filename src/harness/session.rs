@@ -114,6 +114,18 @@ pub fn record(
         records.event_now(&clock, None, EventKind::Note { message });
     };
     protect_harness(&note);
+    if let Some(limit) = manifest
+        .memory_cgroup
+        .as_ref()
+        .filter(|c| c.limit_bytes.is_some())
+    {
+        note(format!(
+            "the memory limit in force is the cgroup's: {} (cgroup {} {})",
+            crate::units::size(limit.limit_bytes.unwrap_or(0) as f64),
+            limit.version,
+            limit.path
+        ));
+    }
     let mut policy = config.policy.clone().filter(|_| enforcing);
     workers.options = spawn_options(policy.as_ref());
     workers.options.env = config.env.clone();
@@ -367,6 +379,18 @@ fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -
         status: RunStatus::Running,
         end_wall_ns: None,
         end_reason: None,
+        // The limit that applies to memwarden applies to the workers it starts.
+        memory_cgroup: crate::probe::cgroup::find(
+            &config.root,
+            std::path::Path::new("/"),
+            std::process::id() as i32,
+        )
+        .ok()
+        .map(|c| crate::recording::MemoryCgroupInfo {
+            version: c.version.name().into(),
+            path: c.path,
+            limit_bytes: c.limit_bytes,
+        }),
     }
 }
 

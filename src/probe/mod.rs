@@ -4,6 +4,7 @@
 //! text in tests) and parses bytes with the procfs crate. A process that vanishes mid-read is
 //! normal: readers return `None`, never an error and never a zero sample.
 
+pub mod cgroup;
 pub mod gpu;
 mod proc_file;
 mod process;

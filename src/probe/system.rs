@@ -5,7 +5,23 @@ use crate::recording::SystemSample;
 use procfs::{FromBufRead, FromRead, Meminfo, MemoryPressure};
 use std::fs::File;
 
+/// How often the cgroup in force is looked up again.
+const REFIND: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// memwarden's own memory cgroup: the workers are its children, so its limit is theirs.
+fn find_own_cgroup(root: &ProcRoot) -> Option<super::cgroup::MemoryCgroup> {
+    super::cgroup::find(root, std::path::Path::new("/"), std::process::id() as i32).ok()
+}
+
 pub struct SystemProbe {
+    /// The memory cgroup whose limit applies to memwarden and its workers, looked up again
+    /// every `REFIND` (a limit can be resized, a process moved).
+    cgroup: Option<super::cgroup::MemoryCgroup>,
+    root: ProcRoot,
+    found_at: std::time::Instant,
+    /// A failed cgroup read not yet told; `cgroup_trouble` hands it out once per episode.
+    trouble: Option<String>,
+    troubled: bool,
     meminfo: File,
     /// `None` on kernels without PSI: recorded as absent, never as zero pressure.
     pressure: Option<File>,
@@ -17,6 +33,11 @@ pub struct SystemProbe {
 impl SystemProbe {
     pub fn open(root: &ProcRoot) -> std::io::Result<Self> {
         Ok(Self {
+            cgroup: find_own_cgroup(root),
+            root: root.clone(),
+            found_at: std::time::Instant::now(),
+            trouble: None,
+            troubled: false,
             meminfo: File::open(root.path().join("meminfo"))?,
             pressure: File::open(root.path().join("pressure/memory")).ok(),
             own_statm: File::open(root.path().join("self/statm")).ok(),
@@ -27,6 +48,48 @@ impl SystemProbe {
 
     pub fn has_pressure(&self) -> bool {
         self.pressure.is_some()
+    }
+
+    /// The memory cgroup in force, when there is one.
+    pub fn cgroup(&self) -> Option<&super::cgroup::MemoryCgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// A cgroup read that failed since the last call, said once until reads work again.
+    pub fn cgroup_trouble(&mut self) -> Option<String> {
+        self.trouble.take()
+    }
+
+    fn sample_cgroup(&mut self, sample: &mut SystemSample) {
+        if self.found_at.elapsed() >= REFIND {
+            self.found_at = std::time::Instant::now();
+            if let Some(found) = find_own_cgroup(&self.root) {
+                self.cgroup = Some(found);
+            }
+        }
+        let Some(cgroup) = &self.cgroup else {
+            return;
+        };
+        match super::cgroup::read(cgroup) {
+            Ok(r) => {
+                self.troubled = false;
+                sample.cgroup_limit_bytes = cgroup.limit_bytes;
+                sample.cgroup_usage_bytes = Some(r.usage_bytes);
+                sample.cgroup_working_set_bytes = Some(r.working_set_bytes);
+                sample.cgroup_oom = r.oom;
+                sample.cgroup_oom_kill = r.oom_kill;
+                sample.cgroup_failcnt = r.failcnt;
+                sample.cgroup_psi_full_avg10 = r.psi_full_avg10.map(|p| p as f32);
+            }
+            Err(e) if !self.troubled => {
+                self.troubled = true;
+                self.trouble = Some(format!(
+                    "cannot read the memory cgroup {} ({e}): its counters are not recorded until it reads again",
+                    cgroup.path
+                ));
+            }
+            Err(_) => {}
+        }
     }
 
     pub fn sample(&mut self) -> std::io::Result<SystemSample> {
@@ -52,6 +115,7 @@ impl SystemProbe {
                 }
             }
         }
+        self.sample_cgroup(&mut sample);
         if let Some(file) = &self.own_statm {
             if let Ok(len) = read_fresh(file, &mut self.buf, Layout::OneRecord) {
                 let resident =

@@ -31,6 +31,20 @@ pub struct Manifest {
     /// Set when the run ended cleanly.
     pub end_wall_ns: Option<u64>,
     pub end_reason: Option<String>,
+    /// The memory cgroup whose limit applied to the harness and its workers at the start:
+    /// absent where none could be found (no memory controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_cgroup: Option<MemoryCgroupInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryCgroupInfo {
+    /// `v1` or `v2`.
+    pub version: String,
+    /// The cgroup with the limit (or memwarden's own, when none has one), as the kernel names it.
+    pub path: String,
+    /// `None`: no limit on it or any ancestor.
+    pub limit_bytes: Option<u64>,
 }
 
 /// `Running` on disk after the harness is gone means the run ended abruptly (crash, SIGKILL,

@@ -47,6 +47,54 @@ pub struct SystemSample {
     pub psi_full_total_us: Option<u64>,
     /// The harness's own RSS, so a recording shows that the profiler itself does not grow.
     pub harness_rss_bytes: u64,
+    /// The memory cgroup whose limit applies (see the manifest's `memory_cgroup`): its limit,
+    /// usage, working set (usage less inactive file pages), OOM counters (v2 `memory.events`;
+    /// v1 `memory.oom_control` and `memory.failcnt`) and PSI. Absent where there is no memory
+    /// cgroup, the counter does not exist in that version, or the read failed: never a zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_limit_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_usage_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_working_set_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_oom: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_oom_kill: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_failcnt: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_psi_full_avg10: Option<f32>,
+}
+
+impl SystemSample {
+    /// `(total, available)` as the workers can use them: the host's, or within the memory
+    /// cgroup's limit when that is smaller (the limit less the cgroup's working set, which is
+    /// what ends in an OOM kill there).
+    pub fn effective_memory(&self) -> (u64, u64) {
+        within_limit(
+            self.mem_total_bytes,
+            self.mem_available_bytes,
+            self.cgroup_limit_bytes,
+            self.cgroup_working_set_bytes,
+        )
+    }
+}
+
+/// The host's total and available memory, bounded by a cgroup limit and its working set.
+pub fn within_limit(
+    total: u64,
+    available: u64,
+    limit: Option<u64>,
+    working_set: Option<u64>,
+) -> (u64, u64) {
+    match limit {
+        Some(limit) => (
+            total.min(limit),
+            available.min(limit.saturating_sub(working_set.unwrap_or(0))),
+        ),
+        None => (total, available),
+    }
 }
 
 /// One process of one worker's tree at one tick. Bytes throughout.
@@ -330,4 +378,30 @@ pub struct Mapping {
     pub private: u64,
     pub anonymous: u64,
     pub swap: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::within_limit;
+
+    #[test]
+    fn a_cgroup_limit_bounds_what_the_workers_have() {
+        const GIB: u64 = 1 << 30;
+        // The host has 20 GiB free; the container's 1.5 GiB limit has 0.25 GiB left.
+        assert_eq!(
+            within_limit(24 * GIB, 20 * GIB, Some(3 * GIB / 2), Some(5 * GIB / 4)),
+            (3 * GIB / 2, GIB / 4)
+        );
+        // A host shorter than the limit is the bound; no limit is the host's memory.
+        assert_eq!(
+            within_limit(8 * GIB, GIB, Some(16 * GIB), Some(2 * GIB)),
+            (8 * GIB, GIB)
+        );
+        assert_eq!(within_limit(8 * GIB, GIB, None, None), (8 * GIB, GIB));
+        // A working set over the limit leaves nothing, never wraps.
+        assert_eq!(
+            within_limit(8 * GIB, GIB, Some(GIB), Some(2 * GIB)),
+            (GIB, 0)
+        );
+    }
 }

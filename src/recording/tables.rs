@@ -70,6 +70,28 @@ pub(crate) fn system_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
                 total(|t| t.system.psi_full_total_us),
             ),
             Column::new("harness_rss".into(), s(|t| t.system.harness_rss_bytes)),
+            Column::new(
+                "cgroup_limit".into(),
+                total(|t| t.system.cgroup_limit_bytes),
+            ),
+            Column::new(
+                "cgroup_usage".into(),
+                total(|t| t.system.cgroup_usage_bytes),
+            ),
+            Column::new(
+                "cgroup_working_set".into(),
+                total(|t| t.system.cgroup_working_set_bytes),
+            ),
+            Column::new("cgroup_oom".into(), total(|t| t.system.cgroup_oom)),
+            Column::new(
+                "cgroup_oom_kill".into(),
+                total(|t| t.system.cgroup_oom_kill),
+            ),
+            Column::new("cgroup_failcnt".into(), total(|t| t.system.cgroup_failcnt)),
+            Column::new(
+                "cgroup_psi_full_avg10".into(),
+                psi(|t| t.system.cgroup_psi_full_avg10),
+            ),
         ],
     )
 }

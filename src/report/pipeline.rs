@@ -231,6 +231,7 @@ fn logs_manifest(paths: &[PathBuf], texts: &[String]) -> anyhow::Result<Manifest
         status: RunStatus::Finished,
         end_wall_ns: None,
         end_reason: None,
+        memory_cgroup: None,
     })
 }
 

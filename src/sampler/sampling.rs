@@ -261,6 +261,11 @@ impl SamplerLoop {
         let t_ns = self.clock.since_start(at);
         let wall_ns = crate::clock::wall_ns();
         let system = self.system.sample().unwrap_or_default();
+        if let Some(message) = self.system.cgroup_trouble() {
+            eprintln!("memwarden: {message}");
+            self.records
+                .event_now(&self.clock, None, EventKind::Note { message });
+        }
         let mut events = Vec::new();
         let mut processes = Vec::new();
         let ticks_per_second =
@@ -496,9 +501,11 @@ fn reading(
     workers: BTreeMap<u32, WorkerMemory>,
     gpus: &[GpuDeviceSample],
 ) -> Reading {
+    // Inside a cgroup with a limit, the brake, escalation and floors work against the limit.
+    let (mem_total_bytes, mem_available_bytes) = system.effective_memory();
     Reading {
-        mem_total_bytes: system.mem_total_bytes,
-        mem_available_bytes: system.mem_available_bytes,
+        mem_total_bytes,
+        mem_available_bytes,
         psi_full_avg10: system.psi_full_avg10.map(f64::from),
         workers,
         devices: gpus

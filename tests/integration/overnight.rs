@@ -145,6 +145,7 @@ pub fn write(dir: &Path) {
                 psi_some_total_us: Some(second * 1000),
                 psi_full_total_us: Some(second * 500),
                 harness_rss_bytes: 30 << 20,
+                ..SystemSample::default()
             },
             processes,
             gpus: Vec::new(),
@@ -172,6 +173,7 @@ pub fn write(dir: &Path) {
             status: RunStatus::Running,
             end_wall_ns: None,
             end_reason: None,
+            memory_cgroup: None,
         },
     )
     .expect("manifest written");

@@ -427,3 +427,79 @@ fn a_second_stop_signal_skips_the_grace_period() {
     );
     assert_eq!(exits(&open(&dir)), vec![(None, Some(9))]);
 }
+
+/// memwarden inside a memory cgroup with a limit (cgroup v1, writable as root here): the
+/// manifest names the cgroup and its limit, and every tick records its counters.
+#[test]
+fn the_cgroup_limit_in_force_is_found_and_its_counters_recorded() {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let Some(path) = own.lines().find_map(memory_path) else {
+        eprintln!("skipped: no cgroup v1 memory controller here");
+        return;
+    };
+    let parent = std::path::Path::new("/sys/fs/cgroup/memory").join(path.trim_start_matches('/'));
+    let cgroup = parent.join(format!("memwarden-test-{}", std::process::id()));
+    if std::fs::create_dir(&cgroup).is_err() {
+        eprintln!(
+            "skipped: cannot create a memory cgroup under {}",
+            parent.display()
+        );
+        return;
+    }
+    let limit: u64 = 512 << 20;
+    let written = std::fs::write(cgroup.join("memory.limit_in_bytes"), limit.to_string());
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = written.is_ok().then(|| {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > {}/cgroup.procs && exec {} run --out {} -- {} fixture-worker --trials 3 --trial-ms 100 --gap-ms 50",
+                cgroup.display(),
+                exe(),
+                dir.display(),
+                exe()
+            ))
+            .output()
+            .expect("sh runs")
+    });
+    let _ = std::fs::remove_dir(&cgroup); // every process in it has exited
+    let out = out.expect("the limit is writable where the cgroup could be made");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the memory limit in force is the cgroup's: 512.0 MiB"),
+        "{stderr}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    assert_eq!(
+        manifest["memory_cgroup"]["limit_bytes"],
+        serde_json::json!(limit)
+    );
+    assert_eq!(manifest["memory_cgroup"]["version"], "v1");
+    let system = export(&dir, "system");
+    let rows = &system.rows;
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert_eq!(system.get(row, "cgroup_limit"), Some(limit as f64));
+        let usage = system
+            .get(row, "cgroup_usage")
+            .expect("usage on every tick");
+        assert!(usage > 0.0 && usage < limit as f64, "{usage}");
+        assert!(system
+            .get(row, "cgroup_working_set")
+            .is_some_and(|w| w <= usage));
+    }
+}
+
+/// `4:memory:/a/b` gives `/a/b`.
+fn memory_path(line: &str) -> Option<&str> {
+    let mut parts = line.splitn(3, ':');
+    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+    controllers
+        .split(',')
+        .any(|c| c == "memory")
+        .then_some(path)
+}

@@ -1,0 +1,285 @@
+//! The memory limit that applies to a process: the cgroup it runs in (cgroup v2, or v1's memory
+//! controller), the nearest ancestor with a memory limit, and that cgroup's counters. Inside a
+//! container, a Kubernetes pod, a Slurm job or a systemd slice this is the limit that ends in an
+//! OOM kill, not the host's memory that /proc/meminfo shows.
+//!
+//! `/proc/PID/cgroup` and `/proc/PID/mountinfo` are parsed with procfs; the cgroup files live
+//! under `fs_root` (`/` normally; a fake tree in tests), at the mount point mountinfo names.
+
+use super::ProcRoot;
+use procfs::process::{MountInfo, MountInfos};
+use procfs::{FromBufRead, ProcessCGroups};
+use std::path::{Path, PathBuf};
+
+/// v1's "no limit" is the page counter's maximum, in bytes: any limit at or above this is none.
+const V1_UNLIMITED: u64 = 1 << 62;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V2,
+}
+
+impl Version {
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V1 => "v1",
+            Version::V2 => "v2",
+        }
+    }
+}
+
+/// The cgroup whose limit applies (or the process's own, when no ancestor has one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryCgroup {
+    pub version: Version,
+    /// As the kernel names it, relative to the hierarchy's root (`/kubepods/pod…/…`).
+    pub path: String,
+    /// Its directory on this machine.
+    pub dir: PathBuf,
+    /// `None`: no limit on it or any ancestor.
+    pub limit_bytes: Option<u64>,
+}
+
+/// One reading of a memory cgroup's counters; `None` where this version has no such counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CgroupReading {
+    pub usage_bytes: u64,
+    /// Usage less inactive file pages: what the kubelet counts against the limit.
+    pub working_set_bytes: u64,
+    pub oom: Option<u64>,
+    pub oom_kill: Option<u64>,
+    pub failcnt: Option<u64>,
+    pub psi_full_avg10: Option<f64>,
+}
+
+/// The memory cgroup of `pid` and the limit that applies to it. `Err` says in one line why
+/// none could be found (no memory controller mounted, an unreadable file); that is normal
+/// outside a container.
+pub fn find(proc: &ProcRoot, fs_root: &Path, pid: i32) -> Result<MemoryCgroup, String> {
+    let dir = proc.path().join(pid.to_string());
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).map_err(|e| format!("{}: {e}", dir.join(name).display()))
+    };
+    let groups = ProcessCGroups::from_buf_read(&read("cgroup")?[..])
+        .map_err(|e| format!("/proc/{pid}/cgroup: {e}"))?;
+    let mounts = MountInfos::from_buf_read(&read("mountinfo")?[..])
+        .map_err(|e| format!("/proc/{pid}/mountinfo: {e}"))?;
+    let v2 = groups.0.iter().find(|g| g.hierarchy == 0);
+    let v2_mount = mounts.0.iter().find(|m| m.fs_type == "cgroup2");
+    if let (Some(group), Some(mount)) = (v2, v2_mount) {
+        let root = on_disk(fs_root, mount);
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        if controllers.split_whitespace().any(|c| c == "memory") {
+            return Ok(nearest_limit(Version::V2, &root, mount, &group.pathname));
+        }
+    }
+    let v1 = groups
+        .0
+        .iter()
+        .find(|g| g.controllers.iter().any(|c| c == "memory"));
+    let v1_mount = mounts
+        .0
+        .iter()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.contains_key("memory"));
+    match (v1, v1_mount) {
+        (Some(group), Some(mount)) => Ok(nearest_limit(
+            Version::V1,
+            &on_disk(fs_root, mount),
+            mount,
+            &group.pathname,
+        )),
+        _ => Err("no cgroup memory controller is mounted".into()),
+    }
+}
+
+fn on_disk(fs_root: &Path, mount: &MountInfo) -> PathBuf {
+    fs_root.join(
+        mount
+            .mount_point
+            .strip_prefix("/")
+            .unwrap_or(&mount.mount_point),
+    )
+}
+
+/// From the process's cgroup up to the hierarchy's root, the first with a limit.
+fn nearest_limit(
+    version: Version,
+    mount_dir: &Path,
+    mount: &MountInfo,
+    path: &str,
+) -> MemoryCgroup {
+    // A mount of a sub-tree (a container's view) shows paths below its own root.
+    let relative = path
+        .strip_prefix(mount.root.trim_end_matches('/'))
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    let own = mount_dir.join(relative);
+    let mut dir = own.clone();
+    loop {
+        if let Some(limit) = limit_of(version, &dir) {
+            let below = dir.strip_prefix(mount_dir).unwrap_or(Path::new(""));
+            return MemoryCgroup {
+                version,
+                path: format!("/{}", below.display()),
+                dir,
+                limit_bytes: Some(limit),
+            };
+        }
+        if dir == mount_dir || !dir.pop() || !dir.starts_with(mount_dir) {
+            break;
+        }
+    }
+    MemoryCgroup {
+        version,
+        path: format!("/{relative}"),
+        dir: own,
+        limit_bytes: None,
+    }
+}
+
+fn limit_of(version: Version, dir: &Path) -> Option<u64> {
+    let file = match version {
+        Version::V2 => "memory.max",
+        Version::V1 => "memory.limit_in_bytes",
+    };
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    let limit: u64 = text.trim().parse().ok()?; // v2's "max" does not parse: no limit
+    (version == Version::V2 || limit < V1_UNLIMITED).then_some(limit)
+}
+
+/// The counters of `cgroup` now.
+pub fn read(cgroup: &MemoryCgroup) -> std::io::Result<CgroupReading> {
+    let file = |name: &str| std::fs::read_to_string(cgroup.dir.join(name));
+    let number = |name: &str| -> std::io::Result<u64> {
+        file(name)?
+            .trim()
+            .parse()
+            .map_err(|_| std::io::Error::other(format!("{name}: not a number")))
+    };
+    let stat = file("memory.stat")?;
+    let (usage_bytes, inactive, mut reading) = match cgroup.version {
+        Version::V2 => {
+            let events = file("memory.events").unwrap_or_default();
+            let psi = file("memory.pressure").unwrap_or_default();
+            (
+                number("memory.current")?,
+                field(&stat, "inactive_file"),
+                CgroupReading {
+                    oom: field(&events, "oom"),
+                    oom_kill: field(&events, "oom_kill"),
+                    psi_full_avg10: full_avg10(&psi),
+                    ..CgroupReading::default()
+                },
+            )
+        }
+        Version::V1 => {
+            let oom = file("memory.oom_control").unwrap_or_default();
+            (
+                number("memory.usage_in_bytes")?,
+                field(&stat, "total_inactive_file"),
+                CgroupReading {
+                    oom_kill: field(&oom, "oom_kill"),
+                    failcnt: number("memory.failcnt").ok(),
+                    ..CgroupReading::default()
+                },
+            )
+        }
+    };
+    reading.usage_bytes = usage_bytes;
+    reading.working_set_bytes = usage_bytes.saturating_sub(inactive.unwrap_or(0));
+    Ok(reading)
+}
+
+/// `name VALUE` lines (memory.stat, memory.events, memory.oom_control).
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// `full avg10=1.23 ...` of a PSI file.
+fn full_avg10(text: &str) -> Option<f64> {
+    let line = text.lines().find(|l| l.starts_with("full "))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(tree: &str) -> Result<MemoryCgroup, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/cgroup")
+            .join(tree);
+        find(&ProcRoot::new(root.join("proc")), &root, 7)
+    }
+
+    #[test]
+    fn a_limit_on_an_ancestor_only_is_the_one_that_applies() {
+        let cgroup = found("v2-ancestor").expect("found");
+        assert_eq!(cgroup.version, Version::V2);
+        assert_eq!(cgroup.path, "/kubepods/pod1");
+        assert_eq!(cgroup.limit_bytes, Some(1_610_612_736));
+        let reading = read(&cgroup).expect("counters");
+        assert_eq!(reading.usage_bytes, 1_073_741_824);
+        assert_eq!(reading.working_set_bytes, 1_073_741_824 - 150_000_000);
+        assert_eq!((reading.oom, reading.oom_kill), (Some(3), Some(2)));
+        assert_eq!(reading.psi_full_avg10, Some(2.25));
+        assert_eq!(reading.failcnt, None);
+    }
+
+    #[test]
+    fn max_everywhere_is_no_limit_not_a_zero() {
+        let cgroup = found("v2-unlimited").expect("found");
+        assert_eq!(cgroup.path, "/user.slice");
+        assert_eq!(cgroup.limit_bytes, None);
+    }
+
+    #[test]
+    fn v1_finds_the_job_limit_under_the_unlimited_sentinel() {
+        let cgroup = found("v1-job").expect("found");
+        assert_eq!(cgroup.version, Version::V1);
+        assert_eq!(cgroup.path, "/slurm/job_42");
+        assert_eq!(cgroup.limit_bytes, Some(2_147_483_648));
+        let reading = read(&cgroup).expect("counters");
+        assert_eq!(reading.working_set_bytes, 1_500_000_000 - 250_000_000);
+        assert_eq!((reading.oom_kill, reading.failcnt), (Some(10), Some(37)));
+        assert_eq!(reading.oom, None);
+    }
+
+    #[test]
+    fn no_memory_controller_is_one_line_not_a_limit() {
+        let error = found("v2-no-memory").expect_err("no controller");
+        assert_eq!(error, "no cgroup memory controller is mounted");
+        assert!(found("nonexistent").is_err_and(|e| !e.contains('\n')));
+    }
+
+    #[test]
+    fn a_vanished_cgroup_is_an_error_to_read_not_a_zero() {
+        let mut cgroup = found("v2-ancestor").expect("found");
+        cgroup.dir.push("gone");
+        assert!(read(&cgroup).is_err());
+    }
+
+    #[test]
+    fn this_machine_has_a_memory_cgroup() {
+        // Any Linux with a memory controller; the limit may be none (the sentinel is not a limit).
+        match find(
+            &ProcRoot::default(),
+            Path::new("/"),
+            std::process::id() as i32,
+        ) {
+            Ok(cgroup) => {
+                assert!(cgroup.limit_bytes.is_none_or(|l| l > 0 && l < V1_UNLIMITED));
+                assert!(read(&cgroup).is_ok(), "{cgroup:?}");
+            }
+            Err(why) => eprintln!("skipped: {why}"),
+        }
+    }
+}
