@@ -130,6 +130,7 @@ pub fn write(dir: &Path) -> Written {
                 psi_some_total_us: Some(tick * 13),
                 psi_full_total_us: Some(tick * 3),
                 harness_rss_bytes: 24 << 20,
+                ..SystemSample::default()
             };
             let tick = Tick {
                 t_ns,
@@ -165,6 +166,7 @@ pub fn write(dir: &Path) -> Written {
         status: RunStatus::Finished,
         end_wall_ns: Some(1_795_000_000_000_000_000 + ticks * 100_000_000),
         end_reason: Some("bench".into()),
+        memory_cgroup: None,
     };
     write_manifest(dir, &manifest).expect("manifest written");
     Written {
