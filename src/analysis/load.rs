@@ -23,9 +23,16 @@ pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
     "t_ns", "worker", "pid", "pss", "uss", "anon", "file", "shmem", "swap", "gpu", "rss",
 ];
 
-/// Columns of the system table that analysis reads.
-pub(super) const SYSTEM_COLUMNS: [&str; 4] =
-    ["t_ns", "mem_total", "mem_available", "psi_full_avg10"];
+/// Columns of the system table that analysis reads (the cgroup's are absent in recordings made
+/// before memwarden recorded them, and outside a memory cgroup).
+pub(super) const SYSTEM_COLUMNS: [&str; 6] = [
+    "t_ns",
+    "mem_total",
+    "mem_available",
+    "psi_full_avg10",
+    "cgroup_limit",
+    "cgroup_working_set",
+];
 
 /// One trial of one worker with its levels.
 #[derive(Debug, Clone)]
@@ -287,6 +294,31 @@ fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
 
 /// A column as plain values, copied out of polars once: per-row `ChunkedArray::get` costs a
 /// chunk lookup each time.
+/// Total and available memory per row as the workers had them: within the memory cgroup's
+/// limit where one was recorded (`recording::within_limit`), else the host's.
+pub(super) fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, u64)>>> {
+    let (total, available) = (
+        u64_values(df, "mem_total")?,
+        u64_values(df, "mem_available")?,
+    );
+    let optional = |name: &str| match df.column(name) {
+        Ok(_) => u64_values(df, name),
+        Err(_) => Ok(vec![None; df.height()]),
+    };
+    let (limit, working_set) = (optional("cgroup_limit")?, optional("cgroup_working_set")?);
+    Ok((0..df.height())
+        .map(|i| {
+            let (total, available) = (total[i]?, available[i]?);
+            Some(crate::recording::within_limit(
+                total,
+                available,
+                limit[i],
+                working_set[i],
+            ))
+        })
+        .collect())
+}
+
 pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
     Ok(df
         .column(name)?
@@ -355,15 +387,12 @@ fn push_system(
     if df.height() == 0 {
         return Ok(());
     }
-    let u = |name: &str| -> PolarsResult<UInt64Chunked> {
-        Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
-    };
-    let (t, total, available) = (u("t_ns")?, u("mem_total")?, u("mem_available")?);
+    let t = u64_values(df, "t_ns")?;
+    let memory = effective_memory(df)?;
     let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi = psi.f64()?;
     for i in 0..df.height() {
-        let (Some(t), Some(total), Some(available)) = (t.get(i), total.get(i), available.get(i))
-        else {
+        let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
             continue;
         };
         let (total, available) = (total as f64, available as f64);

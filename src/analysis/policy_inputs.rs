@@ -64,13 +64,14 @@ pub fn for_each_recorded(
 }
 
 fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
-    let u = |name: &str| u64_values(system, name);
-    let (t, total, available) = (u("t_ns")?, u("mem_total")?, u("mem_available")?);
+    let t = u64_values(system, "t_ns")?;
+    // Within the cgroup's limit where one was recorded, as the live engine saw it.
+    let memory = super::load::effective_memory(system)?;
     let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
     let mut readings = BTreeMap::new();
     for i in 0..system.height() {
-        let (Some(t), Some(total), Some(available)) = (t[i], total[i], available[i]) else {
+        let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
             continue;
         };
         readings.insert(

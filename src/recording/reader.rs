@@ -277,13 +277,27 @@ fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, Reco
         path: path.to_path_buf(),
         cause: source,
     })?;
-    ParquetReader::new(file)
-        .with_columns(columns.map(|c| c.iter().map(|s| s.to_string()).collect()))
-        .finish()
-        .map_err(|source| RecordingError::Table {
-            path: path.to_path_buf(),
-            cause: source,
-        })
+    let table = |source| RecordingError::Table {
+        path: path.to_path_buf(),
+        cause: source,
+    };
+    let mut reader = ParquetReader::new(file);
+    // Columns added in later versions (the cgroup's) are absent from older segments: asked for,
+    // they are left out rather than failing the read; a reader that needs one says so itself.
+    let columns = match columns {
+        Some(columns) => {
+            let schema = reader.schema().map_err(table)?;
+            Some(
+                columns
+                    .iter()
+                    .filter(|c| schema.contains(c))
+                    .map(|s| s.to_string())
+                    .collect(),
+            )
+        }
+        None => None,
+    };
+    reader.with_columns(columns).finish().map_err(table)
 }
 
 fn append(out: &mut Option<DataFrame>, part: DataFrame, dir: &Path) -> Result<(), RecordingError> {

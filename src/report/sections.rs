@@ -146,8 +146,21 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         paragraph.push("No worker's retained memory grows beyond noise.".into());
     }
     if let Some(s) = system {
+        // Within a cgroup's limit the figures are the limit's: say whose they are.
+        let whose = input
+            .manifest
+            .memory_cgroup
+            .as_ref()
+            .filter(|c| c.limit_bytes.is_some())
+            .map_or(String::new(), |c| {
+                format!(
+                    " (the limit of memory cgroup {} {})",
+                    c.version,
+                    escape(&c.path)
+                )
+            });
         paragraph.push(format!(
-            "Available memory went from {} to {} (lowest {}) of {}{}.",
+            "Available memory went from {} to {} (lowest {}) of {}{whose}{}.",
             size(s.first_available_bytes),
             size(s.last_available_bytes),
             size(s.min_available_bytes),
