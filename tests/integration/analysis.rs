@@ -2,7 +2,7 @@
 //! quality"), plus `check`, `diff` and bad input. Workers that hold up to a GiB take the
 //! `heavy` lock so no two of them run at once.
 
-use crate::util::{memwarden, run_dir, run_fixture, tempdir, MIB};
+use crate::util::{analyze, memwarden, run_dir, run_fixture, tempdir, MIB};
 use memwarden::analysis::{Basis, Findings, Kind, MappingCategory, Verdict, WorkerFinding};
 use std::path::Path;
 use std::sync::Mutex;
@@ -14,20 +14,6 @@ const TIMING: &str = "--trial-ms 40 --gap-ms 60";
 
 fn record(dir: &Path, fixture_args: &str) {
     run_fixture(dir, "--interval 20ms", &format!("{TIMING} {fixture_args}"));
-}
-
-fn analyze(dir: &Path) -> Findings {
-    let out = memwarden()
-        .args(["analyze", "--json"])
-        .arg(dir)
-        .output()
-        .expect("analyze runs");
-    assert!(
-        out.status.success(),
-        "analyze failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the JSON document parses")
 }
 
 fn worker(findings: &Findings) -> &WorkerFinding {

@@ -3,8 +3,8 @@
 //! native; the worker's own `sitecustomize` still runs; a tracer that fails leaves the worker
 //! running; a worker that is not Python gets a note. And one real Optuna study, from PyPI.
 
-use crate::util::{memwarden, run_dir, tempdir, MIB};
-use memwarden::analysis::{Diagnosis, Findings, WorkerFinding};
+use crate::util::{analyze, memwarden, report, run_dir, tempdir, MIB};
+use memwarden::analysis::{Diagnosis, WorkerFinding};
 use std::path::Path;
 use std::process::Output;
 
@@ -25,15 +25,6 @@ fn traced_run(dir: &Path, command: &[&str], env: &[(&str, &str)]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-fn analyze(dir: &Path) -> Findings {
-    let out = memwarden()
-        .args(["analyze", "--json"])
-        .arg(dir)
-        .output()
-        .expect("analyze runs");
-    serde_json::from_slice(&out.stdout).expect("findings JSON")
 }
 
 /// The 1-based line of the fixture that holds `code`.
@@ -84,20 +75,7 @@ fn a_module_level_list_is_named_by_its_line_at_its_rate() {
         text.contains(&format!("leaks.py:{}", line_of("KEPT.append"))),
         "{text}"
     );
-    let report = temp.path().join("report");
-    let out = memwarden()
-        .arg("report")
-        .arg(&dir)
-        .arg("--out")
-        .arg(&report)
-        .output()
-        .expect("report runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let markdown = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    let markdown = report(&dir, &temp.path().join("report"), &[]);
     assert!(
         markdown.contains("The line that keeps it:")
             && markdown.contains("`KEPT.append(bytearray(size))`"),

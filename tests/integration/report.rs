@@ -2,7 +2,7 @@
 //! report that says so, kernel OOM kills land on the timeline, and worker text cannot inject
 //! Markdown or leak secrets.
 
-use crate::util::{exe, keep_fresh, memwarden, run_dir, tempdir, wait_until};
+use crate::util::{exe, keep_fresh, memwarden, report, run_dir, tempdir, wait_until};
 use std::path::Path;
 
 /// (example, recording, kernel logs)
@@ -15,23 +15,6 @@ const EXAMPLES: [(&str, &str, &[&str]); 3] = [
         &["fixtures/kernel-log/crashed.journal"],
     ),
 ];
-
-fn report(run: &Path, out: &Path, extra: &[&str]) -> String {
-    let output = memwarden()
-        .arg("report")
-        .arg(run)
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("report runs");
-    assert!(
-        output.status.success(),
-        "report failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    std::fs::read_to_string(out.join("report.md")).expect("report.md written")
-}
 
 /// Regenerates every example and compares it byte for byte with `reports/`. With
 /// `MEMWARDEN_UPDATE_REPORTS=1` it rewrites them instead.

@@ -493,27 +493,10 @@ fn the_cgroup_limit_in_force_is_found_and_its_counters_recorded() {
             .is_some_and(|w| w <= usage));
     }
     // The forecast and the report are within the limit, not the host's memory.
-    let json = memwarden()
-        .args(["analyze", "--json"])
-        .arg(&dir)
-        .output()
-        .expect("analyze runs");
-    let findings: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
-    let forecast = &findings["forecast"];
-    assert_eq!(forecast["mem_total_bytes"], serde_json::json!(limit as f64));
-    assert!(forecast["available_bytes"]
-        .as_f64()
-        .is_some_and(|a| a < limit as f64));
-    let report = temp.path().join("report");
-    let made = memwarden()
-        .arg("report")
-        .arg(&dir)
-        .arg("--out")
-        .arg(&report)
-        .output()
-        .expect("report runs");
-    assert!(made.status.success());
-    let markdown = std::fs::read_to_string(report.join("report.md")).expect("report.md");
+    let forecast = analyze(&dir).forecast.expect("a forecast");
+    assert_eq!(forecast.mem_total_bytes, limit as f64);
+    assert!(forecast.available_bytes < limit as f64);
+    let markdown = report(&dir, &temp.path().join("report"), &[]);
     assert!(
         markdown.contains("of 512.0 MiB (the limit of memory cgroup v1"),
         "{markdown}"

@@ -282,3 +282,36 @@ pub fn venv_python() -> PathBuf {
     }
     python
 }
+
+/// `memwarden analyze --json DIR`, which must succeed, as findings.
+pub fn analyze(dir: &Path) -> memwarden::analysis::Findings {
+    let out = memwarden()
+        .args(["analyze", "--json"])
+        .arg(dir)
+        .output()
+        .expect("analyze runs");
+    assert!(
+        out.status.success(),
+        "analyze failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the JSON document parses")
+}
+
+/// `memwarden report RUN --out OUT EXTRA`, which must succeed; the report's Markdown.
+pub fn report(run: &Path, out: &Path, extra: &[&str]) -> String {
+    let output = memwarden()
+        .arg("report")
+        .arg(run)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("report runs");
+    assert!(
+        output.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::read_to_string(out.join("report.md")).expect("report.md written")
+}
