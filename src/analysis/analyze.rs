@@ -166,8 +166,8 @@ pub fn analyze_with_series(
 }
 
 /// The lines of Python code that hold each worker's growth, from the tracer's reports, with
-/// their source text; and, for a leak the traced lines explain little of, that the rest is
-/// native memory Python cannot see.
+/// their source text; for a leak the traced lines explain little of, that the rest is native
+/// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
 fn locate_sites(
     workers: &mut [WorkerFinding],
     events: &[crate::recording::Event],
@@ -257,31 +257,7 @@ fn locate_sites(
         }
         finding.sites = sites;
         finding.tracing = tracing;
-        let mut torch: BTreeMap<i32, Vec<super::gpu_allocator::TorchReading>> = BTreeMap::new();
-        let mut last: Option<(i32, &str)> = None;
-        for e in events.iter().filter(|e| e.worker == Some(finding.worker)) {
-            if let crate::recording::EventKind::TorchMemory(crate::recording::TorchMemory {
-                pid,
-                trial,
-                allocated_bytes,
-                reserved_bytes,
-                inactive_split_bytes,
-                ..
-            }) = &e.kind
-            {
-                let readings = torch.entry(*pid).or_default();
-                // Devices of one trial's end add up into one reading.
-                if last != Some((*pid, trial.as_str())) || readings.is_empty() {
-                    readings.push(Default::default());
-                }
-                last = Some((*pid, trial.as_str()));
-                if let Some(r) = readings.last_mut() {
-                    r.allocated += *allocated_bytes as f64;
-                    r.reserved += *reserved_bytes as f64;
-                    r.inactive_split += *inactive_split_bytes as f64;
-                }
-            }
-        }
+        let torch = super::gpu_allocator::readings(events, finding.worker);
         let device_rate = finding
             .kind_finding(Kind::Gpu)
             .and_then(|k| k.per_trial)

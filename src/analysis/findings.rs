@@ -155,6 +155,12 @@ impl WorkerFinding {
     pub fn kind_finding(&self, kind: Kind) -> Option<&KindFinding> {
         self.kinds.iter().find(|k| k.kind == kind)
     }
+
+    /// The fastest-growing line of the worker's own code (not the search framework's state):
+    /// the one a verdict names.
+    pub fn top_site(&self) -> Option<&super::sites::SiteFinding> {
+        super::sites::top(&self.sites)
+    }
 }
 
 /// A rate with its 95% confidence interval.

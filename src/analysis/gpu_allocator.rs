@@ -5,6 +5,7 @@
 
 use super::findings::Diagnosis;
 use super::stats::theil_sen;
+use crate::recording::{Event, EventKind};
 use std::collections::BTreeMap;
 
 /// Growth below this per trial is noise for GPU memory (the allocator rounds to 2 MiB blocks).
@@ -16,6 +17,29 @@ pub struct TorchReading {
     pub allocated: f64,
     pub reserved: f64,
     pub inactive_split: f64,
+}
+
+/// A worker's trial-end readings per process, in recorded order, from its `torch_memory`
+/// events; one trial's devices add up into one reading.
+pub fn readings(events: &[Event], worker: u32) -> BTreeMap<i32, Vec<TorchReading>> {
+    let mut out: BTreeMap<i32, Vec<TorchReading>> = BTreeMap::new();
+    let mut last: Option<(i32, &str)> = None;
+    for e in events.iter().filter(|e| e.worker == Some(worker)) {
+        let EventKind::TorchMemory(m) = &e.kind else {
+            continue;
+        };
+        let readings = out.entry(m.pid).or_default();
+        if last != Some((m.pid, m.trial.as_str())) || readings.is_empty() {
+            readings.push(TorchReading::default());
+        }
+        last = Some((m.pid, m.trial.as_str()));
+        if let Some(r) = readings.last_mut() {
+            r.allocated += m.allocated_bytes as f64;
+            r.reserved += m.reserved_bytes as f64;
+            r.inactive_split += m.inactive_split_bytes as f64;
+        }
+    }
+    out
 }
 
 /// `readings` per pid in trial order; `device_rate` the worker's GPU growth per trial as the

@@ -287,9 +287,14 @@ fn parameter_words(p: &ParameterFinding) -> String {
     }
 }
 
+/// The fastest-growing site outside the search framework's own state (sites are ranked).
+pub fn top(sites: &[SiteFinding]) -> Option<&SiteFinding> {
+    sites.iter().find(|s| !s.study)
+}
+
 /// The heap hint in words of what was traced: large blocks or many small objects.
 pub fn heap_words(sites: &[SiteFinding]) -> Option<String> {
-    let top = sites.iter().find(|s| !s.study)?;
+    let top = top(sites)?;
     let block = top.block_bytes?;
     Some(if block >= 256.0 * 1024.0 {
         format!(

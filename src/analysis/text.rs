@@ -293,7 +293,7 @@ pub fn duty_words(slowdown: Option<f64>, gap: Option<u32>, stretch: Option<u32>)
 /// `, at search.py:20 `features = np.ones(...)`` for the worker's fastest-growing line of its
 /// own code (`--trace-python`), or nothing: for the one-line verdicts of soak and replay.
 pub fn site_clause(w: &WorkerFinding) -> String {
-    let Some(site) = w.sites.iter().find(|s| !s.study) else {
+    let Some(site) = w.top_site() else {
         return String::new();
     };
     let code = site

@@ -380,16 +380,12 @@ fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -
         end_wall_ns: None,
         end_reason: None,
         // The limit that applies to memwarden applies to the workers it starts.
-        memory_cgroup: crate::probe::cgroup::find(
-            &config.root,
-            std::path::Path::new("/"),
-            std::process::id() as i32,
-        )
-        .ok()
-        .map(|c| crate::recording::MemoryCgroupInfo {
-            version: c.version.name().into(),
-            path: c.path,
-            limit_bytes: c.limit_bytes,
+        memory_cgroup: crate::probe::cgroup::own(&config.root).ok().map(|c| {
+            crate::recording::MemoryCgroupInfo {
+                version: c.version.name().into(),
+                path: c.path,
+                limit_bytes: c.limit_bytes,
+            }
         }),
     }
 }

@@ -53,6 +53,11 @@ pub struct CgroupReading {
     pub psi_full_avg10: Option<f64>,
 }
 
+/// memwarden's own memory cgroup: the workers are its children, so its limit is theirs.
+pub fn own(proc: &ProcRoot) -> Result<MemoryCgroup, String> {
+    find(proc, Path::new("/"), std::process::id() as i32)
+}
+
 /// The memory cgroup of `pid` and the limit that applies to it. `Err` says in one line why
 /// none could be found (no memory controller mounted, an unreadable file); that is normal
 /// outside a container.

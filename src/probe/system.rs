@@ -8,11 +8,6 @@ use std::fs::File;
 /// How often the cgroup in force is looked up again.
 const REFIND: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// memwarden's own memory cgroup: the workers are its children, so its limit is theirs.
-fn find_own_cgroup(root: &ProcRoot) -> Option<super::cgroup::MemoryCgroup> {
-    super::cgroup::find(root, std::path::Path::new("/"), std::process::id() as i32).ok()
-}
-
 pub struct SystemProbe {
     /// The memory cgroup whose limit applies to memwarden and its workers, looked up again
     /// every `REFIND` (a limit can be resized, a process moved).
@@ -33,7 +28,7 @@ pub struct SystemProbe {
 impl SystemProbe {
     pub fn open(root: &ProcRoot) -> std::io::Result<Self> {
         Ok(Self {
-            cgroup: find_own_cgroup(root),
+            cgroup: super::cgroup::own(root).ok(),
             root: root.clone(),
             found_at: std::time::Instant::now(),
             trouble: None,
@@ -63,7 +58,7 @@ impl SystemProbe {
     fn sample_cgroup(&mut self, sample: &mut SystemSample) {
         if self.found_at.elapsed() >= REFIND {
             self.found_at = std::time::Instant::now();
-            if let Some(found) = find_own_cgroup(&self.root) {
+            if let Ok(found) = super::cgroup::own(&self.root) {
                 self.cgroup = Some(found);
             }
         }

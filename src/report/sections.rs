@@ -118,7 +118,7 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             w.kind.words(),
             rate_words(w)
         ));
-        if let Some(site) = w.sites.iter().find(|s| !s.study) {
+        if let Some(site) = w.top_site() {
             paragraph.push(format!(
                 "The line that keeps it: {}{}.",
                 super::markdown::code(&format!("{}:{}", site.file, site.line)),
