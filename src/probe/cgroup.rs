@@ -6,9 +6,10 @@
 //! `/proc/PID/cgroup` and `/proc/PID/mountinfo` are parsed with procfs; the cgroup files live
 //! under `fs_root` (`/` normally; a fake tree in tests), at the mount point mountinfo names.
 
-use super::ProcRoot;
+use super::{read_fresh, Layout, ProcRoot};
 use procfs::process::{MountInfo, MountInfos};
 use procfs::{FromBufRead, ProcessCGroups};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// v1's "no limit" is the page counter's maximum, in bytes: any limit at or above this is none.
@@ -154,47 +155,92 @@ fn limit_of(version: Version, dir: &Path) -> Option<u64> {
     (version == Version::V2 || limit < V1_UNLIMITED).then_some(limit)
 }
 
-/// The counters of `cgroup` now.
-pub fn read(cgroup: &MemoryCgroup) -> std::io::Result<CgroupReading> {
-    let file = |name: &str| std::fs::read_to_string(cgroup.dir.join(name));
-    let number = |name: &str| -> std::io::Result<u64> {
-        file(name)?
-            .trim()
-            .parse()
-            .map_err(|_| std::io::Error::other(format!("{name}: not a number")))
-    };
-    let stat = file("memory.stat")?;
-    let (usage_bytes, inactive, mut reading) = match cgroup.version {
-        Version::V2 => {
-            let events = file("memory.events").unwrap_or_default();
-            let psi = file("memory.pressure").unwrap_or_default();
-            (
-                number("memory.current")?,
-                field(&stat, "inactive_file"),
+/// A memory cgroup's counter files, kept open: cgroupfs files are generated on each read, so
+/// reading an open one again gives fresh values without an open(), on every tick.
+pub struct CgroupFiles {
+    version: Version,
+    usage: File,
+    stat: File,
+    events: Option<File>,
+    pressure: Option<File>,
+    oom_control: Option<File>,
+    failcnt: Option<File>,
+    buf: Vec<u8>,
+}
+
+impl CgroupFiles {
+    pub fn open(cgroup: &MemoryCgroup) -> std::io::Result<Self> {
+        let open = |name: &str| File::open(cgroup.dir.join(name));
+        let v2 = cgroup.version == Version::V2;
+        Ok(Self {
+            version: cgroup.version,
+            usage: open(if v2 {
+                "memory.current"
+            } else {
+                "memory.usage_in_bytes"
+            })?,
+            stat: open("memory.stat")?,
+            events: open("memory.events").ok().filter(|_| v2),
+            pressure: open("memory.pressure").ok().filter(|_| v2),
+            oom_control: open("memory.oom_control").ok().filter(|_| !v2),
+            failcnt: open("memory.failcnt").ok().filter(|_| !v2),
+            buf: Vec::new(),
+        })
+    }
+
+    /// The counters now; an error once the cgroup is gone or unreadable.
+    pub fn read(&mut self) -> std::io::Result<CgroupReading> {
+        let usage_bytes = number(&read_text(&self.usage, &mut self.buf, Layout::OneRecord)?)?;
+        let stat = read_text(&self.stat, &mut self.buf, Layout::Records)?;
+        let optional = |file: &Option<File>, buf: &mut Vec<u8>| {
+            file.as_ref()
+                .and_then(|f| read_text(f, buf, Layout::OneRecord).ok())
+                .unwrap_or_default()
+        };
+        let mut reading = match self.version {
+            Version::V2 => {
+                let inactive = field(&stat, "inactive_file");
+                let events = optional(&self.events, &mut self.buf);
+                let psi = optional(&self.pressure, &mut self.buf);
                 CgroupReading {
+                    working_set_bytes: usage_bytes.saturating_sub(inactive.unwrap_or(0)),
                     oom: field(&events, "oom"),
                     oom_kill: field(&events, "oom_kill"),
                     psi_full_avg10: full_avg10(&psi),
                     ..CgroupReading::default()
-                },
-            )
-        }
-        Version::V1 => {
-            let oom = file("memory.oom_control").unwrap_or_default();
-            (
-                number("memory.usage_in_bytes")?,
-                field(&stat, "total_inactive_file"),
+                }
+            }
+            Version::V1 => {
+                let inactive = field(&stat, "total_inactive_file");
+                let oom = optional(&self.oom_control, &mut self.buf);
+                let failcnt = optional(&self.failcnt, &mut self.buf);
                 CgroupReading {
+                    working_set_bytes: usage_bytes.saturating_sub(inactive.unwrap_or(0)),
                     oom_kill: field(&oom, "oom_kill"),
-                    failcnt: number("memory.failcnt").ok(),
+                    failcnt: number(&failcnt).ok(),
                     ..CgroupReading::default()
-                },
-            )
-        }
-    };
-    reading.usage_bytes = usage_bytes;
-    reading.working_set_bytes = usage_bytes.saturating_sub(inactive.unwrap_or(0));
-    Ok(reading)
+                }
+            }
+        };
+        reading.usage_bytes = usage_bytes;
+        Ok(reading)
+    }
+}
+
+/// The counters of `cgroup` now, opening its files for this one read.
+pub fn read(cgroup: &MemoryCgroup) -> std::io::Result<CgroupReading> {
+    CgroupFiles::open(cgroup)?.read()
+}
+
+fn read_text(file: &File, buf: &mut Vec<u8>, layout: Layout) -> std::io::Result<String> {
+    let len = read_fresh(file, buf, layout)?;
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+fn number(text: &str) -> std::io::Result<u64> {
+    text.trim()
+        .parse()
+        .map_err(|_| std::io::Error::other(format!("{:?} is not a number", text.trim())))
 }
 
 /// `name VALUE` lines (memory.stat, memory.events, memory.oom_control).

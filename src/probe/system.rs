@@ -8,10 +8,19 @@ use std::fs::File;
 /// How often the cgroup in force is looked up again.
 const REFIND: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// memwarden's own memory cgroup with its counter files open, where it has one.
+fn open_own_cgroup(
+    root: &ProcRoot,
+) -> Option<(super::cgroup::MemoryCgroup, super::cgroup::CgroupFiles)> {
+    let cgroup = super::cgroup::own(root).ok()?;
+    let files = super::cgroup::CgroupFiles::open(&cgroup).ok()?;
+    Some((cgroup, files))
+}
+
 pub struct SystemProbe {
     /// The memory cgroup whose limit applies to memwarden and its workers, looked up again
     /// every `REFIND` (a limit can be resized, a process moved).
-    cgroup: Option<super::cgroup::MemoryCgroup>,
+    cgroup: Option<(super::cgroup::MemoryCgroup, super::cgroup::CgroupFiles)>,
     root: ProcRoot,
     found_at: std::time::Instant,
     /// A failed cgroup read not yet told; `cgroup_trouble` hands it out once per episode.
@@ -28,7 +37,7 @@ pub struct SystemProbe {
 impl SystemProbe {
     pub fn open(root: &ProcRoot) -> std::io::Result<Self> {
         Ok(Self {
-            cgroup: super::cgroup::own(root).ok(),
+            cgroup: open_own_cgroup(root),
             root: root.clone(),
             found_at: std::time::Instant::now(),
             trouble: None,
@@ -47,7 +56,7 @@ impl SystemProbe {
 
     /// The memory cgroup in force, when there is one.
     pub fn cgroup(&self) -> Option<&super::cgroup::MemoryCgroup> {
-        self.cgroup.as_ref()
+        self.cgroup.as_ref().map(|(c, _)| c)
     }
 
     /// A cgroup read that failed since the last call, said once until reads work again.
@@ -58,14 +67,19 @@ impl SystemProbe {
     fn sample_cgroup(&mut self, sample: &mut SystemSample) {
         if self.found_at.elapsed() >= REFIND {
             self.found_at = std::time::Instant::now();
-            if let Ok(found) = super::cgroup::own(&self.root) {
-                self.cgroup = Some(found);
+            let moved = super::cgroup::own(&self.root)
+                .ok()
+                .filter(|found| self.cgroup.as_ref().is_none_or(|(c, _)| c != found));
+            if let Some(found) = moved {
+                if let Ok(files) = super::cgroup::CgroupFiles::open(&found) {
+                    self.cgroup = Some((found, files));
+                }
             }
         }
-        let Some(cgroup) = &self.cgroup else {
+        let Some((cgroup, files)) = &mut self.cgroup else {
             return;
         };
-        match super::cgroup::read(cgroup) {
+        match files.read() {
             Ok(r) => {
                 self.troubled = false;
                 sample.cgroup_limit_bytes = cgroup.limit_bytes;
