@@ -114,6 +114,17 @@ pub fn record(
         records.event_now(&clock, None, EventKind::Note { message });
     };
     protect_harness(&note);
+    if matches!(workload, Workload::Spawn { .. }) {
+        match crate::supervisor::reaper::become_subreaper() {
+            Ok(()) => workers.subreaper = true,
+            Err(why) => note(format!(
+                "{why}: a process whose parent dies leaves its worker's tree for init"
+            )),
+        }
+        if std::process::id() == 1 {
+            note("memwarden runs as PID 1: it passes SIGTERM and SIGINT on to the workers (a second one kills them) and reaps every orphan, so no init such as tini is needed".into());
+        }
+    }
     if let Some(limit) = manifest
         .memory_cgroup
         .as_ref()

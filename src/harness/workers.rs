@@ -9,12 +9,12 @@ use crate::probe::ProcessHandle;
 use crate::recording::{EventKind, RecordSender};
 use crate::sampler::Control;
 use crate::supervisor::{
-    group_alive, signal_group, signal_process, spawn_worker, try_reap, BoundarySink, Exit, Gate,
-    GateQuestion, GroupStopper, Guardian, SpawnOptions, StopRequest, Tail,
+    group_alive, reaper, signal_group, signal_process, spawn_worker, try_reap, BoundarySink, Exit,
+    Gate, GateQuestion, GroupStopper, Guardian, SpawnOptions, StopRequest, Tail,
 };
 use anyhow::{bail, Context};
 use nix::sys::signal::Signal;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -63,7 +63,17 @@ pub(super) struct Workers<'a> {
     gates: BTreeMap<u32, Gate>,
     /// Groups being stopped (a restart or the run's end).
     stopper: GroupStopper,
+    /// We are the workers' child subreaper: orphans come to us to be attributed and reaped.
+    pub(super) subreaper: bool,
+    /// The orphans reparented to us, by pid.
+    orphans: BTreeMap<i32, reaper::Orphan>,
+    /// Orphans' process groups of their own (a daemon's `setsid`) that the guardian watches.
+    orphan_groups: BTreeSet<i32>,
+    last_orphan_scan: Option<Instant>,
 }
+
+/// How often our children are looked through for orphans: a zombie waits at most this long.
+const ORPHAN_SCAN: Duration = Duration::from_millis(200);
 
 impl<'a> Workers<'a> {
     pub(super) fn new(
@@ -95,6 +105,10 @@ impl<'a> Workers<'a> {
             questions,
             gates: BTreeMap::new(),
             stopper: GroupStopper::default(),
+            subreaper: false,
+            orphans: BTreeMap::new(),
+            orphan_groups: BTreeSet::new(),
+            last_orphan_scan: None,
         })
     }
 
@@ -250,6 +264,77 @@ impl<'a> Workers<'a> {
         }
         worker.stop_requested = true;
         self.stopper.stop(worker.pgid, grace, Instant::now());
+        self.stop_orphans(Some(index), grace, Instant::now());
+    }
+
+    /// Stops the orphans of worker `index` (of every worker with `None`) that left its process
+    /// group; the ones still in it go with the group.
+    fn stop_orphans(&mut self, index: Option<u32>, grace: Duration, now: Instant) {
+        let groups: BTreeSet<i32> = self.workers.values().map(|w| w.pgid).collect();
+        for orphan in self.orphans.values() {
+            let ours = orphan.worker.is_some_and(|w| index.is_none_or(|i| i == w));
+            if ours && orphan.pgid > 1 && !groups.contains(&orphan.pgid) {
+                self.stopper.stop(orphan.pgid, grace, now);
+            }
+        }
+    }
+
+    /// Looks through our children for orphans (at most every [`ORPHAN_SCAN`]): a new one joins
+    /// its worker's tree and the guardian's watch, and one that exited is reaped.
+    fn tend_orphans(&mut self) {
+        let now = Instant::now();
+        if !self.subreaper || self.last_orphan_scan.is_some_and(|t| now < t + ORPHAN_SCAN) {
+            return;
+        }
+        self.last_orphan_scan = Some(now);
+        let known: BTreeSet<i32> = self
+            .workers
+            .values()
+            .filter(|w| w.adopted.is_none() && w.exited.is_none())
+            .map(|w| w.pid)
+            .chain(self.guardian.as_ref().map(Guardian::pid))
+            .collect();
+        let groups: Vec<(u32, i32)> = self
+            .workers
+            .values()
+            .filter(|w| w.adopted.is_none())
+            .map(|w| (w.index, w.pgid))
+            .collect();
+        let found = reaper::orphans(&known, &groups);
+        let mut present = BTreeSet::new();
+        for orphan in found {
+            if orphan.zombie {
+                if !reaper::reap(orphan.pid) {
+                    present.insert(orphan.pid);
+                }
+                continue;
+            }
+            present.insert(orphan.pid);
+            if self.orphans.contains_key(&orphan.pid) {
+                continue;
+            }
+            self.adopt_orphan(&orphan, &groups);
+            self.orphans.insert(orphan.pid, orphan);
+        }
+        self.orphans.retain(|pid, _| present.contains(pid));
+    }
+
+    fn adopt_orphan(&mut self, orphan: &reaper::Orphan, groups: &[(u32, i32)]) {
+        let (pid, name) = (orphan.pid, &orphan.command);
+        let Some(worker) = orphan.worker else {
+            let message = format!("pid {pid} ({name}) was reparented to memwarden but belongs to no worker (neither its process group nor its environment names one): memwarden reaps it but does not stop it");
+            self.event(None, EventKind::Note { message });
+            return;
+        };
+        let _ = self.sampler.send(Control::Adopt { worker, pid });
+        let own_group = groups.iter().all(|(_, g)| *g != orphan.pgid);
+        if own_group && orphan.pgid > 1 && self.orphan_groups.insert(orphan.pgid) {
+            if let Some(guardian) = self.guardian.as_mut() {
+                guardian.watch(orphan.pgid);
+            }
+        }
+        let message = format!("pid {pid} ({name}) outlived its parent and was reparented to memwarden: it stays with worker {worker} and is stopped with it");
+        self.event(Some(worker), EventKind::Note { message });
     }
 
     /// SIGSTOP / SIGCONT to the whole group; SIGUSR1 to the main process only.
@@ -308,7 +393,15 @@ impl<'a> Workers<'a> {
     /// their grace period and releases groups that have emptied.
     pub(super) fn poll(&mut self) -> Vec<Ended> {
         let ended = self.collect_exits();
+        self.tend_orphans();
         let mut emptied = self.stopper.poll(Instant::now());
+        self.orphan_groups.retain(|&pgid| {
+            let alive = group_alive(pgid);
+            if !alive {
+                emptied.push(pgid);
+            }
+            alive
+        });
         for worker in self
             .workers
             .values_mut()
@@ -343,9 +436,11 @@ impl<'a> Workers<'a> {
                 self.stopper.stop(worker.pgid, grace, started);
             }
         }
+        self.stop_orphans(None, grace, started);
         let hard_end = started + grace + Duration::from_secs(5);
         loop {
             self.collect_exits();
+            self.tend_orphans();
             if request.urgent() {
                 self.stopper.kill_now();
             }

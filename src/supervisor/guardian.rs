@@ -37,6 +37,10 @@ impl Guardian {
         Ok(Self { child, pipe })
     }
 
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
     pub fn watch(&mut self, pgid: i32) {
         let _ = writeln!(self.pipe, "watch {pgid}");
     }

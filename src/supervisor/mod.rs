@@ -8,6 +8,7 @@ mod group_stopper;
 mod guardian;
 mod lines;
 mod output;
+pub mod reaper;
 mod spawn;
 mod stop;
 pub mod systemd;

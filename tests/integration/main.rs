@@ -4,6 +4,7 @@
 
 mod analysis;
 mod cli;
+mod containers;
 mod exec;
 mod gpu;
 mod overnight;
