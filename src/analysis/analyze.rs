@@ -127,6 +127,7 @@ pub fn analyze_with_series(
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
     };
+    let oom_kills = oom_kills(recording, &loaded);
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
         run: RunSummary {
@@ -150,6 +151,7 @@ pub fn analyze_with_series(
         forecast,
         notes,
         trials,
+        oom_kills,
         sampler_health: loaded
             .pss_health
             .iter()
@@ -315,6 +317,7 @@ pub fn logs_only(
         forecast: None,
         notes: vec!["no memory was recorded: this report is built from logs alone, so it can tell what ran and what the kernel killed, not what leaked".into()],
         trials: records,
+        oom_kills: None,
         sampler_health: Vec::new(),
     };
     Analysis {
@@ -471,4 +474,31 @@ fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {
                 .collect(),
         })
         .collect()
+}
+
+/// The kernel's OOM kills as the memory cgroup counted them, matched to the workers; `None`
+/// where no counter was recorded (no cgroup, or an older recording).
+fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKills> {
+    let system = loaded.system.as_ref()?;
+    system.oom_kill_readings.first()?;
+    let cgroup = recording.manifest.memory_cgroup.as_ref();
+    let rises = super::oom::rises(system.oom_kill_readings.iter().copied());
+    // The exit is reaped at once; the counter shows on the next tick, give or take one.
+    let slack_ns = 2 * recording.manifest.interval_ns + 500_000_000;
+    let memory = |worker: u32, t_ns: u64| {
+        let values = loaded.before_end.get(&(worker, t_ns))?;
+        [Kind::Pss, Kind::Rss]
+            .into_iter()
+            .find_map(|kind| Some((kind, values[kind as usize]?)))
+    };
+    let kills = super::oom::match_kills(&rises, &loaded.ended, slack_ns, memory);
+    Some(super::oom::OomKills {
+        cgroup: cgroup.map_or_else(
+            || "the memory cgroup".to_string(),
+            |c| format!("cgroup {} {}", c.version, c.path),
+        ),
+        limit_bytes: cgroup.and_then(|c| c.limit_bytes).map(|b| b as f64),
+        counted: rises.iter().map(|(_, n)| n).sum(),
+        kills,
+    })
 }

@@ -25,6 +25,10 @@ pub struct Findings {
     /// Per worker, on how many ticks its PSS was read and fresh (absent in older documents).
     #[serde(default)]
     pub sampler_health: Vec<SamplerHealth>,
+    /// The kernel's OOM kills as the memory cgroup's counter saw them; absent where no counter
+    /// was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<super::oom::OomKills>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

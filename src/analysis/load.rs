@@ -8,6 +8,7 @@ use super::fill::{SparseFill, PSS_READ};
 use super::kind::{Values, KINDS};
 use super::levels::{windows, Levels, SeriesWalker};
 use super::location::MappingRow;
+use super::oom::Ended;
 use crate::freshness::PssHealth;
 use crate::recording::{redact_command_line, EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
@@ -25,13 +26,14 @@ pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
 
 /// Columns of the system table that analysis reads (the cgroup's are absent in recordings made
 /// before memwarden recorded them, and outside a memory cgroup).
-pub(super) const SYSTEM_COLUMNS: [&str; 6] = [
+pub(super) const SYSTEM_COLUMNS: [&str; 7] = [
     "t_ns",
     "mem_total",
     "mem_available",
     "psi_full_avg10",
     "cgroup_limit",
     "cgroup_working_set",
+    "cgroup_oom_kill",
 ];
 
 /// One trial of one worker with its levels.
@@ -61,6 +63,9 @@ pub struct SystemSummary {
     pub max_psi_full_avg10: Option<f64>,
     /// Available memory and memory PSI full avg10, in the slots named by [`slot`].
     pub timeline: Timeline,
+    /// The memory cgroup's `oom_kill` counter where it changed, `(t_ns, value)`, from its
+    /// first reading on.
+    pub oom_kill_readings: Vec<(u64, u64)>,
 }
 
 pub struct Loaded {
@@ -73,6 +78,11 @@ pub struct Loaded {
     pub processes: BTreeMap<(u32, i32), ProcessInfo>,
     /// Per worker, when it was started again (ns since the start), in order.
     pub restarts: BTreeMap<u32, Vec<u64>>,
+    /// The processes that ended as the OOM killer's victims would: main processes by SIGKILL
+    /// and every process seen vanishing from a tree.
+    pub ended: Vec<super::oom::Ended>,
+    /// The tree's memory at its last sample before each of those ends, by `(worker, t_ns)`.
+    pub before_end: BTreeMap<(u32, u64), Values>,
     pub system: Option<SystemSummary>,
     /// Per GPU device: used (slot 0) and total (slot 1) memory over time.
     pub devices: BTreeMap<u32, Timeline>,
@@ -95,6 +105,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
     let mut exits_ns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut restarts: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut ended: Vec<Ended> = Vec::new();
     for event in &recording.events {
         let Some(worker) = event.worker else { continue };
         match &event.kind {
@@ -116,9 +127,23 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             EventKind::Exec { pid, command, .. } => {
                 processes.entry((worker, *pid)).or_default().command = redact_command_line(command);
             }
-            EventKind::WorkerExit { .. } => {
+            EventKind::WorkerExit { pid, signal, .. } => {
                 exits_ns.entry(worker).or_default().push(event.t_ns);
+                if *signal == Some(9) {
+                    ended.push(Ended {
+                        worker,
+                        pid: *pid,
+                        t_ns: event.t_ns,
+                        main: true,
+                    });
+                }
             }
+            EventKind::ProcessGone { pid } => ended.push(Ended {
+                worker,
+                pid: *pid,
+                t_ns: event.t_ns,
+                main: false,
+            }),
             _ => {}
         }
     }
@@ -138,6 +163,19 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         .collect();
     let new_walker =
         |worker: u32| SeriesWalker::new(worker_windows.get(&worker).cloned().unwrap_or_default());
+    // A main process's SIGKILL exit is also a process gone: one end each.
+    let mains: std::collections::HashSet<(u32, i32)> = ended
+        .iter()
+        .filter(|e| e.main)
+        .map(|e| (e.worker, e.pid))
+        .collect();
+    ended.retain(|e| e.main || !mains.contains(&(e.worker, e.pid)));
+    ended.sort_by_key(|e| (e.worker, e.t_ns));
+    let mut end_times: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for e in &ended {
+        end_times.entry(e.worker).or_default().push(e.t_ns);
+    }
+    let mut before_end: BTreeMap<(u32, u64), Values> = BTreeMap::new();
 
     // Hash maps: one lookup per row of millions.
     let mut trees: HashMap<u32, (SeriesWalker, Timeline)> = HashMap::new();
@@ -197,6 +235,12 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             });
             walker.push(t, values);
             timeline.push(t, &values);
+            // This sample is the last one before the first end after it, so far.
+            if let Some(times) = end_times.get(&worker) {
+                if let Some(&end) = times.get(times.partition_point(|&e| e <= t)) {
+                    before_end.insert((worker, end), values);
+                }
+            }
         }
     }
     let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
@@ -249,6 +293,8 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         process_timelines,
         processes,
         restarts,
+        ended,
+        before_end,
         system,
         devices,
         process_samples,
@@ -391,6 +437,11 @@ fn push_system(
     let memory = effective_memory(df)?;
     let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi = psi.f64()?;
+    // Absent from recordings made before the cgroup's counters were.
+    let oom_kill = match df.column("cgroup_oom_kill") {
+        Ok(_) => u64_values(df, "cgroup_oom_kill")?,
+        Err(_) => vec![None; df.height()],
+    };
     for i in 0..df.height() {
         let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
             continue;
@@ -404,7 +455,13 @@ fn push_system(
             min_available_bytes: available,
             max_psi_full_avg10: None,
             timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
+            oom_kill_readings: Vec::new(),
         });
+        if let Some(count) = oom_kill[i] {
+            if s.oom_kill_readings.last().is_none_or(|&(_, c)| c != count) {
+                s.oom_kill_readings.push((t, count));
+            }
+        }
         s.mem_total_bytes = total;
         s.last_available_bytes = available;
         s.min_available_bytes = s.min_available_bytes.min(available);

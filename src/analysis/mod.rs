@@ -17,6 +17,7 @@ mod kind;
 mod levels;
 mod load;
 mod location;
+pub mod oom;
 mod params;
 pub mod policy_inputs;
 pub mod sites;

@@ -69,6 +69,13 @@ fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
     let memory = super::load::effective_memory(system)?;
     let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
+    let (host_total, limit) = (
+        u64_values(system, "mem_total")?,
+        match system.column("cgroup_limit") {
+            Ok(_) => u64_values(system, "cgroup_limit")?,
+            Err(_) => vec![None; system.height()],
+        },
+    );
     let mut readings = BTreeMap::new();
     for i in 0..system.height() {
         let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
@@ -80,6 +87,9 @@ fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
                 mem_total_bytes: total,
                 mem_available_bytes: available,
                 psi_full_avg10: psi[i],
+                limit_bytes: limit[i]
+                    .zip(host_total[i])
+                    .and_then(|(l, h)| (l < h).then_some(l)),
                 workers: BTreeMap::new(),
                 devices: Vec::new(),
             },

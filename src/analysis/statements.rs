@@ -388,3 +388,114 @@ pub fn forecast(fc: &Forecast) -> ForecastStatement<'_> {
         restart_rules_help: fc.restart_every_trials.is_some() || fc.max_workers.is_some(),
     }
 }
+
+/// The kernel's OOM kills the memory cgroup counted, per worker.
+pub struct OomStatement<'a> {
+    pub cgroup: &'a str,
+    pub limit_bytes: Option<f64>,
+    pub counted: u64,
+    pub workers: Vec<OomWorker>,
+    /// Kills that match no process of any worker's tree.
+    pub elsewhere: usize,
+}
+
+pub struct OomWorker {
+    pub worker: u32,
+    /// Kills of its main process (its SIGKILL exit matched the counter).
+    pub main: usize,
+    /// Kills matched to another process of its tree that vanished then (probable).
+    pub others: usize,
+    /// The tree's memory at the last sample before its last kill.
+    pub last_memory: Option<(Kind, f64)>,
+}
+
+/// Only when the counter rose.
+pub fn oom(f: &Findings) -> Option<OomStatement<'_>> {
+    let o = f.oom_kills.as_ref().filter(|o| o.counted > 0)?;
+    let mut workers: Vec<OomWorker> = Vec::new();
+    for kill in &o.kills {
+        let Some(worker) = kill.worker else { continue };
+        let index = match workers.iter().position(|w| w.worker == worker) {
+            Some(i) => i,
+            None => {
+                workers.push(OomWorker {
+                    worker,
+                    main: 0,
+                    others: 0,
+                    last_memory: None,
+                });
+                workers.len() - 1
+            }
+        };
+        let w = &mut workers[index];
+        if kill.main {
+            w.main += 1;
+        } else {
+            w.others += 1;
+        }
+        w.last_memory = kill.memory_kind.zip(kill.memory_bytes).or(w.last_memory);
+    }
+    workers.sort_by_key(|w| w.worker);
+    Some(OomStatement {
+        cgroup: &o.cgroup,
+        limit_bytes: o.limit_bytes,
+        counted: o.counted,
+        workers,
+        elsewhere: o.kills.iter().filter(|k| k.worker.is_none()).count(),
+    })
+}
+
+/// The statement in words, for both renderers (one sentence per worker, then the rest).
+pub fn oom_words(o: &OomStatement) -> Vec<String> {
+    use crate::units::size;
+    let OomStatement {
+        cgroup,
+        limit_bytes,
+        counted,
+        workers,
+        elsewhere,
+    } = o;
+    let limit = limit_bytes.map_or(String::new(), |l| format!(" (its limit {})", size(l)));
+    let mut words = vec![format!(
+        "The kernel's OOM killer killed {counted} process(es) in {cgroup}{limit}, as its oom_kill counter shows."
+    )];
+    for OomWorker {
+        worker,
+        main,
+        others,
+        last_memory,
+    } in workers
+    {
+        let mut what = Vec::new();
+        if *main > 0 {
+            what.push(format!("its main process {}", times(*main)));
+        }
+        if *others > 0 {
+            what.push(format!(
+                "probably {} other process(es) of its tree (they vanished as the counter rose)",
+                others
+            ));
+        }
+        let memory = last_memory.map_or(String::new(), |(kind, bytes)| {
+            format!(
+                "; at the last sample before it was killed it held {} ({})",
+                size(bytes),
+                kind.words()
+            )
+        });
+        words.push(format!("Worker {worker}: {}{memory}.", what.join(" and ")));
+    }
+    if *elsewhere > 0 {
+        words.push(format!(
+            "{elsewhere} kill(s) match no process of a worker's tree: another process in the same cgroup."
+        ));
+    }
+    words
+}
+
+fn times(n: usize) -> String {
+    match n {
+        1 => "once".into(),
+        n => format!("{n} times"),
+    }
+}

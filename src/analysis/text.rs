@@ -269,6 +269,12 @@ pub fn findings(f: &Findings) -> String {
             let _ = writeln!(out, "  - {advice}");
         }
     }
+    if let Some(oom) = statements::oom(f) {
+        out.push('\n');
+        for line in statements::oom_words(&oom) {
+            let _ = writeln!(out, "oom: {line}");
+        }
+    }
     for note in &f.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }

@@ -162,7 +162,9 @@ impl Default for Escalation {
     fn default() -> Self {
         Self {
             after_brakes: 10,
-            after: Duration::from_secs(120),
+            // A brake that pauses workers frees nothing: only a restart does, so it waits only
+            // as long as a passing spike (a checkpoint, an evaluation) takes to go by.
+            after: Duration::from_secs(30),
         }
     }
 }

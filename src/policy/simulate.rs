@@ -211,6 +211,7 @@ mod tests {
                 mem_total_bytes: 32 * GIB,
                 mem_available_bytes: available,
                 psi_full_avg10: None,
+                limit_bytes: None,
                 devices: Vec::new(),
                 workers: [(
                     0,

@@ -57,17 +57,20 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             || s.max_psi_full_avg10.is_some_and(|p| p >= 10.0)
     });
     let logs_only = f.workers.is_empty() && f.run.process_samples == 0;
-    let verdict = if abrupt(input) || !input.kills.is_empty() || !crashed_workers.is_empty() {
-        "crash"
-    } else if logs_only {
-        "unknown (no memory was recorded)"
-    } else if !leaking.is_empty() {
-        "leak found"
-    } else if pressure {
-        "memory pressure"
-    } else {
-        "healthy"
-    };
+    let oom = crate::analysis::statements::oom(f);
+    let verdict =
+        if abrupt(input) || !input.kills.is_empty() || !crashed_workers.is_empty() || oom.is_some()
+        {
+            "crash"
+        } else if logs_only {
+            "unknown (no memory was recorded)"
+        } else if !leaking.is_empty() {
+            "leak found"
+        } else if pressure {
+            "memory pressure"
+        } else {
+            "healthy"
+        };
     let headline = match (verdict, leaking.first()) {
         ("leak found", Some(w)) => {
             format!("leak found: worker {} retains {}", w.worker, rate_words(w))
@@ -96,6 +99,9 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             "The kernel's OOM killer killed {} process(es).",
             input.kills.len()
         ));
+    }
+    if let Some(oom) = &oom {
+        paragraph.extend(crate::analysis::statements::oom_words(oom));
     }
     if !crashed_workers.is_empty() {
         paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));

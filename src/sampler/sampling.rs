@@ -507,6 +507,9 @@ fn reading(
         mem_total_bytes,
         mem_available_bytes,
         psi_full_avg10: system.psi_full_avg10.map(f64::from),
+        limit_bytes: system
+            .cgroup_limit_bytes
+            .filter(|&limit| limit < system.mem_total_bytes),
         workers,
         devices: gpus
             .iter()

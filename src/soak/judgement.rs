@@ -107,7 +107,10 @@ pub fn judge(
     reasons.extend(kernel_kills.iter().cloned());
     for (worker, exit) in failed {
         reasons.push(match (exit.code, exit.signal) {
-            (_, Some(9)) => format!("worker {worker} was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"),
+            (_, Some(9)) => match oom_killed(findings, *worker) {
+                Some(words) => format!("worker {worker} was killed by the kernel's OOM killer{words}"),
+                None => format!("worker {worker} was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"),
+            },
             (_, Some(signal)) => format!("worker {worker} crashed (signal {signal})"),
             (Some(code), _) => format!("worker {worker} exited with code {code}"),
             _ => format!("worker {worker} ended unexpectedly"),
@@ -136,6 +139,31 @@ pub fn judge(
         crashes: failed.len(),
         policy: counters.clone(),
     }
+}
+
+/// Where the memory cgroup's counter shows the kernel killed the worker's main process: which
+/// cgroup and limit, and the worker's memory at its last sample.
+fn oom_killed(findings: &Findings, worker: u32) -> Option<String> {
+    let o = findings.oom_kills.as_ref()?;
+    let kill = o
+        .kills
+        .iter()
+        .rev()
+        .find(|k| k.main && k.worker == Some(worker))?;
+    let limit = o.limit_bytes.map_or(String::new(), |l| {
+        format!(", limit {}", crate::units::size(l))
+    });
+    let memory = kill
+        .memory_kind
+        .zip(kill.memory_bytes)
+        .map_or(String::new(), |(kind, bytes)| {
+            format!(
+                "; it held {} ({}) at its last sample",
+                crate::units::size(bytes),
+                kind.words()
+            )
+        });
+    Some(format!(" ({}{limit}){memory}", o.cgroup))
 }
 
 /// The kernel's OOM kills of the run's processes: a pid recorded for a worker, killed after the

@@ -3,7 +3,253 @@
 //! examples under `contrib/`.
 
 use crate::util::*;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+/// A memory cgroup of the test's own under the current one, with a limit; removed on drop
+/// (after its processes have gone). cgroup v2 where the memory controller is delegated to us,
+/// else v1 where writable (as root). `Err` says why the machine cannot.
+struct MemoryCgroup {
+    dir: PathBuf,
+    v2: bool,
+}
+
+impl MemoryCgroup {
+    fn new(name: &str, limit: u64) -> Result<Self, String> {
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let name = format!("memwarden-test-{name}-{}", std::process::id());
+        let v2 = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(|path| Path::new("/sys/fs/cgroup").join(path.trim_start_matches('/')))
+            .filter(|parent| {
+                std::fs::read_to_string(parent.join("cgroup.subtree_control"))
+                    .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"))
+            });
+        let (dir, v2, file) = match (v2, own.lines().find_map(memory_path)) {
+            (Some(parent), _) => (parent.join(&name), true, "memory.max"),
+            (None, Some(path)) => (
+                Path::new("/sys/fs/cgroup/memory")
+                    .join(path.trim_start_matches('/'))
+                    .join(&name),
+                false,
+                "memory.limit_in_bytes",
+            ),
+            (None, None) => {
+                return Err("no delegated cgroup v2 memory controller and no cgroup v1 one".into())
+            }
+        };
+        std::fs::create_dir(&dir)
+            .map_err(|e| format!("cannot create the memory cgroup {}: {e}", dir.display()))?;
+        let cgroup = Self { dir, v2 };
+        std::fs::write(cgroup.dir.join(file), limit.to_string())
+            .map_err(|e| format!("cannot set {file}: {e}"))?;
+        Ok(cgroup)
+    }
+
+    /// The kernel's OOM kills in it so far.
+    fn oom_kills(&self) -> u64 {
+        let (file, key) = if self.v2 {
+            ("memory.events", "oom_kill")
+        } else {
+            ("memory.oom_control", "oom_kill")
+        };
+        std::fs::read_to_string(self.dir.join(file))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// `memwarden ARGS` started inside the cgroup (a shell moves itself in, then execs).
+    fn memwarden(&self, args: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("sh");
+        command.arg("-c").arg(format!(
+            "echo $$ > {}/cgroup.procs && exec {} {args}",
+            self.dir.display(),
+            exe()
+        ));
+        command
+    }
+}
+
+impl Drop for MemoryCgroup {
+    fn drop(&mut self) {
+        // The last processes may still be leaving.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove {}", self.dir.display());
+    }
+}
+
+/// `4:memory:/a/b` gives `/a/b`.
+fn memory_path(line: &str) -> Option<&str> {
+    let mut parts = line.splitn(3, ':');
+    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+    controllers
+        .split(',')
+        .any(|c| c == "memory")
+        .then_some(path)
+}
+
+/// The workload of the issue: 2 workers retaining 32 MiB per trial, 200 ms trials, 100 ms gaps.
+fn leaking_workers(dir: &Path, run_args: &str) -> String {
+    format!(
+        "run --out {} --workers 2 {run_args} -- {} fixture-worker --trials 100000 --trial-ms 200 --gap-ms 100 --leak-mib 32",
+        dir.display(),
+        exe()
+    )
+}
+
+/// memwarden inside a memory cgroup with a limit: the manifest names the cgroup and its limit,
+/// and every tick records its counters.
+#[test]
+fn the_cgroup_limit_in_force_is_found_and_its_counters_recorded() {
+    let limit: u64 = 512 << 20;
+    let cgroup = match MemoryCgroup::new("limit", limit) {
+        Ok(cgroup) => cgroup,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = cgroup
+        .memwarden(&format!(
+            "run --out {} -- {} fixture-worker --trials 3 --trial-ms 100 --gap-ms 50",
+            dir.display(),
+            exe()
+        ))
+        .output()
+        .expect("sh runs");
+    drop(cgroup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the memory limit in force is the cgroup's: 512.0 MiB"),
+        "{stderr}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).expect("manifest"))
+            .expect("JSON");
+    assert_eq!(
+        manifest["memory_cgroup"]["limit_bytes"],
+        serde_json::json!(limit)
+    );
+    let system = export(&dir, "system");
+    let rows = &system.rows;
+    assert!(!rows.is_empty());
+    for row in rows {
+        assert_eq!(system.get(row, "cgroup_limit"), Some(limit as f64));
+        let usage = system
+            .get(row, "cgroup_usage")
+            .expect("usage on every tick");
+        assert!(usage > 0.0 && usage < limit as f64, "{usage}");
+        assert!(system
+            .get(row, "cgroup_working_set")
+            .is_some_and(|w| w <= usage));
+        assert_eq!(system.get(row, "cgroup_oom_kill"), Some(0.0));
+    }
+    // The forecast and the report are within the limit, not the host's memory.
+    let forecast = analyze(&dir).forecast.expect("a forecast");
+    assert_eq!(forecast.mem_total_bytes, limit as f64);
+    assert!(forecast.available_bytes < limit as f64);
+    let markdown = report(&dir, &temp.path().join("report"), &[]);
+    assert!(
+        markdown.contains("of 512.0 MiB (the limit of memory cgroup"),
+        "{markdown}"
+    );
+}
+
+/// The run of the issue, in a 1.5 GiB cgroup for 60 s under the default policy: the brake comes
+/// on against the cgroup's limit (and says so), escalation restarts a worker, and the kernel
+/// kills nothing.
+#[test]
+fn under_the_default_policy_the_brake_and_escalation_keep_the_kernel_from_killing() {
+    let cgroup = match MemoryCgroup::new("policy", 1536 << 20) {
+        Ok(cgroup) => cgroup,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let policy = temp.path().join("empty.toml");
+    std::fs::write(&policy, "").expect("policy");
+    let out = cgroup
+        .memwarden(&leaking_workers(
+            &dir,
+            &format!("--duration 60s --policy {}", policy.display()),
+        ))
+        .output()
+        .expect("sh runs");
+    let kills = cgroup.oom_kills();
+    drop(cgroup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(kills, 0, "the kernel killed: {stderr}");
+    assert!(
+        stderr.contains("brake_on: available memory")
+            && stderr.contains("(within the memory cgroup's limit of 1.50 GiB) is under 153.6 MiB"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("escalation: the brake has been on for"),
+        "{stderr}"
+    );
+    let findings = analyze(&dir);
+    let oom = findings.oom_kills.expect("the counter was recorded");
+    assert_eq!((oom.counted, oom.kills.len()), (0, 0));
+}
+
+/// Without a policy the kernel kills the workers; the report names the limit and counts the
+/// kills from the cgroup's counter, matched to the workers, as `analyze` does.
+#[test]
+fn without_a_policy_the_kernels_kills_are_counted_from_the_cgroup_and_matched_to_workers() {
+    let cgroup = match MemoryCgroup::new("kills", 1536 << 20) {
+        Ok(cgroup) => cgroup,
+        Err(why) => return eprintln!("skipped: {why}"),
+    };
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = cgroup
+        .memwarden(&leaking_workers(&dir, "--duration 30s"))
+        .output()
+        .expect("sh runs");
+    let kills = cgroup.oom_kills();
+    drop(cgroup);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(kills >= 1, "no OOM kill in 30 s: {stderr}");
+    let findings = analyze(&dir);
+    let oom = findings.oom_kills.expect("the counter was recorded");
+    assert_eq!(oom.counted, kills, "{oom:?}");
+    let mains: Vec<u32> = oom
+        .kills
+        .iter()
+        .filter(|k| k.main)
+        .filter_map(|k| k.worker)
+        .collect();
+    assert!(!mains.is_empty(), "no kill matched a worker: {oom:?}");
+    for kill in oom.kills.iter().filter(|k| k.main) {
+        let held = kill.memory_bytes.expect("memory at the last sample");
+        assert!(held > 200.0 * MIB, "{kill:?}");
+    }
+    let markdown = report(&dir, &temp.path().join("report"), &[]);
+    assert!(
+        markdown.starts_with("# memwarden report: crash"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!(
+            "The kernel's OOM killer killed {kills} process(es) in cgroup"
+        )) && markdown.contains("(its limit 1.50 GiB), as its oom_kill counter shows."),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains(&format!("Worker {}: its main process once", mains[0])),
+        "{markdown}"
+    );
+}
 
 /// The states of memwarden's children, read from outside (the test is memwarden's parent).
 fn children_states(pid: u32) -> Vec<(i32, char)> {

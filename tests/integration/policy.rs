@@ -584,7 +584,7 @@ fn systemd_unit_prints_a_watchdog_unit_for_a_valid_command_only() {
 }
 
 #[test]
-fn simulating_the_overnight_incident_restarts_the_larger_worker_after_10_brakes() {
+fn simulating_the_overnight_incident_restarts_the_larger_worker_once_the_brake_held_30s() {
     let temp = tempdir();
     let run = temp.path().join("overnight");
     overnight::write(&run);
@@ -625,7 +625,7 @@ fn simulating_the_overnight_incident_restarts_the_larger_worker_after_10_brakes(
     let reason = first_stop["reason"].as_str().expect("reason");
     assert!(
         reason.starts_with(
-            "escalation: the brake refused 10 trials in a row; worker 1 holds the most memory"
+            "escalation: the brake has been on for 30s; worker 1 holds the most memory"
         ),
         "{reason}"
     );
@@ -652,7 +652,7 @@ fn simulating_the_overnight_incident_restarts_the_larger_worker_after_10_brakes(
     );
     let report = std::fs::read_to_string(report_dir.join("report.md")).expect("report");
     assert!(report.contains("## Policy simulation"), "{report}");
-    assert!(report.contains("worker 1 **simulated** policy stop: escalation\\: the brake refused 10 trials in a row; worker 1 holds the most memory"), "{report}");
+    assert!(report.contains("worker 1 **simulated** policy stop: escalation\\: the brake has been on for 30s; worker 1 holds the most memory"), "{report}");
     assert!(
         report.contains("**1** worker restart(s), **1** of them by escalation"),
         "{report}"

@@ -23,9 +23,8 @@ impl Engine {
         }
         if let Some(worker) = self.largest(|_| true) {
             let reason = format!(
-                "emergency: {} {} is under the floor of {}; restarting the largest worker at once",
-                self.headroom_words(),
-                size(headroom as f64),
+                "emergency: {} is under the floor of {}; restarting the largest worker at once",
+                self.headroom_words(headroom),
                 share(floor_bytes, floor)
             );
             self.stop(worker, "emergency", reason);
@@ -53,9 +52,8 @@ impl Engine {
         if self.brake_since_ns.is_none() {
             let reason = if headroom < min_bytes {
                 format!(
-                    "{} {} is under {}",
-                    self.headroom_words(),
-                    size(headroom as f64),
+                    "{} is under {}",
+                    self.headroom_words(headroom),
                     share(min_bytes, threshold)
                 )
             } else if psi.is_some_and(|p| p > max_psi) {
@@ -89,11 +87,8 @@ impl Engine {
         if recovered {
             self.brake_since_ns = None;
             self.brakes_in_a_row = 0;
-            let reason = format!(
-                "{} recovered to {}",
-                self.headroom_words(),
-                size(headroom as f64)
-            );
+            let (what, within) = self.headroom_name();
+            let reason = format!("{what} recovered to {}{within}", size(headroom as f64));
             self.act(None, ActionKind::BrakeOff, reason);
             for index in 0..self.workers.len() as u32 {
                 if self.workers[index as usize].paused {

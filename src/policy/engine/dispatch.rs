@@ -201,12 +201,32 @@ impl Engine {
         })
     }
 
-    pub(super) fn headroom_words(&self) -> &'static str {
-        if self.policy.budget.is_some() {
+    /// The figure a rule compares, in words, naming the cgroup's limit where one applies (a
+    /// brake inside a container is about the container's limit, not the host's memory).
+    pub(super) fn headroom_words(&self, bytes: u64) -> String {
+        let (what, within) = self.headroom_name();
+        format!("{what} {}{within}", crate::units::size(bytes as f64))
+    }
+
+    /// What the headroom is, and where a cgroup's limit applies, ` (within …)` to follow its
+    /// figure.
+    pub(super) fn headroom_name(&self) -> (&'static str, String) {
+        let what = if self.policy.budget.is_some() {
             "headroom"
         } else {
             "available memory"
-        }
+        };
+        let within =
+            self.reading
+                .as_ref()
+                .and_then(|r| r.limit_bytes)
+                .map_or(String::new(), |limit| {
+                    format!(
+                        " (within the memory cgroup's limit of {})",
+                        crate::units::size(limit as f64)
+                    )
+                });
+        (what, within)
     }
 
     fn tick(&mut self, reading: Reading) {

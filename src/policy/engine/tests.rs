@@ -18,6 +18,7 @@ fn reading(available: u64, pss: &[u64]) -> Input {
         mem_total_bytes: 32 * GIB,
         mem_available_bytes: available,
         psi_full_avg10: Some(0.0),
+        limit_bytes: None,
         devices: Vec::new(),
         workers: (0u32..)
             .zip(pss)

@@ -11,6 +11,9 @@ pub struct Reading {
     pub mem_total_bytes: u64,
     pub mem_available_bytes: u64,
     pub psi_full_avg10: Option<f64>,
+    /// The memory cgroup's limit, where one below the host's memory applies: total and
+    /// available memory above are within it.
+    pub limit_bytes: Option<u64>,
     pub workers: BTreeMap<u32, WorkerMemory>,
     /// Each GPU device's memory: (device, used, total). Empty where not measured.
     pub devices: Vec<(u32, u64, u64)>,

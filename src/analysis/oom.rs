@@ -1,0 +1,168 @@
+//! The kernel's OOM kills, known from the memory cgroup's `oom_kill` counter rather than from
+//! the kernel log (which a container usually cannot read). Pure: the counter's rises, the
+//! workers' exits and vanished processes in, kills out.
+//!
+//! A worker's main process that died of SIGKILL near a rise of the counter was killed by the
+//! kernel: memwarden's own SIGKILL comes only after a stop it asked for, which is not a failure
+//! and not counted here. A rise that no such exit explains is matched to a process of a
+//! worker's tree that vanished then (a DataLoader, a child the OOM killer chose: "probably"),
+//! else left unmatched: a process outside memwarden's trees, in the same cgroup.
+
+use super::kind::Kind;
+use serde::{Deserialize, Serialize};
+
+/// What the cgroup's counter says about the run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomKills {
+    /// `cgroup v1 /path`: whose counter it is.
+    pub cgroup: String,
+    pub limit_bytes: Option<f64>,
+    /// How far the counter rose during the run.
+    pub counted: u64,
+    pub kills: Vec<OomKill>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OomKill {
+    /// When the counter showed it (ns since the start).
+    pub t_ns: u64,
+    pub worker: Option<u32>,
+    pub pid: Option<i32>,
+    /// The worker's main process, whose SIGKILL exit the counter explains; otherwise a process
+    /// of the tree that vanished then, probably the one killed.
+    pub main: bool,
+    /// The worker's tree at its last sample before the kill, in `memory_kind`.
+    pub memory_bytes: Option<f64>,
+    pub memory_kind: Option<Kind>,
+}
+
+/// A worker's process that ended: its main process by SIGKILL, or any process of its tree
+/// seen vanishing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Ended {
+    pub worker: u32,
+    pub pid: i32,
+    pub t_ns: u64,
+    pub main: bool,
+}
+
+/// Matches each kill the counter counted (`rises`: `(t_ns, how many)`) to the nearest ended
+/// process within `slack_ns`, main processes first. `memory(worker, t_ns)` is the tree's memory
+/// at its last sample before `t_ns`.
+pub fn match_kills(
+    rises: &[(u64, u64)],
+    ended: &[Ended],
+    slack_ns: u64,
+    memory: impl Fn(u32, u64) -> Option<(Kind, f64)>,
+) -> Vec<OomKill> {
+    let mut used = vec![false; ended.len()];
+    let mut kills = Vec::new();
+    for &(t, count) in rises {
+        for _ in 0..count {
+            let nearest = |main: bool, used: &[bool]| {
+                ended
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, e)| !used[*i] && e.main == main && e.t_ns.abs_diff(t) <= slack_ns)
+                    .min_by_key(|(_, e)| e.t_ns.abs_diff(t))
+                    .map(|(i, _)| i)
+            };
+            let Some(i) = nearest(true, &used).or_else(|| nearest(false, &used)) else {
+                kills.push(OomKill {
+                    t_ns: t,
+                    worker: None,
+                    pid: None,
+                    main: false,
+                    memory_bytes: None,
+                    memory_kind: None,
+                });
+                continue;
+            };
+            used[i] = true;
+            let e = ended[i];
+            let memory = memory(e.worker, e.t_ns);
+            kills.push(OomKill {
+                t_ns: e.t_ns,
+                worker: Some(e.worker),
+                pid: Some(e.pid),
+                main: e.main,
+                memory_bytes: memory.map(|(_, bytes)| bytes),
+                memory_kind: memory.map(|(kind, _)| kind),
+            });
+        }
+    }
+    kills
+}
+
+/// The counter's rises from its readings in time order: the first reading is the baseline
+/// (kills before the run are not the run's), and a drop means another cgroup's counter (the one
+/// in force changed), a new baseline.
+pub fn rises(readings: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> {
+    let mut last: Option<u64> = None;
+    let mut rises = Vec::new();
+    for (t, value) in readings {
+        if let Some(before) = last.filter(|&b| value > b) {
+            rises.push((t, value - before));
+        }
+        last = Some(value);
+    }
+    rises
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn the_counter_rises_from_its_first_reading_and_starts_again_after_a_drop() {
+        let readings = [(0, 3), (10, 3), (20, 5), (30, 5), (40, 1), (50, 2)];
+        assert_eq!(rises(readings), vec![(20, 2), (50, 1)]);
+        assert!(rises([(0, 7)]).is_empty(), "kills before the run");
+    }
+
+    #[test]
+    fn a_kill_goes_to_the_sigkilled_main_process_first_then_to_a_vanished_child() {
+        let ended = [
+            Ended {
+                worker: 1,
+                pid: 20,
+                t_ns: 1000 * MS,
+                main: false,
+            },
+            Ended {
+                worker: 0,
+                pid: 10,
+                t_ns: 1040 * MS,
+                main: true,
+            },
+            Ended {
+                worker: 1,
+                pid: 21,
+                t_ns: 5000 * MS,
+                main: false,
+            },
+        ];
+        let memory = |worker: u32, _| Some((Kind::Pss, 100.0 * (worker + 1) as f64));
+        let kills = match_kills(
+            &[(1010 * MS, 2), (5100 * MS, 1), (9000 * MS, 1)],
+            &ended,
+            300 * MS,
+            memory,
+        );
+        let who: Vec<String> = kills
+            .iter()
+            .map(|k| format!("{:?} {:?} {} {:?}", k.worker, k.pid, k.main, k.memory_bytes))
+            .collect();
+        assert_eq!(
+            who,
+            [
+                "Some(0) Some(10) true Some(100.0)",
+                "Some(1) Some(20) false Some(200.0)",
+                "Some(1) Some(21) false Some(200.0)",
+                "None None false None",
+            ]
+        );
+    }
+}
