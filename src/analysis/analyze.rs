@@ -128,6 +128,25 @@ pub fn analyze_with_series(
         _ => 0.0,
     };
     let oom_kills = oom_kills(recording, &loaded);
+    let outside_trees = loaded.system.as_ref().and_then(|s| {
+        let last_listing = recording
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                crate::recording::EventKind::SharedMemory { files, more, .. } => {
+                    Some((files.as_slice(), *more))
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let outside = if s.outside_within_cgroup {
+            &s.outside_readings[..]
+        } else {
+            &[]
+        };
+        super::outside::outside_trees(&s.shm_readings, outside, last_listing)
+    });
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
         run: RunSummary {
@@ -152,6 +171,7 @@ pub fn analyze_with_series(
         notes,
         trials,
         oom_kills,
+        outside_trees,
         sampler_health: loaded
             .pss_health
             .iter()
@@ -318,6 +338,7 @@ pub fn logs_only(
         notes: vec!["no memory was recorded: this report is built from logs alone, so it can tell what ran and what the kernel killed, not what leaked".into()],
         trials: records,
         oom_kills: None,
+        outside_trees: None,
         sampler_health: Vec::new(),
     };
     Analysis {

@@ -29,6 +29,9 @@ pub struct Findings {
     /// was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_kills: Option<super::oom::OomKills>,
+    /// `/dev/shm` and the memory no worker's tree accounts for; absent where not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_trees: Option<super::outside::OutsideTrees>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

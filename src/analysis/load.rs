@@ -26,7 +26,7 @@ pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
 
 /// Columns of the system table that analysis reads (the cgroup's are absent in recordings made
 /// before memwarden recorded them, and outside a memory cgroup).
-pub(super) const SYSTEM_COLUMNS: [&str; 7] = [
+pub(super) const SYSTEM_COLUMNS: [&str; 9] = [
     "t_ns",
     "mem_total",
     "mem_available",
@@ -34,6 +34,8 @@ pub(super) const SYSTEM_COLUMNS: [&str; 7] = [
     "cgroup_limit",
     "cgroup_working_set",
     "cgroup_oom_kill",
+    "shm_bytes",
+    "outside_trees",
 ];
 
 /// One trial of one worker with its levels.
@@ -66,6 +68,12 @@ pub struct SystemSummary {
     /// The memory cgroup's `oom_kill` counter where it changed, `(t_ns, value)`, from its
     /// first reading on.
     pub oom_kill_readings: Vec<(u64, u64)>,
+    /// `/dev/shm`'s allocated bytes where they changed, `(t_ns, bytes)`.
+    pub shm_readings: Vec<(u64, u64)>,
+    /// Memory outside every tree (see `SystemSample::outside_trees_bytes`), at most one
+    /// reading a second; `within_cgroup` when measured against a cgroup's working set.
+    pub outside_readings: Vec<(u64, u64)>,
+    pub outside_within_cgroup: bool,
 }
 
 pub struct Loaded {
@@ -438,10 +446,16 @@ fn push_system(
     let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi = psi.f64()?;
     // Absent from recordings made before the cgroup's counters were.
-    let oom_kill = match df.column("cgroup_oom_kill") {
-        Ok(_) => u64_values(df, "cgroup_oom_kill")?,
-        Err(_) => vec![None; df.height()],
+    let optional = |name: &str| match df.column(name) {
+        Ok(_) => u64_values(df, name),
+        Err(_) => Ok(vec![None; df.height()]),
     };
+    let oom_kill = optional("cgroup_oom_kill")?;
+    let (shm, outside, limit) = (
+        optional("shm_bytes")?,
+        optional("outside_trees")?,
+        optional("cgroup_limit")?,
+    );
     for i in 0..df.height() {
         let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
             continue;
@@ -456,7 +470,24 @@ fn push_system(
             max_psi_full_avg10: None,
             timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
             oom_kill_readings: Vec::new(),
+            shm_readings: Vec::new(),
+            outside_readings: Vec::new(),
+            outside_within_cgroup: false,
         });
+        if let Some(bytes) = shm[i] {
+            if s.shm_readings.last().is_none_or(|&(_, b)| b != bytes) {
+                s.shm_readings.push((t, bytes));
+            }
+        }
+        if let Some(bytes) = outside[i] {
+            if s.outside_readings
+                .last()
+                .is_none_or(|&(last, _)| t >= last + 1_000_000_000)
+            {
+                s.outside_readings.push((t, bytes));
+                s.outside_within_cgroup |= limit[i].is_some();
+            }
+        }
         if let Some(count) = oom_kill[i] {
             if s.oom_kill_readings.last().is_none_or(|&(_, c)| c != count) {
                 s.oom_kill_readings.push((t, count));

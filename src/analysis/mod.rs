@@ -18,6 +18,7 @@ mod levels;
 mod load;
 mod location;
 pub mod oom;
+pub mod outside;
 mod params;
 pub mod policy_inputs;
 pub mod sites;

@@ -499,3 +499,63 @@ fn times(n: usize) -> String {
         n => format!("{n} times"),
     }
 }
+
+/// Memory outside every worker's tree, when there is something to tell: `/dev/shm` grew, files
+/// nobody maps hold memory, or the cgroup holds more than the trees account for.
+pub fn outside_words(f: &Findings) -> Vec<String> {
+    use crate::units::size;
+    let Some(o) = f.outside_trees.as_ref() else {
+        return Vec::new();
+    };
+    let mut words = Vec::new();
+    let unmapped: f64 = o.unmapped_files.iter().map(|f| f.bytes as f64).sum();
+    let files = || {
+        let mut names: Vec<String> = o
+            .unmapped_files
+            .iter()
+            .take(5)
+            .map(|f| format!("`{}` ({})", f.name, size(f.bytes as f64)))
+            .collect();
+        if o.unmapped_files.len() > 5 {
+            names.push(format!("and {} more", o.unmapped_files.len() - 5));
+        }
+        names.join(", ")
+    };
+    if o.shm_grew() {
+        words.push(format!(
+            "`/dev/shm` grew from {} to {} (at most {}) outside every worker's tree.",
+            size(o.shm_first_bytes),
+            size(o.shm_last_bytes),
+            size(o.shm_peak_bytes)
+        ));
+    }
+    if unmapped >= super::outside::TELL_BYTES {
+        let torch = o
+            .unmapped_files
+            .iter()
+            .any(|f| f.name.starts_with("torch_"));
+        words.push(format!(
+            "At the end, {} of `/dev/shm` was in {} file(s) that no worker's process mapped{}: {}. They hold memory until they are unlinked: {}.",
+            size(unmapped),
+            o.unmapped_files.len(),
+            match o.unlisted_files {
+                0 => String::new(),
+                n => format!(" (of the {} largest listed; {n} more were not)", crate::recording::SHARED_MEMORY_FILES),
+            },
+            files(),
+            if torch {
+                "PyTorch passes tensors between DataLoader workers through such segments, and a worker killed before it unlinked them leaves them behind"
+            } else {
+                "segments a worker created and never unlinked (`shm_unlink`, `SharedMemory.unlink()`); `rm` them once nothing uses them"
+            }
+        ));
+    }
+    if o.outside_grew() {
+        words.push(format!(
+            "Inside the memory cgroup, the memory no worker's tree accounts for went from {} to {} (its working set less the trees' memory: /dev/shm, kernel memory, processes outside the trees).",
+            size(o.outside_first_bytes.unwrap_or(0.0)),
+            size(o.outside_last_bytes.unwrap_or(0.0))
+        ));
+    }
+    words
+}

@@ -269,6 +269,13 @@ pub fn findings(f: &Findings) -> String {
             let _ = writeln!(out, "  - {advice}");
         }
     }
+    let outside = statements::outside_words(f);
+    if !outside.is_empty() {
+        out.push('\n');
+    }
+    for line in outside {
+        let _ = writeln!(out, "outside the trees: {line}");
+    }
     if let Some(oom) = statements::oom(f) {
         out.push('\n');
         for line in statements::oom_words(&oom) {

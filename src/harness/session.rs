@@ -97,6 +97,7 @@ pub fn record(
         gpu: true,
         rollup_cpu_fraction: config.rollup_cpu_fraction,
         root: config.root.clone(),
+        shm_dir: Some("/dev/shm".into()),
     };
     let sampler = own_work(
         Sampler::start(sampler_config, clock, records.clone()).context("cannot start the sampler"),

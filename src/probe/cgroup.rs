@@ -318,6 +318,48 @@ mod tests {
         assert!(read(&cgroup).is_err());
     }
 
+    /// Kept-open counter files re-read in place: garbage in one is an error for that tick (the
+    /// sampler says so once and records nothing), never a zero; the next good read counts again.
+    #[test]
+    fn an_unreadable_counter_mid_run_is_an_error_until_it_reads_again() {
+        let temp = tempfile::tempdir().expect("temp");
+        let copy = |from: &Path, to: &Path| {
+            for entry in walk(from) {
+                let target = to.join(entry.strip_prefix(from).expect("under"));
+                if entry.is_dir() {
+                    std::fs::create_dir_all(&target).expect("mkdir");
+                } else {
+                    std::fs::copy(&entry, &target).expect("copy");
+                }
+            }
+        };
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/cgroup/v2-ancestor");
+        copy(&fixture, temp.path());
+        let cgroup = find(&ProcRoot::new(temp.path().join("proc")), temp.path(), 7).expect("found");
+        let mut files = CgroupFiles::open(&cgroup).expect("open");
+        let good = files.read().expect("reads");
+        assert!(good.usage_bytes > 0);
+        let current = cgroup.dir.join("memory.current");
+        let before = std::fs::read(&current).expect("read");
+        std::fs::write(&current, "garbage\n").expect("write in place");
+        assert!(files.read().is_err(), "garbage is no reading");
+        std::fs::write(&current, before).expect("restore");
+        assert_eq!(files.read().expect("reads again"), good);
+    }
+
+    fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+        let mut all = vec![dir.to_path_buf()];
+        for entry in std::fs::read_dir(dir).expect("dir").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                all.extend(walk(&path));
+            } else {
+                all.push(path);
+            }
+        }
+        all
+    }
+
     #[test]
     fn this_machine_has_a_memory_cgroup() {
         // Any Linux with a memory controller; the limit may be none (the sentinel is not a limit).

@@ -8,6 +8,7 @@ pub mod cgroup;
 pub mod gpu;
 mod proc_file;
 mod process;
+pub mod shm;
 mod smaps;
 mod system;
 

@@ -65,6 +65,18 @@ pub struct SystemSample {
     pub cgroup_failcnt: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_psi_full_avg10: Option<f32>,
+    /// Bytes allocated by the files in `/dev/shm` and their number, as last listed (every few
+    /// seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_files: Option<u64>,
+    /// Memory in use that no worker's tree accounts for: the memory cgroup's working set (the
+    /// host's total less available where no cgroup limit applies) less the trees' PSS (RSS for
+    /// processes whose PSS is not known). memwarden itself, `/dev/shm`, page tables and kernel
+    /// memory, and on a host every other process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_trees_bytes: Option<u64>,
 }
 
 impl SystemSample {
@@ -118,6 +130,16 @@ pub struct ProcessSample {
 }
 
 /// Something that happened, on the same clock as the ticks.
+/// How many `/dev/shm` files a `SharedMemory` event lists.
+pub const SHARED_MEMORY_FILES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedMemoryFile {
+    pub name: String,
+    pub bytes: u64,
+    pub mapped: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub t_ns: u64,
@@ -155,6 +177,14 @@ pub enum EventKind {
     },
     ProcessGone {
         pid: i32,
+    },
+    /// What `/dev/shm` holds, recorded when it changed (its files, largest first, at most
+    /// [`SHARED_MEMORY_FILES`]; `mapped`: some process of a worker's tree maps it).
+    SharedMemory {
+        total_bytes: u64,
+        files: Vec<SharedMemoryFile>,
+        /// Files left out of the list.
+        more: u64,
     },
     /// A tracked process replaced its program (execve): same pid, a new address space and
     /// command line. Samples from this event on describe the new program; budgeted values

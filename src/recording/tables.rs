@@ -92,6 +92,12 @@ pub(crate) fn system_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
                 "cgroup_psi_full_avg10".into(),
                 psi(|t| t.system.cgroup_psi_full_avg10),
             ),
+            Column::new("shm_bytes".into(), total(|t| t.system.shm_bytes)),
+            Column::new("shm_files".into(), total(|t| t.system.shm_files)),
+            Column::new(
+                "outside_trees".into(),
+                total(|t| t.system.outside_trees_bytes),
+            ),
         ],
     )
 }

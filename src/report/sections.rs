@@ -103,6 +103,7 @@ pub fn summary(out: &mut String, input: &ReportInput) {
     if let Some(oom) = &oom {
         paragraph.extend(crate::analysis::statements::oom_words(oom));
     }
+    paragraph.extend(crate::analysis::statements::outside_words(f));
     if !crashed_workers.is_empty() {
         paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));
     }

@@ -14,6 +14,7 @@
 mod gpu;
 pub mod rollup_budget;
 mod sampling;
+mod shm;
 mod snapshots;
 mod tree;
 

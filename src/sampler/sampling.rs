@@ -28,6 +28,8 @@ pub struct SamplerConfig {
     /// Share of one core that smaps_rollup reads may use, all together.
     pub rollup_cpu_fraction: f64,
     pub root: ProcRoot,
+    /// Where POSIX shared memory lives (`/dev/shm`): listed every few seconds. `None`: not.
+    pub shm_dir: Option<std::path::PathBuf>,
 }
 
 pub enum Control {
@@ -132,6 +134,7 @@ struct SamplerLoop {
     last_overrun_report: Instant,
     beat: Arc<AtomicU64>,
     gpu: Option<super::gpu::GpuThread>,
+    shm: Option<super::shm::ShmWatch>,
 }
 
 impl SamplerLoop {
@@ -152,6 +155,7 @@ impl SamplerLoop {
             .name("memwarden-smaps".into())
             .spawn(move || snapshot_worker(root, rx, snapshot_records))
             .ok();
+        let shm = config.shm_dir.clone().map(super::shm::ShmWatch::new);
         Self {
             budget: RollupBudget::new(config.rollup_cpu_fraction),
             config,
@@ -167,6 +171,7 @@ impl SamplerLoop {
             last_overrun_report: Instant::now(),
             beat,
             gpu,
+            shm,
         }
     }
 
@@ -260,7 +265,7 @@ impl SamplerLoop {
         self.stats.ticks += 1;
         let t_ns = self.clock.since_start(at);
         let wall_ns = crate::clock::wall_ns();
-        let system = self.system.sample().unwrap_or_default();
+        let mut system = self.system.sample().unwrap_or_default();
         if let Some(message) = self.system.cgroup_trouble() {
             eprintln!("memwarden: {message}");
             self.records
@@ -293,6 +298,7 @@ impl SamplerLoop {
             self.request_snapshot(t_ns, worker, trial, boundary);
         }
         let memory = self.tree_memory(t_ns, &processes, &mut events);
+        self.outside_trees(t_ns, &mut system, &memory);
         // Stamped with the tick that observed them: analysis lines an exec up with its samples.
         for (worker, kind) in events {
             self.records.event(Event {
@@ -313,6 +319,36 @@ impl SamplerLoop {
             processes,
             gpus,
         });
+    }
+
+    /// `/dev/shm` (when due) and the memory in use that no tree accounts for.
+    fn outside_trees(
+        &mut self,
+        t_ns: u64,
+        system: &mut SystemSample,
+        memory: &BTreeMap<u32, WorkerMemory>,
+    ) {
+        if let Some(shm) = self.shm.as_mut() {
+            let pids = self
+                .workers
+                .values()
+                .flat_map(|w| w.processes.keys().copied());
+            if let Some(kind) = shm.tick(t_ns, &self.config.root, pids) {
+                self.records.event_now(&self.clock, None, kind);
+            }
+            system.shm_bytes = shm.total.map(|(bytes, _)| bytes);
+            system.shm_files = shm.total.map(|(_, files)| files);
+        }
+        if !self.workers.is_empty() {
+            let used = match (system.cgroup_limit_bytes, system.cgroup_working_set_bytes) {
+                (Some(_), Some(working_set)) => working_set,
+                _ => system
+                    .mem_total_bytes
+                    .saturating_sub(system.mem_available_bytes),
+            };
+            let trees: u64 = memory.values().map(|m| m.pss_bytes).sum();
+            system.outside_trees_bytes = Some(used.saturating_sub(trees));
+        }
     }
 
     fn read_gpu(&mut self, processes: &mut [ProcessSample]) -> Vec<GpuDeviceSample> {

@@ -412,3 +412,226 @@ fn as_pid_1_it_passes_sigterm_on_to_the_workers() {
     });
     assert_eq!(exit, Some(Some(15)), "the worker got SIGTERM");
 }
+
+/// A worker that leaves files in `/dev/shm` that no process maps: the report tells the memory
+/// outside every tree and names the files.
+#[test]
+fn files_left_in_dev_shm_are_reported_as_memory_outside_the_trees_by_name() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    let out = fixture_run(
+        &dir,
+        "",
+        "--trials 44 --trial-ms 200 --gap-ms 50 --shm-leak-mib 2",
+    )
+    .output()
+    .expect("memwarden runs");
+    let (main, _) = pids(&dir);
+    let worker = main[&0];
+    let left: Vec<PathBuf> = std::fs::read_dir("/dev/shm")
+        .expect("/dev/shm")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("memwarden-fixture-{worker}-")))
+        })
+        .collect();
+    for file in &left {
+        let _ = std::fs::remove_file(file);
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(left.len(), 44, "the fixture left its files");
+    let findings = analyze(&dir);
+    let outside = findings.outside_trees.expect("/dev/shm was listed");
+    assert!(outside.shm_grew(), "{outside:?}");
+    assert!(
+        outside.shm_last_bytes - outside.shm_first_bytes >= 60.0 * MIB,
+        "{outside:?}"
+    );
+    let named = outside
+        .unmapped_files
+        .iter()
+        .filter(|f| f.name.starts_with(&format!("memwarden-fixture-{worker}-")))
+        .count();
+    assert!(named >= 30, "{outside:?}");
+    let markdown = report(&dir, &temp.path().join("report"), &[]);
+    assert!(
+        markdown.contains("`/dev/shm` grew from")
+            && markdown.contains("that no worker's process mapped (of the 32 largest listed; ")
+            && markdown.contains(&format!("more were not): `memwarden-fixture-{worker}-")),
+        "{markdown}"
+    );
+}
+
+/// `--grace 60s` in an argument list, in seconds.
+fn grace_seconds<'a>(mut args: impl Iterator<Item = &'a str>) -> u64 {
+    args.find(|a| *a == "--grace")
+        .and_then(|_| args.next())
+        .and_then(|g| g.strip_suffix('s'))
+        .and_then(|s| s.parse().ok())
+        .expect("a --grace in seconds")
+}
+
+/// The Dockerfile's last stage runs memwarden as the entrypoint (PID 1, no init in front of it)
+/// and its comment's `--stop-timeout` leaves memwarden its grace period.
+#[test]
+fn the_dockerfile_makes_memwarden_the_entrypoint_with_time_to_stop() {
+    let text = std::fs::read_to_string("contrib/docker/Dockerfile").expect("Dockerfile");
+    let last_stage = text.rsplit("\nFROM ").next().expect("stages");
+    let instruction = |name: &str| -> Vec<String> {
+        let line = last_stage
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in the last stage"));
+        serde_json::from_str(line.trim()).expect("exec form")
+    };
+    assert_eq!(instruction("ENTRYPOINT "), ["memwarden"]);
+    let cmd = instruction("CMD ");
+    assert_eq!(cmd[0], "run");
+    let code: String = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(!code.contains("tini") && !code.contains("dumb-init"));
+    let stop_timeout: u64 = text
+        .split("--stop-timeout ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .expect("the run command names --stop-timeout");
+    assert!(stop_timeout > grace_seconds(cmd.iter().map(String::as_str)));
+}
+
+/// The Kubernetes Job: a memory limit, a termination grace period longer than memwarden's, the
+/// run directory on a persistent volume, and a policy memwarden accepts.
+#[test]
+fn the_kubernetes_job_gives_memwarden_a_limit_time_to_stop_and_a_volume_for_its_run() {
+    let python = venv_python();
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+            "contrib/kubernetes/job.yaml",
+        ])
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let job = docs
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["kind"] == "Job"))
+        .expect("a Job");
+    let pod = &job["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert_eq!(args[0], "run");
+    let termination = pod["terminationGracePeriodSeconds"].as_u64().expect("set");
+    assert!(termination > grace_seconds(args.iter().copied()));
+    assert!(container["resources"]["limits"]["memory"].is_string());
+    let out_dir = args
+        .iter()
+        .skip_while(|a| **a != "--out")
+        .nth(1)
+        .expect("--out");
+    let mount = container["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| out_dir.starts_with(m["mountPath"].as_str().unwrap_or("-")))
+        .expect("the run directory is on a volume");
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("its volume");
+    assert!(volume["persistentVolumeClaim"].is_object(), "{volume}");
+    let policy = docs
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["kind"] == "ConfigMap"))
+        .and_then(|c| c["data"]["policy.toml"].as_str())
+        .expect("the policy");
+    memwarden::policy::Policy::parse(policy, "policy.toml").expect("a valid policy");
+}
+
+/// The Slurm script runs as a batch job would, with `srun` standing in for Slurm's: memwarden
+/// records the workers into the run directory and writes the report; the time-limit signal
+/// comes earlier than memwarden's grace period ends.
+#[test]
+fn the_slurm_script_runs_memwarden_through_srun_and_reports() {
+    let script = std::fs::read_to_string("contrib/slurm/memwarden.sbatch").expect("script");
+    let warning: u64 = script
+        .lines()
+        .find_map(|l| l.strip_prefix("#SBATCH --signal=TERM@"))
+        .and_then(|s| s.trim().parse().ok())
+        .expect("a time-limit signal");
+    let code: Vec<&str> = script
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .flat_map(str::split_whitespace)
+        .collect();
+    assert!(warning > grace_seconds(code.into_iter()));
+    let temp = tempdir();
+    let bin = temp.path().join("bin");
+    std::fs::create_dir(&bin).expect("bin");
+    let srun = bin.join("srun");
+    // srun's options go; the step runs here.
+    std::fs::write(
+        &srun,
+        "#!/bin/sh\nwhile [ \"${1#-}\" != \"$1\" ]; do shift; done\nexec \"$@\"\n",
+    )
+    .expect("srun");
+    std::fs::set_permissions(&srun, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let memwarden_dir = Path::new(env!("CARGO_BIN_EXE_memwarden"))
+        .parent()
+        .expect("bin dir");
+    let path = format!(
+        "{}:{}:{}",
+        bin.display(),
+        memwarden_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let dir = temp.path().join("run");
+    let out = std::process::Command::new("bash")
+        .arg("contrib/slurm/memwarden.sbatch")
+        .args([
+            "memwarden",
+            "fixture-worker",
+            "--trials",
+            "4",
+            "--trial-ms",
+            "50",
+            "--gap-ms",
+            "20",
+            "--leak-mib",
+            "2",
+        ])
+        .env("PATH", path)
+        .env("SLURM_JOB_ID", "4242")
+        .env("WORKERS", "2")
+        .env("RUN_DIR", &dir)
+        .env("POLICY", temp.path().join("policy.toml"))
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let recording = memwarden::recording::Recording::open(&dir).expect("recorded");
+    assert_eq!(recording.manifest.workers, 2);
+    assert!(dir.join("policy.toml").exists(), "the policy was in force");
+    assert!(dir.join("report/report.md").exists());
+}

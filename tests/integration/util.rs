@@ -259,7 +259,7 @@ pub fn venv_python() -> PathBuf {
     let python = dir.join("bin/python");
     let ready = |python: &Path| {
         Command::new(python)
-            .args(["-c", "import optuna, numpy"])
+            .args(["-c", "import optuna, numpy, yaml"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -271,7 +271,9 @@ pub fn venv_python() -> PathBuf {
             .is_ok_and(|s| s.success());
         assert!(made, "python3 -m venv {} failed", dir.display());
         let installed = Command::new(dir.join("bin/pip"))
-            .args(["install", "-q", "optuna", "numpy", "duckdb", "pytest"])
+            .args([
+                "install", "-q", "optuna", "numpy", "duckdb", "pytest", "pyyaml",
+            ])
             .status()
             .is_ok_and(|s| s.success());
         assert!(
