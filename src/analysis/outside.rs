@@ -22,6 +22,10 @@ pub struct OutsideTrees {
     /// Files of that listing left out of it (only the largest are listed).
     #[serde(default)]
     pub unlisted_files: u64,
+    /// Bytes of that listing's files that a worker's process maps: memory its tree already
+    /// counts as shared memory.
+    #[serde(default)]
+    pub mapped_bytes: f64,
     /// The memory cgroup's working set less the trees' memory, start and end, where a
     /// cgroup limit applied (on a host every other process is in it too).
     pub outside_first_bytes: Option<f64>,
@@ -78,6 +82,11 @@ pub fn outside_trees(
             .cloned()
             .collect(),
         unlisted_files,
+        mapped_bytes: last_listing
+            .iter()
+            .filter(|f| f.mapped)
+            .map(|f| f.bytes as f64)
+            .sum(),
         outside_first_bytes: outside.map(|(first, _)| first),
         outside_last_bytes: outside.map(|(_, last)| last),
     })

@@ -522,8 +522,23 @@ pub fn outside_words(f: &Findings) -> Vec<String> {
         names.join(", ")
     };
     if o.shm_grew() {
+        let mapped = if o.mapped_bytes > 0.0 {
+            let which = match o.unlisted_files {
+                0 => "at the last listing the files".to_string(),
+                n => format!(
+                    "of its {} largest files at the last listing ({n} more were not looked at), the ones",
+                    crate::recording::SHARED_MEMORY_FILES
+                ),
+            };
+            format!(
+                "; {which} that the workers' processes map held {}, which their trees count as shared memory",
+                size(o.mapped_bytes)
+            )
+        } else {
+            "; no worker's process maps its files, so no tree counts it".to_string()
+        };
         words.push(format!(
-            "`/dev/shm` grew from {} to {} (at most {}) outside every worker's tree.",
+            "`/dev/shm` grew from {} to {} (at most {}){mapped}.",
             size(o.shm_first_bytes),
             size(o.shm_last_bytes),
             size(o.shm_peak_bytes)

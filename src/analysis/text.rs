@@ -274,7 +274,7 @@ pub fn findings(f: &Findings) -> String {
         out.push('\n');
     }
     for line in outside {
-        let _ = writeln!(out, "outside the trees: {line}");
+        let _ = writeln!(out, "shared memory and memory outside the trees: {line}");
     }
     if let Some(oom) = statements::oom(f) {
         out.push('\n');

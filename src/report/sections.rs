@@ -103,7 +103,6 @@ pub fn summary(out: &mut String, input: &ReportInput) {
     if let Some(oom) = &oom {
         paragraph.extend(crate::analysis::statements::oom_words(oom));
     }
-    paragraph.extend(crate::analysis::statements::outside_words(f));
     if !crashed_workers.is_empty() {
         paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));
     }
@@ -135,6 +134,7 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             ));
         }
     }
+    paragraph.extend(crate::analysis::statements::outside_words(f));
     let plateaus: Vec<String> = f
         .workers
         .iter()

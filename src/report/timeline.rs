@@ -80,7 +80,12 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             EventKind::WorkerStart { pid, attempt, .. } => {
                 format!("{worker}restarted (pid {pid}, attempt {attempt})")
             }
-            EventKind::WorkerExit { code, signal, .. } => match (code, signal) {
+            EventKind::WorkerExit {
+                pid, code, signal, ..
+            } => match (code, signal) {
+                (_, Some(9)) if oom_killed(input, *pid) => format!(
+                    "{worker}killed by the kernel's OOM killer (SIGKILL as the memory cgroup's oom_kill counter rose)"
+                ),
                 (_, Some(s)) => format!("{worker}killed by {}", signal_name(*s)),
                 (Some(c), _) => format!("{worker}exited with code {c}"),
                 _ => format!("{worker}ended (exit status unknown)"),
@@ -186,6 +191,16 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
         }
         out.push('\n');
     }
+}
+
+/// The memory cgroup's counter matched this main process's SIGKILL to a kernel OOM kill.
+fn oom_killed(input: &ReportInput, pid: i32) -> bool {
+    input
+        .analysis
+        .findings
+        .oom_kills
+        .as_ref()
+        .is_some_and(|o| o.kills.iter().any(|k| k.main && k.pid == Some(pid)))
 }
 
 #[cfg(test)]

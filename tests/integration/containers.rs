@@ -246,7 +246,11 @@ fn without_a_policy_the_kernels_kills_are_counted_from_the_cgroup_and_matched_to
         "{markdown}"
     );
     assert!(
-        markdown.contains(&format!("Worker {}: its main process once", mains[0])),
+        markdown.contains(&format!("Worker {}: its main process once", mains[0]))
+            && markdown.contains(&format!(
+                "worker {} killed by the kernel's OOM killer (SIGKILL as the memory cgroup's oom_kill counter rose)",
+                mains[0]
+            )),
         "{markdown}"
     );
 }
