@@ -106,3 +106,49 @@ fn only_kernel_kills_of_the_runs_processes_after_its_start_count() {
         ["the kernel's OOM killer killed pid 42 (python) of worker 1"]
     );
 }
+
+#[test]
+fn a_sigkill_the_cgroup_counted_is_the_kernels_oom_kill_with_the_limit_and_memory() {
+    let mut plateau = findings("plateau");
+    let killed = Exit {
+        code: None,
+        signal: Some(9),
+    };
+    let asked = judge(
+        &plateau,
+        None,
+        &[(0, killed)],
+        &[],
+        &Counters::default(),
+        60.0,
+    );
+    assert_eq!(
+        asked.reasons,
+        ["worker 0 was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"]
+    );
+    plateau.oom_kills = Some(crate::analysis::oom::OomKills {
+        cgroup: "cgroup v2 /kubepods/pod1".into(),
+        limit_bytes: Some(1536.0 * 1024.0 * 1024.0),
+        counted: 1,
+        kills: vec![crate::analysis::oom::OomKill {
+            t_ns: 5_000_000_000,
+            worker: Some(0),
+            pid: Some(4242),
+            main: true,
+            memory_bytes: Some(700.0 * 1024.0 * 1024.0),
+            memory_kind: Some(crate::analysis::Kind::Pss),
+        }],
+    });
+    let known = judge(
+        &plateau,
+        None,
+        &[(0, killed)],
+        &[],
+        &Counters::default(),
+        60.0,
+    );
+    assert_eq!(
+        known.reasons,
+        ["worker 0 was killed by the kernel's OOM killer (cgroup v2 /kubepods/pod1, limit 1.50 GiB); it held 700.0 MiB (PSS) at its last sample"]
+    );
+}
