@@ -357,6 +357,10 @@ pub struct ReportArgs {
     /// repository, which must not depend on where they were written.
     #[arg(long, hide = true)]
     pub no_host: bool,
+    /// Also write the findings (as `analyze --json` prints them) to this file: a soak's
+    /// checkpoint runs the report in a child process and judges from them.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub findings_json: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -167,6 +167,7 @@ pub fn write(dir: &Path) -> Written {
         end_wall_ns: Some(1_795_000_000_000_000_000 + ticks * 100_000_000),
         end_reason: Some("bench".into()),
         memory_cgroup: None,
+        harness: None,
     };
     write_manifest(dir, &manifest).expect("manifest written");
     Written {

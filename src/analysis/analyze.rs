@@ -20,6 +20,9 @@ pub struct Options {
     pub rules: Rules,
     /// How far ahead the forecast plans (e.g. a 12-hour soak).
     pub horizon_hours: f64,
+    /// The recording is still being written (a soak's checkpoint, a report of a live run): a
+    /// `running` manifest is then no crash. The caller tells (`Manifest::still_recording`).
+    pub live: bool,
 }
 
 impl Default for Options {
@@ -27,6 +30,7 @@ impl Default for Options {
         Self {
             rules: Rules::default(),
             horizon_hours: 12.0,
+            live: false,
         }
     }
 }
@@ -109,7 +113,9 @@ pub fn analyze_with_series(
             stats.garbled_records, stats.torn_tail_bytes
         ));
     }
-    if recording.manifest.status == RunStatus::Running {
+    if recording.manifest.status == RunStatus::Running && options.live {
+        notes.push("the run is still being recorded: this is where it stood at its last sample, not how it ended, and each worker's last trial may still be running".to_string());
+    } else if recording.manifest.status == RunStatus::Running {
         notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
     }
     for (worker, health) in &loaded.pss_health {
@@ -154,6 +160,7 @@ pub fn analyze_with_series(
             mode: recording.manifest.mode.clone(),
             status: match recording.manifest.status {
                 RunStatus::Finished => Ending::Finished,
+                RunStatus::Running if options.live => Ending::Running,
                 RunStatus::Running => Ending::EndedAbruptly,
             },
             workers: recording.manifest.workers,

@@ -66,6 +66,9 @@ pub enum Ending {
     /// No recording: trials from worker logs alone.
     #[serde(rename = "from logs")]
     FromLogs,
+    /// Still being recorded by a live harness (a checkpoint).
+    #[serde(rename = "running")]
+    Running,
 }
 
 impl std::fmt::Display for Ending {
@@ -74,6 +77,7 @@ impl std::fmt::Display for Ending {
             Self::Finished => "finished",
             Self::EndedAbruptly => "ended abruptly",
             Self::FromLogs => "from logs",
+            Self::Running => "still running",
         })
     }
 }

@@ -12,6 +12,7 @@ fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings
     recording.manifest.check_version(dir)?;
     let options = Options {
         horizon_hours: horizon.as_secs_f64() / 3600.0,
+        live: recording.manifest.still_recording(),
         ..Options::default()
     };
     Ok(analysis::analyze(&recording, &options)?)

@@ -4,7 +4,8 @@
 
 use super::EXIT_OK;
 use crate::cli::ReportArgs;
-use crate::report::pipeline::{write_report, ReportJob};
+use crate::report::pipeline::{write_report_with, ReportJob};
+use anyhow::Context;
 
 pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     let job = ReportJob {
@@ -15,7 +16,12 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
         worker_logs: args.worker_logs,
         no_host: args.no_host,
     };
-    let path = write_report(&job)?;
+    let (path, findings) = write_report_with(&job, None)?;
+    if let Some(file) = &args.findings_json {
+        let json = serde_json::to_string_pretty(&findings)?;
+        crate::recording::write_atomically(file, json.as_bytes())
+            .with_context(|| format!("cannot write {}", file.display()))?;
+    }
     println!("{}", path.display());
     Ok(EXIT_OK)
 }

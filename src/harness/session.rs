@@ -392,6 +392,7 @@ fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -
         end_wall_ns: None,
         end_reason: None,
         // The limit that applies to memwarden applies to the workers it starts.
+        harness: crate::recording::HarnessProcess::this_process(),
         memory_cgroup: crate::probe::cgroup::own(&config.root).ok().map(|c| {
             crate::recording::MemoryCgroupInfo {
                 version: c.version.name().into(),

@@ -35,6 +35,27 @@ pub struct Manifest {
     /// absent where none could be found (no memory controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_cgroup: Option<MemoryCgroupInfo>,
+    /// The harness process writing the recording: with the boot id, a reader tells a run still
+    /// being recorded from one whose harness died (absent in older recordings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<HarnessProcess>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HarnessProcess {
+    pub pid: i32,
+    /// Field 22 of /proc/PID/stat: with the pid, the process's identity.
+    pub start_ticks: u64,
+}
+
+impl HarnessProcess {
+    pub fn this_process() -> Option<Self> {
+        let stat = procfs::process::Process::myself().ok()?.stat().ok()?;
+        Some(Self {
+            pid: stat.pid,
+            start_ticks: stat.starttime,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +78,20 @@ pub enum RunStatus {
 }
 
 impl Manifest {
+    /// The recording is still being written: it says running, and its harness is alive on this
+    /// boot (the same pid with the same start time). Otherwise a `Running` recording ended
+    /// abruptly.
+    pub fn still_recording(&self) -> bool {
+        let Some(harness) = self.harness.filter(|_| self.status == RunStatus::Running) else {
+            return false;
+        };
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        boot.trim() == self.boot_id
+            && procfs::process::Process::new(harness.pid)
+                .and_then(|p| p.stat())
+                .is_ok_and(|s| s.starttime == harness.start_ticks && s.state != 'Z')
+    }
+
     pub fn check_version(&self, dir: &Path) -> Result<(), RecordingError> {
         if self.format_version > FORMAT_VERSION {
             return Err(RecordingError::NewerFormat {
@@ -170,5 +205,51 @@ mod tests {
                 "0.1"
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod liveness {
+    use super::*;
+
+    fn running(harness: Option<HarnessProcess>) -> Manifest {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+        Manifest {
+            format_version: FORMAT_VERSION,
+            memwarden_version: "test".into(),
+            mode: "run".into(),
+            command: Vec::new(),
+            workers: 1,
+            host: "h".into(),
+            boot_id: boot.trim().into(),
+            kernel: "k".into(),
+            start_wall_ns: 0,
+            start_rfc3339: String::new(),
+            interval_ns: 1,
+            page_size: 4096,
+            status: RunStatus::Running,
+            end_wall_ns: None,
+            end_reason: None,
+            memory_cgroup: None,
+            harness,
+        }
+    }
+
+    #[test]
+    fn a_running_recording_is_live_only_while_its_own_harness_runs_on_this_boot() {
+        let me = HarnessProcess::this_process().expect("this process");
+        assert!(running(Some(me)).still_recording());
+        let reused = HarnessProcess {
+            start_ticks: me.start_ticks + 1,
+            ..me
+        };
+        assert!(!running(Some(reused)).still_recording(), "a reused pid");
+        assert!(!running(None).still_recording(), "an older recording");
+        let mut rebooted = running(Some(me));
+        rebooted.boot_id = "another boot".into();
+        assert!(!rebooted.still_recording());
+        let mut finished = running(Some(me));
+        finished.status = RunStatus::Finished;
+        assert!(!finished.still_recording());
     }
 }

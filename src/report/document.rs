@@ -36,7 +36,7 @@ pub fn render(input: &ReportInput) -> String {
     sections::summary(&mut out, input);
     timeline::timeline(&mut out, input);
     policy::policy(&mut out, input);
-    if input.manifest.status == crate::recording::RunStatus::Running {
+    if sections::abrupt(input) {
         sections::after_crash(&mut out, input);
     }
     findings::root_cause(&mut out, input);

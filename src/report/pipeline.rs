@@ -75,7 +75,11 @@ pub fn write_report_with(
                 &job.worker_logs,
                 &recording.manifest,
             );
-            let analysis = analysis::analyze_with_series(&recording, &Options::default())?;
+            let options = Options {
+                live: recording.manifest.still_recording(),
+                ..Options::default()
+            };
+            let analysis = analysis::analyze_with_series(&recording, &options)?;
             if let Some((_, events)) = &simulation {
                 recording.events.extend(events.iter().cloned());
                 recording.events.sort_by_key(|e| e.t_ns);
@@ -232,6 +236,7 @@ fn logs_manifest(paths: &[PathBuf], texts: &[String]) -> anyhow::Result<Manifest
         end_wall_ns: None,
         end_reason: None,
         memory_cgroup: None,
+        harness: None,
     })
 }
 

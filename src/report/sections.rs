@@ -7,7 +7,7 @@ use super::findings::rate_words;
 use super::markdown::escape;
 use super::ReportInput;
 use crate::analysis::{slot, Kind, Verdict, WorkerFinding};
-use crate::recording::{EventKind, RunStatus};
+use crate::recording::EventKind;
 use crate::units::{clock_utc, duration, size};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -27,8 +27,13 @@ pub(super) fn signal_name(signal: i32) -> String {
         .unwrap_or_else(|_| format!("signal {signal}"))
 }
 
-fn abrupt(input: &ReportInput) -> bool {
-    input.manifest.status == RunStatus::Running
+/// The recording says running but its harness is gone (a live run's checkpoint is not).
+pub fn abrupt(input: &ReportInput) -> bool {
+    input.analysis.findings.run.status == crate::analysis::Ending::EndedAbruptly
+}
+
+fn live(input: &ReportInput) -> bool {
+    input.analysis.findings.run.status == crate::analysis::Ending::Running
 }
 
 pub fn summary(out: &mut String, input: &ReportInput) {
@@ -87,6 +92,13 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         duration(run.duration_s),
         input.manifest.start_rfc3339
     ));
+    if live(input) {
+        let last = input.analysis.last_sample_ns.unwrap_or(0);
+        paragraph.push(format!(
+            "**The run is still being recorded**: this report was written while it ran (a checkpoint), from its samples up to {}; it is where the run stood then, not how it ended.",
+            when(input, last)
+        ));
+    }
     if abrupt(input) {
         let last = input.analysis.last_sample_ns.unwrap_or(0);
         paragraph.push(format!(

@@ -159,6 +159,11 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
                 escape(input.manifest.end_reason.as_deref().unwrap_or("stopped"))
             ),
         )),
+        _ if input.analysis.findings.run.status == crate::analysis::Ending::Running => entries
+            .push((
+                end,
+                "last sample so far: the run is still being recorded".into(),
+            )),
         _ => entries.push((
             end,
             "last sample: the recording ends here, without a clean stop".into(),

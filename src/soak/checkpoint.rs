@@ -1,6 +1,11 @@
 //! Soak checkpoints: every `--checkpoint`, the report so far and the verdict so far (from the
 //! findings and the live counters) into `RUN_DIR/checkpoint/`, replaced whole, then published;
 //! and the verdict file itself.
+//!
+//! The report is written by a child process (`memwarden report`), not by the supervisor: an
+//! analysis takes a hundred MiB and more, which a process keeps once it has had it, and the
+//! supervisor must stay the smallest process on a box short of memory; a child that fails or
+//! hangs costs a checkpoint, never the soak.
 
 use super::publish::{publish, Publisher};
 use super::{judge, SoakVerdict};
@@ -33,7 +38,7 @@ pub fn checkpoint(
     let kept = run_dir.join("checkpoint");
     let written = (|| -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&fresh);
-        let (_, findings) = report(run_dir, Some(fresh.clone()))?;
+        let findings = report_in_child(run_dir, &fresh, CHILD_LIMIT)?;
         let status = live.lock().map(|s| s.clone()).unwrap_or_default();
         let verdict = judge(
             &findings,
@@ -55,10 +60,64 @@ pub fn checkpoint(
             }
         }
         Err(error) => eprintln!(
-            "memwarden: warning: checkpoint failed: {}",
+            "memwarden: warning: checkpoint failed: {}; the soak goes on",
             crate::exit::describe(&error)
         ),
     }
+}
+
+/// A checkpoint's report that takes longer than this is given up (and its child killed).
+const CHILD_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `memwarden report RUN_DIR --out OUT` in a child process; its findings come back as JSON.
+fn report_in_child(
+    run_dir: &Path,
+    out: &Path,
+    limit: std::time::Duration,
+) -> anyhow::Result<Findings> {
+    let findings_file = run_dir.join("checkpoint-findings.json.partial");
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg("report")
+        .arg(run_dir)
+        .arg("--out")
+        .arg(out)
+        .arg("--findings-json")
+        .arg(&findings_file)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start the report's process")?;
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "the report's process took longer than {} and was killed",
+                crate::units::duration(limit.as_secs_f64())
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    if !status.success() {
+        let why = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
+        anyhow::bail!("the report's process failed ({status}): {why}");
+    }
+    let json = std::fs::read(&findings_file).context("the report's process left no findings")?;
+    let _ = std::fs::remove_file(&findings_file);
+    serde_json::from_slice(&json).context("the report's findings do not read")
 }
 
 pub fn say_published(result: Result<String, String>) {

@@ -174,6 +174,7 @@ pub fn write(dir: &Path) {
             end_wall_ns: None,
             end_reason: None,
             memory_cgroup: None,
+            harness: None,
         },
     )
     .expect("manifest written");

@@ -52,6 +52,15 @@ fn a_soak_with_a_leaking_worker_fails_names_it_and_publishes_during_the_run() {
         child.try_wait().expect("waitable").is_none(),
         "published only at the end"
     );
+    // Written while the soak ran, it says so, and calls nothing a crash.
+    let interim_report = std::fs::read_to_string(&checkpoint).expect("checkpoint report");
+    assert!(
+        !interim_report.contains("Verdict: crash")
+            && !interim_report.contains("without a clean stop")
+            && interim_report.contains("**The run is still being recorded**")
+            && interim_report.contains("last sample so far: the run is still being recorded"),
+        "{interim_report}"
+    );
     let interim: serde_json::Value = serde_json::from_slice(
         &std::fs::read(published.join("run/checkpoint/verdict.json")).expect("interim verdict"),
     )
@@ -119,6 +128,44 @@ fn a_clean_soak_passes() {
         copy.join("verdict.json").exists(),
         "the publish command ran, as argv"
     );
+}
+
+/// The checkpoint's report runs in a child process: one that fails costs that checkpoint, says
+/// so, and the soak goes on to its verdict.
+#[test]
+fn a_failed_checkpoint_leaves_the_soak_running_and_says_so() {
+    let temp = tempdir();
+    let dir = temp.path().join("run");
+    let extra = [
+        "--duration".to_string(),
+        "5s".into(),
+        "--checkpoint".into(),
+        "2s".into(),
+    ];
+    let child = soak(
+        &dir,
+        &extra,
+        "--trials 6 --trial-ms 60 --gap-ms 60 --spike-mib 4",
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("soak starts");
+    wait_until("the recording starts", || {
+        dir.join("manifest.json").exists()
+    });
+    // Where the checkpoint's report goes, a file: the child cannot write there.
+    std::fs::write(dir.join("checkpoint.partial"), "in the way").expect("write");
+    let out = child.wait_with_output().expect("soak ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "passes: {stderr}");
+    assert!(
+        stderr.contains("memwarden: warning: checkpoint failed: the report's process failed")
+            && stderr.contains("the soak goes on"),
+        "{stderr}"
+    );
+    assert_eq!(verdict(&out.stdout)["verdict"], "pass");
+    assert!(dir.join("report/report.md").exists(), "the final report");
 }
 
 #[test]
