@@ -355,10 +355,7 @@ pub(super) fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, 
         u64_values(df, "mem_total")?,
         u64_values(df, "mem_available")?,
     );
-    let optional = |name: &str| match df.column(name) {
-        Ok(_) => u64_values(df, name),
-        Err(_) => Ok(vec![None; df.height()]),
-    };
+    let optional = |name| optional_u64_values(df, name);
     let (limit, working_set) = (optional("cgroup_limit")?, optional("cgroup_working_set")?);
     Ok((0..df.height())
         .map(|i| {
@@ -371,6 +368,14 @@ pub(super) fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, 
             ))
         })
         .collect())
+}
+
+/// A column that recordings made before it was added lack: all `None` there.
+pub(super) fn optional_u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
+    match df.column(name) {
+        Ok(_) => u64_values(df, name),
+        Err(_) => Ok(vec![None; df.height()]),
+    }
 }
 
 pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
@@ -445,11 +450,7 @@ fn push_system(
     let memory = effective_memory(df)?;
     let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi = psi.f64()?;
-    // Absent from recordings made before the cgroup's counters were.
-    let optional = |name: &str| match df.column(name) {
-        Ok(_) => u64_values(df, name),
-        Err(_) => Ok(vec![None; df.height()]),
-    };
+    let optional = |name| optional_u64_values(df, name);
     let oom_kill = optional("cgroup_oom_kill")?;
     let (shm, outside, limit) = (
         optional("shm_bytes")?,

@@ -71,10 +71,7 @@ fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
     let (host_total, limit) = (
         u64_values(system, "mem_total")?,
-        match system.column("cgroup_limit") {
-            Ok(_) => u64_values(system, "cgroup_limit")?,
-            Err(_) => vec![None; system.height()],
-        },
+        super::load::optional_u64_values(system, "cgroup_limit")?,
     );
     let mut readings = BTreeMap::new();
     for i in 0..system.height() {

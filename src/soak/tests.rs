@@ -114,16 +114,20 @@ fn a_sigkill_the_cgroup_counted_is_the_kernels_oom_kill_with_the_limit_and_memor
         code: None,
         signal: Some(9),
     };
-    let asked = judge(
-        &plateau,
-        None,
-        &[(0, killed)],
-        &[],
-        &Counters::default(),
-        60.0,
-    );
+    let reasons = |findings: &Findings| {
+        judge(
+            findings,
+            None,
+            &[(0, killed)],
+            &[],
+            &Counters::default(),
+            60.0,
+        )
+        .reasons
+    };
+    let asked = reasons(&plateau);
     assert_eq!(
-        asked.reasons,
+        asked,
         ["worker 0 was killed by SIGKILL, not by memwarden (the kernel's OOM killer?)"]
     );
     plateau.oom_kills = Some(crate::analysis::oom::OomKills {
@@ -139,16 +143,9 @@ fn a_sigkill_the_cgroup_counted_is_the_kernels_oom_kill_with_the_limit_and_memor
             memory_kind: Some(crate::analysis::Kind::Pss),
         }],
     });
-    let known = judge(
-        &plateau,
-        None,
-        &[(0, killed)],
-        &[],
-        &Counters::default(),
-        60.0,
-    );
+    let known = reasons(&plateau);
     assert_eq!(
-        known.reasons,
+        known,
         ["worker 0 was killed by the kernel's OOM killer (cgroup v2 /kubepods/pod1, limit 1.50 GiB); it held 700.0 MiB (PSS) at its last sample"]
     );
 }
