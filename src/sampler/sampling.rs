@@ -221,6 +221,13 @@ impl SamplerLoop {
             }
             self.report_overruns();
         }
+        // A closing reading after the workers stopped: a kill the kernel made during their
+        // grace period still reaches the cgroup's counter in the recording, and what a worker
+        // left behind in /dev/shm is listed.
+        if let Some(shm) = self.shm.as_mut() {
+            shm.due_now();
+        }
+        self.tick(Instant::now());
         self.report_overruns_now();
         drop(self.snapshots.take());
         if let Some(thread) = self.snapshot_thread.take() {

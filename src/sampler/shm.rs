@@ -33,6 +33,11 @@ impl ShmWatch {
         }
     }
 
+    /// The next tick lists the directory, however recent the last listing.
+    pub fn due_now(&mut self) {
+        self.last_ns = None;
+    }
+
     /// Lists the directory when due (the worker processes `pids` are asked which files they
     /// map); returns what to record: the listing when it changed, or a note once when it cannot
     /// be read.

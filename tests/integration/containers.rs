@@ -454,8 +454,10 @@ fn files_left_in_dev_shm_are_reported_as_memory_outside_the_trees_by_name() {
     let findings = analyze(&dir);
     let outside = findings.outside_trees.expect("/dev/shm was listed");
     assert!(outside.shm_grew(), "{outside:?}");
+    // The closing listing, after the worker exited, holds all 44 files (88 MiB); the last
+    // scheduled one, at 10 s, held about 40.
     assert!(
-        outside.shm_last_bytes - outside.shm_first_bytes >= 60.0 * MIB,
+        outside.shm_last_bytes - outside.shm_first_bytes >= 86.0 * MIB,
         "{outside:?}"
     );
     let named = outside
