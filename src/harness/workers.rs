@@ -438,6 +438,7 @@ impl<'a> Workers<'a> {
         }
         self.stop_orphans(None, grace, started);
         let hard_end = started + grace + Duration::from_secs(5);
+        let mut final_scan = false;
         loop {
             self.collect_exits();
             self.tend_orphans();
@@ -451,6 +452,14 @@ impl<'a> Workers<'a> {
                 .values()
                 .any(|w| w.adopted.is_none() && w.exited.is_none());
             if (self.stopper.is_empty() && !unreaped) || Instant::now() >= hard_end {
+                // One more look for orphans the workers' ends left (the periodic scan may not
+                // have run since), which are stopped like the rest before the harness leaves.
+                if !std::mem::replace(&mut final_scan, true) && Instant::now() < hard_end {
+                    self.last_orphan_scan = None;
+                    self.tend_orphans();
+                    self.stop_orphans(None, grace, Instant::now());
+                    continue;
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
