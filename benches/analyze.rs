@@ -1,6 +1,6 @@
 //! `memwarden analyze` and `memwarden report` on a recording equal to 12 hours × 8 workers ×
 //! 10 Hz (see `synthetic`): wall time and peak memory of the real binary, as a child process.
-//! The targets on the 2-core development machine: analyze under 5 s and 1 GiB, report
+//! The targets on the 2-core development machine: analyze under 2 s and 1 GiB, report
 //! (analysis, plots and Markdown) under 10 s.
 //!
 //! `cargo bench --bench analyze` (writing the recording takes about a minute).
@@ -34,26 +34,19 @@ fn main() {
             );
         }
     }
+    // MEMWARDEN_BENCH_BASELINE=EXE runs an older build's analyze in alternation with this
+    // one on the same recording, and prints the ratio of the medians.
+    let baseline = std::env::var_os("MEMWARDEN_BENCH_BASELINE");
     let mut runs = Vec::new();
+    let mut baseline_runs = Vec::new();
     for _ in 0..3 {
-        let started = Instant::now();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_memwarden"))
-            .args(["analyze", "--json"])
-            .arg(dir.path())
-            .output()
-            .expect("analyze runs");
-        let seconds = started.elapsed().as_secs_f64();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(
-            findings["workers"][0]["verdict"], "leak",
-            "the leak in worker 0 is found"
-        );
-        runs.push(seconds);
+        runs.push(analyze(
+            env!("CARGO_BIN_EXE_memwarden").as_ref(),
+            dir.path(),
+        ));
+        if let Some(exe) = &baseline {
+            baseline_runs.push(analyze(exe, dir.path()));
+        }
     }
     let mut reports = Vec::new();
     for _ in 0..3 {
@@ -92,4 +85,36 @@ fn main() {
         "report, same recording: median {:.2} s (runs {:.2}..{:.2} s); peak RSS above covers both",
         reports[1], reports[0], reports[2]
     );
+    if !baseline_runs.is_empty() {
+        baseline_runs.sort_by(f64::total_cmp);
+        println!(
+            "baseline analyze, alternating with the runs above: median {:.2} s (runs {:.2}..{:.2} s); this build takes {:.2}x its time",
+            baseline_runs[1],
+            baseline_runs[0],
+            baseline_runs[2],
+            runs[1] / baseline_runs[1]
+        );
+    }
+}
+
+/// One `analyze --json` of the recording by `exe`: its wall time, once its finding is checked.
+fn analyze(exe: &std::ffi::OsStr, dir: &std::path::Path) -> f64 {
+    let started = Instant::now();
+    let out = std::process::Command::new(exe)
+        .args(["analyze", "--json"])
+        .arg(dir)
+        .output()
+        .expect("analyze runs");
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        findings["workers"][0]["verdict"], "leak",
+        "the leak in worker 0 is found"
+    );
+    seconds
 }

@@ -11,10 +11,11 @@ use super::load::u64_values;
 use crate::freshness::ReadCadence;
 use crate::recording::{EventKind, Recording};
 use polars::prelude::*;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
 /// The sparse columns, in the order of [`Carried::values`]. USS is read with PSS.
-const SPARSE: [&str; 3] = ["pss", "uss", "gpu"];
+pub(super) const SPARSE: [&str; 3] = ["pss", "uss", "gpu"];
 
 /// Added to the filled frame: whether this row's PSS was read on its tick (not carried).
 pub(super) const PSS_READ: &str = "pss_read";
@@ -25,15 +26,18 @@ struct Carried {
     /// Reads of PSS (and USS with it), and of GPU memory.
     rollups: ReadCadence,
     gpu: ReadCadence,
-    /// Index of the next exec of this process in [`SparseFill::execs`].
+    /// When this process exec'd, in order, and the index of the next one.
+    execs: Vec<u64>,
     next_exec: usize,
 }
 
 pub(super) struct SparseFill {
     interval_ns: u64,
-    /// Per process, the ticks at which it exec'd, in order.
+    /// Per process not seen yet, the ticks at which it exec'd, in order.
     execs: HashMap<(u32, i32), Vec<u64>>,
-    processes: HashMap<(u32, i32), Carried>,
+    /// Looked up once per row of millions: a fast hash for small integer keys (no input here is
+    /// chosen by an adversary who could make it collide).
+    processes: FxHashMap<(u32, i32), Carried>,
 }
 
 impl SparseFill {
@@ -54,35 +58,52 @@ impl SparseFill {
         Self {
             interval_ns: interval_ns.max(1),
             execs,
-            processes: HashMap::new(),
+            processes: FxHashMap::default(),
         }
     }
 
     /// The segment with its sparse columns filled, and a [`PSS_READ`] column. Rows of a process
     /// must come in time order, as the sampler writes them.
     pub fn apply(&mut self, segment: DataFrame) -> PolarsResult<DataFrame> {
-        let u64s = |name: &str| u64_values(&segment, name);
+        let Filled { sparse, pss_read } = self.fill(&segment)?;
+        let mut filled = segment;
+        for (name, values) in SPARSE.iter().zip(sparse) {
+            filled.replace(name, Column::new((*name).into(), values))?;
+        }
+        filled.with_column(Column::new(PSS_READ.into(), pss_read))?;
+        Ok(filled)
+    }
+
+    /// The segment's sparse columns filled (in the order of [`SPARSE`]: PSS, USS, GPU), and
+    /// per row whether its PSS was read on its tick (not carried).
+    pub fn fill(&mut self, segment: &DataFrame) -> PolarsResult<Filled> {
+        let u64s = |name: &str| u64_values(segment, name);
         let t_ns = u64s("t_ns")?;
         let worker = u64s("worker")?;
         let pid = segment.column("pid")?.cast(&DataType::Int32)?;
-        let pid = pid.i32()?;
+        let pid = super::load::option_values(pid.i32()?);
         let mut columns = [u64s(SPARSE[0])?, u64s(SPARSE[1])?, u64s(SPARSE[2])?];
         let mut read = Vec::with_capacity(segment.height());
-        for (i, pid) in pid.iter().enumerate() {
+        for (i, pid) in pid.into_iter().enumerate() {
             let (Some(t), Some(worker), Some(pid)) = (t_ns[i], worker[i], pid) else {
                 read.push(false);
                 continue;
             };
             let key = (worker as u32, pid);
-            let carried = self.processes.entry(key).or_default();
-            if let Some(execs) = self.execs.get(&key) {
-                while execs.get(carried.next_exec).is_some_and(|&at| at <= t) {
-                    // Drop what the old program showed; the next exec stays pending.
-                    *carried = Carried {
-                        next_exec: carried.next_exec + 1,
-                        ..Carried::default()
-                    };
-                }
+            let carried = self.processes.entry(key).or_insert_with(|| Carried {
+                execs: self.execs.remove(&key).unwrap_or_default(),
+                ..Carried::default()
+            });
+            while carried
+                .execs
+                .get(carried.next_exec)
+                .is_some_and(|&at| at <= t)
+            {
+                // Drop what the old program showed; the next exec stays pending.
+                carried.next_exec += 1;
+                carried.values = Default::default();
+                carried.rollups = ReadCadence::default();
+                carried.gpu = ReadCadence::default();
             }
             let row: [Option<u64>; 3] = [columns[0][i], columns[1][i], columns[2][i]];
             read.push(row[0].is_some());
@@ -106,13 +127,18 @@ impl SparseFill {
                 column[i] = carried.values[slot].filter(|_| fresh[slot]);
             }
         }
-        let mut filled = segment;
-        for (name, values) in SPARSE.iter().zip(columns) {
-            filled.replace(name, Column::new((*name).into(), values))?;
-        }
-        filled.with_column(Column::new(PSS_READ.into(), read))?;
-        Ok(filled)
+        Ok(Filled {
+            sparse: columns,
+            pss_read: read,
+        })
     }
+}
+
+/// A segment's sparse columns, filled.
+pub(super) struct Filled {
+    /// PSS, USS and GPU memory per row, as [`SPARSE`] orders them.
+    pub sparse: [Vec<Option<u64>>; 3],
+    pub pss_read: Vec<bool>,
 }
 
 #[cfg(test)]

@@ -1,23 +1,19 @@
 //! From a recording to per-trial levels and timelines, one sample segment at a time. polars
 //! does the table work per segment (column projection, per-tick sums over each worker's tree);
-//! `fill` carries the budgeted PSS/USS reads forward while they are fresh; the walkers and
-//! timelines take the reduced rows.
+//! `fill` carries the budgeted PSS/USS reads forward while they are fresh; `walk` folds the
+//! reduced rows into walkers and timelines, on a thread of its own.
 
-use super::coarse_series::{slot, Timeline};
-use super::fill::{SparseFill, PSS_READ};
-use super::kind::{Values, KINDS};
+use super::coarse_series::Timeline;
+use super::fill::SparseFill;
+use super::kind::{Kind, Values};
 use super::levels::{windows, Levels, SeriesWalker};
 use super::location::MappingRow;
 use super::oom::Ended;
+use super::walk::{Prepared, Rows, Walk};
 use crate::freshness::PssHealth;
 use crate::recording::{redact_command_line, EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
-use std::collections::{BTreeMap, HashMap};
-
-/// Timelines keep at most this many buckets per worker.
-const TIMELINE_BUCKETS: usize = 600;
-/// Fewer per process: a run may see thousands of short-lived processes.
-const PROCESS_TIMELINE_BUCKETS: usize = 150;
+use std::collections::BTreeMap;
 
 /// Columns of the samples table that analysis reads.
 pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
@@ -169,8 +165,6 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             (*worker, windows(&refs, exits, interval_ns))
         })
         .collect();
-    let new_walker =
-        |worker: u32| SeriesWalker::new(worker_windows.get(&worker).cloned().unwrap_or_default());
     // A main process's SIGKILL exit is also a process gone: one end each.
     let mains: std::collections::HashSet<(u32, i32)> = ended
         .iter()
@@ -183,74 +177,47 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     for e in &ended {
         end_times.entry(e.worker).or_default().push(e.t_ns);
     }
-    let mut before_end: BTreeMap<(u32, u64), Values> = BTreeMap::new();
-
-    // Hash maps: one lookup per row of millions.
-    let mut trees: HashMap<u32, (SeriesWalker, Timeline)> = HashMap::new();
-    let mut series: HashMap<(u32, i32), (SeriesWalker, Timeline)> = HashMap::new();
     let mut fill = SparseFill::new(recording);
-    let mut pss_health: BTreeMap<u32, PssHealth> = BTreeMap::new();
-    let mut process_samples = 0u64;
-    let (mut first_ns, mut last_ns) = (None, None);
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
         cause: source,
     };
-    let mut system: Option<SystemSummary> = None;
-    let mut devices: BTreeMap<u32, Timeline> = BTreeMap::new();
-    for index in recording.sample_segments()? {
-        push_devices(&mut devices, &recording.gpu_segment(index)?, interval_ns).map_err(table)?;
-        let (segment, system_segment) =
-            recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
-        push_system(&mut system, &system_segment, interval_ns).map_err(table)?;
-        if segment.height() == 0 {
-            continue;
-        }
-        process_samples += segment.height() as u64;
-        let filled = fill.apply(segment).map_err(table)?;
-        let rows = Rows::new(&filled).map_err(table)?;
-        for i in 0..rows.len() {
-            let (t, worker, pid, values) = rows.get(i);
-            first_ns = first_ns.or(Some(t));
-            last_ns = Some(t);
-            let (walker, timeline) = series.entry((worker, pid)).or_insert_with(|| {
-                (
-                    new_walker(worker),
-                    Timeline::new(interval_ns, PROCESS_TIMELINE_BUCKETS),
-                )
-            });
-            walker.push(t, values);
-            timeline.push(t, &values);
-        }
-        let tree = tree_sums(filled).map_err(table)?;
-        let rows = Rows::new(&tree).map_err(table)?;
-        let all_read = tree
-            .column(PSS_READ)
-            .and_then(|c| c.cast(&DataType::Boolean))
-            .map_err(table)?;
-        let all_read = all_read.bool().map_err(table)?;
-        for i in 0..rows.len() {
-            let (t, worker, _, values) = rows.get(i);
-            pss_health.entry(worker).or_default().count(
-                all_read.get(i).unwrap_or(false),
-                values[super::kind::Kind::Pss as usize].is_some(),
-            );
-            let (walker, timeline) = trees.entry(worker).or_insert_with(|| {
-                (
-                    new_walker(worker),
-                    Timeline::new(interval_ns, TIMELINE_BUCKETS),
-                )
-            });
-            walker.push(t, values);
-            timeline.push(t, &values);
-            // This sample is the last one before the first end after it, so far.
-            if let Some(times) = end_times.get(&worker) {
-                if let Some(&end) = times.get(times.partition_point(|&e| e <= t)) {
-                    before_end.insert((worker, end), values);
-                }
+    // Decoding and filling a segment (here) overlaps with walking the one before (on the
+    // walker's thread): the two halves cost about the same, and the machine has two cores.
+    let walk = Walk::new(interval_ns, worker_windows, end_times);
+    let walk = std::thread::scope(|scope| -> Result<Walk, RecordingError> {
+        let (segments, received) = std::sync::mpsc::sync_channel::<Prepared>(1);
+        let walker = scope.spawn(move || -> PolarsResult<Walk> {
+            let mut walk = walk;
+            for prepared in received {
+                walk.segment(prepared)?;
+            }
+            Ok(walk)
+        });
+        for index in recording.sample_segments()? {
+            let prepared = prepare(recording, index, &mut fill)?;
+            if segments.send(prepared).is_err() {
+                break; // the walker stopped at an error, which its join returns
             }
         }
-    }
+        drop(segments);
+        walker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(table)
+    })?;
+    let Walk {
+        trees,
+        series,
+        before_end,
+        system,
+        devices,
+        process_samples,
+        pss_health,
+        first_ns,
+        last_ns,
+        ..
+    } = walk;
     let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
     let mut timelines: BTreeMap<u32, Timeline> = BTreeMap::new();
     for (worker, (walker, timeline)) in trees {
@@ -312,42 +279,59 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     })
 }
 
-/// Per worker and tick, the sum over its tree. A sparse kind's sum is kept only when every
-/// process of the tree has a value, and is left empty otherwise.
-fn tree_sums(filled: DataFrame) -> PolarsResult<DataFrame> {
-    let mut aggregates = vec![col("pid").first(), col(PSS_READ).min()];
-    for kind in KINDS {
-        aggregates.push(col(kind.column()).sum());
-        aggregates.push(
-            col(kind.column())
-                .null_count()
-                .alias(format!("{}_missing", kind.column())),
-        );
+/// One segment read and filled: the walker's input.
+fn prepare(
+    recording: &Recording,
+    index: u32,
+    fill: &mut SparseFill,
+) -> Result<Prepared, RecordingError> {
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        cause: source,
+    };
+    let devices = recording.gpu_segment(index)?;
+    let (segment, system) =
+        recording.segment_frames(index, Some(&SAMPLE_COLUMNS), Some(&SYSTEM_COLUMNS))?;
+    if segment.height() == 0 {
+        return Ok(Prepared {
+            devices,
+            system,
+            processes: None,
+        });
     }
-    let mut tree = filled
-        .lazy()
-        .group_by_stable([col("worker"), col("t_ns")])
-        .agg(aggregates)
-        .collect()?;
-    for kind in KINDS {
-        let name = kind.column();
-        let missing = tree
-            .column(&format!("{name}_missing"))?
-            .cast(&DataType::UInt64)?;
-        let sums = tree.column(name)?.cast(&DataType::UInt64)?;
-        let kept: Vec<Option<u64>> = sums
-            .u64()?
-            .iter()
-            .zip(missing.u64()?.iter())
-            .map(|(sum, missing)| if missing == Some(0) { sum } else { None })
-            .collect();
-        tree.replace(name, Column::new(name.into(), kept))?;
-    }
-    Ok(tree)
+    let filled = fill.fill(&segment).map_err(table)?;
+    let column = |name: &str, dtype: DataType| -> PolarsResult<Series> {
+        Ok(segment
+            .column(name)?
+            .cast(&dtype)?
+            .as_materialized_series()
+            .rechunk())
+    };
+    let rows = (|| -> PolarsResult<Rows> {
+        Ok(Rows {
+            t_ns: column("t_ns", DataType::UInt64)?.u64()?.clone(),
+            worker: column("worker", DataType::UInt32)?.u32()?.clone(),
+            pid: column("pid", DataType::Int32)?.i32()?.clone(),
+            measured: [Kind::Anon, Kind::File, Kind::Shmem, Kind::Swap, Kind::Rss]
+                .into_iter()
+                .map(|kind| {
+                    Ok((
+                        kind,
+                        column(kind.column(), DataType::UInt64)?.u64()?.clone(),
+                    ))
+                })
+                .collect::<PolarsResult<_>>()?,
+            filled,
+        })
+    })()
+    .map_err(table)?;
+    Ok(Prepared {
+        devices,
+        system,
+        processes: Some(rows),
+    })
 }
 
-/// A column as plain values, copied out of polars once: per-row `ChunkedArray::get` costs a
-/// chunk lookup each time.
 /// Total and available memory per row as the workers had them: within the memory cgroup's
 /// limit where one was recorded (`recording::within_limit`), else the host's.
 pub(super) fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, u64)>>> {
@@ -379,160 +363,29 @@ pub(super) fn optional_u64_values(df: &DataFrame, name: &str) -> PolarsResult<Ve
 }
 
 pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
-    Ok(df
-        .column(name)?
-        .cast(&DataType::UInt64)?
-        .u64()?
-        .iter()
-        .collect())
+    Ok(option_values(
+        df.column(name)?.cast(&DataType::UInt64)?.u64()?,
+    ))
 }
 
-/// The columns that rows are read from, copied out of polars once per segment: per-row
-/// `ChunkedArray::get` costs a chunk lookup each time.
-struct Rows {
-    t_ns: Vec<u64>,
-    worker: Vec<u32>,
-    pid: Vec<i32>,
-    kinds: Vec<Vec<Option<u64>>>,
-}
-
-impl Rows {
-    fn new(df: &DataFrame) -> PolarsResult<Self> {
-        let get = |name: &str, dtype: DataType| -> PolarsResult<Series> {
-            df.column(name)?.as_materialized_series().cast(&dtype)
-        };
-        Ok(Self {
-            t_ns: get("t_ns", DataType::UInt64)?
-                .u64()?
-                .iter()
-                .map(|v| v.unwrap_or(0))
-                .collect(),
-            worker: get("worker", DataType::UInt32)?
-                .u32()?
-                .iter()
-                .map(|v| v.unwrap_or(0))
-                .collect(),
-            pid: get("pid", DataType::Int32)?
-                .i32()?
-                .iter()
-                .map(|v| v.unwrap_or(0))
-                .collect(),
-            kinds: KINDS
-                .iter()
-                .map(|k| Ok(get(k.column(), DataType::UInt64)?.u64()?.iter().collect()))
-                .collect::<PolarsResult<_>>()?,
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.t_ns.len()
-    }
-
-    fn get(&self, i: usize) -> (u64, u32, i32, Values) {
-        let mut values: Values = Default::default();
-        for (slot, column) in values.iter_mut().zip(&self.kinds) {
-            *slot = column[i].map(|v| v as f64);
+/// A numeric column's values, copied out chunk by chunk with their validity: polars' per-element
+/// `Option` iterator cost several times as much per row, and analysis reads millions of rows.
+pub(super) fn option_values<T: PolarsNumericType>(
+    column: &ChunkedArray<T>,
+) -> Vec<Option<T::Native>> {
+    let mut values = Vec::with_capacity(column.len());
+    for chunk in column.downcast_iter() {
+        let chunk_values = chunk.values().iter().copied();
+        match chunk.validity().filter(|valid| valid.unset_bits() > 0) {
+            Some(valid) => values.extend(
+                chunk_values
+                    .zip(valid.iter())
+                    .map(|(value, ok)| ok.then_some(value)),
+            ),
+            None => values.extend(chunk_values.map(Some)),
         }
-        (self.t_ns[i], self.worker[i], self.pid[i], values)
     }
-}
-
-/// Folds one segment's system samples into the summary.
-fn push_system(
-    summary: &mut Option<SystemSummary>,
-    df: &DataFrame,
-    interval_ns: u64,
-) -> PolarsResult<()> {
-    if df.height() == 0 {
-        return Ok(());
-    }
-    let t = u64_values(df, "t_ns")?;
-    let memory = effective_memory(df)?;
-    let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
-    let psi = psi.f64()?;
-    let optional = |name| optional_u64_values(df, name);
-    let oom_kill = optional("cgroup_oom_kill")?;
-    let (shm, outside, limit) = (
-        optional("shm_bytes")?,
-        optional("outside_trees")?,
-        optional("cgroup_limit")?,
-    );
-    for i in 0..df.height() {
-        let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
-            continue;
-        };
-        let (total, available) = (total as f64, available as f64);
-        let psi = psi.get(i);
-        let s = summary.get_or_insert_with(|| SystemSummary {
-            mem_total_bytes: total,
-            first_available_bytes: available,
-            last_available_bytes: available,
-            min_available_bytes: available,
-            max_psi_full_avg10: None,
-            timeline: Timeline::new(interval_ns, TIMELINE_BUCKETS),
-            oom_kill_readings: Vec::new(),
-            shm_readings: Vec::new(),
-            outside_readings: Vec::new(),
-            outside_within_cgroup: false,
-        });
-        if let Some(bytes) = shm[i] {
-            if s.shm_readings.last().is_none_or(|&(_, b)| b != bytes) {
-                s.shm_readings.push((t, bytes));
-            }
-        }
-        if let Some(bytes) = outside[i] {
-            if s.outside_readings
-                .last()
-                .is_none_or(|&(last, _)| t >= last + 1_000_000_000)
-            {
-                s.outside_readings.push((t, bytes));
-                s.outside_within_cgroup |= limit[i].is_some();
-            }
-        }
-        if let Some(count) = oom_kill[i] {
-            if s.oom_kill_readings.last().is_none_or(|&(_, c)| c != count) {
-                s.oom_kill_readings.push((t, count));
-            }
-        }
-        s.mem_total_bytes = total;
-        s.last_available_bytes = available;
-        s.min_available_bytes = s.min_available_bytes.min(available);
-        s.max_psi_full_avg10 = match (s.max_psi_full_avg10, psi) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let mut values: Values = Default::default();
-        values[slot::AVAILABLE] = Some(available);
-        values[slot::PSI_FULL] = psi;
-        s.timeline.push(t, &values);
-    }
-    Ok(())
-}
-
-/// Folds one segment's GPU device samples into per-device timelines.
-fn push_devices(
-    devices: &mut BTreeMap<u32, Timeline>,
-    df: &DataFrame,
-    interval_ns: u64,
-) -> PolarsResult<()> {
-    if df.height() == 0 {
-        return Ok(());
-    }
-    let u = |name: &str| u64_values(df, name);
-    let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
-    for i in 0..df.height() {
-        let (Some(t), Some(device)) = (t[i], device[i]) else {
-            continue;
-        };
-        let mut values: Values = Default::default();
-        values[slot::DEVICE_USED] = used[i].map(|v| v as f64);
-        values[slot::DEVICE_TOTAL] = total[i].map(|v| v as f64);
-        devices
-            .entry(device as u32)
-            .or_insert_with(|| Timeline::new(interval_ns, TIMELINE_BUCKETS))
-            .push(t, &values);
-    }
-    Ok(())
+    values
 }
 
 /// The condensed mappings of each of `processes` (worker, pid) at its trial-start snapshots

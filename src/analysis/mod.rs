@@ -26,6 +26,7 @@ pub mod statements;
 pub mod stats;
 pub mod text;
 mod verdict;
+mod walk;
 mod worker;
 pub use analyze::*;
 pub use coarse_series::{slot, Bucket, Timeline};

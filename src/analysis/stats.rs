@@ -46,16 +46,25 @@ pub fn theil_sen(x: &[f64], y: &[f64]) -> Option<Trend> {
     if slopes.is_empty() {
         return None;
     }
-    slopes.sort_by(f64::total_cmp);
-    let slope = median_sorted(&slopes);
     let big_n = slopes.len() as f64;
     let n_f = n as f64;
     let variance = n_f * (n_f - 1.0) * (2.0 * n_f + 5.0) / 18.0;
     let c = Z_95 * variance.sqrt();
     let low_rank = ((big_n - c) / 2.0).round().max(1.0) as usize;
     let high_rank = ((big_n + c) / 2.0).round() as usize + 1;
-    let slope_low = slopes[low_rank.min(slopes.len()) - 1];
-    let slope_high = slopes[high_rank.clamp(1, slopes.len()) - 1];
+    // Four order statistics of up to 45,000 slopes: selecting them is linear, a sort is not.
+    let len = slopes.len();
+    let (middle_low, middle_high) = ((len - 1) / 2, len / 2);
+    let [slope_low, median_low, median_high, slope_high] = order_statistics(
+        &mut slopes,
+        [
+            low_rank.min(len) - 1,
+            middle_low,
+            middle_high,
+            high_rank.clamp(1, len) - 1,
+        ],
+    );
+    let slope = (median_low + median_high) / 2.0;
     let intercepts: Vec<f64> = x.iter().zip(&y).map(|(x, y)| y - slope * x).collect();
     // Mann–Kendall with continuity correction: z = (S − 1)/√Var(S) for S > 0.
     let z = if s_statistic > 0 {
@@ -260,6 +269,25 @@ pub fn median(values: &[f64]) -> f64 {
     median_sorted(&sorted)
 }
 
+/// The values at the given 0-based ranks of `values` as if sorted by `f64::total_cmp` (each
+/// rank below `values.len()`). Taken in ascending rank, each selection leaves everything after
+/// its rank no smaller, so the next one searches only that part.
+fn order_statistics<const K: usize>(values: &mut [f64], ranks: [usize; K]) -> [f64; K] {
+    let mut order: [usize; K] = std::array::from_fn(|i| i);
+    order.sort_by_key(|&i| ranks[i]);
+    let mut found = [f64::NAN; K];
+    let mut from = 0;
+    for i in order {
+        let rank = ranks[i];
+        if rank >= from {
+            values[from..].select_nth_unstable_by(rank - from, f64::total_cmp);
+            from = rank + 1;
+        }
+        found[i] = values[rank];
+    }
+    found
+}
+
 fn median_sorted(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => f64::NAN,
@@ -291,6 +319,28 @@ pub fn normal_cdf(z: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_statistics_match_a_sort() {
+        let mut state = 11u64;
+        for len in 1..60usize {
+            let values: Vec<f64> = (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    // Few distinct values: ties must not move an order statistic.
+                    (state % 7) as f64 - 3.0
+                })
+                .collect();
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            let ranks = [len - 1, 0, len / 2, len / 2, (len - 1) / 3];
+            let mut scratch = values.clone();
+            let found = order_statistics(&mut scratch, ranks);
+            assert_eq!(found, ranks.map(|r| sorted[r]), "len {len}");
+        }
+    }
 
     #[test]
     fn theil_sen_ignores_outliers() {
