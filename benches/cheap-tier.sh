@@ -2,11 +2,14 @@
 # The cheap tier's cost beside the usual Python tools, in one run: a 9-process Python tree (a
 # parent and 8 forked children holding 24 MiB each, touching a little of it now and then) is
 # watched at 100 Hz for DURATION seconds (default 30) by `memwarden attach`, by psrecord and by
-# mprof (memory_profiler), one after the other on the same tree. Each tool's own CPU (user +
+# mprof (memory_profiler), one after the other on the same tree. memwarden runs twice: with its
+# PSS reads (smaps_rollup, a separate tier with its own CPU budget) held to their minimum, which is
+# the cheap tier alone and what the other tools do, and with its default 2% of a core for them. Each tool's own CPU (user +
 # system, from wait4: the tree is not its child, so none of the tree's CPU is in it) is divided
 # by the process-samples it took: memwarden's from its samples table, the others' from their
-# log lines times the tree's 9 processes. psrecord and memory_profiler come from PyPI into a
-# virtual environment outside the clone.
+# log lines times the tree's 9 processes. A bare loop making the same reads at the same rate
+# gives the floor. psrecord and memory_profiler come from PyPI into a virtual environment
+# outside the clone.
 #
 #   benches/cheap-tier.sh [DURATION_SECONDS]
 set -euo pipefail
@@ -21,7 +24,7 @@ if ! "$venv/bin/python" -c 'import psrecord, memory_profiler, psutil' 2>/dev/nul
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-MEMWARDEN="$exe" VENV="$venv" WORK="$work" DURATION="$duration" python3 - <<'EOF'
+MEMWARDEN_BENCH_BASELINE="${MEMWARDEN_BENCH_BASELINE:-}" MEMWARDEN="$exe" VENV="$venv" WORK="$work" DURATION="$duration" python3 - <<'EOF'
 import os, signal, subprocess, sys, time
 
 exe, venv, work, duration = (os.environ[k] for k in ("MEMWARDEN", "VENV", "WORK", "DURATION"))
@@ -62,14 +65,43 @@ def cpu_of(argv):
         sys.exit(f"{argv[0]} failed: {stderr}")
     return usage.ru_utime + usage.ru_stime, time.monotonic() - started
 
-results = []
-try:
-    out = os.path.join(work, "memwarden-run")
+def memwarden(name, exe, *extra):
+    out = os.path.join(work, name)
     cpu, wall = cpu_of([exe, "attach", "--interval", "10ms", "--duration", f"{duration}s",
-                        "--out", out, str(tree.pid)])
+                        "--out", out, *extra, str(tree.pid)])
     rows = subprocess.run([exe, "export", out, "--table", "samples"], check=True,
                           capture_output=True, text=True).stdout.count("\n") - 1
-    results.append(("memwarden", cpu, wall, rows))
+    results.append((name, cpu, wall, rows))
+
+results = []
+try:
+    # The cheap tier alone (PSS reads held to their 0.01% minimum), then with the default 2%
+    # of a core for PSS reads on top; MEMWARDEN_BENCH_BASELINE=EXE adds an older build's.
+    memwarden("memwarden", exe, "--rollup-cpu", "0.01")
+    memwarden("memwarden+pss", exe)
+    baseline = os.environ.get("MEMWARDEN_BENCH_BASELINE")
+    if baseline:
+        memwarden("baseline", baseline, "--rollup-cpu", "0.01")
+        memwarden("baseline+pss", baseline)
+
+    # The floor: the reads memwarden's cheap tier makes (statm and the main thread's children
+    # per process and tick, status once a second, meminfo and PSI per tick), made by a bare
+    # loop at the same 100 Hz, its own CPU per process-sample. On a VM each wake-up costs
+    # tens of microseconds and caches are cold after 10 ms, so this is far above the same reads
+    # in a tight loop.
+    pids = [tree.pid] + [int(p) for p in open(f"/proc/{tree.pid}/task/{tree.pid}/children").read().split()]
+    per_tick = [os.open(f"/proc/{p}/{f}", os.O_RDONLY) for p in pids
+                for f in ("statm", f"task/{p}/children")]
+    per_tick += [os.open(f, os.O_RDONLY) for f in ("/proc/meminfo", "/proc/pressure/memory")
+                 if os.path.exists(f)]
+    per_second = [os.open(f"/proc/{p}/status", os.O_RDONLY) for p in pids]
+    cpu0, start, ticks = time.thread_time(), time.monotonic(), 0
+    while time.monotonic() - start < duration:
+        time.sleep(max(0.0, start + ticks * 0.01 - time.monotonic()))
+        for fd in per_tick + (per_second if ticks % 100 == 0 else []):
+            os.pread(fd, 4096, 0)
+        ticks += 1
+    results.append(("floor", time.thread_time() - cpu0, time.monotonic() - start, ticks * len(pids)))
 
     log = os.path.join(work, "psrecord.txt")
     cpu, wall = cpu_of([f"{venv}/bin/psrecord", str(tree.pid), "--interval", "0.01",
@@ -89,6 +121,6 @@ finally:
 ours = results[0][1] / max(results[0][3], 1)
 for name, cpu, wall, samples in results:
     per = cpu / max(samples, 1)
-    print(f"{name:10s} {cpu:6.2f} s CPU over {wall:5.1f} s, {samples:7d} process-samples, "
-          f"{per * 1e6:6.1f} us each ({per / ours:4.1f}x memwarden's)")
+    print(f"{name:14s} {cpu:6.2f} s CPU over {wall:5.1f} s, {samples:7d} process-samples, "
+          f"{per * 1e6:6.1f} us each ({per / ours:4.2f}x memwarden's)")
 EOF

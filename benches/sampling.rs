@@ -52,7 +52,11 @@ fn bench(c: &mut Criterion) {
     let status = [open("status")];
     group.bench_function("bare read", |b| b.iter(|| bare(&status, &mut buf)));
     group.bench_function("memwarden cheap counters", |b| {
-        b.iter(|| handle.try_cheap())
+        b.iter(|| handle.try_cheap(true))
+    });
+    // Between status reads: statm shows the target's memory as it was (the target idles).
+    group.bench_function("memwarden cheap counters, unchanged", |b| {
+        b.iter(|| handle.try_cheap(false))
     });
     group.finish();
 
@@ -60,7 +64,7 @@ fn bench(c: &mut Criterion) {
     let tick_files = [open("status"), open(&format!("task/{pid}/children"))];
     group.bench_function("bare read", |b| b.iter(|| bare(&tick_files, &mut buf)));
     group.bench_function("memwarden", |b| {
-        b.iter(|| (handle.try_cheap(), handle.try_main_children()))
+        b.iter(|| (handle.try_cheap(false), handle.try_main_children()))
     });
     // Once a second the sampler walks every thread's children file instead.
     group.bench_function("memwarden, thread walk (1/s)", |b| {

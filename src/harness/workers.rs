@@ -358,7 +358,7 @@ impl<'a> Workers<'a> {
         for worker in self.workers.values_mut().filter(|w| w.exited.is_none()) {
             let exit = match &mut worker.adopted {
                 None => try_reap(worker.pid),
-                Some(handle) => handle.try_cheap().is_none().then_some(Exit {
+                Some(handle) => handle.try_cheap(true).is_none().then_some(Exit {
                     code: None,
                     signal: None,
                 }),

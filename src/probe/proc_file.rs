@@ -28,10 +28,19 @@ pub(crate) enum Layout {
     /// Shown in one piece (status, smaps_rollup, meminfo, pressure, statm): the kernel fills a
     /// read entirely unless the end is reached, so a short read is the end. One syscall.
     OneRecord,
-    /// A sequence of records (smaps, children): the kernel stops early before a record that
-    /// does not fit, so only a read of zero bytes is the end.
+    /// A sequence of records (smaps): the kernel stops early before a record that does not
+    /// fit, so only a read of zero bytes is the end.
     Records,
+    /// A sequence of records of at most this many bytes each (`children`: a pid and a space).
+    /// The kernel puts as many whole records into a read as fit its page-sized buffer and the
+    /// caller's, so a read that left room for one more record reached the end: one syscall
+    /// where `Records` needs a second that returns nothing.
+    SmallRecords(usize),
 }
+
+/// The smallest buffer the kernel renders a seq_file into (one page on every architecture
+/// Linux runs memwarden on; a larger page only makes the `SmallRecords` test stricter).
+const SEQ_BUFFER_BYTES: usize = 4096;
 
 /// Reads a whole /proc file from offset 0 into `buf` through an already-open handle and returns
 /// its length; the content is `buf[..len]`. /proc files are generated on read, so re-reading an
@@ -51,9 +60,14 @@ pub(crate) fn read_fresh(
         match file.read_at(&mut buf[filled..], filled as u64) {
             Ok(0) => return Ok(filled),
             Ok(n) => {
+                let room = (buf.len() - filled).min(SEQ_BUFFER_BYTES);
                 filled += n;
-                if filled < buf.len() && layout == Layout::OneRecord {
-                    return Ok(filled);
+                match layout {
+                    Layout::OneRecord if filled < buf.len() => return Ok(filled),
+                    Layout::SmallRecords(record_bytes) if n + record_bytes < room => {
+                        return Ok(filled)
+                    }
+                    _ => {}
                 }
                 if filled == buf.len() {
                     let grown = buf.len() * 2;

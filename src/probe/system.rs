@@ -2,7 +2,7 @@
 
 use super::{read_fresh, Layout, ProcRoot};
 use crate::recording::SystemSample;
-use procfs::{FromBufRead, FromRead, Meminfo, MemoryPressure};
+use procfs::{FromBufRead, FromRead, MemoryPressure};
 use std::fs::File;
 
 /// How often the cgroup in force is looked up again.
@@ -103,7 +103,9 @@ impl SystemProbe {
 
     pub fn sample(&mut self) -> std::io::Result<SystemSample> {
         let len = read_fresh(&self.meminfo, &mut self.buf, Layout::OneRecord)?;
-        let meminfo = Meminfo::from_buf_read(&self.buf[..len]).map_err(std::io::Error::other)?;
+        let meminfo = scan_meminfo(&self.buf[..len]).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "meminfo lacks MemTotal")
+        })?;
         let mut sample = SystemSample {
             mem_total_bytes: meminfo.mem_total,
             // Kernels before 3.14 lack MemAvailable; free + cached is the classic estimate.
@@ -134,6 +136,51 @@ impl SystemProbe {
         }
         Ok(sample)
     }
+}
+
+/// The lines of /proc/meminfo a sample keeps, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeminfoFields {
+    pub mem_total: u64,
+    pub mem_free: u64,
+    pub mem_available: Option<u64>,
+    pub cached: u64,
+    pub swap_total: u64,
+    pub swap_free: u64,
+}
+
+/// Six lines of /proc/meminfo, found by a scan. procfs's `Meminfo` parses all ~55 lines into
+/// a hash map first, on every tick; the scan stops after the last line it needs (SwapFree,
+/// the 16th). `None` without MemTotal. Checked against procfs in the tests.
+pub fn scan_meminfo(text: &[u8]) -> Option<MeminfoFields> {
+    let mut fields = MeminfoFields::default();
+    let mut total = None;
+    for line in text.split(|&b| b == b'\n') {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let kib = || {
+            line[colon + 1..]
+                .split(|b| b.is_ascii_whitespace())
+                .find(|word| !word.is_empty())
+                .and_then(|word| std::str::from_utf8(word).ok()?.parse::<u64>().ok())
+                .map(|kib| kib * 1024)
+        };
+        match &line[..colon] {
+            b"MemTotal" => total = kib(),
+            b"MemFree" => fields.mem_free = kib().unwrap_or(0),
+            b"MemAvailable" => fields.mem_available = kib(),
+            b"Cached" => fields.cached = kib().unwrap_or(0),
+            b"SwapTotal" => fields.swap_total = kib().unwrap_or(0),
+            b"SwapFree" => {
+                fields.swap_free = kib().unwrap_or(0);
+                break;
+            }
+            _ => {}
+        }
+    }
+    fields.mem_total = total?;
+    Some(fields)
 }
 
 pub fn page_size() -> u64 {
@@ -173,4 +220,46 @@ pub fn boot_wall_ns(root: &ProcRoot) -> Option<u64> {
         .parse()
         .ok()?;
     Some(btime * 1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use procfs::Meminfo;
+
+    fn procfs_fields(text: &[u8]) -> MeminfoFields {
+        let m = Meminfo::from_buf_read(text).expect("bug: procfs parses meminfo");
+        MeminfoFields {
+            mem_total: m.mem_total,
+            mem_free: m.mem_free,
+            mem_available: m.mem_available,
+            cached: m.cached,
+            swap_total: m.swap_total,
+            swap_free: m.swap_free,
+        }
+    }
+
+    #[test]
+    fn the_meminfo_scan_agrees_with_procfs() {
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/proc/meminfo"
+        ))
+        .expect("bug: fixture");
+        assert_eq!(scan_meminfo(&fixture), Some(procfs_fields(&fixture)));
+        // This machine's, read once (the two parses see the same bytes).
+        if let Ok(live) = std::fs::read("/proc/meminfo") {
+            assert_eq!(scan_meminfo(&live), Some(procfs_fields(&live)));
+        }
+        let old_kernel: Vec<u8> = String::from_utf8_lossy(&fixture)
+            .lines()
+            .filter(|line| !line.starts_with("MemAvailable"))
+            .flat_map(|line| format!("{line}\n").into_bytes())
+            .collect();
+        assert_eq!(
+            scan_meminfo(&old_kernel).and_then(|f| f.mem_available),
+            None
+        );
+        assert_eq!(scan_meminfo(b"MemFree: 1 kB\n"), None, "no MemTotal");
+    }
 }

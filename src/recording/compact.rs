@@ -114,13 +114,17 @@ pub(crate) fn write_parquet(df: &mut DataFrame, path: &Path) -> Result<(), Recor
     };
     let tmp = path.with_extension("parquet.tmp");
     let file = std::fs::File::create(&tmp).map_err(io)?;
-    ParquetWriter::new(&file)
+    // Buffered: the Parquet writer writes its metadata a few bytes at a time, thousands of
+    // system calls per segment straight to the file.
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 20, file);
+    ParquetWriter::new(&mut buffered)
         .with_compression(ParquetCompression::Zstd(None))
         .finish(df)
         .map_err(|source| RecordingError::Table {
             path: path.to_path_buf(),
             cause: source,
         })?;
+    let file = buffered.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }

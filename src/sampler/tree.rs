@@ -137,7 +137,7 @@ impl WorkerTree {
         let mut gone = Vec::new();
         let mut children = Vec::new();
         for (&pid, tracked) in self.processes.iter_mut() {
-            match tracked.handle.try_cheap() {
+            match tracked.handle.try_cheap(thorough) {
                 Some(cheap) => {
                     read.push((pid, cheap));
                     if tracked.handle.try_detect_exec(thorough) {
@@ -173,7 +173,7 @@ impl WorkerTree {
                 continue;
             }
             let mut handle = handle;
-            if let Some(cheap) = handle.try_cheap() {
+            if let Some(cheap) = handle.try_cheap(true) {
                 read.push((child, cheap));
                 self.track(handle, t_ns, events);
             }

@@ -317,8 +317,10 @@ fn a_child_that_outlives_its_parent_stays_with_its_worker_and_leaves_no_zombie()
     assert!(out.status.success(), "{stderr}");
     assert!(looked > 5, "looked {looked} times");
     let recording = memwarden::recording::Recording::open(&dir).expect("recording");
+    // Seen as `sleep 20`, or as `setsid sleep 20` when the orphan scan came before its exec.
     let daemon = recording.events.iter().find_map(|e| match &e.kind {
         memwarden::recording::EventKind::ProcessSeen { pid, command, .. }
+        | memwarden::recording::EventKind::Exec { pid, command, .. }
             if command == "sleep 20" =>
         {
             Some((e.worker, *pid))

@@ -293,11 +293,11 @@ fn the_probe_tells_an_exec_from_a_rename() {
     waiting(child.id());
     let mut handle = ProcessHandle::try_open(&root, child.id() as i32).expect("opens");
     assert!(handle.try_rollup().is_some());
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     assert!(!handle.try_detect_exec(true), "no exec yet");
     drop(child.stdin.take());
     wait_until("the exec", || comm(child.id()).trim() == "sleep");
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     assert!(handle.try_detect_exec(false), "hinted by the new name");
     assert_eq!(handle.command, "sleep 30");
     assert!(handle.try_rollup().is_some(), "PSS after the exec");
@@ -310,7 +310,7 @@ fn the_probe_tells_an_exec_from_a_rename() {
     let pid = child.id();
     waiting(pid);
     let mut handle = ProcessHandle::try_open(&root, pid as i32).expect("opens");
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     let before = cmdline(pid);
     drop(child.stdin.take());
     // Done with the exec once the new shell has forked its `sleep` (status read in the middle of
@@ -323,7 +323,7 @@ fn the_probe_tells_an_exec_from_a_rename() {
                 .trim()
                 .is_empty()
     });
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     assert!(
         !handle.try_detect_exec(false),
         "status shows the same program"
@@ -355,11 +355,11 @@ fn the_probe_tells_an_exec_from_a_rename() {
     let pid = child.id();
     waiting(pid);
     let mut handle = ProcessHandle::try_open(&root, pid as i32).expect("opens");
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     let mut stdin = child.stdin.take().expect("piped");
     std::io::Write::write_all(&mut stdin, b"rename\n").expect("python reads");
     wait_until("the rename", || comm(pid).trim() == "renamed");
-    assert!(handle.try_cheap().is_some());
+    assert!(handle.try_cheap(true).is_some());
     assert!(!handle.try_detect_exec(false), "a rename is no exec");
     assert!(handle.try_rollup().is_some());
     drop(stdin);

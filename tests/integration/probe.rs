@@ -28,13 +28,70 @@ fn cheap_counters_come_from_status() {
         "{}",
         process.command
     );
-    let cheap = process.try_cheap().expect("status parses");
+    let cheap = process.try_cheap(true).expect("status parses");
     assert_eq!(cheap.rss, 10500 * 1024);
     assert_eq!(cheap.anon, 7756 * 1024);
     assert_eq!(cheap.file, 2744 * 1024);
     assert_eq!((cheap.shmem, cheap.swap), (0, 0));
     // Reading again through the kept-open handle gives the same values.
-    assert_eq!(process.try_cheap(), Some(cheap));
+    assert_eq!(process.try_cheap(false), Some(cheap));
+    assert_eq!(process.try_cheap(true), Some(cheap));
+}
+
+/// A copy of fixture process 4242 whose files a test may rewrite.
+fn writable_fixture() -> (tempfile::TempDir, ProcRoot) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let from = root().path().join("4242");
+    let to = dir.path().join("4242");
+    std::fs::create_dir_all(&to).expect("fixture dir");
+    for name in ["stat", "cmdline", "status", "statm"] {
+        std::fs::copy(from.join(name), to.join(name)).expect("fixture file");
+    }
+    let root = ProcRoot::new(dir.path());
+    (dir, root)
+}
+
+#[test]
+fn status_is_read_again_only_when_statm_moved_or_a_full_read_is_asked_for() {
+    let (dir, root) = writable_fixture();
+    let mut process = ProcessHandle::try_open(&root, 4242).expect("fixture process 4242");
+    let first = process.try_cheap(true).expect("status parses");
+    assert_eq!((first.rss, first.anon), (18124 * 1024, 3656 * 1024));
+    // status changes (shmem took what file held) while statm's resident and shared stay.
+    let status = dir.path().join("4242/status");
+    let text = std::fs::read_to_string(&status).expect("status");
+    let text = text
+        .replace("RssFile:\t   14468 kB", "RssFile:\t   14000 kB")
+        .replace("RssShmem:\t       0 kB", "RssShmem:\t     468 kB");
+    std::fs::write(&status, &text).expect("rewrite status");
+    assert_eq!(
+        process.try_cheap(false),
+        Some(first),
+        "statm unchanged: no status read"
+    );
+    let full = process.try_cheap(true).expect("status parses");
+    assert_eq!((full.file, full.shmem), (14000 * 1024, 468 * 1024));
+    // statm moves: status is read without being asked.
+    std::fs::write(
+        &status,
+        text.replace("VmRSS:\t   18124", "VmRSS:\t   18128"),
+    )
+    .expect("status");
+    std::fs::write(
+        dir.path().join("4242/statm"),
+        "20014 4532 3617 13992 0 118 0\n",
+    )
+    .expect("statm");
+    assert_eq!(process.try_cheap(false).map(|c| c.rss), Some(18128 * 1024));
+    // A zombie's statm reads zeros: status (without memory lines) decides it is gone.
+    std::fs::write(dir.path().join("4242/statm"), "0 0 0 0 0 0 0\n").expect("statm");
+    let zombie: String = text
+        .lines()
+        .filter(|l| !l.starts_with("Vm") && !l.starts_with("Rss"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&status, zombie).expect("status");
+    assert_eq!(process.try_cheap(false), None);
 }
 
 #[test]
