@@ -67,6 +67,14 @@ pub struct RecordArgs {
     /// Share of one CPU core that smaps_rollup (PSS/USS) reads may use, in percent.
     #[arg(long, value_name = "PERCENT", default_value_t = 2.0, value_parser = parse_percent)]
     pub rollup_cpu: f64,
+    /// A process whose PSS and mapping reads hold its memory map longer than this (they walk
+    /// its page tables, ~10 ms per GiB) is read only in the gaps after its trials.
+    #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
+    pub max_stall: Duration,
+    /// Share of each such process's time that memwarden's reads may hold its memory map, in
+    /// percent.
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.5, value_parser = parse_percent)]
+    pub max_hold: f64,
     /// Regex for trial lines, replacing the marker and Optuna syntaxes. Named groups: `trial`
     /// (the id), `phase` (start/end; without it each match ends a sequential trial), `state`,
     /// `value`; any other named group is a trial parameter.

@@ -39,6 +39,8 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         out: Some(run_dir.clone()),
         interval: Duration::from_millis(100),
         rollup_cpu: 2.0,
+        max_stall: Duration::from_millis(5),
+        max_hold: 0.5,
         trial_regex: None,
         duration: None,
         segment: Duration::from_secs(600),

@@ -5,6 +5,7 @@ use crate::cli::{AttachArgs, PolicyArgs, RecordArgs, RunArgs};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
 use crate::policy::Policy;
 use crate::probe::ProcRoot;
+use crate::sampler::HoldLimits;
 use crate::supervisor::stop_on_signals;
 use std::time::Duration;
 
@@ -120,6 +121,10 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         run_dir: args.out.clone().unwrap_or_else(default_run_dir),
         interval: args.interval,
         rollup_cpu_fraction: args.rollup_cpu / 100.0,
+        hold: HoldLimits {
+            max_stall_ns: args.max_stall.as_nanos() as u64,
+            fraction: args.max_hold / 100.0,
+        },
         grace,
         duration: args.duration,
         trial_regex: args.trial_regex.clone(),

@@ -12,7 +12,7 @@ use crate::recording::{
     redact, write_manifest, Compactor, EventKind, Manifest, RecordingWriter, RunStatus,
     WriterConfig, WriterStats, FORMAT_VERSION,
 };
-use crate::sampler::{Sampler, SamplerConfig, SamplerStats};
+use crate::sampler::{HoldLimits, Sampler, SamplerConfig, SamplerStats};
 use crate::supervisor::systemd::Notifier;
 use crate::supervisor::{Exit, SpawnOptions, StopRequest};
 use anyhow::{bail, Context};
@@ -26,6 +26,8 @@ pub struct HarnessConfig {
     pub run_dir: PathBuf,
     pub interval: Duration,
     pub rollup_cpu_fraction: f64,
+    /// What reads may cost each target (see `sampler::hold_budget`).
+    pub hold: HoldLimits,
     /// Between SIGTERM and SIGKILL when stopping workers.
     pub grace: Duration,
     /// Stop the run after this long.
@@ -96,6 +98,7 @@ pub fn record(
         readings: enforcing.then_some(readings_tx),
         gpu: true,
         rollup_cpu_fraction: config.rollup_cpu_fraction,
+        hold: config.hold,
         root: config.root.clone(),
         shm_dir: Some("/dev/shm".into()),
     };

@@ -12,10 +12,12 @@
 //! sampler-health line at the end of every run.
 
 mod gpu;
+pub mod hold_budget;
 pub mod rollup_budget;
 mod sampling;
 mod shm;
 mod snapshots;
 mod tree;
 
+pub use hold_budget::HoldLimits;
 pub use sampling::{Control, Sampler, SamplerConfig, SamplerStats};

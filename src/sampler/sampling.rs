@@ -1,7 +1,8 @@
 //! The sampler's thread and its tick: what is read when, and what goes to the writer and the
 //! policy engine. The module header of `sampler` says the tiers.
 
-use super::rollup_budget::{self, Candidate, RollupBudget};
+use super::hold_budget::HoldLimits;
+use super::rollup_budget::{Candidate, RollupBudget};
 use super::snapshots::snapshot_worker;
 use super::tree::{self, WorkerTree};
 use crate::clock::RunClock;
@@ -27,6 +28,8 @@ pub struct SamplerConfig {
     pub gpu: bool,
     /// Share of one core that smaps_rollup reads may use, all together.
     pub rollup_cpu_fraction: f64,
+    /// What reads may cost each target (see `hold_budget`).
+    pub hold: HoldLimits,
     pub root: ProcRoot,
     /// Where POSIX shared memory lives (`/dev/shm`): listed every few seconds. `None`: not.
     pub shm_dir: Option<std::path::PathBuf>,
@@ -135,6 +138,29 @@ struct SamplerLoop {
     beat: Arc<AtomicU64>,
     gpu: Option<super::gpu::GpuThread>,
     shm: Option<super::shm::ShmWatch>,
+    /// Per costly process of a worker with trials: its reads at trial ends.
+    placed: BTreeMap<(u32, i32), Placed>,
+}
+
+#[derive(Debug, Default)]
+struct Placed {
+    trial_ends: u64,
+    reads: u64,
+    put_off: u64,
+    said: bool,
+}
+
+/// The run is told once per process that its reads go into the gaps after trials.
+fn placed_note(tracked: &tree::Tracked, hold_ns: u64, limits: HoldLimits) -> EventKind {
+    let message = format!(
+        "pid {} ({}): reading its PSS and mappings holds its memory map for about {:.0} ms, so they are read only in the gaps after its trials, and within {}% of its time: at most about every {:.0} s",
+        tracked.handle.pid,
+        tracked.handle.command,
+        hold_ns as f64 / 1e6,
+        limits.fraction * 100.0,
+        limits.period_ns(2 * hold_ns) as f64 / 1e9,
+    );
+    EventKind::Note { message }
 }
 
 impl SamplerLoop {
@@ -172,6 +198,7 @@ impl SamplerLoop {
             beat,
             gpu,
             shm,
+            placed: BTreeMap::new(),
         }
     }
 
@@ -228,6 +255,7 @@ impl SamplerLoop {
             shm.due_now();
         }
         self.tick(Instant::now());
+        self.say_put_off();
         self.report_overruns_now();
         drop(self.snapshots.take());
         if let Some(thread) = self.snapshot_thread.take() {
@@ -253,6 +281,9 @@ impl SamplerLoop {
                 trial,
                 boundary,
             } => {
+                if let Some(tree) = self.workers.get_mut(&worker) {
+                    tree.reports_trials = true;
+                }
                 self.pending_boundaries.push((worker, trial, boundary));
             }
             Control::Stop => {}
@@ -300,9 +331,14 @@ impl SamplerLoop {
         let gpus = self.read_gpu(&mut processes);
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        self.read_rollups(t_ns, &forced, &mut processes, &mut events);
+        let ends: BTreeSet<u32> = boundaries
+            .iter()
+            .filter(|(_, _, b)| *b == Boundary::TrialEnd)
+            .map(|(w, _, _)| *w)
+            .collect();
+        let placed = self.read_rollups(t_ns, &forced, &ends, &mut processes, &mut events);
         for (worker, trial, boundary) in boundaries {
-            self.request_snapshot(t_ns, worker, trial, boundary);
+            self.request_snapshot(t_ns, worker, trial, boundary, &placed);
         }
         let memory = self.tree_memory(t_ns, &processes, &mut events);
         self.outside_trees(t_ns, &mut system, &memory);
@@ -377,29 +413,67 @@ impl SamplerLoop {
         devices
     }
 
+    /// Reads PSS where the CPU budget and each target's hold allowance let it (see
+    /// `hold_budget`). Returns the costly processes read at their worker's trial end now: their
+    /// mappings may be snapshotted too.
     fn read_rollups(
         &mut self,
         t_ns: u64,
         forced: &BTreeSet<u32>,
+        ends: &BTreeSet<u32>,
         processes: &mut [ProcessSample],
         events: &mut Vec<(u32, EventKind)>,
-    ) {
-        let candidates: Vec<Candidate> = processes
-            .iter()
-            .map(|p| {
-                let tracked = self
-                    .workers
-                    .get(&p.worker)
-                    .and_then(|w| w.processes.get(&p.pid));
-                Candidate {
-                    last_read_ns: tracked.and_then(|t| t.rollups.last_read_ns()),
-                    cost_ns: tracked.map_or(rollup_budget::UNKNOWN_COST_NS, |t| t.rollup_cost_ns),
-                    forced: forced.contains(&p.worker) || tracked.is_some_and(|t| t.exec_pending),
+    ) -> BTreeSet<(u32, i32)> {
+        let mut candidates = Vec::new();
+        let mut sample_of = Vec::new();
+        let mut placed_now = BTreeSet::new();
+        for (index, p) in processes.iter().enumerate() {
+            let Some(tree) = self.workers.get_mut(&p.worker) else {
+                continue;
+            };
+            let reports_trials = tree.reports_trials;
+            let Some(tracked) = tree.processes.get_mut(&p.pid) else {
+                continue;
+            };
+            let hold_ns = tracked.expected_hold_ns();
+            let at_boundary = forced.contains(&p.worker) || tracked.exec_pending;
+            let limits = self.config.hold;
+            let forced_read = if !limits.is_costly(hold_ns) {
+                at_boundary
+            } else if reports_trials {
+                // In the gap after a trial, PSS and the mappings together, when they fit.
+                if !ends.contains(&p.worker) {
+                    continue;
                 }
-            })
-            .collect();
-        for index in self.budget.choose(t_ns, &candidates) {
-            let sample = &mut processes[index];
+                let key = (p.worker, p.pid);
+                let placed = self.placed.entry(key).or_default();
+                placed.trial_ends += 1;
+                if !tracked.hold.fits(t_ns, 2 * hold_ns, limits.fraction) {
+                    placed.put_off += 1;
+                    continue;
+                }
+                placed.reads += 1;
+                if !placed.said {
+                    placed.said = true;
+                    events.push((p.worker, placed_note(tracked, hold_ns, limits)));
+                }
+                placed_now.insert(key);
+                true
+            } else if tracked.hold.fits(t_ns, hold_ns, limits.fraction) {
+                // No trials, no gaps: wherever the allowance lets it.
+                false
+            } else {
+                continue;
+            };
+            candidates.push(Candidate {
+                last_read_ns: tracked.rollups.last_read_ns(),
+                cost_ns: tracked.rollup_cost_ns,
+                forced: forced_read,
+            });
+            sample_of.push(index);
+        }
+        for chosen in self.budget.choose(t_ns, &candidates) {
+            let sample = &mut processes[sample_of[chosen]];
             let Some(tracked) = self
                 .workers
                 .get_mut(&sample.worker)
@@ -407,7 +481,7 @@ impl SamplerLoop {
             else {
                 continue;
             };
-            let mut charged = candidates[index].cost_ns;
+            let mut charged = candidates[chosen].cost_ns;
             let mut rollup = tracked.handle.try_rollup();
             if rollup.is_none() && tracked.handle.try_detect_exec(true) {
                 // The read failed because its descriptor belonged to the program before an
@@ -421,9 +495,18 @@ impl SamplerLoop {
             match rollup {
                 Some(rollup) => {
                     self.budget.correct(charged, rollup.cost_ns);
+                    if self.config.hold.is_costly(rollup.cost_ns)
+                        || placed_now.contains(&(sample.worker, sample.pid))
+                    {
+                        // The mappings read after it at a trial end hold about as long.
+                        let reads =
+                            1 + u64::from(placed_now.contains(&(sample.worker, sample.pid)));
+                        tracked.hold.charge(reads * rollup.cost_ns);
+                    }
                     tracked.rollup_cost_ns = rollup.cost_ns.max(1);
                     tracked.rollups.read(t_ns);
                     tracked.last_pss = Some(rollup.pss);
+                    tracked.rss_at_pss_bytes = tracked.rss_bytes;
                     tracked.exec_pending = false;
                     tracked.stale_said = false;
                     sample.pss = Some(rollup.pss);
@@ -432,6 +515,24 @@ impl SamplerLoop {
                 }
                 None => self.budget.correct(charged, 0),
             }
+        }
+        placed_now
+    }
+
+    /// Once the run ends: each costly process whose reads were put off at some trial ends.
+    fn say_put_off(&self) {
+        for ((worker, pid), placed) in &self.placed {
+            if placed.put_off == 0 {
+                continue;
+            }
+            let message = format!(
+                "pid {pid}: its PSS and mappings were read at {} of its worker's {} trial ends, less often than once per trial, to keep memwarden's hold on its memory map under {}% of its time",
+                placed.reads,
+                placed.trial_ends,
+                self.config.hold.fraction * 100.0
+            );
+            self.records
+                .event_now(&self.clock, Some(*worker), EventKind::Note { message });
         }
     }
 
@@ -445,9 +546,15 @@ impl SamplerLoop {
         events: &mut Vec<(u32, EventKind)>,
     ) -> BTreeMap<u32, WorkerMemory> {
         let interval_ns = self.config.interval.as_nanos() as u64;
-        let budget = &self.budget;
+        let (budget, hold) = (&self.budget, self.config.hold);
         let expected_gap_ns = |tracked: &tree::Tracked| {
-            budget.guaranteed_period_ns(tracked.rollup_cost_ns, processes.len())
+            let gap = budget.guaranteed_period_ns(tracked.rollup_cost_ns, processes.len());
+            if hold.is_costly(tracked.rollup_cost_ns) {
+                // Its reads wait for its hold allowance as well (`hold_budget`).
+                gap.max(hold.period_ns(2 * tracked.rollup_cost_ns))
+            } else {
+                gap
+            }
         };
         let mut workers: BTreeMap<u32, (WorkerMemory, bool)> = BTreeMap::new();
         for sample in processes {
@@ -462,10 +569,14 @@ impl SamplerLoop {
             let limit_ns = tracked
                 .as_ref()
                 .map(|t| t.rollups.limit_ns(interval_ns, expected_gap_ns(t)));
-            let carried = tracked
-                .as_ref()
-                .zip(limit_ns)
-                .and_then(|(t, limit_ns)| t.fresh_pss(t_ns, limit_ns));
+            let carried = tracked.as_ref().zip(limit_ns).and_then(|(t, limit_ns)| {
+                let pss = t.fresh_pss(t_ns, limit_ns)?;
+                Some(if hold.is_costly(t.rollup_cost_ns) {
+                    t.pss_moved_with_rss(pss)
+                } else {
+                    pss
+                })
+            });
             match sample.pss.or(carried) {
                 Some(pss) => memory.pss_bytes += pss,
                 None => {
@@ -497,13 +608,26 @@ impl SamplerLoop {
             .collect()
     }
 
-    fn request_snapshot(&self, t_ns: u64, worker: u32, trial: String, boundary: Boundary) {
+    /// Snapshots the mappings of the worker's processes, leaving out the costly ones not read
+    /// at this trial end (`placed`: the ones that were).
+    fn request_snapshot(
+        &self,
+        t_ns: u64,
+        worker: u32,
+        trial: String,
+        boundary: Boundary,
+        placed: &BTreeSet<(u32, i32)>,
+    ) {
         let Some(tree) = self.workers.get(&worker) else {
             return;
         };
         let processes = tree
             .processes
             .values()
+            .filter(|t| {
+                !self.config.hold.is_costly(t.expected_hold_ns())
+                    || placed.contains(&(worker, t.handle.pid))
+            })
             .map(|t| (t.handle.pid, t.handle.start_ticks))
             .collect();
         if let Some(snapshots) = &self.snapshots {

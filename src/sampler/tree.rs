@@ -21,6 +21,27 @@ pub struct Tracked {
     pub exec_pending: bool,
     /// The run was told this process's PSS went stale; cleared by the next read.
     pub stale_said: bool,
+    /// Its allowance of time with its memory map held by memwarden's reads.
+    pub hold: crate::sampler::hold_budget::HoldBudget,
+    /// Its resident size at the last tick, for the cost guess before its first read.
+    pub rss_bytes: u64,
+    /// Its resident size when its PSS was last read.
+    pub rss_at_pss_bytes: u64,
+}
+
+impl Tracked {
+    /// What a read of its PSS is expected to hold its memory map: the last measured cost, or
+    /// a guess from its size before the first.
+    pub fn expected_hold_ns(&self) -> u64 {
+        if self.rollups.last_read_ns().is_some() {
+            self.rollup_cost_ns
+        } else {
+            self.rollup_cost_ns
+                .max(crate::sampler::hold_budget::estimated_hold_ns(
+                    self.rss_bytes,
+                ))
+        }
+    }
 }
 
 impl Tracked {
@@ -36,6 +57,13 @@ impl Tracked {
     pub fn fresh_pss(&self, t_ns: u64, limit_ns: u64) -> Option<u64> {
         self.last_pss
             .filter(|_| self.rollups.is_fresh_within(t_ns, limit_ns))
+    }
+
+    /// The last PSS read moved by what RSS did since: a process read only in its trial gaps
+    /// (`hold_budget`) can grow a lot between reads, and what it adds is its own, counted whole
+    /// in PSS. For the policy, which must see that growth as it happens.
+    pub fn pss_moved_with_rss(&self, pss: u64) -> u64 {
+        (pss + self.rss_bytes).saturating_sub(self.rss_at_pss_bytes)
     }
 
     /// The run learns once per episode that this process's PSS is not known, once it has been
@@ -66,6 +94,8 @@ impl Tracked {
 pub struct WorkerTree {
     pub worker: u32,
     pub processes: BTreeMap<i32, Tracked>,
+    /// A trial boundary was seen: its costly processes are read in the gaps after trials.
+    pub reports_trials: bool,
 }
 
 impl WorkerTree {
@@ -73,6 +103,7 @@ impl WorkerTree {
         Self {
             worker,
             processes: BTreeMap::new(),
+            reports_trials: false,
         }
     }
 
@@ -116,6 +147,9 @@ impl WorkerTree {
                 seen_ns: t_ns,
                 exec_pending: false,
                 stale_said: false,
+                hold: Default::default(),
+                rss_bytes: 0,
+                rss_at_pss_bytes: 0,
             },
         );
     }
@@ -139,6 +173,7 @@ impl WorkerTree {
         for (&pid, tracked) in self.processes.iter_mut() {
             match tracked.handle.try_cheap(thorough) {
                 Some(cheap) => {
+                    tracked.rss_bytes = cheap.rss;
                     read.push((pid, cheap));
                     if tracked.handle.try_detect_exec(thorough) {
                         tracked.forget_program();
@@ -213,6 +248,23 @@ mod tests {
             "nothing of the old program"
         );
         assert!(tracked.exec_pending);
+    }
+
+    #[test]
+    fn a_carried_pss_moves_with_rss_for_the_policy() {
+        let root = ProcRoot::new(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/proc"));
+        let mut tree = WorkerTree::new(0);
+        assert!(tree.adopt(&root, 4242, 0, &mut Vec::new()));
+        let tracked = tree.processes.get_mut(&4242).expect("bug: adopted");
+        tracked.rss_at_pss_bytes = 300;
+        tracked.rss_bytes = 340;
+        assert_eq!(
+            tracked.pss_moved_with_rss(200),
+            240,
+            "grew by 40 since the read"
+        );
+        tracked.rss_bytes = 100;
+        assert_eq!(tracked.pss_moved_with_rss(150), 0, "never below nothing");
     }
 
     #[test]
