@@ -273,8 +273,12 @@ impl<'a> Workers<'a> {
         let groups: BTreeSet<i32> = self.workers.values().map(|w| w.pgid).collect();
         for orphan in self.orphans.values() {
             let ours = orphan.worker.is_some_and(|w| index.is_none_or(|i| i == w));
-            if ours && orphan.pgid > 1 && !groups.contains(&orphan.pgid) {
-                self.stopper.stop(orphan.pgid, grace, now);
+            // Its group now: an orphan adopted between its fork and its `setsid` has left the
+            // group it was seen in.
+            let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(orphan.pid)))
+                .map_or(orphan.pgid, |pgid| pgid.as_raw());
+            if ours && pgid > 1 && !groups.contains(&pgid) {
+                self.stopper.stop(pgid, grace, now);
             }
         }
     }
@@ -310,7 +314,18 @@ impl<'a> Workers<'a> {
                 continue;
             }
             present.insert(orphan.pid);
-            if self.orphans.contains_key(&orphan.pid) {
+            if let Some(known) = self.orphans.get_mut(&orphan.pid) {
+                if known.pgid != orphan.pgid {
+                    // It left the group it was adopted in (a `setsid` after its parent died):
+                    // the guardian watches the new one.
+                    known.pgid = orphan.pgid;
+                    let own_group = groups.iter().all(|(_, g)| *g != orphan.pgid);
+                    if own_group && orphan.pgid > 1 && self.orphan_groups.insert(orphan.pgid) {
+                        if let Some(guardian) = self.guardian.as_mut() {
+                            guardian.watch(orphan.pgid);
+                        }
+                    }
+                }
                 continue;
             }
             self.adopt_orphan(&orphan, &groups);

@@ -36,6 +36,10 @@ pub struct Rollup {
     pub uss: u64,
     /// What the read cost, measured around it.
     pub cost_ns: u64,
+    /// The kernel's page-table walk alone: this thread's CPU time in the read, so neither the
+    /// parsing (slow in a debug build) nor time this thread spent descheduled counts. What the
+    /// read holds the target's memory map for, at the least.
+    pub hold_ns: u64,
 }
 
 pub struct ProcessHandle {
@@ -169,7 +173,9 @@ impl ProcessHandle {
             self.rollup = Some(self.process.open_relative("smaps_rollup").ok()?);
         }
         let file = self.rollup.as_ref()?;
+        let walk_started = thread_cpu_ns();
         let len = read_fresh(file, &mut self.buf, Layout::OneRecord).ok()?;
+        let hold_ns = thread_cpu_ns().saturating_sub(walk_started);
         let rollup = SmapsRollup::from_buf_read(&self.buf[..len]).ok()?;
         let cost_ns = started.elapsed().as_nanos() as u64;
         let map = &rollup.memory_map_rollup.0.first()?.extension.map;
@@ -178,6 +184,7 @@ impl ProcessHandle {
             pss: *map.get("Pss")?,
             uss: get("Private_Clean") + get("Private_Dirty"),
             cost_ns,
+            hold_ns,
         })
     }
 
@@ -254,6 +261,20 @@ fn reads_something(file: &File) -> bool {
 /// map of all ~55 fields, which measured three times the cost of reading the file (benches/
 /// sampling.rs); the tick reads these five alone. Tests check it against procfs on the same text.
 /// `None` when a field is missing: a zombie has exited and has no memory lines.
+/// This thread's CPU time (ns).
+fn thread_cpu_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the timespec it is given.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) } == 0;
+    if !ok {
+        return 0;
+    }
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
 /// Resident and shared pages, the second and third numbers of `statm`.
 fn statm_pages(text: &[u8]) -> Option<(u64, u64)> {
     let mut numbers = text

@@ -495,15 +495,15 @@ impl SamplerLoop {
             match rollup {
                 Some(rollup) => {
                     self.budget.correct(charged, rollup.cost_ns);
-                    if self.config.hold.is_costly(rollup.cost_ns)
+                    tracked.record_cost(rollup.cost_ns, rollup.hold_ns);
+                    if self.config.hold.is_costly(tracked.expected_hold_ns())
                         || placed_now.contains(&(sample.worker, sample.pid))
                     {
                         // The mappings read after it at a trial end hold about as long.
                         let reads =
                             1 + u64::from(placed_now.contains(&(sample.worker, sample.pid)));
-                        tracked.hold.charge(reads * rollup.cost_ns);
+                        tracked.hold.charge(reads * rollup.hold_ns);
                     }
-                    tracked.rollup_cost_ns = rollup.cost_ns.max(1);
                     tracked.rollups.read(t_ns);
                     tracked.last_pss = Some(rollup.pss);
                     tracked.rss_at_pss_bytes = tracked.rss_bytes;
@@ -549,9 +549,10 @@ impl SamplerLoop {
         let (budget, hold) = (&self.budget, self.config.hold);
         let expected_gap_ns = |tracked: &tree::Tracked| {
             let gap = budget.guaranteed_period_ns(tracked.rollup_cost_ns, processes.len());
-            if hold.is_costly(tracked.rollup_cost_ns) {
+            let hold_ns = tracked.expected_hold_ns();
+            if hold.is_costly(hold_ns) {
                 // Its reads wait for its hold allowance as well (`hold_budget`).
-                gap.max(hold.period_ns(2 * tracked.rollup_cost_ns))
+                gap.max(hold.period_ns(2 * hold_ns))
             } else {
                 gap
             }
@@ -571,7 +572,7 @@ impl SamplerLoop {
                 .map(|t| t.rollups.limit_ns(interval_ns, expected_gap_ns(t)));
             let carried = tracked.as_ref().zip(limit_ns).and_then(|(t, limit_ns)| {
                 let pss = t.fresh_pss(t_ns, limit_ns)?;
-                Some(if hold.is_costly(t.rollup_cost_ns) {
+                Some(if hold.is_costly(t.expected_hold_ns()) {
                     t.pss_moved_with_rss(pss)
                 } else {
                     pss

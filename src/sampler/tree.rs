@@ -27,20 +27,34 @@ pub struct Tracked {
     pub rss_bytes: u64,
     /// Its resident size when its PSS was last read.
     pub rss_at_pss_bytes: u64,
+    /// What its last few reads held its memory map for (the kernel's walk, `Rollup::hold_ns`),
+    /// newest last; the least of them is what the next is expected to hold.
+    pub recent_holds_ns: Vec<u64>,
 }
 
 impl Tracked {
-    /// What a read of its PSS is expected to hold its memory map: the last measured cost, or
-    /// a guess from its size before the first.
+    /// What a read of its PSS is expected to hold its memory map: the least of its last few
+    /// measured holds (one read slowed by a busy machine must not make a small process
+    /// costly), or a guess from its size before the first.
     pub fn expected_hold_ns(&self) -> u64 {
-        if self.rollups.last_read_ns().is_some() {
-            self.rollup_cost_ns
-        } else {
-            self.rollup_cost_ns
+        match self.recent_holds_ns.iter().min() {
+            Some(&least) => least,
+            None => self
+                .rollup_cost_ns
                 .max(crate::sampler::hold_budget::estimated_hold_ns(
                     self.rss_bytes,
-                ))
+                )),
         }
+    }
+
+    /// Keeps a read's measured cost (for the CPU budget) and hold (for the target's).
+    pub fn record_cost(&mut self, cost_ns: u64, hold_ns: u64) {
+        const KEPT: usize = 4;
+        if self.recent_holds_ns.len() == KEPT {
+            self.recent_holds_ns.remove(0);
+        }
+        self.recent_holds_ns.push(hold_ns.max(1));
+        self.rollup_cost_ns = cost_ns.max(1);
     }
 }
 
@@ -50,6 +64,7 @@ impl Tracked {
         self.rollups = ReadCadence::default();
         self.last_pss = None;
         self.rollup_cost_ns = crate::sampler::rollup_budget::UNKNOWN_COST_NS;
+        self.recent_holds_ns.clear();
         self.exec_pending = true;
     }
 
@@ -150,6 +165,7 @@ impl WorkerTree {
                 hold: Default::default(),
                 rss_bytes: 0,
                 rss_at_pss_bytes: 0,
+                recent_holds_ns: Vec::new(),
             },
         );
     }
