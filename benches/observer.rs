@@ -148,13 +148,18 @@ fn map_loop_run(harness: Option<&std::ffi::OsStr>) -> (f64, f64) {
     (median(rates), worst_ms)
 }
 
-/// `cargo bench --bench observer -- map`: three alternating pairs; MEMWARDEN_BENCH_HARNESS=EXE
+/// `cargo bench --bench observer -- map`: alternating pairs; MEMWARDEN_BENCH_HARNESS=EXE
 /// supervises with another build (an older one, for a before figure) in a third column.
 fn map_loop() {
     let other = std::env::var_os("MEMWARDEN_BENCH_HARNESS");
     let (mut ratios, mut other_ratios) = (Vec::new(), Vec::new());
     let (mut worst, mut other_worst, mut alone_worst) = (0.0f64, 0.0f64, 0.0f64);
-    for _ in 0..3 {
+    // MEMWARDEN_BENCH_PAIRS=N for more pairs where the machine is noisy.
+    let pairs = std::env::var("MEMWARDEN_BENCH_PAIRS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    for _ in 0..pairs {
         let (alone_rate, alone_stall) = map_loop_run(None);
         let (rate, stall) = map_loop_run(Some(EXE.as_ref()));
         ratios.push(rate / alone_rate);
