@@ -14,7 +14,7 @@ duration=${1:-20m}
 mode=${2:-run}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-exe=target/release/memwarden
+exe=${CARGO_TARGET_DIR:-target}/release/memwarden
 out=$(mktemp -d)/run
 if [ "$mode" = soak ]; then
   # A leaking worker fails the soak (exit 1); the figures are what matters here.
