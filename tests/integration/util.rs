@@ -113,8 +113,8 @@ pub fn export(dir: &Path, table: &str) -> Csv {
 
 /// Per trial of one pid: `(trial index, value)` of `column` at the last sample in the gap after
 /// the trial's end (before the next trial starts) that has the column: the memory the trial
-/// retained. The last trial's gap is as long as the one before it (after it the worker frees
-/// everything on its way out). A trial whose gap holds no such sample (a busy machine) is left
+/// retained. The last trial's gap is half as long as the one before it (after it the worker
+/// frees everything on its way out). A trial whose gap holds no such sample (a busy machine) is left
 /// out, not shifted.
 pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Vec<(f64, f64)> {
     let recording = memwarden::recording::Recording::open(dir).expect("recording opens");
@@ -137,8 +137,11 @@ pub fn retained_per_trial(dir: &Path, worker: u32, pid: i32, column: &str) -> Ve
         let previous_gap = k
             .checked_sub(1)
             .and_then(|p| Some(gap_end(p)? - trials[p].end_ns? as f64));
+        // The last trial has no next start: half the gap before it, since the worker frees
+        // its memory on its way out about one gap after the end, and a late boundary stamp
+        // under load once let a full gap reach into that (exec's slope read 5.37 for 8).
         let next = gap_end(k)
-            .or(previous_gap.map(|gap| end + gap))
+            .or(previous_gap.map(|gap| end + gap / 2.0))
             .unwrap_or(f64::INFINITY);
         if let Some((_, value)) = series.iter().rfind(|(t, _)| *t > end && *t < next) {
             retained.push((k as f64, *value));
