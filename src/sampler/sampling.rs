@@ -496,12 +496,10 @@ impl SamplerLoop {
                 Some(rollup) => {
                     self.budget.correct(charged, rollup.cost_ns);
                     tracked.record_cost(rollup.cost_ns, rollup.hold_ns);
-                    if self.config.hold.is_costly(tracked.expected_hold_ns())
-                        || placed_now.contains(&(sample.worker, sample.pid))
-                    {
+                    let placed = placed_now.contains(&(sample.worker, sample.pid));
+                    if placed || self.config.hold.is_costly(tracked.expected_hold_ns()) {
                         // The mappings read after it at a trial end hold about as long.
-                        let reads =
-                            1 + u64::from(placed_now.contains(&(sample.worker, sample.pid)));
+                        let reads = 1 + u64::from(placed);
                         tracked.hold.charge(reads * rollup.hold_ns);
                     }
                     tracked.rollups.read(t_ns);
