@@ -123,10 +123,6 @@ impl Walk {
         }
     }
 
-    fn new_walker(&self, worker: u32) -> SeriesWalker {
-        SeriesWalker::new(self.windows.get(&worker).cloned().unwrap_or_default())
-    }
-
     pub fn segment(&mut self, prepared: Prepared) -> PolarsResult<()> {
         push_devices(&mut self.devices, &prepared.devices, self.interval_ns)?;
         push_system(&mut self.system, &prepared.system, self.interval_ns)?;
@@ -159,15 +155,16 @@ impl Walk {
             let values: Values = raw.map(|v| v.map(|v| v as f64));
             self.first_ns = self.first_ns.or(Some(t));
             self.last_ns = Some(t);
-            if !self.series.contains_key(&(worker, pid)) {
-                let walker = self.new_walker(worker);
-                let timeline = Timeline::new(self.interval_ns, PROCESS_TIMELINE_BUCKETS);
-                self.series.insert((worker, pid), (walker, timeline));
-            }
-            if let Some((walker, timeline)) = self.series.get_mut(&(worker, pid)) {
-                walker.push(t, values);
-                timeline.push(t, &values);
-            }
+            let (walker, timeline) = self.series.entry((worker, pid)).or_insert_with(|| {
+                series_for(
+                    &self.windows,
+                    worker,
+                    self.interval_ns,
+                    PROCESS_TIMELINE_BUCKETS,
+                )
+            });
+            walker.push(t, values);
+            timeline.push(t, &values);
             let read = rows.filled.pss_read.get(i).copied().unwrap_or(false);
             self.add_to_tree(t, worker, &raw, read);
         }
@@ -213,7 +210,8 @@ impl Walk {
 
     /// Each tree's sums of the tick into its walker, timeline and health.
     fn flush_trees(&mut self) {
-        for tree in std::mem::take(&mut self.tick) {
+        let mut tick = std::mem::take(&mut self.tick);
+        for tree in tick.drain(..) {
             let (t, worker) = (tree.t_ns, tree.worker);
             let mut values: Values = Default::default();
             for (k, slot) in values.iter_mut().enumerate() {
@@ -223,15 +221,11 @@ impl Walk {
                 .entry(worker)
                 .or_default()
                 .count(tree.all_read, values[Kind::Pss as usize].is_some());
-            if !self.trees.contains_key(&worker) {
-                let walker = self.new_walker(worker);
-                let timeline = Timeline::new(self.interval_ns, TIMELINE_BUCKETS);
-                self.trees.insert(worker, (walker, timeline));
-            }
-            if let Some((walker, timeline)) = self.trees.get_mut(&worker) {
-                walker.push(t, values);
-                timeline.push(t, &values);
-            }
+            let (walker, timeline) = self.trees.entry(worker).or_insert_with(|| {
+                series_for(&self.windows, worker, self.interval_ns, TIMELINE_BUCKETS)
+            });
+            walker.push(t, values);
+            timeline.push(t, &values);
             // This sample is the last one before the first end after it, so far.
             if let Some(times) = self.end_times.get(&worker) {
                 if let Some(&end) = times.get(times.partition_point(|&e| e <= t)) {
@@ -239,7 +233,20 @@ impl Walk {
                 }
             }
         }
+        // Kept for the next tick: its capacity saves an allocation per tick.
+        self.tick = tick;
     }
+}
+
+/// A new walker over the worker's trial windows, with its timeline.
+fn series_for(
+    windows: &BTreeMap<u32, Vec<Option<TrialWindow>>>,
+    worker: u32,
+    interval_ns: u64,
+    buckets: usize,
+) -> (SeriesWalker, Timeline) {
+    let walker = SeriesWalker::new(windows.get(&worker).cloned().unwrap_or_default());
+    (walker, Timeline::new(interval_ns, buckets))
 }
 
 /// Folds one segment's system samples into the summary.
