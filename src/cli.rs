@@ -47,6 +47,9 @@ pub enum Command {
     SystemdUnit(SystemdUnitArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
+    /// Show a run being recorded (from another terminal, over ssh): its live view until it
+    /// ends, then its verdict. Only reads the recording; start and stop it at will.
+    Watch(WatchArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
     #[command(hide = true)]
     Guardian,
@@ -106,6 +109,8 @@ pub struct RunArgs {
     /// code left alive. Slows allocation-heavy Python; off by default.
     #[arg(long)]
     pub trace_python: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -194,6 +199,8 @@ pub struct SoakArgs {
     /// code left alive. Slows allocation-heavy Python; off by default.
     #[arg(long)]
     pub trace_python: bool,
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -252,6 +259,31 @@ pub struct SystemdUnitArgs {
     pub args: Vec<String>,
 }
 
+/// What `run` and `attach` show while they record and say at their end.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct ViewArgs {
+    /// No live view on the terminal: only notes, as without a terminal.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Do not write the report at the end (RUN_DIR/report/report.md); the verdict is still
+    /// printed.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The run directory being recorded (or already finished).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// Without a terminal, print the view's lines this often.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub every: Duration,
+    /// Do not write a report when the run has ended and has none yet.
+    #[arg(long)]
+    pub no_report: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct AttachArgs {
     #[command(flatten)]
@@ -259,6 +291,8 @@ pub struct AttachArgs {
     /// Log file to follow for trial lines; the first --log goes with the first PID, and so on.
     #[arg(long = "log", value_name = "FILE")]
     pub logs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub view: ViewArgs,
     /// Processes to record (their descendants are recorded too).
     #[arg(required = true, value_name = "PID")]
     pub pids: Vec<i32>,

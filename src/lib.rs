@@ -9,6 +9,9 @@
 //!   output lines and trial boundaries, the trial gate, cgroups and systemd.
 //! - `recording` owns the on-disk format: framing, writer, reader, compaction, tables.
 //! - `harness` runs one recording session from start to end, feeding the policy engine.
+//! - `live` folds a run's records into what it looks like now and shows that while it runs
+//!   (and from another terminal: `watch`); `console` owns memwarden's lines on stderr, so a
+//!   note never lands inside the live view.
 //! - `policy` decides (brake, escalation, restarts), pure, live and simulated.
 //! - `analysis` turns a recording into findings; `report` writes them as Markdown and `plot`
 //!   draws the charts.
@@ -24,9 +27,11 @@ pub mod analysis;
 pub mod cli;
 pub mod clock;
 pub mod commands;
+pub mod console;
 pub mod exit;
 pub mod freshness;
 pub mod harness;
+pub mod live;
 pub mod plot;
 pub mod policy;
 pub mod probe;

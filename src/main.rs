@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => commands::replay(args),
         Command::SystemdUnit(args) => commands::systemd_unit(args),
         Command::Demo(args) => commands::demo(args),
+        Command::Watch(args) => commands::watch(args),
         Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),
         Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),
     };

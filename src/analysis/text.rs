@@ -19,7 +19,7 @@ pub fn rate(r: &Rate, per: &str) -> String {
     )
 }
 
-fn growth_rate(r: &GrowthRate) -> String {
+pub(super) fn growth_rate(r: &GrowthRate) -> String {
     match r {
         GrowthRate::PerTrial {
             trial,

@@ -7,7 +7,10 @@ use crate::recording::Recording;
 use std::io::Write;
 use std::path::Path;
 
-fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings> {
+/// How far ahead `analyze` and `check` forecast unless told.
+pub(super) const HORIZON: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+pub(super) fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings> {
     let recording = Recording::open(dir)?;
     recording.manifest.check_version(dir)?;
     let options = Options {
@@ -45,7 +48,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let findings = findings(&args.run_dir, std::time::Duration::from_secs(12 * 3600))?;
+    let findings = findings(&args.run_dir, HORIZON)?;
     let report = match gates::check(&findings, args.kind, args.max_growth) {
         Ok(report) => report,
         Err(reason) => {

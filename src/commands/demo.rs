@@ -45,18 +45,22 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         duration: None,
         segment: Duration::from_secs(600),
     };
-    let code = super::record::record_and_report(
-        &record,
-        Duration::from_secs(5),
+    let config = super::record::harness_config(&record, Duration::from_secs(5));
+    let (code, concluded) = super::record::record_and_conclude(
+        config,
         Workload::Spawn { argv, workers: 2 },
+        crate::cli::ViewArgs::default(),
     )?;
-    let report_args = crate::report::pipeline::ReportJob::for_run(&run_dir, None, false);
-    let (report, findings) = crate::report::pipeline::write_report_with(&report_args, None)?;
-    println!("{}", crate::analysis::text::findings(&findings));
+    let Some(concluded) = concluded else {
+        anyhow::bail!("the demo's recording could not be analysed (see the warning above)");
+    };
+    println!("{}", crate::analysis::text::findings(&concluded.findings));
     let dir = run_dir.display();
+    let report = concluded
+        .report
+        .map_or(String::new(), |r| r.display().to_string());
     eprintln!(
-        "memwarden: demo done: worker 0 leaked 24 MiB in each trial with batch_size=64, worker 1 did not.\nThe report: {}\nMore with:\n  memwarden analyze {dir} --json\n  memwarden check {dir} --max-growth 1MiB/trial\n  memwarden export {dir} --table trials",
-        report.display()
+        "memwarden: demo done: worker 0 leaked 24 MiB in each trial with batch_size=64, worker 1 did not.\nThe report: {report}\nMore with:\n  memwarden analyze {dir} --json\n  memwarden check {dir} --max-growth 1MiB/trial\n  memwarden export {dir} --table trials"
     );
     Ok(code)
 }

@@ -8,6 +8,7 @@ mod replay;
 mod report;
 mod simulate;
 mod soak;
+mod watch;
 
 pub use analyze::{analyze, check, diff};
 pub use demo::demo;
@@ -17,6 +18,7 @@ pub use replay::replay;
 pub use report::report;
 pub use simulate::{simulate, systemd_unit};
 pub use soak::soak;
+pub use watch::watch;
 
 pub use crate::recording::default_run_dir;
 

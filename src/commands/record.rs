@@ -1,12 +1,18 @@
 //! `memwarden run` and `memwarden attach`.
 
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
-use crate::cli::{AttachArgs, PolicyArgs, RecordArgs, RunArgs};
+use crate::analysis::Findings;
+use crate::cli::{AttachArgs, PolicyArgs, RecordArgs, RunArgs, ViewArgs};
+use crate::console::{say, View};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
+use crate::live::{draw_until, SharedStatus};
 use crate::policy::Policy;
 use crate::probe::ProcRoot;
 use crate::sampler::HoldLimits;
-use crate::supervisor::stop_on_signals;
+use crate::supervisor::{stop_on_signals, Exit};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -26,7 +32,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         config.policy = Some(policy);
         config.policy_text = Some(text);
     }
-    record_with(config, workload)
+    Ok(record_and_conclude(config, workload, args.view)?.0)
 }
 
 /// The policy from `--policy` and the knob flags (which win), or `None` when none was given.
@@ -113,7 +119,8 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         pids: args.pids,
         logs: args.logs,
     };
-    record_and_report(&args.record, Duration::ZERO, workload)
+    let config = harness_config(&args.record, Duration::ZERO);
+    Ok(record_and_conclude(config, workload, args.view)?.0)
 }
 
 pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfig {
@@ -139,25 +146,93 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
     }
 }
 
-pub(crate) fn record_and_report(
-    args: &RecordArgs,
-    grace: Duration,
+/// Records with the live view on a terminal (unless `--quiet`), then says how the run went:
+/// the summary, the verdict, the recording's and the report's paths. Returns the exit code and
+/// what the verdict was drawn from.
+pub(crate) fn record_and_conclude(
+    mut config: HarnessConfig,
     workload: Workload,
-) -> anyhow::Result<u8> {
-    record_with(harness_config(args, grace), workload)
-}
-
-pub(crate) fn record_with(config: HarnessConfig, workload: Workload) -> anyhow::Result<u8> {
+    view: ViewArgs,
+) -> anyhow::Result<(u8, Option<Concluded>)> {
     let what = match &workload {
         Workload::Spawn { workers, .. } => format!("{workers} worker(s)"),
         Workload::Attach { pids, .. } => format!("{} attached process(es)", pids.len()),
     };
-    eprintln!(
-        "memwarden: recording {what} into {} (Ctrl-C stops; twice kills the workers at once)",
+    say(format!(
+        "recording {what} into {} (Ctrl-C stops; twice kills the workers at once)",
         config.run_dir.display()
-    );
-    let summary = record(config, workload, stop_on_signals()?)?;
-    Ok(print_summary(&summary))
+    ));
+    let live = SharedStatus::default();
+    config.live = Some(live.clone());
+    let done = Arc::new(AtomicBool::new(false));
+    let drawer = (!view.quiet).then(View::start).flatten().map(|terminal| {
+        let (live, done) = (live.clone(), done.clone());
+        std::thread::spawn(move || draw_until(&terminal, &live, &done))
+    });
+    let summary = record(config, workload, stop_on_signals()?);
+    done.store(true, Ordering::Relaxed);
+    if let Some(drawer) = drawer {
+        let _ = drawer.join();
+    }
+    let summary = summary?;
+    let code = print_summary(&summary);
+    let crashes: Vec<(u32, String)> = summary
+        .failed_workers
+        .iter()
+        .map(|(worker, exit)| (*worker, exit_words(exit)))
+        .collect();
+    let concluded = conclude(&summary.run_dir, view.no_report, &crashes);
+    Ok((code, concluded))
+}
+
+/// What the end-of-run verdict was drawn from.
+pub(crate) struct Concluded {
+    pub findings: Findings,
+    pub report: Option<PathBuf>,
+}
+
+/// The verdict of the recording in `run_dir` and where it and its report are; the report is
+/// written unless `no_report`. A failure here is a warning: the recording is whole, and
+/// `memwarden report` can try again.
+pub(crate) fn conclude(
+    run_dir: &Path,
+    no_report: bool,
+    crashes: &[(u32, String)],
+) -> Option<Concluded> {
+    let made = if no_report {
+        super::analyze::findings(run_dir, super::analyze::HORIZON).map(|f| (f, None))
+    } else {
+        let job = crate::report::pipeline::ReportJob::for_run(run_dir, None, false);
+        crate::report::pipeline::write_report_with(&job, None).map(|(path, f)| (f, Some(path)))
+    };
+    let (findings, report) = match made {
+        Ok(made) => made,
+        Err(error) => {
+            say(format!(
+                "warning: no verdict: {}; try `memwarden report {}`",
+                crate::exit::describe(&error),
+                run_dir.display()
+            ));
+            return None;
+        }
+    };
+    for line in crate::analysis::brief::brief(&findings, crashes) {
+        say(line);
+    }
+    say(format!("recording: {}", run_dir.display()));
+    if let Some(report) = &report {
+        say(format!("report: {}", report.display()));
+    }
+    Some(Concluded { findings, report })
+}
+
+/// `exited with code 3`, `was killed by signal 9`.
+pub(crate) fn exit_words(exit: &Exit) -> String {
+    match (exit.code, exit.signal) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (_, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "ended".into(),
+    }
 }
 
 pub(crate) fn print_summary(summary: &RunSummary) -> u8 {
@@ -171,13 +246,7 @@ pub(crate) fn print_summary(summary: &RunSummary) -> u8 {
         summary.writer.dropped_ticks,
     );
     for (worker, exit) in &summary.failed_workers {
-        match (exit.code, exit.signal) {
-            (Some(code), _) => eprintln!("memwarden: worker {worker} exited with code {code}"),
-            (_, Some(signal)) => {
-                eprintln!("memwarden: worker {worker} was killed by signal {signal}")
-            }
-            _ => eprintln!("memwarden: worker {worker} ended"),
-        }
+        say(format!("worker {worker} {}", exit_words(exit)));
     }
     if let Some(counters) = &summary.policy {
         let restarts: u64 = counters.restarts.values().sum();

@@ -2,7 +2,7 @@
 //! the gate's questions and the workers' exits, and carries out what it decides. Every action
 //! but a plain "go" is recorded as a `policy` event and said on stderr.
 
-use super::live::{LiveStatus, SharedStatus};
+use crate::live::{LiveStatus, SharedStatus};
 use super::output::Feed;
 use super::workers::{Ended, Workers};
 use crate::clock::RunClock;
@@ -39,7 +39,7 @@ impl Enforcer {
         workers: u32,
         (clock, records): (RunClock, RecordSender),
         inputs: Inputs,
-        live: Option<SharedStatus>,
+        (live, quiet_starts): (Option<SharedStatus>, bool),
     ) -> Self {
         Self {
             grace: policy.restart.grace,
@@ -49,7 +49,7 @@ impl Enforcer {
             readings: inputs.readings,
             feed: inputs.feed,
             questions: inputs.questions,
-            quiet_starts: live.is_some(),
+            quiet_starts,
             live,
         }
     }
@@ -72,10 +72,7 @@ impl Enforcer {
         while let Ok(feed) = self.feed.try_recv() {
             let input = match feed {
                 Feed::TrialStart(worker) => Input::TrialStart { worker },
-                Feed::TrialEnd(worker) => {
-                    self.live(|s| s.workers.entry(worker).or_default().trial_ended());
-                    Input::TrialEnd { worker }
-                }
+                Feed::TrialEnd(worker) => Input::TrialEnd { worker },
             };
             self.step(input, workers);
         }
@@ -102,16 +99,6 @@ impl Enforcer {
             latest = Some(reading);
         }
         if let Some((t_ns, reading)) = latest {
-            let brake_on = self.engine.brake_on();
-            self.live(|s| {
-                s.elapsed_ns = t_ns;
-                s.brake_on = brake_on;
-                for (worker, status) in s.workers.iter_mut() {
-                    let memory = reading.workers.get(worker).copied().unwrap_or_default();
-                    status.pss_bytes = memory.pss_bytes;
-                    status.pss_stale = memory.pss_stale;
-                }
-            });
             let actions = self.engine.step(t_ns, Input::Tick(reading));
             self.carry_out(actions, workers);
         }
@@ -136,20 +123,9 @@ impl Enforcer {
             .iter()
             .any(|a| a.kind != ActionKind::Answer(Answer::Go))
         {
+            // The rest of the live status comes from the records (`live::observer`).
             let counters = self.engine.counters().clone();
-            let brake_on = self.engine.brake_on();
-            self.live(|s| {
-                s.counters = counters;
-                s.brake_on = brake_on;
-                for a in &actions {
-                    if let (ActionKind::Start { .. }, Some(worker)) = (&a.kind, a.worker) {
-                        // A fresh process: its trend starts afresh.
-                        let status = s.workers.entry(worker).or_default();
-                        status.starts += 1;
-                        status.trial_ends.clear();
-                    }
-                }
-            });
+            self.live(|s| s.engine = Some(counters));
         }
         let mut queue: VecDeque<Action> = actions.into();
         while let Some(action) = queue.pop_front() {
@@ -166,7 +142,7 @@ impl Enforcer {
                             "worker {worker} could not start: {}",
                             crate::exit::describe(&error)
                         );
-                        eprintln!("memwarden: {message}");
+                        crate::console::say(&message);
                         self.records.event_now(
                             &self.clock,
                             Some(worker),
@@ -201,7 +177,7 @@ impl Enforcer {
             let who = action
                 .worker
                 .map_or(String::new(), |w| format!("worker {w}: "));
-            eprintln!("memwarden: {who}{}: {}", action.name(), action.reason);
+            crate::console::say(format!("{who}{}: {}", action.name(), action.reason));
         }
         self.records.event_now(
             &self.clock,

@@ -5,9 +5,7 @@
 //! compaction, and last the manifest that says the run finished.
 
 mod enforce;
-mod live;
 mod output;
 mod session;
 mod workers;
-pub use live::{LiveStatus, LiveWorker, SharedStatus};
 pub use session::*;

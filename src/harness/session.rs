@@ -3,7 +3,6 @@
 
 use super::enforce::Enforcer;
 use super::workers::Workers;
-use super::*;
 use crate::clock::RunClock;
 use crate::exit::own_work;
 use crate::policy::{Counters, IoPriority, Policy};
@@ -43,8 +42,8 @@ pub struct HarnessConfig {
     pub mode: String,
     /// More environment for the workers (replay's trial parameters).
     pub env: Vec<(String, String)>,
-    /// Where the harness keeps the live status (soak's progress), when someone watches.
-    pub live: Option<SharedStatus>,
+    /// Where the writer folds the records it writes, for the live view (and soak's progress).
+    pub live: Option<crate::live::SharedStatus>,
     /// Start the allocation tracer in the workers' Python processes (`--trace-python`).
     pub trace_python: bool,
 }
@@ -87,6 +86,7 @@ pub fn record(
         &config.run_dir,
         writer_config,
         compactor.queue(),
+        config.live.clone().map(crate::live::observer),
     ))?;
     let records = writer.sender();
     let (readings_tx, readings_rx) = mpsc::channel();
@@ -114,7 +114,7 @@ pub fn record(
         enforcing.then_some(questions_tx),
     )?;
     let note = |message: String| {
-        eprintln!("memwarden: {message}");
+        crate::console::say(&message);
         records.event_now(&clock, None, EventKind::Note { message });
     };
     protect_harness(&note);
@@ -165,7 +165,8 @@ pub fn record(
                 feed: feed_rx,
                 questions: questions_rx,
             },
-            config.live.clone(),
+            // Starts are routine where finished workers start again (soak); its view counts them.
+            (config.live.clone(), config.mode == "soak"),
         )),
         _ => None,
     };
@@ -256,7 +257,7 @@ pub fn record(
     if let Some(tracer) = tracer.as_mut() {
         tracer.pump(&records, &clock, true);
         for (worker, message) in tracer.closing_notes() {
-            eprintln!("memwarden: {message}");
+            crate::console::say(&message);
             records.event_now(&clock, worker, EventKind::Note { message });
         }
     }
@@ -271,10 +272,10 @@ pub fn record(
     // Every run says how well it knew each worker's PSS: a gap (reads failing after an exec,
     // a starved budget) is visible at once instead of hiding behind carried-forward values.
     for (worker, health) in &sampler_stats.health {
-        eprintln!(
-            "memwarden: sampler health: worker {worker}: {}",
+        crate::console::say(format!(
+            "sampler health: worker {worker}: {}",
             health.describe()
-        );
+        ));
     }
     Ok(RunSummary {
         run_dir: config.run_dir,
@@ -433,7 +434,7 @@ fn finish(
     let writer_stats = own_work(writer.finish())?;
     for error in compactor.finish(writer_stats.open_segments.clone()) {
         // The log stays in place and is read instead: nothing is lost, so warn and go on.
-        eprintln!("memwarden: warning: compaction failed: {error}");
+        crate::console::say(format!("warning: compaction failed: {error}"));
     }
     manifest.status = RunStatus::Finished;
     manifest.end_wall_ns = Some(crate::clock::wall_ns());

@@ -131,7 +131,7 @@ impl<'a> Workers<'a> {
                     Ok(guardian) => Some(guardian),
                     Err(error) => {
                         let message = format!("no guardian ({error}): if memwarden is killed, only the workers' direct processes die with it");
-                        eprintln!("memwarden: warning: {message}");
+                        crate::console::say(format!("warning: {message}"));
                         self.event(None, EventKind::Note { message });
                         None
                     }

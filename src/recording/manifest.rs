@@ -82,7 +82,13 @@ impl Manifest {
     /// boot (the same pid with the same start time). Otherwise a `Running` recording ended
     /// abruptly.
     pub fn still_recording(&self) -> bool {
-        let Some(harness) = self.harness.filter(|_| self.status == RunStatus::Running) else {
+        self.status == RunStatus::Running && self.harness_alive()
+    }
+
+    /// The memwarden that wrote this recording still runs on this boot (the same pid with the
+    /// same start time): after the manifest says finished, it may still be writing the report.
+    pub fn harness_alive(&self) -> bool {
+        let Some(harness) = self.harness else {
             return false;
         };
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();

@@ -25,4 +25,4 @@ pub(crate) use paths::{gpu_path, stream_path, system_path};
 pub use reader::{ReadStats, Recording};
 pub use schema::*;
 pub use tables::{trials_from_events, worker_pids, Trial};
-pub use writer::{Record, RecordSender, RecordingWriter, WriterConfig, WriterStats};
+pub use writer::{Observer, Record, RecordSender, RecordingWriter, WriterConfig, WriterStats};

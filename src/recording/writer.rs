@@ -5,7 +5,8 @@
 //! every `batch_interval` (100 ms) and writes each batch out at once (a SIGKILL of the harness
 //! then loses at most that much of the newest records), and each stream is
 //! fdatasync'ed at most every `sync_interval` (a power loss loses at most that much). Sample and
-//! smaps streams rotate into segments; a finished segment goes to the compactor.
+//! smaps streams rotate into segments; a finished segment goes to the compactor. An observer
+//! (the live view's status) sees each batch on this thread, never on the sampler's.
 
 use super::frame;
 use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
@@ -59,6 +60,9 @@ impl Default for WriterConfig {
         }
     }
 }
+
+/// Sees every batch of records before it is written (the live status folds them).
+pub type Observer = Box<dyn FnMut(&[Record]) + Send>;
 
 /// A cheap, cloneable handle for producers.
 #[derive(Clone)]
@@ -114,15 +118,18 @@ pub struct WriterStats {
 }
 
 impl RecordingWriter {
-    /// `on_segment_closed` receives each finished segment (used to compact it off this thread).
+    /// `on_segment_closed` receives each finished segment (used to compact it off this thread);
+    /// `observer` sees each batch of records.
     pub fn start(
         dir: &Path,
         config: WriterConfig,
         on_segment_closed: Box<dyn FnMut(PathBuf) + Send>,
+        observer: Option<Observer>,
     ) -> Result<Self, RecordingError> {
         let (tx, rx) = mpsc::sync_channel(config.channel_capacity);
         let dropped = Arc::new(AtomicU64::new(0));
         let mut state = WriterState::open(dir, config, dropped.clone(), on_segment_closed)?;
+        state.observer = observer;
         let handle = std::thread::Builder::new()
             .name("memwarden-writer".into())
             .spawn(move || state.run(rx))
@@ -218,6 +225,7 @@ struct WriterState {
     last_t: (u64, u64),
     stats: WriterStats,
     on_segment_closed: Box<dyn FnMut(PathBuf) + Send>,
+    observer: Option<Observer>,
 }
 
 impl WriterState {
@@ -240,6 +248,7 @@ impl WriterState {
             last_t: (0, 0),
             stats: WriterStats::default(),
             on_segment_closed,
+            observer: None,
         })
     }
 
@@ -254,17 +263,24 @@ impl WriterState {
             };
             let woke = Instant::now();
             // Drain what is queued so one write covers a burst.
+            let mut batch = Vec::new();
             for message in first
                 .into_iter()
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()))
             {
                 match message {
-                    Message::Record(record) => self.encode(record),
+                    Message::Record(record) => batch.push(record),
                     Message::Close => {
                         closing = true;
                         break;
                     }
                 }
+            }
+            if let Some(observe) = self.observer.as_mut().filter(|_| !batch.is_empty()) {
+                observe(&batch);
+            }
+            for record in batch {
+                self.encode(record);
             }
             self.report_drops();
             self.write_out()?;

@@ -305,7 +305,7 @@ impl SamplerLoop {
         let wall_ns = crate::clock::wall_ns();
         let mut system = self.system.sample().unwrap_or_default();
         if let Some(message) = self.system.cgroup_trouble() {
-            eprintln!("memwarden: {message}");
+            crate::console::say(&message);
             self.records
                 .event_now(&self.clock, None, EventKind::Note { message });
         }

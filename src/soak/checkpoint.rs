@@ -10,7 +10,7 @@
 use super::publish::{publish, Publisher};
 use super::{judge, SoakVerdict};
 use crate::analysis::Findings;
-use crate::harness::SharedStatus;
+use crate::live::SharedStatus;
 use crate::recording::write_atomically;
 use crate::report::pipeline::{write_report_with, ReportJob};
 use anyhow::Context;
@@ -45,7 +45,7 @@ pub fn checkpoint(
             budget,
             &[],
             &[],
-            &status.counters,
+            &status.engine.clone().unwrap_or_default(),
             status.elapsed_ns as f64 / 1e9,
         );
         write_verdict(&fresh.join("verdict.json"), &verdict)?;

@@ -4,10 +4,10 @@
 use crate::analysis::gates::{check, GrowthBudget};
 use crate::analysis::text::{rate, site_clause};
 use crate::analysis::{Findings, Verdict};
-use crate::harness::LiveStatus;
+use crate::live::LiveStatus;
 use crate::policy::Counters;
 use crate::supervisor::Exit;
-use crate::units::{duration, size};
+use crate::units::duration;
 use serde::Serialize;
 
 /// A soak passes or fails; JSON says `pass` or `fail`.
@@ -210,49 +210,16 @@ pub fn verdict_text(verdict: &SoakVerdict) -> String {
     out
 }
 
-/// One line for logs (CI) and the first line of the terminal display.
+/// One line for logs (CI) and the first line of the terminal display: the run's line of the
+/// live view with the time left.
 pub fn progress_line(status: &LiveStatus, total_s: f64) -> String {
     let elapsed = status.elapsed_ns as f64 / 1e9;
     let trials: u64 = status.workers.values().map(|w| w.trials).sum();
-    let restarts: u64 = status.counters.restarts.values().sum();
     format!(
-        "{} elapsed, {} left; {trials} trial(s); brake {} ({} held back); {restarts} restart(s), {} crash(es)",
-        duration(elapsed),
+        "{} left; {trials} trial(s); {}",
         duration((total_s - elapsed).max(0.0)),
-        if status.brake_on { "ON" } else { "off" },
-        status.counters.brakes,
-        status.counters.crashes,
+        crate::live::run_line(status)
     )
-}
-
-/// One line per worker: memory now, trials, and the trend of its retained memory per trial.
-pub fn worker_lines(status: &LiveStatus) -> Vec<String> {
-    status
-        .workers
-        .iter()
-        .map(|(worker, w)| {
-            let trend = w
-                .trend_per_trial()
-                .map_or("trend: too few trials".into(), |slope| {
-                    format!(
-                        "trend {}{}/trial",
-                        if slope >= 0.0 { "+" } else { "" },
-                        size(slope)
-                    )
-                });
-            format!(
-                "worker {worker}: {} {}, {} trial(s), {trend}, started {} time(s)",
-                size(w.pss_bytes as f64),
-                if w.pss_stale {
-                    "PSS (RSS where PSS is stale)"
-                } else {
-                    "PSS"
-                },
-                w.trials,
-                w.starts
-            )
-        })
-        .collect()
 }
 
 /// OOM kills of the run's processes in the kernel log (`dmesg -T`), which also sees a worker's

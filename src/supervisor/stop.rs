@@ -35,9 +35,9 @@ pub fn stop_on_signals() -> std::io::Result<Arc<StopRequest>> {
         for _ in signals.forever() {
             counter.request();
             if counter.urgent() {
-                eprintln!("memwarden: stopping now: killing the workers' process groups");
+                crate::console::say("stopping now: killing the workers' process groups");
             } else {
-                eprintln!("memwarden: stopping: workers get SIGTERM and the grace period (again to kill them now)");
+                crate::console::say("stopping: workers get SIGTERM and the grace period (again to kill them now)");
             }
         }
     })?;

@@ -7,6 +7,7 @@ mod cli;
 mod containers;
 mod exec;
 mod gpu;
+mod live;
 mod observer;
 mod overnight;
 mod parsers;

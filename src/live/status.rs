@@ -1,0 +1,348 @@
+//! What a run looks like now, folded from its records. The harness feeds it every batch its
+//! writer writes (`run`, `attach`, `soak`); `watch` feeds it what it reads back from a recording
+//! being written. One fold, so the view from another terminal is the view of the run itself.
+//! Pure: records in, a status out; no clock, no /proc.
+
+use crate::policy::Counters;
+use crate::recording::{Event, EventKind, PolicyAction, SystemSample, Tick};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Trial ends kept per worker for its trend; past this, every other one is dropped, so the
+/// trend still spans the whole time since the worker started, at a coarser grain.
+const TREND_POINTS: usize = 256;
+/// Notes kept for the view (older ones have been shown already).
+const NOTES_KEPT: usize = 32;
+
+/// What a worker is doing, as the records tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerState {
+    /// Not started yet (a staggered start, a canary's wait).
+    #[default]
+    Waiting,
+    Running,
+    /// Paused by the brake between trials.
+    Paused,
+    /// Being stopped by the policy, to start again (or by the end of the run).
+    Stopping,
+    /// Waiting before it is started again after a crash.
+    BackingOff,
+    /// Exited with status 0.
+    Finished,
+    /// Exited with a non-zero code memwarden did not cause.
+    Exited(i32),
+    /// Killed by a signal memwarden did not send.
+    Killed(i32),
+    /// Stopped by memwarden (the run's end, or a restart).
+    Stopped,
+    /// Gone, with no exit status to know (an attached process).
+    Ended,
+    /// The policy stopped starting it again.
+    GaveUp,
+}
+
+impl WorkerState {
+    pub fn words(self) -> String {
+        match self {
+            Self::Waiting => "waiting".into(),
+            Self::Running => "running".into(),
+            Self::Paused => "PAUSED (brake)".into(),
+            Self::Stopping => "restarting".into(),
+            Self::BackingOff => "backing off".into(),
+            Self::Finished => "finished".into(),
+            Self::Exited(code) => format!("EXITED {code}"),
+            Self::Killed(signal) => format!("KILLED (signal {signal})"),
+            Self::Stopped => "stopped".into(),
+            Self::Ended => "ended".into(),
+            Self::GaveUp => "GAVE UP".into(),
+        }
+    }
+
+    fn alive(self) -> bool {
+        matches!(self, Self::Running | Self::Paused | Self::Stopping)
+    }
+}
+
+/// A worker's tree at the last tick. Bytes throughout.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TreeMemory {
+    pub processes: usize,
+    /// PSS, with RSS standing in for a process whose PSS is not known yet.
+    pub pss_bytes: u64,
+    /// Some process was counted by its RSS.
+    pub pss_stale: bool,
+    pub anon_bytes: u64,
+    pub shmem_bytes: u64,
+    /// `None` where no process's GPU memory is measured.
+    pub gpu_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveWorker {
+    pub state: WorkerState,
+    pub memory: TreeMemory,
+    /// Trials ended since the run began.
+    pub trials: u64,
+    pub in_trial: bool,
+    pub starts: u64,
+    /// (trials ended in this incarnation, its anonymous memory then), for the trend.
+    trial_ends: Vec<(u64, u64)>,
+    incarnation_trials: u64,
+    trend: Option<f64>,
+    /// The last PSS read of each process, carried until the next read (as analysis fills it).
+    last_pss: HashMap<i32, u64>,
+}
+
+impl LiveWorker {
+    /// Retained growth per trial since this incarnation started: the Theil–Sen slope of its
+    /// anonymous memory at trial ends (the estimate soak has always shown), in bytes.
+    pub fn trend_per_trial(&self) -> Option<f64> {
+        self.trend
+    }
+
+    fn trial_ended(&mut self) {
+        self.trials += 1;
+        self.incarnation_trials += 1;
+        self.in_trial = false;
+        if self.memory.processes == 0 {
+            return; // no reading yet (`watch` joined late): no level to place
+        }
+        self.trial_ends
+            .push((self.incarnation_trials, self.memory.anon_bytes));
+        if self.trial_ends.len() > TREND_POINTS {
+            let mut index = 0;
+            self.trial_ends.retain(|_| {
+                index += 1;
+                index % 2 == 1
+            });
+        }
+        let (x, y): (Vec<f64>, Vec<f64>) = self
+            .trial_ends
+            .iter()
+            .map(|&(trial, bytes)| (trial as f64, bytes as f64))
+            .unzip();
+        self.trend = crate::analysis::stats::theil_sen(&x, &y).map(|fit| fit.slope);
+    }
+
+    fn started(&mut self) {
+        self.state = WorkerState::Running;
+        self.starts += 1;
+        self.in_trial = false;
+        // A fresh process: what it retains starts afresh.
+        self.trial_ends.clear();
+        self.incarnation_trials = 0;
+        self.trend = None;
+        self.last_pss.clear();
+    }
+
+    fn sampled(&mut self, processes: &[&crate::recording::ProcessSample]) {
+        if processes.is_empty() {
+            // Gone: the view keeps showing what it held last.
+            self.memory.processes = 0;
+            self.last_pss.clear();
+            return;
+        }
+        self.last_pss
+            .retain(|pid, _| processes.iter().any(|p| p.pid == *pid));
+        let mut memory = TreeMemory {
+            processes: processes.len(),
+            ..TreeMemory::default()
+        };
+        for p in processes {
+            if let Some(pss) = p.pss {
+                self.last_pss.insert(p.pid, pss);
+            }
+            match self.last_pss.get(&p.pid) {
+                Some(pss) => memory.pss_bytes += pss,
+                None => {
+                    memory.pss_bytes += p.rss;
+                    memory.pss_stale = true;
+                }
+            }
+            memory.anon_bytes += p.anon;
+            memory.shmem_bytes += p.shmem;
+            if let Some(gpu) = p.gpu {
+                *memory.gpu_bytes.get_or_insert(0) += gpu;
+            }
+        }
+        self.memory = memory;
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct LiveStatus {
+    /// The run's clock at the newest record.
+    pub elapsed_ns: u64,
+    pub workers: BTreeMap<u32, LiveWorker>,
+    /// The system at the last tick.
+    pub system: Option<SystemSample>,
+    pub brake_on: bool,
+    /// Trials the brake refused or paused a worker for.
+    pub held_back: u64,
+    /// Workers started again (after a crash or by a policy rule).
+    pub restarts: u64,
+    /// Worker exits memwarden did not cause.
+    pub crashes: u64,
+    /// The harness is stopping the run, and why.
+    pub stopping: Option<String>,
+    /// The newest notes and policy actions, as lines; `notes_total` counts every one so a
+    /// reader can tell which it has shown.
+    pub notes: VecDeque<String>,
+    pub notes_total: u64,
+    /// The policy engine's own counters, where it runs in this process (soak judges on them).
+    pub engine: Option<Counters>,
+}
+
+pub type SharedStatus = Arc<Mutex<LiveStatus>>;
+
+impl LiveStatus {
+    /// Folds records in time order (a tick and the events of the same instant in any order).
+    pub fn tick(&mut self, tick: &Tick) {
+        self.elapsed_ns = self.elapsed_ns.max(tick.t_ns);
+        self.system = Some(tick.system.clone());
+        let mut trees: BTreeMap<u32, Vec<&crate::recording::ProcessSample>> = BTreeMap::new();
+        for p in &tick.processes {
+            trees.entry(p.worker).or_default().push(p);
+        }
+        for (index, worker) in self.workers.iter_mut() {
+            worker.sampled(trees.get(index).map_or(&[][..], Vec::as_slice));
+        }
+        for (index, processes) in trees {
+            // A tree seen before its start event (`watch` joined mid-run).
+            if !self.workers.contains_key(&index) {
+                let mut worker = LiveWorker {
+                    state: WorkerState::Running,
+                    ..LiveWorker::default()
+                };
+                worker.sampled(&processes);
+                self.workers.insert(index, worker);
+            }
+        }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        self.elapsed_ns = self.elapsed_ns.max(event.t_ns);
+        let worker = event.worker;
+        match &event.kind {
+            EventKind::WorkerStart { attempt, .. } => {
+                if *attempt > 0 {
+                    self.restarts += 1;
+                }
+                if let Some(w) = self.entry(worker) {
+                    w.started();
+                }
+            }
+            EventKind::WorkerExit { code, signal, .. } => {
+                let stopping = self.stopping.is_some();
+                let Some(w) = self.entry(worker) else { return };
+                w.state = match (code, signal) {
+                    _ if stopping => WorkerState::Stopped,
+                    // Stopped by the policy: it starts again (or the policy gives up on it).
+                    _ if w.state == WorkerState::Stopping => WorkerState::Stopping,
+                    (Some(0), _) => WorkerState::Finished,
+                    (Some(code), _) => WorkerState::Exited(*code),
+                    (None, Some(signal)) => WorkerState::Killed(*signal),
+                    (None, None) => WorkerState::Ended,
+                };
+                w.in_trial = false;
+                if matches!(w.state, WorkerState::Exited(_) | WorkerState::Killed(_)) {
+                    self.crashes += 1;
+                }
+            }
+            EventKind::TrialStart { .. } => {
+                if let Some(w) = self.entry(worker) {
+                    w.in_trial = true;
+                }
+            }
+            EventKind::TrialEnd { .. } => {
+                if let Some(w) = self.entry(worker) {
+                    w.trial_ended();
+                }
+            }
+            EventKind::Exec { pid, .. } => {
+                // PSS read before an exec never stands in for the new program.
+                if let Some(w) = self.entry(worker) {
+                    w.last_pss.remove(pid);
+                }
+            }
+            EventKind::Policy {
+                action,
+                reason,
+                simulated: false,
+                ..
+            } => self.policy(worker, *action, reason),
+            EventKind::Note { message } => self.note(message.clone()),
+            EventKind::Stop { reason } => {
+                self.stopping = Some(reason.clone());
+                for w in self.workers.values_mut().filter(|w| w.state.alive()) {
+                    w.state = WorkerState::Stopping;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn entry(&mut self, worker: Option<u32>) -> Option<&mut LiveWorker> {
+        worker.map(|w| self.workers.entry(w).or_default())
+    }
+
+    fn policy(&mut self, worker: Option<u32>, action: PolicyAction, reason: &str) {
+        let state = match action {
+            PolicyAction::BrakeOn => {
+                self.brake_on = true;
+                None
+            }
+            PolicyAction::BrakeOff => {
+                self.brake_on = false;
+                None
+            }
+            PolicyAction::Refuse => {
+                self.held_back += 1;
+                None
+            }
+            PolicyAction::Pause => {
+                self.held_back += 1;
+                Some(WorkerState::Paused)
+            }
+            PolicyAction::Resume => Some(WorkerState::Running),
+            PolicyAction::Stop => Some(WorkerState::Stopping),
+            PolicyAction::BackOff => Some(WorkerState::BackingOff),
+            PolicyAction::GiveUp => Some(WorkerState::GaveUp),
+            PolicyAction::Go
+            | PolicyAction::Abort
+            | PolicyAction::AbortTrial
+            | PolicyAction::Start
+            | PolicyAction::Restart => None,
+        };
+        if let (Some(state), Some(w)) = (state, worker.and_then(|w| self.workers.get_mut(&w))) {
+            // A worker already gone stays gone until it starts again.
+            if w.state.alive() || state == WorkerState::GaveUp || state == WorkerState::BackingOff
+            {
+                w.state = state;
+            }
+        }
+        // Routine answers and first starts would bury the rest.
+        if !matches!(
+            action,
+            PolicyAction::Go | PolicyAction::Refuse | PolicyAction::Start
+        ) {
+            let who = worker.map_or(String::new(), |w| format!("worker {w}: "));
+            self.note(format!("{who}{action}: {reason}"));
+        }
+    }
+
+    fn note(&mut self, line: String) {
+        self.notes.push_back(line);
+        self.notes_total += 1;
+        if self.notes.len() > NOTES_KEPT {
+            self.notes.pop_front();
+        }
+    }
+
+    /// The notes after the first `shown` of all, oldest first.
+    pub fn notes_since(&self, shown: u64) -> impl Iterator<Item = &String> {
+        let first_kept = self.notes_total - self.notes.len() as u64;
+        let skip = shown.saturating_sub(first_kept) as usize;
+        self.notes.iter().skip(skip)
+    }
+}
