@@ -47,8 +47,11 @@ pub enum Command {
     SystemdUnit(SystemdUnitArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
-    /// Show a run being recorded (from another terminal, over ssh): its live view until it
-    /// ends, then its verdict. Only reads the recording; start and stop it at will.
+    /// Show the live view of a run being recorded (from another terminal, over ssh), then its
+    /// verdict.
+    ///
+    /// Only reads the recording: start and stop it at will; Ctrl-C stops watching, not the run.
+    /// On a finished or crashed recording it says how it ended and gives the verdict at once.
     Watch(WatchArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
     #[command(hide = true)]

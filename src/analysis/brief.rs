@@ -29,10 +29,9 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
     for w in &findings.workers {
         let said = statements::worker(w);
         let memory = match (&said.rate, w.verdict) {
-            (None, _) | (_, Verdict::InsufficientData) => format!(
-                "too little data for a verdict ({} trial(s))",
-                w.trials
-            ),
+            (None, _) | (_, Verdict::InsufficientData) => {
+                format!("too little data for a verdict ({} trial(s))", w.trials)
+            }
             (Some(rate), Verdict::Leak) => format!(
                 "LEAK in {}, {}{}",
                 w.kind.words(),
@@ -40,7 +39,12 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
                 site_clause(w)
             ),
             (Some(rate), verdict) => {
-                format!("{} in {}, {}", verdict.word(), w.kind.words(), growth_rate(rate))
+                format!(
+                    "{} in {}, {}",
+                    verdict.word(),
+                    w.kind.words(),
+                    growth_rate(rate)
+                )
             }
         };
         match crashes.iter().find(|(worker, _)| *worker == w.worker) {
@@ -70,4 +74,54 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief;
+    use crate::analysis::{analyze, Findings, Options};
+    use crate::recording::Recording;
+
+    fn findings(name: &str) -> Findings {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/runs")
+            .join(name);
+        let recording = Recording::open(&dir).expect("fixture opens");
+        analyze(&recording, &Options::default()).expect("analyzes")
+    }
+
+    #[test]
+    fn a_leak_names_the_worker_kind_and_rate() {
+        let lines = brief(&findings("leak"), &[]);
+        assert_eq!(lines[0], "verdict: LEAK in worker 0");
+        assert!(
+            lines[1].starts_with("  worker 0: LEAK in anonymous memory, +"),
+            "{lines:?}"
+        );
+        assert!(lines[1].contains(" MiB/trial (95% CI "), "{lines:?}");
+    }
+
+    #[test]
+    fn a_plateau_is_no_leak_and_a_crash_is_said_with_the_workers_memory() {
+        let findings = findings("plateau");
+        let lines = brief(&findings, &[]);
+        assert!(lines[0].starts_with("verdict: no leak ("), "{lines:?}");
+        assert!(lines.iter().all(|l| !l.contains("LEAK")), "{lines:?}");
+        let crashed = brief(
+            &findings,
+            &[
+                (0, "was killed by signal 9".into()),
+                (7, "exited with code 1".into()),
+            ],
+        );
+        assert!(crashed[0].ends_with(", 2 CRASH(ES)"), "{crashed:?}");
+        assert!(
+            crashed[1].starts_with("  worker 0: CRASH: it was killed by signal 9; memory: "),
+            "{crashed:?}"
+        );
+        assert!(
+            crashed.contains(&"  worker 7: CRASH: it exited with code 1".to_string()),
+            "a worker with no finding still gets its line: {crashed:?}"
+        );
+    }
 }

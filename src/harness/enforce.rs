@@ -2,10 +2,10 @@
 //! the gate's questions and the workers' exits, and carries out what it decides. Every action
 //! but a plain "go" is recorded as a `policy` event and said on stderr.
 
-use crate::live::{LiveStatus, SharedStatus};
 use super::output::Feed;
 use super::workers::{Ended, Workers};
 use crate::clock::RunClock;
+use crate::live::{LiveStatus, SharedStatus};
 use crate::policy::{Action, ActionKind, Answer, Counters, Engine, Input, Policy, Reading};
 use crate::recording::{EventKind, RecordSender};
 use crate::supervisor::GateQuestion;

@@ -5,6 +5,8 @@
 mod follow;
 mod status;
 mod tail;
+#[cfg(test)]
+mod tests;
 mod view;
 
 pub use follow::{draw_until, follow, observer, Followed};

@@ -86,7 +86,7 @@ pub struct LiveWorker {
     pub in_trial: bool,
     pub starts: u64,
     /// (trials ended in this incarnation, its anonymous memory then), for the trend.
-    trial_ends: Vec<(u64, u64)>,
+    pub(super) trial_ends: Vec<(u64, u64)>,
     incarnation_trials: u64,
     trend: Option<f64>,
     /// The last PSS read of each process, carried until the next read (as analysis fills it).
@@ -209,13 +209,12 @@ impl LiveStatus {
         }
         for (index, processes) in trees {
             // A tree seen before its start event (`watch` joined mid-run).
-            if !self.workers.contains_key(&index) {
-                let mut worker = LiveWorker {
+            if let std::collections::btree_map::Entry::Vacant(entry) = self.workers.entry(index) {
+                let worker = entry.insert(LiveWorker {
                     state: WorkerState::Running,
                     ..LiveWorker::default()
-                };
+                });
                 worker.sampled(&processes);
-                self.workers.insert(index, worker);
             }
         }
     }
@@ -316,8 +315,7 @@ impl LiveStatus {
         };
         if let (Some(state), Some(w)) = (state, worker.and_then(|w| self.workers.get_mut(&w))) {
             // A worker already gone stays gone until it starts again.
-            if w.state.alive() || state == WorkerState::GaveUp || state == WorkerState::BackingOff
-            {
+            if w.state.alive() || state == WorkerState::GaveUp || state == WorkerState::BackingOff {
                 w.state = state;
             }
         }

@@ -13,16 +13,17 @@ pub fn show_progress(live: &SharedStatus, done: &AtomicBool, total: Duration) {
     let snapshot = || live.lock().map(|s| s.clone()).unwrap_or_default();
     let total_s = total.as_secs_f64();
     let lines = |status: &crate::live::LiveStatus| {
-        let mut lines = vec![format!("soak: {}", progress_line(status, total_s))];
+        let mut lines = vec![progress_line(status, total_s)];
         lines.extend(worker_lines(status).into_iter().map(|l| format!("  {l}")));
         lines
     };
     if let Some(view) = View::start() {
+        let frame = || format!("memwarden: soak: {}", lines(&snapshot()).join("\n"));
         while !done.load(Ordering::Relaxed) {
-            view.show(lines(&snapshot()).join("\n"));
+            view.show(frame());
             std::thread::sleep(Duration::from_millis(250));
         }
-        view.show(lines(&snapshot()).join("\n"));
+        view.show(frame());
         return;
     }
     let every = (total / 10).clamp(Duration::from_secs(1), Duration::from_secs(60));

@@ -13,7 +13,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 #[test]
 fn help_texts() {
     for command in [
-        "run", "attach", "export", "analyze", "check", "diff", "report", "demo",
+        "run", "attach", "export", "analyze", "check", "diff", "report", "demo", "watch",
     ] {
         let (code, stdout, _) = run(&[command, "--help"]);
         assert_eq!(code, Some(0));

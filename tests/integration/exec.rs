@@ -248,7 +248,9 @@ fn soaks_live_trend_shows_a_wrapped_workers_growth() {
     );
     let line = stderr
         .lines()
-        .rfind(|l| l.starts_with("memwarden: soak:") && l.contains("worker 0: "))
+        .rfind(|l| {
+            l.starts_with("memwarden: soak:") && l.contains("worker 0  ") && l.contains(" trend ")
+        })
         .unwrap_or_else(|| panic!("no worker line: {stderr}"));
     let trend: f64 = line
         .split_once("trend ")

@@ -93,7 +93,11 @@ fn on_a_terminal_run_shows_the_leaking_workers_trend_rising_and_ends_with_its_ve
     let lines = plain_lines(&text);
     let leaking = worker_frames(&lines, 0);
     let clean = worker_frames(&lines, 1);
-    assert!(leaking.len() >= 3, "too few drawings of worker 0:\n{}", lines.join("\n"));
+    assert!(
+        leaking.len() >= 3,
+        "too few drawings of worker 0:\n{}",
+        lines.join("\n")
+    );
     let (first, last) = (leaking[0], leaking[leaking.len() - 1]);
     assert!(
         last.0 > first.0 + 30.0,
@@ -104,9 +108,15 @@ fn on_a_terminal_run_shows_the_leaking_workers_trend_rising_and_ends_with_its_ve
         "worker 0's trend is about +8 MiB/trial: {leaking:?}"
     );
     let clean_last = clean.last().expect("worker 1 drawn");
-    assert!(clean_last.1.abs() < 1.0, "worker 1's trend is flat: {clean:?}");
+    assert!(
+        clean_last.1.abs() < 1.0,
+        "worker 1's trend is flat: {clean:?}"
+    );
     assert!(lines.iter().any(|l| l.contains("memory: headroom")));
-    assert!(text.contains("memwarden: verdict: LEAK in worker 0"), "{text}");
+    assert!(
+        text.contains("memwarden: verdict: LEAK in worker 0"),
+        "{text}"
+    );
     let report = line_after(&text, "memwarden: report: ").expect("a report line");
     assert!(std::path::Path::new(report).exists(), "{report} exists");
 }
@@ -119,7 +129,10 @@ fn without_a_terminal_run_draws_nothing_and_ends_with_the_verdict_and_report() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains('\x1b'), "no escape sequences:\n{stderr}");
     assert!(!stderr.contains("trend"), "no view:\n{stderr}");
-    assert!(stderr.contains("memwarden: verdict: LEAK in worker 0\n"), "{stderr}");
+    assert!(
+        stderr.contains("memwarden: verdict: LEAK in worker 0\n"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("memwarden:   worker 0: LEAK in anonymous memory, +"),
         "{stderr}"
@@ -129,7 +142,10 @@ fn without_a_terminal_run_draws_nothing_and_ends_with_the_verdict_and_report() {
     assert_eq!(std::path::Path::new(report), dir.join("report/report.md"));
     assert!(dir.join("report/report.md").exists());
     // stdout stays the run directory alone, for scripts.
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), dir.display().to_string());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dir.display().to_string()
+    );
 }
 
 #[test]
@@ -203,7 +219,10 @@ fn watch_follows_a_run_recorded_by_another_memwarden_to_its_end() {
         stderr.contains("memwarden: the run has finished: all workers exited"),
         "{stderr}"
     );
-    assert!(stderr.contains("memwarden: verdict: LEAK in worker 0"), "{stderr}");
+    assert!(
+        stderr.contains("memwarden: verdict: LEAK in worker 0"),
+        "{stderr}"
+    );
     // The run wrote the report; watch waited for it instead of writing a second one.
     let report = line_after(&stderr, "memwarden: report: ").expect("a report line");
     assert!(report.ends_with("(written before)"), "{report}");
@@ -223,7 +242,10 @@ fn watch_of_a_finished_run_says_so_and_gives_its_verdict() {
         stderr.contains("memwarden: the run has finished: all workers exited"),
         "{stderr}"
     );
-    assert!(stderr.contains("memwarden: verdict: LEAK in worker 0"), "{stderr}");
+    assert!(
+        stderr.contains("memwarden: verdict: LEAK in worker 0"),
+        "{stderr}"
+    );
     let report = line_after(&stderr, "memwarden: report: ").expect("a report line");
     assert_eq!(std::path::Path::new(report), dir.join("report/report.md"));
     assert!(dir.join("report/report.md").exists());

@@ -91,7 +91,7 @@ fn a_soak_with_a_leaking_worker_fails_names_it_and_publishes_during_the_run() {
     assert!(starts >= 3 * 3, "{starts} starts");
     assert_eq!(recording.manifest.mode, "soak");
     // Progress for CI logs: plain lines, not a terminal's bars.
-    assert!(stderr.contains("memwarden: soak:   worker 1: "), "{stderr}");
+    assert!(stderr.contains("memwarden: soak:   worker 1  "), "{stderr}");
     // The end is published too: the final verdict and report.
     assert!(published.join("run/verdict.json").exists());
     assert!(published.join("run/report/report.md").exists());
