@@ -261,8 +261,8 @@ fn soaks_live_trend_shows_a_wrapped_workers_growth() {
         (trend - 4.0).abs() <= 0.4,
         "trend {trend} MiB/trial: {line}"
     );
-    // The trend is of PSS read after the exec, not of RSS standing in for a stale one.
-    assert!(line.contains(" PSS, "), "{line}");
+    // Its PSS is read after the exec, not RSS standing in for a stale one (`PSS~`).
+    assert!(line.contains("  PSS ") && !line.contains("PSS~"), "{line}");
 }
 
 /// The probe on real processes: an exec is seen whether or not status shows another program,
