@@ -6,7 +6,8 @@
 # PSS reads (smaps_rollup, a separate tier with its own CPU budget) held to their minimum, which is
 # the cheap tier alone and what the other tools do, and with its default 2% of a core for them. Each tool's own CPU (user +
 # system, from wait4: the tree is not its child, so none of the tree's CPU is in it) is divided
-# by the process-samples it took: memwarden's from its samples table, the others' from their
+# by the process-samples it took (memwarden's until its recording is closed, before the verdict's
+# analysis at its end, polled from /proc/PID/stat): memwarden's from its samples table, the others' from their
 # log lines times the tree's 9 processes. A bare loop making the same reads at the same rate
 # gives the floor. psrecord and memory_profiler come from PyPI into a virtual environment
 # outside the clone.
@@ -25,7 +26,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 MEMWARDEN_BENCH_BASELINE="${MEMWARDEN_BENCH_BASELINE:-}" MEMWARDEN="$exe" VENV="$venv" WORK="$work" DURATION="$duration" python3 - <<'EOF'
-import os, signal, subprocess, sys, time
+import fcntl, json, os, signal, struct, subprocess, sys, termios, threading, time
 
 exe, venv, work, duration = (os.environ[k] for k in ("MEMWARDEN", "VENV", "WORK", "DURATION"))
 duration = int(duration)
@@ -65,20 +66,82 @@ def cpu_of(argv):
         sys.exit(f"{argv[0]} failed: {stderr}")
     return usage.ru_utime + usage.ru_stime, time.monotonic() - started
 
-def memwarden(name, exe, *extra):
+def cpu_s(stat_path):
+    """utime + stime of a process or thread, in seconds."""
+    fields = open(stat_path).read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+def drain(fd):
+    """Reads a terminal's output until no process holds it (EIO)."""
+    try:
+        while os.read(fd, 65536):
+            pass
+    except OSError:
+        pass
+
+def recording_cpu_of(argv, out, terminal):
+    """Runs memwarden to its end; its own CPU seconds until its recording is closed (the
+    manifest says finished), leaving out the verdict's analysis that follows, which a build
+    without one would not pay; and its sampler's and writer's threads' then. With `terminal`,
+    its stderr is a pseudo-terminal of 120 columns, so it draws its live view."""
+    started = time.monotonic()
+    if terminal:
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave,
+                                env=dict(os.environ, TERM="xterm"))
+        os.close(slave)
+        threading.Thread(target=drain, args=(master,), daemon=True).start()
+    else:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cpu, wall, threads = 0.0, 0.0, {}
+    manifest = os.path.join(out, "manifest.json")
+    while proc.poll() is None:
+        try:
+            now = cpu_s(f"/proc/{proc.pid}/stat")
+            tasks = {}
+            for tid in os.listdir(f"/proc/{proc.pid}/task"):
+                name = open(f"/proc/{proc.pid}/task/{tid}/comm").read().strip()
+                tasks[name] = tasks.get(name, 0.0) + cpu_s(f"/proc/{proc.pid}/task/{tid}/stat")
+        except (OSError, IndexError):
+            break
+        try:
+            finished = json.load(open(manifest)).get("status") == "finished"
+        except (OSError, ValueError):
+            finished = False
+        if finished:
+            break
+        cpu, wall = now, time.monotonic() - started
+        # A thread's last reading before it ended (the sampler and the writer end before the
+        # manifest says finished).
+        for name, seconds in tasks.items():
+            threads[name] = max(threads.get(name, 0.0), seconds)
+        time.sleep(0.02)
+    proc.wait()
+    if proc.returncode != 0:
+        sys.exit(f"{argv[0]} failed with {proc.returncode}")
+    return cpu, wall, threads
+
+def memwarden(name, exe, *extra, terminal=False):
     out = os.path.join(work, name)
-    cpu, wall = cpu_of([exe, "attach", "--interval", "10ms", "--duration", f"{duration}s",
-                        "--out", out, *extra, str(tree.pid)])
+    cpu, wall, threads = recording_cpu_of([exe, "attach", "--interval", "10ms", "--duration",
+                                           f"{duration}s", "--out", out, *extra, str(tree.pid)],
+                                          out, terminal)
+    per_thread[name] = threads
     rows = subprocess.run([exe, "export", out, "--table", "samples"], check=True,
                           capture_output=True, text=True).stdout.count("\n") - 1
     results.append((name, cpu, wall, rows))
 
 results = []
+per_thread = {}
 try:
     # The cheap tier alone (PSS reads held to their 0.01% minimum), then with the default 2%
     # of a core for PSS reads on top; MEMWARDEN_BENCH_BASELINE=EXE adds an older build's.
     memwarden("memwarden", exe, "--rollup-cpu", "0.01")
     memwarden("memwarden+pss", exe)
+    # The live view drawn on a terminal: what it adds to the sampler (nothing: it is folded on
+    # the writer's thread and drawn on its own), and to the whole.
+    memwarden("memwarden+view", exe, "--rollup-cpu", "0.01", terminal=True)
     baseline = os.environ.get("MEMWARDEN_BENCH_BASELINE")
     if baseline:
         memwarden("baseline", baseline, "--rollup-cpu", "0.01")
@@ -119,6 +182,12 @@ finally:
     tree.wait()
 
 ours = results[0][1] / max(results[0][3], 1)
+samples = {name: n for name, _, _, n in results}
+for name, threads in per_thread.items():
+    shown = ", ".join(f"{thread} {cpu / max(samples[name], 1) * 1e6:.1f}"
+                      for thread, cpu in sorted(threads.items(), key=lambda t: -t[1])
+                      if cpu > 0)
+    print(f"{name:14s} threads, us per process-sample: {shown}")
 for name, cpu, wall, samples in results:
     per = cpu / max(samples, 1)
     print(f"{name:14s} {cpu:6.2f} s CPU over {wall:5.1f} s, {samples:7d} process-samples, "

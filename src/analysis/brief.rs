@@ -1,6 +1,7 @@
 //! The few lines that end a `run`, an `attach` or a `watch`: the run's verdict, then per worker
 //! its verdict (leak, plateau, stable, crash), the kind and the rate, the line of code when the
-//! tracer saw it, and the parameter value that goes with growth. The report says the rest.
+//! tracer saw it (with the parameter value its growth goes with), and the run's parameter value
+//! that goes with growth. The report says the rest.
 //! Pure: findings and the workers' crashes in, lines out.
 
 use super::statements::{self, ParameterWhat};
@@ -33,10 +34,13 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
                 format!("too little data for a verdict ({} trial(s))", w.trials)
             }
             (Some(rate), Verdict::Leak) => format!(
-                "LEAK in {}, {}{}",
+                "LEAK in {}, {}{}{}",
                 w.kind.words(),
                 growth_rate(rate),
-                site_clause(w)
+                site_clause(w),
+                w.top_site()
+                    .and_then(|site| site.parameter.as_deref())
+                    .map_or(String::new(), |p| format!(", with {p}"))
             ),
             (Some(rate), verdict) => {
                 format!(

@@ -165,10 +165,16 @@ pub(crate) fn record_and_conclude(
     let live = SharedStatus::default();
     config.live = Some(live.clone());
     let done = Arc::new(AtomicBool::new(false));
-    let drawer = (!view.quiet).then(View::start).flatten().map(|terminal| {
-        let (live, done) = (live.clone(), done.clone());
-        std::thread::spawn(move || draw_until(&terminal, &live, &done))
-    });
+    let drawer = (!view.quiet)
+        .then(View::start)
+        .flatten()
+        .and_then(|terminal| {
+            let (live, done) = (live.clone(), done.clone());
+            std::thread::Builder::new()
+                .name("memwarden-view".into())
+                .spawn(move || draw_until(&terminal, &live, &done))
+                .ok()
+        });
     let summary = record(config, workload, stop_on_signals()?);
     done.store(true, Ordering::Relaxed);
     if let Some(drawer) = drawer {

@@ -20,7 +20,7 @@ impl Follow {
         Self { path, offset: 0 }
     }
 
-    /// The complete lines appended since the last read (a line still being written waits).
+    /// What was appended since the last read; the offset moves past complete lines only.
     fn read_new(&mut self) -> Vec<u8> {
         let Ok(mut file) = std::fs::File::open(&self.path) else {
             return Vec::new();
@@ -30,8 +30,8 @@ impl Follow {
         {
             return Vec::new();
         }
+        // A line still being written is left for the next read (decoding ignores it too).
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        bytes.truncate(complete);
         self.offset += complete as u64;
         bytes
     }

@@ -100,7 +100,7 @@ fn a_cache_keyed_by_a_parameter_names_the_line_and_the_value() {
     let temp = tempdir();
     let dir = run_dir(&temp);
     // Enough trials that the growth of the cache=true ones stands out from the others.
-    traced_run(
+    let out = traced_run(
         &dir,
         &["python3", LEAKS, "cache", "--mib", "2", "--trials", "16"],
         &[],
@@ -109,6 +109,16 @@ fn a_cache_keyed_by_a_parameter_names_the_line_and_the_value() {
     // 2 MiB in every other trial.
     assert_names_line(&w, "CACHE[number] = bytearray(size)", 1.0);
     assert_eq!(w.sites[0].parameter.as_deref(), Some("cache=true"));
+    // The run's own verdict names the line and the value.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let said = format!(
+        "leaks.py:{} `CACHE[number] = bytearray(size)`, with cache=true\n",
+        line_of("CACHE[number] = bytearray(size)")
+    );
+    assert!(
+        stderr.contains("memwarden:   worker 0: LEAK in ") && stderr.contains(&said),
+        "{stderr}"
+    );
 }
 
 #[test]
