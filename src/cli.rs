@@ -53,6 +53,16 @@ pub enum Command {
     /// Only reads the recording: start and stop it at will; Ctrl-C stops watching, not the run.
     /// On a finished or crashed recording it says how it ended and gives the verdict at once.
     Watch(WatchArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// bash: `memwarden completions bash > ~/.local/share/bash-completion/completions/memwarden`;
+    /// zsh: into a directory on `$fpath` as `_memwarden`; fish:
+    /// `~/.config/fish/completions/memwarden.fish`.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one per command into a directory.
+    ///
+    /// `memwarden man-page | man -l -`, or `memwarden man-page --out /usr/local/share/man/man1`.
+    ManPage(ManPageArgs),
     /// Kills the workers' process groups if the harness dies (started by the harness).
     #[command(hide = true)]
     Guardian,
@@ -272,6 +282,20 @@ pub struct ViewArgs {
     /// printed.
     #[arg(long)]
     pub no_report: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManPageArgs {
+    /// Write `memwarden.1` and a `memwarden-COMMAND.1` per command into this directory instead
+    /// of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

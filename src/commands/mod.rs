@@ -1,6 +1,7 @@
 //! One file per subcommand: glue between the command line and the library, nothing more.
 
 mod analyze;
+mod completions;
 mod demo;
 mod export;
 mod record;
@@ -11,6 +12,7 @@ mod soak;
 mod watch;
 
 pub use analyze::{analyze, check, diff};
+pub use completions::{completions, man_page};
 pub use demo::demo;
 pub use export::export;
 pub use record::{attach, run};
