@@ -20,8 +20,12 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 started=$(date +%s)
-PATH="$tools/bin:$PATH" maturin build --release --zig --compatibility manylinux2014 \
-    --out "$work/dist" 2>&1 | grep -E '^(📦|🔗|✏️|⚠️|💥|error)|Built wheel' || true
+if ! PATH="$tools/bin:$PATH" maturin build --release --zig --compatibility manylinux2014 \
+    --out "$work/dist" >"$work/maturin.log" 2>&1; then
+    cat "$work/maturin.log" >&2
+    echo "wheel-check: maturin could not build the wheel" >&2
+    exit 1
+fi
 wheel=$(ls "$work"/dist/memwarden-*.whl)
 echo "wheel-check: built $(basename "$wheel") in $(( $(date +%s) - started )) s"
 "$tools/bin/auditwheel" show "$wheel" | tr '\n' ' ' | sed 's/  */ /g'; echo
