@@ -34,9 +34,9 @@ python3 -m venv "$work/fresh"
 "$work/fresh/bin/pip" install -q --no-index "$wheel"
 # Nothing but the fresh environment on PATH: no cargo, no cc, no memwarden from elsewhere.
 bare() { env -i HOME="$work" LANG=C.UTF-8 PATH="$work/fresh/bin" "$@"; }
-bare sh -c 'command -v cargo || command -v cc || command -v rustc' && {
+bare /bin/sh -c 'command -v cargo || command -v cc || command -v rustc' && {
     echo "wheel-check: a compiler is on the bare PATH" >&2; exit 1; }
-[ "$(bare sh -c 'command -v memwarden')" = "$work/fresh/bin/memwarden" ]
+[ "$(bare /bin/sh -c 'command -v memwarden')" = "$work/fresh/bin/memwarden" ]
 bare memwarden --version
 bare python -c 'import memwarden, sys; sys.exit(0 if "site-packages" in memwarden.__file__ else 1)'
 
@@ -66,5 +66,7 @@ assert 3.5 * 2**20 < rate < 4.5 * 2**20, rate
 print(f"wheel-check: the installed memwarden found the leak: {rate / 2**20:.2f} MiB/trial in {worker['kind']}")
 PY
 mib() { echo "$(( ($1 + 524288) / 1048576 )) MiB"; }
-echo "wheel-check: wheel $(mib "$(stat -c %s "$wheel")"), installed $(mib "$(( $(du -sk "$work/fresh" | cut -f1) * 1024 - $(du -sk "$work/fresh/lib/python3"*/site-packages/pip | cut -f1) * 1024 ))") (the environment less pip), binary $(mib "$(stat -c %s "$work/fresh/bin/memwarden")")"
+site=$(echo "$work"/fresh/lib/python3*/site-packages)
+installed=$(( $(du -sbc "$work/fresh/bin/memwarden" "$site"/memwarden "$site"/memwarden-*.dist-info | tail -1 | cut -f1) ))
+echo "wheel-check: wheel $(mib "$(stat -c %s "$wheel")"), installed $(mib "$installed") (the binary, the package and its metadata), binary $(mib "$(stat -c %s "$work/fresh/bin/memwarden")")"
 echo "wheel-check: passed in $(( $(date +%s) - started )) s"
