@@ -94,7 +94,12 @@ fn completions_offer_the_visible_commands_and_load_in_bash() {
     }
     let (_, script, _) = run(&["completions", "bash"]);
     let loaded = std::process::Command::new("bash")
-        .args(["-c", "eval \"$1\" && complete -p memwarden", "bash", &script])
+        .args([
+            "-c",
+            "eval \"$1\" && complete -p memwarden",
+            "bash",
+            &script,
+        ])
         .output()
         .expect("bash runs");
     assert!(
@@ -146,9 +151,7 @@ fn the_crate_package_holds_every_file_the_sources_embed() {
             None => pattern == path,
             // `dir/*` is one level; `dir/**/*` any depth.
             Some((prefix, "*/*")) => path.starts_with(prefix),
-            Some((prefix, _)) => {
-                path.starts_with(prefix) && !path[prefix.len()..].contains('/')
-            }
+            Some((prefix, _)) => path.starts_with(prefix) && !path[prefix.len()..].contains('/'),
         })
     };
     let embed = regex::Regex::new(r#"include_(?:str|bytes)!\(\s*"([^"]+)""#).expect("regex");
