@@ -22,7 +22,7 @@ pub(super) fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Resu
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn print(text: &str) -> anyhow::Result<()> {
+pub(super) fn print(text: &str) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())

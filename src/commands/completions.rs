@@ -2,17 +2,17 @@
 //! (clap_complete, clap_mangen), so they never disagree with `--help`. Hidden commands (the
 //! guardian, the fixture worker) are left out of both.
 
+use super::analyze::print;
 use super::{own_work, EXIT_OK};
 use crate::cli::{Cli, CompletionsArgs, ManPageArgs};
 use anyhow::Context;
 use clap::CommandFactory;
-use std::io::Write;
 
 pub fn completions(args: CompletionsArgs) -> anyhow::Result<u8> {
     let mut command = visible();
     let mut script = Vec::new();
     clap_complete::generate(args.shell, &mut command, "memwarden", &mut script);
-    write_stdout(&script)?;
+    print(&String::from_utf8_lossy(&script))?;
     Ok(EXIT_OK)
 }
 
@@ -32,7 +32,7 @@ pub fn man_page(args: ManPageArgs) -> anyhow::Result<u8> {
         None => {
             let mut page = Vec::new();
             clap_mangen::Man::new(command).render(&mut page)?;
-            write_stdout(&page)?;
+            print(&String::from_utf8_lossy(&page))?;
         }
     }
     Ok(EXIT_OK)
@@ -50,13 +50,4 @@ fn visible() -> clap::Command {
         command = command.about(about.clone());
     }
     command.subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned())
-}
-
-/// A closed pipe (`| head`) is not an error.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
 }

@@ -5,31 +5,32 @@ use super::EXIT_OK;
 use crate::cli::WatchArgs;
 use crate::console::{say, View};
 use crate::live::{follow, Followed, LiveStatus, WorkerState};
-use crate::recording::{Recording, RunStatus};
-use crate::supervisor::StopRequest;
+use crate::recording::{read_manifest, Recording, RunStatus};
+use crate::supervisor::Exit;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     let dir = &args.run_dir;
-    let recording = Recording::open(dir)?;
-    recording.manifest.check_version(dir)?;
-    let (followed, status) = if recording.manifest.still_recording() {
-        drop(recording);
+    // The manifest alone first: a live run is followed from its files (its events are read
+    // once, by the tail), a finished one read whole.
+    let manifest = read_manifest(dir)?;
+    manifest.check_version(dir)?;
+    let (followed, status) = if manifest.still_recording() {
         say(format!(
             "watching {} (Ctrl-C stops watching; the run goes on)",
             dir.display()
         ));
-        let stop = Arc::new(StopRequest::default());
+        let stop = Arc::new(AtomicBool::new(false));
         for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            let stop = stop.clone();
-            // SAFETY: the handler only bumps an atomic counter, which is async-signal-safe.
-            unsafe { signal_hook::low_level::register(signal, move || stop.request()) }?;
+            signal_hook::flag::register(signal, stop.clone())?;
         }
         let view = View::start();
         let followed = follow(dir, view.as_ref(), args.every, &stop);
         drop(view);
         followed
     } else {
+        let recording = Recording::open(dir)?;
         let mut status = LiveStatus::default();
         for event in &recording.events {
             status.event(event);
@@ -62,17 +63,24 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-/// Workers whose last exit memwarden did not cause, in words.
+/// Workers whose last exit memwarden did not cause, in the words `run` uses.
 fn crashes(status: &LiveStatus) -> Vec<(u32, String)> {
     status
         .workers
         .iter()
-        .filter_map(|(worker, w)| match w.state {
-            WorkerState::Exited(code) => Some((*worker, format!("exited with code {code}"))),
-            WorkerState::Killed(signal) => {
-                Some((*worker, format!("was killed by signal {signal}")))
-            }
-            _ => None,
+        .filter_map(|(worker, w)| {
+            let exit = match w.state {
+                WorkerState::Exited(code) => Exit {
+                    code: Some(code),
+                    signal: None,
+                },
+                WorkerState::Killed(signal) => Exit {
+                    code: None,
+                    signal: Some(signal),
+                },
+                _ => return None,
+            };
+            Some((*worker, super::record::exit_words(&exit)))
         })
         .collect()
 }

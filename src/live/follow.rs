@@ -7,7 +7,6 @@ use super::tail::Tail;
 use super::view::frame;
 use crate::console::{say, View};
 use crate::recording::{read_manifest, Event, Observer, Record, RunStatus, Tick};
-use crate::supervisor::StopRequest;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -50,13 +49,13 @@ pub enum Followed {
     Left,
 }
 
-/// Follows the recording in `dir` until it ends or `stop` is requested: the view on a terminal,
+/// Follows the recording in `dir` until it ends or `stop` is set: the view on a terminal,
 /// else the frame as plain lines every `plain_every`; new notes above either.
 pub fn follow(
     dir: &Path,
     view: Option<&View>,
     plain_every: Duration,
-    stop: &StopRequest,
+    stop: &AtomicBool,
 ) -> (Followed, LiveStatus) {
     let mut tail = Tail::open(dir);
     let mut status = LiveStatus::default();
@@ -84,7 +83,7 @@ pub fn follow(
         if let Some(ended) = ended {
             return (ended, status);
         }
-        if stop.requested() {
+        if stop.load(Ordering::Relaxed) {
             return (Followed::Left, status);
         }
         std::thread::sleep(REDRAW);

@@ -12,4 +12,4 @@ mod view;
 pub use follow::{draw_until, follow, observer, Followed};
 pub use status::{LiveStatus, LiveWorker, SharedStatus, TreeMemory, WorkerState};
 pub use tail::Tail;
-pub use view::{frame, memory_line, run_line, worker_lines};
+pub use view::{body_lines, frame, run_line};

@@ -114,12 +114,20 @@ fn worker_row(index: u32, w: &LiveWorker) -> [String; 5] {
     [format!("worker {index}"), state, memory, trials, trend]
 }
 
+/// The lines below a frame's first: the memory line and one per worker, indented.
+pub fn body_lines(status: &LiveStatus) -> Vec<String> {
+    memory_line(status)
+        .into_iter()
+        .chain(worker_lines(status))
+        .map(|l| format!("  {l}"))
+        .collect()
+}
+
 /// The whole frame: the run's line, the workers', and the newest note (many notes are only
 /// recorded, never printed: a GPU not measured, a PSS read that keeps failing).
 pub fn frame(status: &LiveStatus) -> String {
     let mut lines = vec![format!("memwarden · {}", run_line(status))];
-    lines.extend(memory_line(status).map(|l| format!("  {l}")));
-    lines.extend(worker_lines(status).into_iter().map(|l| format!("  {l}")));
+    lines.extend(body_lines(status));
     if let Some(note) = status.notes.back() {
         let mut note = note.clone();
         if let Some((cut, _)) = note.char_indices().nth(NOTE_CHARS) {

@@ -3,7 +3,7 @@
 
 use super::progress_line;
 use crate::console::{say, View};
-use crate::live::{memory_line, worker_lines, SharedStatus};
+use crate::live::{body_lines, SharedStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,7 @@ pub fn show_progress(live: &SharedStatus, done: &AtomicBool, total: Duration) {
     let total_s = total.as_secs_f64();
     let lines = |status: &crate::live::LiveStatus| {
         let mut lines = vec![progress_line(status, total_s)];
-        lines.extend(memory_line(status).map(|l| format!("  {l}")));
-        lines.extend(worker_lines(status).into_iter().map(|l| format!("  {l}")));
+        lines.extend(body_lines(status));
         lines
     };
     if let Some(view) = View::start() {
