@@ -124,6 +124,8 @@ pub struct RunArgs {
     pub trace_python: bool,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -214,6 +216,8 @@ pub struct SoakArgs {
     pub trace_python: bool,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// The worker command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -272,6 +276,28 @@ pub struct SystemdUnitArgs {
     pub args: Vec<String>,
 }
 
+/// Live numbers for Prometheus while the run records.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics on http://ADDR/metrics (PORT alone binds 127.0.0.1; give
+    /// 0.0.0.0:PORT to be scraped from other hosts). The README suggests 9477.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Keep DIR/memwarden.prom up to date (every 2 s) for node_exporter's textfile collector,
+    /// where nothing may listen (Slurm and HPC nodes).
+    #[arg(long, value_name = "DIR")]
+    pub metrics_textfile: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    pub fn options(&self) -> crate::metrics::MetricsOptions {
+        crate::metrics::MetricsOptions {
+            listen: self.metrics_listen.clone(),
+            textfile: self.metrics_textfile.clone(),
+        }
+    }
+}
+
 /// What `run` and `attach` show while they record and say at their end.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct ViewArgs {
@@ -320,6 +346,8 @@ pub struct AttachArgs {
     pub logs: Vec<PathBuf>,
     #[command(flatten)]
     pub view: ViewArgs,
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
     /// Processes to record (their descendants are recorded too).
     #[arg(required = true, value_name = "PID")]
     pub pids: Vec<i32>,

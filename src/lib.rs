@@ -32,6 +32,7 @@ pub mod exit;
 pub mod freshness;
 pub mod harness;
 pub mod live;
+pub mod metrics;
 pub mod plot;
 pub mod policy;
 pub mod probe;

@@ -50,6 +50,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         config,
         Workload::Spawn { argv, workers: 2 },
         crate::cli::ViewArgs::default(),
+        &crate::cli::MetricsArgs::default(),
     )?;
     let Some(concluded) = concluded else {
         anyhow::bail!("the demo's recording could not be analysed (see the warning above)");

@@ -2,7 +2,7 @@
 
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::analysis::Findings;
-use crate::cli::{AttachArgs, PolicyArgs, RecordArgs, RunArgs, ViewArgs};
+use crate::cli::{AttachArgs, MetricsArgs, PolicyArgs, RecordArgs, RunArgs, ViewArgs};
 use crate::console::{say, View};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
 use crate::live::{draw_until, SharedStatus};
@@ -32,7 +32,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         config.policy = Some(policy);
         config.policy_text = Some(text);
     }
-    Ok(record_and_conclude(config, workload, args.view)?.0)
+    Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
 }
 
 /// The policy from `--policy` and the knob flags (which win), or `None` when none was given.
@@ -120,7 +120,7 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         logs: args.logs,
     };
     let config = harness_config(&args.record, Duration::ZERO);
-    Ok(record_and_conclude(config, workload, args.view)?.0)
+    Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
 }
 
 pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfig {
@@ -153,7 +153,10 @@ pub(crate) fn record_and_conclude(
     mut config: HarnessConfig,
     workload: Workload,
     view: ViewArgs,
+    metrics: &MetricsArgs,
 ) -> anyhow::Result<(u8, Option<Concluded>)> {
+    let live = SharedStatus::default();
+    let exporter = start_metrics(metrics, &live)?;
     let what = match &workload {
         Workload::Spawn { workers, .. } => format!("{workers} worker(s)"),
         Workload::Attach { pids, .. } => format!("{} attached process(es)", pids.len()),
@@ -162,7 +165,6 @@ pub(crate) fn record_and_conclude(
         "recording {what} into {} (Ctrl-C stops; twice kills the workers at once)",
         config.run_dir.display()
     ));
-    let live = SharedStatus::default();
     config.live = Some(live.clone());
     let done = Arc::new(AtomicBool::new(false));
     let drawer = (!view.quiet)
@@ -180,6 +182,9 @@ pub(crate) fn record_and_conclude(
     if let Some(drawer) = drawer {
         let _ = drawer.join();
     }
+    if let Some(exporter) = exporter {
+        exporter.finish();
+    }
     let summary = summary?;
     let code = print_summary(&summary);
     let crashes: Vec<(u32, String)> = summary
@@ -189,6 +194,29 @@ pub(crate) fn record_and_conclude(
         .collect();
     let concluded = conclude(&summary.run_dir, view.no_report, &crashes);
     Ok((code, concluded))
+}
+
+/// Starts serving the live status to Prometheus when asked; an address or directory that cannot
+/// be used is an error before any worker starts.
+pub(crate) fn start_metrics(
+    metrics: &MetricsArgs,
+    live: &SharedStatus,
+) -> anyhow::Result<Option<crate::metrics::Exporter>> {
+    let options = metrics.options();
+    if options.listen.is_none() && options.textfile.is_none() {
+        return Ok(None);
+    }
+    let exporter = crate::metrics::Exporter::start(&options, live.clone())?;
+    if let Some(address) = exporter.listening {
+        say(format!("metrics: http://{address}/metrics"));
+    }
+    if let Some(dir) = &options.textfile {
+        say(format!(
+            "metrics: {} (every 2 s)",
+            dir.join(crate::metrics::TEXTFILE).display()
+        ));
+    }
+    Ok(Some(exporter))
 }
 
 /// What the end-of-run verdict was drawn from.

@@ -43,6 +43,7 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     config.mode = "soak".into();
     let live: SharedStatus = Arc::new(Mutex::new(LiveStatus::default()));
     config.live = Some(live.clone());
+    let exporter = super::record::start_metrics(&args.metrics, &live)?;
     let run_dir = config.run_dir.clone();
     eprintln!(
         "memwarden: soak: {} worker(s) for {} into {} (checkpoint every {})",
@@ -80,6 +81,9 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     done.store(true, Ordering::Relaxed);
     let _ = progress.join();
     let _ = checkpoints.join();
+    if let Some(exporter) = exporter {
+        exporter.finish();
+    }
     let summary = summary?;
     let recording = Recording::open(&run_dir)?;
     // The report's own analysis gives the verdict; only where the report cannot be written

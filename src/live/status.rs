@@ -11,6 +11,9 @@ use std::sync::{Arc, Mutex};
 /// Trial ends kept per worker for its trend; past this, every other one is dropped, so the
 /// trend still spans the whole time since the worker started, at a coarser grain.
 const TREND_POINTS: usize = 256;
+/// How far apart a worker's SIGKILL exit and the cgroup counter's rise may be seen and still be
+/// one OOM kill (the counter is read once a tick; the exit is seen when the harness reaps it).
+const OOM_PAIRING_NS: u64 = 5_000_000_000;
 /// Notes kept for the view (older ones have been shown already).
 const NOTES_KEPT: usize = 32;
 
@@ -58,7 +61,7 @@ impl WorkerState {
         }
     }
 
-    fn alive(self) -> bool {
+    pub fn alive(self) -> bool {
         matches!(self, Self::Running | Self::Paused | Self::Stopping)
     }
 }
@@ -75,6 +78,11 @@ pub struct TreeMemory {
     pub shmem_bytes: u64,
     /// `None` where no process's GPU memory is measured.
     pub gpu_bytes: Option<u64>,
+    pub rss_bytes: u64,
+    /// USS carried forward like PSS; `None` until every process has had one read.
+    pub uss_bytes: Option<u64>,
+    pub file_bytes: u64,
+    pub swap_bytes: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,8 +97,18 @@ pub struct LiveWorker {
     pub(super) trial_ends: Vec<(u64, u64)>,
     incarnation_trials: u64,
     trend: Option<f64>,
-    /// The last PSS read of each process, carried until the next read (as analysis fills it).
-    last_pss: HashMap<i32, u64>,
+    /// The last PSS and USS read of each process, carried until the next read (as analysis
+    /// fills it).
+    last_pss: HashMap<i32, (u64, Option<u64>)>,
+    /// Trials ended, by how they ended (`complete`, `pruned`, `failed`, `other`: bounded, so a
+    /// metric label never takes a worker's own words).
+    pub trials_by_state: BTreeMap<&'static str, u64>,
+    /// Starts after the first, by why the worker had stopped: `crash` (it exited on its own)
+    /// or `policy` (memwarden stopped it).
+    pub restarts_by_reason: BTreeMap<&'static str, u64>,
+    /// Exits by a SIGKILL memwarden did not send that the memory cgroup's OOM-kill counter
+    /// accounts for.
+    pub oom_kills: u64,
 }
 
 impl LiveWorker {
@@ -100,7 +118,8 @@ impl LiveWorker {
         self.trend
     }
 
-    fn trial_ended(&mut self) {
+    fn trial_ended(&mut self, state: &str) {
+        *self.trials_by_state.entry(trial_state(state)).or_default() += 1;
         self.trials += 1;
         self.incarnation_trials += 1;
         self.in_trial = false;
@@ -148,24 +167,43 @@ impl LiveWorker {
             processes: processes.len(),
             ..TreeMemory::default()
         };
+        let mut uss = Some(0);
         for p in processes {
             if let Some(pss) = p.pss {
-                self.last_pss.insert(p.pid, pss);
+                self.last_pss.insert(p.pid, (pss, p.uss));
             }
             match self.last_pss.get(&p.pid) {
-                Some(pss) => memory.pss_bytes += pss,
+                Some(&(pss, process_uss)) => {
+                    memory.pss_bytes += pss;
+                    uss = uss.zip(process_uss).map(|(a, b)| a + b);
+                }
                 None => {
                     memory.pss_bytes += p.rss;
                     memory.pss_stale = true;
+                    uss = None;
                 }
             }
+            memory.rss_bytes += p.rss;
+            memory.file_bytes += p.file;
+            memory.swap_bytes += p.swap;
             memory.anon_bytes += p.anon;
             memory.shmem_bytes += p.shmem;
             if let Some(gpu) = p.gpu {
                 *memory.gpu_bytes.get_or_insert(0) += gpu;
             }
         }
+        memory.uss_bytes = uss;
         self.memory = memory;
+    }
+}
+
+/// A trial's end state as one of a few words (a metric label must stay bounded).
+fn trial_state(state: &str) -> &'static str {
+    match state.to_ascii_lowercase().as_str() {
+        "complete" | "completed" | "finished" | "ok" => "complete",
+        "pruned" => "pruned",
+        "fail" | "failed" | "error" => "failed",
+        _ => "other",
     }
 }
 
@@ -191,6 +229,17 @@ pub struct LiveStatus {
     pub notes_total: u64,
     /// The policy engine's own counters, where it runs in this process (soak judges on them).
     pub engine: Option<Counters>,
+    /// Wall-clock time of the newest tick, nanoseconds since the Unix epoch.
+    pub last_tick_wall_ns: Option<u64>,
+    /// Samples the writer could not take in time, and ticks the sampler could not take on time.
+    pub samples_dropped: u64,
+    pub missed_ticks: u64,
+    /// The memory cgroup's OOM-kill counter at the first tick and now.
+    oom_counter: Option<(u64, u64)>,
+    /// OOM kills the counter shows that no worker's exit has claimed yet, and SIGKILL exits
+    /// waiting for the counter to show theirs (it may rise a tick after the exit is seen).
+    oom_unclaimed: VecDeque<u64>,
+    sigkilled: VecDeque<(u32, u64)>,
 }
 
 pub type SharedStatus = Arc<Mutex<LiveStatus>>;
@@ -199,6 +248,15 @@ impl LiveStatus {
     /// Folds records in time order (a tick and the events of the same instant in any order).
     pub fn tick(&mut self, tick: &Tick) {
         self.elapsed_ns = self.elapsed_ns.max(tick.t_ns);
+        self.last_tick_wall_ns = Some(tick.wall_ns);
+        if let Some(now) = tick.system.cgroup_oom_kill {
+            let (first, last) = self.oom_counter.get_or_insert((now, now));
+            let rise = now.saturating_sub(*last).min(64);
+            self.oom_unclaimed
+                .extend(std::iter::repeat_n(tick.t_ns, rise as usize));
+            *last = now.max(*first);
+            self.claim_oom_kills();
+        }
         self.system = Some(tick.system.clone());
         let mut trees: BTreeMap<u32, Vec<&crate::recording::ProcessSample>> = BTreeMap::new();
         for p in &tick.processes {
@@ -228,6 +286,13 @@ impl LiveStatus {
                     self.restarts += 1;
                 }
                 if let Some(w) = self.entry(worker) {
+                    if *attempt > 0 {
+                        let reason = match w.state {
+                            WorkerState::Exited(_) | WorkerState::Killed(_) => "crash",
+                            _ => "policy",
+                        };
+                        *w.restarts_by_reason.entry(reason).or_default() += 1;
+                    }
                     w.started();
                 }
             }
@@ -244,8 +309,13 @@ impl LiveStatus {
                     (None, None) => WorkerState::Ended,
                 };
                 w.in_trial = false;
-                if matches!(w.state, WorkerState::Exited(_) | WorkerState::Killed(_)) {
+                let state = w.state;
+                if matches!(state, WorkerState::Exited(_) | WorkerState::Killed(_)) {
                     self.crashes += 1;
+                }
+                if let (WorkerState::Killed(libc::SIGKILL), Some(index)) = (state, worker) {
+                    self.sigkilled.push_back((index, event.t_ns));
+                    self.claim_oom_kills();
                 }
             }
             EventKind::TrialStart { .. } => {
@@ -253,11 +323,13 @@ impl LiveStatus {
                     w.in_trial = true;
                 }
             }
-            EventKind::TrialEnd { .. } => {
+            EventKind::TrialEnd { state, .. } => {
                 if let Some(w) = self.entry(worker) {
-                    w.trial_ended();
+                    w.trial_ended(state);
                 }
             }
+            EventKind::SamplesDropped { count } => self.samples_dropped += count,
+            EventKind::SamplerOverrun { missed_ticks } => self.missed_ticks += missed_ticks,
             EventKind::Exec { pid, .. } => {
                 // PSS read before an exec never stands in for the new program.
                 if let Some(w) = self.entry(worker) {
@@ -279,6 +351,35 @@ impl LiveStatus {
             }
             _ => {}
         }
+    }
+
+    /// Pairs SIGKILL exits with the OOM kills the cgroup's counter shows, oldest first.
+    /// A SIGKILL the counter has not shown within `OOM_PAIRING_NS` came from someone else
+    /// (`kill -9`), and an unclaimed count that old was not a worker's (another process in the
+    /// cgroup).
+    fn claim_oom_kills(&mut self) {
+        let now = self.elapsed_ns;
+        let fresh = |t: u64| t + OOM_PAIRING_NS >= now;
+        while self.sigkilled.front().is_some_and(|&(_, t)| !fresh(t)) {
+            self.sigkilled.pop_front();
+        }
+        while self.oom_unclaimed.front().is_some_and(|&t| !fresh(t)) {
+            self.oom_unclaimed.pop_front();
+        }
+        while !self.oom_unclaimed.is_empty() {
+            let Some((index, _)) = self.sigkilled.pop_front() else {
+                return;
+            };
+            self.oom_unclaimed.pop_front();
+            if let Some(w) = self.workers.get_mut(&index) {
+                w.oom_kills += 1;
+            }
+        }
+    }
+
+    /// OOM kills in the memory cgroup since the run began (`None`: no counter to read).
+    pub fn oom_kills_total(&self) -> Option<u64> {
+        self.oom_counter.map(|(first, last)| last - first)
     }
 
     fn entry(&mut self, worker: Option<u32>) -> Option<&mut LiveWorker> {

@@ -8,6 +8,7 @@ mod containers;
 mod exec;
 mod gpu;
 mod live;
+mod metrics;
 mod observer;
 mod overnight;
 mod parsers;

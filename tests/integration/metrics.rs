@@ -1,0 +1,361 @@
+//! Live metrics as their real readers see them: a real Prometheus scraping `/metrics` of a
+//! leaking run, `promtool check metrics` on the endpoint and on the textfile, node_exporter's
+//! textfile collector serving the textfile, and the mistakes a user makes with the flags.
+//! Prometheus, promtool and node_exporter are Debian's (`.ci/run` installs them).
+
+use crate::util::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Worker 0 leaks 4 MiB a trial for about 14 s (Prometheus scrapes it every second), beside a
+/// flat worker 1.
+const LEAKING: &str = "--trials 45 --trial-ms 200 --gap-ms 100 --leak-mib 4 --only-worker 0";
+
+/// A program from Debian's packages; its absence is a machine not set up by `.ci/run`, which
+/// is a failure, not a reason to skip.
+fn debian(program: &str, package: &str) -> String {
+    let path = format!("/usr/bin/{program}");
+    assert!(
+        Path::new(&path).exists(),
+        "{path} is missing: `apt-get install -y {package}` (.ci/run does)"
+    );
+    path
+}
+
+/// A port free now (the system's choice for port 0).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Kills and reaps a server when the test ends, passed or not.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).ok()?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.to_string()))
+}
+
+fn encode(query: &str) -> String {
+    query
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `promtool check metrics` on `text`: its complaints, if any.
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new(debian("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("promtool reads");
+    let out = child.wait_with_output().expect("promtool ends");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), said)
+}
+
+/// The value of `name{...labels}` in text-format `text`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|label| l.contains(label)))
+        .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
+}
+
+#[test]
+fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
+    let prometheus = debian("prometheus", "prometheus");
+    let temp = tempdir();
+    let (port, prometheus_port) = (free_port(), free_port());
+    let config = temp.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+             scrape_configs:\n  - job_name: memwarden\n    static_configs:\n      \
+             - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .expect("config");
+    let _prometheus = Server(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                temp.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{prometheus_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus starts"),
+    );
+    wait_until("Prometheus is ready", || {
+        http_get(prometheus_port, "/-/ready").is_some_and(|(status, _)| status == 200)
+    });
+    let dir = temp.path().join("run");
+    let started = Instant::now();
+    let run = fixture_run(
+        &dir,
+        &format!("--workers 2 --no-report --metrics-listen 127.0.0.1:{port}"),
+        LEAKING,
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("memwarden starts");
+    // While it runs, the endpoint is what promtool accepts.
+    let mut scraped = None;
+    wait_until("the endpoint shows worker 0", || {
+        scraped = http_get(port, "/metrics").filter(|(_, body)| body.contains("worker=\"0\""));
+        scraped.is_some()
+    });
+    let (status, body) = scraped.expect("scraped");
+    assert_eq!(status, 200);
+    let (valid, said) = promtool_check(&body);
+    assert!(valid && said.trim().is_empty(), "promtool: {said}\n{body}");
+    assert_eq!(http_get(port, "/nothing").map(|(s, _)| s), Some(404));
+    let out = run.wait_with_output().expect("memwarden ends");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Prometheus's own answer: worker 0's anonymous memory, scraped every second, rose by
+    // about 4 MiB a trial; worker 1's did not.
+    let end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs_f64();
+    let series = |worker: &str| -> Vec<f64> {
+        let query = format!("memwarden_worker_memory_bytes{{kind=\"anon\",worker=\"{worker}\"}}");
+        let path = format!(
+            "/api/v1/query_range?query={}&start={:.3}&end={end:.3}&step=1",
+            encode(&query),
+            end - started.elapsed().as_secs_f64() - 5.0
+        );
+        let (status, body) = http_get(prometheus_port, &path).expect("Prometheus answers");
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        answer["data"]["result"][0]["values"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no series for worker {worker}: {body}"))
+            .iter()
+            .map(|v| {
+                v[1].as_str()
+                    .and_then(|s| s.parse().ok())
+                    .expect("a number")
+            })
+            .collect()
+    };
+    let leaking = series("0");
+    assert!(leaking.len() >= 5, "too few scrapes: {leaking:?}");
+    let peak = leaking.iter().cloned().fold(0.0, f64::max);
+    let first = leaking
+        .iter()
+        .cloned()
+        .find(|v| *v > 0.0)
+        .expect("a reading");
+    assert!(
+        peak - first > 80.0 * MIB as f64,
+        "worker 0's anonymous memory did not grow in Prometheus: {leaking:?}"
+    );
+    let flat = series("1");
+    let (low, high) = flat
+        .iter()
+        .filter(|v| **v > 0.0)
+        .fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
+    assert!(high - low < 16.0 * MIB as f64, "worker 1 grew: {flat:?}");
+}
+
+#[test]
+fn node_exporter_serves_the_textfile_which_promtool_accepts() {
+    let node_exporter = debian("prometheus-node-exporter", "prometheus-node-exporter");
+    let temp = tempdir();
+    let textfiles = temp.path().join("textfile");
+    std::fs::create_dir(&textfiles).expect("dir");
+    let dir = temp.path().join("run");
+    let mut run = fixture_run(
+        &dir,
+        &format!("--no-report --metrics-textfile {}", textfiles.display()),
+        "--trials 12 --trial-ms 200 --gap-ms 100 --leak-mib 4",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("memwarden starts");
+    let file = textfiles.join("memwarden.prom");
+    let mut during = String::new();
+    wait_until("the textfile shows worker 0 sampled", || {
+        during = std::fs::read_to_string(&file).unwrap_or_default();
+        sample(&during, "memwarden_worker_processes", &["worker=\"0\""]) == Some(1.0)
+    });
+    assert_eq!(sample(&during, "memwarden_run_active", &[]), Some(1.0));
+    assert!(run.wait().expect("memwarden ends").success());
+    let text = std::fs::read_to_string(&file).expect("the textfile stays");
+    let (valid, said) = promtool_check(&text);
+    assert!(valid && said.trim().is_empty(), "promtool: {said}\n{text}");
+    assert_eq!(
+        sample(&text, "memwarden_run_active", &[]),
+        Some(0.0),
+        "the last write marks the run over"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "memwarden_worker_trials_total",
+            &["state=\"complete\""]
+        ),
+        Some(12.0)
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&textfiles)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(leftovers, ["memwarden.prom"], "no temporary file is left");
+    let port = free_port();
+    let _exporter = Server(
+        Command::new(node_exporter)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--collector.disable-defaults")
+            .arg("--collector.textfile")
+            .arg(format!(
+                "--collector.textfile.directory={}",
+                textfiles.display()
+            ))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node_exporter starts"),
+    );
+    let mut served = String::new();
+    wait_until("node_exporter serves memwarden's metrics", || {
+        served = http_get(port, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        served.contains("memwarden_worker_memory_bytes")
+    });
+    assert_eq!(
+        sample(
+            &served,
+            "memwarden_worker_trials_total",
+            &["state=\"complete\""]
+        ),
+        Some(12.0)
+    );
+    assert_eq!(
+        sample(&served, "node_textfile_scrape_error", &[]),
+        Some(0.0),
+        "node_exporter read the textfile without error:\n{served}"
+    );
+}
+
+#[test]
+fn an_address_in_use_or_not_here_or_a_missing_directory_is_one_line_and_exit_2() {
+    let temp = tempdir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().expect("addr").port();
+    let cases = [
+        (format!("--metrics-listen {port}"), "the address is in use"),
+        (
+            "--metrics-listen 203.0.113.7:9477".to_string(),
+            "no interface of this host has that address",
+        ),
+        ("--metrics-listen nine".to_string(), "not an address"),
+        (
+            format!(
+                "--metrics-textfile {}",
+                temp.path().join("absent").display()
+            ),
+            "--metrics-textfile",
+        ),
+    ];
+    for (flags, words) in cases {
+        let dir = temp.path().join("run");
+        let out = fixture_run(&dir, &format!("-q {flags}"), "--trials 1")
+            .output()
+            .expect("memwarden runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{flags}: {stderr}");
+        assert!(stderr.contains(words), "{flags}: {stderr}");
+        assert!(!dir.exists(), "{flags}: nothing was started");
+    }
+}
+
+#[test]
+fn a_broken_scrape_or_a_textfile_that_cannot_be_written_never_stops_the_run() {
+    let temp = tempdir();
+    let port = free_port();
+    let textfiles = temp.path().join("textfile");
+    std::fs::create_dir(&textfiles).expect("dir");
+    let dir = temp.path().join("run");
+    let run = fixture_run(
+        &dir,
+        &format!(
+            "-q --metrics-listen {port} --metrics-textfile {}",
+            textfiles.display()
+        ),
+        "--trials 15 --trial-ms 200 --gap-ms 100 --leak-mib 4",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("memwarden starts");
+    wait_until("the endpoint answers", || {
+        http_get(port, "/metrics").is_some()
+    });
+    // A client that sends garbage, one that leaves without reading, one that never finishes
+    // its request; and the textfile's directory taken away.
+    for request in [
+        "\u{1}\u{2} garbage\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\n\r\n",
+        "GET /met",
+    ] {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        let _ = stream.write_all(request.as_bytes());
+    }
+    std::fs::remove_dir_all(&textfiles).expect("remove");
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, body) = http_get(port, "/metrics").expect("still served");
+    assert_eq!(status, 200);
+    assert!(body.contains("memwarden_worker_memory_bytes"));
+    let out = run.wait_with_output().expect("memwarden ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the run goes on"), "{stderr}");
+    assert!(stderr.contains("verdict: LEAK in worker 0"), "{stderr}");
+}
