@@ -155,25 +155,11 @@ fn snapshot(live: &SharedStatus) -> LiveStatus {
 }
 
 fn text(status: &LiveStatus) -> String {
-    let mut text = render(status, env!("CARGO_PKG_VERSION"));
-    text.push_str(&active(status.stopping.is_none()));
-    text
+    render(status, env!("CARGO_PKG_VERSION"), status.stopping.is_none())
 }
 
 fn final_text(status: &LiveStatus) -> String {
-    let mut text = render(status, env!("CARGO_PKG_VERSION"));
-    text.push_str(&active(false));
-    text
-}
-
-/// `memwarden_run_active`: whether the run still samples (0 once it stops), so the "no tick"
-/// alert can tell a stalled run from one that ended.
-fn active(on: bool) -> String {
-    format!(
-        "# HELP memwarden_run_active 1 while the run samples; 0 once it stops.\n\
-         # TYPE memwarden_run_active gauge\nmemwarden_run_active {}\n",
-        u8::from(on)
-    )
+    render(status, env!("CARGO_PKG_VERSION"), false)
 }
 
 fn serve(server: &tiny_http::Server, live: &SharedStatus, stop: &AtomicBool) {

@@ -6,9 +6,18 @@
 use crate::live::{LiveStatus, LiveWorker};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 
-/// The metrics of `status`, as `/metrics` serves them and `memwarden.prom` holds them.
-pub fn render(status: &LiveStatus, version: &str) -> String {
+/// The metrics of `status`, as `/metrics` serves them and `memwarden.prom` holds them;
+/// `active` while the run samples (false in the textfile's last write, so an alert on a stale
+/// tick tells a stalled run from one that ended).
+pub fn render(status: &LiveStatus, version: &str, active: bool) -> String {
     let out = Families::default();
+    out.gauge(
+        "memwarden_run_active",
+        "1 while the run samples; 0 once it has ended.",
+        &[],
+    )
+    .with_label_values::<&str>(&[])
+    .set(f64::from(u8::from(active)));
     out.gauge(
         "memwarden_build_info",
         "memwarden's version (always 1).",

@@ -137,7 +137,7 @@ fn status() -> LiveStatus {
 
 #[test]
 fn a_status_becomes_metrics_in_base_units_with_bounded_labels() {
-    let text = render(&status(), "9.9.9");
+    let text = render(&status(), "9.9.9", true);
     let m = samples(&text);
     let get = |k: &str| *m.get(k).unwrap_or_else(|| panic!("{k} missing in\n{text}"));
     assert_eq!(get("memwarden_build_info{version=\"9.9.9\"}"), 1.0);
@@ -201,7 +201,7 @@ fn a_running_worker_shows_its_memory_by_kind_and_its_trend() {
         s.tick(&tick(t, 0, vec![process(0, 100, 100 + 8 * t)]));
         s.event(&trial_end(t, 0, "COMPLETE"));
     }
-    let m = samples(&render(&s, "v"));
+    let m = samples(&render(&s, "v", true));
     let mib = |k: &str| {
         m[&format!("memwarden_worker_memory_bytes{{kind=\"{k}\",worker=\"0\"}}")] / MIB as f64
     };

@@ -359,3 +359,124 @@ fn a_broken_scrape_or_a_textfile_that_cannot_be_written_never_stops_the_run() {
     assert!(stderr.contains("the run goes on"), "{stderr}");
     assert!(stderr.contains("verdict: LEAK in worker 0"), "{stderr}");
 }
+
+#[test]
+fn the_alert_rules_pass_promtool_and_fire_on_their_unit_tests() {
+    let promtool = debian("promtool", "prometheus");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/prometheus");
+    for args in [
+        ["check", "rules", "alerts.yaml"],
+        ["test", "rules", "alerts_test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&rules)
+            .output()
+            .expect("promtool runs");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Every metric memwarden can export, from a status that has everything: a sampled worker with
+/// a trial ended, a restart, the cgroup's OOM counter and pressure.
+fn exported_names() -> std::collections::BTreeSet<String> {
+    use memwarden::recording::{Event, EventKind, ProcessSample, SystemSample, Tick};
+    let mut status = memwarden::live::LiveStatus::default();
+    let event = |kind| Event {
+        t_ns: 0,
+        wall_ns: 0,
+        worker: Some(0),
+        kind,
+    };
+    status.event(&event(EventKind::WorkerStart {
+        pid: 1,
+        pgid: 1,
+        attempt: 0,
+    }));
+    for t in 1..4 {
+        status.tick(&Tick {
+            t_ns: t,
+            wall_ns: t,
+            system: SystemSample {
+                psi_some_avg10: Some(1.0),
+                cgroup_oom_kill: Some(0),
+                ..SystemSample::default()
+            },
+            processes: vec![ProcessSample {
+                pss: Some(t),
+                ..ProcessSample::default()
+            }],
+            gpus: Vec::new(),
+        });
+        status.event(&event(EventKind::TrialEnd {
+            trial: t.to_string(),
+            state: "complete".into(),
+            value: None,
+        }));
+    }
+    memwarden::metrics::render(&status, "v", true)
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// `memwarden_…` names in a query.
+fn names_in(text: &str) -> Vec<String> {
+    let name = regex::Regex::new(r"memwarden_[a-z_]+").expect("regex");
+    name.find_iter(text).map(|m| m.as_str().to_string()).collect()
+}
+
+#[test]
+fn the_dashboard_and_the_rules_ask_only_for_metrics_memwarden_exports() {
+    let exported = exported_names();
+    assert!(exported.contains("memwarden_worker_memory_bytes"), "{exported:?}");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("grafana/memwarden.json")).expect("dashboard"),
+    )
+    .expect("the dashboard is JSON");
+    let variables: Vec<&str> = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for needed in ["datasource", "instance", "worker"] {
+        assert!(variables.contains(&needed), "{variables:?}");
+    }
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    assert!(queries.len() >= 7, "{queries:?}");
+    queries.extend(
+        dashboard["templating"]["list"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .filter_map(|v| v["definition"].as_str().map(str::to_string)),
+    );
+    queries.push(std::fs::read_to_string(root.join("prometheus/alerts.yaml")).expect("rules"));
+    let mut asked = 0;
+    for query in &queries {
+        for name in names_in(query) {
+            asked += 1;
+            assert!(exported.contains(&name), "{name} is not exported (in {query})");
+        }
+    }
+    assert!(asked > 15);
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let uid = &panel["datasource"]["uid"];
+        assert_eq!(uid, "${datasource}", "panel {} has its own data source", panel["title"]);
+    }
+}
