@@ -47,6 +47,14 @@ pub enum Command {
     SystemdUnit(SystemdUnitArgs),
     /// Supervise two fixture workers (one leaking) for about a minute, record and analyze them.
     Demo(DemoArgs),
+    /// Publish a finished run's tables into a fleet layout (Parquet, partitioned by host and
+    /// run) that `fleet`, DuckDB, polars and Spark read; prints the published run's path.
+    ///
+    /// Idempotent: the same run again does nothing. A run still being recorded is refused.
+    Publish(PublishArgs),
+    /// Which hosts, runs and workers leaked across a published fleet, how fast, in which kind,
+    /// since when; which were OOM-killed or restarted most; which parameter values leak.
+    Fleet(FleetArgs),
     /// Show the live view of a run being recorded (from another terminal, over ssh), then its
     /// verdict.
     ///
@@ -325,6 +333,33 @@ pub struct ManPageArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// A run directory written by `run`, `attach` or `soak` (finished, or ended abruptly).
+    #[arg(value_name = "RUN_DIR")]
+    pub run_dir: PathBuf,
+    /// The fleet layout's root (created if missing): a local directory, or a mount of shared
+    /// storage; sync it to object storage with the usual tools.
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct FleetArgs {
+    /// The fleet layout's root, as `publish` writes it.
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+    /// Only runs started this recently (e.g. 24h, 7d).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<Duration>,
+    /// Print the answers as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a Markdown report with plots into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct WatchArgs {
     /// The run directory being recorded (or already finished).
     #[arg(value_name = "RUN_DIR")]
@@ -391,7 +426,8 @@ pub struct ExportArgs {
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// A run directory written by `memwarden run` or `attach`.
+    /// A run directory written by `memwarden run` or `attach`, or a published run
+    /// (DEST/runs/host=H/run=R).
     pub run_dir: PathBuf,
     /// Print the findings as JSON (the stable document described in the README).
     #[arg(long)]
@@ -403,7 +439,8 @@ pub struct AnalyzeArgs {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// A run directory written by `memwarden run` or `attach`.
+    /// A run directory written by `memwarden run` or `attach`, or a published run
+    /// (DEST/runs/host=H/run=R).
     pub run_dir: PathBuf,
     /// The most retained growth allowed per worker: a size per trial or per hour.
     #[arg(long, value_name = "SIZE/trial|SIZE/h", value_parser = parse_budget)]
@@ -418,7 +455,7 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct DiffArgs {
-    /// The recording before the change.
+    /// The recording before the change (a run directory or a published run).
     pub before: PathBuf,
     /// The recording after it.
     pub after: PathBuf,

@@ -29,6 +29,7 @@ pub mod clock;
 pub mod commands;
 pub mod console;
 pub mod exit;
+pub mod fleet;
 pub mod freshness;
 pub mod harness;
 pub mod live;

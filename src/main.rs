@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         Command::SystemdUnit(args) => commands::systemd_unit(args),
         Command::Demo(args) => commands::demo(args),
         Command::Watch(args) => commands::watch(args),
+        Command::Publish(args) => commands::publish(args),
+        Command::Fleet(args) => commands::fleet(args),
         Command::Completions(args) => commands::completions(args),
         Command::ManPage(args) => commands::man_page(args),
         Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),

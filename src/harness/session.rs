@@ -399,6 +399,7 @@ fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -
         end_reason: None,
         // The limit that applies to memwarden applies to the workers it starts.
         harness: crate::recording::HarnessProcess::this_process(),
+        orchestrator: crate::recording::Orchestrator::from_env(|name| std::env::var(name).ok()),
         memory_cgroup: crate::probe::cgroup::own(&config.root).ok().map(|c| {
             crate::recording::MemoryCgroupInfo {
                 version: c.version.name().into(),

@@ -39,6 +39,56 @@ pub struct Manifest {
     /// being recorded from one whose harness died (absent in older recordings).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub harness: Option<HarnessProcess>,
+    /// The batch system's or cluster's name for this run, where it started memwarden (from the
+    /// environment at the start), so runs published from many hosts can be traced to their job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator: Option<Orchestrator>,
+}
+
+/// Slurm's and Kubernetes' identity of a run; each field only where it was set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Orchestrator {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_array_job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm_array_task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_pod: Option<String>,
+}
+
+impl Orchestrator {
+    /// From `var` (the environment, or a test's map): Slurm's `SLURM_JOB_ID`,
+    /// `SLURM_ARRAY_JOB_ID`, `SLURM_ARRAY_TASK_ID`; inside Kubernetes (`KUBERNETES_SERVICE_HOST`)
+    /// the pod from `POD_NAME` (the downward API, as contrib/kubernetes/job.yaml sets it) or else
+    /// `HOSTNAME`, and the namespace from `POD_NAMESPACE` or the service account's file.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let set = |name: &str| var(name).filter(|v| !v.is_empty());
+        let kubernetes = set("KUBERNETES_SERVICE_HOST").is_some();
+        let found = Self {
+            slurm_job_id: set("SLURM_JOB_ID"),
+            slurm_array_job_id: set("SLURM_ARRAY_JOB_ID"),
+            slurm_array_task_id: set("SLURM_ARRAY_TASK_ID"),
+            kubernetes_namespace: kubernetes
+                .then(|| {
+                    set("POD_NAMESPACE").or_else(|| {
+                        std::fs::read_to_string(
+                            "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+                        )
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                    })
+                })
+                .flatten(),
+            kubernetes_pod: kubernetes
+                .then(|| set("POD_NAME").or_else(|| set("HOSTNAME")))
+                .flatten(),
+        };
+        (found != Self::default()).then_some(found)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +265,41 @@ mod tests {
 }
 
 #[cfg(test)]
+mod orchestrator {
+    use super::Orchestrator;
+
+    #[test]
+    fn slurm_and_kubernetes_names_come_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(Orchestrator::from_env(env(&[("HOME", "/root")])), None);
+        let slurm = Orchestrator::from_env(env(&[
+            ("SLURM_JOB_ID", "812"),
+            ("SLURM_ARRAY_JOB_ID", "800"),
+            ("SLURM_ARRAY_TASK_ID", "12"),
+            ("HOSTNAME", "node7"),
+        ]))
+        .expect("slurm");
+        assert_eq!(slurm.slurm_array_task_id.as_deref(), Some("12"));
+        assert_eq!(slurm.kubernetes_pod, None, "HOSTNAME alone is no pod");
+        let pod = Orchestrator::from_env(env(&[
+            ("KUBERNETES_SERVICE_HOST", "10.0.0.1"),
+            ("POD_NAMESPACE", "search"),
+            ("HOSTNAME", "hpo-7-x2x"),
+        ]))
+        .expect("kubernetes");
+        assert_eq!(pod.kubernetes_pod.as_deref(), Some("hpo-7-x2x"));
+        assert_eq!(pod.kubernetes_namespace.as_deref(), Some("search"));
+    }
+}
+
+#[cfg(test)]
 mod liveness {
     use super::*;
 
@@ -238,6 +323,7 @@ mod liveness {
             end_reason: None,
             memory_cgroup: None,
             harness,
+            orchestrator: None,
         }
     }
 

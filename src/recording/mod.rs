@@ -18,10 +18,11 @@ pub use error::RecordingError;
 pub use frame::{decode_all, encode, DecodeStats};
 pub use manifest::{
     read_manifest, redact, redact_command_line, write_atomically, write_manifest, HarnessProcess,
-    Manifest, MemoryCgroupInfo, RunStatus, MANIFEST_FILE,
+    Manifest, MemoryCgroupInfo, Orchestrator, RunStatus, MANIFEST_FILE,
 };
 pub use paths::{default_run_dir, Stream};
 pub(crate) use paths::{gpu_path, stream_path, system_path};
+pub(crate) use reader::read_parquet;
 pub use reader::{ReadStats, Recording};
 pub use schema::*;
 pub use tables::{trials_from_events, worker_pids, Trial};

@@ -5,6 +5,7 @@ use super::manifest::{read_manifest, Manifest};
 use super::schema::{Event, SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
 use super::{frame, gpu_path, stream_path, system_path, RecordingError, Stream};
+use crate::fleet::layout::{file_name, RunKey};
 use polars::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,10 +23,24 @@ pub struct Recording {
     /// Sorted by time.
     pub events: Vec<Event>,
     pub stats: std::cell::Cell<ReadStats>,
+    source: Source,
+}
+
+/// Where the tables are: a run directory, or a run published into the fleet layout
+/// (`memwarden publish`), whose sealed segments read the same.
+enum Source {
+    Dir,
+    Published { dest: PathBuf, key: RunKey },
 }
 
 impl Recording {
+    /// A run directory, or a published run named by its `DEST/runs/host=H/run=R` partition.
     pub fn open(dir: &Path) -> Result<Self, RecordingError> {
+        if !dir.join(super::MANIFEST_FILE).exists() {
+            if let Some((dest, key)) = crate::fleet::layout::published_run(dir) {
+                return Self::open_published(dir, dest, key);
+            }
+        }
         let manifest = read_manifest(dir)?;
         let events_path = stream_path(dir, Stream::Events, 0, "log");
         let bytes = match std::fs::read(&events_path) {
@@ -45,9 +60,87 @@ impl Recording {
             manifest,
             events,
             stats: Default::default(),
+            source: Source::Dir,
         };
         recording.count(decode);
         Ok(recording)
+    }
+
+    /// The manifest and events from the run's rows in `runs` and `events` (each keeps the
+    /// original as JSON), the samples from its partitions.
+    fn open_published(dir: &Path, dest: PathBuf, key: RunKey) -> Result<Self, RecordingError> {
+        let runs = key.partition(&dest, "runs").join(file_name(1));
+        if !runs.exists() {
+            return Err(RecordingError::NotARun(dir.to_path_buf()));
+        }
+        let json = |path: &Path, column: &str| -> Result<Vec<String>, RecordingError> {
+            let table = read_parquet(path, Some(&[column]))?;
+            let values = table
+                .column(column)
+                .and_then(|c| c.str().cloned())
+                .map_err(|cause| RecordingError::Table {
+                    path: path.to_path_buf(),
+                    cause,
+                })?;
+            Ok(values.iter().flatten().map(str::to_string).collect())
+        };
+        let manifest_json = json(&runs, "manifest_json")?;
+        let manifest: Manifest = manifest_json
+            .first()
+            .map(|text| serde_json::from_str(text))
+            .unwrap_or_else(|| serde_json::from_str(""))
+            .map_err(|cause| RecordingError::BadManifest {
+                path: runs.clone(),
+                cause,
+            })?;
+        manifest.check_version(dir)?;
+        let events_path = key.partition(&dest, "events").join(file_name(1));
+        let mut events = Vec::new();
+        let mut garbled = 0;
+        if events_path.exists() {
+            for text in json(&events_path, "record")? {
+                match serde_json::from_str::<Event>(&text) {
+                    Ok(event) => events.push(event),
+                    Err(_) => garbled += 1,
+                }
+            }
+        }
+        events.sort_by_key(|e| e.t_ns);
+        let recording = Self {
+            dir: dir.to_path_buf(),
+            manifest,
+            events,
+            stats: Default::default(),
+            source: Source::Published { dest, key },
+        };
+        // The damage reading the run directory skipped when it was published.
+        let skipped = read_parquet(&runs, Some(&["damaged_records", "torn_tail_bytes"]))?;
+        let first = |name: &str| {
+            skipped
+                .column(name)
+                .ok()
+                .and_then(|c| c.u64().ok()?.get(0))
+                .unwrap_or(0) as usize
+        };
+        recording.count(frame::DecodeStats {
+            garbled: garbled + first("damaged_records"),
+            torn_tail_bytes: first("torn_tail_bytes"),
+            ..Default::default()
+        });
+        Ok(recording)
+    }
+
+    /// A sealed table's file for segment `index`: `samples`, `system`, `gpu` or `smaps`.
+    fn parquet(&self, table: &str, index: u32) -> PathBuf {
+        match &self.source {
+            Source::Published { dest, key } => key.partition(dest, table).join(file_name(index)),
+            Source::Dir => match table {
+                "samples" => stream_path(&self.dir, Stream::Samples, index, "parquet"),
+                "system" => system_path(&self.dir, index),
+                "gpu" => gpu_path(&self.dir, index),
+                _ => stream_path(&self.dir, Stream::Smaps, index, "parquet"),
+            },
+        }
     }
 
     fn count(&self, decode: frame::DecodeStats) {
@@ -121,8 +214,8 @@ impl Recording {
         sample_columns: Option<&[&str]>,
         system_columns: Option<&[&str]>,
     ) -> Result<(DataFrame, DataFrame), RecordingError> {
-        let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
-        let system_parquet = system_path(&self.dir, index);
+        let samples_parquet = self.parquet("samples", index);
+        let system_parquet = self.parquet("system", index);
         let wanted = |columns: Option<&[&str]>| columns.is_none_or(|c| !c.is_empty());
         if samples_parquet.exists() && system_parquet.exists() {
             let read = |path: &Path, columns: Option<&[&str]>| {
@@ -161,9 +254,9 @@ impl Recording {
     /// empty where none were measured. A raw log is decoded again here without counting its
     /// damage a second time.
     pub fn gpu_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
-        let samples_parquet = stream_path(&self.dir, Stream::Samples, index, "parquet");
-        if samples_parquet.exists() && system_path(&self.dir, index).exists() {
-            let path = gpu_path(&self.dir, index);
+        let samples_parquet = self.parquet("samples", index);
+        if samples_parquet.exists() && self.parquet("system", index).exists() {
+            let path = self.parquet("gpu", index);
             return if path.exists() {
                 read_parquet(&path, None)
             } else {
@@ -202,7 +295,7 @@ impl Recording {
     }
 
     pub fn smaps_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
-        let parquet = stream_path(&self.dir, Stream::Smaps, index, "parquet");
+        let parquet = self.parquet("smaps", index);
         if parquet.exists() {
             return read_parquet(&parquet, None);
         }
@@ -256,8 +349,20 @@ impl Recording {
 
     /// Segment numbers present for a stream prefix, as logs or Parquet files.
     fn segment_indexes(&self, prefix: &str) -> Result<BTreeSet<u32>, RecordingError> {
-        let entries = std::fs::read_dir(&self.dir).map_err(|source| RecordingError::Io {
-            path: self.dir.clone(),
+        let (dir, prefix) = match &self.source {
+            Source::Dir => (self.dir.clone(), prefix),
+            Source::Published { dest, key } => {
+                (key.partition(dest, prefix.trim_end_matches('-')), "")
+            }
+        };
+        let entries = match std::fs::read_dir(&dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !matches!(self.source, Source::Dir) => {
+                return Ok(BTreeSet::new())
+            }
+            other => other,
+        }
+        .map_err(|source| RecordingError::Io {
+            path: dir.clone(),
             cause: source,
         })?;
         Ok(entries
@@ -272,7 +377,7 @@ impl Recording {
     }
 }
 
-fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, RecordingError> {
+pub(crate) fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, RecordingError> {
     let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
         path: path.to_path_buf(),
         cause: source,

@@ -237,6 +237,7 @@ fn logs_manifest(paths: &[PathBuf], texts: &[String]) -> anyhow::Result<Manifest
         end_reason: None,
         memory_cgroup: None,
         harness: None,
+        orchestrator: None,
     })
 }
 

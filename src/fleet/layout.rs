@@ -1,0 +1,156 @@
+//! The published layout: one root per table, partitioned by host and run, as DuckDB, polars and
+//! Spark read hive partitions (`DEST/samples/host=H/run=R/000001.parquet`). FORMAT.md specifies
+//! it; this file owns its names.
+
+use std::path::{Path, PathBuf};
+
+/// Goes up when a column changes meaning; columns are only ever added within a version.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// The tables, `runs` last: a run's row there is written after every other table's files, so
+/// a run in `runs` is whole (a publish cut off before it is redone by the next).
+pub const TABLES: [&str; 9] = [
+    "samples",
+    "system",
+    "gpu",
+    "smaps",
+    "events",
+    "trials",
+    "findings",
+    "parameters",
+    "runs",
+];
+
+/// A run's place in the layout.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RunKey {
+    pub host: String,
+    pub run: String,
+}
+
+impl RunKey {
+    pub fn new(host: &str, run: &str) -> Self {
+        Self {
+            host: partition_value(host),
+            run: partition_value(run),
+        }
+    }
+
+    /// `DEST/TABLE/host=H/run=R`.
+    pub fn partition(&self, dest: &Path, table: &str) -> PathBuf {
+        dest.join(table)
+            .join(format!("host={}", self.host))
+            .join(format!("run={}", self.run))
+    }
+}
+
+/// A value safe as a path component and a hive partition value: letters, digits, `.`, `_`,
+/// `-`; anything else becomes `_` (a host `node/7` or a run `a=b` cannot break the layout).
+pub fn partition_value(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match cleaned.trim_start_matches('.') {
+        "" => "_".into(),
+        rest => rest.into(),
+    }
+}
+
+/// `000001.parquet`: a table's file within its partition (segment N, or 1 for one-file tables).
+pub fn file_name(index: u32) -> String {
+    format!("{index:06}.parquet")
+}
+
+/// `DEST/runs/host=H/run=R` (or a path below it) names a published run: its destination and key.
+pub fn published_run(path: &Path) -> Option<(PathBuf, RunKey)> {
+    let path = if path.is_file() { path.parent()? } else { path };
+    let run = path.file_name()?.to_str()?.strip_prefix("run=")?;
+    let host_dir = path.parent()?;
+    let host = host_dir.file_name()?.to_str()?.strip_prefix("host=")?;
+    let table_dir = host_dir.parent()?;
+    if !TABLES.contains(&table_dir.file_name()?.to_str()?) {
+        return None;
+    }
+    Some((
+        table_dir.parent()?.to_path_buf(),
+        RunKey {
+            host: host.into(),
+            run: run.into(),
+        },
+    ))
+}
+
+/// The Parquet files of one table, each with its run; files of other names (`_SUCCESS`, a
+/// README, a temporary file) are not the table's and are left out.
+pub fn table_files(dest: &Path, table: &str) -> std::io::Result<Vec<(RunKey, PathBuf)>> {
+    let mut files = Vec::new();
+    let root = dest.join(table);
+    let entries = match std::fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(files),
+        Err(e) => return Err(e),
+    };
+    for host_dir in entries {
+        let host_dir = host_dir?.path();
+        let Some(host) = name_after(&host_dir, "host=") else {
+            continue;
+        };
+        for run_dir in std::fs::read_dir(&host_dir)? {
+            let run_dir = run_dir?.path();
+            let Some(run) = name_after(&run_dir, "run=") else {
+                continue;
+            };
+            for file in std::fs::read_dir(&run_dir)? {
+                let file = file?.path();
+                if file.extension().is_some_and(|e| e == "parquet")
+                    && !file.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    let key = RunKey {
+                        host: host.clone(),
+                        run: run.clone(),
+                    };
+                    files.push((key, file));
+                }
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn name_after(path: &Path, prefix: &str) -> Option<String> {
+    path.is_dir()
+        .then(|| path.file_name()?.to_str()?.strip_prefix(prefix).map(str::to_string))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_would_break_a_partition_are_made_safe() {
+        assert_eq!(partition_value("node-7.cluster"), "node-7.cluster");
+        assert_eq!(partition_value("a=b/c d"), "a_b_c_d");
+        assert_eq!(partition_value("..hidden"), "hidden");
+        assert_eq!(partition_value(""), "_");
+    }
+
+    #[test]
+    fn a_published_run_is_found_from_its_runs_partition() {
+        let (dest, key) =
+            published_run(Path::new("/fleet/runs/host=h1/run=r7")).expect("a published run");
+        assert_eq!(dest, Path::new("/fleet"));
+        assert_eq!(key, RunKey::new("h1", "r7"));
+        assert_eq!(key.partition(&dest, "samples"), Path::new("/fleet/samples/host=h1/run=r7"));
+        assert!(published_run(Path::new("/fleet/other/host=h1/run=r7")).is_none());
+        assert!(published_run(Path::new("/runs/20261122T183000Z")).is_none());
+    }
+}
