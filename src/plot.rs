@@ -60,6 +60,10 @@ pub struct TimeChart {
     pub marks_label: String,
     /// y values are percentages (PSI), not bytes.
     pub percent: bool,
+    /// Each point of `lines` is also drawn as a dot (sparse points: one per run).
+    pub dots: bool,
+    /// The y axis's unit follows this (`MiB/trial`), where y is a rate rather than a size.
+    pub y_suffix: String,
 }
 
 /// Retained memory per trial with the fitted trend.
@@ -213,7 +217,7 @@ fn draw_time<DB: DrawingBackend>(
         .x_label_formatter(&|x| time_label(start, *x))
         .y_label_formatter(&|y| format!("{y:.1}"))
         .x_desc("elapsed and UTC clock time")
-        .y_desc(unit)
+        .y_desc(format!("{unit}{}", chart.y_suffix))
         .label_style(font(13))
         .axis_desc_style(font(14))
         .light_line_style(WHITE.mix(0.0))
@@ -236,6 +240,10 @@ fn draw_time<DB: DrawingBackend>(
     for (i, line) in chart.lines.iter().enumerate() {
         let color = PALETTE[(i + stacked.len()) % PALETTE.len()];
         let points: Vec<(f64, f64)> = line.points.iter().map(|(x, y)| (*x, y / divisor)).collect();
+        if chart.dots {
+            c.draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(e)?;
+        }
         c.draw_series(LineSeries::new(points, color.stroke_width(2)))
             .map_err(e)?
             .label(&line.name)

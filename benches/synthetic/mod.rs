@@ -168,6 +168,7 @@ pub fn write(dir: &Path) -> Written {
         end_reason: Some("bench".into()),
         memory_cgroup: None,
         harness: None,
+        orchestrator: None,
     };
     write_manifest(dir, &manifest).expect("manifest written");
     Written {

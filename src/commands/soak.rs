@@ -15,6 +15,7 @@ use crate::soak::progress::show_progress;
 use crate::soak::publish::{publish, Publisher};
 use crate::soak::{judge, kernel_kills, verdict_text};
 use crate::supervisor::stop_on_signals;
+use crate::console::say;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +32,14 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     }
     let mut publishers = Vec::new();
     if let Some(dir) = &args.publish {
+        // Checkpoints copy the run directory into DIR/<run name>/, beside the fleet layout's
+        // tables (DIR/samples/...): a run named like a table would land inside one.
+        let name = config_run_name(&args.record);
+        if crate::fleet::layout::TABLES.contains(&name.as_str()) {
+            anyhow::bail!(
+                "--publish: a run directory named {name} would collide with the fleet layout's {name} table; choose another --out"
+            );
+        }
         publishers.push(Publisher::Dir(dir.clone()));
     }
     if let Some(command) = &args.publish_cmd {
@@ -113,6 +122,16 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     for publisher in &publishers {
         say_published(publish(&run_dir, publisher));
     }
+    // The sealed run joins the fleet layout in the same directory (`memwarden fleet DIR`).
+    if let Some(dest) = &args.publish {
+        match crate::fleet::publish(&run_dir, dest) {
+            Ok(published) => say(format!(
+                "published to the fleet layout: {}",
+                published.run_path.display()
+            )),
+            Err(error) => say(format!("warning: not published to the fleet layout: {error}")),
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
@@ -124,4 +143,13 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FINDING
     })
+}
+
+/// The run directory's name, as `--publish` copies it.
+fn config_run_name(record: &crate::cli::RecordArgs) -> String {
+    record
+        .out
+        .as_ref()
+        .and_then(|p| p.file_name())
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
 }

@@ -164,6 +164,8 @@ fn stage(
     with_wall_clock(&mut trials, "start_ns", "start_wall_ns", start, staging)?;
     with_wall_clock(&mut trials, "end_ns", "end_wall_ns", start, staging)?;
     count("trials", write(staging, "trials", 1, &mut trials)?);
+    // What the copy skipped (analysis reads the recording again and would count it twice).
+    let skipped = recording.stats.get();
     let (findings, note) = match analysis::analyze(recording, &Options::default()) {
         Ok(findings) => (Some(findings), None),
         Err(error) => (None, Some(format!("no findings: {error}"))),
@@ -176,7 +178,13 @@ fn stage(
             .map_err(|cause| table_error(staging, cause))?;
         count("parameters", write(staging, "parameters", 1, &mut table)?);
     }
-    let mut runs = super::tables::runs_frame(recording, findings.as_ref(), run_dir, &study(run_dir))
+    let mut runs = super::tables::runs_frame(
+        recording,
+        findings.as_ref(),
+        run_dir,
+        &study(run_dir),
+        skipped,
+    )
         .map_err(|cause| table_error(staging, cause))?;
     count("runs", write(staging, "runs", 1, &mut runs)?);
     Ok((rows, note))

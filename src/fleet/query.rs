@@ -286,7 +286,7 @@ fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>,
         return Ok(None);
     }
     for (_, path) in &files {
-        check_footer(path)?;
+        check_footer(path, columns)?;
     }
     let pattern = dest.join(table).join("*").join("*").join("*.parquet");
     // Partition values are text, whatever they look like (a host named 1234): given, not
@@ -311,16 +311,21 @@ fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>,
     Ok(Some(LazyFrame::scan_parquet(path, args)?.select(wanted)))
 }
 
-fn check_footer(path: &Path) -> Result<(), FleetError> {
+/// The file is whole Parquet and has the table's columns (another tool's Parquet file dropped
+/// into a partition would otherwise read as rows of nulls).
+fn check_footer(path: &Path, columns: &[&str]) -> Result<(), FleetError> {
     let damaged = |cause: String| FleetError::Damaged {
         path: path.to_path_buf(),
         cause,
     };
     let file = std::fs::File::open(path).map_err(|e| damaged(e.to_string()))?;
-    ParquetReader::new(file)
-        .num_rows()
-        .map(|_| ())
-        .map_err(|e| damaged(e.to_string()))
+    let schema = ParquetReader::new(file)
+        .schema()
+        .map_err(|e| damaged(e.to_string()))?;
+    match columns.iter().find(|c| !schema.contains(c)) {
+        Some(missing) => Err(damaged(format!("it has no column {missing}"))),
+        None => Ok(()),
+    }
 }
 
 /// A row of a result frame, read by column name.

@@ -15,6 +15,7 @@ pub fn runs_frame(
     findings: Option<&Findings>,
     run_dir: &Path,
     study: &Option<String>,
+    skipped: crate::recording::ReadStats,
 ) -> PolarsResult<DataFrame> {
     let m = &recording.manifest;
     let o = m.orchestrator.clone().unwrap_or_default();
@@ -72,11 +73,11 @@ pub fn runs_frame(
         // What reading the run directory skipped, so a published run says so as its directory did.
         Column::new(
             "damaged_records".into(),
-            [recording.stats.get().garbled_records as u64],
+            [skipped.garbled_records as u64],
         ),
         Column::new(
             "torn_tail_bytes".into(),
-            [recording.stats.get().torn_tail_bytes as u64],
+            [skipped.torn_tail_bytes as u64],
         ),
         Column::new(
             "manifest_json".into(),

@@ -6,6 +6,7 @@ mod analysis;
 mod cli;
 mod containers;
 mod exec;
+mod fleet;
 mod gpu;
 mod live;
 mod metrics;

@@ -175,6 +175,7 @@ pub fn write(dir: &Path) {
             end_reason: None,
             memory_cgroup: None,
             harness: None,
+            orchestrator: None,
         },
     )
     .expect("manifest written");

@@ -95,6 +95,18 @@ fn a_soak_with_a_leaking_worker_fails_names_it_and_publishes_during_the_run() {
     // The end is published too: the final verdict and report.
     assert!(published.join("run/verdict.json").exists());
     assert!(published.join("run/report/report.md").exists());
+    // And the sealed run joins the fleet layout there, where `fleet` finds its leak.
+    let host = memwarden::fleet::layout::partition_value(&recording.manifest.host);
+    let runs = published.join(format!("runs/host={host}/run=run"));
+    assert!(runs.join("000001.parquet").exists(), "{stderr}");
+    let fleet = memwarden()
+        .args(["fleet", "--json"])
+        .arg(&published)
+        .output()
+        .expect("fleet runs");
+    let answers: serde_json::Value = serde_json::from_slice(&fleet.stdout).expect("JSON");
+    assert_eq!(answers["runs"], 1, "{answers}");
+    assert_eq!(answers["leaks"][0]["worker"], 1, "{answers}");
 }
 
 #[test]
