@@ -84,7 +84,16 @@ pub fn write_report_with(
                 recording.events.extend(events.iter().cloned());
                 recording.events.sort_by_key(|e| e.t_ns);
             }
-            let out = job.out.clone().unwrap_or_else(|| dir.join("report"));
+            // A published run's partition belongs to the layout: its report goes elsewhere.
+            let out = job.out.clone().unwrap_or_else(|| {
+                if crate::fleet::layout::published_run(dir).is_some()
+                    && !dir.join(crate::recording::MANIFEST_FILE).exists()
+                {
+                    PathBuf::from("memwarden-report")
+                } else {
+                    dir.join("report")
+                }
+            });
             let files = data_files(dir)?;
             (recording.manifest, recording.events, analysis, files, out)
         }

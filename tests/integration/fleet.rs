@@ -401,3 +401,32 @@ fn no_destination_no_runs_and_no_recording_are_one_line_each() {
         .expect("publish runs");
     one_line_exit_2(&out, "not a memwarden run directory");
 }
+
+#[test]
+fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
+    let temp = tempdir();
+    let dest = temp.path().join("fleet");
+    let crashed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runs/crashed");
+    let out = memwarden()
+        .arg("publish")
+        .arg(&crashed)
+        .arg(&dest)
+        .output()
+        .expect("publish runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let published = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let analyze = |dir: &Path| -> serde_json::Value {
+        let out = memwarden()
+            .args(["analyze", "--json"])
+            .arg(dir)
+            .output()
+            .expect("analyze runs");
+        let mut findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        findings["run"]["dir"] = serde_json::Value::Null;
+        findings
+    };
+    let (a, b) = (analyze(&published), analyze(&crashed));
+    assert_eq!(a["run"]["status"], "ended abruptly");
+    assert_eq!(a["run"]["damaged_records"], 2, "the damage is not forgotten");
+    assert_eq!(a, b);
+}
