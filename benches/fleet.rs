@@ -23,6 +23,14 @@ fn main() {
     let run_dir = temp.path().join("twelve-hours");
     std::fs::create_dir(&run_dir).expect("run dir");
     let written = synthetic::write(&run_dir);
+    println!(
+        "synthetic recording: {} ticks, {} process rows, {:.0} MiB raw, written in {:.1} s ({:.1} s compacting)",
+        written.ticks,
+        written.rows,
+        written.raw_bytes as f64 / 1048576.0,
+        written.elapsed.as_secs_f64(),
+        written.compact_time.as_secs_f64()
+    );
     let dest = temp.path().join("fleet");
     let started = Instant::now();
     let published = memwarden::fleet::publish(&run_dir, &dest).expect("published");

@@ -6,6 +6,7 @@ use super::record::{harness_config, load_policy};
 use super::{EXIT_FINDING, EXIT_OK};
 use crate::analysis::{self, Options};
 use crate::cli::SoakArgs;
+use crate::console::say;
 use crate::harness::{record, Workload};
 use crate::live::{LiveStatus, SharedStatus};
 use crate::policy::Policy;
@@ -15,7 +16,6 @@ use crate::soak::progress::show_progress;
 use crate::soak::publish::{publish, Publisher};
 use crate::soak::{judge, kernel_kills, verdict_text};
 use crate::supervisor::stop_on_signals;
-use crate::console::say;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -129,7 +129,9 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
                 "published to the fleet layout: {}",
                 published.run_path.display()
             )),
-            Err(error) => say(format!("warning: not published to the fleet layout: {error}")),
+            Err(error) => say(format!(
+                "warning: not published to the fleet layout: {error}"
+            )),
         }
     }
     if args.json {

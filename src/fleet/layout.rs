@@ -110,7 +110,9 @@ pub fn table_files(dest: &Path, table: &str) -> std::io::Result<Vec<(RunKey, Pat
             for file in std::fs::read_dir(&run_dir)? {
                 let file = file?.path();
                 if file.extension().is_some_and(|e| e == "parquet")
-                    && !file.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    && !file
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
                 {
                     let key = RunKey {
                         host: host.clone(),
@@ -127,7 +129,12 @@ pub fn table_files(dest: &Path, table: &str) -> std::io::Result<Vec<(RunKey, Pat
 
 fn name_after(path: &Path, prefix: &str) -> Option<String> {
     path.is_dir()
-        .then(|| path.file_name()?.to_str()?.strip_prefix(prefix).map(str::to_string))
+        .then(|| {
+            path.file_name()?
+                .to_str()?
+                .strip_prefix(prefix)
+                .map(str::to_string)
+        })
         .flatten()
 }
 
@@ -149,7 +156,10 @@ mod tests {
             published_run(Path::new("/fleet/runs/host=h1/run=r7")).expect("a published run");
         assert_eq!(dest, Path::new("/fleet"));
         assert_eq!(key, RunKey::new("h1", "r7"));
-        assert_eq!(key.partition(&dest, "samples"), Path::new("/fleet/samples/host=h1/run=r7"));
+        assert_eq!(
+            key.partition(&dest, "samples"),
+            Path::new("/fleet/samples/host=h1/run=r7")
+        );
         assert!(published_run(Path::new("/fleet/other/host=h1/run=r7")).is_none());
         assert!(published_run(Path::new("/runs/20261122T183000Z")).is_none());
     }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 pub enum PublishError {
     #[error(transparent)]
     Recording(#[from] RecordingError),
-    #[error("{0}: still being recorded (its memwarden is alive); publish it once the run has ended")]
+    #[error(
+        "{0}: still being recorded (its memwarden is alive); publish it once the run has ended"
+    )]
     StillRecording(PathBuf),
     #[error("{0}: this is a published run already")]
     AlreadyPublished(PathBuf),
@@ -81,12 +83,9 @@ pub fn publish(run_dir: &Path, dest: &Path) -> Result<Published, PublishError> {
             started: existing.start_rfc3339,
         });
     }
-    let staging = dest.join(".staging").join(format!(
-        "{}-{}-{}",
-        key.host,
-        key.run,
-        std::process::id()
-    ));
+    let staging =
+        dest.join(".staging")
+            .join(format!("{}-{}-{}", key.host, key.run, std::process::id()));
     let result = stage(&recording, run_dir, &staging).and_then(|(rows, note)| {
         move_into_place(&staging, dest, &key)?;
         Ok(Published {
@@ -125,11 +124,7 @@ fn published_manifest(path: &Path) -> Result<Option<Manifest>, PublishError> {
 
 type Staged = (Vec<(&'static str, usize)>, Option<String>);
 
-fn stage(
-    recording: &Recording,
-    run_dir: &Path,
-    staging: &Path,
-) -> Result<Staged, PublishError> {
+fn stage(recording: &Recording, run_dir: &Path, staging: &Path) -> Result<Staged, PublishError> {
     let start = recording.manifest.start_wall_ns;
     let mut rows: Vec<(&'static str, usize)> = Vec::new();
     let mut count = |table: &'static str, n: usize| match rows.iter_mut().find(|r| r.0 == table) {
@@ -185,7 +180,7 @@ fn stage(
         &study(run_dir),
         skipped,
     )
-        .map_err(|cause| table_error(staging, cause))?;
+    .map_err(|cause| table_error(staging, cause))?;
     count("runs", write(staging, "runs", 1, &mut runs)?);
     Ok((rows, note))
 }

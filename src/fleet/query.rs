@@ -138,7 +138,12 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
             keys.clone(),
             JoinArgs::new(JoinType::Inner),
         ),
-        None => runs.clone().limit(0).with_columns(FINDINGS.iter().map(|c| lit(NULL).alias(*c)).collect::<Vec<_>>()),
+        None => runs.clone().limit(0).with_columns(
+            FINDINGS
+                .iter()
+                .map(|c| lit(NULL).alias(*c))
+                .collect::<Vec<_>>(),
+        ),
     }
     .cache();
     let run_frame = runs.clone().collect()?;
@@ -372,7 +377,10 @@ pub fn text(a: &Answers) -> String {
     if a.leaks.is_empty() {
         out.push_str("\nno leaking worker\n");
     } else {
-        out.push_str(&format!("\nleaking workers ({}), fastest first:\n", a.leaks.len()));
+        out.push_str(&format!(
+            "\nleaking workers ({}), fastest first:\n",
+            a.leaks.len()
+        ));
         for l in &a.leaks {
             out.push_str(&format!(
                 "  {} {} worker {}: {} in {}{}{}, started {}\n",
@@ -384,7 +392,9 @@ pub fn text(a: &Answers) -> String {
                 l.first_clear_trial
                     .as_ref()
                     .map_or(String::new(), |t| format!(", clear from trial {t}")),
-                l.site.as_ref().map_or(String::new(), |s| format!(", at {s}")),
+                l.site
+                    .as_ref()
+                    .map_or(String::new(), |s| format!(", at {s}")),
                 l.start,
             ));
         }
@@ -416,7 +426,9 @@ pub fn text(a: &Answers) -> String {
             out.push_str(&format!(
                 "  {}{}: in {} run(s) on {} host(s), median +{}/trial\n",
                 p.name,
-                p.value.as_ref().map_or(" (trend)".into(), |v| format!("={v}")),
+                p.value
+                    .as_ref()
+                    .map_or(" (trend)".into(), |v| format!("={v}")),
                 p.runs,
                 p.hosts,
                 p.median_effect_bytes.map_or("-".into(), size)

@@ -70,9 +70,7 @@ pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
                 rate(l.per_trial_bytes),
                 interval,
                 l.first_clear_trial.as_deref().unwrap_or("-"),
-                l.site
-                    .as_ref()
-                    .map_or("-".into(), |s| format!("`{s}`")),
+                l.site.as_ref().map_or("-".into(), |s| format!("`{s}`")),
                 l.start
             );
         }

@@ -66,19 +66,10 @@ pub fn runs_frame(
             text(findings.map(|f| f.verdict.word().to_string())),
         ),
         Column::new("leaking_workers".into(), [leaking]),
-        Column::new(
-            "trials".into(),
-            [findings.map(|f| f.run.trials as u64)],
-        ),
+        Column::new("trials".into(), [findings.map(|f| f.run.trials as u64)]),
         // What reading the run directory skipped, so a published run says so as its directory did.
-        Column::new(
-            "damaged_records".into(),
-            [skipped.garbled_records as u64],
-        ),
-        Column::new(
-            "torn_tail_bytes".into(),
-            [skipped.torn_tail_bytes as u64],
-        ),
+        Column::new("damaged_records".into(), [skipped.garbled_records as u64]),
+        Column::new("torn_tail_bytes".into(), [skipped.torn_tail_bytes as u64]),
         Column::new(
             "manifest_json".into(),
             [serde_json::to_string(m).expect("bug: a manifest always serializes")],
@@ -129,7 +120,8 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
     let rate = |w: &WorkerFinding| w.kind_finding(w.kind).and_then(|k| k.per_trial);
     let hourly = |w: &WorkerFinding| w.kind_finding(w.kind).and_then(|k| k.per_hour);
     let of = |f: fn(&Rate) -> f64, r: Option<Rate>| r.as_ref().map(f);
-    let strings = |f: &dyn Fn(&WorkerFinding) -> Option<String>| ws.iter().map(f).collect::<Vec<_>>();
+    let strings =
+        |f: &dyn Fn(&WorkerFinding) -> Option<String>| ws.iter().map(f).collect::<Vec<_>>();
     let floats = |f: &dyn Fn(&WorkerFinding) -> Option<f64>| ws.iter().map(f).collect::<Vec<_>>();
     let count = |f: fn(&Counts) -> u64| {
         ws.iter()
@@ -137,12 +129,18 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
             .collect::<Vec<_>>()
     };
     df_of(vec![
-        Column::new("worker".into(), ws.iter().map(|w| w.worker).collect::<Vec<_>>()),
+        Column::new(
+            "worker".into(),
+            ws.iter().map(|w| w.worker).collect::<Vec<_>>(),
+        ),
         Column::new(
             "verdict".into(),
             ws.iter().map(|w| w.verdict.word()).collect::<Vec<_>>(),
         ),
-        Column::new("kind".into(), ws.iter().map(|w| w.kind.name()).collect::<Vec<_>>()),
+        Column::new(
+            "kind".into(),
+            ws.iter().map(|w| w.kind.name()).collect::<Vec<_>>(),
+        ),
         Column::new(
             "basis".into(),
             ws.iter()
@@ -152,7 +150,10 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
                 })
                 .collect::<Vec<_>>(),
         ),
-        Column::new("per_trial_bytes".into(), floats(&|w| of(|r| r.bytes, rate(w)))),
+        Column::new(
+            "per_trial_bytes".into(),
+            floats(&|w| of(|r| r.bytes, rate(w))),
+        ),
         Column::new(
             "per_trial_low_bytes".into(),
             floats(&|w| of(|r| r.low_bytes, rate(w))),
@@ -161,7 +162,10 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
             "per_trial_high_bytes".into(),
             floats(&|w| of(|r| r.high_bytes, rate(w))),
         ),
-        Column::new("per_hour_bytes".into(), floats(&|w| of(|r| r.bytes, hourly(w)))),
+        Column::new(
+            "per_hour_bytes".into(),
+            floats(&|w| of(|r| r.bytes, hourly(w))),
+        ),
         Column::new(
             "per_hour_low_bytes".into(),
             floats(&|w| of(|r| r.low_bytes, hourly(w))),
@@ -180,7 +184,10 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
         ),
         Column::new(
             "first_clear_trial".into(),
-            strings(&|w| w.kind_finding(w.kind).and_then(|k| k.first_clear_trial.clone())),
+            strings(&|w| {
+                w.kind_finding(w.kind)
+                    .and_then(|k| k.first_clear_trial.clone())
+            }),
         ),
         Column::new(
             "trials".into(),
@@ -229,7 +236,10 @@ pub fn findings_frame(recording: &Recording, findings: &Findings) -> PolarsResul
 pub fn parameters_frame(findings: &Findings) -> PolarsResult<DataFrame> {
     let ps = &findings.parameters;
     df_of(vec![
-        Column::new("name".into(), ps.iter().map(|p| p.name.as_str()).collect::<Vec<_>>()),
+        Column::new(
+            "name".into(),
+            ps.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+        ),
         Column::new(
             "value".into(),
             ps.iter().map(|p| p.value.clone()).collect::<Vec<_>>(),
@@ -260,10 +270,15 @@ pub fn parameters_frame(findings: &Findings) -> PolarsResult<DataFrame> {
         ),
         Column::new(
             "trials_without".into(),
-            ps.iter().map(|p| p.trials_without as u64).collect::<Vec<_>>(),
+            ps.iter()
+                .map(|p| p.trials_without as u64)
+                .collect::<Vec<_>>(),
         ),
         Column::new("rho".into(), ps.iter().map(|p| p.rho).collect::<Vec<_>>()),
-        Column::new("p_value".into(), ps.iter().map(|p| p.p_value).collect::<Vec<_>>()),
+        Column::new(
+            "p_value".into(),
+            ps.iter().map(|p| p.p_value).collect::<Vec<_>>(),
+        ),
         Column::new(
             "significant".into(),
             ps.iter().map(|p| p.significant).collect::<Vec<_>>(),

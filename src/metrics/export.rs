@@ -101,10 +101,7 @@ impl Exporter {
         }
         if let Some(path) = &self.textfile {
             if let Err(cause) = write_textfile(path, &final_text(&snapshot(&self.live))) {
-                say(&format!(
-                    "note: could not write {}: {cause}",
-                    path.display()
-                ));
+                say(format!("note: could not write {}: {cause}", path.display()));
             }
         }
     }
@@ -118,7 +115,7 @@ fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> JoinHandle<()> {
 }
 
 /// `9477` binds 127.0.0.1:9477; anything else must name the host.
-fn bind(address: &str) -> Result<TcpListener, MetricsError> {
+pub(super) fn bind(address: &str) -> Result<TcpListener, MetricsError> {
     let candidates: Vec<SocketAddr> = match address.parse::<u16>() {
         Ok(port) => vec![SocketAddr::from(([127, 0, 0, 1], port))],
         Err(_) => address
@@ -198,12 +195,12 @@ fn keep_writing(path: &Path, live: &SharedStatus, stop: &AtomicBool) {
         match write_textfile(path, &text(&snapshot(live))) {
             Ok(()) if failing => {
                 failing = false;
-                say(&format!("note: writing {} again", path.display()));
+                say(format!("note: writing {} again", path.display()));
             }
             Ok(()) => {}
             Err(cause) if !failing => {
                 failing = true;
-                say(&format!(
+                say(format!(
                     "note: could not write {} ({cause}); the run goes on",
                     path.display()
                 ));

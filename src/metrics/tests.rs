@@ -216,3 +216,14 @@ fn a_running_worker_shows_its_memory_by_kind_and_its_trend() {
     assert_eq!(trend, 8.0 * MIB as f64);
     assert_eq!(m["memwarden_worker_up{worker=\"0\"}"], 1.0);
 }
+
+#[test]
+fn a_bare_port_binds_loopback_only() {
+    let listener = super::export::bind("0").expect("a free port");
+    let address = listener.local_addr().expect("bound");
+    assert!(address.ip().is_loopback(), "{address}");
+    assert!(matches!(
+        super::export::bind("not a host:1"),
+        Err(super::MetricsError::BadAddress(_))
+    ));
+}

@@ -356,7 +356,10 @@ impl Recording {
             }
         };
         let entries = match std::fs::read_dir(&dir) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !matches!(self.source, Source::Dir) => {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotFound
+                    && !matches!(self.source, Source::Dir) =>
+            {
                 return Ok(BTreeSet::new())
             }
             other => other,
@@ -377,7 +380,10 @@ impl Recording {
     }
 }
 
-pub(crate) fn read_parquet(path: &Path, columns: Option<&[&str]>) -> Result<DataFrame, RecordingError> {
+pub(crate) fn read_parquet(
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<DataFrame, RecordingError> {
     let file = std::fs::File::open(path).map_err(|source| RecordingError::Io {
         path: path.to_path_buf(),
         cause: source,

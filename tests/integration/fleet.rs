@@ -59,7 +59,11 @@ fn fleet() -> &'static Fleet {
                 .arg(&dest)
                 .output()
                 .expect("publish runs");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Fleet {
             _temp: temp,
@@ -96,7 +100,11 @@ fn fleet_json(dest: &Path) -> serde_json::Value {
         .arg(dest)
         .output()
         .expect("fleet runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
@@ -125,7 +133,7 @@ fn fleet_names_the_leaking_hosts_runs_and_workers_and_the_parameter_value() {
         ],
         "{answers:#}"
     );
-    let rate = leaks[0]["per_trial_bytes"].as_f64().expect("rate") / MIB as f64;
+    let rate = leaks[0]["per_trial_bytes"].as_f64().expect("rate") / MIB;
     assert!((7.0..9.0).contains(&rate), "{rate} MiB/trial");
     assert_eq!(leaks[0]["kind"], "anon");
     assert!(leaks[0]["path"]
@@ -203,7 +211,12 @@ fn analyze_check_and_diff_take_a_published_run_with_the_same_result() {
         .arg(&published)
         .output()
         .expect("diff runs");
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("MORE growth"));
 }
 
@@ -261,14 +274,29 @@ fn duckdb_runs_the_readmes_queries_on_the_layout_and_gets_the_right_rows() {
         .iter()
         .map(|r| (r[0].as_str(), r[1].as_str(), r[3].as_str()))
         .collect();
-    assert_eq!(who, [("host-b", "b-leak", "1"), ("host-b", "b-param", "0")], "{out}");
+    assert_eq!(
+        who,
+        [("host-b", "b-leak", "1"), ("host-b", "b-param", "0")],
+        "{out}"
+    );
     assert_eq!(leaks[0][4], "anon");
     let rate: f64 = leaks[0][5].parse().expect("MiB/trial");
     assert!((7.0..9.0).contains(&rate), "{rate}");
     assert!(troubled.is_empty(), "{troubled:?}");
     assert_eq!(parameters[0][..4], ["bs", "64", "1", "1"], "{parameters:?}");
-    assert_eq!(peaks.len(), 5, "one row per worker of the three runs: {peaks:?}");
-    assert_eq!((peaks[0][0].as_str(), peaks[0][1].as_str(), peaks[0][2].as_str()), ("host-b", "b-leak", "1"));
+    assert_eq!(
+        peaks.len(),
+        5,
+        "one row per worker of the three runs: {peaks:?}"
+    );
+    assert_eq!(
+        (
+            peaks[0][0].as_str(),
+            peaks[0][1].as_str(),
+            peaks[0][2].as_str()
+        ),
+        ("host-b", "b-leak", "1")
+    );
     let peak: f64 = peaks[0][3].parse().expect("MiB");
     assert!(peak > 100.0, "16 trials of 8 MiB: {peak}");
 }
@@ -278,7 +306,10 @@ fn polars_in_python_reads_the_layout_as_the_readme_shows() {
     let fleet = fleet();
     let blocks = readme_blocks("python");
     assert_eq!(blocks.len(), 1);
-    let script = format!("{}\nprint(leaks.select('host', 'run', 'worker').rows())\n", blocks[0]);
+    let script = format!(
+        "{}\nprint(leaks.select('host', 'run', 'worker').rows())\n",
+        blocks[0]
+    );
     let out = venv_run(fleet.dest.parent().expect("parent"), &script);
     assert!(
         out.trim_end()
@@ -301,7 +332,10 @@ fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refuse
     let dest = temp.path().join("fleet");
     copy_tree(&fleet.dest, &dest);
     let file = dest.join("samples/host=host-b/run=b-leak/000001.parquet");
-    let before = std::fs::metadata(&file).expect("file").modified().expect("mtime");
+    let before = std::fs::metadata(&file)
+        .expect("file")
+        .modified()
+        .expect("mtime");
     let out = memwarden()
         .arg("publish")
         .arg(fleet.runs.join("b-leak"))
@@ -312,13 +346,22 @@ fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refuse
     assert!(String::from_utf8_lossy(&out.stderr).contains("already published"));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
-        dest.join("runs/host=host-b/run=b-leak").display().to_string()
+        dest.join("runs/host=host-b/run=b-leak")
+            .display()
+            .to_string()
     );
-    let after = std::fs::metadata(&file).expect("file").modified().expect("mtime");
+    let after = std::fs::metadata(&file)
+        .expect("file")
+        .modified()
+        .expect("mtime");
     assert_eq!(before, after, "nothing was rewritten");
     // Another run that happens to have the same name on the same host.
     let other = temp.path().join("b-leak");
-    run_fixture(&other, "-q --no-report", "--trials 2 --trial-ms 20 --gap-ms 10");
+    run_fixture(
+        &other,
+        "-q --no-report",
+        "--trials 2 --trial-ms 20 --gap-ms 10",
+    );
     set_host(&other, "host-b");
     let out = memwarden()
         .arg("publish")
@@ -340,7 +383,9 @@ fn a_run_still_being_recorded_is_not_published() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("memwarden starts");
-    wait_until("the recording starts", || dir.join("manifest.json").exists());
+    wait_until("the recording starts", || {
+        dir.join("manifest.json").exists()
+    });
     let dest = temp.path().join("fleet");
     let out = memwarden()
         .arg("publish")
@@ -365,21 +410,39 @@ fn a_torn_or_foreign_file_in_the_layout_is_named_and_other_files_are_left_alone(
     copy_tree(&fleet.dest, &dest);
     // Other tools' files beside the tables are not the tables'.
     std::fs::write(dest.join("findings/_SUCCESS"), "").expect("write");
-    std::fs::write(dest.join("findings/host=host-a/run=a-clean/README.txt"), "x").expect("write");
+    std::fs::write(
+        dest.join("findings/host=host-a/run=a-clean/README.txt"),
+        "x",
+    )
+    .expect("write");
     assert_eq!(fleet_json(&dest)["runs"], 3);
     // A Parquet file of another table dropped into findings.
     let foreign = dest.join("findings/host=host-a/run=a-clean/000002.parquet");
-    std::fs::copy(dest.join("system/host=host-a/run=a-clean/000001.parquet"), &foreign)
-        .expect("copy");
-    let out = memwarden().arg("fleet").arg(&dest).output().expect("fleet runs");
+    std::fs::copy(
+        dest.join("system/host=host-a/run=a-clean/000001.parquet"),
+        &foreign,
+    )
+    .expect("copy");
+    let out = memwarden()
+        .arg("fleet")
+        .arg(&dest)
+        .output()
+        .expect("fleet runs");
     one_line_exit_2(&out, "000002.parquet: not a table memwarden published");
     std::fs::remove_file(&foreign).expect("remove");
     // A file torn by a copy that was cut off.
     let torn = dest.join("findings/host=host-b/run=b-leak/000001.parquet");
     let bytes = std::fs::read(&torn).expect("read");
     std::fs::write(&torn, &bytes[..bytes.len() / 2]).expect("tear");
-    let out = memwarden().arg("fleet").arg(&dest).output().expect("fleet runs");
-    one_line_exit_2(&out, "b-leak/000001.parquet: not a table memwarden published (torn");
+    let out = memwarden()
+        .arg("fleet")
+        .arg(&dest)
+        .output()
+        .expect("fleet runs");
+    one_line_exit_2(
+        &out,
+        "b-leak/000001.parquet: not a table memwarden published (torn",
+    );
 }
 
 #[test]
@@ -391,7 +454,11 @@ fn no_destination_no_runs_and_no_recording_are_one_line_each() {
         .output()
         .expect("fleet runs");
     one_line_exit_2(&out, "no such directory");
-    let out = memwarden().arg("fleet").arg(temp.path()).output().expect("fleet runs");
+    let out = memwarden()
+        .arg("fleet")
+        .arg(temp.path())
+        .output()
+        .expect("fleet runs");
     one_line_exit_2(&out, "no published runs here");
     let out = memwarden()
         .arg("publish")
@@ -413,7 +480,11 @@ fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
         .arg(&dest)
         .output()
         .expect("publish runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let published = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     let analyze = |dir: &Path| -> serde_json::Value {
         let out = memwarden()
@@ -427,6 +498,9 @@ fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
     };
     let (a, b) = (analyze(&published), analyze(&crashed));
     assert_eq!(a["run"]["status"], "ended abruptly");
-    assert_eq!(a["run"]["damaged_records"], 2, "the damage is not forgotten");
+    assert_eq!(
+        a["run"]["damaged_records"], 2,
+        "the damage is not forgotten"
+    );
     assert_eq!(a, b);
 }

@@ -190,7 +190,7 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
         .find(|v| *v > 0.0)
         .expect("a reading");
     assert!(
-        peak - first > 80.0 * MIB as f64,
+        peak - first > 80.0 * MIB,
         "worker 0's anonymous memory did not grow in Prometheus: {leaking:?}"
     );
     let flat = series("1");
@@ -198,7 +198,7 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
         .iter()
         .filter(|v| **v > 0.0)
         .fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
-    assert!(high - low < 16.0 * MIB as f64, "worker 1 grew: {flat:?}");
+    assert!(high - low < 16.0 * MIB, "worker 1 grew: {flat:?}");
 }
 
 #[test]
@@ -430,13 +430,18 @@ fn exported_names() -> std::collections::BTreeSet<String> {
 /// `memwarden_…` names in a query.
 fn names_in(text: &str) -> Vec<String> {
     let name = regex::Regex::new(r"memwarden_[a-z_]+").expect("regex");
-    name.find_iter(text).map(|m| m.as_str().to_string()).collect()
+    name.find_iter(text)
+        .map(|m| m.as_str().to_string())
+        .collect()
 }
 
 #[test]
 fn the_dashboard_and_the_rules_ask_only_for_metrics_memwarden_exports() {
     let exported = exported_names();
-    assert!(exported.contains("memwarden_worker_memory_bytes"), "{exported:?}");
+    assert!(
+        exported.contains("memwarden_worker_memory_bytes"),
+        "{exported:?}"
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root.join("grafana/memwarden.json")).expect("dashboard"),
@@ -471,12 +476,19 @@ fn the_dashboard_and_the_rules_ask_only_for_metrics_memwarden_exports() {
     for query in &queries {
         for name in names_in(query) {
             asked += 1;
-            assert!(exported.contains(&name), "{name} is not exported (in {query})");
+            assert!(
+                exported.contains(&name),
+                "{name} is not exported (in {query})"
+            );
         }
     }
     assert!(asked > 15);
     for panel in dashboard["panels"].as_array().expect("panels") {
         let uid = &panel["datasource"]["uid"];
-        assert_eq!(uid, "${datasource}", "panel {} has its own data source", panel["title"]);
+        assert_eq!(
+            uid, "${datasource}",
+            "panel {} has its own data source",
+            panel["title"]
+        );
     }
 }
