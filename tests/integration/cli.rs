@@ -14,6 +14,7 @@ fn run(args: &[&str]) -> (Option<i32>, String, String) {
 fn help_texts() {
     for command in [
         "run", "attach", "export", "analyze", "check", "diff", "report", "demo", "watch",
+        "publish", "fleet",
     ] {
         let (code, stdout, _) = run(&[command, "--help"]);
         assert_eq!(code, Some(0));

@@ -545,6 +545,23 @@ fn the_kubernetes_job_gives_memwarden_a_limit_time_to_stop_and_a_volume_for_its_
         .filter_map(|a| a.as_str())
         .collect();
     assert_eq!(args[0], "run");
+    // memwarden accepts the arguments, and serves metrics on the port the pod declares.
+    let parsed = <memwarden::cli::Cli as clap::Parser>::try_parse_from(
+        std::iter::once("memwarden").chain(args.iter().copied()),
+    );
+    let Ok(memwarden::cli::Cli {
+        command: memwarden::cli::Command::Run(run),
+    }) = parsed
+    else {
+        panic!("memwarden does not accept {args:?}: {parsed:?}");
+    };
+    let port = container["ports"][0]["containerPort"]
+        .as_u64()
+        .expect("a port");
+    assert_eq!(
+        run.metrics.metrics_listen.as_deref(),
+        Some(format!("0.0.0.0:{port}").as_str())
+    );
     let termination = pod["terminationGracePeriodSeconds"].as_u64().expect("set");
     assert!(termination > grace_seconds(args.iter().copied()));
     assert!(container["resources"]["limits"]["memory"].is_string());
@@ -629,6 +646,9 @@ fn the_slurm_script_runs_memwarden_through_srun_and_reports() {
         ])
         .env("PATH", path)
         .env("SLURM_JOB_ID", "4242")
+        .env("SLURM_ARRAY_TASK_ID", "7")
+        .env("TEXTFILE", temp.path())
+        .env("FLEET", temp.path().join("fleet"))
         .env("WORKERS", "2")
         .env("RUN_DIR", &dir)
         .env("POLICY", temp.path().join("policy.toml"))
@@ -643,4 +663,20 @@ fn the_slurm_script_runs_memwarden_through_srun_and_reports() {
     assert_eq!(recording.manifest.workers, 2);
     assert!(dir.join("policy.toml").exists(), "the policy was in force");
     assert!(dir.join("report/report.md").exists());
+    // node_exporter's textfile, with the run marked over; and the run in the fleet layout,
+    // with the job and array task it ran as.
+    let textfile = std::fs::read_to_string(temp.path().join("memwarden.prom")).expect("textfile");
+    assert!(
+        textfile.contains("\nmemwarden_run_active 0\n"),
+        "{textfile}"
+    );
+    let host = memwarden::fleet::layout::partition_value(&recording.manifest.host);
+    let published = temp.path().join(format!("fleet/runs/host={host}/run=run"));
+    let orchestrator = memwarden::recording::Recording::open(&published)
+        .expect("published")
+        .manifest
+        .orchestrator
+        .expect("Slurm's identity");
+    assert_eq!(orchestrator.slurm_job_id.as_deref(), Some("4242"));
+    assert_eq!(orchestrator.slurm_array_task_id.as_deref(), Some("7"));
 }

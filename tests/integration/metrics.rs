@@ -160,7 +160,7 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_secs_f64();
-    let series = |worker: &str| -> Vec<f64> {
+    let series = |worker: &str| -> Vec<(f64, f64)> {
         let query = format!("memwarden_worker_memory_bytes{{kind=\"anon\",worker=\"{worker}\"}}");
         let path = format!(
             "/api/v1/query_range?query={}&start={:.3}&end={end:.3}&step=1",
@@ -175,13 +175,18 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
             .unwrap_or_else(|| panic!("no series for worker {worker}: {body}"))
             .iter()
             .map(|v| {
-                v[1].as_str()
+                let at = v[0].as_f64().expect("a time");
+                let value = v[1]
+                    .as_str()
                     .and_then(|s| s.parse().ok())
-                    .expect("a number")
+                    .expect("a number");
+                (at, value)
             })
             .collect()
     };
-    let leaking = series("0");
+    let points = series("0");
+    let last_scraped = points.last().expect("a scrape").0;
+    let leaking: Vec<f64> = points.iter().map(|p| p.1).collect();
     assert!(leaking.len() >= 5, "too few scrapes: {leaking:?}");
     let peak = leaking.iter().cloned().fold(0.0, f64::max);
     let first = leaking
@@ -193,7 +198,41 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
         peak - first > 80.0 * MIB,
         "worker 0's anonymous memory did not grow in Prometheus: {leaking:?}"
     );
-    let flat = series("1");
+    // Every query of the dashboard is PromQL this Prometheus accepts, and the memory, growth and
+    // trials panels show this run (at a moment it was running).
+    let middle = last_scraped - 1.0;
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/memwarden.json"),
+        )
+        .expect("dashboard"),
+    )
+    .expect("JSON");
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let query = ["$instance", "$worker", "$kind"]
+                .iter()
+                .fold(expr.to_string(), |q, v| q.replace(v, ".*"))
+                .replace("$__rate_interval", "30s");
+            let path = format!("/api/v1/query?query={}&time={middle:.3}", encode(&query));
+            let (status, body) = http_get(prometheus_port, &path).expect("Prometheus answers");
+            assert_eq!(status, 200, "{query}: {body}");
+            let answer: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+            let found = answer["data"]["result"].as_array().map_or(0, Vec::len);
+            let title = panel["title"].as_str().unwrap_or("");
+            if [
+                "Memory by kind per worker",
+                "Retained growth per trial",
+                "Trials per minute",
+            ]
+            .contains(&title)
+            {
+                assert!(found > 0, "{title}: {query} found nothing");
+            }
+        }
+    }
+    let flat: Vec<f64> = series("1").iter().map(|p| p.1).collect();
     let (low, high) = flat
         .iter()
         .filter(|v| **v > 0.0)
