@@ -6,7 +6,7 @@
 
 use super::layout::{file_name, RunKey, TABLES};
 use crate::analysis::{self, Options};
-use crate::recording::{read_parquet, Manifest, Recording, RecordingError, RunStatus};
+use crate::recording::{read_parquet, Manifest, Recording, RecordingError};
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -96,8 +96,8 @@ pub fn publish(run_dir: &Path, dest: &Path) -> Result<Published, PublishError> {
             note,
         })
     });
+    // `.staging` itself stays: other hosts may be publishing through it right now.
     let _ = std::fs::remove_dir_all(&staging);
-    let _ = std::fs::remove_dir(dest.join(".staging"));
     result
 }
 
@@ -285,12 +285,4 @@ fn study(run_dir: &Path) -> Option<String> {
         let caps = STUDY.captures(&text)?;
         caps.get(1).or(caps.get(2)).map(|m| m.as_str().to_string())
     })
-}
-
-/// The run's value in the `status` column.
-pub(super) fn status_word(manifest: &Manifest) -> &'static str {
-    match manifest.status {
-        RunStatus::Finished => "finished",
-        RunStatus::Running => "ended abruptly",
-    }
 }

@@ -37,7 +37,7 @@ pub fn runs_frame(
         Column::new("memwarden_version".into(), [m.memwarden_version.as_str()]),
         Column::new("run_dir".into(), [run_dir.display().to_string()]),
         Column::new("mode".into(), [m.mode.as_str()]),
-        Column::new("status".into(), [super::publish::status_word(m)]),
+        Column::new("status".into(), [status_word(m)]),
         named("end_reason", text(m.end_reason.clone())),
         Column::new("command".into(), [m.command.join(" ")]),
         Column::new("workers".into(), [m.workers]),
@@ -284,6 +284,14 @@ pub fn parameters_frame(findings: &Findings) -> PolarsResult<DataFrame> {
             ps.iter().map(|p| p.significant).collect::<Vec<_>>(),
         ),
     ])
+}
+
+/// The run's value in the `status` column.
+fn status_word(manifest: &crate::recording::Manifest) -> &'static str {
+    match manifest.status {
+        crate::recording::RunStatus::Finished => "finished",
+        crate::recording::RunStatus::Running => "ended abruptly",
+    }
 }
 
 fn df_of(columns: Vec<Column>) -> PolarsResult<DataFrame> {

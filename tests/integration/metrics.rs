@@ -33,11 +33,21 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Kills and reaps a server when the test ends, passed or not.
+/// Stops (SIGTERM, then SIGKILL after 10 s) and reaps a server or a memwarden when the test
+/// ends, passed or not; a memwarden stops its workers on SIGTERM.
 struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -323,10 +333,23 @@ fn node_exporter_serves_the_textfile_which_promtool_accepts() {
 }
 
 #[test]
-fn an_address_in_use_or_not_here_or_a_missing_directory_is_one_line_and_exit_2() {
+fn a_second_memwarden_on_the_same_port_an_address_not_here_or_a_missing_directory_is_one_line_and_exit_2(
+) {
     let temp = tempdir();
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let port = taken.local_addr().expect("addr").port();
+    let port = free_port();
+    let first = fixture_run(
+        &temp.path().join("first"),
+        &format!("-q --no-report --metrics-listen {port}"),
+        "--trials 200 --trial-ms 100",
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the first memwarden starts");
+    let first = Server(first);
+    wait_until("the first memwarden listens", || {
+        http_get(port, "/metrics").is_some()
+    });
     let cases = [
         (format!("--metrics-listen {port}"), "the address is in use"),
         (
@@ -353,6 +376,9 @@ fn an_address_in_use_or_not_here_or_a_missing_directory_is_one_line_and_exit_2()
         assert!(stderr.contains(words), "{flags}: {stderr}");
         assert!(!dir.exists(), "{flags}: nothing was started");
     }
+    // The first one never noticed.
+    assert!(http_get(port, "/metrics").is_some_and(|(status, _)| status == 200));
+    drop(first);
 }
 
 #[test]
