@@ -369,10 +369,14 @@ fn rows<T>(df: &DataFrame, make: impl Fn(&Row) -> T) -> Result<Vec<T>, FleetErro
     Ok((0..df.height()).map(|i| make(&Row { df, i })).collect())
 }
 
+/// `4.5 MiB/trial`, or `-` where there is no rate.
+pub(super) fn per_trial(bytes: Option<f64>) -> String {
+    bytes.map_or("-".into(), |b| format!("{}/trial", crate::units::size(b)))
+}
+
 /// The answers as text, for a terminal.
 pub fn text(a: &Answers) -> String {
     use crate::units::size;
-    let rate = |b: Option<f64>| b.map_or("-".into(), |b| format!("{}/trial", size(b)));
     let mut out = format!("{} run(s) on {} host(s) in {}\n", a.runs, a.hosts, a.dest);
     if a.leaks.is_empty() {
         out.push_str("\nno leaking worker\n");
@@ -387,7 +391,7 @@ pub fn text(a: &Answers) -> String {
                 l.host,
                 l.run,
                 l.worker,
-                rate(l.per_trial_bytes),
+                per_trial(l.per_trial_bytes),
                 l.kind,
                 l.first_clear_trial
                     .as_ref()
@@ -406,7 +410,7 @@ pub fn text(a: &Answers) -> String {
             h.host,
             h.runs,
             h.leaking_runs,
-            rate(h.fastest_per_trial_bytes),
+            per_trial(h.fastest_per_trial_bytes),
             h.oom_kills,
             h.restarts
         ));

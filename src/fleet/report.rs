@@ -1,7 +1,7 @@
 //! `memwarden fleet --report DIR`: the fleet's answers as Markdown, with a plot of each run's
 //! fastest retained growth over time, one line per host.
 
-use super::query::Answers;
+use super::query::{per_trial as rate, Answers};
 use crate::plot::{self, Format, Line, TimeChart};
 use crate::units::size;
 use anyhow::Context;
@@ -18,10 +18,6 @@ pub fn write(answers: &Answers, dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, markdown(answers, drawn.then_some(plot)))
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
-}
-
-fn rate(bytes: Option<f64>) -> String {
-    bytes.map_or("-".into(), |b| format!("{}/trial", size(b)))
 }
 
 pub fn markdown(a: &Answers, plot: Option<&str>) -> String {

@@ -94,6 +94,18 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// `analyze --json` of a run directory or a published run, without the path it was read from.
+fn analyze_json(dir: &Path) -> serde_json::Value {
+    let out = memwarden()
+        .args(["analyze", "--json"])
+        .arg(dir)
+        .output()
+        .expect("analyze runs");
+    let mut findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    findings["run"]["dir"] = serde_json::Value::Null;
+    findings
+}
+
 fn fleet_json(dest: &Path) -> serde_json::Value {
     let out = memwarden()
         .args(["fleet", "--json"])
@@ -194,17 +206,7 @@ fn analyze_check_and_diff_take_a_published_run_with_the_same_result() {
     assert_eq!(a.status.code(), Some(1));
     assert_eq!(a.status.code(), b.status.code());
     assert_eq!(a.stderr, b.stderr);
-    let analyze = |dir: &Path| -> serde_json::Value {
-        let out = memwarden()
-            .args(["analyze", "--json"])
-            .arg(dir)
-            .output()
-            .expect("analyze runs");
-        let mut findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        findings["run"]["dir"] = serde_json::Value::Null;
-        findings
-    };
-    assert_eq!(analyze(&published), analyze(&original));
+    assert_eq!(analyze_json(&published), analyze_json(&original));
     let out = memwarden()
         .arg("diff")
         .arg(fleet.dest.join("runs/host=host-a/run=a-clean"))
@@ -487,17 +489,7 @@ fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
         String::from_utf8_lossy(&out.stderr)
     );
     let published = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let analyze = |dir: &Path| -> serde_json::Value {
-        let out = memwarden()
-            .args(["analyze", "--json"])
-            .arg(dir)
-            .output()
-            .expect("analyze runs");
-        let mut findings: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        findings["run"]["dir"] = serde_json::Value::Null;
-        findings
-    };
-    let (a, b) = (analyze(&published), analyze(&crashed));
+    let (a, b) = (analyze_json(&published), analyze_json(&crashed));
     assert_eq!(a["run"]["status"], "ended abruptly");
     assert_eq!(
         a["run"]["damaged_records"], 2,
