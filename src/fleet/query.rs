@@ -158,24 +158,31 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
                 .with_nulls_last(true),
         )
         .collect()?;
-    let per_host = findings
+    // Every host with a run counts its runs, also those whose runs have no findings (no
+    // samples); the findings add what leaked and what was killed or restarted.
+    let per_host = runs
         .clone()
         .group_by([col("host")])
-        .agg([
-            col("run").n_unique().alias("runs"),
-            col("run")
-                .filter(col("verdict").eq(lit("leak")))
-                .n_unique()
-                .alias("leaking_runs"),
-            col("per_trial_bytes")
-                .filter(col("verdict").eq(lit("leak")))
-                .max()
-                .alias("fastest"),
-            col("oom_kills").sum().alias("oom_kills"),
-            (col("crash_restarts") + col("policy_restarts"))
-                .sum()
-                .alias("restarts"),
-        ])
+        .agg([col("run").n_unique().alias("runs")])
+        .join(
+            findings.clone().group_by([col("host")]).agg([
+                col("run")
+                    .filter(col("verdict").eq(lit("leak")))
+                    .n_unique()
+                    .alias("leaking_runs"),
+                col("per_trial_bytes")
+                    .filter(col("verdict").eq(lit("leak")))
+                    .max()
+                    .alias("fastest"),
+                col("oom_kills").sum().alias("oom_kills"),
+                (col("crash_restarts") + col("policy_restarts"))
+                    .sum()
+                    .alias("restarts"),
+            ]),
+            [col("host")],
+            [col("host")],
+            JoinArgs::new(JoinType::Left),
+        )
         .sort(["host"], SortMultipleOptions::default())
         .collect()?;
     let troubled = findings

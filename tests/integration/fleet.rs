@@ -497,3 +497,26 @@ fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
     );
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_run_without_findings_still_counts_on_its_host() {
+    let fleet = fleet();
+    let temp = tempdir();
+    let dest = temp.path().join("fleet");
+    copy_tree(&fleet.dest, &dest);
+    // As a run with no samples is published: its runs row, no findings.
+    std::fs::remove_dir_all(dest.join("findings/host=host-b/run=b-param")).expect("remove");
+    std::fs::remove_dir_all(dest.join("parameters/host=host-b/run=b-param")).expect("remove");
+    let answers = fleet_json(&dest);
+    let host_b = &answers["hosts_summary"][1];
+    assert_eq!(host_b["host"], "host-b", "{answers:#}");
+    assert_eq!(host_b["runs"], 2);
+    assert_eq!(host_b["leaking_runs"], 1);
+    assert_eq!(answers["leaks"].as_array().map(Vec::len), Some(1));
+    // And with no findings table at all.
+    std::fs::remove_dir_all(dest.join("findings")).expect("remove");
+    let answers = fleet_json(&dest);
+    assert_eq!(answers["runs"], 3);
+    assert_eq!(answers["hosts_summary"][1]["runs"], 2, "{answers:#}");
+    assert_eq!(answers["hosts_summary"][1]["leaking_runs"], 0);
+}
