@@ -53,12 +53,7 @@ fn fleet() -> &'static Fleet {
             .collect();
         for thread in threads {
             let dir = thread.join().expect("recorded");
-            let out = memwarden()
-                .arg("publish")
-                .arg(&dir)
-                .arg(&dest)
-                .output()
-                .expect("publish runs");
+            let out = publish(&dir, &dest);
             assert!(
                 out.status.success(),
                 "{}",
@@ -92,6 +87,16 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
         }
     }
+}
+
+/// `memwarden publish RUN_DIR DEST`.
+fn publish(run_dir: impl AsRef<Path>, dest: impl AsRef<Path>) -> std::process::Output {
+    memwarden()
+        .arg("publish")
+        .arg(run_dir.as_ref())
+        .arg(dest.as_ref())
+        .output()
+        .expect("publish runs")
 }
 
 /// `analyze --json` of a run directory or a published run, without the path it was read from.
@@ -338,12 +343,7 @@ fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refuse
         .expect("file")
         .modified()
         .expect("mtime");
-    let out = memwarden()
-        .arg("publish")
-        .arg(fleet.runs.join("b-leak"))
-        .arg(&dest)
-        .output()
-        .expect("publish runs");
+    let out = publish(fleet.runs.join("b-leak"), &dest);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already published"));
     assert_eq!(
@@ -365,12 +365,7 @@ fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refuse
         "--trials 2 --trial-ms 20 --gap-ms 10",
     );
     set_host(&other, "host-b");
-    let out = memwarden()
-        .arg("publish")
-        .arg(&other)
-        .arg(&dest)
-        .output()
-        .expect("publish runs");
+    let out = publish(&other, &dest);
     one_line_exit_2(&out, "already holds another run b-leak from host host-b");
     assert_eq!(fleet_json(&dest)["runs"], 3, "nothing lost");
     let staged = std::fs::read_dir(dest.join(".staging")).map_or(0, |d| d.count());
@@ -390,12 +385,7 @@ fn a_run_still_being_recorded_is_not_published() {
         dir.join("manifest.json").exists()
     });
     let dest = temp.path().join("fleet");
-    let out = memwarden()
-        .arg("publish")
-        .arg(&dir)
-        .arg(&dest)
-        .output()
-        .expect("publish runs");
+    let out = publish(&dir, &dest);
     let _ = nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -463,12 +453,7 @@ fn no_destination_no_runs_and_no_recording_are_one_line_each() {
         .output()
         .expect("fleet runs");
     one_line_exit_2(&out, "no published runs here");
-    let out = memwarden()
-        .arg("publish")
-        .arg(temp.path())
-        .arg(temp.path().join("fleet"))
-        .output()
-        .expect("publish runs");
+    let out = publish(temp.path(), temp.path().join("fleet"));
     one_line_exit_2(&out, "not a memwarden run directory");
 }
 
@@ -477,12 +462,7 @@ fn a_recording_that_ended_abruptly_is_published_with_its_damage_counted() {
     let temp = tempdir();
     let dest = temp.path().join("fleet");
     let crashed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runs/crashed");
-    let out = memwarden()
-        .arg("publish")
-        .arg(&crashed)
-        .arg(&dest)
-        .output()
-        .expect("publish runs");
+    let out = publish(&crashed, &dest);
     assert!(
         out.status.success(),
         "{}",
