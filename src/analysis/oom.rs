@@ -101,12 +101,18 @@ pub fn rises(readings: impl IntoIterator<Item = (u64, u64)>) -> Vec<(u64, u64)> 
     let mut last: Option<u64> = None;
     let mut rises = Vec::new();
     for (t, value) in readings {
-        if let Some(before) = last.filter(|&b| value > b) {
-            rises.push((t, value - before));
+        if let Some(count) = rise(last, value) {
+            rises.push((t, count));
         }
         last = Some(value);
     }
     rises
+}
+
+/// How far one reading rose over the one before it (`None`: the first reading, no rise, or a
+/// drop); for a reader that gets readings one at a time (the live status).
+pub fn rise(before: Option<u64>, value: u64) -> Option<u64> {
+    before.filter(|&b| value > b).map(|b| value - b)
 }
 
 #[cfg(test)]

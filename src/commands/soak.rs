@@ -30,12 +30,17 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     if let Some(grace) = args.grace {
         policy.restart.grace = grace;
     }
+    let mut config = harness_config(&args.record, policy.restart.grace);
     let mut publishers = Vec::new();
     if let Some(dir) = &args.publish {
         // Checkpoints copy the run directory into DIR/<run name>/, beside the fleet layout's
         // tables (DIR/samples/...): a run named like a table would land inside one.
-        let name = config_run_name(&args.record);
-        if crate::fleet::layout::TABLES.contains(&name.as_str()) {
+        let name = config
+            .run_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        if crate::fleet::layout::TABLES.contains(&name.as_ref()) {
             anyhow::bail!(
                 "--publish: a run directory named {name} would collide with the fleet layout's {name} table; choose another --out"
             );
@@ -45,7 +50,6 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     if let Some(command) = &args.publish_cmd {
         publishers.push(Publisher::Command(command.0.clone()));
     }
-    let mut config = harness_config(&args.record, policy.restart.grace);
     config.trace_python = args.trace_python;
     config.policy = Some(policy);
     config.policy_text = Some(text);
@@ -145,13 +149,4 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     } else {
         EXIT_FINDING
     })
-}
-
-/// The run directory's name, as `--publish` copies it.
-fn config_run_name(record: &crate::cli::RecordArgs) -> String {
-    record
-        .out
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned())
 }

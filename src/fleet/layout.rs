@@ -69,8 +69,12 @@ pub fn file_name(index: u32) -> String {
 }
 
 /// `DEST/runs/host=H/run=R` (or a path below it) names a published run: its destination and key.
+/// A run directory that happens to be named like one (it holds a manifest) is not.
 pub fn published_run(path: &Path) -> Option<(PathBuf, RunKey)> {
     let path = if path.is_file() { path.parent()? } else { path };
+    if path.join(crate::recording::MANIFEST_FILE).exists() {
+        return None;
+    }
     let run = path.file_name()?.to_str()?.strip_prefix("run=")?;
     let host_dir = path.parent()?;
     let host = host_dir.file_name()?.to_str()?.strip_prefix("host=")?;
@@ -162,5 +166,12 @@ mod tests {
         );
         assert!(published_run(Path::new("/fleet/other/host=h1/run=r7")).is_none());
         assert!(published_run(Path::new("/runs/20261122T183000Z")).is_none());
+        // A run directory someone named like a partition is a run directory.
+        let temp = tempfile::tempdir().expect("tempdir");
+        let dir = temp.path().join("runs/host=h1/run=r7");
+        std::fs::create_dir_all(&dir).expect("dir");
+        assert!(published_run(&dir).is_some());
+        std::fs::write(dir.join(crate::recording::MANIFEST_FILE), "{}").expect("manifest");
+        assert!(published_run(&dir).is_none());
     }
 }

@@ -51,7 +51,7 @@ pub struct Published {
 }
 
 pub fn publish(run_dir: &Path, dest: &Path) -> Result<Published, PublishError> {
-    if super::layout::published_run(run_dir).is_some() && !run_dir.join("manifest.json").exists() {
+    if super::layout::published_run(run_dir).is_some() {
         return Err(PublishError::AlreadyPublished(run_dir.to_path_buf()));
     }
     let recording = Recording::open(run_dir)?;

@@ -130,6 +130,9 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
         Some(since) => runs.filter(col("start_wall_ns").gt_eq(lit(since))),
         None => runs,
     };
+    // Each table is read from its files once; the questions below are asked of these frames.
+    let run_frame = runs.collect()?;
+    let runs = run_frame.clone().lazy();
     let keys = [col("host"), col("run")];
     let findings = match scan(dest, "findings", FINDINGS)? {
         Some(f) => f.join(
@@ -145,8 +148,8 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
                 .collect::<Vec<_>>(),
         ),
     }
-    .cache();
-    let run_frame = runs.clone().collect()?;
+    .collect()?
+    .lazy();
     let hosts = run_frame.column("host")?.n_unique()?;
     let leaks = findings
         .clone()

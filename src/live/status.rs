@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 const TREND_POINTS: usize = 256;
 /// How far apart a worker's SIGKILL exit and the cgroup counter's rise may be seen and still be
 /// one OOM kill (the counter is read once a tick; the exit is seen when the harness reaps it).
+/// Wider than analysis' two intervals and a half second: the fold does not know the interval.
 const OOM_PAIRING_NS: u64 = 5_000_000_000;
 /// Notes kept for the view (older ones have been shown already).
 const NOTES_KEPT: usize = 32;
@@ -89,8 +90,6 @@ pub struct TreeMemory {
 pub struct LiveWorker {
     pub state: WorkerState,
     pub memory: TreeMemory,
-    /// Trials ended since the run began.
-    pub trials: u64,
     pub in_trial: bool,
     pub starts: u64,
     /// (trials ended in this incarnation, its anonymous memory then), for the trend.
@@ -106,12 +105,14 @@ pub struct LiveWorker {
     /// Starts after the first, by why the worker had stopped: `crash` (it exited on its own)
     /// or `policy` (memwarden stopped it).
     pub restarts_by_reason: BTreeMap<&'static str, u64>,
-    /// Exits by a SIGKILL memwarden did not send that the memory cgroup's OOM-kill counter
-    /// accounts for.
-    pub oom_kills: u64,
 }
 
 impl LiveWorker {
+    /// Trials ended since the run began.
+    pub fn trials(&self) -> u64 {
+        self.trials_by_state.values().sum()
+    }
+
     /// Retained growth per trial since this incarnation started: the Theil–Sen slope of its
     /// anonymous memory at trial ends (the estimate soak has always shown), in bytes.
     pub fn trend_per_trial(&self) -> Option<f64> {
@@ -120,7 +121,6 @@ impl LiveWorker {
 
     fn trial_ended(&mut self, state: &str) {
         *self.trials_by_state.entry(trial_state(state)).or_default() += 1;
-        self.trials += 1;
         self.incarnation_trials += 1;
         self.in_trial = false;
         if self.memory.processes == 0 {
@@ -217,8 +217,6 @@ pub struct LiveStatus {
     pub brake_on: bool,
     /// Trials the brake refused or paused a worker for.
     pub held_back: u64,
-    /// Workers started again (after a crash or by a policy rule).
-    pub restarts: u64,
     /// Worker exits memwarden did not cause.
     pub crashes: u64,
     /// The harness is stopping the run, and why.
@@ -234,12 +232,12 @@ pub struct LiveStatus {
     /// Samples the writer could not take in time, and ticks the sampler could not take on time.
     pub samples_dropped: u64,
     pub missed_ticks: u64,
-    /// The memory cgroup's OOM-kill counter at the first tick and now.
-    oom_counter: Option<(u64, u64)>,
-    /// OOM kills the counter shows that no worker's exit has claimed yet, and SIGKILL exits
-    /// waiting for the counter to show theirs (it may rise a tick after the exit is seen).
-    oom_unclaimed: VecDeque<u64>,
-    sigkilled: VecDeque<(u32, u64)>,
+    /// The memory cgroup's OOM-kill counter at the last tick, its rises since the first
+    /// (`(t_ns, how many)`), and the workers' main processes that died of a SIGKILL memwarden
+    /// did not send: what `analysis::oom` pairs into kills.
+    oom_reading: Option<u64>,
+    oom_rises: Vec<(u64, u64)>,
+    sigkilled: Vec<crate::analysis::oom::Ended>,
 }
 
 pub type SharedStatus = Arc<Mutex<LiveStatus>>;
@@ -250,12 +248,10 @@ impl LiveStatus {
         self.elapsed_ns = self.elapsed_ns.max(tick.t_ns);
         self.last_tick_wall_ns = Some(tick.wall_ns);
         if let Some(now) = tick.system.cgroup_oom_kill {
-            let (first, last) = self.oom_counter.get_or_insert((now, now));
-            let rise = now.saturating_sub(*last).min(64);
-            self.oom_unclaimed
-                .extend(std::iter::repeat_n(tick.t_ns, rise as usize));
-            *last = now.max(*first);
-            self.claim_oom_kills();
+            if let Some(count) = crate::analysis::oom::rise(self.oom_reading, now) {
+                self.oom_rises.push((tick.t_ns, count));
+            }
+            self.oom_reading = Some(now);
         }
         self.system = Some(tick.system.clone());
         let mut trees: BTreeMap<u32, Vec<&crate::recording::ProcessSample>> = BTreeMap::new();
@@ -282,9 +278,6 @@ impl LiveStatus {
         let worker = event.worker;
         match &event.kind {
             EventKind::WorkerStart { attempt, .. } => {
-                if *attempt > 0 {
-                    self.restarts += 1;
-                }
                 if let Some(w) = self.entry(worker) {
                     if *attempt > 0 {
                         let reason = match w.state {
@@ -296,7 +289,7 @@ impl LiveStatus {
                     w.started();
                 }
             }
-            EventKind::WorkerExit { code, signal, .. } => {
+            EventKind::WorkerExit { pid, code, signal } => {
                 let stopping = self.stopping.is_some();
                 let Some(w) = self.entry(worker) else { return };
                 w.state = match (code, signal) {
@@ -314,8 +307,12 @@ impl LiveStatus {
                     self.crashes += 1;
                 }
                 if let (WorkerState::Killed(libc::SIGKILL), Some(index)) = (state, worker) {
-                    self.sigkilled.push_back((index, event.t_ns));
-                    self.claim_oom_kills();
+                    self.sigkilled.push(crate::analysis::oom::Ended {
+                        worker: index,
+                        pid: *pid,
+                        t_ns: event.t_ns,
+                        main: true,
+                    });
                 }
             }
             EventKind::TrialStart { .. } => {
@@ -353,33 +350,32 @@ impl LiveStatus {
         }
     }
 
-    /// Pairs SIGKILL exits with the OOM kills the cgroup's counter shows, oldest first.
-    /// A SIGKILL the counter has not shown within `OOM_PAIRING_NS` came from someone else
-    /// (`kill -9`), and an unclaimed count that old was not a worker's (another process in the
-    /// cgroup).
-    fn claim_oom_kills(&mut self) {
-        let now = self.elapsed_ns;
-        let fresh = |t: u64| t + OOM_PAIRING_NS >= now;
-        while self.sigkilled.front().is_some_and(|&(_, t)| !fresh(t)) {
-            self.sigkilled.pop_front();
+    /// Workers started again (after a crash or by a policy rule).
+    pub fn restarts(&self) -> u64 {
+        let per_worker = self.workers.values();
+        per_worker.flat_map(|w| w.restarts_by_reason.values()).sum()
+    }
+
+    /// OOM kills per worker: the counter's rises paired with the SIGKILL exits near them, as
+    /// analysis pairs them (a `kill -9` the counter does not show is none).
+    pub fn oom_kills(&self) -> BTreeMap<u32, u64> {
+        let kills = crate::analysis::oom::match_kills(
+            &self.oom_rises,
+            &self.sigkilled,
+            OOM_PAIRING_NS,
+            |_, _| None,
+        );
+        let mut per_worker = BTreeMap::new();
+        for worker in kills.iter().filter_map(|k| k.worker) {
+            *per_worker.entry(worker).or_default() += 1;
         }
-        while self.oom_unclaimed.front().is_some_and(|&t| !fresh(t)) {
-            self.oom_unclaimed.pop_front();
-        }
-        while !self.oom_unclaimed.is_empty() {
-            let Some((index, _)) = self.sigkilled.pop_front() else {
-                return;
-            };
-            self.oom_unclaimed.pop_front();
-            if let Some(w) = self.workers.get_mut(&index) {
-                w.oom_kills += 1;
-            }
-        }
+        per_worker
     }
 
     /// OOM kills in the memory cgroup since the run began (`None`: no counter to read).
     pub fn oom_kills_total(&self) -> Option<u64> {
-        self.oom_counter.map(|(first, last)| last - first)
+        self.oom_reading
+            .map(|_| self.oom_rises.iter().map(|(_, count)| count).sum())
     }
 
     fn entry(&mut self, worker: Option<u32>) -> Option<&mut LiveWorker> {

@@ -105,7 +105,7 @@ fn the_trend_is_what_each_worker_retains_per_trial() {
     let slope = |w: u32| status.workers[&w].trend_per_trial().expect("a trend");
     assert!((slope(0) - 8.0 * MIB as f64).abs() < 1.0, "{}", slope(0));
     assert!(slope(1).abs() < 1.0);
-    assert_eq!(status.workers[&0].trials, 10);
+    assert_eq!(status.workers[&0].trials(), 10);
     // Two trial ends are too few for a trend.
     assert_eq!(leaking_run(2).workers[&0].trend_per_trial(), None);
 }
@@ -146,11 +146,11 @@ fn a_restart_starts_the_trend_afresh_and_is_counted() {
     status.event(&start(13, 0, 1));
     let w = &status.workers[&0];
     assert_eq!(
-        (w.state, w.starts, status.restarts),
+        (w.state, w.starts, status.restarts()),
         (WorkerState::Running, 2, 1)
     );
     assert_eq!(w.trend_per_trial(), None);
-    assert_eq!(w.trials, 10, "trials count over the whole run");
+    assert_eq!(w.trials(), 10, "trials count over the whole run");
 }
 
 #[test]
@@ -239,7 +239,7 @@ fn a_trial_end_before_any_sample_places_no_level() {
         status.event(&trial_end(trial, 0));
     }
     let w = &status.workers[&0];
-    assert_eq!((w.trials, w.trial_ends.len()), (5, 0));
+    assert_eq!((w.trials(), w.trial_ends.len()), (5, 0));
 }
 
 #[test]

@@ -20,7 +20,8 @@ pub fn run_line(status: &LiveStatus) -> String {
     });
     parts.push(format!(
         "{} restart(s) · {} crash(es)",
-        status.restarts, status.crashes
+        status.restarts(),
+        status.crashes
     ));
     if let Some(reason) = &status.stopping {
         parts.push(format!("stopping: {reason}"));
@@ -96,7 +97,7 @@ fn worker_row(index: u32, w: &LiveWorker) -> [String; 5] {
     };
     let trials = format!(
         "{} trial(s){}",
-        w.trials,
+        w.trials(),
         if w.in_trial { " +1" } else { "" }
     );
     let trend = match w.trend_per_trial() {

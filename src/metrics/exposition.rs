@@ -74,6 +74,7 @@ fn workers(out: &Families, status: &LiveStatus) {
          accounts for.",
         &["worker"],
     );
+    let oom_kills = status.oom_kills();
     for (index, w) in &status.workers {
         let worker = index.to_string();
         for (kind, bytes) in kinds(w) {
@@ -95,7 +96,8 @@ fn workers(out: &Families, status: &LiveStatus) {
             let n = w.restarts_by_reason.get(reason).copied().unwrap_or(0);
             restarts.with_label_values(&[&worker, reason]).inc_by(n);
         }
-        oom.with_label_values(&[&worker]).inc_by(w.oom_kills);
+        oom.with_label_values(&[&worker])
+            .inc_by(oom_kills.get(index).copied().unwrap_or(0));
     }
 }
 

@@ -36,10 +36,8 @@ enum Source {
 impl Recording {
     /// A run directory, or a published run named by its `DEST/runs/host=H/run=R` partition.
     pub fn open(dir: &Path) -> Result<Self, RecordingError> {
-        if !dir.join(super::MANIFEST_FILE).exists() {
-            if let Some((dest, key)) = crate::fleet::layout::published_run(dir) {
-                return Self::open_published(dir, dest, key);
-            }
+        if let Some((dest, key)) = crate::fleet::layout::published_run(dir) {
+            return Self::open_published(dir, dest, key);
         }
         let manifest = read_manifest(dir)?;
         let events_path = stream_path(dir, Stream::Events, 0, "log");

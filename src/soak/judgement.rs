@@ -214,7 +214,7 @@ pub fn verdict_text(verdict: &SoakVerdict) -> String {
 /// live view with the time left.
 pub fn progress_line(status: &LiveStatus, total_s: f64) -> String {
     let elapsed = status.elapsed_ns as f64 / 1e9;
-    let trials: u64 = status.workers.values().map(|w| w.trials).sum();
+    let trials: u64 = status.workers.values().map(|w| w.trials()).sum();
     format!(
         "{} left; {trials} trial(s); {}",
         duration((total_s - elapsed).max(0.0)),

@@ -189,6 +189,18 @@ fn watch(dir: &std::path::Path) -> Command {
     command
 }
 
+/// What `watch` says of a run whose workers all exited, worker 0 leaking.
+fn assert_finished_with_worker_0_leaking(stderr: &str) {
+    assert!(
+        stderr.contains("memwarden: the run has finished: all workers exited"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("memwarden: verdict: LEAK in worker 0"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn watch_follows_a_run_recorded_by_another_memwarden_to_its_end() {
     let temp = tempdir();
@@ -215,14 +227,7 @@ fn watch_follows_a_run_recorded_by_another_memwarden_to_its_end() {
         .collect();
     let drawn = worker_frames(&lines, 0);
     assert!(!drawn.is_empty(), "worker 0's line is printed:\n{stderr}");
-    assert!(
-        stderr.contains("memwarden: the run has finished: all workers exited"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("memwarden: verdict: LEAK in worker 0"),
-        "{stderr}"
-    );
+    assert_finished_with_worker_0_leaking(&stderr);
     // The run wrote the report; watch waited for it instead of writing a second one.
     let report = line_after(&stderr, "memwarden: report: ").expect("a report line");
     assert!(report.ends_with("(written before)"), "{report}");
@@ -238,14 +243,7 @@ fn watch_of_a_finished_run_says_so_and_gives_its_verdict() {
     let stderr = String::from_utf8_lossy(&watched.stderr);
     assert!(watched.status.success(), "{stderr}");
     assert!(!stderr.contains("watching"), "{stderr}");
-    assert!(
-        stderr.contains("memwarden: the run has finished: all workers exited"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("memwarden: verdict: LEAK in worker 0"),
-        "{stderr}"
-    );
+    assert_finished_with_worker_0_leaking(&stderr);
     let report = line_after(&stderr, "memwarden: report: ").expect("a report line");
     assert_eq!(std::path::Path::new(report), dir.join("report/report.md"));
     assert!(dir.join("report/report.md").exists());
