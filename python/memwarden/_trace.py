@@ -73,6 +73,9 @@ class _State:
         self.here = os.path.dirname(os.path.realpath(__file__)) + os.sep
         self.optuna = None
         self.real = {}
+        # None: not tried yet; False: PyTorch refused to record stacks.
+        self.gpu_recording = None
+        self.gpu_warmup_ms = 0.0
         worker = os.environ.get("MEMWARDEN_WORKER", "")
         self.worker = int(worker) if worker.isdigit() else None
 
@@ -124,6 +127,47 @@ class _State:
                 return frame, (innermost if index > 0 else None), study
         return innermost, None, self.is_optuna(innermost[0])
 
+    def grouped(self, traces):
+        """Sums `(frames, bytes, blocks, largest block)` by the site `site_of` names: the groups
+        `ranked` takes (site -> [bytes, blocks, via, largest block, study, its frames]), and
+        the bytes grouped."""
+        groups = {}
+        total = 0
+        for frames, size, blocks, largest in traces:
+            found = self.site_of(frames)
+            if found is None:
+                continue
+            total += size
+            site, via, study = found
+            group = groups.get(site)
+            if group is None:
+                group = groups[site] = [0, 0, via, 0, study, frames]
+            group[0] += size
+            group[1] += blocks
+            if largest > group[3]:
+                group[2], group[3], group[5] = via, largest, frames
+            group[4] = group[4] and study
+        return groups, total
+
+    def ranked(self, groups):
+        """The largest TOP_SITES of `groups` (site -> [bytes, blocks, via, largest block,
+        study, frames of the largest]) as the report's `sites`."""
+        ranked = sorted(groups.items(), key=lambda item: -item[1][0])[:TOP_SITES]
+        where = lambda frame: "%s:%d" % (self.realpath(frame[0]), frame[1])
+        return [
+            {
+                "file": self.realpath(filename),
+                "line": lineno,
+                "bytes": size,
+                "blocks": blocks,
+                "largest_block": largest,
+                "via": None if via is None else where(via),
+                "study": bool(study),
+                "traceback": [where(f) for f in reversed(frames[:5])],
+            }
+            for (filename, lineno), (size, blocks, via, largest, study, frames) in ranked
+        ]
+
     def slowdown(self):
         """How much longer a traced trial takes than an untraced one (median of the recent)."""
         if not self.traced_s or not self.untraced_s:
@@ -152,6 +196,7 @@ class _State:
             self.begin_stretch(trial)
             return
         if kind != "end":
+            self.gpu_history(trial)
             return
         self.torch_report(trial)
         took = now - self.last_boundary
@@ -191,37 +236,10 @@ class _State:
                 entry[1] += 1
                 if trace[1] > entry[2]:
                     entry[2] = trace[1]
-        groups = {}
-        total = 0
-        for frames, (size, blocks, largest) in by_traceback.items():
-            found = self.site_of(frames)
-            if found is None:
-                continue
-            total += size
-            site, via, study = found
-            group = groups.get(site)
-            if group is None:
-                group = groups[site] = [0, 0, via, 0, study, frames]
-            group[0] += size
-            group[1] += blocks
-            if largest > group[3]:
-                group[2], group[3], group[5] = via, largest, frames
-            group[4] = group[4] and study
-        ranked = sorted(groups.items(), key=lambda item: -item[1][0])[:TOP_SITES]
-        where = lambda frame: "%s:%d" % (self.realpath(frame[0]), frame[1])
-        sites = [
-            {
-                "file": self.realpath(filename),
-                "line": lineno,
-                "bytes": size,
-                "blocks": blocks,
-                "largest_block": largest,
-                "via": None if via is None else where(via),
-                "study": bool(study),
-                "traceback": [where(f) for f in reversed(frames[:5])],
-            }
-            for (filename, lineno), (size, blocks, via, largest, study, frames) in ranked
-        ]
+        groups, total = self.grouped(
+            (frames, size, blocks, largest) for frames, (size, blocks, largest) in by_traceback.items()
+        )
+        sites = self.ranked(groups)
         cost_ms = (time.perf_counter() - begun) * 1e3
         self.traced_s[-1] += cost_ms / 1e3
         self.write(
@@ -281,6 +299,82 @@ class _State:
                 }
             )
             cuda.reset_peak_memory_stats(device)
+        self.gpu_sites(trial, cuda)
+
+    def gpu_history(self, trial):
+        """Has PyTorch's caching allocator keep the Python stack of each live CUDA block, from
+        the first boundary after the worker initialised CUDA: tracemalloc never sees GPU memory,
+        so this is how a GPU leak gets its line. Only the state of live blocks is kept (no event
+        history), which costs a stack capture per CUDA allocation."""
+        if self.gpu_recording is not None:
+            return
+        torch = sys.modules.get("torch")
+        cuda = getattr(torch, "cuda", None)
+        if cuda is None or not cuda.is_initialized():
+            return
+        tm = self.tracemalloc
+        tracing = tm.is_tracing()
+        try:
+            cuda.memory._record_memory_history(enabled="state", context="state", stacks="python")
+            # PyTorch's first snapshot that holds a stack imports some 900 modules to name its
+            # frames (torch._dynamo and more): 5 s on an H200 machine, 76 s under tracemalloc.
+            # Taken here, once, with tracing stopped, over one block of 4 bytes allocated for it
+            # (a snapshot without a stack in it imports nothing); tracing starts again in a new
+            # epoch, whose first report is only a baseline.
+            if tracing:
+                tm.stop()
+            begun = time.perf_counter()
+            probe = torch.empty(1, device="cuda")
+            cuda.memory._snapshot()
+            del probe
+            self.gpu_warmup_ms = (time.perf_counter() - begun) * 1e3
+            self.gpu_recording = True
+        except Exception as error:
+            self.gpu_recording = False
+            self.write({"kind": "error", "error": "no GPU lines: %s: %s" % (type(error).__name__, error)})
+        finally:
+            if tracing:
+                self.epoch += 1
+                self.begin_stretch(trial)
+
+    def gpu_sites(self, trial, cuda):
+        """The live CUDA blocks by the worker's line that allocated them, like `report`'s sites:
+        cumulative over the run (one epoch), so a trial's growth is the difference."""
+        self.gpu_history(trial)
+        if not self.gpu_recording:
+            return
+        begun = time.perf_counter()
+        live = [
+            block
+            for segment in cuda.memory._snapshot().get("segments", [])
+            for block in segment.get("blocks", [])
+            if block.get("state") == "active_allocated"
+        ]
+        # PyTorch lists frames innermost first, as tracemalloc's raw traces are.
+        groups, total = self.grouped(
+            (
+                tuple((f.get("filename", "?"), int(f.get("line", 0))) for f in block.get("frames", [])),
+                int(block.get("size", 0)),
+                1,
+                int(block.get("size", 0)),
+            )
+            for block in live
+        )
+        # The one-time warm-up is this report's cost: the worker paid it at this boundary.
+        cost_ms = (time.perf_counter() - begun) * 1e3 + self.gpu_warmup_ms
+        self.gpu_warmup_ms = 0.0
+        self.write(
+            {
+                "kind": "sites",
+                "memory": "gpu",
+                "trial": str(trial),
+                "epoch": 0,
+                "traced_bytes": total,
+                "traced_blocks": len(live),
+                "cost_ms": round(cost_ms, 3),
+                "sites": self.ranked(groups),
+            }
+        )
 
     def idle_run(self):
         """Untraced trials since the last stretch ended."""

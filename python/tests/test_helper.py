@@ -116,6 +116,51 @@ class Tracer(unittest.TestCase):
         self.assertEqual(calls, [], "only is_initialized() may be called before the worker's CUDA")
         self.assertEqual(os.listdir(directory), [])
 
+    def test_gpu_lines_come_from_pytorch_and_its_first_snapshot_is_taken_untraced(self):
+        """With the stand-in torch (fixtures/python/stub_torch): the tensor kept per trial is
+        named by its line, and the first snapshot, which imports much of PyTorch, runs with
+        tracemalloc stopped and is followed by a new epoch."""
+        import json
+        import sys
+
+        stub = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "python", "stub_torch")
+        sys.path.insert(0, os.path.realpath(stub))
+        saved = sys.modules.pop("torch", None)
+        import torch
+
+        directory = tempfile.mkdtemp()
+        snapshots = []
+        real_snapshot = torch.cuda.memory._snapshot
+        torch.cuda.memory._snapshot = lambda: snapshots.append(1) or real_snapshot()
+        os.environ["MEMWARDEN_TRACE_DIR"] = directory
+        kept = []
+        try:
+            memwarden._trace.start()
+            with contextlib.redirect_stdout(io.StringIO()):
+                for number in range(4):
+                    with memwarden.trial(number):
+                        kept.append(torch.ones(1 << 20, device="cuda"))  # the kept line
+        finally:
+            memwarden._trace._fail(RuntimeError("test over"))
+            del os.environ["MEMWARDEN_TRACE_DIR"]
+            sys.path.remove(os.path.realpath(stub))
+            sys.modules.pop("torch", None)
+            if saved is not None:
+                sys.modules["torch"] = saved
+        records = []
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name)) as f:
+                records += [json.loads(line) for line in f]
+        self.assertIs(torch.cuda.symbolized_while_tracing, False, "frames are first named untraced")
+        epochs = [r["epoch"] for r in records if r["kind"] == "epoch"]
+        self.assertEqual(epochs[:2], [0, 1], "tracing starts again in a new epoch after the warm-up")
+        gpu = [r for r in records if r["kind"] == "sites" and r.get("memory") == "gpu"]
+        self.assertEqual(len(snapshots), 1 + len(gpu), "one warm-up, then one snapshot per trial end")
+        last = gpu[-1]["sites"][0]
+        self.assertEqual((os.path.basename(last["file"]), last["blocks"]), ("test_helper.py", 3))
+        with open(__file__) as f:
+            self.assertIn("# the kept line", f.read().splitlines()[last["line"] - 1])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -210,17 +210,26 @@ fn locate_sites(
             .filter(|t| t.worker == finding.worker)
             .map(|t| (t.trial.as_str(), &t.params))
             .collect();
+        // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
+        // Python heap for the rest.
+        let memory = if finding.kind == Kind::Gpu {
+            crate::recording::SiteMemory::Gpu
+        } else {
+            crate::recording::SiteMemory::PythonHeap
+        };
         let reports: Vec<super::sites::Report> = events
             .iter()
             .filter(|e| e.worker == Some(finding.worker))
             .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonSites(sites) => Some(super::sites::Report {
-                    sites,
-                    params: params
-                        .get(sites.trial.as_str())
-                        .copied()
-                        .unwrap_or(&no_params),
-                }),
+                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
+                    Some(super::sites::Report {
+                        sites,
+                        params: params
+                            .get(sites.trial.as_str())
+                            .copied()
+                            .unwrap_or(&no_params),
+                    })
+                }
                 _ => None,
             })
             .collect();

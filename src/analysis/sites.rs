@@ -341,6 +341,7 @@ mod tests {
 
     fn report(epoch: u32, sites: Vec<PythonSite>) -> PythonSites {
         PythonSites {
+            memory: crate::recording::SiteMemory::PythonHeap,
             pid: 7,
             trial: String::new(),
             epoch,

@@ -44,32 +44,66 @@ pub trait GpuSource: Send {
 /// `Err` says why there is none.
 pub fn open() -> Result<Box<dyn GpuSource>, String> {
     if let Some(dir) = std::env::var_os("MEMWARDEN_FAKE_GPU") {
-        return Ok(Box::new(FakeGpu::new(dir)));
+        return FakeGpu::open(dir);
     }
     open_nvml()
 }
 
+/// Why there is no GPU data, in one line, for each way NVML can refuse: the run goes on without.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NoLibrary,
+    DriverNotLoaded,
+    NoPermission,
+    NoDevice,
+    /// The device is split into MIG instances: NVML lists no per-process memory for them.
+    Mig {
+        device: u32,
+    },
+}
+
+impl Refusal {
+    pub fn words(self) -> String {
+        match self {
+            Refusal::NoLibrary => "no NVIDIA driver library (libnvidia-ml.so) on this machine".into(),
+            Refusal::DriverNotLoaded => "the NVIDIA driver is not loaded".into(),
+            Refusal::NoPermission => "NVML is present but this user may not query it (no permission; run memwarden as a user that may read /dev/nvidia*)".into(),
+            Refusal::NoDevice => "NVML found no GPU".into(),
+            Refusal::Mig { device } => format!("GPU {device} is split into MIG instances, for which NVML reports no memory per process; memwarden never changes the device's mode"),
+        }
+    }
+}
+
+#[cfg(feature = "nvml")]
+fn refusal(error: &nvml_wrapper::error::NvmlError) -> Option<Refusal> {
+    use nvml_wrapper::error::NvmlError;
+    match error {
+        NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound => Some(Refusal::NoLibrary),
+        NvmlError::DriverNotLoaded => Some(Refusal::DriverNotLoaded),
+        NvmlError::NoPermission => Some(Refusal::NoPermission),
+        _ => None,
+    }
+}
+
 #[cfg(feature = "nvml")]
 fn open_nvml() -> Result<Box<dyn GpuSource>, String> {
-    use nvml_wrapper::error::NvmlError;
-    let nvml = nvml_wrapper::Nvml::init().map_err(|e| match e {
-        NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound => {
-            "no NVIDIA driver library (libnvidia-ml.so) on this machine".to_string()
-        }
-        NvmlError::DriverNotLoaded => "the NVIDIA driver is not loaded".to_string(),
-        other => format!("NVML could not start: {other}"),
-    })?;
-    let count = nvml.device_count().map_err(|e| format!("NVML: {e}"))?;
+    let said = |e: nvml_wrapper::error::NvmlError| {
+        refusal(&e).map_or_else(|| format!("NVML: {e}"), Refusal::words)
+    };
+    let nvml = nvml_wrapper::Nvml::init().map_err(said)?;
+    let count = nvml.device_count().map_err(said)?;
     if count == 0 {
-        return Err("NVML found no GPU".into());
+        return Err(Refusal::NoDevice.words());
     }
-    let names = (0..count)
-        .map(|i| {
-            nvml.device_by_index(i)
-                .and_then(|d| d.name())
-                .unwrap_or_else(|_| format!("GPU {i}"))
-        })
-        .collect();
+    let mut names = Vec::new();
+    for index in 0..count {
+        let device = nvml.device_by_index(index).map_err(said)?;
+        // MIG mode is only asked of devices that support it; the others answer NotSupported.
+        if device.mig_mode().is_ok_and(|mode| mode.current == 1) {
+            return Err(Refusal::Mig { device: index }.words());
+        }
+        names.push(device.name().unwrap_or_else(|_| format!("GPU {index}")));
+    }
     Ok(Box::new(Nvml { nvml, names }))
 }
 
@@ -92,13 +126,11 @@ impl GpuSource for Nvml {
         use nvml_wrapper::enums::device::UsedGpuMemory;
         let mut snapshot = GpuSnapshot::default();
         for (index, name) in (0u32..).zip(&self.names) {
-            let device = self
-                .nvml
-                .device_by_index(index)
-                .map_err(|e| format!("GPU {index}: {e}"))?;
-            let memory = device
-                .memory_info()
-                .map_err(|e| format!("GPU {index}: {e}"))?;
+            let failed = |e: nvml_wrapper::error::NvmlError| {
+                refusal(&e).map_or_else(|| format!("GPU {index}: {e}"), Refusal::words)
+            };
+            let device = self.nvml.device_by_index(index).map_err(failed)?;
+            let memory = device.memory_info().map_err(failed)?;
             snapshot.devices.push(GpuDevice {
                 index,
                 name: name.clone(),
@@ -106,7 +138,10 @@ impl GpuSource for Nvml {
                 total_bytes: memory.total,
                 utilization_percent: device.utilization_rates().ok().map(|u| u.gpu),
             });
-            let compute = device.running_compute_processes().unwrap_or_default();
+            // A refused process list is no per-process data, said once, rather than zeros.
+            let compute = device.running_compute_processes().map_err(|e| {
+                refusal(&e).map_or_else(|| format!("GPU {index}: {e}"), Refusal::words)
+            })?;
             let graphics = device.running_graphics_processes().unwrap_or_default();
             for process in compute.into_iter().chain(graphics) {
                 snapshot.processes.push(GpuProcess {
@@ -123,7 +158,8 @@ impl GpuSource for Nvml {
     }
 }
 
-/// A fake driver for tests: a directory holding `devices` (lines `INDEX TOTAL_BYTES NAME`) and
+/// A fake driver for tests: a directory holding `devices` (lines `INDEX TOTAL_BYTES NAME`), an
+/// optional `refuse` (see `FakeGpu::open`), and
 /// one file per process using a GPU, `pid-PID` holding `DEVICE BYTES` (the fixture worker
 /// writes its own; like the driver, the fake forgets processes that have exited), or
 /// `foreign-PID` for a pid reported as the host sees it, whether or not it exists here. A
@@ -135,6 +171,23 @@ pub struct FakeGpu {
 impl FakeGpu {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
+    }
+
+    /// As NVML would open: a `refuse` file holding `no-library`, `driver-not-loaded`,
+    /// `no-permission`, `no-device` or `mig` makes it refuse the way the driver would.
+    fn open(dir: impl Into<PathBuf>) -> Result<Box<dyn GpuSource>, String> {
+        let fake = Self::new(dir);
+        let Ok(refuse) = std::fs::read_to_string(fake.dir.join("refuse")) else {
+            return Ok(Box::new(fake));
+        };
+        Err(match refuse.trim() {
+            "no-library" => Refusal::NoLibrary,
+            "driver-not-loaded" => Refusal::DriverNotLoaded,
+            "no-permission" => Refusal::NoPermission,
+            "mig" => Refusal::Mig { device: 0 },
+            _ => Refusal::NoDevice,
+        }
+        .words())
     }
 }
 

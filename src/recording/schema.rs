@@ -271,6 +271,10 @@ pub struct TorchMemory {
 /// The payload of `EventKind::PythonSites` (boxed: it is far larger than other events).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PythonSites {
+    /// Which memory the sites hold: the Python heap (tracemalloc) or, from PyTorch's caching
+    /// allocator, live CUDA tensors.
+    #[serde(default)]
+    pub memory: SiteMemory,
     pub pid: i32,
     pub trial: String,
     pub epoch: u32,
@@ -293,6 +297,17 @@ pub struct PythonSites {
     pub stretch: Option<u32>,
     /// The largest sites, largest first; sites below the cut are not listed (not zero).
     pub sites: Vec<PythonSite>,
+}
+
+/// What a tracer report's sites measure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteMemory {
+    /// Blocks of CPython's allocator, as tracemalloc sees them.
+    #[default]
+    PythonHeap,
+    /// Live CUDA blocks of PyTorch's caching allocator, with the stack that allocated them.
+    Gpu,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -276,6 +276,15 @@ pub(crate) fn sites_frame(events: &[Event]) -> PolarsResult<DataFrame> {
                 rows.iter().map(|r| r.1.epoch).collect::<Vec<_>>(),
             ),
             Column::new(
+                "memory".into(),
+                rows.iter()
+                    .map(|r| match r.1.memory {
+                        super::SiteMemory::PythonHeap => "python_heap",
+                        super::SiteMemory::Gpu => "gpu",
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            Column::new(
                 "file".into(),
                 rows.iter().map(|r| r.2.file.as_str()).collect::<Vec<_>>(),
             ),

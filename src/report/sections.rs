@@ -362,6 +362,24 @@ fn sampler_health(out: &mut String, health: &[crate::analysis::SamplerHealth]) {
     }
 }
 
+/// Whether GPU memory was recorded, and if not why (the sampler's one note): never zeros.
+fn gpu_recorded(input: &ReportInput) -> String {
+    if !input.analysis.devices.is_empty() {
+        let n = input.analysis.devices.len();
+        return format!("recorded, {n} device(s)");
+    }
+    input
+        .events
+        .iter()
+        .find_map(|e| match &e.kind {
+            crate::recording::EventKind::Note { message } => message
+                .strip_prefix("GPU data unavailable: ")
+                .map(|why| format!("not recorded: {}", escape(why))),
+            _ => None,
+        })
+        .unwrap_or_else(|| "not recorded".into())
+}
+
 pub fn appendix(out: &mut String, input: &ReportInput) {
     let m = input.manifest;
     let _ = writeln!(out, "## Appendix\n");
@@ -385,6 +403,7 @@ pub fn appendix(out: &mut String, input: &ReportInput) {
             humantime::format_duration(std::time::Duration::from_nanos(m.interval_ns)).to_string(),
         ),
         ("start", m.start_rfc3339.clone()),
+        ("GPU memory", gpu_recorded(input)),
     ];
     let _ = writeln!(out, "| | |\n|---|---|");
     for (name, value) in rows {

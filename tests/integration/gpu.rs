@@ -211,3 +211,35 @@ fn without_a_gpu_it_says_so_once_and_records_no_zeros() {
     );
     assert!(!dir.join("gpu-000001.parquet").exists());
 }
+
+/// `scripts/gpu-check --fake`: the check a GPU machine runs, claim by claim, against the fake
+/// driver and the stand-in for torch.cuda, so the script cannot rot between the rare runs on a
+/// real device.
+#[test]
+fn the_gpu_check_passes_every_claim_against_the_fake_driver() {
+    let temp = tempdir();
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/gpu-check"))
+        .arg("--fake")
+        .env("OUT", temp.path())
+        .env("MEMWARDEN_BIN", exe())
+        .env_remove("MEMWARDEN_FAKE_GPU")
+        .output()
+        .expect("gpu-check runs");
+    let summary = std::fs::read_to_string(temp.path().join("summary.txt")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{summary}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let claims: Vec<&str> = summary
+        .lines()
+        .filter_map(|l| l.strip_prefix("PASS  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        claims,
+        ["attribution", "leak", "cache", "restart", "refusals"],
+        "{summary}"
+    );
+}

@@ -89,7 +89,7 @@ fn a_module_level_list_is_named_by_its_line_at_its_rate() {
         .expect("export runs");
     let csv = String::from_utf8_lossy(&sites.stdout);
     assert!(
-        csv.starts_with("t,t_ns,worker,pid,trial,epoch,file,line,bytes"),
+        csv.starts_with("t,t_ns,worker,pid,trial,epoch,memory,file,line,bytes"),
         "{csv}"
     );
     assert!(csv.lines().count() > 10, "{csv}");
@@ -459,5 +459,5 @@ fn the_helper_packages_own_tests_pass_with_this_machines_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 8 tests"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 9 tests"));
 }
