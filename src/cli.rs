@@ -77,6 +77,10 @@ pub enum Command {
     /// The fixture worker used by tests and the demo.
     #[command(hide = true)]
     FixtureWorker(crate::fixture_worker::FixtureArgs),
+    /// Compacts one closed segment log into Parquet (started by the harness, so that the
+    /// supervisor never holds a segment in memory).
+    #[command(hide = true)]
+    CompactSegment { log: std::path::PathBuf },
 }
 
 /// What every recording command shares.
@@ -491,8 +495,8 @@ pub struct ReportArgs {
     /// repository, which must not depend on where they were written.
     #[arg(long, hide = true)]
     pub no_host: bool,
-    /// Also write the findings (as `analyze --json` prints them) to this file: a soak's
-    /// checkpoint runs the report in a child process and judges from them.
+    /// Also write the findings (as `analyze --json` prints them, less the per-trial list) to
+    /// this file: a soak's checkpoint runs the report in a child process and judges from them.
     #[arg(long, hide = true, value_name = "FILE")]
     pub findings_json: Option<PathBuf>,
 }

@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         Command::ManPage(args) => commands::man_page(args),
         Command::Guardian => Ok(memwarden::supervisor::guard(std::io::stdin().lock()) as u8),
         Command::FixtureWorker(args) => Ok(memwarden::fixture_worker::run(&args) as u8),
+        Command::CompactSegment { log } => memwarden::recording::compact_segment(&log)
+            .map(|()| 0)
+            .map_err(anyhow::Error::from),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -18,7 +18,14 @@ pub fn report(args: ReportArgs) -> anyhow::Result<u8> {
     };
     let (path, findings) = write_report_with(&job, None)?;
     if let Some(file) = &args.findings_json {
-        let json = serde_json::to_string_pretty(&findings)?;
+        // Without the per-trial list: the soak's supervisor reads this file at every
+        // checkpoint, and a list that grows with the run (about 1 KiB of JSON per trial) would
+        // grow the supervisor with it. `run.trials` keeps the count.
+        let findings = crate::analysis::Findings {
+            trials: Vec::new(),
+            ..findings
+        };
+        let json = serde_json::to_string(&findings)?;
         crate::recording::write_atomically(file, json.as_bytes())
             .with_context(|| format!("cannot write {}", file.display()))?;
     }

@@ -29,6 +29,8 @@ pub enum RecordingError {
         path: PathBuf,
         cause: polars::error::PolarsError,
     },
+    #[error("{path}: compaction failed: {why}")]
+    Compaction { path: PathBuf, why: String },
     #[error("the recording writer thread panicked")]
     WriterPanicked,
 }

@@ -134,7 +134,7 @@ pub fn judge(
         run_dir: findings.run.dir.clone(),
         duration_s,
         workers: findings.run.workers,
-        trials: findings.trials.len(),
+        trials: findings.run.trials,
         leaking_workers: leaking,
         crashes: failed.len(),
         policy: counters.clone(),

@@ -189,3 +189,39 @@ fn a_soak_without_a_duration_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("soak needs --duration"));
 }
+
+/// benches/soak-long.sh for one minute (8 workers at 100 Hz, trial boundaries every 0.5 to 1.9
+/// s, a checkpoint every 15 s): the supervisor's own RSS at the end of the last 15 s must stand
+/// within 0.5 MiB of where it stood at the end of the second, two checkpoints earlier. The bound:
+/// the 75-minute bench grows well under 0.05 MiB per checkpoint, while reading each checkpoint's
+/// findings with their per-trial list (the growth this guards against) added 1.6 to 2 MiB per
+/// checkpoint at two minutes apart and about 0.5 MiB per checkpoint in this minute. The bench's
+/// own goals (its exit status) are for a quiet machine, not for a test suite running beside it.
+#[test]
+fn the_supervisor_does_not_grow_per_checkpoint_over_a_minute_of_the_soak_bench() {
+    let temp = tempdir();
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/soak-long.sh"))
+        .args(["--minutes", "1", "--checkpoint", "15s", "--out"])
+        .arg(temp.path())
+        .env("MEMWARDEN_BIN", exe())
+        .output()
+        .expect("the bench runs");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let system = export(&temp.path().join("run"), "system");
+    let (t, rss) = (system.column("t"), system.column("harness_rss"));
+    let at_end_of = |window: f64| -> f64 {
+        system
+            .rows
+            .iter()
+            .filter_map(|r| Some((r[t].parse::<f64>().ok()?, r[rss].parse::<f64>().ok()?)))
+            .rfind(|&(at, _)| at < 15.0 * window - 1.0)
+            .map(|(_, bytes)| bytes / MIB)
+            .expect("samples in the window")
+    };
+    let (second, fourth) = (at_end_of(2.0), at_end_of(4.0));
+    assert!(
+        fourth - second <= 0.5,
+        "the supervisor grew from {second:.2} MiB to {fourth:.2} MiB over two checkpoints\n{printed}"
+    );
+}

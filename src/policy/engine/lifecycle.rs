@@ -137,6 +137,9 @@ impl Engine {
     }
 
     pub(super) fn trial_end(&mut self, worker: u32) {
+        // Only the canary's wait reads trial-end levels: kept for every trial of every worker,
+        // they would grow with the run.
+        let keep_level = worker == 0 && self.canary_pending;
         let Some(w) = self.worker_mut(worker) else {
             return;
         };
@@ -146,7 +149,9 @@ impl Engine {
         w.trial_running = false;
         w.trials_this_attempt += 1;
         w.consecutive_crashes = 0;
-        w.trial_end_pss.push(w.memory.pss_bytes);
+        if keep_level {
+            w.trial_end_pss.push(w.memory.pss_bytes);
+        }
         let done = w.trials_this_attempt;
         if let Some(pending) = w.restart.take() {
             self.stop(worker, pending.rule, pending.reason);
