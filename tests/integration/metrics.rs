@@ -1,7 +1,7 @@
 //! Live metrics as their real readers see them: a real Prometheus scraping `/metrics` of a
 //! leaking run, `promtool check metrics` on the endpoint and on the textfile, node_exporter's
 //! textfile collector serving the textfile, and the mistakes a user makes with the flags.
-//! Prometheus, promtool and node_exporter are Debian's (`.ci/run` installs them).
+//! Prometheus, promtool and node_exporter are Debian's (`scripts/test` installs them).
 
 use crate::util::*;
 use std::io::{Read, Write};
@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 /// flat worker 1.
 const LEAKING: &str = "--trials 45 --trial-ms 200 --gap-ms 100 --leak-mib 4 --only-worker 0";
 
-/// A program from Debian's packages; its absence is a machine not set up by `.ci/run`, which
-/// is a failure, not a reason to skip.
+/// A program from Debian's packages; its absence is a machine not set up by `scripts/test`,
+/// which is a failure, not a reason to skip.
 fn debian(program: &str, package: &str) -> String {
     let path = format!("/usr/bin/{program}");
     assert!(
         Path::new(&path).exists(),
-        "{path} is missing: `apt-get install -y {package}` (.ci/run does)"
+        "{path} is missing: `apt-get install -y {package}` (scripts/test does)"
     );
     path
 }

@@ -247,9 +247,10 @@ pub fn keep_fresh(fresh: &Path, kept: &Path, update: bool) {
     }
 }
 
-/// A Python with what the tests need from PyPI (optuna, numpy, duckdb, pytest), in a virtual
-/// environment kept outside the clone (`MEMWARDEN_TEST_VENV`, else ~/.cache/memwarden/venv).
-/// `.ci/run` creates it first; a bare `cargo test` creates it on first use, once.
+/// A Python with what the tests need from PyPI (tests/requirements.txt), in a virtual
+/// environment kept outside the clone: `MEMWARDEN_TEST_VENV` (scripts/test sets it), else
+/// ~/.cache/memwarden/venv-tests, which a bare `cargo test` makes on first use, once, from the
+/// same file. A failure says what to run; it never skips.
 pub fn venv_python() -> PathBuf {
     static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _once = CREATING.lock().unwrap_or_else(|e| e.into_inner());
@@ -257,16 +258,13 @@ pub fn venv_python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into()))
-                .join(".cache/memwarden/venv")
+                .join(".cache/memwarden/venv-tests")
         });
     let python = dir.join("bin/python");
-    let ready = |python: &Path| {
-        Command::new(python)
-            .args(["-c", "import optuna, numpy, yaml"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !ready(&python) {
+    let complete = dir.join(".complete");
+    if !complete.exists() {
+        let requirements = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/requirements.txt");
+        let _ = std::fs::remove_dir_all(&dir);
         let made = Command::new("python3")
             .args(["-m", "venv"])
             .arg(&dir)
@@ -274,16 +272,15 @@ pub fn venv_python() -> PathBuf {
             .is_ok_and(|s| s.success());
         assert!(made, "python3 -m venv {} failed", dir.display());
         let installed = Command::new(dir.join("bin/pip"))
-            .args([
-                "install", "-q", "optuna", "numpy", "duckdb", "pytest", "pyyaml",
-            ])
+            .args(["install", "-q", "-r", requirements])
             .status()
             .is_ok_and(|s| s.success());
         assert!(
-            installed && ready(&python),
-            "pip could not install optuna and numpy into {} (PyPI unreachable?)",
+            installed,
+            "pip could not install {requirements} into {} (PyPI unreachable?); scripts/test does this first",
             dir.display()
         );
+        std::fs::write(&complete, "").expect("mark the venv complete");
     }
     python
 }
