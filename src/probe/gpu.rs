@@ -139,9 +139,7 @@ impl GpuSource for Nvml {
                 utilization_percent: device.utilization_rates().ok().map(|u| u.gpu),
             });
             // A refused process list is no per-process data, said once, rather than zeros.
-            let compute = device.running_compute_processes().map_err(|e| {
-                refusal(&e).map_or_else(|| format!("GPU {index}: {e}"), Refusal::words)
-            })?;
+            let compute = device.running_compute_processes().map_err(failed)?;
             let graphics = device.running_graphics_processes().unwrap_or_default();
             for process in compute.into_iter().chain(graphics) {
                 snapshot.processes.push(GpuProcess {
