@@ -92,7 +92,7 @@ def main():
     rows = []
     writer_file = open(path, "w", newline="")
     writer = csv.writer(writer_file)
-    writer.writerow(["minute", "rss_mib_max", "rss_mib_mean", "fds", "threads", "run_dir_mib", "checkpoint_children", "checkpoint_child_peak_mib"])
+    writer.writerow(["minute", "rss_mib_max", "rss_mib_mean", "fds", "threads", "run_dir_mib", "checkpoint_children", "checkpoint_child_peak_mib", "anon_mib_mean"])
     last_minute = -1
     while True:
         fields = status_fields(harness)
@@ -108,8 +108,11 @@ def main():
             fds = len(os.listdir("/proc/%d/fd" % harness))
         except OSError:
             fds = None
-        entry = per_minute.setdefault(minute, {"rss": [], "fds": set(), "threads": set(), "children": 0, "peak": 0})
+        entry = per_minute.setdefault(minute, {"rss": [], "anon": [], "fds": set(), "threads": set(), "children": 0, "peak": 0})
         entry["rss"].append(int(fields["VmRSS"][0]) * 1024)
+        # RSS counts the binary's own pages as they are first run: anonymous memory is what a
+        # leak of the supervisor's would grow.
+        entry["anon"].append(int(fields.get("RssAnon", ["0"])[0]) * 1024)
         entry["fds"].add(fds)
         entry["threads"].add(int(fields["Threads"][0]))
         for child in children(harness):
@@ -133,11 +136,12 @@ def main():
                 round(dir_bytes(run) / MIB, 1),
                 e["children"],
                 round(e["peak"] / MIB, 1),
+                round(sum(e["anon"]) / len(e["anon"]) / MIB, 2),
             ]
             rows.append(row)
             writer.writerow(row)
             writer_file.flush()
-            print("minute %3d: RSS max %6.2f MiB mean %6.2f  fds %s  threads %s  run dir %7.1f MiB  checkpoints %d (child peak %.1f MiB)" % tuple(row), flush=True)
+            print("minute %3d: RSS max %6.2f MiB mean %6.2f  fds %s  threads %s  run dir %7.1f MiB  checkpoints %d (child peak %.1f MiB)  anon %.2f MiB" % tuple(row), flush=True)
         last_minute = minute
         time.sleep(1.0)
     writer_file.close()
@@ -163,6 +167,9 @@ def judge(rows, minutes):
         good = low <= 0.0 <= high or abs(slope) < 0.05
         ok &= good
         print("%s  RSS slope from minute %d: %+.3f MiB/hour (95%% CI %+.3f..%+.3f)" % ("PASS" if good else "FAIL", late[0][0], slope, low, high))
+        anon = theil_sen([r[0] / 60.0 for r in late], [r[8] for r in late])
+        if anon:
+            print("      anonymous memory's slope from minute %d: %+.3f MiB/hour (95%% CI %+.3f..%+.3f)" % ((late[0][0],) + anon))
     # A checkpoint's child adds a pipe and the report's files for a moment: what must stay
     # constant is the floor of each minute (the harness's own), and the top must stay near it.
     steady = full[1:] if len(full) > 1 else full

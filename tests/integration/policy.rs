@@ -739,9 +739,10 @@ fn staggered_workers_start_one_interval_apart() {
     let starts = starts_by_worker(&open(&dir));
     let workers: Vec<u32> = starts.iter().map(|s| s.1).collect();
     assert_eq!(workers, [0, 1, 2]);
+    // Starts are stamped by the tick that sees them: 700 ms apart, give or take an interval.
     for pair in starts.windows(2) {
         let gap = pair[1].0 - pair[0].0;
-        assert!((0.68..1.2).contains(&gap), "{gap:.2} s between starts");
+        assert!((0.65..1.2).contains(&gap), "{gap:.2} s between starts");
     }
 }
 
