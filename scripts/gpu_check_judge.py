@@ -138,9 +138,7 @@ def cache(out):
 
 def restart(out):
     events = rows(os.path.join(out, "runs", "c-restart-events.csv"))
-    stops = [e for e in events if e.get("kind") == "policy" and '"stop"' in e.get("detail", "") + e.get("record", "")]
-    if not stops:
-        stops = [e for e in events if e.get("kind") == "policy" and "stop" in e.get("detail", "")]
+    stops = [e for e in events if e.get("kind") == "policy" and '"stop"' in e.get("detail", "")]
     stopped = sorted({e.get("worker") for e in stops})
     first = min((int(e["t_ns"]) for e in stops), default=None)
     ends_after = sum(
