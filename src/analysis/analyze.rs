@@ -153,8 +153,27 @@ pub fn analyze_with_series(
         };
         super::outside::outside_trees(&s.shm_readings, outside, last_listing)
     });
+    let containment = recording.policy_text().and_then(|text| {
+        // A policy file that no longer parses (written by another version) still had the
+        // default escalation and grace unless it set them.
+        let policy = crate::policy::Policy::parse(&text, "policy.toml").unwrap_or_default();
+        let end_ns = recording
+            .events
+            .iter()
+            .map(|e| e.t_ns)
+            .chain(loaded.last_ns)
+            .max()
+            .unwrap_or(0);
+        super::containment::containment(
+            &recording.events,
+            end_ns,
+            super::containment::bound(&policy),
+            false,
+        )
+    });
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
+        containment,
         run: RunSummary {
             dir: recording.dir.display().to_string(),
             mode: recording.manifest.mode.clone(),
@@ -356,6 +375,7 @@ pub fn logs_only(
         oom_kills: None,
         outside_trees: None,
         sampler_health: Vec::new(),
+        containment: None,
     };
     Analysis {
         findings,

@@ -77,6 +77,22 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
             p.effect_bytes / MIB
         ));
     }
+    if let Some(containment) = &findings.containment {
+        let rate = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.1}"));
+        let mut line = format!(
+            "  containment: {} trials/min before the first brake, {} after; longest stretch without a completed trial {}",
+            rate(containment.trials_per_minute_before),
+            rate(containment.trials_per_minute_after),
+            crate::units::duration(containment.longest_without_trial_s)
+        );
+        if containment.stalled {
+            line.push_str(&format!(
+                ": CONTAINMENT STALLED (over escalation.after + restart.grace, {})",
+                crate::units::duration(containment.bound_s)
+            ));
+        }
+        lines.push(line);
+    }
     lines
 }
 

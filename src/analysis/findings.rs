@@ -32,6 +32,9 @@ pub struct Findings {
     /// `/dev/shm` and the memory no worker's tree accounts for; absent where not recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outside_trees: Option<super::outside::OutsideTrees>,
+    /// How the policy's brake and restarts went, where the brake engaged (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containment: Option<super::containment::Containment>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@
 mod analyze;
 pub mod brief;
 mod coarse_series;
+pub mod containment;
 mod fill;
 mod findings;
 mod forecast;

@@ -11,6 +11,23 @@ use crate::recording::{EventKind, Recording, RecordingError};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
+/// The workers the recording shows asking at the gate (refused, or told to abort): cooperative.
+pub fn cooperative_workers(recording: &Recording) -> std::collections::BTreeSet<u32> {
+    use crate::recording::PolicyAction;
+    recording
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::Policy {
+                action: PolicyAction::Refuse | PolicyAction::Abort,
+                simulated: false,
+                ..
+            } => e.worker,
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn for_each_recorded(
     recording: &Recording,
     mut visit: impl FnMut(Recorded),
@@ -23,9 +40,15 @@ pub fn for_each_recorded(
         .events
         .iter()
         .filter_map(|e| {
+            if let EventKind::Stop { .. } = e.kind {
+                return Some((e.t_ns, Recorded::RunStop));
+            }
             let worker = e.worker?;
             let item = match &e.kind {
-                EventKind::TrialStart { .. } => Recorded::TrialStart { worker },
+                EventKind::TrialStart { trial, .. } => Recorded::TrialStart {
+                    worker,
+                    trial: trial.clone(),
+                },
                 EventKind::TrialEnd { .. } => Recorded::TrialEnd { worker },
                 EventKind::WorkerStart { attempt, .. } => Recorded::WorkerStart {
                     worker,

@@ -282,6 +282,12 @@ pub fn findings(f: &Findings) -> String {
             let _ = writeln!(out, "oom: {line}");
         }
     }
+    if let Some(containment) = &f.containment {
+        out.push('\n');
+        for line in containment.words() {
+            let _ = writeln!(out, "containment: {line}");
+        }
+    }
     for note in &f.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }

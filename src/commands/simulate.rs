@@ -2,7 +2,7 @@
 
 use super::record::load_policy;
 use super::EXIT_OK;
-use crate::analysis::policy_inputs::for_each_recorded;
+use crate::analysis::policy_inputs::{cooperative_workers, for_each_recorded};
 use crate::cli::{Cli, SimulateArgs, SystemdUnitArgs};
 use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
 use crate::recording::{Event, EventKind, Recording};
@@ -15,12 +15,32 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let recording = Recording::open(&args.run_dir)?;
     recording.manifest.check_version(&args.run_dir)?;
     let policy = load_policy(&args.policy)?.map_or_else(Policy::default, |(p, _)| p);
-    let mut simulator = Simulator::new(policy, recording.manifest.workers);
+    let bound = crate::analysis::containment::bound(&policy);
+    let mut simulator = Simulator::new(
+        policy,
+        recording.manifest.workers,
+        cooperative_workers(&recording),
+    )
+    .reading_every(std::time::Duration::from_nanos(
+        recording.manifest.interval_ns.max(1),
+    ));
     for_each_recorded(&recording, |item| simulator.push(item))?;
     let simulation = simulator.finish();
+    // What the recorded run's own brake did to its trials, against the simulated policy's bound:
+    // the stall a simulation's restarts would have broken.
+    let end_ns = recording.events.iter().map(|e| e.t_ns).max().unwrap_or(0);
+    let recorded =
+        crate::analysis::containment::containment(&recording.events, end_ns, bound, false);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&json(&simulation))?);
+        let mut value = json(&simulation);
+        value["recorded_containment"] = serde_json::to_value(&recorded)?;
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
+        if let Some(recorded) = &recorded {
+            for line in recorded.words() {
+                println!("Recorded: {line}.");
+            }
+        }
         print!("{}", text(&simulation));
     }
     if let Some(out) = &args.report {

@@ -9,14 +9,16 @@ use crate::live::{LiveStatus, SharedStatus};
 use crate::policy::{Action, ActionKind, Answer, Counters, Engine, Input, Policy, Reading};
 use crate::recording::{EventKind, RecordSender};
 use crate::supervisor::GateQuestion;
+use crossbeam_channel::{Receiver, Select};
 use nix::sys::signal::Signal;
 use std::collections::VecDeque;
-use std::sync::mpsc::Receiver;
 use std::time::Duration;
 
 /// Where the engine's inputs arrive from the sampler, the output pumps and the gates.
 pub(super) struct Inputs {
     pub readings: Receiver<(u64, Reading)>,
+    /// How often the readings come.
+    pub interval: Duration,
     pub feed: Receiver<Feed>,
     pub questions: Receiver<GateQuestion>,
 }
@@ -31,6 +33,8 @@ pub(super) struct Enforcer {
     questions: Receiver<GateQuestion>,
     live: Option<SharedStatus>,
     quiet_starts: bool,
+    /// Inputs whose senders are gone (a sampler that ended): no longer waited on.
+    closed: [bool; 3],
 }
 
 impl Enforcer {
@@ -43,7 +47,7 @@ impl Enforcer {
     ) -> Self {
         Self {
             grace: policy.restart.grace,
-            engine: Engine::new(policy, workers),
+            engine: Engine::new(policy, workers).reading_every(inputs.interval),
             clock,
             records,
             readings: inputs.readings,
@@ -51,6 +55,44 @@ impl Enforcer {
             questions: inputs.questions,
             quiet_starts,
             live,
+            closed: [false; 3],
+        }
+    }
+
+    /// Waits until an input arrives, at most `at_most`. A trial's end must meet the brake's
+    /// pause while the worker is still between trials, and a gate's question is a worker
+    /// waiting: polling at the run loop's pace would let a fast worker start (and allocate)
+    /// its next trial first.
+    pub(super) fn wait(&mut self, at_most: Duration) {
+        let deadline = std::time::Instant::now() + at_most;
+        loop {
+            let mut select = Select::new();
+            let mut which = Vec::new();
+            for (index, closed) in self.closed.iter().enumerate() {
+                if *closed {
+                    continue;
+                }
+                which.push(index);
+                match index {
+                    0 => select.recv(&self.feed),
+                    1 => select.recv(&self.questions),
+                    _ => select.recv(&self.readings),
+                };
+            }
+            let Ok(ready) = select.ready_deadline(deadline) else {
+                return;
+            };
+            let index = which[ready];
+            let empty = match index {
+                0 => self.feed.is_empty(),
+                1 => self.questions.is_empty(),
+                _ => self.readings.is_empty(),
+            };
+            // Ready but empty: its senders are gone, and it would wake us at once from now on.
+            if !empty {
+                return;
+            }
+            self.closed[index] = true;
         }
     }
 
@@ -71,7 +113,7 @@ impl Enforcer {
     pub(super) fn pump(&mut self, workers: &mut Workers, ended: &[Ended]) {
         while let Ok(feed) = self.feed.try_recv() {
             let input = match feed {
-                Feed::TrialStart(worker) => Input::TrialStart { worker },
+                Feed::TrialStart(worker, trial) => Input::TrialStart { worker, trial },
                 Feed::TrialEnd(worker) => Input::TrialEnd { worker },
             };
             self.step(input, workers);
@@ -160,6 +202,7 @@ impl Enforcer {
                 ActionKind::Resume => workers.signal(worker, Signal::SIGCONT),
                 ActionKind::AbortTrial => workers.signal(worker, Signal::SIGUSR1),
                 ActionKind::Answer(_)
+                | ActionKind::Escalate
                 | ActionKind::BrakeOn
                 | ActionKind::BrakeOff
                 | ActionKind::BackOff { .. }

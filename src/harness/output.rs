@@ -51,9 +51,9 @@ pub(super) fn spawn_pump(
 }
 
 /// Trial boundaries for the policy engine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) enum Feed {
-    TrialStart(u32),
+    TrialStart(u32, String),
     TrialEnd(u32),
 }
 
@@ -63,7 +63,7 @@ pub(super) fn boundary_sink(
     records: RecordSender,
     control: Sender<Control>,
     clock: RunClock,
-    feed: Option<Sender<Feed>>,
+    feed: Option<crossbeam_channel::Sender<Feed>>,
 ) -> BoundarySink {
     Arc::new(move |worker, boundaries: Vec<TrialBoundary>| {
         let wall = |t_ns: u64| {
@@ -118,8 +118,8 @@ pub(super) fn boundary_sink(
                 }
             };
             if let Some(feed) = &feed {
-                let _ = feed.send(match kind {
-                    EventKind::TrialStart { .. } => Feed::TrialStart(worker),
+                let _ = feed.send(match &kind {
+                    EventKind::TrialStart { trial, .. } => Feed::TrialStart(worker, trial.clone()),
                     _ => Feed::TrialEnd(worker),
                 });
             }

@@ -59,7 +59,7 @@ pub(super) struct Workers<'a> {
     pub(super) options: SpawnOptions,
     /// Per-worker cgroup.procs files (from --memory-max).
     pub(super) cgroups: BTreeMap<u32, PathBuf>,
-    questions: Option<Sender<GateQuestion>>,
+    questions: Option<crossbeam_channel::Sender<GateQuestion>>,
     gates: BTreeMap<u32, Gate>,
     /// Groups being stopped (a restart or the run's end).
     stopper: GroupStopper,
@@ -81,8 +81,8 @@ impl<'a> Workers<'a> {
         clock: RunClock,
         records: RecordSender,
         sampler: Sender<Control>,
-        feed: Option<Sender<Feed>>,
-        questions: Option<Sender<GateQuestion>>,
+        feed: Option<crossbeam_channel::Sender<Feed>>,
+        questions: Option<crossbeam_channel::Sender<GateQuestion>>,
     ) -> anyhow::Result<Self> {
         let logs_dir = config.run_dir.join("logs");
         std::fs::create_dir_all(&logs_dir)

@@ -407,6 +407,7 @@ impl LiveStatus {
             PolicyAction::Go
             | PolicyAction::Abort
             | PolicyAction::AbortTrial
+            | PolicyAction::Escalate
             | PolicyAction::Start
             | PolicyAction::Restart => None,
         };

@@ -3,9 +3,11 @@
 //!
 //! The counterfactual is deliberately simple and said out loud in reports: a restarted worker
 //! drops back to the PSS it had when it (last) started, then grows as the recording shows from
-//! that moment on; what it freed is added to available memory. Each recorded trial start is a
-//! question to the brake (as a cooperative worker asks); the recording cannot show what a
-//! refused trial would have changed, so trials still happen as recorded.
+//! that moment on; what it freed is added to available memory. A worker the recording shows
+//! asking at the gate (refused or told to abort) is cooperative: each recorded trial start is a
+//! question to the brake; any other is paused between trials, as the harness pauses a worker
+//! that never asks. The recording cannot show what a held trial would have changed, so trials
+//! still happen as recorded. The run's own stop ends it: workers stopped then did not crash.
 
 use super::config::Policy;
 use super::engine::{Action, ActionKind, Counters, Engine, Input, Reading};
@@ -22,10 +24,23 @@ pub struct TickRow {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Recorded {
     Tick(TickRow),
-    TrialStart { worker: u32 },
-    TrialEnd { worker: u32 },
-    WorkerStart { worker: u32, attempt: u32 },
-    WorkerExit { worker: u32, success: bool },
+    TrialStart {
+        worker: u32,
+        trial: String,
+    },
+    TrialEnd {
+        worker: u32,
+    },
+    WorkerStart {
+        worker: u32,
+        attempt: u32,
+    },
+    WorkerExit {
+        worker: u32,
+        success: bool,
+    },
+    /// The harness began stopping the run (its duration, a signal, every worker done).
+    RunStop,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,11 +92,14 @@ pub struct Simulator {
     last_reading: Option<Reading>,
     now_ns: u64,
     begun: bool,
+    cooperative: std::collections::BTreeSet<u32>,
 }
 
 impl Simulator {
-    pub fn new(policy: Policy, workers: u32) -> Self {
+    /// `cooperative`: the workers the recording shows asking at the gate.
+    pub fn new(policy: Policy, workers: u32, cooperative: std::collections::BTreeSet<u32>) -> Self {
         Self {
+            cooperative,
             engine: Engine::new(policy, workers),
             state: BTreeMap::new(),
             simulation: Simulation::default(),
@@ -89,6 +107,12 @@ impl Simulator {
             now_ns: 0,
             begun: false,
         }
+    }
+
+    /// The recording's sampling interval: what the engine looks ahead (as it did live).
+    pub fn reading_every(mut self, interval: std::time::Duration) -> Self {
+        self.engine = self.engine.reading_every(interval);
+        self
     }
 
     pub fn push(&mut self, item: Recorded) {
@@ -104,8 +128,13 @@ impl Simulator {
                 self.last_reading = Some(row.reading);
                 vec![Input::Tick(simulated)]
             }
-            Recorded::TrialStart { worker } => {
-                vec![Input::Ask { worker }, Input::TrialStart { worker }]
+            Recorded::TrialStart { worker, trial } if self.cooperative.contains(&worker) => {
+                vec![Input::Ask { worker }, Input::TrialStart { worker, trial }]
+            }
+            Recorded::TrialStart { worker, trial } => vec![Input::TrialStart { worker, trial }],
+            Recorded::RunStop => {
+                self.engine.shut_down();
+                return;
             }
             Recorded::TrialEnd { worker } => vec![Input::TrialEnd { worker }],
             Recorded::WorkerStart { worker, attempt } => {
@@ -151,7 +180,7 @@ pub fn simulate(
     workers: u32,
     recorded: impl IntoIterator<Item = Recorded>,
 ) -> Simulation {
-    let mut simulator = Simulator::new(policy, workers);
+    let mut simulator = Simulator::new(policy, workers, Default::default());
     for item in recorded {
         simulator.push(item);
     }

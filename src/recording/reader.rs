@@ -152,6 +152,11 @@ impl Recording {
         trials_from_events(&self.events)
     }
 
+    /// The policy file the run was recorded under (`policy.toml`), where it kept one.
+    pub fn policy_text(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.join("policy.toml")).ok()
+    }
+
     /// Per-process samples, all segments, in time order.
     pub fn samples(&self) -> Result<DataFrame, RecordingError> {
         self.sample_tables(false)

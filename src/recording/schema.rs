@@ -345,6 +345,8 @@ pub enum PolicyAction {
     Pause,
     Resume,
     AbortTrial,
+    /// The brake held long enough: a restart follows, or the reason says why none can.
+    Escalate,
     Stop,
     Start,
     Restart,
@@ -364,6 +366,7 @@ impl PolicyAction {
             Self::Pause => "pause",
             Self::Resume => "resume",
             Self::AbortTrial => "abort_trial",
+            Self::Escalate => "escalate",
             Self::Stop => "stop",
             Self::Start => "start",
             Self::Restart => "restart",

@@ -5,7 +5,7 @@ use super::markdown::escape;
 use super::sections::when;
 use super::ReportInput;
 use crate::recording::{Event, EventKind};
-use crate::units::size;
+use crate::units::{duration, size};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -37,13 +37,16 @@ pub fn policy(out: &mut String, input: &ReportInput) {
     if !live.is_empty() {
         let _ = writeln!(out, "## Enforcement\n");
         summary(out, input, &live, "acted");
+        if let Some(containment) = &input.analysis.findings.containment {
+            containment_figures(out, containment);
+        }
     }
     if let Some(simulation) = input.simulation {
         let simulated = policy_events(input, true);
         let _ = writeln!(out, "## Policy simulation\n");
         let _ = writeln!(
             out,
-            "`memwarden simulate` replayed this recording through the policy engine that runs live. The model: a restarted worker drops back to the PSS it started with and then grows as recorded; what it freed is added to available memory. Each recorded trial start counts as a question to the brake; the recording cannot show what a held-back trial would have changed, so trials still happen as recorded.\n"
+            "`memwarden simulate` replayed this recording through the policy engine that runs live. The model: a restarted worker drops back to the PSS it started with and then grows as recorded; what it freed is added to available memory. A worker the recording shows asking at the gate is told to wait; any other is paused between trials, as live; the recording cannot show what a held-back trial would have changed, so trials still happen as recorded.\n"
         );
         if simulated.is_empty() {
             let _ = writeln!(out, "The policy would not have acted on this run.\n");
@@ -76,6 +79,39 @@ pub fn policy(out: &mut String, input: &ReportInput) {
     }
 }
 
+/// Whether the brake kept the search going: its time, pauses, and trials completed around it.
+fn containment_figures(out: &mut String, c: &crate::analysis::containment::Containment) {
+    let rate = |r: Option<f64>| r.map_or("—".to_string(), |r| format!("{r:.1}"));
+    let _ = writeln!(
+        out,
+        "| brake on | escalations | restarts | trials/min before the first brake | trials/min after | longest stretch without a completed trial |\n|---|---|---|---|---|---|\n| {} (first at +{}) | {} | {} | {} | {} | {} (from +{}) |\n",
+        duration(c.brake_on_s),
+        duration(c.first_brake_s),
+        c.escalations,
+        c.restarts,
+        rate(c.trials_per_minute_before),
+        rate(c.trials_per_minute_after),
+        duration(c.longest_without_trial_s),
+        duration(c.longest_from_s),
+    );
+    if !c.paused_s.is_empty() {
+        let paused: Vec<String> = c
+            .paused_s
+            .iter()
+            .map(|(w, s)| format!("worker {w} {}", duration(*s)))
+            .collect();
+        let _ = writeln!(out, "Paused by the brake: {}.\n", paused.join(", "));
+    }
+    if c.stalled {
+        let _ = writeln!(
+            out,
+            "**Containment stalled**: for {} no trial completed, longer than escalation.after + restart.grace ({}). The brake kept memory from running out by holding the search, and no restart freed memory in that time.\n",
+            duration(c.longest_without_trial_s),
+            duration(c.bound_s)
+        );
+    }
+}
+
 fn summary(out: &mut String, input: &ReportInput, events: &[(&Event, &str, &str)], verb: &str) {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, action, _) in events {
@@ -105,7 +141,10 @@ fn summary(out: &mut String, input: &ReportInput, events: &[(&Event, &str, &str)
     let _ = writeln!(out, "| time (UTC, elapsed) | worker | action | why | worker PSS | available |\n|---|---|---|---|---|---|");
     let listed: Vec<_> = events
         .iter()
-        .filter(|(_, action, _)| matches!(*action, "stop" | "give_up"))
+        .filter(|(event, action, _)| {
+            matches!(*action, "stop" | "give_up")
+                || (*action == "escalate" && event.worker.is_none())
+        })
         .collect();
     for (event, action, reason) in listed.iter().take(MAX_LISTED) {
         let (pss, available) = match &event.kind {
@@ -122,10 +161,10 @@ fn summary(out: &mut String, input: &ReportInput, events: &[(&Event, &str, &str)
             "| {} | {} | {} | {} | {} | {} |",
             when(input, event.t_ns),
             event.worker.map_or("—".into(), |w| w.to_string()),
-            if *action == "stop" {
-                "restart"
-            } else {
-                "give up"
+            match *action {
+                "stop" => "restart",
+                "escalate" => "escalation, no restart",
+                _ => "give up",
             },
             escape(reason),
             show(pss),

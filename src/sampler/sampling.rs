@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 pub struct SamplerConfig {
     pub interval: Duration,
     /// Each tick's memory, condensed for the policy engine (none: no policy).
-    pub readings: Option<Sender<(u64, Reading)>>,
+    pub readings: Option<crossbeam_channel::Sender<(u64, Reading)>>,
     /// Sample GPU memory (NVML) too.
     pub gpu: bool,
     /// Share of one core that smaps_rollup reads may use, all together.

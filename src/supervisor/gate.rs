@@ -33,7 +33,7 @@ impl Gate {
     pub fn open(
         path: &Path,
         worker: u32,
-        questions: Sender<GateQuestion>,
+        questions: crossbeam_channel::Sender<GateQuestion>,
     ) -> std::io::Result<Self> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
@@ -56,7 +56,7 @@ impl Drop for Gate {
     }
 }
 
-fn answer(stream: UnixStream, worker: u32, questions: &Sender<GateQuestion>) {
+fn answer(stream: UnixStream, worker: u32, questions: &crossbeam_channel::Sender<GateQuestion>) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
     let mut line = String::new();
@@ -108,7 +108,7 @@ mod tests {
     fn a_question_gets_the_harness_answer_or_go_when_it_is_silent() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("gate.sock");
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = crossbeam_channel::unbounded();
         let _gate = Gate::open(&path, 3, tx).expect("gate opens");
         let answering = std::thread::spawn(move || {
             let question: GateQuestion = rx.recv().expect("a question");

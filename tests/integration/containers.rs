@@ -190,16 +190,29 @@ fn under_the_default_policy_the_brake_and_escalation_keep_the_kernel_from_killin
     assert_eq!(kills, 0, "the kernel killed: {stderr}");
     assert!(
         stderr.contains("brake_on: available memory")
-            && stderr.contains("(within the memory cgroup's limit of 1.50 GiB) is under 153.6 MiB"),
+            && stderr.contains("(within the memory cgroup's limit of 1.50 GiB) is ")
+            && stderr.contains("under 153.6 MiB (10%)"),
         "{stderr}"
     );
     assert!(
-        stderr.contains("escalation: the brake has been on for"),
+        stderr.contains(": escalate: escalation: the brake"),
         "{stderr}"
     );
     let findings = analyze(&dir);
     let oom = findings.oom_kills.expect("the counter was recorded");
     assert_eq!((oom.counted, oom.kills.len()), (0, 0));
+    // Containment kept the search going (issue 29): restarts freed memory, trials kept coming.
+    let containment = findings.containment.expect("the brake engaged");
+    assert!(containment.restarts >= 1, "{containment:?}");
+    assert!(!containment.stalled, "{containment:?}");
+    assert!(
+        containment.trials_per_minute_after.is_some_and(|r| r > 0.0),
+        "{containment:?}"
+    );
+    assert!(
+        stderr.contains("containment: ") && !stderr.contains("CONTAINMENT STALLED"),
+        "{stderr}"
+    );
 }
 
 /// Without a policy the kernel kills the workers; the report names the limit and counts the

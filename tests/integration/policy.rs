@@ -584,7 +584,7 @@ fn systemd_unit_prints_a_watchdog_unit_for_a_valid_command_only() {
 }
 
 #[test]
-fn simulating_the_overnight_incident_restarts_the_larger_worker_once_the_brake_held_30s() {
+fn simulating_the_overnight_incident_restarts_the_larger_worker_the_brake_held() {
     let temp = tempdir();
     let run = temp.path().join("overnight");
     overnight::write(&run);
@@ -625,8 +625,8 @@ fn simulating_the_overnight_incident_restarts_the_larger_worker_once_the_brake_h
     let reason = first_stop["reason"].as_str().expect("reason");
     assert!(
         reason.starts_with(
-            "escalation: the brake has been on for 30s; worker 1 holds the most memory"
-        ),
+            "escalation: the brake refused 11 trials in a row; worker 1 holds the most memory"
+        ) && reason.contains("restarted while held by the brake"),
         "{reason}"
     );
     let min_recorded = json["min_available_bytes"]["recorded"]
@@ -652,7 +652,7 @@ fn simulating_the_overnight_incident_restarts_the_larger_worker_once_the_brake_h
     );
     let report = std::fs::read_to_string(report_dir.join("report.md")).expect("report");
     assert!(report.contains("## Policy simulation"), "{report}");
-    assert!(report.contains("worker 1 **simulated** policy stop: escalation\\: the brake has been on for 30s; worker 1 holds the most memory"), "{report}");
+    assert!(report.contains("worker 1 **simulated** policy stop: escalation\\: the brake refused 11 trials in a row; worker 1 holds the most memory"), "{report}");
     assert!(
         report.contains("**1** worker restart(s), **1** of them by escalation"),
         "{report}"
@@ -771,4 +771,65 @@ fn a_canary_starts_alone_and_the_others_follow_its_third_trial() {
         assert!(*t >= third_end, "worker {worker} started at {t:.2} s, before the canary's third trial ended at {third_end:.2} s");
     }
     assert_eq!(starts.len(), 3, "the others fit and start");
+}
+
+/// `fixtures/runs/stalled-brake`: issue 29's run as the old engine recorded it (4 workers keeping
+/// 8 MiB a trial in a 1.5 GiB cgroup, a trial's end and the next start printed together). Its
+/// brake paused every worker just after a start line and the restart escalation asked for
+/// waited on trials that could never end. `analyze` and the report call it stalled; `simulate`
+/// shows the stall as recorded and the restart the engine now takes, within the bound.
+#[test]
+fn a_stalled_brake_is_called_so_and_simulate_shows_the_restart_that_breaks_it() {
+    let run = Path::new("fixtures/runs/stalled-brake");
+    let findings = analyze(run);
+    let containment = findings.containment.expect("the brake engaged");
+    assert!(containment.stalled, "{containment:?}");
+    assert_eq!((containment.escalations, containment.restarts), (0, 0));
+    assert!(
+        containment.longest_without_trial_s > 50.0,
+        "{containment:?}"
+    );
+    assert_eq!(containment.paused_s.len(), 4, "{containment:?}");
+    let temp = tempdir();
+    let markdown = report(run, &temp.path().join("report"), &[]);
+    assert!(markdown.contains("**Containment stalled**: for 55s no trial completed, longer than escalation.after + restart.grace (40s)"), "{markdown}");
+    assert!(
+        markdown.contains("| trials/min before the first brake | trials/min after |"),
+        "{markdown}"
+    );
+
+    let out = memwarden()
+        .args(["simulate", "fixtures/runs/stalled-brake"])
+        .output()
+        .expect("simulate runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "Recorded: STALLED: that is longer than escalation.after + restart.grace (40s)"
+        ),
+        "{text}"
+    );
+    let stop = text
+        .lines()
+        .find(|l| l.contains(" stop: escalation: "))
+        .expect("a simulated restart");
+    assert!(
+        stop.contains("restarted while held by the brake; trial "),
+        "{stop}"
+    );
+    // Within escalation.after + restart.grace of the brake at +5s.
+    let at: f64 = stop
+        .trim_start()
+        .trim_start_matches('+')
+        .split('s')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("seconds");
+    assert!(at <= 45.0, "{stop}");
+    assert!(
+        !text.contains("back_off"),
+        "the run's own stop is no crash: {text}"
+    );
 }

@@ -23,6 +23,9 @@ pub(super) struct PendingRestart {
     pub(super) rule: &'static str,
     pub(super) reason: String,
     pub(super) deadline_ns: u64,
+    /// How long it waits for the trial's end (`restart.deadline`, or `restart.grace` for an
+    /// escalation), for the words when it runs out.
+    pub(super) wait: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -31,9 +34,16 @@ pub(super) struct Worker {
     pub(super) attempt: u32,
     pub(super) started_ns: u64,
     pub(super) trial_running: bool,
+    /// The id of the trial it started last.
+    pub(super) trial: Option<String>,
     pub(super) trials_this_attempt: u32,
     pub(super) cooperative: bool,
     pub(super) paused: bool,
+    /// While paused: when its held trial was last counted as refused (a paused worker counts
+    /// as one refusal per `brake.wait`, as a cooperative worker that asks again would).
+    pub(super) held_counted_ns: u64,
+    /// While paused: since when (the brake releases the longest held first).
+    pub(super) paused_ns: u64,
     pub(super) restart: Option<PendingRestart>,
     pub(super) stop_rule: Option<&'static str>,
     pub(super) consecutive_crashes: u32,
@@ -50,9 +60,12 @@ impl Worker {
             attempt: 0,
             started_ns: 0,
             trial_running: false,
+            trial: None,
             trials_this_attempt: 0,
             cooperative: false,
             paused: false,
+            held_counted_ns: 0,
+            paused_ns: 0,
             restart: None,
             stop_rule: None,
             consecutive_crashes: 0,
@@ -67,6 +80,11 @@ pub struct Engine {
     pub(super) policy: Policy,
     pub(super) workers: Vec<Worker>,
     pub(super) reading: Option<Reading>,
+    /// The headroom at recent ticks (t_ns, bytes), back to the latest one a reading interval
+    /// old; how fast it falls over that stretch (bytes/s); and the reading interval.
+    pub(super) recent: std::collections::VecDeque<(u64, u64)>,
+    pub(super) falling_per_s: f64,
+    pub(super) interval_ns: u64,
     pub(super) brake_since_ns: Option<u64>,
     pub(super) brakes_in_a_row: u32,
     pub(super) canary_pending: bool,
@@ -86,6 +104,9 @@ impl Engine {
                 .collect(),
             policy,
             reading: None,
+            recent: std::collections::VecDeque::new(),
+            falling_per_s: 0.0,
+            interval_ns: 100_000_000,
             brake_since_ns: None,
             brakes_in_a_row: 0,
             canary_pending: false,
@@ -94,6 +115,13 @@ impl Engine {
             out: Vec::new(),
             now_ns: 0,
         }
+    }
+
+    /// Readings come this often (100 ms unless told): the brake and the floor look this far
+    /// ahead.
+    pub fn reading_every(mut self, interval: std::time::Duration) -> Self {
+        self.interval_ns = (interval.as_nanos() as u64).max(1);
+        self
     }
 
     /// The first starts, due now or later.
@@ -151,9 +179,10 @@ impl Engine {
         self.now_ns = self.now_ns.max(t_ns);
         match input {
             Input::Tick(reading) => self.tick(reading),
-            Input::TrialStart { worker } => {
+            Input::TrialStart { worker, trial } => {
                 if let Some(w) = self.worker_mut(worker) {
                     w.trial_running = true;
+                    w.trial = Some(trial);
                 }
             }
             Input::TrialEnd { worker } => self.trial_end(worker),
@@ -201,6 +230,51 @@ impl Engine {
         })
     }
 
+    /// The headroom now, what it will be at the next tick if it falls as fast as over the last
+    /// one, and the whole. The brake and the floor act on the second: memory that falls
+    /// hundreds of MiB between two readings passes a threshold and the limit between them, and
+    /// a brake that engages one reading late engages after the kernel's OOM killer.
+    pub(super) fn headroom_ahead(&self) -> Option<(u64, u64, u64)> {
+        let (now, whole) = self.headroom()?;
+        let fall = self.falling_per_s * self.interval_ns as f64 / 1e9;
+        Some((now, now.saturating_sub(fall as u64), whole))
+    }
+
+    /// Keeps the headroom's recent history and how fast it falls. The rate spans at least one
+    /// reading interval: the sampler also reads at trial boundaries, and the fall over a few
+    /// milliseconds (or a jump as a worker's PSS replaces its RSS) is no rate to project.
+    fn track_fall(&mut self) {
+        let Some((headroom, _)) = self.headroom() else {
+            return;
+        };
+        let now = self.now_ns;
+        self.recent.push_back((now, headroom));
+        let window_start = now.saturating_sub(self.interval_ns);
+        while self.recent.len() > 1 && self.recent[1].0 <= window_start {
+            self.recent.pop_front();
+        }
+        let (then, before) = self.recent[0];
+        let span = now.saturating_sub(then);
+        self.falling_per_s = if span >= self.interval_ns / 2 && before > headroom {
+            (before - headroom) as f64 / (span as f64 / 1e9)
+        } else {
+            0.0
+        };
+    }
+
+    /// Why the headroom ahead is under a threshold of `bytes` (`words`): the headroom now is,
+    /// or it falls fast enough to be by the next reading.
+    pub(super) fn under_words(&self, now: u64, bytes: u64, words: &str) -> String {
+        if now < bytes {
+            return format!("{} is under {words}", self.headroom_words(now));
+        }
+        format!(
+            "{} is falling {}/s, so under {words} by the next reading",
+            self.headroom_words(now),
+            size(self.falling_per_s)
+        )
+    }
+
     /// The figure a rule compares, in words, naming the cgroup's limit where one applies (a
     /// brake inside a container is about the container's limit, not the host's memory).
     pub(super) fn headroom_words(&self, bytes: u64) -> String {
@@ -241,9 +315,12 @@ impl Engine {
             }
         }
         self.reading = Some(reading);
+        self.track_fall();
         self.start_due();
         self.emergency();
         self.brake();
+        self.release_held();
+        self.count_held();
         self.escalate();
         self.limits();
         self.device_floor();
@@ -276,6 +353,7 @@ impl Engine {
         w.phase = Phase::Running;
         w.started_ns = now;
         w.trial_running = false;
+        w.trial = None;
         w.trials_this_attempt = 0;
         w.paused = false;
         w.restart = None;

@@ -99,27 +99,40 @@ impl Engine {
             };
             if w.phase == Phase::Running && self.now_ns >= pending.deadline_ns {
                 let reason = format!(
-                    "{}; its trial did not end within {}",
+                    "{}; its trial did not end within {}{}",
                     pending.reason,
-                    humantime::format_duration(self.policy.restart.deadline)
+                    humantime::format_duration(pending.wait),
+                    lost(w)
                 );
                 self.stop(index, pending.rule, reason);
             }
         }
     }
 
-    /// Restarts wait for the running trial to end (up to the deadline), so its work is kept.
+    /// Restarts wait for the running trial to end (up to `restart.deadline`, or
+    /// `restart.grace` for an escalation), so its work is kept. A worker the brake holds is
+    /// restarted at once: paused, it would never end its trial (the stall of issue 29), and a
+    /// restart is what frees memory.
     pub(super) fn request_restart(&mut self, worker: u32, rule: &'static str, reason: String) {
-        let deadline_ns = self.now_ns + self.policy.restart.deadline.as_nanos() as u64;
+        let wait = if rule == "escalation" {
+            self.policy.restart.grace
+        } else {
+            self.policy.restart.deadline
+        };
+        let deadline_ns = self.now_ns + wait.as_nanos() as u64;
         let w = &mut self.workers[worker as usize];
         if w.phase != Phase::Running || w.restart.is_some() {
             return;
         }
-        if w.trial_running {
+        if w.paused {
+            let reason = format!("{reason}; restarted while held by the brake{}", lost(w));
+            self.stop(worker, rule, reason);
+        } else if w.trial_running {
             w.restart = Some(PendingRestart {
                 rule,
                 reason,
                 deadline_ns,
+                wait,
             });
         } else {
             self.stop(worker, rule, reason);
@@ -147,6 +160,7 @@ impl Engine {
             return;
         }
         w.trial_running = false;
+        w.trial = None;
         w.trials_this_attempt += 1;
         w.consecutive_crashes = 0;
         if keep_level {
@@ -231,6 +245,8 @@ impl Engine {
                     self.start_due();
                 }
             }
+            // Stopped with the run (the harness's own stop): no crash, nothing to start.
+            Phase::Running if shutting_down => {}
             Phase::Running => {
                 w.consecutive_crashes += 1;
                 let crashes = w.consecutive_crashes;
@@ -322,5 +338,14 @@ impl Engine {
             self.workers[index as usize].phase = Phase::Down;
             self.act(Some(index), ActionKind::GiveUp, reason.clone());
         }
+    }
+}
+
+/// `; trial 17, which it had started, is lost`, for a stop that cuts a trial short.
+fn lost(w: &super::Worker) -> String {
+    match (&w.trial, w.trial_running) {
+        (Some(trial), true) => format!("; trial {trial}, which it had started, is lost"),
+        (None, true) => "; the trial it had started is lost".into(),
+        _ => String::new(),
     }
 }

@@ -57,7 +57,7 @@ fn kinds(actions: &[Action]) -> Vec<(Option<u32>, &'static str)> {
 #[test]
 fn the_brake_engages_under_the_threshold_and_releases_with_hysteresis() {
     let mut engine = started("", 2);
-    assert!(engine.step(S, reading(10 * GIB, &[GIB, GIB])).is_empty());
+    assert!(engine.step(S, reading(3500 * MIB, &[GIB, GIB])).is_empty());
     // 10% of 32 GiB is 3.2 GiB.
     let on = engine.step(2 * S, reading(3 * GIB, &[GIB, GIB]));
     assert_eq!(
@@ -77,14 +77,52 @@ fn the_brake_engages_under_the_threshold_and_releases_with_hysteresis() {
         .step(3 * S, reading(3500 * MIB, &[GIB, GIB]))
         .is_empty());
     let off = engine.step(4 * S, reading(5 * GIB, &[GIB, GIB]));
+    assert_eq!(kinds(&off), [(None, "brake_off"), (Some(0), "resume")]);
+    assert_eq!(
+        off[1].reason,
+        "the brake is off: the longest held of 2, one a reading"
+    );
+    // The held go on one a reading: the next sees what the first took.
+    let next = engine.step(4 * S + S / 10, reading(5 * GIB, &[GIB, GIB]));
+    assert_eq!(kinds(&next), [(Some(1), "resume")]);
+    assert_eq!(next[0].reason, "the brake is off");
+}
+
+#[test]
+fn the_held_go_on_one_a_reading_and_the_rest_wait_if_memory_falls_again() {
+    let mut engine = started("", 3);
+    for w in 0..3 {
+        engine.step(
+            0,
+            Input::TrialStart {
+                worker: w,
+                trial: "0".into(),
+            },
+        );
+    }
+    let pss = [GIB, GIB, GIB];
+    engine.step(S, reading(3 * GIB, &pss));
+    // Held as their trials end: 2 first, then 0, then 1.
+    for (t, w) in [(2, 2), (3, 0), (4, 1)] {
+        let held = engine.step(t * S, Input::TrialEnd { worker: w });
+        assert_eq!(kinds(&held), [(Some(w), "pause")]);
+    }
+    let off = engine.step(5 * S, reading(5 * GIB, &pss));
     assert_eq!(
         kinds(&off),
-        [
-            (None, "brake_off"),
-            (Some(0), "resume"),
-            (Some(1), "resume")
-        ]
+        [(None, "brake_off"), (Some(2), "resume")],
+        "longest held first"
     );
+    engine.step(
+        5 * S + 1,
+        Input::TrialStart {
+            worker: 2,
+            trial: "1".into(),
+        },
+    );
+    // Worker 2's next trial takes 1.5 GiB: the brake is on again, 0 and 1 stay held.
+    let on = engine.step(5 * S + S / 10, reading(3500 * MIB, &pss));
+    assert_eq!(kinds(&on), [(None, "brake_on")], "{on:?}");
 }
 
 #[test]
@@ -94,7 +132,13 @@ fn a_cooperative_worker_is_told_to_wait_and_never_paused() {
         engine.step(S, Input::Ask { worker: 0 })[0].kind,
         ActionKind::Answer(Answer::Go)
     );
-    engine.step(S, Input::TrialStart { worker: 0 });
+    engine.step(
+        S,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     let on = engine.step(2 * S, reading(2 * GIB, &[GIB]));
     assert_eq!(
         kinds(&on),
@@ -181,20 +225,57 @@ fn escalation_restarts_the_largest_worker_after_ten_brakes() {
 }
 
 #[test]
+fn paused_workers_count_as_refused_every_wait_and_so_escalate_early() {
+    // 4 paused workers, brake.wait 5 s, after_brakes 10: 4 at the pause, 8 at 5 s, 12 at 10 s.
+    let mut engine = started("", 4);
+    let on = engine.step(S, reading(2560 * MIB, &[GIB, 2 * GIB, GIB, GIB]));
+    assert_eq!(on.iter().filter(|a| a.kind == ActionKind::Pause).count(), 4);
+    assert!(engine
+        .step(10 * S, reading(2560 * MIB, &[GIB, 2 * GIB, GIB, GIB]))
+        .is_empty());
+    let escalated = engine.step(11 * S, reading(2560 * MIB, &[GIB, 2 * GIB, GIB, GIB]));
+    assert_eq!(
+        kinds(&escalated),
+        [(Some(1), "escalate"), (Some(1), "stop")],
+        "well before escalation.after's 30 s"
+    );
+    assert!(
+        escalated[1]
+            .reason
+            .starts_with("escalation: the brake refused 12 trials in a row"),
+        "{}",
+        escalated[1].reason
+    );
+}
+
+#[test]
 fn escalation_also_follows_time_and_aborts_a_cooperative_trial() {
     let mut engine = started("[escalation]\nafter = \"30s\"\n", 1);
     engine.step(0, Input::Ask { worker: 0 });
-    engine.step(0, Input::TrialStart { worker: 0 });
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     engine.step(S, reading(2 * GIB, &[6 * GIB]));
     assert!(engine.step(30 * S, reading(2 * GIB, &[6 * GIB])).is_empty());
     let actions = engine.step(31 * S, reading(2 * GIB, &[6 * GIB]));
-    assert_eq!(kinds(&actions), [(Some(0), "abort_trial")]);
+    assert_eq!(
+        kinds(&actions),
+        [(Some(0), "escalate"), (Some(0), "abort_trial")]
+    );
     assert!(
-        actions[0].reason.contains("the brake has been on for 30s"),
+        actions[0].reason.contains("the brake has been on for 30s")
+            && actions[0]
+                .reason
+                .ends_with("restarting it when its trial ends, within 10s"),
         "{}",
         actions[0].reason
     );
-    // The restart waits for the aborted trial to end.
+    assert_eq!(actions[0].worker_pss_bytes, Some(6 * GIB), "what it frees");
+    // The restart waits for the aborted trial to end...
     assert_eq!(
         kinds(&engine.step(32 * S, Input::TrialEnd { worker: 0 })),
         [(Some(0), "stop")]
@@ -202,9 +283,43 @@ fn escalation_also_follows_time_and_aborts_a_cooperative_trial() {
 }
 
 #[test]
+fn an_escalated_trial_that_does_not_end_is_stopped_after_the_grace_period() {
+    let mut engine = started("[restart]\ngrace = \"4s\"\n", 1);
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 0,
+            trial: "17".into(),
+        },
+    );
+    engine.step(S, reading(2 * GIB, &[6 * GIB]));
+    let escalated = engine.step(31 * S, reading(2 * GIB, &[6 * GIB]));
+    assert_eq!(kinds(&escalated), [(Some(0), "escalate")]);
+    // ... but not longer than restart.grace, not restart.deadline's 5 minutes.
+    assert!(engine
+        .step(35 * S - 1, reading(2 * GIB, &[6 * GIB]))
+        .is_empty());
+    let stop = engine.step(35 * S, reading(2 * GIB, &[6 * GIB]));
+    assert_eq!(kinds(&stop), [(Some(0), "stop")]);
+    assert!(
+        stop[0]
+            .reason
+            .ends_with("its trial did not end within 4s; trial 17, which it had started, is lost"),
+        "{}",
+        stop[0].reason
+    );
+}
+
+#[test]
 fn a_pss_limit_restarts_at_the_trial_boundary() {
     let mut engine = started("[restart]\nmax_worker_pss = \"200MiB\"\n", 1);
-    engine.step(0, Input::TrialStart { worker: 0 });
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     assert!(engine.step(S, reading(20 * GIB, &[150 * MIB])).is_empty());
     assert!(
         engine
@@ -227,7 +342,13 @@ fn a_restart_stops_a_trial_that_outlives_the_deadline() {
         "[restart]\nmax_worker_pss = \"200MiB\"\ndeadline = \"10s\"\n",
         1,
     );
-    engine.step(0, Input::TrialStart { worker: 0 });
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     engine.step(S, reading(20 * GIB, &[300 * MIB]));
     assert!(engine
         .step(10 * S, reading(20 * GIB, &[300 * MIB]))
@@ -235,7 +356,9 @@ fn a_restart_stops_a_trial_that_outlives_the_deadline() {
     let stop = engine.step(11 * S, reading(20 * GIB, &[300 * MIB]));
     assert_eq!(kinds(&stop), [(Some(0), "stop")]);
     assert!(
-        stop[0].reason.ends_with("its trial did not end within 10s"),
+        stop[0]
+            .reason
+            .ends_with("its trial did not end within 10s; trial t, which it had started, is lost"),
         "{}",
         stop[0].reason
     );
@@ -245,12 +368,24 @@ fn a_restart_stops_a_trial_that_outlives_the_deadline() {
 fn every_n_trials_and_every_t_restart() {
     let mut engine = started("[restart]\nevery_trials = 5\n", 1);
     for k in 0..4 {
-        engine.step(k * S, Input::TrialStart { worker: 0 });
+        engine.step(
+            k * S,
+            Input::TrialStart {
+                worker: 0,
+                trial: "t".into(),
+            },
+        );
         assert!(engine
             .step(k * S + 1, Input::TrialEnd { worker: 0 })
             .is_empty());
     }
-    engine.step(5 * S, Input::TrialStart { worker: 0 });
+    engine.step(
+        5 * S,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     let stop = engine.step(6 * S, Input::TrialEnd { worker: 0 });
     assert_eq!(stop[0].reason, "it completed 5 trials");
     engine.step(
@@ -261,7 +396,13 @@ fn every_n_trials_and_every_t_restart() {
         },
     );
     // The count starts again with the new process.
-    engine.step(8 * S, Input::TrialStart { worker: 0 });
+    engine.step(
+        8 * S,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     assert!(engine.step(9 * S, Input::TrialEnd { worker: 0 }).is_empty());
 
     let mut engine = started("[restart]\nevery = \"30m\"\n", 1);
@@ -274,7 +415,13 @@ fn every_n_trials_and_every_t_restart() {
 fn the_emergency_floor_restarts_the_largest_at_once_and_one_at_a_time() {
     let mut engine = started("", 3);
     for w in 0..3 {
-        engine.step(0, Input::TrialStart { worker: w });
+        engine.step(
+            0,
+            Input::TrialStart {
+                worker: w,
+                trial: "t".into(),
+            },
+        );
     }
     // 5% of 32 GiB is 1.6 GiB.
     let actions = engine.step(S, reading(GIB, &[3 * GIB, 5 * GIB, 4 * GIB]));
@@ -296,6 +443,50 @@ fn the_emergency_floor_restarts_the_largest_at_once_and_one_at_a_time() {
         next.iter().all(|a| a.kind != ActionKind::Stop),
         "waits for the first to exit"
     );
+}
+
+#[test]
+fn memory_falling_fast_meets_the_brake_and_the_floor_a_reading_early() {
+    // Issue 29's 64 MiB-a-trial run: four workers take 256 MiB between two readings, more than
+    // the brake's 10% and the floor's 5% of a 1.5 GiB limit together. Acting on the reading
+    // alone, the brake engaged once the kernel had already killed.
+    let mut engine = started("", 2);
+    let avail = |a| reading(a, &[600 * MIB, 400 * MIB]);
+    assert!(engine.step(S / 10, avail(8 * GIB)).is_empty());
+    // Down 2.63 GiB in one reading with 5.37 GiB left: above 3.2 GiB (10%) now, not by the next.
+    let on = engine.step(2 * S / 10, avail(5500 * MIB));
+    assert_eq!(kinds(&on)[0], (None, "brake_on"), "{on:?}");
+    assert!(
+        on[0].reason.contains(
+            "available memory 5.37 GiB is falling 26.29 GiB/s, so under 3.20 GiB (10%) by the \
+             next reading"
+        ),
+        "{}",
+        on[0].reason
+    );
+    // The sampler reads again at a trial boundary, 4 ms later: 10 MiB in 4 ms is no sign that
+    // the fall has stopped (a rate from the last two readings alone would release the brake).
+    assert!(engine.step(204 * S / 1000, avail(5490 * MIB)).is_empty());
+    // Above the release margin (4 GiB) but still falling towards it: not released.
+    assert!(engine.step(3 * S / 10, avail(4700 * MIB)).is_empty());
+    // Falling 1.59 GiB a reading with 3 GiB left: under the 1.6 GiB floor by the next reading.
+    let floor = engine.step(4 * S / 10, avail(3 * GIB));
+    let stop = floor
+        .iter()
+        .find(|a| a.kind == ActionKind::Stop)
+        .expect("a stop");
+    assert_eq!(stop.worker, Some(0), "the largest");
+    assert!(
+        stop.reason.contains(
+            "is falling 15.90 GiB/s, so under the floor of 1.60 GiB (5%) by the next reading"
+        ),
+        "{}",
+        stop.reason
+    );
+    // Risen, but under the margin: on; above it and not falling: off.
+    assert!(engine.step(5 * S / 10, avail(3900 * MIB)).is_empty());
+    let off = engine.step(6 * S / 10, avail(5 * GIB));
+    assert_eq!(kinds(&off)[0], (None, "brake_off"));
 }
 
 #[test]
@@ -355,7 +546,13 @@ fn a_completed_trial_resets_the_crash_count() {
         },
     );
     engine.step(S, reading(20 * GIB, &[]));
-    engine.step(2 * S, Input::TrialStart { worker: 0 });
+    engine.step(
+        2 * S,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     engine.step(3 * S, Input::TrialEnd { worker: 0 });
     let again = engine.step(
         4 * S,
@@ -435,7 +632,13 @@ fn canary_run(policy_text: &str, peak: u64, growth: u64) -> Vec<Action> {
     assert_eq!(kinds(&engine.begin(0)), [(Some(0), "start")]);
     let mut actions = Vec::new();
     for k in 0..3u64 {
-        engine.step(k * 10 * S, Input::TrialStart { worker: 0 });
+        engine.step(
+            k * 10 * S,
+            Input::TrialStart {
+                worker: 0,
+                trial: "t".into(),
+            },
+        );
         engine.step(k * 10 * S + 1, reading(28 * GIB, &[peak]));
         engine.step(k * 10 * S + 2, reading(28 * GIB, &[GIB + k * growth]));
         actions.extend(engine.step(k * 10 * S + 3, Input::TrialEnd { worker: 0 }));
@@ -507,7 +710,13 @@ fn a_gpu_limit_restarts_like_a_pss_limit() {
 fn a_restart_pending_answers_abort_and_stops_between_trials() {
     let mut engine = started("[restart]\nmax_worker_pss = \"1GiB\"\n", 1);
     engine.step(0, Input::Ask { worker: 0 });
-    engine.step(0, Input::TrialStart { worker: 0 });
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 0,
+            trial: "t".into(),
+        },
+    );
     engine.step(S, reading(20 * GIB, &[2 * GIB]));
     // Optuna-style: the next question comes before the end line is parsed.
     let actions = engine.step(2 * S, Input::Ask { worker: 0 });

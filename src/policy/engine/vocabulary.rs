@@ -33,6 +33,8 @@ pub enum Input {
     Tick(Reading),
     TrialStart {
         worker: u32,
+        /// The trial's id, as the worker's line gave it (named when the trial is lost).
+        trial: String,
     },
     TrialEnd {
         worker: u32,
@@ -71,6 +73,9 @@ pub enum ActionKind {
     Resume,
     /// SIGUSR1: a cooperative worker abandons its running trial.
     AbortTrial,
+    /// The brake held long enough: the worker named is restarted (at once when it is held or
+    /// between trials, else within `restart.grace`), or, without a worker, why none could be.
+    Escalate,
     Answer(Answer),
     BrakeOn,
     BrakeOff,
@@ -102,6 +107,7 @@ impl Action {
             ActionKind::Pause => PolicyAction::Pause,
             ActionKind::Resume => PolicyAction::Resume,
             ActionKind::AbortTrial => PolicyAction::AbortTrial,
+            ActionKind::Escalate => PolicyAction::Escalate,
             ActionKind::Answer(Answer::Go) => PolicyAction::Go,
             ActionKind::Answer(Answer::Wait(_)) => PolicyAction::Refuse,
             ActionKind::Answer(Answer::Abort) => PolicyAction::Abort,
