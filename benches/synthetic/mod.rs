@@ -82,6 +82,7 @@ pub fn write(dir: &Path) -> Written {
                                 trial: ended,
                                 state: "complete".into(),
                                 value: None,
+                                memory: None,
                             },
                             &mut events,
                         );

@@ -22,7 +22,7 @@ import time
 
 from . import _trace
 
-__all__ = ["trial", "gate", "OptunaCallback", "marker"]
+__all__ = ["trial", "gate", "OptunaCallback", "marker", "own_memory"]
 
 
 def _word(value):
@@ -38,9 +38,29 @@ def marker(verb, trial_id, **fields):
     sys.stdout.flush()
 
 
+def own_memory():
+    """This process's resident memory now, in bytes, as the end marker's fields
+    (`memwarden_anon`, `memwarden_file`, `memwarden_shmem`, from /proc/self/status): read in the
+    worker at the trial's end, so memwarden's retained figure cannot include the next trial's
+    memory. Empty where /proc is not there."""
+    wanted = {"RssAnon:": "memwarden_anon", "RssFile:": "memwarden_file", "RssShmem:": "memwarden_shmem"}
+    fields = {}
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                words = line.split()
+                name = words[0].decode() if words else ""
+                if name in wanted and len(words) >= 2:
+                    fields[wanted[name]] = int(words[1]) * 1024
+    except (OSError, ValueError):
+        return {}
+    return fields if len(fields) == len(wanted) else {}
+
+
 @contextlib.contextmanager
 def trial(trial_id, **params):
-    """Marks one trial. Its end says `status=fail` when the body raised, `complete` otherwise."""
+    """Marks one trial. Its end says `status=fail` when the body raised, `complete` otherwise,
+    and carries the process's memory read at that moment (`own_memory`)."""
     marker("trial_start", trial_id, **params)
     _trace.boundary("start", trial_id)
     status = "fail"
@@ -48,7 +68,7 @@ def trial(trial_id, **params):
         yield
         status = "complete"
     finally:
-        marker("trial_end", trial_id, status=status)
+        marker("trial_end", trial_id, status=status, **own_memory())
         _trace.boundary("end", trial_id)
 
 

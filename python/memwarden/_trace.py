@@ -456,6 +456,19 @@ def _follow_boundaries():
             boundary(kind, trial, publish=False)
 
 
+def _say_memory(trial):
+    """The process's memory at the trial's end, on stderr just before Optuna's own line (this
+    handler runs first): `MEMWARDEN trial_memory N memwarden_anon=…`. memwarden takes it as the
+    level the trial retained, read before the next trial could take more."""
+    from . import own_memory
+
+    fields = own_memory()
+    if fields:
+        words = " ".join("%s=%d" % item for item in sorted(fields.items()))
+        sys.stderr.write("MEMWARDEN trial_memory %s %s\n" % (trial, words))
+        sys.stderr.flush()
+
+
 def _optuna_boundaries(logging):
     """A handler for Optuna's log records: `Trial N finished ...` (or pruned, failed) is logged
     after the objective returned, which is the trial's end."""
@@ -469,6 +482,7 @@ def _optuna_boundaries(logging):
                 ):
                     number = message.split()[1]
                     if number.isdigit():
+                        _say_memory(number)
                         boundary("end", number)
             except Exception as error:
                 _fail(error)
@@ -522,7 +536,10 @@ def start():
         )
         import logging
 
-        logging.getLogger("optuna").addHandler(_optuna_boundaries(logging))
+        # First among the handlers: its memory line comes before Optuna's "Trial N finished".
+        optuna_logger = logging.getLogger("optuna")
+        optuna_logger.addHandler(_optuna_boundaries(logging))
+        optuna_logger.handlers.insert(0, optuna_logger.handlers.pop())
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork)
     except Exception as error:

@@ -26,10 +26,23 @@ class Markers(unittest.TestCase):
             with memwarden.trial(7, lr=0.01, optimizer="adam w"):
                 pass
 
-        self.assertEqual(
-            self.lines(body),
-            ["MEMWARDEN trial_start 7 lr=0.01 optimizer=adam_w", "MEMWARDEN trial_end 7 status=complete"],
-        )
+        start, end = self.lines(body)
+        self.assertEqual(start, "MEMWARDEN trial_start 7 lr=0.01 optimizer=adam_w")
+        self.assertTrue(end.startswith("MEMWARDEN trial_end 7 status=complete memwarden_anon="), end)
+
+    def test_the_end_carries_the_memory_the_process_holds_then(self):
+        keep = []
+
+        def body():
+            with memwarden.trial(1):
+                keep.append(bytearray(32 << 20))
+
+        before = memwarden.own_memory()["memwarden_anon"]
+        end = self.lines(body)[-1]
+        fields = dict(word.split("=") for word in end.split()[3:])
+        self.assertEqual(set(fields), {"status", "memwarden_anon", "memwarden_file", "memwarden_shmem"})
+        grew = int(fields["memwarden_anon"]) - before
+        self.assertTrue(31 << 20 <= grew <= 40 << 20, grew)
 
     def test_a_trial_that_raises_ends_as_failed_and_the_error_goes_on(self):
         def body():
@@ -37,7 +50,7 @@ class Markers(unittest.TestCase):
                 with memwarden.trial("a b"):
                     raise KeyError("x")
 
-        self.assertEqual(self.lines(body)[-1], "MEMWARDEN trial_end a_b status=fail")
+        self.assertTrue(self.lines(body)[-1].startswith("MEMWARDEN trial_end a_b status=fail memwarden_anon="))
 
 
 class Gate(unittest.TestCase):

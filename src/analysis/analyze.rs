@@ -171,9 +171,29 @@ pub fn analyze_with_series(
             false,
         )
     });
+    let boundary_reads = loaded
+        .trials
+        .iter()
+        .map(|(worker, trials)| {
+            let reads: Vec<_> = trials
+                .iter()
+                .map(|t| {
+                    let delay = t
+                        .trial
+                        .end_memory
+                        .filter(|m| m.read_by == crate::recording::EndReader::Harness)
+                        .map(|m| m.delay_ns);
+                    (t.end_read, delay)
+                })
+                .collect();
+            super::boundary::BoundaryReads::of(*worker, &reads)
+        })
+        .filter(|b| b.trials > 0)
+        .collect();
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
         containment,
+        boundary_reads,
         run: RunSummary {
             dir: recording.dir.display().to_string(),
             mode: recording.manifest.mode.clone(),
@@ -375,6 +395,7 @@ pub fn logs_only(
         oom_kills: None,
         outside_trees: None,
         sampler_health: Vec::new(),
+        boundary_reads: Vec::new(),
         containment: None,
     };
     Analysis {

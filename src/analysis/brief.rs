@@ -93,6 +93,9 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
         }
         lines.push(line);
     }
+    for reads in findings.boundary_reads.iter().filter(|r| r.warn()) {
+        lines.push(format!("  {}", reads.words()));
+    }
     lines
 }
 

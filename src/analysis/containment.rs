@@ -209,6 +209,7 @@ mod tests {
                 trial: "t".into(),
                 state: "ok".into(),
                 value: None,
+                memory: None,
             },
         }
     }

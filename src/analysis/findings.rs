@@ -25,6 +25,10 @@ pub struct Findings {
     /// Per worker, on how many ticks its PSS was read and fresh (absent in older documents).
     #[serde(default)]
     pub sampler_health: Vec<SamplerHealth>,
+    /// Per worker, how each trial's retained level was read at its end (absent in older
+    /// documents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boundary_reads: Vec<super::boundary::BoundaryReads>,
     /// The kernel's OOM kills as the memory cgroup's counter saw them; absent where no counter
     /// was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -77,6 +77,10 @@ pub struct Levels {
     pub baseline: Values,
     pub peak: Values,
     pub retained: Values,
+    /// The retained levels come from the gap's settled samples (before the next trial's
+    /// start); `false`: from the first sample after the end, which may hold the next trial's
+    /// memory (see `boundary`).
+    pub settled: bool,
 }
 
 /// Settled levels are the median of at most this many of the gap's last samples.
@@ -190,6 +194,7 @@ impl SeriesWalker {
                         baseline: acc.baseline,
                         peak: acc.peak,
                         retained,
+                        settled: !acc.settle.is_empty(),
                     }
                 })
             })
@@ -210,6 +215,7 @@ mod tests {
             state: "complete".into(),
             value: None,
             params: Default::default(),
+            end_memory: None,
         }
     }
 

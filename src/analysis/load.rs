@@ -42,6 +42,8 @@ pub struct TrialLevels {
     pub ordinal: usize,
     pub tree: Option<Levels>,
     pub processes: BTreeMap<i32, Levels>,
+    /// Where the tree's retained level came from (`boundary`).
+    pub end_read: super::boundary::EndRead,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -232,6 +234,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     }
 
     let mut trials: BTreeMap<u32, Vec<TrialLevels>> = BTreeMap::new();
+    let recorded = by_worker.values().flatten().any(|t| t.end_memory.is_some());
     for (worker, worker_trials) in by_worker {
         let tree = tree_walkers
             .remove(&worker)
@@ -247,19 +250,51 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
                 per_process.push((key.1, walker.finish()));
             }
         }
-        let levels = worker_trials
+        let mut levels: Vec<TrialLevels> = worker_trials
             .into_iter()
             .enumerate()
-            .map(|(ordinal, trial)| TrialLevels {
-                trial,
-                ordinal,
-                tree: tree.get(ordinal).cloned().flatten(),
-                processes: per_process
-                    .iter()
-                    .filter_map(|(pid, l)| Some((*pid, l.get(ordinal)?.clone()?)))
-                    .collect(),
+            .map(|(ordinal, trial)| {
+                let mut tree = tree.get(ordinal).cloned().flatten();
+                let ended = trial.end_ns.is_some();
+                let end_read = match tree.as_mut() {
+                    Some(levels) => {
+                        super::boundary::settle(levels, trial.end_memory.as_ref(), ended, recorded)
+                    }
+                    // No sample fell in the trial, but the end was read: that level stands.
+                    None if ended => {
+                        let mut levels = Levels::default();
+                        let read = super::boundary::settle(
+                            &mut levels,
+                            trial.end_memory.as_ref(),
+                            ended,
+                            recorded,
+                        );
+                        if matches!(
+                            read,
+                            super::boundary::EndRead::Worker
+                                | super::boundary::EndRead::Harness { .. }
+                        ) {
+                            tree = Some(levels);
+                            read
+                        } else {
+                            super::boundary::EndRead::Unknown
+                        }
+                    }
+                    None => super::boundary::EndRead::Running,
+                };
+                TrialLevels {
+                    processes: per_process
+                        .iter()
+                        .filter_map(|(pid, l)| Some((*pid, l.get(ordinal)?.clone()?)))
+                        .collect(),
+                    trial,
+                    ordinal,
+                    tree,
+                    end_read,
+                }
             })
             .collect();
+        super::boundary::chain_baselines(&mut levels, interval_ns);
         trials.insert(worker, levels);
     }
     Ok(Loaded {

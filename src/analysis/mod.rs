@@ -7,6 +7,7 @@
 //! tested on synthetic series. `gates` judges findings against CI budgets and compares runs.
 
 mod analyze;
+pub mod boundary;
 pub mod brief;
 mod coarse_series;
 pub mod containment;

@@ -282,6 +282,12 @@ pub fn findings(f: &Findings) -> String {
             let _ = writeln!(out, "oom: {line}");
         }
     }
+    if !f.boundary_reads.is_empty() {
+        out.push('\n');
+    }
+    for line in super::boundary::BoundaryReads::lines(&f.boundary_reads) {
+        let _ = writeln!(out, "{line}");
+    }
     if let Some(containment) = &f.containment {
         out.push('\n');
         for line in containment.words() {

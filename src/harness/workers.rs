@@ -165,6 +165,7 @@ impl<'a> Workers<'a> {
                             self.config,
                             self.clock,
                             &self.sink,
+                            Some(pid),
                         )?;
                         let file = std::fs::File::open(log)
                             .with_context(|| format!("cannot read {}", log.display()))?;
@@ -218,7 +219,14 @@ impl<'a> Workers<'a> {
             },
         );
         let _ = self.sampler.send(Control::Adopt { worker: index, pid });
-        let output = worker_output(&self.logs_dir, index, self.config, self.clock, &self.sink)?;
+        let output = worker_output(
+            &self.logs_dir,
+            index,
+            self.config,
+            self.clock,
+            &self.sink,
+            Some(pid),
+        )?;
         let done = &self.pumps_done.0;
         if let Some(stdout) = child.stdout.take() {
             self.pumps += spawn_pump(output.clone(), stdout, "out", done.clone());

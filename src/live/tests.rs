@@ -62,6 +62,7 @@ fn trial_end(t_s: u64, worker: u32) -> Event {
             trial: t_s.to_string(),
             state: "COMPLETE".into(),
             value: None,
+            memory: None,
         },
     )
 }

@@ -69,6 +69,7 @@ fn trial_end(t_s: u64, worker: u32, state: &str) -> Event {
             trial: format!("{t_s}"),
             state: state.into(),
             value: None,
+            memory: None,
         },
     )
 }

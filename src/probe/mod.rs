@@ -14,6 +14,6 @@ mod system;
 
 pub use proc_file::ProcRoot;
 pub(crate) use proc_file::{read_fresh, Layout};
-pub use process::{scan_status, Cheap, ProcessHandle, Rollup};
+pub use process::{scan_status, tree_cheap_now, Cheap, ProcessHandle, Rollup};
 pub use smaps::condense;
 pub use system::{boot_wall_ns, host_facts, HostFacts, SystemProbe};

@@ -329,3 +329,47 @@ fn scan(text: &[u8]) -> Option<(Cheap, u64)> {
     };
     Some((cheap, std::hash::Hasher::finish(&image)))
 }
+
+/// The cheap counters of a process tree read now, summed over `pid` and its descendants (at
+/// most `MAX_TREE` processes): for a trial's end line, where the worker may already be taking
+/// its next trial's memory, so nothing is kept open and nothing else is read. `None` when
+/// `pid` itself cannot be read (it exited).
+pub fn tree_cheap_now(root: &ProcRoot, pid: i32) -> Option<Cheap> {
+    const MAX_TREE: usize = 64;
+    let mut total = Cheap::default();
+    let mut queue = std::collections::VecDeque::from([pid]);
+    let mut seen = 0;
+    while let Some(next) = queue.pop_front() {
+        let dir = root.path().join(next.to_string());
+        let Some(cheap) = std::fs::read(dir.join("status"))
+            .ok()
+            .and_then(|t| scan_status(&t))
+        else {
+            if next == pid {
+                return None;
+            }
+            continue;
+        };
+        total.rss += cheap.rss;
+        total.anon += cheap.anon;
+        total.file += cheap.file;
+        total.shmem += cheap.shmem;
+        total.swap += cheap.swap;
+        seen += 1;
+        if seen == MAX_TREE {
+            break;
+        }
+        let Ok(tasks) = std::fs::read_dir(dir.join("task")) else {
+            continue;
+        };
+        for task in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+                queue.extend(
+                    text.split_ascii_whitespace()
+                        .filter_map(|p| p.parse::<i32>().ok()),
+                );
+            }
+        }
+    }
+    Some(total)
+}

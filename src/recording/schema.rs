@@ -203,6 +203,10 @@ pub enum EventKind {
         trial: String,
         state: String,
         value: Option<serde_json::Value>,
+        /// The worker's memory read at the end line: by the worker itself (the helper), or by
+        /// the harness as the line arrived. `None` in older recordings and where neither could.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory: Option<EndMemory>,
     },
     /// Ticks that could not be taken on time because a tick ran past its interval.
     SamplerOverrun {
@@ -380,6 +384,27 @@ impl std::fmt::Display for PolicyAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// A worker's memory at a trial's end line (bytes; the resident counters of its process tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndMemory {
+    pub anon_bytes: u64,
+    pub file_bytes: u64,
+    pub shmem_bytes: u64,
+    pub read_by: EndReader,
+    /// From the line's arrival to the harness's read (0 when the worker read it itself).
+    pub delay_ns: u64,
+}
+
+/// Who read the memory at a trial's end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReader {
+    /// The worker, in its own process, before it printed the line (exact by construction).
+    Worker,
+    /// The harness, when the line arrived (the worker may have gone on for `delay_ns` more).
+    Harness,
 }
 
 /// Where a trial boundary was learned from.

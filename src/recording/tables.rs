@@ -327,6 +327,8 @@ pub struct Trial {
     pub state: String,
     pub value: Option<serde_json::Value>,
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Memory read at the end line (see `EventKind::TrialEnd`).
+    pub end_memory: Option<crate::recording::EndMemory>,
 }
 
 /// Every pid recorded for a worker (its main processes and every process seen in its tree),
@@ -363,12 +365,14 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
                     state: "running".into(),
                     value: None,
                     params: params.clone(),
+                    end_memory: None,
                 });
             }
             EventKind::TrialEnd {
                 trial,
                 state,
                 value,
+                memory,
             } => {
                 let index = match open.remove(&(worker, trial.clone())) {
                     Some(index) => index,
@@ -381,6 +385,7 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
                             state: String::new(),
                             value: None,
                             params: BTreeMap::new(),
+                            end_memory: None,
                         });
                         trials.len() - 1
                     }
@@ -389,6 +394,7 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
                 row.end_ns = Some(event.t_ns);
                 row.state = state.clone();
                 row.value = value.clone();
+                row.end_memory = *memory;
             }
             _ => {}
         }

@@ -150,6 +150,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
+            end_memory: None,
         }
     }
 

@@ -362,6 +362,20 @@ fn sampler_health(out: &mut String, health: &[crate::analysis::SamplerHealth]) {
     }
 }
 
+/// Per worker, how each trial's retained level was read at its end (issue 36).
+fn boundary_reads(out: &mut String, reads: &[crate::analysis::boundary::BoundaryReads]) {
+    if reads.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nBoundary reads (what each trial retained, read at its end line: by the worker itself, or by memwarden as the line arrived; never a sample taken after the next trial began):\n"
+    );
+    for line in crate::analysis::boundary::BoundaryReads::lines(reads) {
+        let _ = writeln!(out, "- {line}");
+    }
+}
+
 /// Whether GPU memory was recorded, and if not why (the sampler's one note): never zeros.
 fn gpu_recorded(input: &ReportInput) -> String {
     if !input.analysis.devices.is_empty() {
@@ -410,6 +424,7 @@ pub fn appendix(out: &mut String, input: &ReportInput) {
         let _ = writeln!(out, "| {name} | {value} |");
     }
     sampler_health(out, &input.analysis.findings.sampler_health);
+    boundary_reads(out, &input.analysis.findings.boundary_reads);
     let _ = writeln!(out, "\nData files:\n");
     for (name, bytes) in &input.data_files {
         let _ = writeln!(out, "- {} ({} bytes)", escape(name), bytes);

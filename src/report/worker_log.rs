@@ -75,12 +75,14 @@ pub fn trial_events(text: &str, worker: u32, start_wall_ns: u64) -> Vec<Event> {
                     trial,
                     state,
                     value,
+                    memory,
                 } => (
                     t_ns,
                     EventKind::TrialEnd {
                         trial,
                         state,
                         value,
+                        memory,
                     },
                 ),
             };

@@ -5,6 +5,7 @@
 use super::lines::LineSplitter;
 use super::trials::{TrialBoundary, TrialParser};
 use crate::clock::RunClock;
+use crate::recording::{EndMemory, EndReader};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,9 @@ pub struct WorkerOutput {
     pub log: Mutex<BufWriter<File>>,
     pub parser: Mutex<TrialParser>,
     pub on_boundaries: BoundarySink,
+    /// The worker's main process, whose tree is read at each end line (none: not read).
+    pub pid: Option<i32>,
+    pub root: crate::probe::ProcRoot,
 }
 
 impl WorkerOutput {
@@ -42,6 +46,8 @@ impl WorkerOutput {
                 splitter.feed(&chunk[..n], |line| {
                     found.extend(self.line(&mut log, stream, t_ns, line.bytes, line.dropped_bytes))
                 });
+                // Before the log's write: the worker goes on with its next trial meanwhile.
+                self.read_at_end(&mut found);
                 let _ = log.flush();
             }
             if !found.is_empty() {
@@ -59,6 +65,34 @@ impl WorkerOutput {
         }
         if !found.is_empty() {
             (self.on_boundaries)(self.worker, found);
+        }
+    }
+
+    /// Reads the worker's tree at each end line the worker did not measure itself: the level
+    /// it retained, before its next trial takes more (issue 36). The delay from the line's
+    /// arrival to the read goes with it.
+    fn read_at_end(&self, found: &mut [TrialBoundary]) {
+        let Some(pid) = self.pid else {
+            return;
+        };
+        for boundary in found.iter_mut() {
+            if let TrialBoundary::End {
+                t_ns,
+                memory: memory @ None,
+                ..
+            } = boundary
+            {
+                let Some(cheap) = crate::probe::tree_cheap_now(&self.root, pid) else {
+                    return;
+                };
+                *memory = Some(EndMemory {
+                    anon_bytes: cheap.anon,
+                    file_bytes: cheap.file,
+                    shmem_bytes: cheap.shmem,
+                    read_by: EndReader::Harness,
+                    delay_ns: self.clock.now().0.saturating_sub(*t_ns),
+                });
+            }
         }
     }
 

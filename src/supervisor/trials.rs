@@ -5,7 +5,7 @@
 //! and a user regex. Optuna reports a trial only when it ends, so, as for a sequential worker, a
 //! trial is taken to start where the worker's previous trial ended (or where the worker started).
 
-use crate::recording::TrialSource;
+use crate::recording::{EndMemory, EndReader, TrialSource};
 use regex::Regex;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -24,6 +24,10 @@ pub enum TrialBoundary {
         trial: String,
         state: String,
         value: Option<Value>,
+        /// Memory the worker read itself and put on its end marker (the helper's
+        /// `memwarden_anon=… memwarden_file=… memwarden_shmem=…`), or the harness as the line
+        /// arrived.
+        memory: Option<EndMemory>,
     },
 }
 
@@ -36,6 +40,8 @@ pub struct TrialParser {
     /// Where the next sequential trial starts.
     last_end_ns: u64,
     open: Option<String>,
+    /// Memory the worker read at a trial's end, said on the line before that end's.
+    pending_memory: Option<(String, EndMemory)>,
 }
 
 static OPTUNA: LazyLock<Regex> = LazyLock::new(|| {
@@ -44,6 +50,24 @@ static OPTUNA: LazyLock<Regex> = LazyLock::new(|| {
     )
     .expect("bug: the Optuna pattern is valid")
 });
+
+/// The memory a worker read itself at its trial's end (the helper's marker fields, in bytes):
+/// taken out of the marker's fields, all three or none.
+fn own_memory(pairs: &mut BTreeMap<String, Value>) -> Option<EndMemory> {
+    let mut take = |name: &str| pairs.remove(name).and_then(|v| v.as_u64());
+    let (anon, file, shmem) = (
+        take("memwarden_anon"),
+        take("memwarden_file"),
+        take("memwarden_shmem"),
+    );
+    Some(EndMemory {
+        anon_bytes: anon?,
+        file_bytes: file?,
+        shmem_bytes: shmem?,
+        read_by: EndReader::Worker,
+        delay_ns: 0,
+    })
+}
 
 impl TrialParser {
     /// `regex`, when given, replaces the marker and Optuna syntaxes. `started_ns` is when the
@@ -54,10 +78,44 @@ impl TrialParser {
             seen_marker: false,
             last_end_ns: started_ns,
             open: None,
+            pending_memory: None,
         }
     }
 
     pub fn on_line(&mut self, line: &str, t_ns: u64) -> Vec<TrialBoundary> {
+        // The tracer's `MEMWARDEN trial_memory N memwarden_anon=…` comes just before Optuna's
+        // "Trial N finished" line (its log handler runs first): the memory goes with that end.
+        if let Some(at) = line.find("MEMWARDEN trial_memory ") {
+            let mut words = line[at + "MEMWARDEN trial_memory ".len()..].split_ascii_whitespace();
+            if let Some(trial) = words.next() {
+                let mut pairs: BTreeMap<String, Value> = words
+                    .filter_map(|w| w.split_once('='))
+                    .map(|(k, v)| (k.to_string(), parse_python_value(v)))
+                    .collect();
+                self.pending_memory = own_memory(&mut pairs).map(|m| (trial.to_string(), m));
+            }
+            return Vec::new();
+        }
+        let mut found = self.boundaries(line, t_ns);
+        let ends = found.iter().any(|b| matches!(b, TrialBoundary::End { .. }));
+        if let Some((trial, memory)) = self.pending_memory.take_if(|_| ends) {
+            for boundary in &mut found {
+                if let TrialBoundary::End {
+                    trial: ended,
+                    memory: slot @ None,
+                    ..
+                } = boundary
+                {
+                    if *ended == trial {
+                        *slot = Some(memory);
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    fn boundaries(&mut self, line: &str, t_ns: u64) -> Vec<TrialBoundary> {
         if let Some(regex) = &self.regex {
             let Some(caps) = regex.captures(line) else {
                 return Vec::new();
@@ -125,6 +183,7 @@ impl TrialParser {
                     None => "complete".into(),
                 };
                 let value = pairs.remove("value");
+                let memory = own_memory(&mut pairs);
                 self.open = None;
                 self.last_end_ns = t_ns;
                 Some(vec![TrialBoundary::End {
@@ -132,6 +191,7 @@ impl TrialParser {
                     trial,
                     state,
                     value,
+                    memory,
                 }])
             }
             _ => None,
@@ -181,6 +241,7 @@ impl TrialParser {
                     trial,
                     state,
                     value,
+                    memory: None,
                 }]
             }
             _ => {
@@ -218,6 +279,7 @@ impl TrialParser {
                 trial: trial.to_string(),
                 state: state.into(),
                 value,
+                memory: None,
             },
         ]
     }
@@ -358,6 +420,53 @@ mod tests {
             .collect()
     }
 
+    fn end_memory(boundaries: &[TrialBoundary]) -> Option<EndMemory> {
+        boundaries.iter().find_map(|b| match b {
+            TrialBoundary::End { memory, .. } => *memory,
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn memory_the_worker_read_at_its_end_goes_with_that_end() {
+        let mut p = TrialParser::new(None, 0);
+        let marked = p.on_line(
+            "MEMWARDEN trial_end 3 status=complete memwarden_anon=4096 memwarden_file=8192 \
+             memwarden_shmem=0 lr=0.1",
+            10,
+        );
+        let memory = end_memory(&marked).expect("read by the worker");
+        assert_eq!(
+            (memory.anon_bytes, memory.file_bytes, memory.read_by),
+            (4096, 8192, EndReader::Worker)
+        );
+        // Half the fields: not a reading.
+        let partial = p.on_line("MEMWARDEN trial_end 4 memwarden_anon=4096", 20);
+        assert_eq!(end_memory(&partial), None);
+        // The tracer's line comes before Optuna's; a line in between does not lose it, and it
+        // goes only with its own trial's end.
+        let mut p = TrialParser::new(None, 0);
+        let line = "MEMWARDEN trial_memory 7 memwarden_anon=1 memwarden_file=2 memwarden_shmem=3";
+        assert!(p.on_line(line, 5).is_empty());
+        assert!(p.on_line("[I] some other log line", 6).is_empty());
+        let other = p.on_line(
+            "[I 2026] Trial 6 finished with value: 1.0 and parameters: {}.",
+            7,
+        );
+        assert_eq!(end_memory(&other), None, "not trial 6's");
+        assert!(p.on_line(line, 8).is_empty());
+        let optuna = p.on_line(
+            "[I 2026] Trial 7 finished with value: 1.0 and parameters: {}.",
+            9,
+        );
+        assert_eq!(end_memory(&optuna).map(|m| m.shmem_bytes), Some(3));
+        let again = p.on_line(
+            "[I 2026] Trial 8 finished with value: 1.0 and parameters: {}.",
+            10,
+        );
+        assert_eq!(end_memory(&again), None, "used once");
+    }
+
     #[test]
     fn marker_protocol() {
         let mut p = TrialParser::new(None, 0);
@@ -385,7 +494,8 @@ mod tests {
                 t_ns: 20,
                 trial: "7".into(),
                 state: "pruned".into(),
-                value: Some(json!(0.5))
+                value: Some(json!(0.5)),
+                memory: None,
             }]
         );
         assert!(p.on_line("MEMWARDEN trial_bogus", 30).is_empty());

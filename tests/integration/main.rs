@@ -3,6 +3,7 @@
 //! and reap everything they start.
 
 mod analysis;
+mod boundary;
 mod cli;
 mod containers;
 mod exec;

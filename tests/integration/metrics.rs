@@ -482,6 +482,7 @@ fn exported_names() -> std::collections::BTreeSet<String> {
             trial: t.to_string(),
             state: "complete".into(),
             value: None,
+            memory: None,
         }));
     }
     memwarden::metrics::render(&status, "v", true)

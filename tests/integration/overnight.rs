@@ -83,6 +83,7 @@ pub fn write(dir: &Path) {
                     trial: trial.to_string(),
                     state: "complete".into(),
                     value: Some(serde_json::json!(0.5)),
+                    memory: None,
                 },
             ));
             trial += 1;

@@ -410,6 +410,10 @@ fn a_real_optuna_study_without_markers_gets_its_line_rate_and_parameter() {
         findings.run.trials, 24,
         "trials from Optuna's own log lines"
     );
+    // Each trial's retained level is the tracer's own reading, said just before Optuna's line
+    // (issue 36).
+    let reads = &findings.boundary_reads[0];
+    assert_eq!((reads.by_worker, reads.unknown), (24, 0), "{reads:?}");
     let w = &findings.workers[0];
     let site = w.sites.first().unwrap_or_else(|| panic!("no site: {w:#?}"));
     assert!(
@@ -459,5 +463,5 @@ fn the_helper_packages_own_tests_pass_with_this_machines_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 9 tests"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 10 tests"));
 }
