@@ -449,9 +449,10 @@ pub struct CheckArgs {
     /// The most retained growth allowed per worker: a size per trial or per hour.
     #[arg(long, value_name = "SIZE/trial|SIZE/h", value_parser = parse_budget)]
     pub max_growth: GrowthBudget,
-    /// The memory kind judged (pss, uss, anon, file, shmem, swap, gpu, rss).
-    #[arg(long, value_name = "KIND", default_value = "pss", value_parser = parse_kind)]
-    pub kind: Kind,
+    /// Judge only this memory kind (pss, uss, anon, file, shmem, swap, gpu, rss). Default:
+    /// every kind with enough data, any over the budget failing.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
     /// Print the result as JSON on standard output.
     #[arg(long)]
     pub json: bool,
@@ -463,9 +464,10 @@ pub struct DiffArgs {
     pub before: PathBuf,
     /// The recording after it.
     pub after: PathBuf,
-    /// The memory kind compared (pss, uss, anon, file, shmem, swap, gpu, rss).
-    #[arg(long, value_name = "KIND", default_value = "pss", value_parser = parse_kind)]
-    pub kind: Kind,
+    /// The memory kind compared (pss, uss, anon, file, shmem, swap, gpu, rss). Default: the
+    /// kind a leaking worker's verdict rests on.
+    #[arg(long, value_name = "KIND", value_parser = parse_kind)]
+    pub kind: Option<Kind>,
     /// Print the comparison as JSON on standard output.
     #[arg(long)]
     pub json: bool,

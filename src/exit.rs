@@ -8,6 +8,9 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// memwarden's own work failed: writing its recording, report or export (a full disk, an I/O
 /// error), or a thread of its own that died. Not the input's fault, unlike 2.
 pub const EXIT_FAILED: u8 = 3;
+/// `check` could not judge: no kind of some worker had enough data (PSS read too rarely, too
+/// few trials, a per-hour budget on seconds of recording). Not a pass, and not a leak found.
+pub const EXIT_NOT_ENOUGH_DATA: u8 = 4;
 
 /// An error of memwarden's own work rather than of what it was given; `main` exits with
 /// [`EXIT_FAILED`] when one is anywhere in the chain. It adds no words: it prints as the error

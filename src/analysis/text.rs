@@ -331,17 +331,41 @@ pub fn site_clause(w: &WorkerFinding) -> String {
 pub fn check(report: &CheckReport) -> String {
     let mut out = String::new();
     let per = report.budget.per.unit();
+    let budget = format!("{:.2} MiB/{per}", report.budget.bytes / MIB);
     for w in &report.workers {
-        let _ = writeln!(
-            out,
-            "worker {}: {} {} {} budget {:.2} MiB/{per} ({})",
-            w.worker,
-            report.kind.name(),
-            rate(&w.rate, per),
-            if w.exceeds { "EXCEEDS" } else { "within" },
-            report.budget.bytes / MIB,
-            w.verdict.word()
-        );
+        let _ = match (w.outcome, &w.rate) {
+            (super::gates::Outcome::NotEnoughData, _) | (_, None) => {
+                let reasons: Vec<String> = w
+                    .kinds
+                    .iter()
+                    .filter_map(|k| Some(format!("{}: {}", k.kind.name(), k.why.as_ref()?)))
+                    .collect();
+                writeln!(
+                    out,
+                    "worker {}: NOT ENOUGH DATA to judge against {budget} ({})",
+                    w.worker,
+                    reasons.join("; ")
+                )
+            }
+            (outcome, Some(r)) => writeln!(
+                out,
+                "worker {}: {} {} {} budget {budget} ({}); judged by {}: {}",
+                w.worker,
+                w.kind.name(),
+                rate(r, per),
+                if outcome == super::gates::Outcome::Exceeds {
+                    "EXCEEDS"
+                } else {
+                    "within"
+                },
+                w.verdict.word(),
+                w.kind.name(),
+                w.chosen_because
+            ),
+        };
+    }
+    for fault in &report.faults {
+        let _ = writeln!(out, "FAILED: {fault}");
     }
     out
 }

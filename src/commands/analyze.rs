@@ -48,8 +48,16 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let findings = findings(&args.run_dir, HORIZON)?;
-    let report = match gates::check(&findings, args.kind, args.max_growth) {
+    let recording = Recording::open(&args.run_dir)?;
+    recording.manifest.check_version(&args.run_dir)?;
+    let options = Options {
+        horizon_hours: HORIZON.as_secs_f64() / 3600.0,
+        live: recording.manifest.still_recording(),
+        ..Options::default()
+    };
+    let findings = analysis::analyze(&recording, &options)?;
+    let crashes = gates::crashes(&recording.events);
+    let report = match gates::check(&findings, args.kind, args.max_growth, &crashes) {
         Ok(report) => report,
         Err(reason) => {
             eprintln!(
@@ -67,10 +75,19 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
         if !args.json {
             print(&summary)?;
         }
-        Ok(EXIT_OK)
-    } else {
+        return Ok(EXIT_OK);
+    }
+    if report.outcome == gates::Outcome::Exceeds {
         eprint!("memwarden: growth over budget\n{summary}");
         Ok(EXIT_FINDING)
+    } else if !report.faults.is_empty() {
+        eprint!("memwarden: the run cannot pass\n{summary}");
+        Ok(EXIT_FINDING)
+    } else {
+        eprint!(
+            "memwarden: not enough data to judge: a gate that cannot see does not pass\n{summary}"
+        );
+        Ok(crate::exit::EXIT_NOT_ENOUGH_DATA)
     }
 }
 
@@ -78,7 +95,10 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     let horizon = std::time::Duration::from_secs(12 * 3600);
     let before = findings(&args.before, horizon)?;
     let after = findings(&args.after, horizon)?;
-    let comparison = match gates::diff(&before, &after, args.kind) {
+    let kind = args
+        .kind
+        .unwrap_or_else(|| gates::leak_kind(&before, &after));
+    let comparison = match gates::diff(&before, &after, kind) {
         Ok(c) => c,
         Err(reason) => {
             eprintln!("memwarden: error: cannot compare: {reason}");

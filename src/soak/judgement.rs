@@ -61,19 +61,36 @@ pub fn judge(
     let mut reasons = Vec::new();
     let mut leaking = Vec::new();
     match budget {
-        Some(budget) => match check(findings, findings_kind(findings), budget) {
+        // Every kind with enough data, as `check` judges (crashes are judged below).
+        Some(budget) => match check(findings, None, budget, &[]) {
             Ok(report) => {
-                for w in report.workers.iter().filter(|w| w.exceeds) {
+                for w in &report.workers {
+                    if w.outcome == crate::analysis::gates::Outcome::NotEnoughData {
+                        reasons.push(format!(
+                            "cannot judge worker {} against the budget: not enough data ({})",
+                            w.worker, w.chosen_because
+                        ));
+                    }
+                }
+                for w in report
+                    .workers
+                    .iter()
+                    .filter(|w| w.outcome == crate::analysis::gates::Outcome::Exceeds)
+                {
                     leaking.push(w.worker);
                     let site = findings
                         .workers
                         .iter()
                         .find(|f| f.worker == w.worker)
                         .map_or(String::new(), site_clause);
+                    let grows = w
+                        .rate
+                        .map_or(String::new(), |r| rate(&r, budget.per.unit()));
                     reasons.push(format!(
-                        "worker {} grows {} (over the budget {}){site}",
+                        "worker {} grows {} in {} (over the budget {}){site}",
                         w.worker,
-                        rate(&w.rate, budget.per.unit()),
+                        grows,
+                        w.kind.words(),
                         budget
                     ));
                 }
@@ -187,15 +204,6 @@ pub fn oom_kills_of_run(
 }
 
 /// The kind the budget applies to: the first worker's headline kind (anonymous memory, or PSS).
-fn findings_kind(findings: &Findings) -> crate::analysis::Kind {
-    findings
-        .workers
-        .iter()
-        .find(|w| w.verdict == Verdict::Leak)
-        .or(findings.workers.first())
-        .map_or(crate::analysis::Kind::Pss, |w| w.kind)
-}
-
 pub fn verdict_text(verdict: &SoakVerdict) -> String {
     let mut out = format!(
         "soak {}: {} worker(s), {} trial(s) in {}\n",

@@ -231,8 +231,13 @@ fn without_trial_boundaries_the_verdict_is_per_hour() {
     let (code, _, stderr) = exit_and_stderr(&["check", "--max-growth", "1MiB/trial"], &[&dir]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("give the budget per hour"), "{stderr}");
-    let (code, _, _) = exit_and_stderr(&["check", "--max-growth", "1MiB/h"], &[&dir]);
-    assert_eq!(code, Some(1));
+    // Seconds of recording give no rate per hour: not enough data, its own exit code.
+    let (code, _, stderr) = exit_and_stderr(&["check", "--max-growth", "1MiB/h"], &[&dir]);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("NOT ENOUGH DATA") && stderr.contains("is an extrapolation"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -310,4 +315,55 @@ fn back_to_back_optuna_trials_get_their_own_growth() {
         "{:#?}",
         findings.parameters
     );
+}
+
+/// The gate fails closed (issue 38): it judges what leaks, too little data is not a pass, and a
+/// run that ended abruptly cannot pass.
+#[test]
+fn the_gate_judges_what_leaks_and_never_passes_what_it_cannot_see() {
+    use memwarden::recording::{EndMemory, EndReader};
+    let at_end = |anon: u64| {
+        Some(EndMemory {
+            anon_bytes: anon,
+            file_bytes: 20 << 20,
+            shmem_bytes: 0,
+            read_by: EndReader::Worker,
+            delay_ns: 0,
+        })
+    };
+    let temp = tempdir();
+    // 4 MiB per batch=16 trial (4/3 MiB a trial), PSS read on two ticks of 610: starved.
+    let starved = temp.path().join("starved");
+    crate::boundary::synthetic(&starved, at_end, |tick| tick == 5 || tick == 300, true);
+    let (code, _, stderr) = exit_and_stderr(&["check", "--max-growth", "1MiB/trial"], &[&starved]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("worker 0: anon +1.3")
+            && stderr.contains("EXCEEDS")
+            && stderr.contains("judged by anon"),
+        "{stderr}"
+    );
+    // Asked to judge PSS alone: not enough data, exit 4, never "stable".
+    let (code, out, stderr) = exit_and_stderr(
+        &["check", "--max-growth", "1MiB/trial", "--kind", "pss"],
+        &[&starved],
+    );
+    assert_eq!(code, Some(4), "{stderr}{out}");
+    assert!(
+        stderr.contains("NOT ENOUGH DATA")
+            && stderr.contains("pss: not enough data (PSS read on 2 tick(s)"),
+        "{stderr}"
+    );
+    // Within a looser budget, but the run ended abruptly: it cannot pass.
+    let crashed = temp.path().join("crashed");
+    crate::boundary::synthetic(&crashed, at_end, |_| true, false);
+    let (code, _, stderr) = exit_and_stderr(&["check", "--max-growth", "8MiB/trial"], &[&crashed]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FAILED: the run ended abruptly"),
+        "{stderr}"
+    );
+    let (code, stdout, _) = exit_and_stderr(&["check", "--max-growth", "8MiB/trial"], &[&starved]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("within"), "{stdout}");
 }

@@ -147,6 +147,17 @@ fn the_helpers_end_marker_carries_the_workers_own_reading() {
 /// `batch=16` trials keep 4 MiB. The first sample after each end already holds the next trial's
 /// transient. `reads`: the end reading each trial gets (`None`: a recording without them).
 fn contaminated(dir: &Path, reads: impl Fn(u64) -> Option<memwarden::recording::EndMemory>) {
+    synthetic(dir, reads, |_| true, true);
+}
+
+/// [`contaminated`]'s recording, with PSS read only on the ticks `pss_read` says, and the
+/// run `finished` cleanly or not (ended abruptly).
+pub fn synthetic(
+    dir: &Path,
+    reads: impl Fn(u64) -> Option<memwarden::recording::EndMemory>,
+    pss_read: impl Fn(u64) -> bool,
+    finished: bool,
+) {
     use memwarden::recording::{
         compact_segment, encode, write_manifest, Event, EventKind, Manifest, ProcessSample,
         RunStatus, SystemSample, Tick, TrialSource, FORMAT_VERSION,
@@ -217,7 +228,7 @@ fn contaminated(dir: &Path, reads: impl Fn(u64) -> Option<memwarden::recording::
             file: 20 * MIB_U,
             shmem: 0,
             swap: 0,
-            pss: Some(anon + 10 * MIB_U),
+            pss: pss_read(tick).then_some(anon + 10 * MIB_U),
             uss: Some(anon),
             gpu: None,
         };
@@ -252,9 +263,13 @@ fn contaminated(dir: &Path, reads: impl Fn(u64) -> Option<memwarden::recording::
             start_rfc3339: "2026-12-05T00:00:00.000Z".into(),
             interval_ns: S / 10,
             page_size: 4096,
-            status: RunStatus::Finished,
-            end_wall_ns: Some(S + 61 * S),
-            end_reason: Some("all workers exited".into()),
+            status: if finished {
+                RunStatus::Finished
+            } else {
+                RunStatus::Running
+            },
+            end_wall_ns: finished.then_some(S + 61 * S),
+            end_reason: finished.then(|| "all workers exited".into()),
             memory_cgroup: None,
             harness: None,
             orchestrator: None,
