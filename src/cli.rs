@@ -111,6 +111,10 @@ pub struct RecordArgs {
     /// Stop the run after this long (e.g. 30m, 12h).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// Most bytes of each worker's output kept in its log: the first half in
+    /// `logs/worker-N.log`, the newest lines in `logs/worker-N.tail.log` (and `.tail.old.log`).
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub log_cap: u64,
     /// How long a sample segment stays open before it is compacted to Parquet.
     #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, hide = true)]
     pub segment: Duration,

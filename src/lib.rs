@@ -18,6 +18,8 @@
 //! - `pytrace` ships the Python helper and allocation tracer, installs them for the workers
 //!   and reads back what the tracer reports.
 //! - `soak` judges a soak; `replay` repeats recorded trials.
+//! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
+//! - `redact` masks secrets in command lines and text before anything is written.
 //! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's
 //!   monotonic and wall clocks; `exit` maps outcomes to exit codes.
 //! - `cli` is the command line and `commands` the subcommands, glue over the rest.
@@ -33,12 +35,14 @@ pub mod fleet;
 pub mod freshness;
 pub mod harness;
 pub mod live;
+pub mod markdown;
 pub mod metrics;
 pub mod plot;
 pub mod policy;
 pub mod probe;
 pub mod pytrace;
 pub mod recording;
+pub mod redact;
 pub mod replay;
 pub mod report;
 pub mod sampler;

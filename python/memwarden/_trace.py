@@ -76,14 +76,36 @@ class _State:
         # None: not tried yet; False: PyTorch refused to record stacks.
         self.gpu_recording = None
         self.gpu_warmup_ms = 0.0
+        self.identity = None
+        self.lost_fd = 0
         worker = os.environ.get("MEMWARDEN_WORKER", "")
         self.worker = int(worker) if worker.isdigit() else None
 
     def write(self, record):
+        if self.file is not None and self.pid == os.getpid() and not self.still_ours():
+            # The worker closed our descriptor (os.closerange, a daemonising library) and may
+            # have opened a file of its own under the same number: never write there, never
+            # close it; open ours again and say so.
+            self.file = None
+            self.lost_fd += 1
         if self.file is None or self.pid != os.getpid():
             self.pid = os.getpid()
             path = os.path.join(self.directory, "%d.jsonl" % self.pid)
-            self.file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self.file = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+            st = os.fstat(self.file)
+            self.identity = (st.st_dev, st.st_ino)
+            if self.lost_fd:
+                self.emit({"kind": "note", "note": "the worker closed the tracer's report file %d time(s) (os.closerange or a daemonising library); it was opened again, and reports in between may be missing" % self.lost_fd})
+        self.emit(record)
+
+    def still_ours(self):
+        try:
+            st = os.fstat(self.file)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
+
+    def emit(self, record):
         record["pid"] = self.pid
         record["worker"] = self.worker
         record["t_mono_ns"] = time.monotonic_ns()

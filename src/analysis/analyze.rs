@@ -107,11 +107,9 @@ pub fn analyze_with_series(
     if !trials_seen {
         notes.push("no trial boundaries were seen: verdicts are fitted over time (growth per hour), not per trial".to_string());
     }
-    if stats.garbled_records > 0 || stats.torn_tail_bytes > 0 {
-        notes.push(format!(
-            "skipped {} damaged record(s) and {} byte(s) of a torn final record",
-            stats.garbled_records, stats.torn_tail_bytes
-        ));
+    notes.extend(stats.describe());
+    if recording.events_cut_short() {
+        notes.push(format!("the run is marked finished but its events.log ends before the run's stop ({} events read): the file was cut short, and trials and events after the cut are missing", recording.events.len()));
     }
     if recording.manifest.status == RunStatus::Running && options.live {
         notes.push("the run is still being recorded: this is where it stood at its last sample, not how it ended, and each worker's last trial may still be running".to_string());
@@ -247,7 +245,7 @@ fn locate_sites(
         let params: BTreeMap<&str, &BTreeMap<String, serde_json::Value>> = trials
             .iter()
             .filter(|t| t.worker == finding.worker)
-            .map(|t| (t.trial.as_str(), &t.params))
+            .map(|t| (t.trial.as_str(), &*t.params))
             .collect();
         // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
         // Python heap for the rest.
@@ -366,8 +364,8 @@ pub fn logs_only(
                 end_ns: t.end_ns,
                 state: t.state.clone(),
                 params: t.params.clone(),
-                tree: BTreeMap::new(),
-                processes: BTreeMap::new(),
+                tree: Few::new(),
+                processes: Few::new(),
             }
         })
         .collect();
@@ -517,7 +515,7 @@ fn machine_forecast(
 }
 
 fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {
-    let triples = |levels: &Levels| -> BTreeMap<Kind, LevelTriple> {
+    let triples = |levels: &Levels| -> Few<Kind, LevelTriple> {
         KINDS
             .iter()
             .filter_map(|k| {

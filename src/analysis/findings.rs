@@ -2,10 +2,10 @@
 //! throughout (`*_bytes`, rates in `*_bytes` per trial or per hour); times in nanoseconds since
 //! the run started. Fields are only ever added; `schema_version` goes up if one changes meaning.
 
+pub use super::few::Few;
 use super::kind::Kind;
 use super::verdict::Verdict;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -317,7 +317,7 @@ pub struct TrialRecord {
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
     pub state: String,
-    pub params: BTreeMap<String, serde_json::Value>,
-    pub tree: BTreeMap<Kind, LevelTriple>,
-    pub processes: BTreeMap<i32, BTreeMap<Kind, LevelTriple>>,
+    pub params: crate::recording::Params,
+    pub tree: Few<Kind, LevelTriple>,
+    pub processes: Few<i32, Few<Kind, LevelTriple>>,
 }

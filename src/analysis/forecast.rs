@@ -28,6 +28,9 @@ pub struct Machine {
     pub last_available_bytes: f64,
 }
 
+/// The longest restart period advised where trials have no measured duration.
+const MAX_RESTART_PERIOD_TRIALS: u64 = 1_000_000;
+
 pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) -> Forecast {
     let n = workers.len().max(1) as f64;
     let workers_first: f64 = workers.iter().map(|w| w.first_bytes).sum();
@@ -53,8 +56,14 @@ pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) 
     let footprint = base + transient + worst_per_hour.max(0.0) * horizon_hours;
     let max_workers = (footprint > 0.0).then(|| (budget / footprint).floor() as u32);
     let allowance = budget / n;
+    // A period longer than the horizon (or than any run, where trials have no duration) is
+    // no advice: growth that slow needs no restarts ("every 325384403 trials" was printed).
     let restart_every_trials = (worst_per_trial > 0.0 && allowance > base + transient)
-        .then(|| ((allowance - base - transient) / worst_per_trial).floor() as u64);
+        .then(|| ((allowance - base - transient) / worst_per_trial).floor() as u64)
+        .filter(|&k| match trial_hours {
+            Some(h) => k as f64 * h <= horizon_hours,
+            None => k <= MAX_RESTART_PERIOD_TRIALS,
+        });
     let restart_every_minutes = restart_every_trials
         .zip(trial_hours)
         .map(|(k, h)| k as f64 * h * 60.0);
@@ -74,6 +83,10 @@ pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) 
                 workers.len(),
                 restart_every_minutes.map_or(String::new(), |m| format!(" (~{m:.0} min)")),
                 allowance / GIB
+            )),
+            None if worst_per_trial > 0.0 && allowance > base + transient => advice.push(format!(
+                "with {} worker(s), no restarts are needed within {horizon_hours:.0} h at this growth",
+                workers.len()
             )),
             None if worst_per_trial > 0.0 => advice.push(format!(
                 "{} worker(s) do not fit even right after a restart: run fewer",
@@ -156,5 +169,33 @@ mod tests {
         let f = forecast(&machine, &[worker], 12.0);
         assert_eq!((f.exhausted_in_hours, f.restart_every_trials), (None, None));
         assert!(f.advice.is_empty());
+    }
+
+    /// Growth so slow that a restart period would outlast the horizon is no restart advice.
+    #[test]
+    fn a_restart_period_beyond_the_horizon_is_not_advised() {
+        let machine = Machine {
+            mem_total_bytes: 16.0 * GIB,
+            first_available_bytes: 12.0 * GIB,
+            last_available_bytes: 12.0 * GIB,
+        };
+        for trial_hours in [Some(1.0 / 3600.0), None] {
+            let worker = WorkerRates {
+                first_bytes: GIB,
+                transient_bytes: 0.0,
+                per_trial: 40.0,
+                per_hour: 40.0 * 3600.0,
+                trial_hours,
+            };
+            let f = forecast(&machine, &[worker], 12.0);
+            assert_eq!(f.restart_every_trials, None, "{trial_hours:?}");
+            assert!(
+                f.advice
+                    .iter()
+                    .any(|a| a.contains("no restarts are needed within 12 h")),
+                "{:?}",
+                f.advice
+            );
+        }
     }
 }

@@ -11,7 +11,7 @@ use super::location::MappingRow;
 use super::oom::Ended;
 use super::walk::{Prepared, Rows, Walk};
 use crate::freshness::PssHealth;
-use crate::recording::{redact_command_line, EventKind, Recording, RecordingError, Trial};
+use crate::recording::{EventKind, Recording, RecordingError, Trial};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -41,7 +41,7 @@ pub struct TrialLevels {
     /// Position among the worker's trials.
     pub ordinal: usize,
     pub tree: Option<Levels>,
-    pub processes: BTreeMap<i32, Levels>,
+    pub processes: super::few::Few<i32, Levels>,
     /// Where the tree's retained level came from (`boundary`).
     pub end_read: super::boundary::EndRead,
 }
@@ -127,11 +127,12 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
                 let info = processes.entry((worker, *pid)).or_default();
                 info.ppid = Some(*ppid);
                 // Command lines read from /proc may carry secrets; findings never show them.
-                info.command = redact_command_line(command);
+                info.command = crate::redact::command_line(command);
             }
             // The program it became is the one findings name (a wrapper execs the worker).
             EventKind::Exec { pid, command, .. } => {
-                processes.entry((worker, *pid)).or_default().command = redact_command_line(command);
+                processes.entry((worker, *pid)).or_default().command =
+                    crate::redact::command_line(command);
             }
             EventKind::WorkerExit { pid, signal, .. } => {
                 exits_ns.entry(worker).or_default().push(event.t_ns);

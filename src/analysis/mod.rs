@@ -11,6 +11,7 @@ pub mod boundary;
 pub mod brief;
 mod coarse_series;
 pub mod containment;
+mod few;
 mod fill;
 mod findings;
 mod forecast;

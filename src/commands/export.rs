@@ -22,11 +22,11 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
     add_seconds(&mut df, "start_ns", "start", 2)?;
     add_seconds(&mut df, "end_ns", "end", 3)?;
     let stats = recording.stats.get();
-    if stats.garbled_records > 0 || stats.torn_tail_bytes > 0 {
-        eprintln!(
-            "memwarden: note: skipped {} damaged record(s) and {} byte(s) of a torn final record",
-            stats.garbled_records, stats.torn_tail_bytes
-        );
+    if let Some(skipped) = stats.describe() {
+        eprintln!("memwarden: note: {skipped}");
+    }
+    if recording.events_cut_short() {
+        eprintln!("memwarden: note: the run is marked finished but its events.log ends before the run's stop: it was cut short");
     }
     match &args.output {
         Some(path) => {

@@ -48,6 +48,7 @@ pub(crate) fn load_policy(args: &PolicyArgs) -> anyhow::Result<Option<(Policy, S
     let (mut policy, mut text) = match &args.policy {
         Some(path) => {
             let policy = Policy::load(path)?;
+            crate::redact::install(policy.redact.patterns.clone());
             (policy, std::fs::read_to_string(path).unwrap_or_default())
         }
         None if knobs => (Policy::default(), String::new()),
@@ -143,6 +144,7 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         env: Vec::new(),
         live: None,
         trace_python: false,
+        log_cap: args.log_cap,
     }
 }
 

@@ -2,6 +2,7 @@
 //! fastest retained growth over time, one line per host.
 
 use super::query::{per_trial as rate, Answers};
+use crate::markdown::{code, escape};
 use crate::plot::{self, Format, Line, TimeChart};
 use crate::units::size;
 use anyhow::Context;
@@ -22,7 +23,7 @@ pub fn write(answers: &Answers, dir: &Path) -> anyhow::Result<PathBuf> {
 
 pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
     let mut md = String::new();
-    let _ = writeln!(md, "# Fleet: {}\n", a.dest);
+    let _ = writeln!(md, "# Fleet: {}\n", escape(&a.dest));
     let leaking_runs: std::collections::BTreeSet<(&str, &str)> = a
         .leaks
         .iter()
@@ -57,23 +58,23 @@ pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | `{}` | {} | {} | {} | {}{} | {} | {} | {} |",
-                l.host,
-                l.run,
-                l.study.as_deref().unwrap_or("-"),
+                "| {} | {} | {} | {} | {} | {}{} | {} | {} | {} |",
+                escape(&l.host),
+                code(&l.run),
+                escape(l.study.as_deref().unwrap_or("-")),
                 l.worker,
-                l.kind,
+                escape(&l.kind),
                 rate(l.per_trial_bytes),
                 interval,
-                l.first_clear_trial.as_deref().unwrap_or("-"),
-                l.site.as_ref().map_or("-".into(), |s| format!("`{s}`")),
-                l.start
+                escape(l.first_clear_trial.as_deref().unwrap_or("-")),
+                l.site.as_deref().map_or("-".into(), code),
+                escape(&l.start)
             );
         }
         let _ = writeln!(
             md,
-            "\n`memwarden analyze`, `check` and `diff` take a published run: `{}`.\n",
-            a.leaks[0].path
+            "\n`memwarden analyze`, `check` and `diff` take a published run: {}.\n",
+            code(&a.leaks[0].path)
         );
     }
     let _ = writeln!(md, "## By host\n");
@@ -85,7 +86,7 @@ pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} |",
-            h.host,
+            escape(&h.host),
             h.runs,
             h.leaking_runs,
             rate(h.fastest_per_trial_bytes),
@@ -104,8 +105,13 @@ pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
         for t in &a.troubled {
             let _ = writeln!(
                 md,
-                "| {} | `{}` | {} | {} | {} | {} |",
-                t.host, t.run, t.worker, t.oom_kills, t.crash_restarts, t.policy_restarts
+                "| {} | {} | {} | {} | {} | {} |",
+                escape(&t.host),
+                code(&t.run),
+                t.worker,
+                t.oom_kills,
+                t.crash_restarts,
+                t.policy_restarts
             );
         }
     }
@@ -124,8 +130,8 @@ pub fn markdown(a: &Answers, plot: Option<&str>) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
-                p.name,
-                p.value.as_deref().unwrap_or("(numeric trend)"),
+                escape(&p.name),
+                p.value.as_deref().map_or("(numeric trend)".into(), escape),
                 p.runs,
                 p.hosts,
                 rate(p.median_effect_bytes)

@@ -5,9 +5,8 @@ use super::HarnessConfig;
 use crate::clock::RunClock;
 use crate::recording::{Boundary, Event, EventKind, RecordSender};
 use crate::sampler::Control;
-use crate::supervisor::{BoundarySink, TrialBoundary, TrialParser, WorkerOutput};
+use crate::supervisor::{BoundarySink, LogFile, TrialBoundary, TrialParser, WorkerOutput};
 use anyhow::Context;
-use std::io::BufWriter;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
@@ -18,18 +17,20 @@ pub(super) fn worker_output(
     config: &HarnessConfig,
     clock: RunClock,
     sink: &BoundarySink,
+    records: &RecordSender,
     pid: Option<i32>,
 ) -> anyhow::Result<Arc<WorkerOutput>> {
     let path = logs_dir.join(format!("worker-{index}.log"));
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
+    let log = LogFile::create(&path, config.log_cap)
         .with_context(|| format!("cannot create {}", path.display()))?;
+    let records = records.clone();
     Ok(Arc::new(WorkerOutput {
         worker: index,
         clock,
-        log: Mutex::new(BufWriter::new(file)),
+        log: Mutex::new(log),
+        on_note: Arc::new(move |worker, message| {
+            records.event_now(&clock, Some(worker), EventKind::Note { message })
+        }),
         parser: Mutex::new(TrialParser::new(config.trial_regex.clone(), clock.now().0)),
         on_boundaries: sink.clone(),
         pid,
@@ -61,15 +62,75 @@ pub(super) enum Feed {
     TrialEnd(u32),
 }
 
+/// Trial events waiting for room in the writer's channel: the output pump never waits for the
+/// writer, or a worker that prints markers faster than the disk takes them would block on its
+/// own stdout. At most [`BACKLOG`] wait; beyond that they are dropped, counted and said.
+#[derive(Default)]
+struct Backlog {
+    waiting: std::collections::VecDeque<Event>,
+    dropped: u64,
+}
+
+/// Trial events held for the writer, at most.
+pub(super) const BACKLOG: usize = 65_536;
+
+impl Backlog {
+    /// Sends what waits, in order, until the channel is full.
+    fn drain(&mut self, records: &RecordSender) {
+        while let Some(event) = self.waiting.pop_front() {
+            if let Some(event) = records.try_event(event) {
+                self.waiting.push_front(event);
+                return;
+            }
+        }
+    }
+
+    fn send(&mut self, records: &RecordSender, worker: u32, event: Event) {
+        self.drain(records);
+        let event = match self.waiting.is_empty() {
+            true => match records.try_event(event) {
+                None => return,
+                Some(event) => event,
+            },
+            false => event,
+        };
+        if self.waiting.len() < BACKLOG {
+            self.waiting.push_back(event);
+            return;
+        }
+        self.dropped += 1;
+        if self.dropped == 1 {
+            // Waits for room: this is said once, and is worth it.
+            self.waiting.push_back(Event {
+                worker: Some(worker),
+                kind: EventKind::Note {
+                    message: format!("worker {worker} printed trial lines faster than they could be recorded; beyond {BACKLOG} waiting, trial boundaries are dropped"),
+                },
+                ..event
+            });
+        }
+    }
+}
+
 /// Turns parsed boundaries into events, tells the sampler to take PSS and smaps now, and
-/// passes them to the policy engine (`feed`).
+/// passes them to the policy engine (`feed`). It never waits: see [`Backlog`]. A call with no
+/// boundaries is a stream's end: what still waits is sent, waiting for room (the worker no
+/// longer writes to that stream).
 pub(super) fn boundary_sink(
     records: RecordSender,
     control: Sender<Control>,
     clock: RunClock,
     feed: Option<crossbeam_channel::Sender<Feed>>,
 ) -> BoundarySink {
+    let backlog = Mutex::new(Backlog::default());
     Arc::new(move |worker, boundaries: Vec<TrialBoundary>| {
+        let mut backlog = backlog.lock().unwrap_or_else(|p| p.into_inner());
+        if boundaries.is_empty() {
+            for event in backlog.waiting.drain(..) {
+                records.event(event);
+            }
+            return;
+        }
         let wall = |t_ns: u64| {
             let (now_ns, now_wall) = clock.now();
             now_wall.saturating_sub(now_ns.saturating_sub(t_ns))
@@ -97,7 +158,7 @@ pub(super) fn boundary_sink(
                         t_ns,
                         EventKind::TrialStart {
                             trial,
-                            params,
+                            params: params.into(),
                             source,
                         },
                         snapshot,
@@ -129,12 +190,13 @@ pub(super) fn boundary_sink(
                     _ => Feed::TrialEnd(worker),
                 });
             }
-            records.event(Event {
+            let event = Event {
                 t_ns,
                 wall_ns: wall(t_ns),
                 worker: Some(worker),
                 kind,
-            });
+            };
+            backlog.send(&records, worker, event);
             if let Some((trial, boundary)) = snapshot {
                 let _ = control.send(Control::Boundary {
                     worker,
@@ -163,5 +225,28 @@ fn raise_priority() {
         }
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, -10);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::recording::TrialSource;
+
+    #[test]
+    fn a_marker_flood_never_waits_for_the_writer() {
+        // A channel of one record that nothing reads: a sink that waited would hang here.
+        let records = RecordSender::unread(1);
+        let (control, _control_rx) = std::sync::mpsc::channel();
+        let sink = boundary_sink(records, control, RunClock::start(), None);
+        for i in 0..BACKLOG + 10 {
+            let start = TrialBoundary::Start {
+                t_ns: i as u64,
+                trial: i.to_string(),
+                params: Default::default(),
+                source: TrialSource::Marker,
+            };
+            sink(0, vec![start]);
+        }
     }
 }

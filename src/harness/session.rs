@@ -8,8 +8,8 @@ use crate::exit::own_work;
 use crate::policy::{Counters, IoPriority, Policy};
 use crate::probe::{host_facts, ProcRoot};
 use crate::recording::{
-    redact, write_manifest, Compactor, EventKind, Manifest, RecordingWriter, RunStatus,
-    WriterConfig, WriterStats, FORMAT_VERSION,
+    write_manifest, Compactor, EventKind, Manifest, RecordingWriter, RunStatus, WriterConfig,
+    WriterStats, FORMAT_VERSION,
 };
 use crate::sampler::{HoldLimits, Sampler, SamplerConfig, SamplerStats};
 use crate::supervisor::systemd::Notifier;
@@ -46,6 +46,8 @@ pub struct HarnessConfig {
     pub live: Option<crate::live::SharedStatus>,
     /// Start the allocation tracer in the workers' Python processes (`--trace-python`).
     pub trace_python: bool,
+    /// Bytes of a worker's output kept in its log files (its start and its end).
+    pub log_cap: u64,
 }
 
 pub enum Workload {
@@ -377,7 +379,9 @@ fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dy
 fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -> Manifest {
     let facts = host_facts(&config.root);
     let (mode, command, workers) = match workload {
-        Workload::Spawn { argv, workers } => (config.mode.as_str(), redact(argv), *workers),
+        Workload::Spawn { argv, workers } => {
+            (config.mode.as_str(), crate::redact::argv(argv), *workers)
+        }
         Workload::Attach { pids, .. } => (
             "attach",
             pids.iter().map(|p| p.to_string()).collect(),

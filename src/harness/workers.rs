@@ -69,6 +69,9 @@ pub(super) struct Workers<'a> {
     orphans: BTreeMap<i32, reaper::Orphan>,
     /// Orphans' process groups of their own (a daemon's `setsid`) that the guardian watches.
     orphan_groups: BTreeSet<i32>,
+    /// Groups that processes of a worker's tree moved to (a `setsid` child whose parent lives
+    /// on), with their worker: the guardian watches them and they are stopped with the worker.
+    escaped: BTreeMap<i32, u32>,
     last_orphan_scan: Option<Instant>,
 }
 
@@ -108,6 +111,7 @@ impl<'a> Workers<'a> {
             subreaper: false,
             orphans: BTreeMap::new(),
             orphan_groups: BTreeSet::new(),
+            escaped: BTreeMap::new(),
             last_orphan_scan: None,
         })
     }
@@ -165,6 +169,7 @@ impl<'a> Workers<'a> {
                             self.config,
                             self.clock,
                             &self.sink,
+                            &self.records,
                             Some(pid),
                         )?;
                         let file = std::fs::File::open(log)
@@ -225,6 +230,7 @@ impl<'a> Workers<'a> {
             self.config,
             self.clock,
             &self.sink,
+            &self.records,
             Some(pid),
         )?;
         let done = &self.pumps_done.0;
@@ -279,8 +285,18 @@ impl<'a> Workers<'a> {
     /// group; the ones still in it go with the group.
     fn stop_orphans(&mut self, index: Option<u32>, grace: Duration, now: Instant) {
         let groups: BTreeSet<i32> = self.workers.values().map(|w| w.pgid).collect();
+        for (&pgid, &worker) in &self.escaped {
+            if index.is_none_or(|i| i == worker) && !groups.contains(&pgid) && group_alive(pgid) {
+                self.stopper.stop(pgid, grace, now);
+            }
+        }
         for orphan in self.orphans.values() {
-            let ours = orphan.worker.is_some_and(|w| index.is_none_or(|i| i == w));
+            // An orphan no worker claims came from some worker's tree all the same (only they
+            // are below us): it is stopped when the run ends.
+            let ours = match orphan.worker {
+                Some(w) => index.is_none_or(|i| i == w),
+                None => index.is_none(),
+            };
             // Its group now: an orphan adopted between its fork and its `setsid` has left the
             // group it was seen in.
             let pgid = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(orphan.pid)))
@@ -295,10 +311,14 @@ impl<'a> Workers<'a> {
     /// its worker's tree and the guardian's watch, and one that exited is reaped.
     fn tend_orphans(&mut self) {
         let now = Instant::now();
-        if !self.subreaper || self.last_orphan_scan.is_some_and(|t| now < t + ORPHAN_SCAN) {
+        if self.last_orphan_scan.is_some_and(|t| now < t + ORPHAN_SCAN) {
             return;
         }
         self.last_orphan_scan = Some(now);
+        self.tend_escapees();
+        if !self.subreaper {
+            return;
+        }
         let known: BTreeSet<i32> = self
             .workers
             .values()
@@ -342,10 +362,43 @@ impl<'a> Workers<'a> {
         self.orphans.retain(|pid, _| present.contains(pid));
     }
 
+    /// Hands every process group that a worker's process moved to (`setsid`, `setpgid`) to the
+    /// guardian, so a killed harness leaves no escapee holding memory, and says so once.
+    fn tend_escapees(&mut self) {
+        let live: Vec<(u32, i32, i32)> = self
+            .workers
+            .values()
+            .filter(|w| w.adopted.is_none() && w.exited.is_none())
+            .map(|w| (w.index, w.pid, w.pgid))
+            .collect();
+        let worker_groups: BTreeSet<i32> = live.iter().map(|(_, _, g)| *g).collect();
+        for (index, pid, pgid) in live {
+            for (escapee, group) in reaper::escaped_groups(pid, pgid) {
+                if worker_groups.contains(&group) || self.escaped.contains_key(&group) {
+                    continue;
+                }
+                self.escaped.insert(group, index);
+                self.orphan_groups.insert(group);
+                if let Some(guardian) = self.guardian.as_mut() {
+                    guardian.watch(group);
+                }
+                let message = format!("pid {escapee} of worker {index} left its process group for group {group} (a setsid or setpgid): memwarden watches that group too and stops it with the worker, also should memwarden itself be killed");
+                self.event(Some(index), EventKind::Note { message });
+            }
+        }
+        self.escaped.retain(|pgid, _| group_alive(*pgid));
+    }
+
     fn adopt_orphan(&mut self, orphan: &reaper::Orphan, groups: &[(u32, i32)]) {
         let (pid, name) = (orphan.pid, &orphan.command);
         let Some(worker) = orphan.worker else {
-            let message = format!("pid {pid} ({name}) was reparented to memwarden but belongs to no worker (neither its process group nor its environment names one): memwarden reaps it but does not stop it");
+            let own_group = groups.iter().all(|(_, g)| *g != orphan.pgid);
+            if own_group && orphan.pgid > 1 && self.orphan_groups.insert(orphan.pgid) {
+                if let Some(guardian) = self.guardian.as_mut() {
+                    guardian.watch(orphan.pgid);
+                }
+            }
+            let message = format!("pid {pid} ({name}) was reparented to memwarden but names no worker (neither its process group nor its environment does): it came from a worker's tree, so memwarden stops it when the run ends");
             self.event(None, EventKind::Note { message });
             return;
         };

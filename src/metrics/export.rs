@@ -4,6 +4,7 @@
 //! lock; the writer holds it once a batch). Errors after the start are said once and never stop
 //! the run.
 
+use super::http::Server;
 use super::render;
 use crate::console::say;
 use crate::live::{LiveStatus, SharedStatus};
@@ -43,6 +44,7 @@ pub enum MetricsError {
 pub struct Exporter {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
+    server: Option<Server>,
     textfile: Option<PathBuf>,
     live: SharedStatus,
     /// Where `/metrics` is served (the port the system chose for port 0).
@@ -57,6 +59,7 @@ impl Exporter {
         let mut exporter = Self {
             stop: stop.clone(),
             threads: Vec::new(),
+            server: None,
             textfile: None,
             live: live.clone(),
             listening: None,
@@ -64,16 +67,14 @@ impl Exporter {
         if let Some(address) = &options.listen {
             let listener = bind(address)?;
             exporter.listening = listener.local_addr().ok();
-            let server = tiny_http::Server::from_listener(listener, None).map_err(|e| {
-                MetricsError::Listen {
+            let live = live.clone();
+            let route = move |path: &str| route(path, &live);
+            let server =
+                Server::start(listener, Arc::new(route)).map_err(|e| MetricsError::Listen {
                     address: address.clone(),
                     cause: e.to_string(),
-                }
-            })?;
-            let (live, stop) = (live.clone(), stop.clone());
-            exporter.threads.push(spawn("memwarden-metrics", move || {
-                serve(&server, &live, &stop)
-            }));
+                })?;
+            exporter.server = Some(server);
         }
         if let Some(dir) = &options.textfile {
             let path = dir.join(TEXTFILE);
@@ -96,6 +97,9 @@ impl Exporter {
     /// (`memwarden_run_active 0`), so an alert on a stale tick does not fire for a run that ended.
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(server) = self.server.take() {
+            server.stop();
+        }
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
@@ -159,28 +163,21 @@ fn final_text(status: &LiveStatus) -> String {
     render(status, env!("CARGO_PKG_VERSION"), false)
 }
 
-fn serve(server: &tiny_http::Server, live: &SharedStatus, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        let request = match server.recv_timeout(Duration::from_millis(200)) {
-            Ok(Some(request)) => request,
-            Ok(None) => continue,
-            Err(_) => continue, // one client's broken request; the next is served
-        };
-        let path = request.url().split('?').next().unwrap_or("").to_string();
-        let response = match path.as_str() {
-            "/metrics" => tiny_http::Response::from_string(text(&snapshot(live)))
-                .with_header(header("Content-Type", CONTENT_TYPE)),
-            "/" => tiny_http::Response::from_string("memwarden: metrics at /metrics\n"),
-            _ => tiny_http::Response::from_string("not found: metrics are at /metrics\n")
-                .with_status_code(404),
-        };
-        // A scraper that went away is its own business.
-        let _ = request.respond(response);
+/// What `/metrics` and `/` answer; anything else is 404.
+fn route(path: &str, live: &SharedStatus) -> (&'static str, &'static str, String) {
+    match path {
+        "/metrics" => ("200 OK", CONTENT_TYPE, text(&snapshot(live))),
+        "/" => (
+            "200 OK",
+            "text/plain",
+            "memwarden: metrics at /metrics\n".into(),
+        ),
+        _ => (
+            "404 Not Found",
+            "text/plain",
+            "not found: metrics are at /metrics\n".into(),
+        ),
     }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name, value).expect("bug: a valid header")
 }
 
 fn keep_writing(path: &Path, live: &SharedStatus, stop: &AtomicBool) {

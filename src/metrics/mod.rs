@@ -1,6 +1,7 @@
 //! Live numbers for Prometheus: `exposition` turns the live status into the Prometheus text
 //! format (pure), `export` serves it on `/metrics` and writes it for node_exporter's textfile
-//! collector, each from a thread of its own that only reads a copy of the status.
+//! collector, each from a thread of its own that only reads a copy of the status; `http` is the
+//! small server with fixed limits that answers scrapes.
 //!
 //! Why the `prometheus` crate and not `prometheus-client`: the readers here are Prometheus,
 //! `promtool check metrics` and node_exporter's textfile collector, which all parse the
@@ -10,6 +11,7 @@
 
 mod export;
 mod exposition;
+pub mod http;
 #[cfg(test)]
 mod tests;
 

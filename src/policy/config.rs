@@ -90,7 +90,8 @@ where
     T: Deserialize<'de> + PartialOrd + std::fmt::Display + Copy,
 {
     let value = T::deserialize(d)?;
-    if value < low || value > high {
+    // Written so that NaN (valid TOML, unordered) is out of every range.
+    if !(value >= low && value <= high) {
         return Err(de::Error::custom(format!(
             "{value} is not a possible {what} (from {low} to {high})"
         )));
@@ -109,6 +110,28 @@ pub struct Policy {
     pub restart: Restart,
     pub start: Start,
     pub containment: Containment,
+    pub redact: Redact,
+}
+
+/// Text masked before anything is written, beyond what `redact` masks by itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Redact {
+    /// Regular expressions; capture group 1 is masked where a pattern has one, else the match.
+    #[serde(deserialize_with = "patterns")]
+    pub patterns: Vec<regex::Regex>,
+}
+
+fn patterns<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<regex::Regex>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|p| {
+            regex::RegexBuilder::new(p)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| de::Error::custom(format!("redact pattern {p:?}: {e}")))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Deserialize)]

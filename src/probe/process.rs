@@ -231,7 +231,8 @@ impl ProcessHandle {
     }
 }
 
-/// The stat line and the command line: who a process is. A kernel thread or a zombie has an
+/// The stat line and the command line (redacted here, where it enters memwarden): who a
+/// process is. A kernel thread or a zombie has an
 /// empty command line and is named by `[comm]`.
 fn identity(process: &Process) -> Option<(procfs::process::Stat, String)> {
     let stat = process.stat().ok()?;
@@ -239,7 +240,7 @@ fn identity(process: &Process) -> Option<(procfs::process::Stat, String)> {
         .cmdline()
         .ok()
         .filter(|argv| !argv.is_empty())
-        .map(|argv| argv.join(" "))
+        .map(|argv| crate::redact::argv(&argv).join(" "))
         .unwrap_or_else(|| format!("[{}]", stat.comm));
     Some((stat, command))
 }

@@ -41,9 +41,27 @@ pub enum TraceRecord {
         #[serde(flatten)]
         memory: TorchMemory,
     },
+    /// Something the tracer noticed and went on after.
+    Note {
+        pid: i32,
+        worker: Option<u32>,
+        note: String,
+    },
 }
 
 impl TraceRecord {
+    /// The process that wrote the record.
+    pub fn pid(&self) -> i32 {
+        match self {
+            TraceRecord::Hello { pid, .. }
+            | TraceRecord::Epoch { pid, .. }
+            | TraceRecord::Error { pid, .. }
+            | TraceRecord::Note { pid, .. } => *pid,
+            TraceRecord::Sites { report, .. } => report.pid,
+            TraceRecord::Torch { memory, .. } => memory.pid,
+        }
+    }
+
     /// The worker and the event to record; `None` for bookkeeping lines (epochs).
     pub fn into_event(self) -> Option<(Option<u32>, EventKind)> {
         match self {
@@ -65,6 +83,12 @@ impl TraceRecord {
                 Some((worker, EventKind::PythonSites(Box::new(report))))
             }
             TraceRecord::Torch { worker, memory } => Some((worker, EventKind::TorchMemory(memory))),
+            TraceRecord::Note { pid, worker, note } => Some((
+                worker,
+                EventKind::Note {
+                    message: format!("the Python tracer in pid {pid}: {note}"),
+                },
+            )),
             TraceRecord::Error { pid, worker, error } => Some((
                 worker,
                 EventKind::Note {
@@ -77,20 +101,62 @@ impl TraceRecord {
     }
 }
 
+/// Whether a tracer's process may report for a worker: a live process whose ancestors include
+/// this memwarden (every process of a worker's tree does, orphans included, since memwarden is
+/// their subreaper); `None` when it has ended and cannot be checked.
+pub type Lineage = fn(i32) -> Option<bool>;
+
+/// Walks `pid`'s parents up to memwarden or to init.
+pub fn descends_from_us(pid: i32) -> Option<bool> {
+    let us = std::process::id() as i32;
+    let mut current = pid;
+    for _ in 0..4096 {
+        if current == us {
+            return Some(true);
+        }
+        if current <= 1 {
+            return Some(false);
+        }
+        current = procfs::process::Process::new(current)
+            .and_then(|p| p.stat())
+            .ok()
+            .map(|stat| stat.ppid)?;
+    }
+    Some(false)
+}
+
 #[derive(Debug)]
 pub struct Ingest {
     dir: PathBuf,
-    /// Per file, how far it has been read.
-    read: BTreeMap<PathBuf, u64>,
+    /// Per file, how far it has been read, and whether a too long line is being skipped.
+    read: BTreeMap<PathBuf, (u64, bool)>,
+    lineage: Lineage,
+    /// Per file, whether its pid was found in a worker's tree (checked once).
+    checked: BTreeMap<PathBuf, bool>,
     pub bad_lines: u64,
+    /// Lines longer than [`MAX_READ`], skipped to their end.
+    pub long_lines: u64,
+    /// Lines whose pid is not the one their file is named for.
+    pub foreign_lines: u64,
+    /// Files of processes outside every worker's tree, dropped whole.
+    pub outsiders: Vec<i32>,
+    /// Files of processes that had ended before they could be checked (a short run ends
+    /// before the first poll), kept: the tracer's file of a worker that lived under 0.5 s.
+    pub unchecked: u64,
 }
 
 impl Ingest {
-    pub fn new(dir: &Path) -> Self {
+    pub fn new(dir: &Path, lineage: Lineage) -> Self {
         Self {
             dir: dir.to_path_buf(),
             read: BTreeMap::new(),
+            lineage,
+            checked: BTreeMap::new(),
             bad_lines: 0,
+            long_lines: 0,
+            foreign_lines: 0,
+            outsiders: Vec::new(),
+            unchecked: 0,
         }
     }
 
@@ -100,30 +166,80 @@ impl Ingest {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return out;
         };
-        let mut files: Vec<PathBuf> = entries
+        let mut files: Vec<(PathBuf, i32)> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .filter_map(|p| {
+                let pid = p.file_stem()?.to_str()?.parse().ok()?;
+                Some((p, pid))
+            })
             .collect();
         files.sort();
-        for path in files {
-            let offset = self.read.get(&path).copied().unwrap_or(0);
+        for (path, pid) in files {
+            if !self.belongs(&path, pid) {
+                continue;
+            }
+            let (offset, skipping) = self.read.get(&path).copied().unwrap_or((0, false));
             let Some(bytes) = read_from(&path, offset) else {
                 continue;
             };
-            // Only up to the last newline: the rest is a line still being written.
-            let whole = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            for line in bytes[..whole].split(|&b| b == b'\n') {
+            let mut start = 0;
+            if skipping {
+                // The rest of a line too long to take: up to its newline, if it came.
+                match bytes.iter().position(|&b| b == b'\n') {
+                    Some(i) => start = i + 1,
+                    None => {
+                        self.read.insert(path, (offset + bytes.len() as u64, true));
+                        continue;
+                    }
+                }
+            }
+            // Only up to the last newline: the rest is a line still being written, unless it
+            // already fills a whole read, which no record does: that line is skipped.
+            let whole = bytes
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1)
+                .max(start);
+            let long = whole == start && bytes.len() as u64 - start as u64 >= MAX_READ / 2;
+            for line in bytes[start..whole].split(|&b| b == b'\n') {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
                 match serde_json::from_slice::<TraceRecord>(line) {
-                    Ok(record) => out.push(record),
+                    Ok(record) if record.pid() == pid => out.push(record),
+                    Ok(_) => self.foreign_lines += 1,
                     Err(_) => self.bad_lines += 1,
                 }
             }
-            self.read.insert(path, offset + whole as u64);
+            if long {
+                self.long_lines += 1;
+                self.read.insert(path, (offset + bytes.len() as u64, true));
+            } else {
+                self.read.insert(path, (offset + whole as u64, false));
+            }
         }
         out
+    }
+
+    /// Whether `pid`'s file is taken: checked at its first sight.
+    fn belongs(&mut self, path: &Path, pid: i32) -> bool {
+        if let Some(&ok) = self.checked.get(path) {
+            return ok;
+        }
+        let ok = match (self.lineage)(pid) {
+            Some(true) => true,
+            Some(false) => {
+                self.outsiders.push(pid);
+                false
+            }
+            None => {
+                self.unchecked += 1;
+                true
+            }
+        };
+        self.checked.insert(path.to_path_buf(), ok);
+        ok
     }
 }
 
@@ -146,7 +262,7 @@ mod tests {
         let file = dir.join("41.jsonl");
         let hello = r#"{"kind":"hello","pid":41,"worker":0,"python":"3.11.7","tracemalloc":true}"#;
         std::fs::write(&file, format!("{hello}\nnot json\n{{\"kind\":\"sit")).expect("write");
-        let mut ingest = Ingest::new(&dir);
+        let mut ingest = Ingest::new(&dir, |_| Some(true));
         let first = ingest.poll();
         assert_eq!(first.len(), 1, "{first:?}");
         assert_eq!(ingest.bad_lines, 1);
@@ -163,6 +279,53 @@ mod tests {
         assert!(ingest.poll().is_empty(), "nothing is read twice");
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    fn hello(pid: i32) -> String {
+        format!(r#"{{"kind":"hello","pid":{pid},"worker":0,"python":"3.11.7","tracemalloc":true}}"#)
+    }
+
+    #[test]
+    fn a_line_longer_than_a_read_is_skipped_to_its_end_and_reading_goes_on() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("41.jsonl");
+        let long = "x".repeat(MAX_READ as usize + 1000);
+        std::fs::write(&file, format!("{}\n{long}", hello(41))).expect("write");
+        let mut ingest = Ingest::new(dir.path(), |_| Some(true));
+        assert_eq!(ingest.poll().len(), 1);
+        assert!(ingest.poll().is_empty());
+        assert_eq!(ingest.long_lines, 1);
+        let mut text = std::fs::read_to_string(&file).expect("read");
+        text.push_str(&format!("yyy\n{}\n", hello(41)));
+        std::fs::write(&file, text).expect("append");
+        assert_eq!(
+            ingest.poll().len(),
+            1,
+            "the record after the long line is read"
+        );
+        assert_eq!(
+            ingest.bad_lines, 0,
+            "the long line's tail is not a bad line"
+        );
+    }
+
+    #[test]
+    fn records_of_another_pid_or_of_a_process_outside_the_workers_are_dropped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("41.jsonl"),
+            format!("{}\n{}\n", hello(41), hello(7)),
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("99.jsonl"), format!("{}\n", hello(99))).expect("write");
+        let mut ingest = Ingest::new(dir.path(), |pid| Some(pid != 99));
+        let records = ingest.poll();
+        assert_eq!(
+            records.iter().map(TraceRecord::pid).collect::<Vec<_>>(),
+            [41]
+        );
+        assert_eq!(ingest.foreign_lines, 1);
+        assert_eq!(ingest.outsiders, [99]);
+    }
 }
 
 /// The harness's side: drains the tracers' files into the recording, and at the end says which
@@ -178,7 +341,7 @@ pub struct Feed {
 impl Feed {
     pub fn new(dir: &Path, workers: u32) -> Self {
         Self {
-            ingest: Ingest::new(dir),
+            ingest: Ingest::new(dir, descends_from_us),
             workers,
             reported: Default::default(),
             last_poll: None,
@@ -220,6 +383,27 @@ impl Feed {
                 )
             })
             .collect();
+        let ingest = &self.ingest;
+        if !ingest.outsiders.is_empty() {
+            notes.push((
+                None,
+                format!(
+                    "ignored the Python tracer's reports of pid(s) {:?}: not in any worker's process tree",
+                    ingest.outsiders
+                ),
+            ));
+        }
+        if ingest.long_lines > 0 || ingest.foreign_lines > 0 {
+            notes.push((
+                None,
+                format!(
+                    "skipped {} line(s) of the Python tracer's reports longer than {} and {} written for another pid than their file's",
+                    ingest.long_lines,
+                    crate::units::size(MAX_READ as f64 / 2.0),
+                    ingest.foreign_lines
+                ),
+            ));
+        }
         if self.ingest.bad_lines > 0 {
             notes.push((
                 None,

@@ -13,6 +13,8 @@ pub enum RecordingError {
         path: PathBuf,
         cause: serde_json::Error,
     },
+    #[error("{path}: impossible manifest: {what}")]
+    ImpossibleManifest { path: PathBuf, what: String },
     #[error("{dir}: recording format {found} is newer than this memwarden reads ({supported})")]
     NewerFormat {
         dir: PathBuf,

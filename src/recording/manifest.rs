@@ -148,6 +148,37 @@ impl Manifest {
                 .is_ok_and(|s| s.starttime == harness.start_ticks && s.state != 'Z')
     }
 
+    /// Values a reader sizes its work by must be ones memwarden could have written: a doctored
+    /// `"workers": 4294967295` would otherwise become a 721 GB allocation.
+    pub fn check_values(&self, path: &Path) -> Result<(), RecordingError> {
+        let impossible = |what: String| {
+            Err(RecordingError::ImpossibleManifest {
+                path: path.to_path_buf(),
+                what,
+            })
+        };
+        if self.workers > MAX_WORKERS {
+            return impossible(format!(
+                "\"workers\": {} (memwarden runs at most {MAX_WORKERS})",
+                self.workers
+            ));
+        }
+        // 0: a report from logs alone, with no sampling.
+        if self.interval_ns > 3_600_000_000_000 {
+            return impossible(format!(
+                "\"interval_ns\": {} (at most 1 h)",
+                self.interval_ns
+            ));
+        }
+        if let Some(end) = self.end_wall_ns.filter(|end| *end < self.start_wall_ns) {
+            return impossible(format!(
+                "\"end_wall_ns\" {end} is before \"start_wall_ns\" {}",
+                self.start_wall_ns
+            ));
+        }
+        Ok(())
+    }
+
     pub fn check_version(&self, dir: &Path) -> Result<(), RecordingError> {
         if self.format_version > FORMAT_VERSION {
             return Err(RecordingError::NewerFormat {
@@ -158,32 +189,6 @@ impl Manifest {
         }
         Ok(())
     }
-}
-
-/// Secrets never reach the manifest: `--api-key=x`, `TOKEN=x`, `--password x` are masked.
-/// A command line read from /proc (words joined by spaces), redacted like an argv.
-pub fn redact_command_line(command: &str) -> String {
-    let words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
-    redact(&words).join(" ")
-}
-
-pub fn redact(argv: &[String]) -> Vec<String> {
-    const SECRET: [&str; 4] = ["KEY", "TOKEN", "SECRET", "PASSWORD"];
-    let secret = |s: &str| SECRET.iter().any(|w| s.to_ascii_uppercase().contains(w));
-    let mut out = Vec::with_capacity(argv.len());
-    let mut mask_next = false;
-    for arg in argv {
-        if mask_next {
-            out.push("***".to_string());
-            mask_next = false;
-        } else if let Some((name, _)) = arg.split_once('=').filter(|(name, _)| secret(name)) {
-            out.push(format!("{name}=***"));
-        } else {
-            mask_next = arg.starts_with('-') && secret(arg);
-            out.push(arg.clone());
-        }
-    }
-    out
 }
 
 pub fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), RecordingError> {
@@ -209,8 +214,12 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, RecordingError> {
             cause: source,
         })?;
     manifest.check_version(dir)?;
+    manifest.check_values(&path)?;
     Ok(manifest)
 }
+
+/// The most workers a run can have (`run --workers` takes at most this many).
+pub const MAX_WORKERS: u32 = 1024;
 
 /// Replaces `path` with `bytes` so that a crash leaves the old or the new content.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError> {
@@ -230,38 +239,6 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), RecordingError>
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn secrets_are_masked() {
-        let argv: Vec<String> = [
-            "train.py",
-            "--api-key",
-            "abc",
-            "--token=xyz",
-            "WANDB_API_KEY=k",
-            "--lr",
-            "0.1",
-        ]
-        .map(str::to_string)
-        .to_vec();
-        assert_eq!(
-            redact(&argv),
-            [
-                "train.py",
-                "--api-key",
-                "***",
-                "--token=***",
-                "WANDB_API_KEY=***",
-                "--lr",
-                "0.1"
-            ]
-        );
-    }
 }
 
 #[cfg(test)]

@@ -17,8 +17,8 @@ pub use compact::{compact_segment, Compactor};
 pub use error::RecordingError;
 pub use frame::{decode_all, encode, DecodeStats};
 pub use manifest::{
-    read_manifest, redact, redact_command_line, write_atomically, write_manifest, HarnessProcess,
-    Manifest, MemoryCgroupInfo, Orchestrator, RunStatus, MANIFEST_FILE,
+    read_manifest, write_atomically, write_manifest, HarnessProcess, Manifest, MemoryCgroupInfo,
+    Orchestrator, RunStatus, MANIFEST_FILE,
 };
 pub use paths::{default_run_dir, Stream};
 pub(crate) use paths::{gpu_path, stream_path, system_path};

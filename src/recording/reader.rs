@@ -15,6 +15,36 @@ use std::path::{Path, PathBuf};
 pub struct ReadStats {
     pub garbled_records: usize,
     pub torn_tail_bytes: usize,
+    /// Sealed (Parquet) segments that could not be read and were left out, as a torn log
+    /// segment is.
+    pub torn_segments: usize,
+}
+
+impl ReadStats {
+    /// What was skipped, in one line; `None` when nothing was.
+    pub fn describe(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if self.garbled_records > 0 {
+            parts.push(format!("{} damaged record(s)", self.garbled_records));
+        }
+        if self.torn_tail_bytes > 0 {
+            parts.push(format!(
+                "{} byte(s) of a torn final record",
+                self.torn_tail_bytes
+            ));
+        }
+        if self.torn_segments > 0 {
+            parts.push(format!(
+                "{} unreadable sealed segment(s) (their samples are missing)",
+                self.torn_segments
+            ));
+        }
+        let last = parts.pop()?;
+        Some(match parts.is_empty() {
+            true => format!("skipped {last}"),
+            false => format!("skipped {} and {last}", parts.join(", ")),
+        })
+    }
 }
 
 pub struct Recording {
@@ -148,6 +178,17 @@ impl Recording {
         self.stats.set(stats);
     }
 
+    /// A run marked finished whose events end before its stop event: `events.log` was cut
+    /// (a copy that stopped short, a full disk, a hand), so trials after the cut are missing.
+    pub fn events_cut_short(&self) -> bool {
+        self.manifest.status == super::RunStatus::Finished
+            && matches!(self.source, Source::Dir)
+            && !self
+                .events
+                .iter()
+                .any(|e| matches!(e.kind, super::EventKind::Stop { .. }))
+    }
+
     pub fn trials(&self) -> Vec<Trial> {
         trials_from_events(&self.events)
     }
@@ -220,6 +261,7 @@ impl Recording {
         let samples_parquet = self.parquet("samples", index);
         let system_parquet = self.parquet("system", index);
         let wanted = |columns: Option<&[&str]>| columns.is_none_or(|c| !c.is_empty());
+        let log = stream_path(&self.dir, Stream::Samples, index, "log");
         if samples_parquet.exists() && system_parquet.exists() {
             let read = |path: &Path, columns: Option<&[&str]>| {
                 if wanted(columns) {
@@ -228,15 +270,40 @@ impl Recording {
                     Ok(DataFrame::empty())
                 }
             };
-            return Ok((
-                read(&samples_parquet, sample_columns)?,
-                read(&system_parquet, system_columns)?,
-            ));
+            match (
+                read(&samples_parquet, sample_columns),
+                read(&system_parquet, system_columns),
+            ) {
+                (Ok(samples), Ok(system)) => return Ok((samples, system)),
+                // A torn sealed segment is left out, counted, like a torn record; its raw log,
+                // where it is still there, stands in for it.
+                _ if !log.exists() => {
+                    self.torn_segment();
+                    let ticks: [Tick; 0] = [];
+                    return self.frames_of(&ticks, &log, sample_columns, system_columns);
+                }
+                _ => {}
+            }
         }
-        let log = stream_path(&self.dir, Stream::Samples, index, "log");
         let ticks: Vec<Tick> = self.decode_log(&log)?;
+        self.frames_of(&ticks, &log, sample_columns, system_columns)
+    }
+
+    fn torn_segment(&self) {
+        let mut stats = self.stats.get();
+        stats.torn_segments += 1;
+        self.stats.set(stats);
+    }
+
+    fn frames_of(
+        &self,
+        ticks: &[Tick],
+        log: &Path,
+        sample_columns: Option<&[&str]>,
+        system_columns: Option<&[&str]>,
+    ) -> Result<(DataFrame, DataFrame), RecordingError> {
         let table = |source| RecordingError::Table {
-            path: log.clone(),
+            path: log.to_path_buf(),
             cause: source,
         };
         let select =
@@ -248,8 +315,8 @@ impl Recording {
                 None => frame().map_err(table),
             };
         Ok((
-            select(&|| tables::samples_frame(&ticks), sample_columns)?,
-            select(&|| tables::system_frame(&ticks), system_columns)?,
+            select(&|| tables::samples_frame(ticks), sample_columns)?,
+            select(&|| tables::system_frame(ticks), system_columns)?,
         ))
     }
 
@@ -299,10 +366,20 @@ impl Recording {
 
     pub fn smaps_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
         let parquet = self.parquet("smaps", index);
-        if parquet.exists() {
-            return read_parquet(&parquet, None);
-        }
         let log = stream_path(&self.dir, Stream::Smaps, index, "log");
+        if parquet.exists() {
+            match read_parquet(&parquet, None) {
+                Ok(frame) => return Ok(frame),
+                Err(_) if !log.exists() => {
+                    self.torn_segment();
+                    return tables::smaps_frame(&[]).map_err(|source| RecordingError::Table {
+                        path: parquet,
+                        cause: source,
+                    });
+                }
+                Err(_) => {}
+            }
+        }
         let snapshots: Vec<SmapsSnapshot> = self.decode_log(&log)?;
         tables::smaps_frame(&snapshots).map_err(|source| RecordingError::Table {
             path: log,

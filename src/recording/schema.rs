@@ -150,6 +150,10 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+/// A trial's parameters, shared by its event, its trial and its analysis record: copies were a
+/// third of what analysis held per trial.
+pub type Params = std::sync::Arc<BTreeMap<String, serde_json::Value>>;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
@@ -196,7 +200,7 @@ pub enum EventKind {
     },
     TrialStart {
         trial: String,
-        params: BTreeMap<String, serde_json::Value>,
+        params: Params,
         source: TrialSource,
     },
     TrialEnd {

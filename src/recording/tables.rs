@@ -3,7 +3,7 @@
 
 use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
 use polars::prelude::*;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
     let rows = ticks
@@ -326,7 +326,7 @@ pub struct Trial {
     /// `complete`, `pruned`, `failed`, ... or `running` when the recording ended first.
     pub state: String,
     pub value: Option<serde_json::Value>,
-    pub params: BTreeMap<String, serde_json::Value>,
+    pub params: super::schema::Params,
     /// Memory read at the end line (see `EventKind::TrialEnd`).
     pub end_memory: Option<crate::recording::EndMemory>,
 }
@@ -384,7 +384,7 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
                             end_ns: None,
                             state: String::new(),
                             value: None,
-                            params: BTreeMap::new(),
+                            params: Default::default(),
                             end_memory: None,
                         });
                         trials.len() - 1
@@ -402,8 +402,22 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
     trials
 }
 
+/// Parameters that get a `param_<name>` column of their own, at most: those most trials have
+/// (then by name). Every parameter stays in the `params` column's JSON.
+pub const PARAM_COLUMNS: usize = 256;
+
 pub(crate) fn trials_frame(trials: &[Trial]) -> PolarsResult<DataFrame> {
-    let names: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    let mut counts: std::collections::BTreeMap<&String, usize> = Default::default();
+    for name in trials.iter().flat_map(|t| t.params.keys()) {
+        *counts.entry(name).or_default() += 1;
+    }
+    let mut ranked: Vec<(&String, usize)> = counts.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let names: BTreeSet<&String> = ranked
+        .into_iter()
+        .take(PARAM_COLUMNS)
+        .map(|(name, _)| name)
+        .collect();
     let mut columns = vec![
         Column::new(
             "worker".into(),

@@ -88,6 +88,27 @@ impl RecordSender {
         self.send(Record::Event(event));
     }
 
+    /// Sends an event if the channel has room now; else hands it back (a producer that must
+    /// not wait, such as a worker's output pump, keeps it for later).
+    pub fn try_event(&self, event: Event) -> Option<Event> {
+        match self.tx.try_send(Message::Record(Record::Event(event))) {
+            Err(TrySendError::Full(Message::Record(Record::Event(event)))) => Some(event),
+            _ => None,
+        }
+    }
+
+    /// A sender over a channel of `capacity` that nothing reads, for tests of producers that
+    /// must not block.
+    #[doc(hidden)]
+    pub fn unread(capacity: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        std::mem::forget(rx);
+        Self {
+            tx,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
     /// An event that happens now on the run's clock.
     pub fn event_now(&self, clock: &crate::clock::RunClock, worker: Option<u32>, kind: EventKind) {
         let (t_ns, wall_ns) = clock.now();

@@ -44,7 +44,7 @@ pub fn find_trial(
         [one] => Ok(TrialCase {
             worker: one.worker,
             trial: one.trial.clone(),
-            params: one.params.clone(),
+            params: (*one.params).clone(),
         }),
         [] => Err(ReplayError::NoTrial {
             trial: trial.to_string(),
@@ -121,7 +121,7 @@ pub fn bisect_cases(trials: &[Trial]) -> Result<Vec<(String, String, TrialCase)>
                     TrialCase {
                         worker: trial.worker,
                         trial: trial.trial.clone(),
-                        params: trial.params.clone(),
+                        params: (*trial.params).clone(),
                     },
                 ));
             }
@@ -146,10 +146,12 @@ mod tests {
             end_ns: Some(1),
             state: "complete".into(),
             value: None,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            params: std::sync::Arc::new(
+                params
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+            ),
             end_memory: None,
         }
     }

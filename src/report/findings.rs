@@ -2,11 +2,11 @@
 //! forecast. What is said comes from `analysis::statements`; this file words it as Markdown
 //! sentences, escaping whatever a worker or a user wrote.
 
-use super::markdown::{self, escape};
 use super::ReportInput;
 use crate::analysis::statements::{self, Fact, ForecastStatement, GrowthRate, Outlook};
 use crate::analysis::statements::{ParameterStatement, ParameterWhat};
 use crate::analysis::{Verdict, WorkerFinding};
+use crate::markdown::{self, escape};
 use crate::units::{duration, size, MIB};
 use std::fmt::Write;
 

@@ -5,7 +5,6 @@
 mod document;
 mod findings;
 pub mod kernel_log;
-mod markdown;
 pub mod pipeline;
 pub mod plots;
 mod policy;
@@ -13,6 +12,6 @@ mod sections;
 mod timeline;
 pub mod worker_log;
 
+pub use crate::markdown::{code, escape};
 pub use document::{render, PlotRef, ReportInput};
 pub use kernel_log::{oom_kills, KernelTime, OomKill};
-pub use markdown::{code, escape};

@@ -1,9 +1,9 @@
 //! What the policy did (live) or would have done (`memwarden simulate`): the counts, the
 //! restarts and their reasons, and for a simulation what memory would then have looked like.
 
-use super::markdown::escape;
 use super::sections::when;
 use super::ReportInput;
+use crate::markdown::escape;
 use crate::recording::{Event, EventKind};
 use crate::units::{duration, size};
 use std::collections::BTreeMap;

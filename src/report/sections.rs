@@ -4,9 +4,9 @@
 //! of their own.
 
 use super::findings::rate_words;
-use super::markdown::escape;
 use super::ReportInput;
 use crate::analysis::{slot, Kind, Verdict, WorkerFinding};
+use crate::markdown::escape;
 use crate::recording::EventKind;
 use crate::units::{clock_utc, duration, size};
 use std::collections::BTreeMap;
@@ -139,10 +139,10 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         if let Some(site) = w.top_site() {
             paragraph.push(format!(
                 "The line that keeps it: {}{}.",
-                super::markdown::code(&format!("{}:{}", site.file, site.line)),
+                crate::markdown::code(&format!("{}:{}", site.file, site.line)),
                 site.code
                     .as_deref()
-                    .map_or(String::new(), |c| format!(", {}", super::markdown::code(c)))
+                    .map_or(String::new(), |c| format!(", {}", crate::markdown::code(c)))
             ));
         }
     }

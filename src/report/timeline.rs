@@ -2,10 +2,10 @@
 //! log, each on the run's clock (UTC and elapsed). Kernel OOM kills are matched to workers by
 //! pid; `dmesg` times that cannot be placed are listed apart.
 
-use super::markdown::escape;
 use super::sections::{signal_name, when};
 use super::{KernelTime, OomKill, ReportInput};
 use crate::analysis::Verdict;
+use crate::markdown::escape;
 use crate::recording::{EventKind, PolicyAction, RunStatus};
 use crate::units::size;
 use std::fmt::Write;
@@ -71,7 +71,7 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
                 // Command lines read from /proc may carry secrets; reports never show them.
                 format!(
                     "{worker}(pid {pid}) became {}",
-                    escape(&crate::recording::redact_command_line(command))
+                    escape(&crate::redact::command_line(command))
                 )
             }
             EventKind::WorkerStart { pid, attempt, .. } if *attempt == 0 => {

@@ -7,6 +7,7 @@ mod gate;
 mod group_stopper;
 mod guardian;
 mod lines;
+pub mod log_file;
 mod output;
 pub mod reaper;
 mod spawn;
@@ -19,7 +20,8 @@ pub use gate::{ask, Gate, GateQuestion, ANSWER_TIMEOUT};
 pub use group_stopper::GroupStopper;
 pub use guardian::{guard, Guardian};
 pub use lines::{Line, LineSplitter};
-pub use output::{BoundarySink, WorkerOutput, MAX_LINE_BYTES};
+pub use log_file::LogFile;
+pub use output::{BoundarySink, NoteSink, WorkerOutput, MAX_LINE_BYTES};
 pub use spawn::{
     group_alive, signal_group, signal_process, spawn_worker, try_reap, Exit, SpawnError,
     SpawnOptions,

@@ -3,25 +3,28 @@
 //! reading while the worker writes, so a worker is never blocked on a full pipe by us.
 
 use super::lines::LineSplitter;
+use super::log_file::LogFile;
 use super::trials::{TrialBoundary, TrialParser};
 use crate::clock::RunClock;
 use crate::recording::{EndMemory, EndReader};
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 /// Lines past this are cut in the log; the harness holds at most this much per stream.
 pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 pub type BoundarySink = Arc<dyn Fn(u32, Vec<TrialBoundary>) + Send + Sync>;
+/// Where a worker's output pump says something worth a note in the recording.
+pub type NoteSink = Arc<dyn Fn(u32, String) + Send + Sync>;
 
 /// What both streams of one worker share.
 pub struct WorkerOutput {
     pub worker: u32,
     pub clock: RunClock,
-    pub log: Mutex<BufWriter<File>>,
+    pub log: Mutex<LogFile>,
     pub parser: Mutex<TrialParser>,
     pub on_boundaries: BoundarySink,
+    pub on_note: NoteSink,
     /// The worker's main process, whose tree is read at each end line (none: not read).
     pub pid: Option<i32>,
     pub root: crate::probe::ProcRoot,
@@ -66,6 +69,8 @@ impl WorkerOutput {
         if !found.is_empty() {
             (self.on_boundaries)(self.worker, found);
         }
+        // The stream's end: boundaries still waiting for the writer are sent now.
+        (self.on_boundaries)(self.worker, Vec::new());
     }
 
     /// Reads the worker's tree at each end line the worker did not measure itself: the level
@@ -98,7 +103,7 @@ impl WorkerOutput {
 
     fn line(
         &self,
-        log: &mut BufWriter<File>,
+        log: &mut LogFile,
         stream: &str,
         t_ns: u64,
         bytes: &[u8],
@@ -106,14 +111,17 @@ impl WorkerOutput {
     ) -> Vec<TrialBoundary> {
         let text = String::from_utf8_lossy(bytes);
         let seconds = t_ns as f64 / 1e9;
+        let was_cut = log.cut();
         let _ = if dropped > 0 {
-            writeln!(
-                log,
+            log.line(&format!(
                 "{seconds:.6} {stream} {text} [memwarden: {dropped} more bytes cut]"
-            )
+            ))
         } else {
-            writeln!(log, "{seconds:.6} {stream} {text}")
+            log.line(&format!("{seconds:.6} {stream} {text}"))
         };
+        if log.cut() && !was_cut {
+            (self.on_note)(self.worker, format!("worker {}'s output reached half of its log cap (--log-cap): its start is kept in logs/worker-{}.log and its newest lines in logs/worker-{}.tail.log and .tail.old.log; what lies between is not kept", self.worker, self.worker, self.worker));
+        }
         self.parser
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -92,6 +92,40 @@ pub fn orphans(known: &BTreeSet<i32>, workers: &[(u32, i32)]) -> Vec<Orphan> {
         .collect()
 }
 
+/// Processes of the tree under `root` that left its process group `own_pgid` (a `setsid`, a
+/// `setpgid`): each with its group. The walk stops at [`TREE_LIMIT`] processes, so a fork bomb
+/// cannot make it unbounded.
+pub fn escaped_groups(root: i32, own_pgid: i32) -> Vec<(i32, i32)> {
+    let mut out = Vec::new();
+    let mut queue = vec![root];
+    let mut seen = BTreeSet::new();
+    while let Some(pid) = queue.pop() {
+        if !seen.insert(pid) || seen.len() > TREE_LIMIT {
+            continue;
+        }
+        let Ok(process) = Process::new(pid) else {
+            continue;
+        };
+        if let Ok(stat) = process.stat() {
+            if stat.pgrp != own_pgid && stat.pgrp > 1 && pid != root {
+                out.push((pid, stat.pgrp));
+            }
+        }
+        if let Ok(tasks) = process.tasks() {
+            queue.extend(
+                tasks
+                    .filter_map(|task| task.ok()?.children().ok())
+                    .flatten()
+                    .map(|child| child as i32),
+            );
+        }
+    }
+    out
+}
+
+/// The most processes [`escaped_groups`] looks at in one tree.
+pub const TREE_LIMIT: usize = 4096;
+
 /// Reaps `pid` if it has exited: true when it is gone.
 pub fn reap(pid: i32) -> bool {
     match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {

@@ -112,6 +112,11 @@ impl TrialParser {
                 }
             }
         }
+        for boundary in &mut found {
+            if let TrialBoundary::Start { params, .. } = boundary {
+                bound_params(params);
+            }
+        }
         found
     }
 
@@ -403,6 +408,54 @@ fn split_key(item: &str) -> Option<(&str, &str)> {
     };
     let colon = trimmed[key_end..].find(':')? + key_end;
     Some((&item[offset..offset + key_end], &trimmed[colon + 1..]))
+}
+
+/// Parameters kept per trial, at most (the first by name); the rest are counted in
+/// [`PARAMS_DROPPED`].
+pub const MAX_PARAMS: usize = 1024;
+/// Longest parameter name and value kept, in bytes (longer ones are cut and end in `…`).
+pub const MAX_PARAM_NAME: usize = 128;
+pub const MAX_PARAM_VALUE: usize = 1024;
+/// The parameter that says how many a trial had beyond [`MAX_PARAMS`].
+pub const PARAMS_DROPPED: &str = "memwarden_params_dropped";
+
+/// Bounds what one trial's parameters cost downstream (events, tables, analysis): a worker
+/// that prints 100,000 parameters, or one of a megabyte, is recorded with the first
+/// [`MAX_PARAMS`], each cut to its limits, and a count of the rest.
+pub fn bound_params(params: &mut BTreeMap<String, Value>) {
+    let over = params.len().saturating_sub(MAX_PARAMS);
+    if let Some(first_dropped) = params.keys().nth(MAX_PARAMS).cloned() {
+        drop(params.split_off(&first_dropped));
+    }
+    let cut = |text: &str, limit: usize| {
+        let mut end = limit;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &text[..end])
+    };
+    if params.keys().any(|k| k.len() > MAX_PARAM_NAME) {
+        *params = std::mem::take(params)
+            .into_iter()
+            .map(|(k, v)| match k.len() > MAX_PARAM_NAME {
+                true => (cut(&k, MAX_PARAM_NAME), v),
+                false => (k, v),
+            })
+            .collect();
+    }
+    for value in params.values_mut() {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Array(_) | Value::Object(_) => value.to_string(),
+            _ => continue,
+        };
+        if text.len() > MAX_PARAM_VALUE {
+            *value = Value::String(cut(&text, MAX_PARAM_VALUE));
+        }
+    }
+    if over > 0 {
+        params.insert(PARAMS_DROPPED.into(), Value::from(over as u64));
+    }
 }
 
 #[cfg(test)]

@@ -186,7 +186,9 @@ pub fn synthetic(
             worker: Some(0),
             kind: EventKind::TrialStart {
                 trial: k.to_string(),
-                params: [("batch".to_string(), serde_json::json!(batch(k)))].into(),
+                params: std::sync::Arc::new(
+                    [("batch".to_string(), serde_json::json!(batch(k)))].into(),
+                ),
                 source: TrialSource::Marker,
             },
         });

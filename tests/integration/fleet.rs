@@ -69,7 +69,7 @@ fn fleet() -> &'static Fleet {
 }
 
 /// As if recorded on `host`.
-fn set_host(dir: &Path, host: &str) {
+pub fn set_host(dir: &Path, host: &str) {
     let path = dir.join("manifest.json");
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("JSON");
@@ -90,7 +90,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// `memwarden publish RUN_DIR DEST`.
-fn publish(run_dir: impl AsRef<Path>, dest: impl AsRef<Path>) -> std::process::Output {
+pub fn publish(run_dir: impl AsRef<Path>, dest: impl AsRef<Path>) -> std::process::Output {
     memwarden()
         .arg("publish")
         .arg(run_dir.as_ref())
@@ -333,7 +333,7 @@ fn one_line_exit_2(out: &std::process::Output, words: &str) {
 }
 
 #[test]
-fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refused() {
+pub fn publishing_again_is_idempotent_and_a_different_run_of_the_same_name_is_refused() {
     let fleet = fleet();
     let temp = tempdir();
     let dest = temp.path().join("fleet");

@@ -26,7 +26,7 @@ fn debian(program: &str, package: &str) -> String {
 }
 
 /// A port free now (the system's choice for port 0).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
@@ -35,7 +35,7 @@ fn free_port() -> u16 {
 
 /// Stops (SIGTERM, then SIGKILL after 10 s) and reaps a server or a memwarden when the test
 /// ends, passed or not; a memwarden stops its workers on SIGTERM.
-struct Server(Child);
+pub struct Server(pub Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -53,7 +53,7 @@ impl Drop for Server {
     }
 }
 
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))

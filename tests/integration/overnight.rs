@@ -72,7 +72,7 @@ pub fn write(dir: &Path) {
                 worker,
                 EventKind::TrialStart {
                     trial: trial.to_string(),
-                    params,
+                    params: params.into(),
                     source: TrialSource::Optuna,
                 },
             ));
