@@ -95,7 +95,6 @@ pub struct LiveWorker {
     /// (trials ended in this incarnation, its anonymous memory then), for the trend.
     pub(super) trial_ends: Vec<(u64, u64)>,
     incarnation_trials: u64,
-    trend: Option<f64>,
     /// The last PSS and USS read of each process, carried until the next read (as analysis
     /// fills it).
     last_pss: HashMap<i32, (u64, Option<u64>)>,
@@ -115,8 +114,16 @@ impl LiveWorker {
 
     /// Retained growth per trial since this incarnation started: the Theil–Sen slope of its
     /// anonymous memory at trial ends (the estimate soak has always shown), in bytes.
+    /// Fitted when asked (a view's frame, a scrape), not at each trial's end: a fit at every
+    /// end of a worker that prints 50,000 trials a second held the writer thread that folds
+    /// them, and its trial lines backed up.
     pub fn trend_per_trial(&self) -> Option<f64> {
-        self.trend
+        let (x, y): (Vec<f64>, Vec<f64>) = self
+            .trial_ends
+            .iter()
+            .map(|&(trial, bytes)| (trial as f64, bytes as f64))
+            .unzip();
+        crate::analysis::stats::theil_sen(&x, &y).map(|fit| fit.slope)
     }
 
     fn trial_ended(&mut self, state: &str) {
@@ -135,12 +142,6 @@ impl LiveWorker {
                 index % 2 == 1
             });
         }
-        let (x, y): (Vec<f64>, Vec<f64>) = self
-            .trial_ends
-            .iter()
-            .map(|&(trial, bytes)| (trial as f64, bytes as f64))
-            .unzip();
-        self.trend = crate::analysis::stats::theil_sen(&x, &y).map(|fit| fit.slope);
     }
 
     fn started(&mut self) {
@@ -150,7 +151,6 @@ impl LiveWorker {
         // A fresh process: what it retains starts afresh.
         self.trial_ends.clear();
         self.incarnation_trials = 0;
-        self.trend = None;
         self.last_pss.clear();
     }
 

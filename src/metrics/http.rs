@@ -130,20 +130,19 @@ impl Server {
         }
         let (stop_flag, away) = (stop.clone(), turned_away.clone());
         threads.push(spawn("memwarden-http", move || {
-            for connection in listener.incoming() {
-                if stop_flag.load(Ordering::Relaxed) {
+            // The accept loop is begun again should it ever fail (it holds no state but the
+            // listener), and says so once.
+            for restart in 0u64.. {
+                let accepted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    accept(&listener, &queue, &stop_flag, &away)
+                }));
+                if accepted.is_ok() || stop_flag.load(Ordering::Relaxed) {
                     break;
                 }
-                let Ok(connection) = connection else {
-                    // A client that reset is its own business; out of descriptors, a pause
-                    // keeps the loop from spinning until some are closed.
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                if let Err(TrySendError::Full(c)) = queue.try_send(connection) {
-                    away.fetch_add(1, Ordering::Relaxed);
-                    drop(c);
+                if restart == 0 {
+                    say("note: the metrics endpoint's accept loop failed (a bug); it starts again");
                 }
+                std::thread::sleep(Duration::from_millis(100));
             }
             // Dropping `queue` ends the serving threads once they finish what they hold.
         })?);
@@ -169,6 +168,30 @@ impl Server {
         let _ = TcpStream::connect_timeout(&wake, Duration::from_secs(1));
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+    }
+}
+
+/// Hands accepted connections to the serving threads until `stop`; a full queue closes them.
+fn accept(
+    listener: &TcpListener,
+    queue: &crossbeam_channel::Sender<TcpStream>,
+    stop: &AtomicBool,
+    away: &AtomicU64,
+) {
+    for connection in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(connection) = connection else {
+            // A client that reset is its own business; out of descriptors, a pause keeps the
+            // loop from spinning until some are closed.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
+        if let Err(TrySendError::Full(c)) = queue.try_send(connection) {
+            away.fetch_add(1, Ordering::Relaxed);
+            drop(c);
         }
     }
 }

@@ -297,6 +297,9 @@ impl WriterState {
                     }
                 }
             }
+            // A burst (a worker's marker flood) is drained at the disk's pace, not a batch per
+            // interval: the channel was half full or more.
+            let burst = batch.len() >= self.config.channel_capacity / 2;
             if let Some(observe) = self.observer.as_mut().filter(|_| !batch.is_empty()) {
                 observe(&batch);
             }
@@ -309,7 +312,7 @@ impl WriterState {
             if self.last_sync.elapsed() >= self.config.sync_interval {
                 self.sync_all()?;
             }
-            if !closing {
+            if !closing && !burst {
                 // What arrives meanwhile waits in the channel (its senders never block).
                 std::thread::sleep(self.config.batch_interval.saturating_sub(woke.elapsed()));
             }
