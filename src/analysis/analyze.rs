@@ -497,11 +497,20 @@ fn machine_forecast(
                 let gaps: Vec<f64> = starts.windows(2).map(|p| (p[1] - p[0]) / 3.6e12).collect();
                 (!gaps.is_empty()).then(|| super::stats::median(&gaps))
             });
+            let per_trial = growing.and_then(|g| g.per_trial).map_or(0.0, |r| r.bytes);
+            // A run too short for a rate per hour of its own still has a trial cadence: the
+            // forecast projects the per-trial growth at that cadence.
+            let per_hour = match growing.and_then(|g| g.per_hour) {
+                Some(rate) => rate.bytes,
+                None => trial_hours
+                    .filter(|h| *h > 0.0)
+                    .map_or(0.0, |h| per_trial / h),
+            };
             Some(WorkerRates {
                 first_bytes: summary.first_bytes.unwrap_or(0.0),
                 transient_bytes: summary.transient_bytes.unwrap_or(0.0),
-                per_trial: growing.and_then(|g| g.per_trial).map_or(0.0, |r| r.bytes),
-                per_hour: growing.and_then(|g| g.per_hour).map_or(0.0, |r| r.bytes),
+                per_trial,
+                per_hour,
                 trial_hours,
             })
         })

@@ -132,7 +132,14 @@ pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Clas
     };
     let c = classify(x, &s.bytes, rules);
     let from = c.ongoing_from.min(s.bytes.len());
+    // A rate per hour beside a per-trial one is only said from enough time: fitted on a
+    // 5-second run it printed "+2011 MiB/h" next to "stable" (issue 30).
+    let span_s = match (s.hours[from..].first(), s.hours[from..].last()) {
+        (Some(first), Some(last)) => (last - first) * 3600.0,
+        _ => 0.0,
+    };
     let per_hour = match s.basis {
+        Basis::Trials if span_s < super::gates::MIN_HOURLY_WINDOW_S => None,
         Basis::Trials => theil_sen(&s.hours[from..], &s.bytes[from..]),
         Basis::Time => c.ongoing,
     };
@@ -168,6 +175,20 @@ pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Clas
     (finding, c)
 }
 
+/// PSS and USS read on fewer ticks than a fit needs are not enough data, whatever a fit on
+/// their carried values says: a 400 MiB PyTorch process read twice fitted "stable" while its
+/// anonymous memory leaked (issue 30). `check` judges them the same way.
+fn starve(mut k: KindFinding, pss_reads: Option<u64>, rules: &Rules) -> KindFinding {
+    let starved = pss_reads.is_some_and(|reads| (reads as usize) < rules.min_points);
+    if starved && matches!(k.kind, Kind::Pss | Kind::Uss) {
+        k.verdict = Verdict::InsufficientData;
+        k.per_trial = None;
+        k.per_hour = None;
+        k.confidence = 0.0;
+    }
+    k
+}
+
 /// Leak over plateau over stable over too little data.
 pub(super) fn severity(verdict: Verdict) -> u8 {
     match verdict {
@@ -188,6 +209,7 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
     let no_trials = Vec::new();
     let trials = loaded.trials.get(&worker).unwrap_or(&no_trials);
     let timeline = loaded.timelines.get(&worker);
+    let pss_reads = loaded.pss_health.get(&worker).map(|h| h.read_ticks);
     let kinds: Vec<KindFinding> = KINDS
         .iter()
         .filter_map(|kind| {
@@ -202,6 +224,7 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
             )?;
             Some(kind_finding(*kind, &s, rules).0)
         })
+        .map(|k| starve(k, pss_reads, rules))
         .collect();
     let summary = kinds
         .iter()

@@ -354,6 +354,17 @@ fn the_gate_judges_what_leaks_and_never_passes_what_it_cannot_see() {
             && stderr.contains("pss: not enough data (PSS read on 2 tick(s)"),
         "{stderr}"
     );
+    // `analyze` says the same of starved PSS: not enough data, never "stable" (issue 30).
+    let out = memwarden()
+        .arg("analyze")
+        .arg(&starved)
+        .output()
+        .expect("analyze runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("pss insufficient data") && !text.contains("pss stable"),
+        "{text}"
+    );
     // Within a looser budget, but the run ended abruptly: it cannot pass.
     let crashed = temp.path().join("crashed");
     crate::boundary::synthetic(&crashed, at_end, |_| true, false);
