@@ -14,7 +14,7 @@ use std::time::Duration;
     about = "Find and contain memory leaks in long-running ML workers"
 )]
 #[command(
-    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed, growth over budget, more growth than before), 2 bad usage or input."
+    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed, growth over budget, more growth than before), 2 bad usage or input, 3 memwarden's own work failed (a full disk, a crashed thread; what it recorded is readable), 4 `check` had not enough data to judge."
 )]
 pub struct Cli {
     #[command(subcommand)]

@@ -18,6 +18,8 @@
 //! - `pytrace` ships the Python helper and allocation tracer, installs them for the workers
 //!   and reads back what the tracer reports.
 //! - `soak` judges a soak; `replay` repeats recorded trials.
+//! - `metrics` serves the live status to Prometheus (`/metrics`, node_exporter's textfile);
+//!   `fleet` publishes runs into a Parquet layout and answers questions over many of them.
 //! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
 //! - `redact` masks secrets in command lines and text before anything is written.
 //! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's

@@ -79,13 +79,16 @@ pub fn spawn_worker(
     let cgroup_fd = cgroup.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
     let (nice, ionice) = (options.nice, options.ionice);
     // SAFETY: the closure runs between fork and exec and calls only async-signal-safe syscalls
-    // (prctl, getppid, open, write, close, setpriority, ioprio_set); it allocates nothing.
+    // (prctl, getppid, open, write, close, setpriority, ioprio_set); it allocates nothing, on
+    // its error paths too: an `io::Error` made from an errno holds no box (`Error::other`
+    // would allocate, and malloc after fork can deadlock on a lock another thread held).
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
             // The harness may have died before prctl took effect: then nobody would kill us.
             if nix::unistd::getppid() != harness {
-                return Err(std::io::Error::other("the harness exited during the start"));
+                // ESRCH: the harness exited during the start.
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
             }
             if let Some(fd) = cgroup_fd {
                 // "0" moves the writing process itself; its children follow it.
