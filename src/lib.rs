@@ -20,6 +20,7 @@
 //! - `soak` judges a soak; `replay` repeats recorded trials.
 //! - `metrics` serves the live status to Prometheus (`/metrics`, node_exporter's textfile);
 //!   `fleet` publishes runs into a Parquet layout and answers questions over many of them.
+//! - `few` is the small sorted map a per-trial value keeps (a BTreeMap node is 11 entries).
 //! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
 //! - `redact` masks secrets in command lines and text before anything is written.
 //! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's
@@ -33,6 +34,7 @@ pub mod clock;
 pub mod commands;
 pub mod console;
 pub mod exit;
+pub mod few;
 pub mod fleet;
 pub mod freshness;
 pub mod harness;

@@ -239,10 +239,10 @@ fn locate_sites(
     events: &[crate::recording::Event],
     trials: &[TrialRecord],
 ) {
-    let no_params = BTreeMap::new();
+    let no_params = crate::few::Few::new();
     let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
     for finding in workers.iter_mut() {
-        let params: BTreeMap<&str, &BTreeMap<String, serde_json::Value>> = trials
+        let params: BTreeMap<&str, &crate::few::Few<String, serde_json::Value>> = trials
             .iter()
             .filter(|t| t.worker == finding.worker)
             .map(|t| (t.trial.as_str(), &*t.params))

@@ -2,9 +2,9 @@
 //! throughout (`*_bytes`, rates in `*_bytes` per trial or per hour); times in nanoseconds since
 //! the run started. Fields are only ever added; `schema_version` goes up if one changes meaning.
 
-pub use super::few::Few;
 use super::kind::Kind;
 use super::verdict::Verdict;
+pub use crate::few::Few;
 use serde::{Deserialize, Serialize};
 
 pub const SCHEMA_VERSION: u32 = 1;

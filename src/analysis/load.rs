@@ -41,7 +41,7 @@ pub struct TrialLevels {
     /// Position among the worker's trials.
     pub ordinal: usize,
     pub tree: Option<Levels>,
-    pub processes: super::few::Few<i32, Levels>,
+    pub processes: crate::few::Few<i32, Levels>,
     /// Where the tree's retained level came from (`boundary`).
     pub end_read: super::boundary::EndRead,
 }

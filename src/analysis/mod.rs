@@ -11,7 +11,6 @@ pub mod boundary;
 pub mod brief;
 mod coarse_series;
 pub mod containment;
-mod few;
 mod fill;
 mod findings;
 mod forecast;

@@ -7,7 +7,7 @@
 
 use super::findings::ParameterFinding;
 use super::stats::{hodges_lehmann, mann_whitney, median, spearman};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// More distinct values than this, all numeric: treated as a continuous parameter.
 const MAX_CATEGORIES: usize = 12;
@@ -17,7 +17,7 @@ const MIN_EFFECT_BYTES: f64 = crate::units::MIB;
 
 /// One completed trial: its parameters and the growth it retained (bytes).
 pub struct TrialGrowth<'a> {
-    pub params: &'a BTreeMap<String, serde_json::Value>,
+    pub params: &'a crate::few::Few<String, serde_json::Value>,
     pub growth: f64,
 }
 
@@ -127,9 +127,9 @@ mod tests {
     #[test]
     fn names_the_leaking_value() {
         let sizes = ["16", "32", "64"];
-        let params: Vec<BTreeMap<String, serde_json::Value>> = (0..30)
+        let params: Vec<crate::few::Few<String, serde_json::Value>> = (0..30)
             .map(|i| {
-                BTreeMap::from([
+                [
                     (
                         "batch_size".to_string(),
                         serde_json::json!(sizes[i % 3].parse::<u32>().unwrap_or(0)),
@@ -138,7 +138,9 @@ mod tests {
                         "optimizer".to_string(),
                         serde_json::json!(["adam", "sgd"][i % 2]),
                     ),
-                ])
+                ]
+                .into_iter()
+                .collect()
             })
             .collect();
         let trials: Vec<TrialGrowth> = params
@@ -161,8 +163,12 @@ mod tests {
 
     #[test]
     fn continuous_parameters_use_rank_correlation() {
-        let params: Vec<BTreeMap<String, serde_json::Value>> = (0..40)
-            .map(|i| BTreeMap::from([("hidden".to_string(), serde_json::json!(64 + i * 8))]))
+        let params: Vec<crate::few::Few<String, serde_json::Value>> = (0..40)
+            .map(|i| {
+                [("hidden".to_string(), serde_json::json!(64 + i * 8))]
+                    .into_iter()
+                    .collect()
+            })
             .collect();
         let trials: Vec<TrialGrowth> = params
             .iter()

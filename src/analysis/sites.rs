@@ -87,7 +87,7 @@ pub struct Tracing {
 /// One report, with the parameters of the trial it closed (empty when not known).
 pub struct Report<'a> {
     pub sites: &'a PythonSites,
-    pub params: &'a BTreeMap<String, serde_json::Value>,
+    pub params: &'a crate::few::Few<String, serde_json::Value>,
 }
 
 type SiteKey = (String, u32);
@@ -97,7 +97,7 @@ struct Series<'a> {
     /// Per report of the process, the site's retained bytes (summed increments).
     retained: Vec<f64>,
     /// Per report, the increment and its trial's parameters.
-    increments: Vec<(f64, &'a BTreeMap<String, serde_json::Value>)>,
+    increments: Vec<(f64, &'a crate::few::Few<String, serde_json::Value>)>,
     last: Option<&'a crate::recording::PythonSite>,
 }
 
@@ -359,7 +359,7 @@ mod tests {
         reports: &[PythonSites],
         measured: Option<f64>,
     ) -> (Vec<SiteFinding>, Option<Tracing>) {
-        let params = BTreeMap::new();
+        let params = crate::few::Few::new();
         let input: Vec<Report> = reports
             .iter()
             .map(|sites| Report {

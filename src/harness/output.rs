@@ -158,7 +158,7 @@ pub(super) fn boundary_sink(
                         t_ns,
                         EventKind::TrialStart {
                             trial,
-                            params: params.into(),
+                            params: std::sync::Arc::new(params.into_iter().collect()),
                             source,
                         },
                         snapshot,

@@ -4,7 +4,6 @@
 //! readable by older readers.
 
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// Bumped when a reader of the previous version could not read a new recording.
 pub const FORMAT_VERSION: u32 = 1;
@@ -150,9 +149,10 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// A trial's parameters, shared by its event, its trial and its analysis record: copies were a
-/// third of what analysis held per trial.
-pub type Params = std::sync::Arc<BTreeMap<String, serde_json::Value>>;
+/// A trial's parameters, shared by its event, its trial and its analysis record (copies were a
+/// third of what analysis held per trial), in a small sorted map that reads and writes as JSON's
+/// object did.
+pub type Params = std::sync::Arc<crate::few::Few<String, serde_json::Value>>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -44,7 +44,11 @@ pub fn find_trial(
         [one] => Ok(TrialCase {
             worker: one.worker,
             trial: one.trial.clone(),
-            params: (*one.params).clone(),
+            params: one
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }),
         [] => Err(ReplayError::NoTrial {
             trial: trial.to_string(),
@@ -121,7 +125,11 @@ pub fn bisect_cases(trials: &[Trial]) -> Result<Vec<(String, String, TrialCase)>
                     TrialCase {
                         worker: trial.worker,
                         trial: trial.trial.clone(),
-                        params: (*trial.params).clone(),
+                        params: trial
+                            .params
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect(),
                     },
                 ));
             }

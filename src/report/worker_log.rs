@@ -66,7 +66,7 @@ pub fn trial_events(text: &str, worker: u32, start_wall_ns: u64) -> Vec<Event> {
                     t_ns,
                     EventKind::TrialStart {
                         trial,
-                        params: params.into(),
+                        params: std::sync::Arc::new(params.into_iter().collect()),
                         source,
                     },
                 ),

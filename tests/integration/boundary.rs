@@ -187,7 +187,9 @@ pub fn synthetic(
             kind: EventKind::TrialStart {
                 trial: k.to_string(),
                 params: std::sync::Arc::new(
-                    [("batch".to_string(), serde_json::json!(batch(k)))].into(),
+                    [("batch".to_string(), serde_json::json!(batch(k)))]
+                        .into_iter()
+                        .collect(),
                 ),
                 source: TrialSource::Marker,
             },

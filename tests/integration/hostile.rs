@@ -20,6 +20,31 @@ fn status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `memwarden run -q --no-report RUN_ARGS --out DIR -- COMMAND` to its end, with PYTHONPATH on
+/// the helper package; asserts that memwarden succeeded.
+fn run_to_end(
+    dir: &std::path::Path,
+    run_args: &[&str],
+    command: &[&std::ffi::OsStr],
+) -> std::process::Output {
+    let out = memwarden()
+        .args(["run", "-q", "--no-report"])
+        .args(run_args)
+        .arg("--out")
+        .arg(dir)
+        .arg("--")
+        .args(command)
+        .env("PYTHONPATH", "python")
+        .output()
+        .expect("memwarden runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A memwarden serving `/metrics` on a free port, with a quiet worker for a minute.
 fn serving(dir: &std::path::Path) -> (Server, u16) {
     let port = free_port();
@@ -136,31 +161,22 @@ fn secrets_on_a_worker_command_line_are_written_nowhere() {
     let temp = tempdir();
     let dir = temp.path().join("run");
     let secrets = ["hunter2", "dbpass42", "pwshort42", "apikey42", "mytok99"];
-    let out = memwarden()
-        .args(["run", "-q", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            "sh",
-            "-c",
-            "sleep 1.5",
-            "w.py",
-            "--password",
-            "hunter2",
-            "--storage",
-            "postgresql://optuna:dbpass42@db:5432/optuna",
-            "--pw",
-            "pwshort42",
-            "--api_key=apikey42",
-            "HF_TOKEN=mytok99",
-        ])
-        .output()
-        .expect("memwarden runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let command = [
+        "sh",
+        "-c",
+        "sleep 1.5",
+        "w.py",
+        "--password",
+        "hunter2",
+        "--storage",
+        "postgresql://optuna:dbpass42@db:5432/optuna",
+        "--pw",
+        "pwshort42",
+        "--api_key=apikey42",
+        "HF_TOKEN=mytok99",
+    ];
+    let command: Vec<&std::ffi::OsStr> = command.iter().map(|w| w.as_ref()).collect();
+    let out = run_to_end(&dir, &[], &command);
     let mut written = String::from_utf8_lossy(&out.stderr).into_owned();
     for table in ["events", "samples", "trials"] {
         let export = memwarden()
@@ -256,17 +272,15 @@ fn a_double_fork_daemon_without_its_environment_is_stopped_at_the_end() {
     let temp = tempdir();
     let dir = temp.path().join("run");
     let pid_file = temp.path().join("daemon.pid");
-    let out = memwarden()
-        .args(["run", "-q", "--no-report", "--out"])
-        .arg(&dir)
-        .args(["--", "python3", "-c", DAEMON])
-        .arg(&pid_file)
-        .output()
-        .expect("memwarden runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_to_end(
+        &dir,
+        &[],
+        &[
+            "python3".as_ref(),
+            "-c".as_ref(),
+            DAEMON.as_ref(),
+            pid_file.as_os_str(),
+        ],
     );
     let daemon: i32 = std::fs::read_to_string(&pid_file)
         .expect("the pid")
@@ -307,18 +321,15 @@ fn the_tracer_never_writes_into_a_file_the_worker_opened_on_its_old_descriptor()
     let temp = tempdir();
     let dir = temp.path().join("run");
     let results = temp.path().join("results.txt");
-    let out = memwarden()
-        .args(["run", "-q", "--no-report", "--trace-python", "--out"])
-        .arg(&dir)
-        .args(["--", "python3", "-c", CLOSES_FDS])
-        .arg(&results)
-        .env("PYTHONPATH", "python")
-        .output()
-        .expect("memwarden runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_to_end(
+        &dir,
+        &["--trace-python"],
+        &[
+            "python3".as_ref(),
+            "-c".as_ref(),
+            CLOSES_FDS.as_ref(),
+            results.as_os_str(),
+        ],
     );
     let written = std::fs::read_to_string(&results).expect("the results");
     let expected: String = (0..6).map(|t| format!("trial {t}\n")).collect();
@@ -406,16 +417,10 @@ for t in range(20):
 fn parameters_beyond_the_bounds_are_cut_counted_and_kept_out_of_the_columns() {
     let temp = tempdir();
     let dir = temp.path().join("run");
-    let out = memwarden()
-        .args(["run", "-q", "--no-report", "--out"])
-        .arg(&dir)
-        .args(["--", "python3", "-c", MANY_PARAMS])
-        .output()
-        .expect("memwarden runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_to_end(
+        &dir,
+        &[],
+        &["python3".as_ref(), "-c".as_ref(), MANY_PARAMS.as_ref()],
     );
     let recording = memwarden::recording::Recording::open(&dir).expect("the recording");
     let frame = recording.trials_frame().expect("the trials table");
@@ -446,21 +451,11 @@ fn parameters_beyond_the_bounds_are_cut_counted_and_kept_out_of_the_columns() {
 fn a_worker_that_prints_without_end_keeps_its_log_under_the_cap_with_its_start_and_end() {
     let temp = tempdir();
     let dir = temp.path().join("run");
-    let out = memwarden()
-        .args(["run", "-q", "--no-report", "--log-cap", "256KiB", "--out"])
-        .arg(&dir)
-        .args([
-            "--",
-            "python3",
-            "-c",
-            "import sys\nfor i in range(200000): print('line %06d' % i)\n",
-        ])
-        .output()
-        .expect("memwarden runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let printer = "import sys\nfor i in range(200000): print('line %06d' % i)\n";
+    run_to_end(
+        &dir,
+        &["--log-cap", "256KiB"],
+        &["python3".as_ref(), "-c".as_ref(), printer.as_ref()],
     );
     let logs = dir.join("logs");
     let read = |name: &str| std::fs::read_to_string(logs.join(name)).unwrap_or_default();

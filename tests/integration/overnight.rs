@@ -72,7 +72,7 @@ pub fn write(dir: &Path) {
                 worker,
                 EventKind::TrialStart {
                     trial: trial.to_string(),
-                    params: params.into(),
+                    params: std::sync::Arc::new(params.into_iter().collect()),
                     source: TrialSource::Optuna,
                 },
             ));

@@ -1,8 +1,8 @@
 //! A map of a few entries kept per trial, as one sorted vector. A `BTreeMap` allocates a whole
 //! node (room for 11 entries) for its first one: with a trial's levels that was 4.4 KB per
-//! trial for a one-process worker, most of what analysis held per trial (issue 35: a million
-//! trials must fit). Lookups are binary searches; it reads and writes (serde) as a map, so the
-//! JSON of findings is what a `BTreeMap` gave.
+//! trial for a one-process worker, and 632 bytes for two parameters (issue 35: a million
+//! trials must fit). Lookups are binary searches; it reads and writes (serde) as a map, so
+//! recordings and the JSON of findings are what a `BTreeMap` gave.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -20,9 +20,14 @@ impl<K: Ord, V> Few<K, V> {
         Self::default()
     }
 
-    pub fn get(&self, key: &K) -> Option<&V> {
+    /// As a `BTreeMap`'s: a `Few<String, _>` is asked with a `&str`.
+    pub fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         self.0
-            .binary_search_by(|(k, _)| k.cmp(key))
+            .binary_search_by(|(k, _)| k.borrow().cmp(key))
             .ok()
             .map(|i| &self.0[i].1)
     }
@@ -40,6 +45,10 @@ impl<K: Ord, V> Few<K, V> {
         self.0.iter().map(|(k, v)| (k, v))
     }
 
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.0.iter().map(|(k, _)| k)
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.0.iter().map(|(_, v)| v)
     }
@@ -54,9 +63,13 @@ impl<K: Ord, V> Few<K, V> {
 }
 
 /// As a `BTreeMap`'s: panics where the key is absent (tests read findings so).
-impl<K: Ord, V> std::ops::Index<&K> for Few<K, V> {
+impl<K, V, Q> std::ops::Index<&Q> for Few<K, V>
+where
+    K: Ord + std::borrow::Borrow<Q>,
+    Q: Ord + ?Sized,
+{
     type Output = V;
-    fn index(&self, key: &K) -> &V {
+    fn index(&self, key: &Q) -> &V {
         self.get(key).expect("no entry for this key")
     }
 }
