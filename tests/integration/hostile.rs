@@ -45,6 +45,11 @@ fn run_to_end(
     out
 }
 
+/// The run's events.log as text (its records are JSON lines with a frame around each).
+fn events_text(dir: &std::path::Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(dir.join("events.log")).unwrap_or_default()).into_owned()
+}
+
 /// A memwarden serving `/metrics` on a free port, with a quiet worker for a minute.
 fn serving(dir: &std::path::Path) -> (Server, u16) {
     let port = free_port();
@@ -337,9 +342,7 @@ fn the_tracer_never_writes_into_a_file_the_worker_opened_on_its_old_descriptor()
         written, expected,
         "the worker's file holds only its own lines"
     );
-    let events =
-        String::from_utf8_lossy(&std::fs::read(dir.join("events.log")).unwrap_or_default())
-            .into_owned();
+    let events = events_text(&dir);
     assert!(
         events.contains("closed the tracer's report file"),
         "the reopening is said"
@@ -395,9 +398,7 @@ fn a_forged_tracer_file_of_a_process_outside_the_workers_is_ignored() {
         )),
         "{stderr}"
     );
-    let events =
-        String::from_utf8_lossy(&std::fs::read(dir.join("events.log")).unwrap_or_default())
-            .into_owned();
+    let events = events_text(&dir);
     assert!(
         !events.contains("forged.py"),
         "the forged line was recorded"
@@ -468,9 +469,7 @@ fn a_worker_that_prints_without_end_keeps_its_log_under_the_cap_with_its_start_a
     assert!(tail.contains("out line 199999"), "the end is kept");
     let kept = head.len() + tail.len() + old.len();
     assert!(kept <= 256 * 1024 + 512, "{kept} bytes kept of ~3.6 MB");
-    let events =
-        String::from_utf8_lossy(&std::fs::read(dir.join("events.log")).unwrap_or_default())
-            .into_owned();
+    let events = events_text(&dir);
     assert!(
         events.contains("reached half of its log cap"),
         "the cut is said"
