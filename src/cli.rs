@@ -14,7 +14,7 @@ use std::time::Duration;
     about = "Find and contain memory leaks in long-running ML workers"
 )]
 #[command(
-    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed, growth over budget, more growth than before), 2 bad usage or input, 3 memwarden's own work failed (a full disk, a crashed thread; what it recorded is readable), 4 `check` had not enough data to judge."
+    after_help = "Exit codes: 0 fine, 1 a finding (a worker crashed or failed, growth over budget, more growth than before), 2 bad usage or input, 3 memwarden's own work failed (a full disk, a crashed thread; what it recorded is readable), 4 `check` had not enough data to judge, `replay` could not decide."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -251,16 +251,28 @@ pub struct ReplayArgs {
     /// The worker that ran it, when several ran a trial with that id.
     #[arg(long)]
     pub worker: Option<u32>,
-    /// Run the trial this many times: in one worker process (which reads
-    /// MEMWARDEN_TRIAL_REPEAT), so a leak accumulates.
+    /// Run the trial this many times in one worker process, so a leak accumulates: an Optuna
+    /// study's first optimize() runs them (no script needed); another worker reads
+    /// MEMWARDEN_TRIAL_REPEAT.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub repeat: u32,
+    /// The first N repeats are warm-up (imports, lazy state, allocator pools): shown, not fitted.
+    #[arg(long, value_name = "N", default_value_t = crate::replay::verdict::DEFAULT_WARMUP)]
+    pub warmup: u32,
     /// Run each repeat in a fresh process, to tell a per-process cost from a per-trial leak.
     #[arg(long)]
     pub isolate: bool,
-    /// Replay each distinct parameter value seen in the run, and say which leak.
+    /// Find the leaking parameter values: from the cleanest recorded trial, change one
+    /// parameter at a time (suspects first, continuous ones at three points of their range)
+    /// until the values found explain the run's growth.
     #[arg(long, conflicts_with = "trial")]
     pub bisect: bool,
+    /// With --bisect, test every parameter, not only until the run's growth is explained.
+    #[arg(long, requires = "bisect")]
+    pub exhaustive: bool,
+    /// Print the outcome as JSON (on stdout) instead of sentences.
+    #[arg(long)]
+    pub json: bool,
     /// Time between SIGTERM and SIGKILL when stopping the worker.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub grace: Duration,
@@ -272,9 +284,9 @@ pub struct ReplayArgs {
     /// which runs few trials and wants the line that leaks).
     #[arg(long)]
     pub no_trace_python: bool,
-    /// The worker command. `{name}` in an argument becomes the trial's parameter `name` (one
-    /// argument, verbatim, never through a shell); all parameters are also in
-    /// MEMWARDEN_TRIAL_PARAMS as JSON.
+    /// The worker command, e.g. the one the run used. `{name}` in an argument becomes the
+    /// trial's parameter `name` (one argument, verbatim, never through a shell); all parameters
+    /// are also in MEMWARDEN_TRIAL_PARAMS as JSON.
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
 }

@@ -39,5 +39,5 @@ pub use kind::{Kind, Values, KINDS};
 pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
 pub use load::SystemSummary;
 pub use location::{categorize, mapping_growth, MappingRow, HEAP_HINT};
-pub use params::{parameter_effects, TrialGrowth};
+pub use params::{parameter_effects, TrialGrowth, MAX_CATEGORIES};
 pub use verdict::{classify, stitch, Classification, Rules, Verdict};

@@ -10,7 +10,7 @@ use super::stats::{hodges_lehmann, mann_whitney, median, spearman};
 use std::collections::BTreeSet;
 
 /// More distinct values than this, all numeric: treated as a continuous parameter.
-const MAX_CATEGORIES: usize = 12;
+pub const MAX_CATEGORIES: usize = 12;
 const MIN_GROUP: usize = 3;
 const SIGNIFICANCE: f64 = 0.01;
 const MIN_EFFECT_BYTES: f64 = crate::units::MIB;

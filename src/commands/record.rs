@@ -144,6 +144,7 @@ pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfi
         env: Vec::new(),
         live: None,
         trace_python: false,
+        replay_optuna: false,
         log_cap: args.log_cap,
     }
 }

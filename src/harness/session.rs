@@ -46,6 +46,9 @@ pub struct HarnessConfig {
     pub live: Option<crate::live::SharedStatus>,
     /// Start the allocation tracer in the workers' Python processes (`--trace-python`).
     pub trace_python: bool,
+    /// Replay Optuna studies without a script (`replay`): the workers' first `optimize()` runs
+    /// the trial parameters in `env` instead (python/memwarden/_replay.py).
+    pub replay_optuna: bool,
     /// Bytes of a worker's output kept in its log files (its start and its end).
     pub log_cap: u64,
 }
@@ -314,6 +317,7 @@ fn python_for_workers(
     let installed = own_work(crate::pytrace::install(
         &config.run_dir,
         config.trace_python,
+        config.replay_optuna,
         existing.as_deref(),
     ))
     .context("cannot write the Python helper into the run directory")?;

@@ -1,5 +1,5 @@
-//! Writes the helper package (always) and the tracer's `sitecustomize` (with `--trace-python`)
-//! into the run directory, and says what the workers' environment needs to find them.
+//! Writes the helper package (always) and memwarden's `sitecustomize` (with `--trace-python`,
+//! and in a replay, whose Optuna hook it starts) into the run directory, and says what the workers' environment needs to find them.
 //!
 //! The files are embedded at build time, so a copied binary carries them: nothing to install.
 //! A `sitecustomize` of memwarden's own is the usual way (`opentelemetry-instrument`,
@@ -17,6 +17,10 @@ const PACKAGE: &[(&str, &str)] = &[
         "memwarden/_trace.py",
         include_str!("../../python/memwarden/_trace.py"),
     ),
+    (
+        "memwarden/_replay.py",
+        include_str!("../../python/memwarden/_replay.py"),
+    ),
 ];
 const SITECUSTOMIZE: &str = include_str!("../../python/sitecustomize.py");
 
@@ -29,9 +33,11 @@ pub struct Installed {
 }
 
 /// `existing_pythonpath` is the harness's own PYTHONPATH, kept after memwarden's directory.
+/// `replay_optuna` starts the zero-code Optuna replay (python/memwarden/_replay.py).
 pub fn install(
     run_dir: &Path,
     trace: bool,
+    replay_optuna: bool,
     existing_pythonpath: Option<&str>,
 ) -> std::io::Result<Installed> {
     let lib = run_dir.join("python");
@@ -49,8 +55,13 @@ pub fn install(
         None => lib_text,
     };
     let mut env = vec![("PYTHONPATH".to_string(), pythonpath)];
-    let trace_dir = if trace {
+    if trace || replay_optuna {
         std::fs::write(lib.join("sitecustomize.py"), SITECUSTOMIZE)?;
+    }
+    if replay_optuna {
+        env.push(("MEMWARDEN_REPLAY_OPTUNA".into(), "1".into()));
+    }
+    let trace_dir = if trace {
         let dir = run_dir.join("python-trace");
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize().unwrap_or(dir);

@@ -1,8 +1,10 @@
-//! Trial replay: which recorded trial (or which distinct parameter values, for bisecting) to run
-//! again, and how its parameters reach the command: as `MEMWARDEN_TRIAL_PARAMS` (JSON) and as
-//! `{name}` placeholders in its arguments, substituted into argv and never through a shell,
-//! so a value is one argument, verbatim, whatever characters it holds.
+//! Trial replay: which recorded trial to run again, or for bisecting which parameter values to
+//! try one at a time from a clean baseline (`design`), how the parameters reach the command
+//! (`plan`: `MEMWARDEN_TRIAL_PARAMS`, `{name}` placeholders substituted into argv and never
+//! through a shell, and Optuna's own `enqueue_trial` through python/memwarden/_replay.py), and
+//! what the repeats show, after a warm-up and against a noise floor (`verdict`).
 
+pub mod design;
 mod plan;
 pub mod verdict;
 

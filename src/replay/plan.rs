@@ -1,9 +1,9 @@
-//! Which recorded trials a replay runs, and how their parameters reach the command: the
+//! Which recorded trial a replay runs, and how its parameters reach the command: the
 //! environment and `{name}` placeholders in its arguments.
 
 use crate::recording::Trial;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub type Params = BTreeMap<String, Value>;
 
@@ -107,40 +107,6 @@ pub fn environment(case: &TrialCase, repeat: u32) -> Vec<(String, String)> {
     ]
 }
 
-/// One case per distinct value of each parameter: the first recorded trial with that value,
-/// whole (its other parameters as recorded), in parameter order and then value order.
-pub fn bisect_cases(trials: &[Trial]) -> Result<Vec<(String, String, TrialCase)>, ReplayError> {
-    let names: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
-    let mut cases = Vec::new();
-    for name in names {
-        let mut seen = BTreeSet::new();
-        for trial in trials {
-            let Some(value) = trial.params.get(name) else {
-                continue;
-            };
-            if seen.insert(value_text(value)) {
-                cases.push((
-                    name.clone(),
-                    value_text(value),
-                    TrialCase {
-                        worker: trial.worker,
-                        trial: trial.trial.clone(),
-                        params: trial
-                            .params
-                            .iter()
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect(),
-                    },
-                ));
-            }
-        }
-    }
-    if cases.is_empty() {
-        return Err(ReplayError::NothingToBisect);
-    }
-    Ok(cases)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,32 +173,6 @@ mod tests {
         assert_eq!(
             find_trial(&trials, "17", None).err().map(|e| e.to_string()),
             Some("no trial 17 in the recording (it has 3 trial(s), from 3 to 4)".into())
-        );
-    }
-
-    #[test]
-    fn bisecting_takes_each_distinct_value_once() {
-        let trials = vec![
-            trial(0, "0", &[("bs", json!(16)), ("opt", json!("adam"))]),
-            trial(0, "1", &[("bs", json!(64)), ("opt", json!("adam"))]),
-            trial(0, "2", &[("bs", json!(16)), ("opt", json!("sgd"))]),
-        ];
-        let cases: Vec<(String, String, String)> = bisect_cases(&trials)
-            .expect("cases")
-            .into_iter()
-            .map(|(n, v, c)| (n, v, c.trial))
-            .collect();
-        let expected = [
-            ("bs", "16", "0"),
-            ("bs", "64", "1"),
-            ("opt", "adam", "0"),
-            ("opt", "sgd", "2"),
-        ]
-        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
-        assert_eq!(cases, expected);
-        assert_eq!(
-            bisect_cases(&[trial(0, "0", &[])]).err(),
-            Some(ReplayError::NothingToBisect)
         );
     }
 }

@@ -100,7 +100,10 @@ fn replaying_a_leaking_trial_shows_the_leak_in_a_recording_of_its_own() {
     );
     let (stdout, _) = text(&clean);
     assert_eq!(clean.status.code(), Some(0), "{stdout}");
-    assert!(stdout.contains("stable: no leak"), "{stdout}");
+    assert!(
+        stdout.contains("repeat(s): stable: +0.00 MiB/repeat"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -116,12 +119,45 @@ fn bisect_names_the_leaking_parameter_value() {
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(stdout.contains("batch_size=64: LEAKS"), "{stdout}");
+    // The cleanest recorded trial is the baseline; each replay changes batch_size alone.
     assert!(
-        stdout.contains("batch_size=16: stable") && stdout.contains("batch_size=32: stable"),
+        stdout.starts_with("Baseline: trial 1 of worker 0 (batch_size=32, note="),
         "{stdout}"
     );
-    assert!(stdout.ends_with("Leaking: batch_size=64.\n"), "{stdout}");
+    assert!(
+        stdout.contains("batch_size=64: LEAKS +8.00 MiB/repeat"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("batch_size=16: stable: +0.00"), "{stdout}");
+    assert!(
+        stdout.contains("Leaking: batch_size=64, explaining 100% of the run's +2.67 MiB/trial"),
+        "{stdout}"
+    );
+
+    // The same as JSON: every tested value with its figure, warm-up levels and directory.
+    let out = replay(
+        temp.path(),
+        &source,
+        &temp.path().join("bisect-json"),
+        &["--bisect", "--repeat", "7", "--json"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(json["leaking"], serde_json::json!(["batch_size=64"]));
+    assert_eq!(json["baseline"]["outcome"]["verdict"], "stable");
+    let tested = json["tested"].as_array().expect("tested");
+    assert_eq!(tested.len(), 2, "{json}");
+    let leak = tested.iter().find(|t| t["value"] == 64).expect("64 tested");
+    let per_repeat = leak["outcome"]["per_repeat"]["bytes"]
+        .as_f64()
+        .expect("a figure");
+    assert!(
+        (per_repeat / (8.0 * 1048576.0) - 1.0).abs() < 0.15,
+        "{per_repeat}"
+    );
+    assert_eq!(leak["outcome"]["levels"].as_array().map(Vec::len), Some(7));
+    assert_eq!(leak["outcome"]["warmup"], 2);
 }
 
 #[test]
@@ -138,11 +174,8 @@ fn a_parameter_value_with_shell_metacharacters_reaches_the_worker_verbatim_and_r
         &["--trial", "0", "--repeat", "1"],
         &["--print-arg", "{note}"],
     );
-    assert!(
-        out.status.code().is_some_and(|c| c <= 1),
-        "{:?}",
-        text(&out)
-    );
+    // One repeat is not enough to judge (exit 4), and nothing failed (2 or 3).
+    assert_eq!(out.status.code(), Some(4), "{:?}", text(&out));
     let log = std::fs::read_to_string(out_dir.join("logs/worker-0.log")).expect("log");
     assert!(
         log.contains(&format!("out fixture: argument {HOSTILE}\n")),
@@ -200,5 +233,196 @@ fn an_unknown_trial_is_one_clear_error() {
     assert_eq!(
         stderr.trim(),
         "memwarden: error: no trial 99 in the recording (it has 9 trial(s), from 0 to 8)"
+    );
+}
+
+/// `memwarden run` of the PyTorch + Optuna study (fixtures/python/torch_study.py: lr, keep_grads,
+/// width; keep_grads=True keeps 8 MiB), its study in an SQLite database.
+fn torch_source(temp: &tempfile::TempDir) -> (std::path::PathBuf, String, String) {
+    let python = venv_python().display().to_string();
+    let storage = format!("sqlite:///{}", temp.path().join("study.db").display());
+    let dir = temp.path().join("torch");
+    let out = memwarden()
+        .env("STUDY_STORAGE", &storage)
+        .args(["run", "--quiet", "--out"])
+        .arg(&dir)
+        .args(["--", &python, "fixtures/python/torch_study.py", "30"])
+        .output()
+        .expect("run runs");
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    (dir, python, storage)
+}
+
+/// The first `LEAKS +N MiB/repeat` in `text` is within 15% of 8 MiB.
+fn assert_near_8_mib(text: &str) {
+    let figure: f64 = text
+        .split("LEAKS +")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {text}"));
+    assert!((figure / 8.0 - 1.0).abs() < 0.15, "{text}");
+}
+
+fn stored_trials(python: &str, storage: &str) -> String {
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys, optuna; optuna.logging.set_verbosity(optuna.logging.WARNING); print(len(optuna.load_study(study_name='torch', storage=sys.argv[1]).trials))",
+            storage,
+        ])
+        .output()
+        .expect("python runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_pytorch_optuna_study_is_bisected_with_the_command_it_ran_and_no_script() {
+    let temp = tempdir();
+    let (source, python, storage) = torch_source(&temp);
+    assert_eq!(stored_trials(&python, &storage), "30");
+    let bisect = |out: &str, extra: &[&str]| {
+        let started = std::time::Instant::now();
+        let out = memwarden()
+            .env("STUDY_STORAGE", &storage)
+            .arg("replay")
+            .arg(&source)
+            .arg("--out")
+            .arg(temp.path().join(out))
+            .args(["--bisect", "--json"])
+            .args(extra)
+            .args(["--", &python, "fixtures/python/torch_study.py", "30"])
+            .output()
+            .expect("replay runs");
+        assert_eq!(out.status.code(), Some(1), "{:?}", text(&out));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        eprintln!("bisect {extra:?}: {:.1} s", started.elapsed().as_secs_f64());
+        json
+    };
+    // By default it stops once the values found explain the run's growth.
+    let json = bisect("bisect", &[]);
+    assert_eq!(
+        json["leaking"],
+        serde_json::json!(["keep_grads=true"]),
+        "{json}"
+    );
+    assert_eq!(json["baseline"]["outcome"]["verdict"], "stable", "{json}");
+    assert_eq!(json["baseline"]["outcome"]["kind"], "anon");
+    let leak = &json["tested"][0];
+    assert_eq!(leak["value"], true);
+    let per_repeat = leak["outcome"]["per_repeat"]["bytes"]
+        .as_f64()
+        .expect("a figure");
+    assert!(
+        (per_repeat / (8.0 * 1048576.0) - 1.0).abs() < 0.15,
+        "{per_repeat}"
+    );
+    let explained = json["explained"].as_f64().expect("a share");
+    assert!((0.8..1.25).contains(&explained), "{explained}");
+    assert_eq!(
+        json["untested"],
+        serde_json::json!(["lr", "width"]),
+        "{json}"
+    );
+
+    // Exhaustive: the continuous lr at three points, not one replay per recorded value; every
+    // clean value stable with its figure.
+    let json = bisect("exhaustive", &["--exhaustive", "--repeat", "7"]);
+    assert_eq!(
+        json["leaking"],
+        serde_json::json!(["keep_grads=true"]),
+        "{json}"
+    );
+    let tested = json["tested"].as_array().expect("tested");
+    let lr: Vec<_> = tested.iter().filter(|t| t["name"] == "lr").collect();
+    assert_eq!(lr.len(), 3, "{json}");
+    assert!(
+        lr.iter().any(|t| t["point"] == "lowest") && lr.iter().any(|t| t["point"] == "highest")
+    );
+    for clean in tested.iter().filter(|t| t["name"] != "keep_grads") {
+        assert_eq!(clean["outcome"]["verdict"], "stable", "{clean}");
+        assert!(
+            clean["outcome"]["per_repeat"]["bytes"].as_f64().is_some(),
+            "{clean}"
+        );
+    }
+    // One leaking trial replayed on its own, by its id, with the same command.
+    let recording = Recording::open(&source).expect("the run");
+    let leaking = recording
+        .trials()
+        .into_iter()
+        .find(|t| t.params.get("keep_grads") == Some(&serde_json::json!(true)))
+        .expect("a keep_grads=true trial");
+    let out = memwarden()
+        .env("STUDY_STORAGE", &storage)
+        .arg("replay")
+        .arg(&source)
+        .arg("--out")
+        .arg(temp.path().join("one"))
+        .args(["--trial", &leaking.trial, "--repeat", "6"])
+        .args(["--", &python, "fixtures/python/torch_study.py", "30"])
+        .output()
+        .expect("replay runs");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains(", 6 repeat(s): LEAKS +"), "{stdout}");
+    assert_near_8_mib(&stdout);
+    let log = std::fs::read_to_string(temp.path().join("one/logs/worker-0.log")).expect("log");
+    assert!(
+        log.contains("through Optuna, in a study in memory"),
+        "{log}"
+    );
+    // The user's study database never saw a replayed trial.
+    assert_eq!(stored_trials(&python, &storage), "30");
+}
+
+#[test]
+fn a_script_that_enqueues_the_parameters_itself_is_left_alone_by_the_optuna_hook() {
+    let temp = tempdir();
+    let source = source(&temp);
+    let python = venv_python().display().to_string();
+    let script = temp.path().join("replay.py");
+    std::fs::write(
+        &script,
+        r#"import json, os, optuna
+params = json.loads(os.environ["MEMWARDEN_TRIAL_PARAMS"])
+repeat = int(os.environ.get("MEMWARDEN_TRIAL_REPEAT", "1"))
+KEEP = []
+def objective(trial):
+    size = trial.suggest_int("batch_size", 16, 64)
+    if size == 64:
+        KEEP.append(bytearray(8 << 20))
+    return 0.0
+study = optuna.create_study()
+for _ in range(repeat):
+    study.enqueue_trial({"batch_size": params["batch_size"]})
+study.optimize(objective, n_trials=repeat)
+print("script form went on after optimize:", len(study.trials), flush=True)
+"#,
+    )
+    .expect("script");
+    let out_dir = temp.path().join("script");
+    let out = memwarden()
+        .arg("replay")
+        .arg(&source)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--trial", "2", "--repeat", "7", "--no-trace-python"])
+        .args(["--", &python])
+        .arg(&script)
+        .output()
+        .expect("replay runs");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains(", 7 repeat(s): LEAKS +"), "{stdout}");
+    assert_near_8_mib(&stdout);
+    let log = std::fs::read_to_string(out_dir.join("logs/worker-0.log")).expect("log");
+    assert!(
+        log.contains("script form went on after optimize: 7"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("through Optuna, in a study in memory"),
+        "{log}"
     );
 }
