@@ -275,7 +275,7 @@ pub fn explained(run_growth: Option<f64>, baseline: f64, leaking: &[(f64, f64)])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{KindFinding, LevelTriple, ParameterFinding, Rate};
+    use crate::analysis::{KindFinding, ParameterFinding, Rate};
     use crate::units::MIB;
     use serde_json::json;
     use std::sync::Arc;
@@ -283,51 +283,26 @@ mod tests {
     /// 30 trials on one worker: lr takes 30 values, keep takes true on every third trial and
     /// leaks 8 MiB then, width alternates.
     fn run() -> Findings {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runs/leak");
-        let recording = crate::recording::Recording::open(&dir).expect("fixture opens");
-        let mut findings =
-            crate::analysis::analyze(&recording, &Default::default()).expect("analyzes");
         let mut level = 300.0 * MIB;
-        findings.trials = (0..30)
-            .map(|i| {
-                let keep = i % 3 == 1;
-                if keep {
-                    level += 8.0 * MIB;
-                }
-                let params: crate::recording::Params = Arc::new(
-                    [
-                        ("keep".to_string(), json!(keep)),
-                        ("lr".to_string(), json!(0.001 * (1.0 + i as f64))),
-                        (
-                            "width".to_string(),
-                            json!(if i % 2 == 0 { 64 } else { 128 }),
-                        ),
-                    ]
-                    .into_iter()
-                    .collect(),
-                );
-                TrialRecord {
-                    worker: 0,
-                    trial: i.to_string(),
-                    ordinal: i,
-                    start_ns: None,
-                    end_ns: None,
-                    state: "complete".into(),
-                    params,
-                    tree: [(
-                        Kind::Anon,
-                        LevelTriple {
-                            baseline: None,
-                            peak: None,
-                            retained: Some(level),
-                        },
-                    )]
-                    .into_iter()
-                    .collect(),
-                    processes: Default::default(),
-                }
-            })
-            .collect();
+        let mut findings = crate::replay::testing::findings_with((0..30).map(|i| {
+            let keep = i % 3 == 1;
+            if keep {
+                level += 8.0 * MIB;
+            }
+            let params: crate::recording::Params = Arc::new(
+                [
+                    ("keep".to_string(), json!(keep)),
+                    ("lr".to_string(), json!(0.001 * (1.0 + i as f64))),
+                    (
+                        "width".to_string(),
+                        json!(if i % 2 == 0 { 64 } else { 128 }),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+            );
+            (params, level)
+        }));
         let keep = ParameterFinding {
             name: "keep".into(),
             value: Some("true".into()),

@@ -6,6 +6,8 @@
 
 pub mod design;
 mod plan;
+#[cfg(test)]
+mod testing;
 pub mod verdict;
 
 pub use plan::*;

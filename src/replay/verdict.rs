@@ -208,38 +208,11 @@ pub fn isolated_words(findings: &Findings, kind: Kind) -> (bool, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::LevelTriple;
 
     fn findings(levels: &[f64]) -> Findings {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/runs/leak");
-        let recording = crate::recording::Recording::open(&dir).expect("fixture opens");
         let mut findings =
-            crate::analysis::analyze(&recording, &Default::default()).expect("analyzes");
+            crate::replay::testing::findings_with(levels.iter().map(|&l| (Default::default(), l)));
         findings.workers.clear();
-        findings.trials = levels
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| TrialRecord {
-                worker: 0,
-                trial: i.to_string(),
-                ordinal: i,
-                start_ns: None,
-                end_ns: None,
-                state: "complete".into(),
-                params: Default::default(),
-                tree: [(
-                    Kind::Anon,
-                    LevelTriple {
-                        baseline: None,
-                        peak: None,
-                        retained: Some(l),
-                    },
-                )]
-                .into_iter()
-                .collect(),
-                processes: Default::default(),
-            })
-            .collect();
         findings
     }
 
@@ -283,6 +256,11 @@ mod tests {
             "{}",
             outcome.words()
         );
+        // 0.5 MiB a repeat in a 50 MiB process: under the absolute floor.
+        let small: Vec<f64> = (0..10).map(|i| (50.0 + 0.5 * i as f64) * MIB).collect();
+        let outcome = judge(&findings(&small), ANON);
+        assert_eq!(outcome.verdict, RepeatVerdict::Stable, "{outcome:?}");
+        assert_eq!(outcome.floor_bytes, MIB);
         // The same 2 MiB a repeat is a leak at 400 MiB and below the relative floor at 4 GiB.
         let small: Vec<f64> = (0..10).map(|i| (400.0 + 2.0 * i as f64) * MIB).collect();
         assert_eq!(judge(&findings(&small), ANON).verdict, RepeatVerdict::Leaks);
