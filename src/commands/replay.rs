@@ -12,7 +12,7 @@ use crate::exit::EXIT_NOT_ENOUGH_DATA;
 use crate::harness::{record, Workload};
 use crate::policy::Policy;
 use crate::recording::Recording;
-use crate::replay::design::{design, explained, Design, EXPLAINED_ENOUGH};
+use crate::replay::design::{design, explained, EXPLAINED_ENOUGH};
 use crate::replay::verdict::{
     isolated_words, judge, judged_kind, Judging, RepeatOutcome, RepeatVerdict,
 };
@@ -247,18 +247,9 @@ fn bisect(
         .filter(|t| t.outcome.leaks())
         .map(Tested::label)
         .collect();
-    let code = exit_code(
-        std::iter::once(&baseline.outcome)
-            .chain(tested.iter().map(|t| &t.outcome))
-            .collect::<Vec<_>>(),
-    );
-    let text = bisection_text(&plan, args, &baseline, &tested, &untested, &leaking, share)
-        + &format!(
-            " {} replay(s) in {:.0} s.",
-            tested.len() + 1,
-            began.elapsed().as_secs_f64()
-        );
-    print_or_json(args.json, &text, || Bisection {
+    let code =
+        exit_code(std::iter::once(&baseline.outcome).chain(tested.iter().map(|t| &t.outcome)));
+    let bisection = Bisection {
         kind: plan.kind,
         repeat: args.repeat,
         warmup: args.warmup,
@@ -269,61 +260,65 @@ fn bisect(
         run_growth_per_trial_bytes: plan.run_growth,
         explained: share,
         wall_s: began.elapsed().as_secs_f64(),
-    })?;
+    };
+    print_or_json(
+        args.json,
+        &bisection.text(&plan.baseline, stop.requested()),
+        || &bisection,
+    )?;
     Ok(code)
 }
 
-fn bisection_text(
-    plan: &Design,
-    args: &ReplayArgs,
-    baseline: &Tested,
-    tested: &[Tested],
-    untested: &[String],
-    leaking: &[String],
-    share: Option<f64>,
-) -> String {
-    let mut lines = vec![format!(
-        "Baseline: trial {} of worker {} ({}), the recorded trial whose values go with the least growth: {}  [{}]",
-        plan.baseline.trial,
-        plan.baseline.worker,
-        params_text(&plan.baseline),
-        baseline.outcome.words(),
-        baseline.dir.display()
-    )];
-    if baseline.outcome.leaks() {
-        lines.push(
-            "  The baseline leaks too: each value's figure below includes its growth, and only the growth beyond it is the value's.".into(),
-        );
-    }
-    lines.push(format!(
-        "One parameter changed at a time, {} repeat(s) each ({} warm-up):",
-        args.repeat, args.warmup
-    ));
-    lines.extend(tested.iter().map(Tested::line));
-    if !untested.is_empty() {
+impl Bisection {
+    /// The sentences: `baseline` is the recorded trial the bisection started from.
+    fn text(&self, baseline: &TrialCase, stopped: bool) -> String {
+        let mut lines = vec![format!(
+            "Baseline: trial {} of worker {} ({}), the recorded trial whose values go with the least growth: {}  [{}]",
+            baseline.trial,
+            baseline.worker,
+            params_text(baseline),
+            self.baseline.outcome.words(),
+            self.baseline.dir.display()
+        )];
+        if self.baseline.outcome.leaks() {
+            lines.push(
+                "  The baseline leaks too: each value's figure below includes its growth, and only the growth beyond it is the value's.".into(),
+            );
+        }
         lines.push(format!(
-            "Not tested: {} (the values found explain the run's growth; --exhaustive tests them).",
-            untested.join(", ")
+            "One parameter changed at a time, {} repeat(s) each ({} warm-up):",
+            self.repeat, self.warmup
         ));
+        lines.extend(self.tested.iter().map(Tested::line));
+        if !self.untested.is_empty() {
+            let why = if stopped {
+                "the bisection was stopped"
+            } else {
+                "the values found explain the run's growth; --exhaustive tests them"
+            };
+            lines.push(format!("Not tested: {} ({why}).", self.untested.join(", ")));
+        }
+        let kind = self.kind.words();
+        let run = match self.run_growth_per_trial_bytes {
+            Some(g) => format!("the run's {:+.2} MiB/trial of {kind}", g / MIB),
+            None => format!("no per-trial growth of {kind} in the run"),
+        };
+        let explained = match self.explained {
+            Some(s) => format!("explaining {:.0}% of {run}", 100.0 * s),
+            None => format!("({run}: nothing to explain)"),
+        };
+        let verdict = if self.leaking.is_empty() {
+            format!("No value leaks on its own, {explained}.")
+        } else {
+            format!("Leaking: {}, {explained}.", self.leaking.join(", "))
+        };
+        lines.push(format!(
+            "{verdict} {} replay(s) in {:.0} s.",
+            self.tested.len() + 1,
+            self.wall_s
+        ));
+        lines.join("\n")
     }
-    let run = match plan.run_growth {
-        Some(g) => format!(
-            "the run's {:+.2} MiB/trial of {}",
-            g / MIB,
-            plan.kind.words()
-        ),
-        None => format!("no per-trial growth of {} in the run", plan.kind.words()),
-    };
-    let explained = match share {
-        Some(s) => format!("explaining {:.0}% of {run}", 100.0 * s),
-        None => format!("({run}: nothing to explain)"),
-    };
-    lines.push(if leaking.is_empty() {
-        format!("No value leaks on its own, {explained}.")
-    } else {
-        format!("Leaking: {}, {explained}.", leaking.join(", "))
-    });
-    lines.join("\n")
 }
 
 /// 1 where anything leaks, else 4 where a replay could not decide, else 0.

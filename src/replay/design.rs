@@ -22,9 +22,6 @@ pub const EXPLAINED_ENOUGH: f64 = 0.8;
 pub struct Design {
     pub kind: Kind,
     pub baseline: TrialCase,
-    /// The baseline's recorded per-trial score: the median growth of the trials sharing each
-    /// of its values, summed (bytes).
-    pub baseline_score: f64,
     /// Parameters to vary, most suspect first.
     pub factors: Vec<Factor>,
     /// The recorded run's growth per trial in `kind` (bytes), where its analysis fitted one.
@@ -97,12 +94,19 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
     if values.is_empty() {
         return Err(ReplayError::NothingToBisect);
     }
+    // Decided once per parameter: it parses every distinct value.
+    let continuous: BTreeSet<&str> = values
+        .iter()
+        .filter(|(_, distinct)| is_continuous(distinct))
+        .map(|(name, _)| *name)
+        .collect();
     // The median growth of the trials with each categorical value.
     let mut by_value: BTreeMap<(&str, String), Vec<f64>> = BTreeMap::new();
     for (trial, growth) in &grown {
         let Some(growth) = growth else { continue };
         for (name, value) in trial.params.iter() {
-            if values.get(name.as_str()).is_some_and(|v| !is_continuous(v)) {
+            let name = name.as_str();
+            if values.contains_key(name) && !continuous.contains(name) {
                 by_value
                     .entry((name, value_text(value)))
                     .or_default()
@@ -123,13 +127,10 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
     };
     // The clean baseline: the recorded trial whose values go with the least growth; among
     // equals, the one that retained least itself, then the earliest.
-    let (baseline, _) = grown
+    let (_, _, baseline) = grown
         .iter()
-        .min_by(|(a, ga), (b, gb)| {
-            score(a)
-                .total_cmp(&score(b))
-                .then(ga.unwrap_or(f64::MAX).total_cmp(&gb.unwrap_or(f64::MAX)))
-        })
+        .map(|(trial, growth)| (score(trial), growth.unwrap_or(f64::MAX), *trial))
+        .min_by(|(sa, ga, _), (sb, gb, _)| sa.total_cmp(sb).then(ga.total_cmp(gb)))
         .ok_or(ReplayError::NothingToBisect)?;
     let baseline_case = TrialCase {
         worker: baseline.worker,
@@ -142,8 +143,8 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
     };
     let total = findings.trials.len() as f64;
     let mut factors: Vec<Factor> = values
-        .iter()
-        .map(|(name, distinct)| {
+        .keys()
+        .map(|name| {
             let p_value = findings
                 .parameters
                 .iter()
@@ -155,7 +156,7 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
                 .iter()
                 .filter_map(|t| t.params.get(*name))
                 .collect();
-            let continuous = is_continuous(distinct);
+            let continuous = continuous.contains(name);
             let mut probes = if continuous {
                 points(&recorded, total)
             } else {
@@ -185,7 +186,6 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
         .collect();
     Ok(Design {
         kind,
-        baseline_score: score(baseline),
         baseline: baseline_case,
         factors,
         run_growth: (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64),

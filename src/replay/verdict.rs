@@ -171,11 +171,7 @@ pub fn judged_kind(source_kind: Option<Kind>) -> Kind {
 /// every time is a per-process cost, which only growth that accumulates within one process
 /// (the default replay) can tell from a leak. Returns whether it climbs, and the sentence.
 pub fn isolated_words(findings: &Findings, kind: Kind) -> (bool, String) {
-    let levels: Vec<f64> = findings
-        .trials
-        .iter()
-        .filter_map(|t| t.tree.get(&kind)?.retained)
-        .collect();
+    let levels = repeat_levels(&findings.trials, kind);
     let (Some(first), Some(last)) = (levels.first(), levels.last()) else {
         return (false, "no completed repeats to measure".into());
     };
