@@ -39,6 +39,10 @@ bare /bin/sh -c 'command -v cargo || command -v cc || command -v rustc' && {
 [ "$(bare /bin/sh -c 'command -v memwarden')" = "$work/fresh/bin/memwarden" ]
 bare memwarden --version
 bare python -c 'import memwarden, sys; sys.exit(0 if "site-packages" in memwarden.__file__ else 1)'
+# The pytest plugin is registered under the module's own name (pyproject.toml).
+bare python -c 'import importlib.metadata as m
+found = [(e.name, e.value) for e in m.distribution("memwarden").entry_points if e.group == "pytest11"]
+assert found == [("memwarden", "memwarden")], found'
 
 cat > "$work/worker.py" <<'PY'
 import time

@@ -32,6 +32,7 @@ pub enum Command {
     /// Find, size and locate leaks in a recording.
     Analyze(AnalyzeArgs),
     /// Fail (exit 1) when a worker's retained growth exceeds a budget with confidence: for CI.
+    /// A pytest run under `--memwarden-repeat N` is judged test by test, naming the leaking tests.
     Check(CheckArgs),
     /// Compare the growth of two recordings (before and after a fix).
     Diff(DiffArgs),
@@ -462,7 +463,8 @@ pub struct CheckArgs {
     /// A run directory written by `memwarden run` or `attach`, or a published run
     /// (DEST/runs/host=H/run=R).
     pub run_dir: PathBuf,
-    /// The most retained growth allowed per worker: a size per trial or per hour.
+    /// The most retained growth allowed per worker: a size per trial or per hour. For a run of
+    /// repeated tests, per repeat of each test (a `memwarden_budget` marker overrides it).
     #[arg(long, value_name = "SIZE/trial|SIZE/h", value_parser = parse_budget)]
     pub max_growth: GrowthBudget,
     /// Judge only this memory kind (pss, uss, anon, file, shmem, swap, gpu, rss). Default:

@@ -11,6 +11,7 @@
     study.optimize(objective, callbacks=[memwarden.OptunaCallback()])
 
 Outside memwarden the markers are plain lines on stdout, and the gate always says go.
+`pytest -p memwarden` (or `memwarden run -- pytest`) makes each test a trial: memwarden/_pytest.py.
 Standard library only.
 """
 
@@ -30,11 +31,16 @@ def _word(value):
     return "_".join(str(value).split()) or "''"
 
 
-def marker(verb, trial_id, **fields):
-    """Prints `MEMWARDEN trial_start 7 lr=0.01` (or trial_end) on stdout, flushed at once."""
+def _line(verb, trial_id, fields):
+    """`MEMWARDEN trial_start 7 lr=0.01`: one marker line, without its newline."""
     words = ["MEMWARDEN", verb, _word(trial_id)]
     words += ["%s=%s" % (_word(k), _word(v)) for k, v in fields.items()]
-    sys.stdout.write(" ".join(words) + "\n")
+    return " ".join(words)
+
+
+def marker(verb, trial_id, **fields):
+    """Prints `MEMWARDEN trial_start 7 lr=0.01` (or trial_end) on stdout, flushed at once."""
+    sys.stdout.write(_line(verb, trial_id, fields) + "\n")
     sys.stdout.flush()
 
 
@@ -105,3 +111,14 @@ class OptunaCallback:
 
     def __call__(self, study, frozen_trial):
         _trace.boundary("end", frozen_trial.number)
+
+
+# pytest's hooks, found here when pytest loads this package as a plugin (`-p memwarden`,
+# PYTEST_PLUGINS=memwarden under `memwarden run`, or the `pytest11` entry point): one name, so
+# pytest never registers the plugin twice. Last, because the plugin uses what is above.
+from ._pytest import (  # noqa: E402,F401
+    pytest_addoption,
+    pytest_configure,
+    pytest_runtest_protocol,
+    pytest_unconfigure,
+)

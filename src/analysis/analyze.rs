@@ -126,6 +126,9 @@ pub fn analyze_with_series(
         }
     }
     let trials = trial_records(&loaded);
+    if super::per_test::repeated(&trials) {
+        notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
+    }
     locate_sites(&mut workers, &recording.events, &trials);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,

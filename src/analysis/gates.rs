@@ -4,6 +4,8 @@
 
 use super::findings::{Basis, Findings, KindFinding, Rate};
 use super::kind::Kind;
+use super::per_test::{self, TestCheck, TestOutcome};
+use super::repeats::DEFAULT_WARMUP;
 use super::stats::normal_cdf;
 use super::verdict::Verdict;
 use crate::units::parse_bytes;
@@ -111,6 +113,10 @@ pub struct CheckReport {
     /// Why the run cannot pass whatever its growth (it crashed or ended abruptly).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<String>,
+    /// A run of repeated tests (the pytest plugin) is judged test by test, not per worker
+    /// (`workers` is then empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tests: Vec<TestCheck>,
 }
 
 /// One kind against the budget: judged only with enough data.
@@ -171,6 +177,9 @@ pub fn check(
     budget: GrowthBudget,
     crashes: &[(u32, String)],
 ) -> Result<CheckReport, String> {
+    if per_test::repeated(&findings.trials) {
+        return check_tests(findings, kind, budget, crashes);
+    }
     if findings.workers.is_empty() {
         return Err("the recording has no workers to judge".into());
     }
@@ -275,6 +284,68 @@ pub fn check(
     } else {
         Outcome::Within
     };
+    let faults = faults(findings, crashes);
+    Ok(CheckReport {
+        passed: outcome == Outcome::Within && faults.is_empty(),
+        outcome,
+        budget,
+        workers,
+        faults,
+        tests: Vec::new(),
+    })
+}
+
+/// A run of repeated tests: each test against its budget per repeat, every kind the worker
+/// read at the ends unless `kind` narrows it. Any test over fails the run; a test that could
+/// not be judged (too few repeats, an interval reaching its budget) is not a pass.
+fn check_tests(
+    findings: &Findings,
+    kind: Option<Kind>,
+    budget: GrowthBudget,
+    crashes: &[(u32, String)],
+) -> Result<CheckReport, String> {
+    if budget.per != Per::Trial {
+        return Err(
+            "tests are judged per repeat: give --max-growth per trial (e.g. 1MiB/trial)".into(),
+        );
+    }
+    let kinds = match kind {
+        None => per_test::KINDS.to_vec(),
+        Some(k) if per_test::KINDS.contains(&k) => vec![k],
+        Some(k) => {
+            return Err(format!(
+                "tests are judged on what each repeat's end read (anon, shmem, file), not {}",
+                k.name()
+            ))
+        }
+    };
+    let tests = per_test::judge(
+        &findings.trials,
+        budget.bytes,
+        &kinds,
+        DEFAULT_WARMUP as usize,
+    )?;
+    let any = |outcome| tests.iter().any(|t| t.outcome == outcome);
+    let outcome = if any(TestOutcome::Exceeds) {
+        Outcome::Exceeds
+    } else if any(TestOutcome::NotEnoughData) {
+        Outcome::NotEnoughData
+    } else {
+        Outcome::Within
+    };
+    let faults = faults(findings, crashes);
+    Ok(CheckReport {
+        passed: outcome == Outcome::Within && faults.is_empty(),
+        outcome,
+        budget,
+        workers: Vec::new(),
+        faults,
+        tests,
+    })
+}
+
+/// Why the run cannot pass whatever its growth.
+fn faults(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
     let mut faults = Vec::new();
     if findings.run.status == super::findings::Ending::EndedAbruptly {
         faults.push(
@@ -285,13 +356,7 @@ pub fn check(
     for (worker, how) in crashes {
         faults.push(format!("worker {worker} crashed: it {how}"));
     }
-    Ok(CheckReport {
-        passed: outcome == Outcome::Within && faults.is_empty(),
-        outcome,
-        budget,
-        workers,
-        faults,
-    })
+    faults
 }
 
 /// Per worker, how it ended when that was not memwarden's doing: an exit with a non-zero code

@@ -28,8 +28,16 @@ fn text(value: &serde_json::Value) -> String {
     }
 }
 
+/// Fields memwarden's own helpers put on trial markers (the pytest plugin's repeat number and
+/// per-test budget): about the measurement, not parameters of the work.
+pub const OWN_PREFIX: &str = "memwarden_";
+
 pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
-    let names: BTreeSet<&String> = trials.iter().flat_map(|t| t.params.keys()).collect();
+    let names: BTreeSet<&String> = trials
+        .iter()
+        .flat_map(|t| t.params.keys())
+        .filter(|name| !name.starts_with(OWN_PREFIX))
+        .collect();
     let mut candidates: Vec<ParameterFinding> = Vec::new();
     for name in names {
         let with_value: Vec<(String, f64)> = trials

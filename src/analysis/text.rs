@@ -364,10 +364,103 @@ pub fn check(report: &CheckReport) -> String {
             ),
         };
     }
+    tests(&mut out, &report.tests);
     for fault in &report.faults {
         let _ = writeln!(out, "FAILED: {fault}");
     }
     out
+}
+
+/// Lines past this many per outcome are counted, not printed (`--json` lists every test).
+const TEST_LINES: usize = 50;
+
+/// A per-test check: a line for each test over its budget or not judged, one for the rest.
+fn tests(out: &mut String, tests: &[super::per_test::TestCheck]) {
+    use super::per_test::TestOutcome;
+    use super::repeats::{enough_repeats, RepeatVerdict, DEFAULT_WARMUP};
+    if tests.is_empty() {
+        return;
+    }
+    let mut shown = [0usize; 2];
+    for t in tests {
+        let slot = match t.outcome {
+            TestOutcome::Exceeds => 0,
+            TestOutcome::NotEnoughData => 1,
+            _ => continue,
+        };
+        shown[slot] += 1;
+        if shown[slot] > TEST_LINES {
+            continue;
+        }
+        let budget = format!(
+            "{:.2} MiB/repeat{}",
+            t.budget_bytes / MIB,
+            if t.budget_marked { " (its marker)" } else { "" }
+        );
+        let figure = t
+            .per_repeat
+            .map(|r| format!("{} {}", t.kind.name(), rate(&r, "repeat")));
+        let failed = if t.failed > 0 {
+            format!("; {} repeat(s) failed", t.failed)
+        } else {
+            String::new()
+        };
+        let line = match (t.outcome, figure) {
+            (TestOutcome::Exceeds, Some(figure)) => {
+                let warmup: Vec<String> = t
+                    .decided()
+                    .map(|k| k.levels[..t.warmup.min(k.levels.len())].iter().map(|&l| size(l)).collect())
+                    .unwrap_or_default();
+                format!(
+                    "{}: {figure} EXCEEDS budget {budget}; warm-up ended at {}{failed}",
+                    t.test,
+                    warmup.join(", ")
+                )
+            }
+            (_, Some(figure))
+                if t.decided().is_some_and(|k| k.verdict == RepeatVerdict::Undecided) =>
+            {
+                format!(
+                    "{}: NOT ENOUGH DATA against {budget}: {figure} reaches the budget: repeat more (--memwarden-repeat {}){failed}",
+                    t.test,
+                    (t.repeats * 2).max(10)
+                )
+            }
+            _ => format!(
+                "{}: NOT ENOUGH DATA against {budget}: {} complete repeat(s), {} needed (--memwarden-repeat {}){failed}",
+                t.test,
+                t.repeats,
+                enough_repeats(DEFAULT_WARMUP as usize),
+                enough_repeats(DEFAULT_WARMUP as usize) + t.failed
+            ),
+        };
+        let _ = writeln!(out, "{line}");
+    }
+    for (slot, what) in ["over their budgets", "not judged"].iter().enumerate() {
+        if shown[slot] > TEST_LINES {
+            let _ = writeln!(
+                out,
+                "... and {} more test(s) {what} (--json lists every test)",
+                shown[slot] - TEST_LINES
+            );
+        }
+    }
+    let count = |o: TestOutcome| tests.iter().filter(|t| t.outcome == o).count();
+    let kinds: Vec<&str> = tests[0].kinds.iter().map(|k| k.kind.name()).collect();
+    let skipped = count(TestOutcome::Skipped);
+    let _ = writeln!(
+        out,
+        "{} of {} test(s) within their budgets per repeat ({} retained at each repeat's end, after {} warm-up repeat(s)){}",
+        count(TestOutcome::Within),
+        tests.len(),
+        kinds.join(", "),
+        DEFAULT_WARMUP,
+        if skipped > 0 {
+            format!("; {skipped} skipped, not judged")
+        } else {
+            String::new()
+        }
+    );
 }
 
 pub fn comparison(c: &Comparison) -> String {

@@ -313,12 +313,11 @@ fn python_for_workers(
         }
         return Ok(None);
     };
-    let existing = std::env::var("PYTHONPATH").ok();
     let installed = own_work(crate::pytrace::install(
         &config.run_dir,
         config.trace_python,
         config.replay_optuna,
-        existing.as_deref(),
+        &crate::pytrace::Inherited::from_env(),
     ))
     .context("cannot write the Python helper into the run directory")?;
     workers.options.env.extend(installed.env);

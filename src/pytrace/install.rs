@@ -21,6 +21,10 @@ const PACKAGE: &[(&str, &str)] = &[
         "memwarden/_replay.py",
         include_str!("../../python/memwarden/_replay.py"),
     ),
+    (
+        "memwarden/_pytest.py",
+        include_str!("../../python/memwarden/_pytest.py"),
+    ),
 ];
 const SITECUSTOMIZE: &str = include_str!("../../python/sitecustomize.py");
 
@@ -32,13 +36,30 @@ pub struct Installed {
     pub env: Vec<(String, String)>,
 }
 
-/// `existing_pythonpath` is the harness's own PYTHONPATH, kept after memwarden's directory.
-/// `replay_optuna` starts the zero-code Optuna replay (python/memwarden/_replay.py).
+/// The harness's own values of the variables `install` sets, kept after memwarden's.
+#[derive(Debug, Clone, Default)]
+pub struct Inherited {
+    pub pythonpath: Option<String>,
+    pub pytest_plugins: Option<String>,
+}
+
+impl Inherited {
+    pub fn from_env() -> Self {
+        Self {
+            pythonpath: std::env::var("PYTHONPATH").ok(),
+            pytest_plugins: std::env::var("PYTEST_PLUGINS").ok(),
+        }
+    }
+}
+
+/// `replay_optuna` starts the zero-code Optuna replay (python/memwarden/_replay.py). Every
+/// worker also gets `PYTEST_PLUGINS=memwarden`: a worker that is a pytest run then reports each
+/// test as a trial (python/memwarden/_pytest.py); any other worker never reads it.
 pub fn install(
     run_dir: &Path,
     trace: bool,
     replay_optuna: bool,
-    existing_pythonpath: Option<&str>,
+    inherited: &Inherited,
 ) -> std::io::Result<Installed> {
     let lib = run_dir.join("python");
     std::fs::create_dir_all(lib.join("memwarden"))?;
@@ -50,11 +71,25 @@ pub fn install(
         .unwrap_or_else(|_| lib.clone())
         .display()
         .to_string();
-    let pythonpath = match existing_pythonpath.filter(|p| !p.is_empty()) {
+    let pythonpath = match inherited.pythonpath.as_deref().filter(|p| !p.is_empty()) {
         Some(existing) => format!("{lib_text}:{existing}"),
         None => lib_text,
     };
-    let mut env = vec![("PYTHONPATH".to_string(), pythonpath)];
+    let plugins = match inherited
+        .pytest_plugins
+        .as_deref()
+        .filter(|p| !p.trim().is_empty())
+    {
+        Some(existing) if existing.split(',').any(|p| p.trim() == "memwarden") => {
+            existing.to_string()
+        }
+        Some(existing) => format!("{existing},memwarden"),
+        None => "memwarden".to_string(),
+    };
+    let mut env = vec![
+        ("PYTHONPATH".to_string(), pythonpath),
+        ("PYTEST_PLUGINS".to_string(), plugins),
+    ];
     if trace || replay_optuna {
         std::fs::write(lib.join("sitecustomize.py"), SITECUSTOMIZE)?;
     }

@@ -6,4 +6,4 @@ mod ingest;
 mod install;
 
 pub use ingest::{Feed, Ingest, TraceRecord};
-pub use install::{install, Installed};
+pub use install::{install, Inherited, Installed};

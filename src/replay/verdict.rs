@@ -3,46 +3,26 @@
 //! `--isolate`, whether what each fresh process held climbs from one to the next. Pure: the
 //! replay's findings in, an outcome and its sentence out.
 
-use crate::analysis::stats::{median, theil_sen};
+use crate::analysis::repeats::{self, RepeatFit};
+use crate::analysis::stats::median;
 use crate::analysis::text::{rate, site_clause};
 use crate::analysis::Kind;
 use crate::analysis::{Findings, Rate, TrialRecord};
 use crate::units::{size, MIB};
 use serde::Serialize;
 
-/// Repeats that are shown but not fitted. A fresh Python process grows over its first trials
-/// whatever the parameters: imports finish, lazy state is built on first use (PyTorch's thread
-/// pools and kernels, an optimizer's state, Optuna's sampler caches) and the allocator takes its
-/// pools. Measured on the tests' PyTorch + Optuna study (README, "Trial replay"): the first
-/// repeat ends tens of MiB above the start, the second a few hundred KiB above the first, the
-/// third on.
-pub const DEFAULT_WARMUP: u32 = 2;
+pub use crate::analysis::repeats::{RepeatVerdict, DEFAULT_WARMUP, MIN_FITTED};
 /// A leak must grow faster than this per repeat (the lower end of its 95% interval above it)...
 pub const FLOOR_BYTES: f64 = MIB;
 /// ... and faster than this share of the process's size per repeat: allocators round and
 /// retain in proportion to what they manage (glibc arenas, PyTorch's pools).
 pub const FLOOR_SHARE: f64 = 0.0025;
-/// Fewer fitted repeats than this: no interval worth a verdict.
-pub const MIN_FITTED: usize = 3;
 
 /// How repeats are judged.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Judging {
     pub warmup: u32,
     pub kind: Kind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RepeatVerdict {
-    /// The interval's lower end is above the floor.
-    Leaks,
-    /// The per-repeat figure is at or below the floor.
-    Stable,
-    /// The figure is above the floor but its interval reaches below it: more repeats decide.
-    Undecided,
-    /// Fewer than [`MIN_FITTED`] repeats after the warm-up.
-    TooFewRepeats,
 }
 
 /// One replay's repeats, judged.
@@ -122,26 +102,16 @@ pub fn judge(findings: &Findings, judging: Judging) -> RepeatOutcome {
     let levels = repeat_levels(&findings.trials, judging.kind);
     let warmup = (judging.warmup as usize).min(levels.len());
     let fitted = &levels[warmup..];
-    let x: Vec<f64> = (0..fitted.len()).map(|i| i as f64).collect();
-    let trend = (fitted.len() >= MIN_FITTED)
-        .then(|| theil_sen(&x, fitted))
-        .flatten();
     let floor_bytes = if fitted.is_empty() {
         FLOOR_BYTES
     } else {
         FLOOR_BYTES.max(FLOOR_SHARE * median(fitted))
     };
-    let per_repeat = trend.map(|t| Rate {
-        bytes: t.slope,
-        low_bytes: t.slope_low,
-        high_bytes: t.slope_high,
-    });
-    let verdict = match per_repeat {
-        None => RepeatVerdict::TooFewRepeats,
-        Some(r) if r.low_bytes > floor_bytes => RepeatVerdict::Leaks,
-        Some(r) if r.bytes <= floor_bytes => RepeatVerdict::Stable,
-        Some(_) => RepeatVerdict::Undecided,
-    };
+    let RepeatFit {
+        verdict,
+        per_repeat,
+        warmup,
+    } = repeats::fit(&levels, warmup, floor_bytes);
     let site = match (verdict, findings.workers.first()) {
         (RepeatVerdict::Leaks, Some(worker)) => site_clause(worker),
         _ => String::new(),

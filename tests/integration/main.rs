@@ -18,6 +18,7 @@ mod overnight;
 mod parsers;
 mod policy;
 mod probe;
+mod pytest;
 mod python;
 mod recording;
 mod replay;

@@ -281,6 +281,20 @@ fn a_pytorch_optuna_study_is_bisected_with_the_command_it_ran_and_no_script() {
     let temp = tempdir();
     let (source, python, storage) = torch_source(&temp);
     assert_eq!(stored_trials(&python, &storage), "30");
+    // The CI gate with its default options fails the leaking study, naming the kind that
+    // leaks (issue 38: it used to judge PSS, read twice in a 400 MiB process, and pass).
+    let gate = memwarden()
+        .arg("check")
+        .arg(&source)
+        .args(["--max-growth", "1MiB/trial"])
+        .output()
+        .expect("check runs");
+    let (_, said) = text(&gate);
+    assert_eq!(gate.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("worker 0: anon +") && said.contains("EXCEEDS"),
+        "{said}"
+    );
     let bisect = |out: &str, extra: &[&str]| {
         let started = std::time::Instant::now();
         let out = memwarden()
