@@ -434,7 +434,7 @@ pub struct SmapsSnapshot {
     pub mappings: Vec<Mapping>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Boundary {
     TrialStart,

@@ -337,7 +337,14 @@ impl SamplerLoop {
             .map(|(w, _, _)| *w)
             .collect();
         let placed = self.read_rollups(t_ns, &forced, &ends, &mut processes, &mut events);
+        // Several boundaries of one worker in one tick (tests of a few ms, fast trials) get one
+        // snapshot each way, under the latest trial: the others would be the same reading again,
+        // each holding the map, and stamped with the same tick they were counted as many times.
+        let mut latest: BTreeMap<(u32, Boundary), String> = BTreeMap::new();
         for (worker, trial, boundary) in boundaries {
+            latest.insert((worker, boundary), trial);
+        }
+        for ((worker, boundary), trial) in latest {
             self.request_snapshot(t_ns, worker, trial, boundary, &placed);
         }
         let memory = self.tree_memory(t_ns, &processes, &mut events);

@@ -378,3 +378,16 @@ fn the_gate_judges_what_leaks_and_never_passes_what_it_cannot_see() {
     assert_eq!(code, Some(0), "{stdout}");
     assert!(stdout.contains("within"), "{stdout}");
 }
+
+#[test]
+fn an_old_recording_with_one_snapshot_per_boundary_counts_each_tick_once() {
+    // Recorded before one smaps snapshot per tick: 150 trials of 4 ms, up to 50 copies of the
+    // maps stamped with one tick, each read a little later as the process grew 1 MiB per trial.
+    // The whole process grew 150 MiB; its mappings cannot have grown more (it read +3300 MiB).
+    let findings = analyze(Path::new("fixtures/runs/doubled-snapshots"));
+    let w = worker(&findings);
+    assert_eq!((w.verdict, w.kind), (Verdict::Leak, Kind::Anon), "{w:#?}");
+    let top = w.mappings.first().expect("a mapping");
+    let grown = top.growth_bytes / MIB;
+    assert!((100.0..=150.0).contains(&grown), "{:#?}", w.mappings);
+}

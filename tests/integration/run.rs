@@ -427,3 +427,33 @@ fn a_second_stop_signal_skips_the_grace_period() {
     );
     assert_eq!(exits(&open(&dir)), vec![(None, Some(9))]);
 }
+
+#[test]
+fn trials_shorter_than_a_tick_get_one_smaps_snapshot_per_tick() {
+    // 150 trials of a few ms each, dozens per 200 ms tick: one snapshot of the maps each way
+    // per tick, or analysis counted one mapping's growth once per copy (issue 35's +7 GiB).
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    run_fixture(
+        &dir,
+        "--interval 200ms",
+        "--trials 150 --trial-ms 2 --gap-ms 2 --leak-mib 1",
+    );
+    let smaps = export(&dir, "smaps");
+    let key = ["t_ns", "worker", "pid", "boundary", "mapping", "start"].map(|c| smaps.column(c));
+    let mut seen = std::collections::BTreeSet::new();
+    let mut ticks = std::collections::BTreeSet::new();
+    for row in &smaps.rows {
+        let at: Vec<&str> = key.iter().map(|&c| row[c].as_str()).collect();
+        ticks.insert((at[0].to_string(), at[3].to_string()));
+        assert!(
+            seen.insert(at.clone()),
+            "one mapping twice in one tick: {at:?}"
+        );
+    }
+    assert!(
+        (2..30).contains(&ticks.len()),
+        "{} snapshots for 150 trials of 4 ms: none, or the trials did not share ticks",
+        ticks.len()
+    );
+}
