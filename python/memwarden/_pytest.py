@@ -60,7 +60,9 @@ def pytest_configure(config):
     )
     repeat = config.getoption("memwarden_repeat")
     if repeat < 1:
-        raise ValueError("--memwarden-repeat %d: give 1 or more" % repeat)
+        import pytest
+
+        raise pytest.UsageError("--memwarden-repeat %d: give 1 or more" % repeat)
     if 1 < repeat < _ENOUGH and _under_memwarden():
         _say(
             config,

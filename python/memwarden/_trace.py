@@ -454,9 +454,13 @@ def boundary(kind, trial, publish=True):
     try:
         with _lock:
             if kind == "end":
+                # One end told twice (the helper's and Optuna's callback) is reported once; a
+                # start in between makes it another trial (a test's next repeat, same id).
                 if state.last_end == str(trial):
                     return
                 state.last_end = str(trial)
+            else:
+                state.last_end = None
             if publish and state.shared is not None:
                 _publish(state.shared, kind, trial)
                 state.seen_seq = _read_shared(state.shared)[0]

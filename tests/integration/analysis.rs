@@ -380,6 +380,27 @@ fn the_gate_judges_what_leaks_and_never_passes_what_it_cannot_see() {
 }
 
 #[test]
+fn a_worker_that_crashed_cannot_pass_the_gate_however_little_it_grew() {
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    // 12 trials that keep nothing, then an abort as trial 10 starts.
+    let out = crate::util::fixture_run(
+        &dir,
+        "--interval 50ms",
+        "--trials 12 --trial-ms 40 --gap-ms 40 --crash-at 10",
+    )
+    .output()
+    .expect("memwarden runs");
+    assert_eq!(out.status.code(), Some(1), "a crash is a finding");
+    let (code, _, stderr) = exit_and_stderr(&["check", "--max-growth", "8MiB/trial"], &[&dir]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FAILED: worker 0 crashed: it was killed by signal 6"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn an_old_recording_with_one_snapshot_per_boundary_counts_each_tick_once() {
     // Recorded before one smaps snapshot per tick: 150 trials of 4 ms, up to 50 copies of the
     // maps stamped with one tick, each read a little later as the process grew 1 MiB per trial.
