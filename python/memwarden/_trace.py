@@ -78,6 +78,8 @@ class _State:
         self.gpu_warmup_ms = 0.0
         self.identity = None
         self.lost_fd = 0
+        # None: not started; False: off (MEMWARDEN_TENSOR_CENSUS=0, or it failed).
+        self.census = False if os.environ.get("MEMWARDEN_TENSOR_CENSUS") == "0" else None
         worker = os.environ.get("MEMWARDEN_WORKER", "")
         self.worker = int(worker) if worker.isdigit() else None
 
@@ -220,9 +222,11 @@ class _State:
         if kind != "end":
             self.gpu_history(trial)
             return
-        self.torch_report(trial)
         took = now - self.last_boundary
-        self.last_boundary = now
+        self.torch_report(trial)
+        self.tensor_report(trial, took)
+        # The census's time is the tracer's, not the next trial's.
+        self.last_boundary = time.perf_counter()
         if not tm.is_tracing():
             self.untraced_s.append(took)
             self.untraced_s_since += 1
@@ -322,6 +326,25 @@ class _State:
             )
             cuda.reset_peak_memory_stats(device)
         self.gpu_sites(trial, cuda)
+
+    def tensor_report(self, trial, took):
+        """Who holds the PyTorch tensors still alive (`_tensors.Census`), where the worker
+        imported torch itself. A census that fails is said once and stops; line tracing goes
+        on."""
+        if self.census is False or "torch" not in sys.modules:
+            return
+        try:
+            if self.census is None:
+                from . import _tensors
+
+                self.census = _tensors.Census(self.here, self.budget)
+            record = self.census.take(trial, took)
+        except Exception as error:
+            self.census = False
+            self.write({"kind": "note", "note": "the tensor census stopped: %s: %s" % (type(error).__name__, error)})
+            return
+        if record is not None:
+            self.write(record)
 
     def gpu_history(self, trial):
         """Has PyTorch's caching allocator keep the Python stack of each live CUDA block, from

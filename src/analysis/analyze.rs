@@ -130,6 +130,7 @@ pub fn analyze_with_series(
         notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
     }
     locate_sites(&mut workers, &recording.events, &trials);
+    locate_holders(&mut workers, &recording.events, &trials);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => (b - a) as f64 / 1e9,
         _ => 0.0,
@@ -237,6 +238,74 @@ pub fn analyze_with_series(
 /// The lines of Python code that hold each worker's growth, from the tracer's reports, with
 /// their source text; for a leak the traced lines explain little of, that the rest is native
 /// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
+/// The holders of PyTorch tensors that grow, from the tracer's census at trial ends. A
+/// census is placed at its trial's ordinal; a trial id seen several times (a test's repeats)
+/// takes its next ordinal after the previous census's.
+fn locate_holders(
+    workers: &mut [WorkerFinding],
+    events: &[crate::recording::Event],
+    trials: &[TrialRecord],
+) {
+    for finding in workers.iter_mut() {
+        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
+        for t in trials.iter().filter(|t| t.worker == finding.worker) {
+            ordinals
+                .entry(t.trial.as_str())
+                .or_default()
+                .push((t.ordinal, t));
+        }
+        let mut after = 0;
+        let mut reports = Vec::new();
+        let mut censuses: Vec<&crate::recording::PythonTensors> = events
+            .iter()
+            .filter(|e| e.worker == Some(finding.worker))
+            .filter_map(|e| match &e.kind {
+                crate::recording::EventKind::PythonTensors(c) => Some(c.as_ref()),
+                _ => None,
+            })
+            .collect();
+        censuses.sort_by_key(|c| c.pid);
+        let mut last_pid = None;
+        for census in censuses {
+            if last_pid != Some(census.pid) {
+                after = 0;
+                last_pid = Some(census.pid);
+            }
+            let Some(&(ordinal, trial)) = ordinals
+                .get(census.trial.as_str())
+                .and_then(|o| o.iter().find(|(k, _)| *k >= after))
+            else {
+                continue;
+            };
+            after = ordinal + 1;
+            reports.push(super::holders::Report {
+                census,
+                ordinal,
+                params: &trial.params,
+            });
+        }
+        finding.holders = super::holders::holders(&reports);
+        let measured = finding
+            .kind_finding(finding.kind)
+            .and_then(|k| k.per_trial)
+            .map(|r| r.bytes)
+            .filter(|m| *m > 0.0);
+        for h in &mut finding.holders {
+            h.share = measured.map(|m| h.per_trial.bytes / m);
+        }
+        if !finding.holders.is_empty() {
+            // The holders name what the hints send the user looking for, and what the line
+            // tracer could not see: its "native memory" hint would send them to another
+            // profiler for what is already found.
+            finding.hints.retain(|h| {
+                h != super::location::ANON_HINT
+                    && h != super::location::HEAP_HINT
+                    && !h.starts_with("the traced Python allocations explain only")
+            });
+        }
+    }
+}
+
 fn locate_sites(
     workers: &mut [WorkerFinding],
     events: &[crate::recording::Event],

@@ -115,6 +115,10 @@ pub struct WorkerFinding {
     /// Lines of Python code whose retained allocations grow (`--trace-python`), fastest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sites: Vec<super::sites::SiteFinding>,
+    /// Holders of PyTorch tensors whose bytes grow (`--trace-python`'s tensor census),
+    /// fastest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<super::holders::HolderFinding>,
     /// How much the worker was traced, and how much of its growth the sites explain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracing: Option<super::sites::Tracing>,

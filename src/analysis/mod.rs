@@ -16,6 +16,7 @@ mod findings;
 mod forecast;
 pub mod gates;
 pub mod gpu_allocator;
+pub mod holders;
 mod kind;
 mod levels;
 mod load;

@@ -82,6 +82,8 @@ pub enum Fact<'a> {
         per_trial: Rate,
         parameter: Option<&'a str>,
     },
+    /// A holder of PyTorch tensors whose bytes grow (`--trace-python`'s tensor census).
+    Holder(&'a super::holders::HolderFinding),
     /// How much was traced, how much of the growth the sites explain, and what it cost.
     Traced {
         processes: usize,
@@ -218,6 +220,7 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             parameter: site.parameter.as_deref(),
         });
     }
+    facts.extend(w.holders.iter().map(Fact::Holder));
     if let Some(t) = &w.tracing {
         facts.push(Fact::Traced {
             processes: t.processes,

@@ -133,6 +133,11 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                     rate(per_trial, "trial")
                 ));
             }
+            Fact::Holder(h) => {
+                let (headline, mechanism) = h.words();
+                lines.push(format!("holder {headline}"));
+                lines.extend(mechanism.map(|m| format!("  {m}")));
+            }
             Fact::Traced {
                 processes,
                 reports,

@@ -259,6 +259,7 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
         mappings: Vec::new(),
         hints: Vec::new(),
         sites: Vec::new(),
+        holders: Vec::new(),
         tracing: None,
         diagnoses: Vec::new(),
     }

@@ -2,7 +2,7 @@
 //! `python-trace/`) as it grows, for the harness to record as events. Only whole lines are
 //! taken; a line that does not parse is counted and skipped, never guessed at.
 
-use crate::recording::{EventKind, PythonSites, TorchMemory};
+use crate::recording::{EventKind, PythonSites, PythonTensors, TorchMemory};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -31,6 +31,11 @@ pub enum TraceRecord {
         #[serde(flatten)]
         report: PythonSites,
     },
+    Tensors {
+        worker: Option<u32>,
+        #[serde(flatten)]
+        census: PythonTensors,
+    },
     Error {
         pid: i32,
         worker: Option<u32>,
@@ -58,6 +63,7 @@ impl TraceRecord {
             | TraceRecord::Error { pid, .. }
             | TraceRecord::Note { pid, .. } => *pid,
             TraceRecord::Sites { report, .. } => report.pid,
+            TraceRecord::Tensors { census, .. } => census.pid,
             TraceRecord::Torch { memory, .. } => memory.pid,
         }
     }
@@ -83,6 +89,9 @@ impl TraceRecord {
                 Some((worker, EventKind::PythonSites(Box::new(report))))
             }
             TraceRecord::Torch { worker, memory } => Some((worker, EventKind::TorchMemory(memory))),
+            TraceRecord::Tensors { worker, census } => {
+                Some((worker, EventKind::PythonTensors(Box::new(census))))
+            }
             TraceRecord::Note { pid, worker, note } => Some((
                 worker,
                 EventKind::Note {

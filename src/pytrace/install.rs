@@ -18,6 +18,10 @@ const PACKAGE: &[(&str, &str)] = &[
         include_str!("../../python/memwarden/_trace.py"),
     ),
     (
+        "memwarden/_tensors.py",
+        include_str!("../../python/memwarden/_tensors.py"),
+    ),
+    (
         "memwarden/_replay.py",
         include_str!("../../python/memwarden/_replay.py"),
     ),

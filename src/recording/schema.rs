@@ -252,6 +252,9 @@ pub enum EventKind {
     /// memory allocated since its traces were last cleared. Within one `epoch` a site's bytes
     /// are cumulative; the first report of an epoch holds only that trial's allocations.
     PythonSites(Box<PythonSites>),
+    /// At a trial's end, who holds the PyTorch tensors still alive in a traced process that
+    /// imported torch (`--trace-python`): cumulative per holder.
+    PythonTensors(Box<PythonTensors>),
     /// At a trial's end, what PyTorch's CUDA caching allocator held on one device, from
     /// `torch.cuda.memory_stats` in the worker (`--trace-python`; only where the worker had
     /// initialised CUDA itself).
@@ -274,6 +277,49 @@ pub struct TorchMemory {
     pub inactive_split_bytes: u64,
     pub alloc_retries: u64,
     pub ooms: u64,
+}
+
+/// The payload of `EventKind::PythonTensors`: the tensor census at one trial end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PythonTensors {
+    pub pid: i32,
+    pub trial: String,
+    /// Live tensors and the storages they are on, and those storages' bytes.
+    pub tensors: u64,
+    pub storages: u64,
+    pub bytes: u64,
+    /// What the census cost the worker, in milliseconds.
+    pub cost_ms: f64,
+    /// New storages whose holder this census looked for.
+    #[serde(default)]
+    pub walked: u64,
+    /// The largest holders, largest first; a storage keeps the holder it was first found
+    /// under. Storages alive before the first trial ended are nobody's.
+    pub holders: Vec<TensorHolder>,
+}
+
+/// What one holder keeps alive at a trial's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorHolder {
+    /// From a root down: `module.NAME`, `module.Class.attr`, `module.OBJ.attr`, or a function's
+    /// name for a closure; varying keys and indexes are left out.
+    pub holder: String,
+    /// The Python type of the holding container (`list`, `dict`, a class name).
+    pub container: String,
+    /// `module-level`, `attribute`, `closure`, `local variable` or `unknown`.
+    pub place: String,
+    pub device: String,
+    /// Storages the holder's tensors are on (each once), their count and its tensors.
+    pub bytes: u64,
+    pub storages: u64,
+    pub tensors: u64,
+    pub largest_bytes: u64,
+    /// Of `bytes`, what views pin of storages larger than themselves.
+    #[serde(default)]
+    pub view_bytes: u64,
+    /// Saved tensors the holder's autograd graphs keep (not in `bytes`).
+    #[serde(default)]
+    pub graph_bytes: u64,
 }
 
 /// The payload of `EventKind::PythonSites` (boxed: it is far larger than other events).

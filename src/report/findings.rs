@@ -183,6 +183,16 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 parameter.map_or(String::new(), |p| format!(", in trials with {}", escape(p))),
                 via.map_or(String::new(), |v| format!(", allocated in {}", markdown::code(v)))
             )),
+            Fact::Holder(h) => {
+                let (headline, mechanism) = h.words();
+                let rest = headline.strip_prefix(&h.holder).unwrap_or(&headline);
+                bullets.push(format!(
+                    "Holder {}{}{}",
+                    markdown::code(&h.holder),
+                    escape(rest),
+                    mechanism.map_or(String::new(), |m| format!(": {}", escape(&m)))
+                ));
+            }
             Fact::Traced {
                 processes,
                 reports,

@@ -10,6 +10,7 @@ mod exec;
 mod fleet;
 mod fuzz;
 mod gpu;
+mod holders;
 mod hostile;
 mod live;
 mod metrics;

@@ -55,10 +55,12 @@ fn a_costly_process_is_read_only_in_the_gaps_after_trials_within_its_allowance()
         .filter(|&r| windows.iter().any(|&(start, end)| start < r && r < end))
         .collect();
     assert!(inside.is_empty(), "PSS read inside trials at {inside:?}");
-    let after_first = reads.iter().filter(|&&r| r > windows[0].0).count();
+    // The allowance's one read may go before the first trial (when the worker starts) or at a
+    // trial's end, whichever comes first: counted over the whole run.
     assert!(
-        (1..=3).contains(&after_first),
-        "{after_first} reads once trials began: more than the allowance gives, or none"
+        (1..=3).contains(&reads.len()),
+        "{} reads: more than the allowance gives, or none",
+        reads.len()
     );
     // Mappings only at trial ends, never as a trial starts.
     let smaps = export(&dir, "smaps");

@@ -3,6 +3,7 @@
 //! the rest are set on a real analysis here; the snapshots were taken with the renderers as
 //! they were before `analysis::statements`, so the move had to keep every byte.
 
+use memwarden::analysis::holders::HolderFinding;
 use memwarden::analysis::{
     analyze_with_series, text, Analysis, Kind, Options, ParameterFinding, StepFinding, Verdict,
     WorkerFinding,
@@ -38,6 +39,39 @@ fn every_fact() -> (Recording, Analysis) {
         p.main = false;
         p.share = None;
     }
+    // Holders of tensors: one kept through autograd graphs, one pinned by views, one plain
+    // with the parameter that goes with it.
+    let holder = |name: &str, graph: f64, view: f64, parameter: Option<&str>| HolderFinding {
+        holder: name.into(),
+        container: "list".into(),
+        place: "module-level".into(),
+        device: "cpu".into(),
+        pid: 4242,
+        per_trial: memwarden::analysis::Rate {
+            bytes: 4.0 * 1048576.0,
+            low_bytes: 3.5 * 1048576.0,
+            high_bytes: 4.5 * 1048576.0,
+        },
+        confidence: 0.999,
+        bytes: 40.0 * 1048576.0,
+        view_bytes: view * 1048576.0,
+        graph_bytes: graph * 1048576.0,
+        storages: 10,
+        largest_bytes: 4 << 20,
+        reports: 10,
+        share: Some(0.5),
+        parameter: parameter.map(str::to_string),
+    };
+    f.workers[0].holders = vec![
+        holder("train.LOSSES", 36.0, 0.0, None),
+        holder("train.VIEWS", 0.0, 39.0, None),
+        holder(
+            "train.GRAD_LOG",
+            0.0,
+            0.0,
+            Some("keep_grads=true (+8.0 MiB/trial)"),
+        ),
+    ];
     f.workers[0].mappings[0].regions_added = 2;
     f.workers[0].mappings[0].region_bytes = Some(9.0 * 1048576.0);
     // Worker 1: a plateau, rated per hour, with no start or end level.

@@ -1,0 +1,84 @@
+//! `--trace-python`'s tensor census on a real Optuna + PyTorch study
+//! (fixtures/python/torch_holders_study.py): each way of keeping tensors named by its holder
+//! with its bytes per trial, the graph and the view as mechanisms, the parameter with its
+//! bytes; and the fixed code names nothing.
+
+use crate::util::{analyze, memwarden, tempdir, venv_python, MIB};
+use memwarden::analysis::holders::{HolderFinding, Mechanism};
+use std::path::Path;
+
+fn study(dir: &Path, clean: bool) -> Vec<HolderFinding> {
+    let out = memwarden()
+        // Every trial censused and traced: a trial here is 0.3 s, a census 50-200 ms, and
+        // the default budget (20%) would census a few trials in each stretch of many.
+        .env("MEMWARDEN_TRACE_BUDGET", "100")
+        .env("HOLDERS_CLEAN", if clean { "1" } else { "0" })
+        .args(["run", "--quiet", "--trace-python", "--out"])
+        .arg(dir)
+        .arg("--")
+        .arg(venv_python())
+        .args(["fixtures/python/torch_holders_study.py", "20"])
+        .output()
+        .expect("run runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    analyze(dir).workers.remove(0).holders
+}
+
+fn holder<'a>(holders: &'a [HolderFinding], name: &str) -> &'a HolderFinding {
+    holders
+        .iter()
+        .find(|h| h.holder == format!("torch_holders_study.{name}"))
+        .unwrap_or_else(|| panic!("no holder {name} in {holders:#?}"))
+}
+
+fn near(h: &HolderFinding, mib: f64) {
+    let rate = h.per_trial.bytes / MIB;
+    assert!(
+        (rate / mib - 1.0).abs() <= 0.15,
+        "{} {rate:.2} MiB/trial, not {mib}",
+        h.holder
+    );
+}
+
+#[test]
+fn each_way_of_keeping_tensors_is_named_by_its_holder_and_the_fix_names_none() {
+    let temp = tempdir();
+    let holders = study(&temp.path().join("leaks"), false);
+    let views = holder(&holders, "VIEWS");
+    near(views, 4.0);
+    assert_eq!(views.mechanism(), Some(Mechanism::View), "{views:?}");
+    let losses = holder(&holders, "LOSSES");
+    near(losses, 2.5);
+    assert_eq!(losses.mechanism(), Some(Mechanism::Graph), "{losses:?}");
+    let cache = holder(&holders, "CACHE");
+    near(cache, 2.0);
+    assert_eq!(
+        (cache.container.as_str(), cache.mechanism()),
+        ("dict", None)
+    );
+    // 8 MiB in the trials with keep_grads=True only: the parameter is named with its bytes.
+    let log = holder(&holders, "GRAD_LOG");
+    assert_eq!(
+        (log.container.as_str(), log.place.as_str()),
+        ("list", "module-level")
+    );
+    let with = log.parameter.as_deref().unwrap_or("");
+    let effect: f64 = with
+        .strip_prefix("keep_grads=true (+")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{log:?}"));
+    assert!((effect / 8.0 - 1.0).abs() <= 0.15, "{log:?}");
+    let (words, _) = log.words();
+    assert!(
+        words.contains("GRAD_LOG (list, module-level): +"),
+        "{words}"
+    );
+    // The fixed code: `.item()`, `.clone()`, no cache, no log.
+    let clean = study(&temp.path().join("clean"), true);
+    assert!(clean.is_empty(), "{clean:#?}");
+}
