@@ -592,7 +592,11 @@ fn machine_forecast(
         first_available_bytes: system.first_available_bytes,
         last_available_bytes: system.last_available_bytes,
     };
-    Some(forecast(&machine, &rates, horizon_hours))
+    let window_s = match (loaded.first_ns, loaded.last_ns) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    Some(forecast(&machine, &rates, horizon_hours, window_s))
 }
 
 fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {

@@ -303,6 +303,9 @@ pub struct Forecast {
     /// A per-worker limit that keeps `workers` workers within the budget.
     pub worker_limit_bytes: Option<f64>,
     pub advice: Vec<String>,
+    /// The run's recorded span when too short for a rate per hour: the outlook is in trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_window_s: Option<f64>,
 }
 
 /// Baseline, peak and retained of one kind in one trial (bytes).

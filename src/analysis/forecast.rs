@@ -31,7 +31,15 @@ pub struct Machine {
 /// The longest restart period advised where trials have no measured duration.
 const MAX_RESTART_PERIOD_TRIALS: u64 = 1_000_000;
 
-pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) -> Forecast {
+/// `window_s`: how long the run recorded. Under `MIN_HOURLY_WINDOW_S` no time is projected
+/// (a rate per hour from seconds is not a measurement): the outlook is in trials only.
+pub fn forecast(
+    machine: &Machine,
+    workers: &[WorkerRates],
+    horizon_hours: f64,
+    window_s: f64,
+) -> Forecast {
+    let short = window_s < super::gates::MIN_HOURLY_WINDOW_S;
     let n = workers.len().max(1) as f64;
     let workers_first: f64 = workers.iter().map(|w| w.first_bytes).sum();
     let reserve = RESERVE_FRACTION * machine.mem_total_bytes;
@@ -71,7 +79,7 @@ pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) 
 
     let mut advice = Vec::new();
     if leaking {
-        if let Some(k) = max_workers {
+        if let Some(k) = max_workers.filter(|_| !short) {
             advice.push(format!(
                 "for {horizon_hours:.0} h without restarts, at most {k} worker(s) fit in {:.1} GiB",
                 budget / GIB
@@ -109,14 +117,15 @@ pub fn forecast(machine: &Machine, workers: &[WorkerRates], horizon_hours: f64) 
         workers: workers.len() as u32,
         growth_bytes_per_hour: per_hour,
         growth_bytes_per_trial: per_trial,
-        exhausted_in_hours: (per_hour > 0.0).then(|| headroom / per_hour),
+        exhausted_in_hours: (per_hour > 0.0 && !short).then(|| headroom / per_hour),
         exhausted_in_trials: (per_trial > 0.0).then(|| headroom / per_trial),
         horizon_hours,
-        max_workers: if leaking { max_workers } else { None },
+        max_workers: if leaking && !short { max_workers } else { None },
         restart_every_trials,
         restart_every_minutes,
         worker_limit_bytes: restart_every_trials.map(|_| allowance),
         advice,
+        short_window_s: short.then_some(window_s),
     }
 }
 
@@ -139,7 +148,7 @@ mod tests {
             per_hour: 11.0 * GIB,
             trial_hours: Some(1.0 / 110.0),
         };
-        let f = forecast(&machine, &[worker, worker], 12.0);
+        let f = forecast(&machine, &[worker, worker], 12.0, 3600.0);
         // Budget: 31 − 3.1 reserve − 1 other = 26.9 GiB; headroom 4 − 3.1 = 0.9 GiB.
         assert!((f.budget_bytes / GIB - 26.9).abs() < 0.01);
         assert!((f.exhausted_in_hours.expect("hours") - 0.9 / 22.0).abs() < 0.001);
@@ -166,7 +175,7 @@ mod tests {
             per_hour: 0.0,
             trial_hours: None,
         };
-        let f = forecast(&machine, &[worker], 12.0);
+        let f = forecast(&machine, &[worker], 12.0, 3600.0);
         assert_eq!((f.exhausted_in_hours, f.restart_every_trials), (None, None));
         assert!(f.advice.is_empty());
     }
@@ -187,7 +196,7 @@ mod tests {
                 per_hour: 40.0 * 3600.0,
                 trial_hours,
             };
-            let f = forecast(&machine, &[worker], 12.0);
+            let f = forecast(&machine, &[worker], 12.0, 3600.0);
             assert_eq!(f.restart_every_trials, None, "{trial_hours:?}");
             assert!(
                 f.advice
@@ -197,5 +206,34 @@ mod tests {
                 f.advice
             );
         }
+    }
+
+    /// Seconds of recording give trials, never hours: no time to exhaustion, no workers that
+    /// fit "for 12 h" (the forecast printed +591179 MiB/h from a 3 s pytest run).
+    #[test]
+    fn a_short_run_forecasts_in_trials_only() {
+        let machine = Machine {
+            mem_total_bytes: 16.0 * GIB,
+            first_available_bytes: 12.0 * GIB,
+            last_available_bytes: 12.0 * GIB,
+        };
+        let worker = WorkerRates {
+            first_bytes: GIB,
+            transient_bytes: 0.0,
+            per_trial: 0.5 * GIB / 1024.0,
+            per_hour: 600.0 * GIB,
+            trial_hours: Some(1.0 / 3600.0),
+        };
+        let f = forecast(&machine, &[worker], 12.0, 3.0);
+        assert_eq!((f.exhausted_in_hours, f.max_workers), (None, None));
+        assert_eq!(f.short_window_s, Some(3.0));
+        assert!(f.exhausted_in_trials.is_some_and(|t| t > 1000.0), "{f:?}");
+        assert!(
+            !f.advice.iter().any(|a| a.contains("without restarts")),
+            "{:?}",
+            f.advice
+        );
+        let long = forecast(&machine, &[worker], 12.0, 300.0);
+        assert!(long.exhausted_in_hours.is_some() && long.short_window_s.is_none());
     }
 }

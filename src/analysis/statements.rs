@@ -151,6 +151,13 @@ pub enum Outlook {
         hours: f64,
         trials: Option<f64>,
     },
+    /// A run too short for a rate per hour: when memory runs out, in trials only.
+    RunsOutInTrials {
+        growth_bytes_per_trial: f64,
+        available_bytes: f64,
+        trials: f64,
+        window_s: f64,
+    },
     Holds {
         mem_total_bytes: f64,
         available_bytes: f64,
@@ -376,6 +383,14 @@ fn parameter(p: &ParameterFinding) -> ParameterStatement<'_> {
 pub fn forecast(fc: &Forecast) -> ForecastStatement<'_> {
     ForecastStatement {
         outlook: match fc.exhausted_in_hours {
+            None if fc.short_window_s.is_some() && fc.exhausted_in_trials.is_some() => {
+                Outlook::RunsOutInTrials {
+                    growth_bytes_per_trial: fc.growth_bytes_per_trial,
+                    available_bytes: fc.available_bytes,
+                    trials: fc.exhausted_in_trials.unwrap_or(0.0),
+                    window_s: fc.short_window_s.unwrap_or(0.0),
+                }
+            }
             Some(hours) => Outlook::RunsOut {
                 growth_bytes_per_hour: fc.growth_bytes_per_hour,
                 available_bytes: fc.available_bytes,

@@ -258,6 +258,21 @@ pub fn findings(f: &Findings) -> String {
                     duration(hours * 3600.0)
                 );
             }
+            Outlook::RunsOutInTrials {
+                growth_bytes_per_trial,
+                available_bytes,
+                trials,
+                window_s,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "forecast: at {:+.2} MiB/trial in total, the {} still available (less a 10% reserve) run out in ~{trials:.0} more trials per worker; no time is projected from {} of recording (a rate per hour needs {})",
+                    growth_bytes_per_trial / MIB,
+                    size(available_bytes),
+                    duration(window_s),
+                    duration(super::gates::MIN_HOURLY_WINDOW_S)
+                );
+            }
             Outlook::Holds {
                 mem_total_bytes,
                 available_bytes,

@@ -251,6 +251,21 @@ pub fn forecast(out: &mut String, input: &ReportInput) {
                 trials.map_or(String::new(), |t| format!(", after about {t:.0} more trials per worker"))
             );
         }
+        Outlook::RunsOutInTrials {
+            growth_bytes_per_trial,
+            available_bytes,
+            trials,
+            window_s,
+        } => {
+            let _ = writeln!(
+                out,
+                "At {:+.2} MiB/trial in total, the {} still available (less a 10% reserve) run out after about {trials:.0} more trials per worker. No time is projected: the run recorded {}, and a rate per hour needs {}.\n",
+                growth_bytes_per_trial / MIB,
+                size(available_bytes),
+                duration(window_s),
+                duration(crate::analysis::gates::MIN_HOURLY_WINDOW_S)
+            );
+        }
         // The report does not repeat the totals: the summary above gives them.
         Outlook::Holds {
             mem_total_bytes: _,

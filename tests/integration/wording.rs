@@ -136,6 +136,17 @@ fn both(recording: &Recording, analysis: &Analysis) -> String {
 #[test]
 fn every_fact_renders_in_the_terminal_and_the_report() {
     let (recording, mut analysis) = every_fact();
+    // The fixture recorded 3 s: its own forecast is in trials only.
+    insta::assert_snapshot!("every_fact_runs_out_in_trials", both(&recording, &analysis));
+    let fc = analysis.findings.forecast.as_mut().expect("a forecast");
+    // As an hour of recording would have given it.
+    fc.short_window_s = None;
+    fc.exhausted_in_hours = Some(0.445);
+    fc.max_workers = Some(0);
+    fc.advice.insert(
+        0,
+        "for 12 h without restarts, at most 0 worker(s) fit in 20.8 GiB".into(),
+    );
     insta::assert_snapshot!("every_fact_runs_out", both(&recording, &analysis));
     let fc = analysis.findings.forecast.as_mut().expect("a forecast");
     fc.exhausted_in_hours = None;
