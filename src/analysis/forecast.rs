@@ -161,13 +161,18 @@ mod tests {
             .any(|a| a.contains("restart each every 109 trials")));
     }
 
-    #[test]
-    fn no_leak_no_restarts() {
-        let machine = Machine {
+    /// 16 GiB, 12 GiB available at the start and the end.
+    fn idle_16_gib() -> Machine {
+        Machine {
             mem_total_bytes: 16.0 * GIB,
             first_available_bytes: 12.0 * GIB,
             last_available_bytes: 12.0 * GIB,
-        };
+        }
+    }
+
+    #[test]
+    fn no_leak_no_restarts() {
+        let machine = idle_16_gib();
         let worker = WorkerRates {
             first_bytes: GIB,
             transient_bytes: 0.0,
@@ -183,11 +188,7 @@ mod tests {
     /// Growth so slow that a restart period would outlast the horizon is no restart advice.
     #[test]
     fn a_restart_period_beyond_the_horizon_is_not_advised() {
-        let machine = Machine {
-            mem_total_bytes: 16.0 * GIB,
-            first_available_bytes: 12.0 * GIB,
-            last_available_bytes: 12.0 * GIB,
-        };
+        let machine = idle_16_gib();
         for trial_hours in [Some(1.0 / 3600.0), None] {
             let worker = WorkerRates {
                 first_bytes: GIB,
@@ -212,11 +213,7 @@ mod tests {
     /// fit "for 12 h" (the forecast printed +591179 MiB/h from a 3 s pytest run).
     #[test]
     fn a_short_run_forecasts_in_trials_only() {
-        let machine = Machine {
-            mem_total_bytes: 16.0 * GIB,
-            first_available_bytes: 12.0 * GIB,
-            last_available_bytes: 12.0 * GIB,
-        };
+        let machine = idle_16_gib();
         let worker = WorkerRates {
             first_bytes: GIB,
             transient_bytes: 0.0,

@@ -277,22 +277,49 @@ pub fn check(
             kinds,
         });
     }
-    let outcome = if workers.iter().any(|w| w.outcome == Outcome::Exceeds) {
+    let outcome = overall(
+        workers.iter().any(|w| w.outcome == Outcome::Exceeds),
+        workers.iter().any(|w| w.outcome == Outcome::NotEnoughData),
+    );
+    Ok(report(
+        findings,
+        crashes,
+        budget,
+        outcome,
+        workers,
+        Vec::new(),
+    ))
+}
+
+/// Any over budget fails; else any that could not be judged is not a pass.
+fn overall(exceeds: bool, not_enough_data: bool) -> Outcome {
+    if exceeds {
         Outcome::Exceeds
-    } else if workers.iter().any(|w| w.outcome == Outcome::NotEnoughData) {
+    } else if not_enough_data {
         Outcome::NotEnoughData
     } else {
         Outcome::Within
-    };
+    }
+}
+
+/// The verdict with the run's faults (a crash, an abrupt end), which no growth can pass.
+fn report(
+    findings: &Findings,
+    crashes: &[(u32, String)],
+    budget: GrowthBudget,
+    outcome: Outcome,
+    workers: Vec<WorkerCheck>,
+    tests: Vec<TestCheck>,
+) -> CheckReport {
     let faults = faults(findings, crashes);
-    Ok(CheckReport {
+    CheckReport {
         passed: outcome == Outcome::Within && faults.is_empty(),
         outcome,
         budget,
         workers,
         faults,
-        tests: Vec::new(),
-    })
+        tests,
+    }
 }
 
 /// A run of repeated tests: each test against its budget per repeat, every kind the worker
@@ -326,22 +353,15 @@ fn check_tests(
         DEFAULT_WARMUP as usize,
     )?;
     let any = |outcome| tests.iter().any(|t| t.outcome == outcome);
-    let outcome = if any(TestOutcome::Exceeds) {
-        Outcome::Exceeds
-    } else if any(TestOutcome::NotEnoughData) {
-        Outcome::NotEnoughData
-    } else {
-        Outcome::Within
-    };
-    let faults = faults(findings, crashes);
-    Ok(CheckReport {
-        passed: outcome == Outcome::Within && faults.is_empty(),
-        outcome,
+    let outcome = overall(any(TestOutcome::Exceeds), any(TestOutcome::NotEnoughData));
+    Ok(report(
+        findings,
+        crashes,
         budget,
-        workers: Vec::new(),
-        faults,
+        outcome,
+        Vec::new(),
         tests,
-    })
+    ))
 }
 
 /// Why the run cannot pass whatever its growth.
