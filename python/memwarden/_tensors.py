@@ -72,7 +72,8 @@ class Census:
             return None
         begun = time.perf_counter()
         live = self.live(tensor_type)
-        new = [t for key, t in live.items() if key not in self.known and key not in self.before]
+        # (storage key, the tensors on it) for the storages no census has seen.
+        new = [(key, on) for key, on in live.items() if key not in self.known and key not in self.before]
         if self.first:
             # What was alive before the first trial ended is the set-up's (model, data): never
             # walked, never a trial's.
@@ -89,9 +90,9 @@ class Census:
                         if grad not in self.known and grad not in self.before:
                             self.known[grad] = GRADIENTS
                             self.holders.setdefault(GRADIENTS, ("tensor", "attribute"))
-            new = [on for on in new if self.key_of(on[0]) not in self.known]
+            new = [(key, on) for key, on in new if key not in self.known]
         walked = self.walk(new, torch) if new else 0
-        if any(self.known.get(self.key_of(on[0])) == UNKNOWN for on in new):
+        if any(self.known.get(key) == UNKNOWN for key, _ in new):
             # Tensors no root holds may be garbage in a reference cycle: collected, they are
             # gone from this census (a collection costs 40-50 ms with PyTorch loaded, so only
             # then).
@@ -116,9 +117,6 @@ class Census:
                 self.skip_left = min(MAX_GAP, int(STRETCH * share / self.budget - STRETCH + 0.999))
         return record
 
-    def seen_before(self):
-        return self.before
-
     def live(self, tensor_type):
         """Storage key -> the tensors on it (the first with the largest own size first)."""
         by_storage = {}
@@ -136,9 +134,7 @@ class Census:
         try:
             for obj in [o for o in objects if type(o) in kinds]:
                 try:
-                    storage = obj.untyped_storage()
-                    device = "cpu" if obj.is_cpu else str(obj.device)
-                    key = (device, storage.data_ptr(), storage.nbytes())
+                    key = self.key_of(obj)
                 except Exception:
                     continue  # sparse, meta, or a subclass without a storage
                 if key[1] == 0:
@@ -149,7 +145,8 @@ class Census:
         return by_storage
 
     def walk(self, new, torch):
-        """Names the holder of each new storage (largest first), and the graph it keeps."""
+        """Names the holder of each new storage (`(key, tensors)`, largest first), and the
+        graph it keeps."""
         def own(t):
             try:
                 return t.numel() * t.element_size()
@@ -157,8 +154,7 @@ class Census:
                 return 0
 
         candidates = []
-        for tensors in new:
-            key = self.key_of(tensors[0])
+        for key, tensors in new:
             graph = any(getattr(t, "grad_fn", None) is not None for t in tensors)
             if key[2] >= MIN_WALKED or graph:
                 candidates.append((key, tensors))
@@ -177,7 +173,7 @@ class Census:
         walked = [(key, tensors) for key, tensors in candidates if key not in saved_keys or key in graphs]
         targets = {id(t): key for key, tensors in walked for t in tensors}
         ours = {id(new), id(candidates), id(graphs), id(walked)}
-        ours |= {id(x) for x in new} | {id(c) for c in candidates}
+        ours |= {id(x) for x in new} | {id(on) for _, on in new} | {id(c) for c in candidates}
         paths = self.roots([t for _, tensors in walked for t in tensors], targets, ours)
         unrooted = [key for key, _ in candidates if key in saved_keys and key not in graphs]
         for key, tensors in walked:
@@ -376,7 +372,7 @@ class Census:
         seen_nodes = set()
         storages = {}
         stack = [t.grad_fn for t in tensors if t.grad_fn is not None]
-        visible = self.known.keys() | self.seen_before()
+        visible = self.known.keys() | self.before
         while stack and len(seen_nodes) < MAX_NODES:
             node = stack.pop()
             if node is None or id(node) in seen_nodes:

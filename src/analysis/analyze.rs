@@ -96,7 +96,11 @@ pub fn analyze_with_series(
     }
     let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
     let parameters = parameters(&loaded, &workers);
-    let forecast = machine_forecast(&loaded, &workers, options.horizon_hours);
+    let duration_s = match (loaded.first_ns, loaded.last_ns) {
+        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
+        _ => 0.0,
+    };
+    let forecast = machine_forecast(&loaded, &workers, options.horizon_hours, duration_s);
     let verdict = workers
         .iter()
         .map(|w| w.verdict)
@@ -129,12 +133,10 @@ pub fn analyze_with_series(
     if super::per_test::repeated(&trials) {
         notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
     }
-    locate_sites(&mut workers, &recording.events, &trials);
+    // Holders first: a worker whose tensors have named holders gets no "native memory"
+    // hint from the line tracer.
     locate_holders(&mut workers, &recording.events, &trials);
-    let duration_s = match (loaded.first_ns, loaded.last_ns) {
-        (Some(a), Some(b)) => (b - a) as f64 / 1e9,
-        _ => 0.0,
-    };
+    locate_sites(&mut workers, &recording.events, &trials);
     let oom_kills = oom_kills(recording, &loaded);
     let outside_trees = loaded.system.as_ref().and_then(|s| {
         let last_listing = recording
@@ -235,9 +237,6 @@ pub fn analyze_with_series(
     })
 }
 
-/// The lines of Python code that hold each worker's growth, from the tracer's reports, with
-/// their source text; for a leak the traced lines explain little of, that the rest is native
-/// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
 /// The holders of PyTorch tensors that grow, from the tracer's census at trial ends. A
 /// census is placed at its trial's ordinal; a trial id seen several times (a test's repeats)
 /// takes its next ordinal after the previous census's.
@@ -285,27 +284,22 @@ fn locate_holders(
             });
         }
         finding.holders = super::holders::holders(&reports);
-        let measured = finding
-            .kind_finding(finding.kind)
-            .and_then(|k| k.per_trial)
-            .map(|r| r.bytes)
-            .filter(|m| *m > 0.0);
+        let measured = finding.per_trial_bytes(finding.kind).filter(|m| *m > 0.0);
         for h in &mut finding.holders {
             h.share = measured.map(|m| h.per_trial.bytes / m);
         }
         if !finding.holders.is_empty() {
-            // The holders name what the hints send the user looking for, and what the line
-            // tracer could not see: its "native memory" hint would send them to another
-            // profiler for what is already found.
-            finding.hints.retain(|h| {
-                h != super::location::ANON_HINT
-                    && h != super::location::HEAP_HINT
-                    && !h.starts_with("the traced Python allocations explain only")
-            });
+            // The holders name what these hints send the user looking for.
+            finding
+                .hints
+                .retain(|h| h != super::location::ANON_HINT && h != super::location::HEAP_HINT);
         }
     }
 }
 
+/// The lines of Python code that hold each worker's growth, from the tracer's reports, with
+/// their source text; for a leak the traced lines explain little of, that the rest is native
+/// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
 fn locate_sites(
     workers: &mut [WorkerFinding],
     events: &[crate::recording::Event],
@@ -342,10 +336,7 @@ fn locate_sites(
                 _ => None,
             })
             .collect();
-        let measured = finding
-            .kind_finding(finding.kind)
-            .and_then(|k| k.per_trial)
-            .map(|r| r.bytes);
+        let measured = finding.per_trial_bytes(finding.kind);
         let (mut sites, tracing) = super::sites::sites(&reports, measured);
         for site in &mut sites {
             let text = sources.entry(site.file.clone()).or_insert_with(|| {
@@ -388,7 +379,9 @@ fn locate_sites(
                 .retain(|h| h != super::location::ANON_HINT && h != super::location::HEAP_HINT);
         }
         if let Some(share) = explained {
-            if growing && !retention && share < super::sites::NATIVE_BELOW {
+            // Tensors with named holders are not memory the tracer cannot see.
+            let named = !finding.holders.is_empty();
+            if growing && !retention && !named && share < super::sites::NATIVE_BELOW {
                 finding.hints.push(format!(
                     "the traced Python allocations explain only {:.0}% of this growth: the rest is native memory Python's tracer cannot see (C extensions, tensors of frameworks that allocate outside Python's allocator, or the allocator keeping freed memory); a native profiler (memray run --native, heaptrack) shows it",
                     100.0 * share
@@ -405,10 +398,7 @@ fn locate_sites(
         finding.sites = sites;
         finding.tracing = tracing;
         let torch = super::gpu_allocator::readings(events, finding.worker);
-        let device_rate = finding
-            .kind_finding(Kind::Gpu)
-            .and_then(|k| k.per_trial)
-            .map(|r| r.bytes);
+        let device_rate = finding.per_trial_bytes(Kind::Gpu);
         if let Some(d) = super::gpu_allocator::diagnose(&torch, device_rate) {
             finding.diagnoses.push(d);
         }
@@ -541,10 +531,12 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
     parameter_effects(&growth)
 }
 
+/// `window_s`: how long the run recorded.
 fn machine_forecast(
     loaded: &Loaded,
     workers: &[WorkerFinding],
     horizon_hours: f64,
+    window_s: f64,
 ) -> Option<Forecast> {
     let system = loaded.system.as_ref()?;
     let rates: Vec<WorkerRates> = workers
@@ -591,10 +583,6 @@ fn machine_forecast(
         mem_total_bytes: system.mem_total_bytes,
         first_available_bytes: system.first_available_bytes,
         last_available_bytes: system.last_available_bytes,
-    };
-    let window_s = match (loaded.first_ns, loaded.last_ns) {
-        (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
-        _ => 0.0,
     };
     Some(forecast(&machine, &rates, horizon_hours, window_s))
 }

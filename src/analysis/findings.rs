@@ -178,6 +178,13 @@ impl WorkerFinding {
         self.kinds.iter().find(|k| k.kind == kind)
     }
 
+    /// The measured growth per trial of one kind, in bytes.
+    pub fn per_trial_bytes(&self, kind: Kind) -> Option<f64> {
+        self.kind_finding(kind)
+            .and_then(|k| k.per_trial)
+            .map(|r| r.bytes)
+    }
+
     /// The fastest-growing line of the worker's own code (not the search framework's state):
     /// the one a verdict names.
     pub fn top_site(&self) -> Option<&super::sites::SiteFinding> {

@@ -199,12 +199,9 @@ fn one(pid: i32, name: &str, reports: &[&Report]) -> Option<HolderFinding> {
         .into_iter()
         .find(|p| p.significant && p.effect_bytes > 0.0)
         .map(|p| {
-            let what = match &p.value {
-                Some(value) => format!("{}={value}", p.name),
-                None => format!("larger {}", p.name),
-            };
             format!(
-                "{what} ({:+.1} MiB/trial)",
+                "{} ({:+.1} MiB/trial)",
+                super::sites::parameter_words(&p),
                 p.effect_bytes / crate::units::MIB
             )
         });

@@ -280,7 +280,8 @@ fn merge_processes(found: Vec<SiteFinding>) -> Vec<SiteFinding> {
     merged
 }
 
-fn parameter_words(p: &ParameterFinding) -> String {
+/// A parameter as `name=value`, or `larger name` for a numeric trend.
+pub(super) fn parameter_words(p: &ParameterFinding) -> String {
     match &p.value {
         Some(value) => format!("{}={value}", p.name),
         None => format!("larger {}", p.name),

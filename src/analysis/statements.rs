@@ -382,22 +382,23 @@ fn parameter(p: &ParameterFinding) -> ParameterStatement<'_> {
 
 pub fn forecast(fc: &Forecast) -> ForecastStatement<'_> {
     ForecastStatement {
-        outlook: match fc.exhausted_in_hours {
-            None if fc.short_window_s.is_some() && fc.exhausted_in_trials.is_some() => {
-                Outlook::RunsOutInTrials {
-                    growth_bytes_per_trial: fc.growth_bytes_per_trial,
-                    available_bytes: fc.available_bytes,
-                    trials: fc.exhausted_in_trials.unwrap_or(0.0),
-                    window_s: fc.short_window_s.unwrap_or(0.0),
-                }
-            }
-            Some(hours) => Outlook::RunsOut {
+        outlook: match (
+            fc.exhausted_in_hours,
+            fc.short_window_s.zip(fc.exhausted_in_trials),
+        ) {
+            (None, Some((window_s, trials))) => Outlook::RunsOutInTrials {
+                growth_bytes_per_trial: fc.growth_bytes_per_trial,
+                available_bytes: fc.available_bytes,
+                trials,
+                window_s,
+            },
+            (Some(hours), _) => Outlook::RunsOut {
                 growth_bytes_per_hour: fc.growth_bytes_per_hour,
                 available_bytes: fc.available_bytes,
                 hours,
                 trials: fc.exhausted_in_trials,
             },
-            None => Outlook::Holds {
+            (None, None) => Outlook::Holds {
                 mem_total_bytes: fc.mem_total_bytes,
                 available_bytes: fc.available_bytes,
             },
