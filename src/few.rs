@@ -36,7 +36,13 @@ impl<K: Ord, V> Few<K, V> {
     pub fn insert(&mut self, key: K, value: V) {
         match self.0.binary_search_by(|(k, _)| k.cmp(&key)) {
             Ok(i) => self.0[i].1 = value,
-            Err(i) => self.0.insert(i, (key, value)),
+            Err(i) => {
+                // A first entry gets room for one, not a Vec's four: a trial's few.
+                if self.0.len() < 4 {
+                    self.0.reserve_exact(1);
+                }
+                self.0.insert(i, (key, value))
+            }
         }
     }
 

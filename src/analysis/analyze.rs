@@ -55,7 +55,7 @@ pub fn analyze_with_series(
     recording: &Recording,
     options: &Options,
 ) -> Result<Analysis, AnalysisError> {
-    let loaded = super::load::load(recording)?;
+    let mut loaded = super::load::load(recording)?;
     // Workers that die before their first tick (a crash loop) leave system samples only: still a
     // run to report on.
     if loaded.process_samples == 0 && loaded.system.is_none() {
@@ -129,7 +129,26 @@ pub fn analyze_with_series(
             ));
         }
     }
-    let trials = trial_records(&loaded);
+    let boundary_reads = loaded
+        .trials
+        .iter()
+        .map(|(worker, trials)| {
+            let reads: Vec<_> = trials
+                .iter()
+                .map(|t| {
+                    let delay = t
+                        .trial
+                        .end_memory
+                        .filter(|m| m.read_by == crate::recording::EndReader::Harness)
+                        .map(|m| m.delay_ns);
+                    (t.end_read, delay)
+                })
+                .collect();
+            super::boundary::BoundaryReads::of(*worker, &reads)
+        })
+        .filter(|b| b.trials > 0)
+        .collect();
+    let trials = trial_records(std::mem::take(&mut loaded.trials));
     if super::per_test::repeated(&trials) {
         notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
     }
@@ -175,25 +194,6 @@ pub fn analyze_with_series(
             false,
         )
     });
-    let boundary_reads = loaded
-        .trials
-        .iter()
-        .map(|(worker, trials)| {
-            let reads: Vec<_> = trials
-                .iter()
-                .map(|t| {
-                    let delay = t
-                        .trial
-                        .end_memory
-                        .filter(|m| m.read_by == crate::recording::EndReader::Harness)
-                        .map(|m| m.delay_ns);
-                    (t.end_read, delay)
-                })
-                .collect();
-            super::boundary::BoundaryReads::of(*worker, &reads)
-        })
-        .filter(|b| b.trials > 0)
-        .collect();
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
         containment,
@@ -210,7 +210,7 @@ pub fn analyze_with_series(
             start: recording.manifest.start_rfc3339.clone(),
             duration_s,
             trials_seen,
-            trials: loaded.trials.values().map(Vec::len).sum(),
+            trials: trials.len(),
             process_samples: loaded.process_samples,
             damaged_records: stats.garbled_records,
         },
@@ -426,7 +426,7 @@ pub fn logs_only(
                 end_ns: t.end_ns,
                 state: t.state.clone(),
                 params: t.params.clone(),
-                tree: Few::new(),
+                tree: Default::default(),
                 processes: Few::new(),
             }
         })
@@ -510,7 +510,7 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
         let mut previous: Option<(f64, u64)> = None;
         for t in trials {
             let Some(levels) = &t.tree else { continue };
-            let (Some(retained), Some(end)) = (levels.retained[k], t.trial.end_ns) else {
+            let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns) else {
                 continue;
             };
             // After a restart the previous trial's level is gone: compare with the baseline.
@@ -518,7 +518,7 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
             let before = previous
                 .filter(|(_, at)| !restarted(*at))
                 .map(|(level, _)| level)
-                .or(levels.baseline[k]);
+                .or(levels.baseline.get(k));
             if let Some(before) = before {
                 growth.push(TrialGrowth {
                     params: &t.trial.params,
@@ -587,42 +587,32 @@ fn machine_forecast(
     Some(forecast(&machine, &rates, horizon_hours, window_s))
 }
 
-fn trial_records(loaded: &Loaded) -> Vec<TrialRecord> {
-    let triples = |levels: &Levels| -> Few<Kind, LevelTriple> {
-        KINDS
-            .iter()
-            .filter_map(|k| {
-                let i = *k as usize;
-                let triple = LevelTriple {
-                    baseline: levels.baseline[i],
-                    peak: levels.peak[i],
-                    retained: levels.retained[i],
-                };
-                (triple.baseline.is_some() || triple.peak.is_some() || triple.retained.is_some())
-                    .then_some((*k, triple))
-            })
-            .collect()
-    };
-    loaded
-        .trials
-        .values()
-        .flatten()
-        .map(|t| TrialRecord {
-            worker: t.trial.worker,
-            trial: t.trial.trial.clone(),
-            ordinal: t.ordinal,
-            start_ns: t.trial.start_ns,
-            end_ns: t.trial.end_ns,
-            state: t.trial.state.clone(),
-            params: t.trial.params.clone(),
-            tree: t.tree.as_ref().map(triples).unwrap_or_default(),
-            processes: t
-                .processes
-                .iter()
-                .map(|(pid, l)| (*pid, triples(l)))
-                .collect(),
-        })
-        .collect()
+/// The trials as findings report them, made from the loaded ones, which they replace (their
+/// strings and parameters are moved, not copied: a million trials are held at once).
+fn trial_records(trials: BTreeMap<u32, Vec<super::load::TrialLevels>>) -> Vec<TrialRecord> {
+    let mut records = Vec::with_capacity(trials.values().map(Vec::len).sum());
+    for mut loaded in trials.into_values() {
+        let first = records.len();
+        // From the back, handing the loaded trials' memory back as the records take theirs.
+        while let Some(t) = loaded.pop() {
+            records.push(TrialRecord {
+                worker: t.trial.worker,
+                trial: t.trial.trial,
+                ordinal: t.ordinal,
+                start_ns: t.trial.start_ns,
+                end_ns: t.trial.end_ns,
+                state: t.trial.state,
+                params: t.trial.params,
+                tree: t.tree.unwrap_or_default(),
+                processes: t.processes,
+            });
+            if loaded.len() % 65536 == 0 {
+                loaded.shrink_to_fit();
+            }
+        }
+        records[first..].reverse();
+    }
+    records
 }
 
 /// The kernel's OOM kills as the memory cgroup counted them, matched to the workers; `None`

@@ -74,24 +74,26 @@ pub fn settle(
     ];
     for (kind, bytes) in read {
         let at_end = bytes as f64;
-        let slot = &mut levels.retained[kind as usize];
-        *slot = Some(match (*slot, levels.settled) {
+        let k = kind as usize;
+        let level = match (levels.retained.get(k), levels.settled) {
             (Some(settled), true) => settled.min(at_end),
             _ => at_end,
-        });
+        };
+        levels.retained.set(k, Some(level));
     }
     // Only a sample after the end (no gap) can hold the next trial's memory; a settled one is
     // clean, and PSS there may grow where resident memory does not (copy-on-read).
     let excess = match (
-        sampled[Kind::Rss as usize],
-        levels.retained[Kind::Rss as usize],
+        sampled.get(Kind::Rss as usize),
+        levels.retained.get(Kind::Rss as usize),
     ) {
         (Some(sampled), Some(at_end)) if !levels.settled => (sampled - at_end).max(0.0),
         _ => 0.0,
     };
     for kind in [Kind::Pss, Kind::Uss] {
-        if let Some(value) = &mut levels.retained[kind as usize] {
-            *value = (*value - excess).max(0.0);
+        let k = kind as usize;
+        if let Some(value) = levels.retained.get(k) {
+            levels.retained.set(k, Some((value - excess).max(0.0)));
         }
     }
     match memory.read_by {
@@ -251,9 +253,9 @@ pub fn chain_baselines(trials: &mut [super::load::TrialLevels], interval_ns: u64
         if !(read_at_end && adjacent) {
             continue;
         }
-        for (slot, value) in levels.baseline.iter_mut().zip(retained) {
+        for (k, value) in retained.values().into_iter().enumerate() {
             if value.is_some() {
-                *slot = value;
+                levels.baseline.set(k, value);
             }
         }
     }
@@ -273,7 +275,7 @@ mod tests {
         retained[Kind::Anon as usize] = Some(anon * MIB);
         retained[Kind::Rss as usize] = Some(rss * MIB);
         Levels {
-            retained,
+            retained: retained.into(),
             settled,
             ..Levels::default()
         }
@@ -290,7 +292,10 @@ mod tests {
     }
 
     fn mib(levels: &Levels, kind: Kind) -> Option<f64> {
-        levels.retained[kind as usize].map(|v| (v / MIB * 100.0).round() / 100.0)
+        levels
+            .retained
+            .get(kind as usize)
+            .map(|v| (v / MIB * 100.0).round() / 100.0)
     }
 
     #[test]
@@ -333,7 +338,7 @@ mod tests {
             settle(&mut levels, Some(&late), true, true),
             EndRead::Unknown
         );
-        assert_eq!(levels.retained, Values::default());
+        assert_eq!(levels.retained, Values::default().into());
         // A gap's settled samples are clean without an end reading.
         let mut levels = sampled(90.0, 80.0, 90.0, true);
         assert_eq!(settle(&mut levels, None, true, true), EndRead::Settled);

@@ -3,6 +3,7 @@
 //! the run started. Fields are only ever added; `schema_version` goes up if one changes meaning.
 
 use super::kind::Kind;
+use super::levels::Levels;
 use super::verdict::Verdict;
 pub use crate::few::Few;
 use serde::{Deserialize, Serialize};
@@ -332,6 +333,7 @@ pub struct TrialRecord {
     pub end_ns: Option<u64>,
     pub state: String,
     pub params: crate::recording::Params,
-    pub tree: Few<Kind, LevelTriple>,
-    pub processes: Few<i32, Few<Kind, LevelTriple>>,
+    /// Each kind's levels (the kinds with any), as `{kind: LevelTriple}`.
+    pub tree: Levels,
+    pub processes: Few<i32, Levels>,
 }

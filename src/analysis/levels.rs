@@ -7,9 +7,12 @@
 //! Never the last samples before an exit: a process tearing down its memory is not a trial's
 //! doing.
 
-use super::kind::{Values, KINDS};
+use super::findings::LevelTriple;
+use super::kind::{Kind, Values, KINDS};
 use crate::recording::Trial;
+use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// The times that decide which samples count for which level of one trial.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +29,11 @@ pub struct TrialWindow {
 /// order: a trial's settling window ends two intervals (of teardown) before the first exit after
 /// it, so a restarted worker's next process, starting up, is never taken for what the trial
 /// retained.
-pub fn windows(trials: &[&Trial], exits_ns: &[u64], interval_ns: u64) -> Vec<Option<TrialWindow>> {
+pub fn windows(
+    trials: &[&Trial],
+    exits_ns: &[u64],
+    interval_ns: u64,
+) -> Arc<[Option<TrialWindow>]> {
     let gaps: Vec<u64> = trials
         .windows(2)
         .filter_map(|pair| Some(pair[1].start_ns?.saturating_sub(pair[0].end_ns?)))
@@ -71,49 +78,179 @@ pub fn windows(trials: &[&Trial], exits_ns: &[u64], interval_ns: u64) -> Vec<Opt
         .collect()
 }
 
-/// The three levels of one trial, per kind (bytes).
-#[derive(Debug, Clone, Default, PartialEq)]
+/// One value per kind, NaN where there is none: half the size of [`Values`], for what analysis
+/// keeps per trial and series (three per series: a million trials of one process hold six).
+/// Levels are sums of byte counts and medians of them, never NaN themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct Packed([f64; KINDS.len()]);
+
+impl Packed {
+    pub fn get(&self, k: usize) -> Option<f64> {
+        let v = self.0[k];
+        (!v.is_nan()).then_some(v)
+    }
+
+    pub fn set(&mut self, k: usize, value: Option<f64>) {
+        self.0[k] = value.unwrap_or(f64::NAN);
+    }
+
+    pub fn values(&self) -> Values {
+        std::array::from_fn(|k| self.get(k))
+    }
+}
+
+impl Default for Packed {
+    fn default() -> Self {
+        Self([f64::NAN; KINDS.len()])
+    }
+}
+
+impl From<Values> for Packed {
+    fn from(values: Values) -> Self {
+        Self(values.map(|v| v.unwrap_or(f64::NAN)))
+    }
+}
+
+impl PartialEq for Packed {
+    fn eq(&self, other: &Self) -> bool {
+        self.values() == other.values()
+    }
+}
+
+/// The three levels of one trial, per kind (bytes). Findings' trials keep them as they are
+/// (a million trials are held at once), reading and writing as a map from kind to
+/// [`LevelTriple`] holding the kinds with any level.
+#[derive(Debug, Clone, Default)]
 pub struct Levels {
-    pub baseline: Values,
-    pub peak: Values,
-    pub retained: Values,
+    pub baseline: Packed,
+    pub peak: Packed,
+    pub retained: Packed,
     /// The retained levels come from the gap's settled samples (before the next trial's
     /// start); `false`: from the first sample after the end, which may hold the next trial's
     /// memory (see `boundary`).
     pub settled: bool,
 }
 
+impl Levels {
+    pub fn get(&self, kind: &Kind) -> Option<LevelTriple> {
+        let k = *kind as usize;
+        let triple = LevelTriple {
+            baseline: self.baseline.get(k),
+            peak: self.peak.get(k),
+            retained: self.retained.get(k),
+        };
+        (triple.baseline.is_some() || triple.peak.is_some() || triple.retained.is_some())
+            .then_some(triple)
+    }
+
+    pub fn insert(&mut self, kind: Kind, triple: LevelTriple) {
+        let k = kind as usize;
+        self.baseline.set(k, triple.baseline);
+        self.peak.set(k, triple.peak);
+        self.retained.set(k, triple.retained);
+    }
+
+    /// The kinds with any level, in kind order.
+    pub fn iter(&self) -> impl Iterator<Item = (Kind, LevelTriple)> + '_ {
+        KINDS.iter().filter_map(|k| Some((*k, self.get(k)?)))
+    }
+}
+
+/// The levels; how they were settled is the loader's business, not the reader's.
+impl PartialEq for Levels {
+    fn eq(&self, other: &Self) -> bool {
+        (self.baseline, self.peak, self.retained) == (other.baseline, other.peak, other.retained)
+    }
+}
+
+impl FromIterator<(Kind, LevelTriple)> for Levels {
+    fn from_iter<I: IntoIterator<Item = (Kind, LevelTriple)>>(items: I) -> Self {
+        let mut levels = Self::default();
+        for (kind, triple) in items {
+            levels.insert(kind, triple);
+        }
+        levels
+    }
+}
+
+impl Serialize for Levels {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Levels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let map = crate::few::Few::<Kind, LevelTriple>::deserialize(deserializer)?;
+        Ok(map.iter().map(|(k, t)| (*k, *t)).collect())
+    }
+}
+
 /// Settled levels are the median of at most this many of the gap's last samples.
 const SETTLE_SAMPLES: usize = 16;
 
-#[derive(Debug, Default)]
+/// What one window has seen so far.
+#[derive(Debug)]
 struct Accumulator {
-    seen: bool,
+    /// The window's index.
+    index: usize,
     baseline: Values,
     peak: Values,
     first_after_end: Option<Values>,
     settle: VecDeque<Values>,
 }
 
-/// Walks one series' samples (in time order) against its worker's trial windows.
+impl Accumulator {
+    fn levels(self) -> Levels {
+        let mut retained: Values = Default::default();
+        for (k, slot) in retained.iter_mut().enumerate() {
+            let settled: Vec<f64> = self.settle.iter().filter_map(|v| v[k]).collect();
+            *slot = if settled.is_empty() {
+                self.first_after_end.and_then(|v| v[k])
+            } else {
+                Some(super::stats::median(&settled))
+            };
+        }
+        Levels {
+            baseline: self.baseline.into(),
+            peak: self.peak.into(),
+            retained: retained.into(),
+            settled: !self.settle.is_empty(),
+        }
+    }
+}
+
+/// Walks one series' samples (in time order) against its worker's trial windows. Only the
+/// window being walked has an accumulator: a series costs per trial it was alive for, not per
+/// trial of the run (a short-lived process among a million trials holds only its own).
 #[derive(Debug)]
 pub struct SeriesWalker {
-    windows: Vec<Option<TrialWindow>>,
+    /// The worker's windows, shared by its tree and every process of it.
+    windows: Arc<[Option<TrialWindow>]>,
     /// Windows whose start lies before the last sample; the current one is `started - 1`.
     started: usize,
     last: Option<Values>,
-    accumulators: Vec<Accumulator>,
+    /// The last window this series saw begin; it gets samples while it is `started - 1`.
+    current: Option<Accumulator>,
+    /// Levels of the windows this series saw, in window order.
+    done: Vec<(usize, Levels)>,
 }
 
 impl SeriesWalker {
-    pub fn new(windows: Vec<Option<TrialWindow>>) -> Self {
-        let accumulators = windows.iter().map(|_| Accumulator::default()).collect();
+    pub fn new(windows: Arc<[Option<TrialWindow>]>) -> Self {
         Self {
             windows,
             started: 0,
             last: None,
-            accumulators,
+            current: None,
+            done: Vec::new(),
         }
+    }
+
+    /// The accumulator of window `started - 1`, where this series saw it begin.
+    fn walking(&mut self) -> Option<&mut Accumulator> {
+        let index = self.started.checked_sub(1)?;
+        self.current.as_mut().filter(|acc| acc.index == index)
     }
 
     pub fn push(&mut self, t_ns: u64, values: Values) {
@@ -124,9 +261,9 @@ impl SeriesWalker {
                 .and_then(|w| w.end_ns)
                 .is_some_and(|end| t_ns > end);
             if ended {
-                self.accumulators[current]
-                    .first_after_end
-                    .get_or_insert(values);
+                if let Some(acc) = self.walking() {
+                    acc.first_after_end.get_or_insert(values);
+                }
             }
         }
         while self.started < self.windows.len() {
@@ -134,10 +271,18 @@ impl SeriesWalker {
                 // Born after this trial ended: the trial is not this series' business.
                 Some(w) if self.last.is_none() && w.end_ns.is_some_and(|end| end < t_ns) => {}
                 Some(w) if w.start_ns < t_ns => {
-                    let acc = &mut self.accumulators[self.started];
                     // A process born during the trial has nothing before it: its baseline is 0.
-                    acc.baseline = self.last.unwrap_or(values.map(|v| v.map(|_| 0.0)));
-                    acc.seen = true;
+                    let baseline = self.last.unwrap_or(values.map(|v| v.map(|_| 0.0)));
+                    let begun = Accumulator {
+                        index: self.started,
+                        baseline,
+                        peak: Default::default(),
+                        first_after_end: None,
+                        settle: VecDeque::new(),
+                    };
+                    if let Some(ended) = self.current.replace(begun) {
+                        self.done.push((ended.index, ended.levels()));
+                    }
                 }
                 Some(_) => break,
                 None => {}
@@ -151,7 +296,7 @@ impl SeriesWalker {
         let Some(window) = self.windows[current] else {
             return;
         };
-        let acc = &mut self.accumulators[current];
+        let Some(acc) = self.walking() else { return };
         match window.end_ns {
             Some(end) if t_ns > end => {
                 if acc.first_after_end.is_none() {
@@ -175,30 +320,19 @@ impl SeriesWalker {
         }
     }
 
-    /// Levels per window; `None` for windows this series never saw (it was not alive yet).
-    pub fn finish(self) -> Vec<Option<Levels>> {
-        self.accumulators
-            .into_iter()
-            .map(|acc| {
-                acc.seen.then(|| {
-                    let mut retained: Values = Default::default();
-                    for (k, slot) in retained.iter_mut().enumerate().take(KINDS.len()) {
-                        let settled: Vec<f64> = acc.settle.iter().filter_map(|v| v[k]).collect();
-                        *slot = if settled.is_empty() {
-                            acc.first_after_end.and_then(|v| v[k])
-                        } else {
-                            Some(super::stats::median(&settled))
-                        };
-                    }
-                    Levels {
-                        baseline: acc.baseline,
-                        peak: acc.peak,
-                        retained,
-                        settled: !acc.settle.is_empty(),
-                    }
-                })
-            })
-            .collect()
+    /// Levels of the windows that ended since last asked, by window index, in order: the
+    /// caller moves them where they are kept, so none sits here for the whole walk.
+    pub fn ended(&mut self) -> std::vec::Drain<'_, (usize, Levels)> {
+        self.done.drain(..)
+    }
+
+    /// Levels of the windows this series saw and were not yet taken, by window index, in
+    /// order (a window it never saw, not being alive yet, has none).
+    pub fn finish(mut self) -> Vec<(usize, Levels)> {
+        if let Some(last) = self.current.take() {
+            self.done.push((last.index, last.levels()));
+        }
+        self.done
     }
 }
 
@@ -217,6 +351,15 @@ mod tests {
             params: Default::default(),
             end_memory: None,
         }
+    }
+
+    /// The walker's levels by window, `None` where it saw none.
+    fn dense(levels: Vec<(usize, Levels)>, windows: usize) -> Vec<Option<Levels>> {
+        let mut out = vec![None; windows];
+        for (index, l) in levels {
+            out[index] = Some(l);
+        }
+        out
     }
 
     fn v(x: f64) -> Values {
@@ -263,15 +406,23 @@ mod tests {
             };
             walker.push(t, v(level));
         }
-        let levels = walker.finish();
+        let levels = dense(walker.finish(), 3);
         let first = levels[0].as_ref().expect("levels");
         assert_eq!(
-            (first.baseline[0], first.peak[0], first.retained[0]),
+            (
+                first.baseline.get(0),
+                first.peak.get(0),
+                first.retained.get(0)
+            ),
             (Some(10.0), Some(90.0), Some(20.0))
         );
         let second = levels[1].as_ref().expect("levels");
         assert_eq!(
-            (second.baseline[0], second.peak[0], second.retained[0]),
+            (
+                second.baseline.get(0),
+                second.peak.get(0),
+                second.retained.get(0)
+            ),
             (Some(20.0), Some(95.0), Some(30.0))
         );
     }
@@ -285,10 +436,29 @@ mod tests {
         for t in (5..300).step_by(10) {
             walker.push(t, v(t as f64));
         }
+        let levels = dense(walker.finish(), 3);
+        assert_eq!(
+            levels[0].as_ref().and_then(|l| l.retained.get(0)),
+            Some(105.0)
+        );
+        assert_eq!(levels[2].as_ref().map(|l| l.retained.get(0)), Some(None));
+        assert_eq!(levels[2].as_ref().and_then(|l| l.peak.get(0)), Some(295.0));
+    }
+
+    #[test]
+    fn a_series_holds_levels_only_for_the_trials_it_was_alive_for() {
+        // 100,000 one-tick trials; a process that lived through the last two of them.
+        let trials: Vec<Trial> = (0..100_000u64)
+            .map(|i| trial(10 * i + 1, Some(10 * i + 9)))
+            .collect();
+        let refs: Vec<&Trial> = trials.iter().collect();
+        let mut walker = SeriesWalker::new(windows(&refs, &[], 1));
+        for t in (999_980..1_000_000).step_by(5) {
+            walker.push(t, v(1.0));
+        }
         let levels = walker.finish();
-        assert_eq!(levels[0].as_ref().and_then(|l| l.retained[0]), Some(105.0));
-        assert_eq!(levels[2].as_ref().map(|l| l.retained[0]), Some(None));
-        assert_eq!(levels[2].as_ref().and_then(|l| l.peak[0]), Some(295.0));
+        let seen: Vec<usize> = levels.iter().map(|(index, _)| *index).collect();
+        assert_eq!(seen, [99_998, 99_999]);
     }
 
     #[test]
@@ -299,8 +469,11 @@ mod tests {
         for t in (310..500).step_by(10) {
             walker.push(t, v(5.0));
         }
-        let levels = walker.finish();
+        let levels = dense(walker.finish(), 3);
         assert!(levels[0].is_none());
-        assert_eq!(levels[1].as_ref().and_then(|l| l.baseline[0]), Some(0.0));
+        assert_eq!(
+            levels[1].as_ref().and_then(|l| l.baseline.get(0)),
+            Some(0.0)
+        );
     }
 }

@@ -6,7 +6,7 @@
 use super::coarse_series::Timeline;
 use super::fill::SparseFill;
 use super::kind::{Kind, Values};
-use super::levels::{windows, Levels, SeriesWalker};
+use super::levels::{windows, Levels};
 use super::location::MappingRow;
 use super::oom::Ended;
 use super::walk::{Prepared, Rows, Walk};
@@ -168,6 +168,25 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             (*worker, windows(&refs, exits, interval_ns))
         })
         .collect();
+    // Each trial's levels are moved here as its window ends in the walk: a level is kept once.
+    let recorded = by_worker.values().flatten().any(|t| t.end_memory.is_some());
+    let store: BTreeMap<u32, Vec<TrialLevels>> = by_worker
+        .into_iter()
+        .map(|(worker, trials)| {
+            let levels = trials
+                .into_iter()
+                .enumerate()
+                .map(|(ordinal, trial)| TrialLevels {
+                    trial,
+                    ordinal,
+                    tree: None,
+                    processes: Default::default(),
+                    end_read: super::boundary::EndRead::Running,
+                })
+                .collect();
+            (worker, levels)
+        })
+        .collect();
     // A main process's SIGKILL exit is also a process gone: one end each.
     let mains: std::collections::HashSet<(u32, i32)> = ended
         .iter()
@@ -187,7 +206,7 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     };
     // Decoding and filling a segment (here) overlaps with walking the one before (on the
     // walker's thread): the two halves cost about the same, and the machine has two cores.
-    let walk = Walk::new(interval_ns, worker_windows, end_times);
+    let walk = Walk::new(interval_ns, worker_windows, end_times, store);
     let walk = std::thread::scope(|scope| -> Result<Walk, RecordingError> {
         let (segments, received) = std::sync::mpsc::sync_channel::<Prepared>(1);
         let walker = scope.spawn(move || -> PolarsResult<Walk> {
@@ -209,9 +228,8 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             .map_err(table)
     })?;
-    let Walk {
-        trees,
-        series,
+    let super::walk::Walked {
+        levels: mut trials,
         before_end,
         system,
         devices,
@@ -219,84 +237,33 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         pss_health,
         first_ns,
         last_ns,
-        ..
-    } = walk;
-    let mut tree_walkers: BTreeMap<u32, SeriesWalker> = BTreeMap::new();
-    let mut timelines: BTreeMap<u32, Timeline> = BTreeMap::new();
-    for (worker, (walker, timeline)) in trees {
-        tree_walkers.insert(worker, walker);
-        timelines.insert(worker, timeline);
-    }
-    let mut process_walkers: BTreeMap<(u32, i32), SeriesWalker> = BTreeMap::new();
-    let mut process_timelines: BTreeMap<(u32, i32), Timeline> = BTreeMap::new();
-    for (key, (walker, timeline)) in series {
-        process_walkers.insert(key, walker);
-        process_timelines.insert(key, timeline);
-    }
-
-    let mut trials: BTreeMap<u32, Vec<TrialLevels>> = BTreeMap::new();
-    let recorded = by_worker.values().flatten().any(|t| t.end_memory.is_some());
-    for (worker, worker_trials) in by_worker {
-        let tree = tree_walkers
-            .remove(&worker)
-            .map(SeriesWalker::finish)
-            .unwrap_or_default();
-        let mut per_process: Vec<(i32, Vec<Option<Levels>>)> = Vec::new();
-        let pids: Vec<(u32, i32)> = process_walkers
-            .range((worker, i32::MIN)..=(worker, i32::MAX))
-            .map(|(key, _)| *key)
-            .collect();
-        for key in pids {
-            if let Some(walker) = process_walkers.remove(&key) {
-                per_process.push((key.1, walker.finish()));
-            }
-        }
-        let mut levels: Vec<TrialLevels> = worker_trials
-            .into_iter()
-            .enumerate()
-            .map(|(ordinal, trial)| {
-                let mut tree = tree.get(ordinal).cloned().flatten();
-                let ended = trial.end_ns.is_some();
-                let end_read = match tree.as_mut() {
-                    Some(levels) => {
-                        super::boundary::settle(levels, trial.end_memory.as_ref(), ended, recorded)
+        timelines,
+        process_timelines,
+    } = walk.finish();
+    for levels in trials.values_mut() {
+        for t in levels.iter_mut() {
+            let ended = t.trial.end_ns.is_some();
+            let end_memory = t.trial.end_memory.as_ref();
+            t.end_read = match t.tree.as_mut() {
+                Some(levels) => super::boundary::settle(levels, end_memory, ended, recorded),
+                // No sample fell in the trial, but the end was read: that level stands.
+                None if ended => {
+                    let mut levels = Levels::default();
+                    let read = super::boundary::settle(&mut levels, end_memory, ended, recorded);
+                    if matches!(
+                        read,
+                        super::boundary::EndRead::Worker | super::boundary::EndRead::Harness { .. }
+                    ) {
+                        t.tree = Some(levels);
+                        read
+                    } else {
+                        super::boundary::EndRead::Unknown
                     }
-                    // No sample fell in the trial, but the end was read: that level stands.
-                    None if ended => {
-                        let mut levels = Levels::default();
-                        let read = super::boundary::settle(
-                            &mut levels,
-                            trial.end_memory.as_ref(),
-                            ended,
-                            recorded,
-                        );
-                        if matches!(
-                            read,
-                            super::boundary::EndRead::Worker
-                                | super::boundary::EndRead::Harness { .. }
-                        ) {
-                            tree = Some(levels);
-                            read
-                        } else {
-                            super::boundary::EndRead::Unknown
-                        }
-                    }
-                    None => super::boundary::EndRead::Running,
-                };
-                TrialLevels {
-                    processes: per_process
-                        .iter()
-                        .filter_map(|(pid, l)| Some((*pid, l.get(ordinal)?.clone()?)))
-                        .collect(),
-                    trial,
-                    ordinal,
-                    tree,
-                    end_read,
                 }
-            })
-            .collect();
-        super::boundary::chain_baselines(&mut levels, interval_ns);
-        trials.insert(worker, levels);
+                None => super::boundary::EndRead::Running,
+            };
+        }
+        super::boundary::chain_baselines(levels, interval_ns);
     }
     Ok(Loaded {
         trials,

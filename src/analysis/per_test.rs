@@ -199,7 +199,7 @@ mod tests {
             peak: None,
             retained: Some(bytes),
         };
-        let mut tree = crate::few::Few::default();
+        let mut tree = crate::analysis::Levels::default();
         tree.insert(Kind::Anon, level(anon_mib * MIB));
         tree.insert(Kind::Shmem, level(0.0));
         TrialRecord {

@@ -6,15 +6,16 @@
 use super::coarse_series::{slot, Timeline};
 use super::fill::Filled;
 use super::kind::{Kind, Values, KINDS};
-use super::levels::{SeriesWalker, TrialWindow};
+use super::levels::{Levels, SeriesWalker, TrialWindow};
 use super::load::{
-    effective_memory, option_values, optional_u64_values, u64_values, SystemSummary,
+    effective_memory, option_values, optional_u64_values, u64_values, SystemSummary, TrialLevels,
 };
 use crate::freshness::PssHealth;
 use polars::prelude::*;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Timelines keep at most this many buckets per worker.
 const TIMELINE_BUCKETS: usize = 600;
@@ -82,15 +83,31 @@ struct TreeTick {
 
 pub(super) struct Walk {
     interval_ns: u64,
-    windows: BTreeMap<u32, Vec<Option<TrialWindow>>>,
+    windows: BTreeMap<u32, Arc<[Option<TrialWindow>]>>,
     /// Per worker, the times its processes ended as the OOM killer's victims would, in order.
     end_times: BTreeMap<u32, Vec<u64>>,
     // Hash maps with a fast hash for small integer keys: one lookup per row of millions.
-    pub trees: FxHashMap<u32, (SeriesWalker, Timeline)>,
-    pub series: FxHashMap<(u32, i32), (SeriesWalker, Timeline)>,
+    trees: FxHashMap<u32, (SeriesWalker, Timeline)>,
+    series: FxHashMap<(u32, i32), (SeriesWalker, Timeline)>,
     /// The trees of the tick being summed, in the order their first rows came.
     tick: Vec<TreeTick>,
     /// The tree's memory at its last sample before each end, by `(worker, end t_ns)`.
+    before_end: BTreeMap<(u32, u64), Values>,
+    system: Option<SystemSummary>,
+    devices: BTreeMap<u32, Timeline>,
+    process_samples: u64,
+    pss_health: BTreeMap<u32, PssHealth>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+    /// Per worker, its trials, given their levels as their windows end.
+    levels: BTreeMap<u32, Vec<TrialLevels>>,
+}
+
+/// What a walk leaves: each trial with its levels, and the bounded series over time.
+pub(super) struct Walked {
+    pub levels: BTreeMap<u32, Vec<TrialLevels>>,
+    pub timelines: BTreeMap<u32, Timeline>,
+    pub process_timelines: BTreeMap<(u32, i32), Timeline>,
     pub before_end: BTreeMap<(u32, u64), Values>,
     pub system: Option<SystemSummary>,
     pub devices: BTreeMap<u32, Timeline>,
@@ -100,13 +117,37 @@ pub(super) struct Walk {
     pub last_ns: Option<u64>,
 }
 
+/// Moves a series' ended windows' levels to their trials: the tree's (`pid` `None`) or a
+/// process's.
+fn place(
+    store: &mut BTreeMap<u32, Vec<TrialLevels>>,
+    worker: u32,
+    pid: Option<i32>,
+    ended: impl Iterator<Item = (usize, Levels)>,
+) {
+    let Some(trials) = store.get_mut(&worker) else {
+        return;
+    };
+    for (index, levels) in ended {
+        let Some(trial) = trials.get_mut(index) else {
+            continue;
+        };
+        match pid {
+            None => trial.tree = Some(levels),
+            Some(pid) => trial.processes.insert(pid, levels),
+        }
+    }
+}
+
 impl Walk {
     pub fn new(
         interval_ns: u64,
-        windows: BTreeMap<u32, Vec<Option<TrialWindow>>>,
+        windows: BTreeMap<u32, Arc<[Option<TrialWindow>]>>,
         end_times: BTreeMap<u32, Vec<u64>>,
+        levels: BTreeMap<u32, Vec<TrialLevels>>,
     ) -> Self {
         Self {
+            levels,
             interval_ns,
             windows,
             end_times,
@@ -164,6 +205,7 @@ impl Walk {
                 )
             });
             walker.push(t, values);
+            place(&mut self.levels, worker, Some(pid), walker.ended());
             timeline.push(t, &values);
             let read = rows.filled.pss_read.get(i).copied().unwrap_or(false);
             self.add_to_tree(t, worker, &raw, read);
@@ -171,6 +213,33 @@ impl Walk {
         // A tick's rows are written together, so its trees end with the segment.
         self.flush_trees();
         Ok(())
+    }
+
+    /// Ends the walk: every series' last window's levels go to their trials.
+    pub fn finish(self) -> Walked {
+        let mut levels = self.levels;
+        let mut timelines = BTreeMap::new();
+        for (worker, (walker, timeline)) in self.trees {
+            place(&mut levels, worker, None, walker.finish().into_iter());
+            timelines.insert(worker, timeline);
+        }
+        let mut process_timelines = BTreeMap::new();
+        for ((worker, pid), (walker, timeline)) in self.series {
+            place(&mut levels, worker, Some(pid), walker.finish().into_iter());
+            process_timelines.insert((worker, pid), timeline);
+        }
+        Walked {
+            levels,
+            timelines,
+            process_timelines,
+            before_end: self.before_end,
+            system: self.system,
+            devices: self.devices,
+            process_samples: self.process_samples,
+            pss_health: self.pss_health,
+            first_ns: self.first_ns,
+            last_ns: self.last_ns,
+        }
     }
 
     /// Adds one process's row to its tree's sums; a new tick first finishes the last one's.
@@ -225,6 +294,7 @@ impl Walk {
                 series_for(&self.windows, worker, self.interval_ns, TIMELINE_BUCKETS)
             });
             walker.push(t, values);
+            place(&mut self.levels, worker, None, walker.ended());
             timeline.push(t, &values);
             // This sample is the last one before the first end after it, so far.
             if let Some(times) = self.end_times.get(&worker) {
@@ -240,12 +310,17 @@ impl Walk {
 
 /// A new walker over the worker's trial windows, with its timeline.
 fn series_for(
-    windows: &BTreeMap<u32, Vec<Option<TrialWindow>>>,
+    windows: &BTreeMap<u32, Arc<[Option<TrialWindow>]>>,
     worker: u32,
     interval_ns: u64,
     buckets: usize,
 ) -> (SeriesWalker, Timeline) {
-    let walker = SeriesWalker::new(windows.get(&worker).cloned().unwrap_or_default());
+    let walker = SeriesWalker::new(
+        windows
+            .get(&worker)
+            .cloned()
+            .unwrap_or_else(|| Arc::new([])),
+    );
     (walker, Timeline::new(interval_ns, buckets))
 }
 

@@ -77,11 +77,11 @@ fn gather(
     let mut transients = Vec::new();
     for t in trials {
         let Some(levels) = levels_of(t) else { continue };
-        if let (Some(peak), Some(baseline)) = (levels.peak[k], levels.baseline[k]) {
+        if let (Some(peak), Some(baseline)) = (levels.peak.get(k), levels.baseline.get(k)) {
             s.peak = Some(s.peak.map_or(peak, |p: f64| p.max(peak)));
             transients.push((peak - baseline).max(0.0));
         }
-        let (Some(retained), Some(end)) = (levels.retained[k], t.trial.end_ns) else {
+        let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns) else {
             continue;
         };
         s.ordinal.push(t.ordinal as f64);

@@ -336,13 +336,17 @@ fn every_reader_of_retained_levels_gets_the_end_reading_not_the_next_trials_memo
         .expect("batch=16");
     assert!((effect.effect_bytes / MIB - 4.0).abs() <= 0.4, "{effect:?}");
     // Trials start from what the previous one retained, not from its transient.
-    let baseline = findings.trials[5].tree[&memwarden::analysis::Kind::Anon]
-        .baseline
+    let baseline = findings.trials[5]
+        .tree
+        .get(&memwarden::analysis::Kind::Anon)
+        .and_then(|l| l.baseline)
         .expect("baseline");
     assert_eq!(baseline / MIB, truth[4].expect("retained"));
     // PSS, which no end reading has, is lowered by the growth its own sample shows past it.
-    let pss = findings.trials[5].tree[&memwarden::analysis::Kind::Pss]
-        .retained
+    let pss = findings.trials[5]
+        .tree
+        .get(&memwarden::analysis::Kind::Pss)
+        .and_then(|l| l.retained)
         .expect("pss");
     assert_eq!(pss / MIB, truth[5].expect("retained") + 10.0);
 
