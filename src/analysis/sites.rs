@@ -82,7 +82,35 @@ pub struct Tracing {
     /// The median over reports of the most traced memory alive at once during a trial.
     #[serde(default)]
     pub peak_bytes: Option<f64>,
+    /// The search framework's own state growing (every site flagged `study`, summed), told
+    /// whatever the worker's verdict: an in-memory study keeps every trial.
+    #[serde(default)]
+    pub study: Option<StudyGrowth>,
 }
+
+/// Growth of the search framework's own state, summed over its lines: each is small (a trial's
+/// record, its parameters, the sampler's cache) and below the bar for a line of its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudyGrowth {
+    /// Summed over the traced processes.
+    pub per_trial: Rate,
+    /// One-sided confidence that the summed bytes grow.
+    pub confidence: f64,
+    /// Reports the fit used (the most of any process).
+    pub reports: usize,
+    /// The lines that grew most, as `file:line`, fastest first (at most three).
+    pub lines: Vec<String>,
+    /// The worker's own measured growth per trial, in its growing kind: the bound on this.
+    /// Tracing counts what traced trials allocated and kept, but not the older, untraced
+    /// memory they freed (a bounded cache evicting entries), so it can read above the whole.
+    #[serde(default)]
+    pub measured_bytes: Option<f64>,
+}
+
+/// The study's summed growth is told from this confidence on (one-sided, as the verdicts').
+const STUDY_CONFIDENCE: f64 = 0.95;
+/// The fewest reports of one process the study's fit is made from.
+const STUDY_MIN_REPORTS: usize = 5;
 
 /// One report, with the parameters of the trial it closed (empty when not known).
 pub struct Report<'a> {
@@ -115,6 +143,7 @@ pub fn sites(
         by_pid.entry(r.sites.pid).or_default().push(r);
     }
     let mut series: BTreeMap<(i32, SiteKey), Series> = BTreeMap::new();
+    let mut indexed: BTreeMap<i32, usize> = BTreeMap::new();
     for (pid, reports) in &by_pid {
         // Reports per epoch: the first of an epoch that has later ones is only their baseline.
         let mut per_epoch: BTreeMap<u32, usize> = BTreeMap::new();
@@ -183,7 +212,12 @@ pub fn sites(
             previous = Some(now);
             index += 1;
         }
+        indexed.insert(*pid, index);
     }
+    let study = study_growth(&series, &indexed).map(|mut s| {
+        s.measured_bytes = measured_per_trial;
+        s
+    });
     let found: Vec<SiteFinding> = series
         .into_iter()
         .filter_map(|((_, (file, line)), s)| {
@@ -252,8 +286,80 @@ pub fn sites(
                 .collect();
             (!peaks.is_empty()).then(|| super::stats::median(&peaks))
         },
+        study,
     };
     (found, Some(tracing))
+}
+
+/// The study-side sites' retained bytes summed per process and report, fitted per traced
+/// trial; `None` unless they grow with confidence.
+fn study_growth(
+    series: &BTreeMap<(i32, SiteKey), Series>,
+    indexed: &BTreeMap<i32, usize>,
+) -> Option<StudyGrowth> {
+    let mut total: Option<(Rate, f64, usize)> = None;
+    let mut lines: Vec<(f64, String)> = Vec::new();
+    for (pid, &reports) in indexed {
+        let mut summed = vec![0.0; reports];
+        let mut any = false;
+        for ((_, (file, line)), s) in series.range((*pid, (String::new(), 0))..) {
+            if s.pid != *pid {
+                break;
+            }
+            if !s.last.is_some_and(|site| site.study) {
+                continue;
+            }
+            any = true;
+            // A site keeps its last level through the reports after it was last listed.
+            let last = s.retained.last().copied().unwrap_or(0.0);
+            for (i, slot) in summed.iter_mut().enumerate() {
+                *slot += s.retained.get(i).copied().unwrap_or(last);
+            }
+            let x: Vec<f64> = (0..s.retained.len()).map(|i| i as f64).collect();
+            if let Some(trend) = theil_sen(&x, &s.retained) {
+                lines.push((trend.slope, format!("{file}:{line}")));
+            }
+        }
+        if !any || reports < STUDY_MIN_REPORTS {
+            continue;
+        }
+        let x: Vec<f64> = (0..reports).map(|i| i as f64).collect();
+        let Some(trend) = theil_sen(&x, &summed) else {
+            continue;
+        };
+        if trend.slope <= 0.0 || trend.growth_confidence < STUDY_CONFIDENCE {
+            continue;
+        }
+        let (rate, confidence, most) = total.get_or_insert((
+            Rate {
+                bytes: 0.0,
+                low_bytes: 0.0,
+                high_bytes: 0.0,
+            },
+            0.0,
+            0,
+        ));
+        rate.bytes += trend.slope;
+        rate.low_bytes += trend.slope_low;
+        rate.high_bytes += trend.slope_high;
+        *confidence = confidence.max(trend.growth_confidence);
+        *most = (*most).max(reports);
+    }
+    let (per_trial, confidence, reports) = total?;
+    lines.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut named: Vec<String> = Vec::new();
+    for (_, line) in lines {
+        if named.len() < 3 && !named.contains(&line) {
+            named.push(line);
+        }
+    }
+    Some(StudyGrowth {
+        per_trial,
+        confidence,
+        reports,
+        lines: named,
+        measured_bytes: None,
+    })
 }
 
 /// One finding per line of code: forked children running the same code grow at the same line,
@@ -388,6 +494,53 @@ mod tests {
         assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
         let explained = tracing.and_then(|t| t.explained).expect("explained");
         assert!((explained - 1.0).abs() < 1e-6, "{explained}");
+    }
+
+    #[test]
+    fn the_studys_small_lines_are_summed_and_told_though_none_is_a_site() {
+        // Three study-side lines of 3 KiB, 3 KiB and 2 KiB per trial (an in-memory study's
+        // trial records): each far below a site of its own, 8 KiB per trial together. The
+        // objective's own line is flat.
+        let own = |file: &str, line: u32, bytes: u64| PythonSite {
+            study: true,
+            ..site(file, line, bytes)
+        };
+        let reports: Vec<PythonSites> = (1..=12)
+            .map(|n| {
+                report(
+                    0,
+                    vec![
+                        own("optuna/trial/_trial.py", 410, n * 3072),
+                        own("optuna/storages/_in_memory.py", 80, n * 3072 + (n % 3) * 64),
+                        own("optuna/trial/_frozen.py", 120, n * 2048),
+                        site("objective.py", 7, 4096),
+                    ],
+                )
+            })
+            .collect();
+        let (lines, tracing) = found(&reports, None);
+        assert!(lines.is_empty(), "no line of its own: {lines:?}");
+        let study = tracing
+            .and_then(|t| t.study)
+            .expect("the study's growth is told");
+        assert!(
+            (study.per_trial.bytes - 8192.0).abs() < 100.0,
+            "{:?}",
+            study.per_trial
+        );
+        assert!(study.confidence >= 0.95);
+        assert_eq!(
+            study.reports, 11,
+            "the epoch's first report is its baseline"
+        );
+        assert_eq!(study.lines[2], "optuna/trial/_frozen.py:120");
+
+        // The same lines holding steady: nothing is told.
+        let steady: Vec<PythonSites> = (1..=12)
+            .map(|n| report(0, vec![own("optuna/trial/_trial.py", 410, 30_000 + n % 2)]))
+            .collect();
+        let (_, tracing) = found(&steady, None);
+        assert_eq!(tracing.and_then(|t| t.study), None);
     }
 
     #[test]

@@ -97,6 +97,8 @@ pub enum Fact<'a> {
         gap: Option<u32>,
         stretch: Option<u32>,
     },
+    /// The search framework's own state grows (`--trace-python`), whatever the verdict.
+    Study(&'a super::sites::StudyGrowth),
     Hint(&'a str),
     /// Every other measured kind: its verdict and rate on the worker's basis (bytes).
     OtherKinds(Vec<OtherKind>),
@@ -240,6 +242,9 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             stretch: t.stretch,
         });
     }
+    if let Some(study) = w.tracing.as_ref().and_then(|t| t.study.as_ref()) {
+        facts.push(Fact::Study(study));
+    }
     for m in &w.mappings {
         facts.push(Fact::Mapping {
             name: &m.name,
@@ -273,6 +278,45 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
         rate: Some(growth_rate(k)),
         facts,
     }
+}
+
+/// The study's own growth in words, for both renderers: the evidence and what helps.
+pub fn study_words(s: &super::sites::StudyGrowth) -> (String, &'static str) {
+    let per_trial = |bytes: f64| {
+        if bytes.abs() < 1048576.0 {
+            format!("{:.1} KiB", bytes / 1024.0)
+        } else {
+            crate::units::size(bytes)
+        }
+    };
+    // An installed package's file by its path in the package.
+    let lines: Vec<&str> = s
+        .lines
+        .iter()
+        .map(|l| {
+            l.rsplit_once("site-packages/")
+                .map_or(l.as_str(), |(_, p)| p)
+        })
+        .collect();
+    let bound = match s.measured_bytes {
+        Some(whole) if whole < s.per_trial.bytes => format!(
+            "; the worker as a whole grew {} per trial, which bounds it (tracing counts what a trial kept, not the older memory it freed)",
+            per_trial(whole)
+        ),
+        _ => String::new(),
+    };
+    (
+        format!(
+            "the search framework's own lines keep {} more per traced trial (95% CI {}..{}; {} traced trials, confidence {:.0}%), at {}{bound}",
+            per_trial(s.per_trial.bytes),
+            per_trial(s.per_trial.low_bytes),
+            per_trial(s.per_trial.high_bytes),
+            s.reports,
+            100.0 * s.confidence,
+            lines.join(", ")
+        ),
+        "an in-memory study keeps every trial it ran and its sampler caches what it computed from them, so this grows with the search whatever the objective does; a storage outside the worker (Optuna's RDBStorage or JournalStorage) keeps the trials out of it",
+    )
 }
 
 /// A diagnosis in words, for both renderers: what is happening, the evidence, and what helps.

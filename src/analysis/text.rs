@@ -160,6 +160,10 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                 let (name, evidence, fix) = statements::diagnosis_words(d);
                 lines.push(format!("diagnosis: {name}: {evidence}; what helps: {fix}"));
             }
+            Fact::Study(study) => {
+                let (evidence, fix) = statements::study_words(study);
+                lines.push(format!("study-side growth: {evidence}; {fix}"));
+            }
             Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
             Fact::OtherKinds(others) => {
                 let others: Vec<String> = others

@@ -45,6 +45,15 @@ pub fn root_cause(out: &mut String, input: &ReportInput) {
                 w.kind.words(),
                 rate_words(w)
             );
+            // The study's own growth is told whatever the verdict.
+            let study: Vec<Fact> = statement
+                .facts
+                .into_iter()
+                .filter(|f| matches!(f, Fact::Study(_)))
+                .collect();
+            for bullet in worker_bullets(&study).1 {
+                let _ = writeln!(out, "  - {bullet}.");
+            }
             continue;
         }
         let (confidence, bullets) = worker_bullets(&statement.facts);
@@ -214,6 +223,14 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                 let (name, evidence, fix) = statements::diagnosis_words(d);
                 bullets.push(format!(
                     "**Diagnosis: {name}**: {evidence}. What helps: {}",
+                    escape(fix)
+                ));
+            }
+            Fact::Study(study) => {
+                let (evidence, fix) = statements::study_words(study);
+                bullets.push(format!(
+                    "**Study-side growth**: {}. What helps: {}",
+                    escape(&evidence),
                     escape(fix)
                 ));
             }

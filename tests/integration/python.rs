@@ -465,3 +465,44 @@ fn the_helper_packages_own_tests_pass_with_this_machines_python() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 10 tests"));
 }
+
+#[test]
+fn a_real_tpe_studys_own_growth_is_named_though_nothing_leaks() {
+    // 500 trials of an objective that keeps nothing, under the default tracing budget: only
+    // the study grows (its in-memory storage keeps every trial; TPE caches what it computed).
+    let python = crate::util::venv_python().display().to_string();
+    let temp = tempdir();
+    let dir = run_dir(&temp);
+    traced_run(
+        &dir,
+        &[&python, "fixtures/python/trivial_study.py", "500"],
+        &[],
+    );
+    let findings = analyze(&dir);
+    assert_eq!(findings.run.trials, 500);
+    let w = &findings.workers[0];
+    assert_ne!(w.verdict, memwarden::analysis::Verdict::Leak, "{w:#?}");
+    let study = w
+        .tracing
+        .as_ref()
+        .and_then(|t| t.study.as_ref())
+        .unwrap_or_else(|| panic!("no study-side growth told: {:#?}", w.tracing));
+    assert!(study.confidence >= 0.95, "{study:?}");
+    assert!(
+        study.lines.iter().any(|l| l.contains("optuna")),
+        "{study:?}"
+    );
+    // The whole worker's growth bounds it: a few KiB per trial, as Optuna keeps its trials.
+    let whole = study.measured_bytes.expect("the worker's own rate");
+    assert!((1024.0..64.0 * 1024.0).contains(&whole), "{study:?}");
+    let out = memwarden()
+        .arg("analyze")
+        .arg(&dir)
+        .output()
+        .expect("analyze runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("study-side growth: the search framework's own lines keep"),
+        "{text}"
+    );
+}

@@ -87,6 +87,33 @@ fn every_fact() -> (Recording, Analysis) {
     stable.worker = 2;
     stable.verdict = Verdict::Stable;
     let mut unknown = stable.clone();
+    // The stable worker's study grows on its own (told whatever the verdict), by more per
+    // traced trial than the worker's whole growth.
+    stable.tracing = Some(memwarden::analysis::sites::Tracing {
+        processes: 1,
+        reports: 11,
+        explained: Some(0.0),
+        mean_cost_ms: 16.6,
+        max_cost_ms: 43.6,
+        slowdown: Some(12.4),
+        gap: Some(113),
+        stretch: Some(2),
+        peak_bytes: None,
+        study: Some(memwarden::analysis::sites::StudyGrowth {
+            per_trial: memwarden::analysis::Rate {
+                bytes: 28.3 * 1024.0,
+                low_bytes: 3.7 * 1024.0,
+                high_bytes: 74.9 * 1024.0,
+            },
+            confidence: 0.996,
+            reports: 6,
+            lines: vec![
+                "/venv/lib/python3.11/site-packages/optuna/samplers/_tpe/_truncnorm.py:106".into(),
+                "/work/study.py:21".into(),
+            ],
+            measured_bytes: Some(6.4 * 1024.0),
+        }),
+    });
     unknown.worker = 3;
     unknown.kind = Kind::Gpu;
     f.workers.push(stable);
