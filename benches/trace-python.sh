@@ -2,8 +2,10 @@
 # What --trace-python costs a real Optuna study: its optimize() time alone, under memwarden with
 # the tracer, under memwarden without it, and under `memray run` for comparison, in PAIRS
 # alternating rounds (default 3), with the tracer's milliseconds per trial boundary. Two
-# workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects) and
-# `objects` (20,000 small dicts per pass: the worst case for an allocation tracer).
+# workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects),
+# `objects` (20,000 small dicts per pass: the worst case for an allocation tracer) and `torch`
+# (a small PyTorch training loop on the CPU: the tracer then also takes its tensor census at
+# each trial's end). Name them to choose: `benches/trace-python.sh 5 20 torch`.
 #
 #   benches/trace-python.sh [PAIRS] [TRIALS] [WORKLOAD...]
 set -euo pipefail
@@ -16,8 +18,11 @@ venv=${MEMWARDEN_TEST_VENV:-$HOME/.cache/memwarden/venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import optuna, numpy, memray' 2>/dev/null \
   || "$venv/bin/pip" install -q optuna numpy memray
+case " $workloads " in
+*" torch "*) "$venv/bin/python" -c 'import torch' 2>/dev/null || "$venv/bin/pip" install -q torch ;;
+esac
 cargo build --release --quiet
-exe=$PWD/target/release/memwarden
+exe=${CARGO_TARGET_DIR:-$PWD/target}/release/memwarden
 py=$venv/bin/python
 study=$PWD/fixtures/python/optuna_study.py
 tmp=$(mktemp -d)
