@@ -30,6 +30,7 @@ pub mod repeats;
 pub mod sites;
 pub mod statements;
 pub mod stats;
+pub mod study;
 pub mod text;
 mod verdict;
 mod walk;

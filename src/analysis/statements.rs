@@ -98,7 +98,7 @@ pub enum Fact<'a> {
         stretch: Option<u32>,
     },
     /// The search framework's own state grows (`--trace-python`), whatever the verdict.
-    Study(&'a super::sites::StudyGrowth),
+    Study(&'a super::study::StudyGrowth),
     Hint(&'a str),
     /// Every other measured kind: its verdict and rate on the worker's basis (bytes).
     OtherKinds(Vec<OtherKind>),
@@ -281,7 +281,7 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
 }
 
 /// The study's own growth in words, for both renderers: the evidence and what helps.
-pub fn study_words(s: &super::sites::StudyGrowth) -> (String, &'static str) {
+pub fn study_words(s: &super::study::StudyGrowth) -> (String, &'static str) {
     let per_trial = |bytes: f64| {
         if bytes.abs() < 1048576.0 {
             format!("{:.1} KiB", bytes / 1024.0)
