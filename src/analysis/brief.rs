@@ -1,7 +1,7 @@
 //! The few lines that end a `run`, an `attach` or a `watch`: the run's verdict, then per worker
 //! its verdict (leak, plateau, stable, crash), the kind and the rate, the line of code when the
-//! tracer saw it (with the parameter value its growth goes with), and the run's parameter value
-//! that goes with growth. The report says the rest.
+//! tracer saw it (with the parameter value its growth goes with) and the study's own growth,
+//! and the run's parameter value that goes with growth. The report says the rest.
 //! Pure: findings and the workers' crashes in, lines out.
 
 use super::statements::{self, ParameterWhat};
@@ -57,6 +57,10 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
                 w.worker
             )),
             None => lines.push(format!("  worker {}: {memory}", w.worker)),
+        }
+        // Told whatever the verdict: an in-memory study grows with every trial.
+        if let Some(study) = w.tracing.as_ref().and_then(|t| t.study.as_ref()) {
+            lines.push(format!("    {}", statements::study_brief(study)));
         }
     }
     // A worker that crashed before any sample has no finding; it still gets its line.

@@ -280,15 +280,30 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
     }
 }
 
+/// Bytes per trial in KiB below a MiB (a study's growth is KiB per trial).
+fn small_size(bytes: f64) -> String {
+    if bytes.abs() < 1048576.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        crate::units::size(bytes)
+    }
+}
+
+/// The study's own growth in one clause, for the lines that end a run.
+pub fn study_brief(s: &super::study::StudyGrowth) -> String {
+    let whole = s.measured_bytes.map_or(String::new(), |w| {
+        format!("; the worker as a whole {} per trial", small_size(w))
+    });
+    format!(
+        "study-side growth: the search framework's own lines keep {} more per traced trial (confidence {:.0}%{whole})",
+        small_size(s.per_trial.bytes),
+        100.0 * s.confidence
+    )
+}
+
 /// The study's own growth in words, for both renderers: the evidence and what helps.
 pub fn study_words(s: &super::study::StudyGrowth) -> (String, &'static str) {
-    let per_trial = |bytes: f64| {
-        if bytes.abs() < 1048576.0 {
-            format!("{:.1} KiB", bytes / 1024.0)
-        } else {
-            crate::units::size(bytes)
-        }
-    };
+    let per_trial = small_size;
     // An installed package's file by its path in the package.
     let lines: Vec<&str> = s
         .lines

@@ -473,10 +473,16 @@ fn a_real_tpe_studys_own_growth_is_named_though_nothing_leaks() {
     let python = crate::util::venv_python().display().to_string();
     let temp = tempdir();
     let dir = run_dir(&temp);
-    traced_run(
+    let out = traced_run(
         &dir,
         &[&python, "fixtures/python/trivial_study.py", "500"],
         &[],
+    );
+    // The lines that end the run say it too.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("    study-side growth: the search framework's own lines keep"),
+        "{stderr}"
     );
     let findings = analyze(&dir);
     assert_eq!(findings.run.trials, 500);
