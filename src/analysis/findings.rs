@@ -201,6 +201,26 @@ pub struct Rate {
     pub high_bytes: f64,
 }
 
+/// A fitted trend's slope and its interval.
+impl From<&super::stats::Trend> for Rate {
+    fn from(t: &super::stats::Trend) -> Self {
+        Self {
+            bytes: t.slope,
+            low_bytes: t.slope_low,
+            high_bytes: t.slope_high,
+        }
+    }
+}
+
+/// Rates of parts that add up (processes at one line, a study's processes).
+impl std::ops::AddAssign for Rate {
+    fn add_assign(&mut self, other: Self) {
+        self.bytes += other.bytes;
+        self.low_bytes += other.low_bytes;
+        self.high_bytes += other.high_bytes;
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindFinding {
     pub kind: Kind,

@@ -211,11 +211,7 @@ fn one(pid: i32, name: &str, reports: &[&Report]) -> Option<HolderFinding> {
         place: last.place.clone(),
         device: last.device.clone(),
         pid,
-        per_trial: Rate {
-            bytes: trend.slope,
-            low_bytes: trend.slope_low,
-            high_bytes: trend.slope_high,
-        },
+        per_trial: Rate::from(&trend),
         confidence: trend.growth_confidence,
         bytes: (last.bytes + last.graph_bytes) as f64,
         view_bytes: last.view_bytes as f64,

@@ -49,11 +49,7 @@ pub fn fit(levels: &[f64], warmup: usize, floor_bytes: f64) -> RepeatFit {
     let per_repeat = (fitted.len() >= MIN_FITTED)
         .then(|| theil_sen(&x, fitted))
         .flatten()
-        .map(|t| Rate {
-            bytes: t.slope,
-            low_bytes: t.slope_low,
-            high_bytes: t.slope_high,
-        });
+        .map(|t| Rate::from(&t));
     let verdict = match per_repeat {
         None => RepeatVerdict::TooFewRepeats,
         Some(r) if r.low_bytes > floor_bytes => RepeatVerdict::Leaks,

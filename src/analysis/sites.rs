@@ -190,10 +190,7 @@ pub fn sites(
         }
         indexed.insert(*pid, index);
     }
-    let study = super::study::study_growth(&series, &indexed).map(|mut s| {
-        s.measured_bytes = measured_per_trial;
-        s
-    });
+    let study = super::study::study_growth(&series, &indexed, measured_per_trial);
     let found: Vec<SiteFinding> = series
         .into_iter()
         .filter_map(|((_, (file, line)), s)| {
@@ -219,11 +216,7 @@ pub fn sites(
                 study: last.study,
                 pid: s.pid,
                 processes: 1,
-                per_trial: Rate {
-                    bytes: trend.slope,
-                    low_bytes: trend.slope_low,
-                    high_bytes: trend.slope_high,
-                },
+                per_trial: Rate::from(&trend),
                 confidence: trend.growth_confidence,
                 retained_bytes: s.retained.last().copied().unwrap_or(0.0),
                 block_bytes: last
@@ -278,9 +271,7 @@ fn merge_processes(found: Vec<SiteFinding>) -> Vec<SiteFinding> {
         {
             Some(m) => {
                 m.processes += 1;
-                m.per_trial.bytes += site.per_trial.bytes;
-                m.per_trial.low_bytes += site.per_trial.low_bytes;
-                m.per_trial.high_bytes += site.per_trial.high_bytes;
+                m.per_trial += site.per_trial;
                 m.retained_bytes += site.retained_bytes;
                 m.confidence = m.confidence.max(site.confidence);
                 m.parameter = m.parameter.take().or(site.parameter);

@@ -303,7 +303,6 @@ pub fn study_brief(s: &super::study::StudyGrowth) -> String {
 
 /// The study's own growth in words, for both renderers: the evidence and what helps.
 pub fn study_words(s: &super::study::StudyGrowth) -> (String, &'static str) {
-    let per_trial = small_size;
     // An installed package's file by its path in the package.
     let lines: Vec<&str> = s
         .lines
@@ -316,16 +315,16 @@ pub fn study_words(s: &super::study::StudyGrowth) -> (String, &'static str) {
     let bound = match s.measured_bytes {
         Some(whole) if whole < s.per_trial.bytes => format!(
             "; the worker as a whole grew {} per trial, which bounds it (tracing counts what a trial kept, not the older memory it freed)",
-            per_trial(whole)
+            small_size(whole)
         ),
         _ => String::new(),
     };
     (
         format!(
             "the search framework's own lines keep {} more per traced trial (95% CI {}..{}; {} traced trials, confidence {:.0}%), at {}{bound}",
-            per_trial(s.per_trial.bytes),
-            per_trial(s.per_trial.low_bytes),
-            per_trial(s.per_trial.high_bytes),
+            small_size(s.per_trial.bytes),
+            small_size(s.per_trial.low_bytes),
+            small_size(s.per_trial.high_bytes),
             s.reports,
             100.0 * s.confidence,
             lines.join(", ")

@@ -33,10 +33,11 @@ const STUDY_CONFIDENCE: f64 = 0.95;
 const STUDY_MIN_REPORTS: usize = 5;
 
 /// The study-side sites' retained bytes summed per process and report, fitted per traced
-/// trial; `None` unless they grow with confidence.
+/// trial; `None` unless they grow with confidence. `measured_bytes`: the worker's own rate.
 pub(super) fn study_growth(
     series: &BTreeMap<(i32, SiteKey), Series>,
     indexed: &BTreeMap<i32, usize>,
+    measured_bytes: Option<f64>,
 ) -> Option<StudyGrowth> {
     let mut total: Option<(Rate, f64, usize)> = None;
     let mut lines: Vec<(f64, String)> = Vec::new();
@@ -71,7 +72,8 @@ pub(super) fn study_growth(
         if trend.slope <= 0.0 || trend.growth_confidence < STUDY_CONFIDENCE {
             continue;
         }
-        let (rate, confidence, most) = total.get_or_insert((
+        let rate = Rate::from(&trend);
+        let (sum, confidence, most) = total.get_or_insert((
             Rate {
                 bytes: 0.0,
                 low_bytes: 0.0,
@@ -80,9 +82,7 @@ pub(super) fn study_growth(
             0.0,
             0,
         ));
-        rate.bytes += trend.slope;
-        rate.low_bytes += trend.slope_low;
-        rate.high_bytes += trend.slope_high;
+        *sum += rate;
         *confidence = confidence.max(trend.growth_confidence);
         *most = (*most).max(reports);
     }
@@ -99,6 +99,6 @@ pub(super) fn study_growth(
         confidence,
         reports,
         lines: named,
-        measured_bytes: None,
+        measured_bytes,
     })
 }

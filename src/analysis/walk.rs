@@ -123,8 +123,12 @@ fn place(
     store: &mut BTreeMap<u32, Vec<TrialLevels>>,
     worker: u32,
     pid: Option<i32>,
-    ended: impl Iterator<Item = (usize, Levels)>,
+    ended: impl ExactSizeIterator<Item = (usize, Levels)>,
 ) {
+    // Called for every sample row: most end no window, and need no lookup.
+    if ended.len() == 0 {
+        return;
+    }
     let Some(trials) = store.get_mut(&worker) else {
         return;
     };

@@ -118,11 +118,7 @@ fn gather(
 }
 
 fn rate(trend: Option<Trend>) -> Option<Rate> {
-    trend.map(|t| Rate {
-        bytes: t.slope,
-        low_bytes: t.slope_low,
-        high_bytes: t.slope_high,
-    })
+    trend.as_ref().map(Rate::from)
 }
 
 pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Classification) {
