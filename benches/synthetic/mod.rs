@@ -79,7 +79,7 @@ pub fn write(dir: &Path) -> Written {
                             t_ns,
                             w,
                             EventKind::TrialEnd {
-                                trial: ended,
+                                trial: ended.into(),
                                 state: "complete".into(),
                                 value: None,
                                 memory: None,
@@ -91,7 +91,7 @@ pub fn write(dir: &Path) -> Written {
                         t_ns,
                         w,
                         EventKind::TrialStart {
-                            trial: trial.clone(),
+                            trial: trial.clone().into(),
                             params: Default::default(),
                             source: TrialSource::Marker,
                         },

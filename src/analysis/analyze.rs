@@ -138,7 +138,7 @@ pub fn analyze_with_series(
                 .map(|t| {
                     let delay = t
                         .trial
-                        .end_memory
+                        .end_memory()
                         .filter(|m| m.read_by == crate::recording::EndReader::Harness)
                         .map(|m| m.delay_ns);
                     (t.end_read, delay)
@@ -246,15 +246,6 @@ fn locate_holders(
     trials: &[TrialRecord],
 ) {
     for finding in workers.iter_mut() {
-        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
-        for t in trials.iter().filter(|t| t.worker == finding.worker) {
-            ordinals
-                .entry(t.trial.as_str())
-                .or_default()
-                .push((t.ordinal, t));
-        }
-        let mut after = 0;
-        let mut reports = Vec::new();
         let mut censuses: Vec<&crate::recording::PythonTensors> = events
             .iter()
             .filter(|e| e.worker == Some(finding.worker))
@@ -263,6 +254,21 @@ fn locate_holders(
                 _ => None,
             })
             .collect();
+        // Only the trials a census names: a map of every trial cost a million entries.
+        let named: std::collections::HashSet<&str> =
+            censuses.iter().map(|c| c.trial.as_str()).collect();
+        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
+        for t in trials
+            .iter()
+            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
+        {
+            ordinals
+                .entry(t.trial.as_str())
+                .or_default()
+                .push((t.ordinal, t));
+        }
+        let mut after = 0;
+        let mut reports = Vec::new();
         censuses.sort_by_key(|c| c.pid);
         let mut last_pid = None;
         for census in censuses {
@@ -308,9 +314,18 @@ fn locate_sites(
     let no_params = crate::few::Few::new();
     let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
     for finding in workers.iter_mut() {
-        let params: BTreeMap<&str, &crate::few::Few<String, serde_json::Value>> = trials
+        // Only the trials a report names: a map of every trial cost a million entries.
+        let named: std::collections::HashSet<&str> = events
             .iter()
-            .filter(|t| t.worker == finding.worker)
+            .filter(|e| e.worker == Some(finding.worker))
+            .filter_map(|e| match &e.kind {
+                crate::recording::EventKind::PythonSites(sites) => Some(sites.trial.as_str()),
+                _ => None,
+            })
+            .collect();
+        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
+            .iter()
+            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
             .map(|t| (t.trial.as_str(), &*t.params))
             .collect();
         // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
@@ -427,7 +442,7 @@ pub fn logs_only(
                 state: t.state.clone(),
                 params: t.params.clone(),
                 tree: Default::default(),
-                processes: Few::new(),
+                processes: Default::default(),
             }
         })
         .collect();
@@ -510,7 +525,7 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
         let mut previous: Option<(f64, u64)> = None;
         for t in trials {
             let Some(levels) = &t.tree else { continue };
-            let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns) else {
+            let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns()) else {
                 continue;
             };
             // After a restart the previous trial's level is gone: compare with the baseline.
@@ -519,9 +534,10 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
                 .filter(|(_, at)| !restarted(*at))
                 .map(|(level, _)| level)
                 .or(levels.baseline.get(k));
-            if let Some(before) = before {
+            // A trial whose start was lost has no parameters to weigh.
+            if let (Some(before), Some(params)) = (before, t.trial.params()) {
                 growth.push(TrialGrowth {
-                    params: &t.trial.params,
+                    params,
                     growth: retained - before,
                 });
             }
@@ -555,7 +571,7 @@ fn machine_forecast(
             let trial_hours = trials.and_then(|t| {
                 let starts: Vec<f64> = t
                     .iter()
-                    .filter_map(|t| t.trial.start_ns)
+                    .filter_map(|t| t.trial.start_ns())
                     .map(|s| s as f64)
                     .collect();
                 let gaps: Vec<f64> = starts.windows(2).map(|p| (p[1] - p[0]) / 3.6e12).collect();
@@ -597,16 +613,16 @@ fn trial_records(trials: BTreeMap<u32, Vec<super::load::TrialLevels>>) -> Vec<Tr
         while let Some(t) = loaded.pop() {
             records.push(TrialRecord {
                 worker: t.trial.worker,
-                trial: t.trial.trial,
+                trial: t.trial.trial().clone(),
                 ordinal: t.ordinal,
-                start_ns: t.trial.start_ns,
-                end_ns: t.trial.end_ns,
-                state: t.trial.state,
-                params: t.trial.params,
+                start_ns: t.trial.start_ns(),
+                end_ns: t.trial.end_ns(),
+                state: t.trial.state().into(),
+                params: t.trial.params().cloned().unwrap_or_default(),
                 tree: t.tree.unwrap_or_default(),
                 processes: t.processes,
             });
-            if loaded.len() % 65536 == 0 {
+            if loaded.len() % 8192 == 0 {
                 loaded.shrink_to_fit();
             }
         }

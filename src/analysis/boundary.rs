@@ -240,7 +240,7 @@ pub fn chain_baselines(trials: &mut [super::load::TrialLevels], interval_ns: u64
         let (before, after) = trials.split_at_mut(k);
         let (previous, next) = (&before[k - 1], &mut after[0]);
         let read_at_end = matches!(previous.end_read, EndRead::Worker | EndRead::Harness { .. });
-        let adjacent = match (previous.trial.end_ns, next.trial.start_ns) {
+        let adjacent = match (previous.trial.end_ns(), next.trial.start_ns()) {
             (Some(end), Some(start)) => start <= end.saturating_add(interval_ns),
             _ => false,
         };

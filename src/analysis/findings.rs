@@ -4,6 +4,7 @@
 
 use super::kind::Kind;
 use super::levels::Levels;
+use super::process_levels::ProcessLevels;
 use super::verdict::Verdict;
 pub use crate::few::Few;
 use serde::{Deserialize, Serialize};
@@ -344,16 +345,82 @@ pub struct LevelTriple {
     pub retained: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A trial as findings tell it. It reads and writes `processes` as a map from pid to levels
+/// whichever way they are kept (see [`ProcessLevels`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "TrialJson<Few<i32, Levels>>")]
 pub struct TrialRecord {
     pub worker: u32,
-    pub trial: String,
+    pub trial: crate::recording::Short,
     pub ordinal: usize,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
-    pub state: String,
+    pub state: crate::recording::Short,
     pub params: crate::recording::Params,
     /// Each kind's levels (the kinds with any), as `{kind: LevelTriple}`.
     pub tree: Levels,
-    pub processes: Few<i32, Levels>,
+    pub processes: ProcessLevels,
+}
+
+impl TrialRecord {
+    /// `pid`'s own levels in this trial.
+    pub fn process(&self, pid: i32) -> Option<&Levels> {
+        self.processes.get(pid, Some(&self.tree))
+    }
+}
+
+/// A trial record as JSON holds it.
+#[derive(Serialize, Deserialize)]
+struct TrialJson<P> {
+    worker: u32,
+    trial: crate::recording::Short,
+    ordinal: usize,
+    start_ns: Option<u64>,
+    end_ns: Option<u64>,
+    state: crate::recording::Short,
+    params: crate::recording::Params,
+    tree: Levels,
+    processes: P,
+}
+
+impl From<TrialJson<Few<i32, Levels>>> for TrialRecord {
+    fn from(t: TrialJson<Few<i32, Levels>>) -> Self {
+        Self {
+            processes: ProcessLevels::from_own(t.processes, Some(&t.tree)),
+            worker: t.worker,
+            trial: t.trial,
+            ordinal: t.ordinal,
+            start_ns: t.start_ns,
+            end_ns: t.end_ns,
+            state: t.state,
+            params: t.params,
+            tree: t.tree,
+        }
+    }
+}
+
+/// A trial's processes, written as a map from pid to levels.
+struct ProcessesJson<'a>(&'a TrialRecord);
+
+impl Serialize for ProcessesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.processes.iter(Some(&self.0.tree)))
+    }
+}
+
+impl Serialize for TrialRecord {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        TrialJson {
+            worker: self.worker,
+            trial: self.trial.clone(),
+            ordinal: self.ordinal,
+            start_ns: self.start_ns,
+            end_ns: self.end_ns,
+            state: self.state.clone(),
+            params: self.params.clone(),
+            tree: self.tree.clone(),
+            processes: ProcessesJson(self),
+        }
+        .serialize(serializer)
+    }
 }

@@ -132,7 +132,7 @@ pub struct Report<'a> {
     pub census: &'a PythonTensors,
     /// The trial's place in the worker's order.
     pub ordinal: usize,
-    pub params: &'a crate::few::Few<String, serde_json::Value>,
+    pub params: &'a crate::recording::ParamMap,
 }
 
 /// The holders whose tensors grow, fastest first (at most 8).
@@ -262,10 +262,10 @@ mod tests {
     fn a_holder_that_keeps_8_mib_when_a_value_is_set_is_named_with_it() {
         // keep=True on odd trials: the list grows 8 MiB on those only; a cache that is
         // replaced every trial never grows.
-        let params: Vec<crate::few::Few<String, serde_json::Value>> = (0..24)
+        let params: Vec<crate::recording::ParamMap> = (0..24)
             .map(|i| {
                 let mut p = crate::few::Few::new();
-                p.insert("keep".to_string(), serde_json::json!(i % 2 == 1));
+                p.insert("keep".into(), serde_json::json!(i % 2 == 1));
                 p
             })
             .collect();

@@ -18,10 +18,50 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrialWindow {
     pub start_ns: u64,
-    /// `None` while the trial was still running when the recording ended.
-    pub end_ns: Option<u64>,
-    pub settle_from_ns: u64,
+    /// `u64::MAX` while the trial was still running when the recording ended: a window is held
+    /// per trial of the run during the walk, so it keeps no `Option` and nothing it can derive.
+    end: u64,
     pub settle_to_ns: u64,
+}
+
+impl TrialWindow {
+    /// `None` while the trial was still running when the recording ended.
+    pub fn end_ns(&self) -> Option<u64> {
+        (self.end != u64::MAX).then_some(self.end)
+    }
+
+    /// The settled samples are the second half of the gap after the end.
+    pub fn settle_from_ns(&self) -> u64 {
+        match self.end_ns() {
+            Some(end) => end + (self.settle_to_ns - end) / 2,
+            None => u64::MAX,
+        }
+    }
+}
+
+/// A trial's start and end (ns since the start): what its window is made from, whichever
+/// form of the trial holds them.
+pub trait Span {
+    fn start_ns(&self) -> Option<u64>;
+    fn end_ns(&self) -> Option<u64>;
+}
+
+impl Span for crate::recording::TrialEvents<'_> {
+    fn start_ns(&self) -> Option<u64> {
+        self.start_ns()
+    }
+    fn end_ns(&self) -> Option<u64> {
+        self.end_ns()
+    }
+}
+
+impl Span for Trial {
+    fn start_ns(&self) -> Option<u64> {
+        self.start_ns
+    }
+    fn end_ns(&self) -> Option<u64> {
+        self.end_ns
+    }
 }
 
 /// Windows for one worker's trials, in the order given (by start time). Trials without a start
@@ -29,14 +69,14 @@ pub struct TrialWindow {
 /// order: a trial's settling window ends two intervals (of teardown) before the first exit after
 /// it, so a restarted worker's next process, starting up, is never taken for what the trial
 /// retained.
-pub fn windows(
-    trials: &[&Trial],
+pub fn windows<T: Span>(
+    trials: &[&T],
     exits_ns: &[u64],
     interval_ns: u64,
 ) -> Arc<[Option<TrialWindow>]> {
     let gaps: Vec<u64> = trials
         .windows(2)
-        .filter_map(|pair| Some(pair[1].start_ns?.saturating_sub(pair[0].end_ns?)))
+        .filter_map(|pair| Some(pair[1].start_ns()?.saturating_sub(pair[0].end_ns()?)))
         .collect();
     let typical_gap = super::stats::median(&gaps.iter().map(|g| *g as f64).collect::<Vec<_>>());
     let typical_gap = if typical_gap.is_finite() {
@@ -48,16 +88,15 @@ pub fn windows(
         .iter()
         .enumerate()
         .map(|(i, trial)| {
-            let start_ns = trial.start_ns?;
-            let Some(end_ns) = trial.end_ns else {
+            let start_ns = trial.start_ns()?;
+            let Some(end_ns) = trial.end_ns() else {
                 return Some(TrialWindow {
                     start_ns,
-                    end_ns: None,
-                    settle_from_ns: u64::MAX,
+                    end: u64::MAX,
                     settle_to_ns: u64::MAX,
                 });
             };
-            let next_start = trials.get(i + 1).and_then(|t| t.start_ns);
+            let next_start = trials.get(i + 1).and_then(|t| t.start_ns());
             let stop_ns = exits_ns
                 .iter()
                 .find(|&&exit| exit >= end_ns)
@@ -70,8 +109,7 @@ pub fn windows(
             .max(end_ns);
             Some(TrialWindow {
                 start_ns,
-                end_ns: Some(end_ns),
-                settle_from_ns: end_ns + (settle_to_ns - end_ns) / 2,
+                end: end_ns,
                 settle_to_ns,
             })
         })
@@ -258,7 +296,7 @@ impl SeriesWalker {
         // next trial, and is also the ended trial's only "after" level.
         if let Some(current) = self.started.checked_sub(1) {
             let ended = self.windows[current]
-                .and_then(|w| w.end_ns)
+                .and_then(|w| w.end_ns())
                 .is_some_and(|end| t_ns > end);
             if ended {
                 if let Some(acc) = self.walking() {
@@ -269,7 +307,7 @@ impl SeriesWalker {
         while self.started < self.windows.len() {
             match self.windows[self.started] {
                 // Born after this trial ended: the trial is not this series' business.
-                Some(w) if self.last.is_none() && w.end_ns.is_some_and(|end| end < t_ns) => {}
+                Some(w) if self.last.is_none() && w.end_ns().is_some_and(|end| end < t_ns) => {}
                 Some(w) if w.start_ns < t_ns => {
                     // A process born during the trial has nothing before it: its baseline is 0.
                     let baseline = self.last.unwrap_or(values.map(|v| v.map(|_| 0.0)));
@@ -297,12 +335,12 @@ impl SeriesWalker {
             return;
         };
         let Some(acc) = self.walking() else { return };
-        match window.end_ns {
+        match window.end_ns() {
             Some(end) if t_ns > end => {
                 if acc.first_after_end.is_none() {
                     acc.first_after_end = Some(values);
                 }
-                if (window.settle_from_ns..window.settle_to_ns).contains(&t_ns) {
+                if (window.settle_from_ns()..window.settle_to_ns).contains(&t_ns) {
                     if acc.settle.len() == SETTLE_SAMPLES {
                         acc.settle.pop_front();
                     }
@@ -343,7 +381,7 @@ mod tests {
     fn trial(start: u64, end: Option<u64>) -> Trial {
         Trial {
             worker: 0,
-            trial: start.to_string(),
+            trial: start.to_string().into(),
             start_ns: Some(start),
             end_ns: end,
             state: "complete".into(),
@@ -375,7 +413,7 @@ mod tests {
         let refs: Vec<&Trial> = trials.iter().collect();
         let windows = windows(&refs, &[260, 500], 10);
         assert_eq!(
-            windows[0].map(|w| (w.settle_from_ns, w.settle_to_ns)),
+            windows[0].map(|w| (w.settle_from_ns(), w.settle_to_ns)),
             Some((220, 240)),
             "settled before the exit's teardown, not in the next process's start-up"
         );
@@ -389,7 +427,7 @@ mod tests {
         let refs: Vec<&Trial> = trials.iter().collect();
         let windows = windows(&refs, &[500], 10);
         assert_eq!(
-            windows[0].map(|w| (w.settle_from_ns, w.settle_to_ns)),
+            windows[0].map(|w| (w.settle_from_ns(), w.settle_to_ns)),
             Some((250, 300))
         );
         assert_eq!(windows[1].map(|w| w.settle_to_ns), Some(480));

@@ -11,7 +11,7 @@ use super::location::MappingRow;
 use super::oom::Ended;
 use super::walk::{Prepared, Rows, Walk};
 use crate::freshness::PssHealth;
-use crate::recording::{EventKind, Recording, RecordingError, Trial};
+use crate::recording::{EventKind, Recording, RecordingError, TrialEvents};
 use polars::prelude::*;
 use std::collections::BTreeMap;
 
@@ -36,14 +36,22 @@ pub(super) const SYSTEM_COLUMNS: [&str; 9] = [
 
 /// One trial of one worker with its levels.
 #[derive(Debug, Clone)]
-pub struct TrialLevels {
-    pub trial: Trial,
+pub struct TrialLevels<'a> {
+    /// Read from its events, which the recording holds (a copy was 136 bytes per trial).
+    pub trial: crate::recording::TrialEvents<'a>,
     /// Position among the worker's trials.
     pub ordinal: usize,
     pub tree: Option<Levels>,
-    pub processes: crate::few::Few<i32, Levels>,
+    pub processes: super::ProcessLevels,
     /// Where the tree's retained level came from (`boundary`).
     pub end_read: super::boundary::EndRead,
+}
+
+impl TrialLevels<'_> {
+    /// `pid`'s own levels in this trial.
+    pub fn process(&self, pid: i32) -> Option<&Levels> {
+        self.processes.get(pid, self.tree.as_ref())
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -74,9 +82,9 @@ pub struct SystemSummary {
     pub outside_within_cgroup: bool,
 }
 
-pub struct Loaded {
+pub struct Loaded<'a> {
     /// Per worker, in trial order.
-    pub trials: BTreeMap<u32, Vec<TrialLevels>>,
+    pub trials: BTreeMap<u32, Vec<TrialLevels<'a>>>,
     /// Per worker, the tree's sums over time.
     pub timelines: BTreeMap<u32, Timeline>,
     /// Per process of each tree, over time.
@@ -99,15 +107,9 @@ pub struct Loaded {
     pub last_ns: Option<u64>,
 }
 
-pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
+pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
     let interval_ns = recording.manifest.interval_ns.max(1);
-    let mut by_worker: BTreeMap<u32, Vec<Trial>> = BTreeMap::new();
-    for trial in recording.trials() {
-        by_worker.entry(trial.worker).or_default().push(trial);
-    }
-    for trials in by_worker.values_mut() {
-        trials.sort_by_key(|t| t.start_ns.or(t.end_ns));
-    }
+    let store = trial_store(crate::recording::pair_trials(&recording.events));
     let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
     let mut exits_ns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut restarts: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
@@ -160,33 +162,19 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
             info.command = command.clone();
         }
     }
-    let worker_windows: BTreeMap<u32, _> = by_worker
+    let worker_windows: BTreeMap<u32, _> = store
         .iter()
         .map(|(worker, trials)| {
-            let refs: Vec<&Trial> = trials.iter().collect();
+            let refs: Vec<&TrialEvents> = trials.iter().map(|t| &t.trial).collect();
             let exits = exits_ns.get(worker).map_or(&[][..], Vec::as_slice);
             (*worker, windows(&refs, exits, interval_ns))
         })
         .collect();
     // Each trial's levels are moved here as its window ends in the walk: a level is kept once.
-    let recorded = by_worker.values().flatten().any(|t| t.end_memory.is_some());
-    let store: BTreeMap<u32, Vec<TrialLevels>> = by_worker
-        .into_iter()
-        .map(|(worker, trials)| {
-            let levels = trials
-                .into_iter()
-                .enumerate()
-                .map(|(ordinal, trial)| TrialLevels {
-                    trial,
-                    ordinal,
-                    tree: None,
-                    processes: Default::default(),
-                    end_read: super::boundary::EndRead::Running,
-                })
-                .collect();
-            (worker, levels)
-        })
-        .collect();
+    let recorded = store
+        .values()
+        .flatten()
+        .any(|t| t.trial.end_memory().is_some());
     // A main process's SIGKILL exit is also a process gone: one end each.
     let mains: std::collections::HashSet<(u32, i32)> = ended
         .iter()
@@ -242,8 +230,9 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
     } = walk.finish();
     for levels in trials.values_mut() {
         for t in levels.iter_mut() {
-            let ended = t.trial.end_ns.is_some();
-            let end_memory = t.trial.end_memory.as_ref();
+            let ended = t.trial.end_ns().is_some();
+            let end_memory = t.trial.end_memory();
+            let end_memory = end_memory.as_ref();
             t.end_read = match t.tree.as_mut() {
                 Some(levels) => super::boundary::settle(levels, end_memory, ended, recorded),
                 // No sample fell in the trial, but the end was read: that level stands.
@@ -280,6 +269,42 @@ pub fn load(recording: &Recording) -> Result<Loaded, RecordingError> {
         first_ns,
         last_ns,
     })
+}
+
+/// Each worker's trials in order (of start, or of end where a trial has no start), without
+/// their levels yet. The trials are moved from the back, and their vector shrinks as the store
+/// grows: both are a million trials long at once otherwise.
+fn trial_store(mut trials: Vec<TrialEvents>) -> BTreeMap<u32, Vec<TrialLevels>> {
+    trials.sort_by_key(|t| (t.worker, t.start_ns().or(t.end_ns())));
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+    for t in &trials {
+        *counts.entry(t.worker).or_default() += 1;
+    }
+    let mut store: BTreeMap<u32, Vec<TrialLevels>> = counts
+        .into_iter()
+        .map(|(worker, n)| (worker, Vec::with_capacity(n)))
+        .collect();
+    while let Some(trial) = trials.pop() {
+        if let Some(levels) = store.get_mut(&trial.worker) {
+            levels.push(TrialLevels {
+                trial,
+                ordinal: 0,
+                tree: None,
+                processes: Default::default(),
+                end_read: super::boundary::EndRead::Running,
+            });
+        }
+        if trials.len() % 8192 == 0 {
+            trials.shrink_to_fit();
+        }
+    }
+    for levels in store.values_mut() {
+        levels.reverse();
+        for (ordinal, t) in levels.iter_mut().enumerate() {
+            t.ordinal = ordinal;
+        }
+    }
+    store
 }
 
 /// One segment read and filled: the walker's input.

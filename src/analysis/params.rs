@@ -17,7 +17,7 @@ const MIN_EFFECT_BYTES: f64 = crate::units::MIB;
 
 /// One completed trial: its parameters and the growth it retained (bytes).
 pub struct TrialGrowth<'a> {
-    pub params: &'a crate::few::Few<String, serde_json::Value>,
+    pub params: &'a crate::recording::ParamMap,
     pub growth: f64,
 }
 
@@ -33,24 +33,50 @@ fn text(value: &serde_json::Value) -> String {
 pub const OWN_PREFIX: &str = "memwarden_";
 
 pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
-    let names: BTreeSet<&String> = trials
+    let names: BTreeSet<&crate::recording::Short> = trials
         .iter()
         .flat_map(|t| t.params.keys())
         .filter(|name| !name.starts_with(OWN_PREFIX))
         .collect();
     let mut candidates: Vec<ParameterFinding> = Vec::new();
     for name in names {
-        let with_value: Vec<(String, f64)> = trials
+        // Each trial keeps the index of its value's text, not the text: a million trials held a
+        // string each here (issue 35).
+        let mut index: std::collections::HashMap<String, u32> = Default::default();
+        let with_value: Vec<(u32, f64)> = trials
             .iter()
-            .filter_map(|t| Some((text(t.params.get(name)?), t.growth)))
+            .filter_map(|t| {
+                let value = text(t.params.get(name)?);
+                let next = index.len() as u32;
+                Some((*index.entry(value).or_insert(next), t.growth))
+            })
             .collect();
-        let distinct: BTreeSet<&str> = with_value.iter().map(|(v, _)| v.as_str()).collect();
-        let numeric: Option<Vec<f64>> = with_value.iter().map(|(v, _)| v.parse().ok()).collect();
+        let mut texts = vec![String::new(); index.len()];
+        for (value, i) in index {
+            texts[i as usize] = value;
+        }
+        // In text order, as the findings have always listed them.
+        let distinct: BTreeSet<(&str, u32)> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (v.as_str(), i as u32))
+            .collect();
         if distinct.len() < 2 {
             continue;
         }
+        let numeric: Option<Vec<f64>> = if distinct.len() > MAX_CATEGORIES {
+            let parsed: Option<Vec<f64>> = texts.iter().map(|v| v.parse().ok()).collect();
+            parsed.map(|parsed| {
+                with_value
+                    .iter()
+                    .map(|(v, _)| parsed[*v as usize])
+                    .collect()
+            })
+        } else {
+            None
+        };
         match numeric {
-            Some(values) if distinct.len() > MAX_CATEGORIES => {
+            Some(values) => {
                 let growth: Vec<f64> = with_value.iter().map(|(_, g)| *g).collect();
                 let Some((rho, p)) = spearman(&values, &growth) else {
                     continue;
@@ -61,7 +87,7 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                 let high: Vec<f64> = high.into_iter().map(|(_, g)| *g).collect();
                 let low: Vec<f64> = low.into_iter().map(|(_, g)| *g).collect();
                 candidates.push(ParameterFinding {
-                    name: name.clone(),
+                    name: name.to_string(),
                     value: None,
                     with_bytes: median(&high),
                     without_bytes: median(&low),
@@ -76,15 +102,11 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                 });
             }
             _ => {
-                for value in &distinct {
-                    let (with, without): (Vec<f64>, Vec<f64>) = {
-                        let (a, b): (Vec<_>, Vec<_>) =
-                            with_value.iter().partition(|(v, _)| v == value);
-                        (
-                            a.into_iter().map(|(_, g)| *g).collect(),
-                            b.into_iter().map(|(_, g)| *g).collect(),
-                        )
-                    };
+                for (value, i) in &distinct {
+                    let (mut with, mut without) = (Vec::new(), Vec::new());
+                    for (v, growth) in &with_value {
+                        if v == i { &mut with } else { &mut without }.push(*growth);
+                    }
                     if with.len() < MIN_GROUP || without.len() < MIN_GROUP {
                         continue;
                     }
@@ -95,7 +117,7 @@ pub fn parameter_effects(trials: &[TrialGrowth]) -> Vec<ParameterFinding> {
                         continue;
                     };
                     candidates.push(ParameterFinding {
-                        name: name.clone(),
+                        name: name.to_string(),
                         value: Some(value.to_string()),
                         with_bytes: median(&with),
                         without_bytes: median(&without),
@@ -135,15 +157,15 @@ mod tests {
     #[test]
     fn names_the_leaking_value() {
         let sizes = ["16", "32", "64"];
-        let params: Vec<crate::few::Few<String, serde_json::Value>> = (0..30)
+        let params: Vec<crate::recording::ParamMap> = (0..30)
             .map(|i| {
                 [
                     (
-                        "batch_size".to_string(),
+                        "batch_size".into(),
                         serde_json::json!(sizes[i % 3].parse::<u32>().unwrap_or(0)),
                     ),
                     (
-                        "optimizer".to_string(),
+                        "optimizer".into(),
                         serde_json::json!(["adam", "sgd"][i % 2]),
                     ),
                 ]
@@ -171,9 +193,9 @@ mod tests {
 
     #[test]
     fn continuous_parameters_use_rank_correlation() {
-        let params: Vec<crate::few::Few<String, serde_json::Value>> = (0..40)
+        let params: Vec<crate::recording::ParamMap> = (0..40)
             .map(|i| {
-                [("hidden".to_string(), serde_json::json!(64 + i * 8))]
+                [("hidden".into(), serde_json::json!(64 + i * 8))]
                     .into_iter()
                     .collect()
             })

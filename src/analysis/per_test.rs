@@ -189,9 +189,9 @@ mod tests {
         budget: Option<&str>,
     ) -> TrialRecord {
         let mut few = crate::few::Few::new();
-        few.insert(REPEAT_FIELD.to_string(), serde_json::json!(k));
+        few.insert(REPEAT_FIELD.into(), serde_json::json!(k));
         if let Some(b) = budget {
-            few.insert(BUDGET_FIELD.to_string(), serde_json::json!(b));
+            few.insert(BUDGET_FIELD.into(), serde_json::json!(b));
         }
         let params = std::sync::Arc::new(few);
         let level = |bytes: f64| LevelTriple {
@@ -265,7 +265,7 @@ mod tests {
             .map(|mut t| {
                 let k = t.params.get(REPEAT_FIELD).cloned().expect("a repeat");
                 let mut few = crate::few::Few::new();
-                few.insert(REPEAT_FIELD.to_string(), k);
+                few.insert(REPEAT_FIELD.into(), k);
                 t.params = std::sync::Arc::new(few);
                 t
             })

@@ -47,7 +47,7 @@ pub fn for_each_recorded(
             let item = match &e.kind {
                 EventKind::TrialStart { trial, .. } => Recorded::TrialStart {
                     worker,
-                    trial: trial.clone(),
+                    trial: trial.to_string(),
                 },
                 EventKind::TrialEnd { .. } => Recorded::TrialEnd { worker },
                 EventKind::WorkerStart { attempt, .. } => Recorded::WorkerStart {

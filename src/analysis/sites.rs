@@ -91,7 +91,7 @@ pub struct Tracing {
 /// One report, with the parameters of the trial it closed (empty when not known).
 pub struct Report<'a> {
     pub sites: &'a PythonSites,
-    pub params: &'a crate::few::Few<String, serde_json::Value>,
+    pub params: &'a crate::recording::ParamMap,
 }
 
 pub(super) type SiteKey = (String, u32);
@@ -101,7 +101,7 @@ pub(super) struct Series<'a> {
     /// Per report of the process, the site's retained bytes (summed increments).
     pub(super) retained: Vec<f64>,
     /// Per report, the increment and its trial's parameters.
-    increments: Vec<(f64, &'a crate::few::Few<String, serde_json::Value>)>,
+    increments: Vec<(f64, &'a crate::recording::ParamMap)>,
     pub(super) last: Option<&'a crate::recording::PythonSite>,
 }
 

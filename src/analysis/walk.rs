@@ -81,7 +81,7 @@ struct TreeTick {
     all_read: bool,
 }
 
-pub(super) struct Walk {
+pub(super) struct Walk<'a> {
     interval_ns: u64,
     windows: BTreeMap<u32, Arc<[Option<TrialWindow>]>>,
     /// Per worker, the times its processes ended as the OOM killer's victims would, in order.
@@ -100,12 +100,12 @@ pub(super) struct Walk {
     first_ns: Option<u64>,
     last_ns: Option<u64>,
     /// Per worker, its trials, given their levels as their windows end.
-    levels: BTreeMap<u32, Vec<TrialLevels>>,
+    levels: BTreeMap<u32, Vec<TrialLevels<'a>>>,
 }
 
 /// What a walk leaves: each trial with its levels, and the bounded series over time.
-pub(super) struct Walked {
-    pub levels: BTreeMap<u32, Vec<TrialLevels>>,
+pub(super) struct Walked<'a> {
+    pub levels: BTreeMap<u32, Vec<TrialLevels<'a>>>,
     pub timelines: BTreeMap<u32, Timeline>,
     pub process_timelines: BTreeMap<(u32, i32), Timeline>,
     pub before_end: BTreeMap<(u32, u64), Values>,
@@ -137,18 +137,21 @@ fn place(
             continue;
         };
         match pid {
-            None => trial.tree = Some(levels),
-            Some(pid) => trial.processes.insert(pid, levels),
+            None => {
+                trial.processes.tree_changes(trial.tree.as_ref(), &levels);
+                trial.tree = Some(levels);
+            }
+            Some(pid) => trial.processes.place(pid, levels, trial.tree.as_ref()),
         }
     }
 }
 
-impl Walk {
+impl<'a> Walk<'a> {
     pub fn new(
         interval_ns: u64,
         windows: BTreeMap<u32, Arc<[Option<TrialWindow>]>>,
         end_times: BTreeMap<u32, Vec<u64>>,
-        levels: BTreeMap<u32, Vec<TrialLevels>>,
+        levels: BTreeMap<u32, Vec<TrialLevels<'a>>>,
     ) -> Self {
         Self {
             levels,
@@ -220,7 +223,7 @@ impl Walk {
     }
 
     /// Ends the walk: every series' last window's levels go to their trials.
-    pub fn finish(self) -> Walked {
+    pub fn finish(self) -> Walked<'a> {
         let mut levels = self.levels;
         let mut timelines = BTreeMap::new();
         for (worker, (walker, timeline)) in self.trees {

@@ -22,7 +22,8 @@ pub struct Series {
     /// Stitched across restarts (see `verdict::stitch`); `raw` as measured.
     pub bytes: Vec<f64>,
     pub raw: Vec<f64>,
-    pub labels: Vec<String>,
+    /// The trials' ids (Trials basis only; a `Short` is inline: a million trials are fitted).
+    pub labels: Vec<crate::recording::Short>,
     pub basis: Basis,
     /// The largest level during a trial and the median transient above the baseline.
     pub peak: Option<f64>,
@@ -33,7 +34,7 @@ pub struct Series {
 /// few trials; stitched across `restarts` (ns since the start).
 pub fn series(
     trials: &[TrialLevels],
-    levels_of: impl Fn(&TrialLevels) -> Option<&Levels>,
+    levels_of: impl for<'t> Fn(&'t TrialLevels<'_>) -> Option<&'t Levels>,
     timeline: Option<&Timeline>,
     kind: Kind,
     rules: &Rules,
@@ -58,7 +59,7 @@ pub fn series(
 
 fn gather(
     trials: &[TrialLevels],
-    levels_of: impl Fn(&TrialLevels) -> Option<&Levels>,
+    levels_of: impl for<'t> Fn(&'t TrialLevels<'_>) -> Option<&'t Levels>,
     timeline: Option<&Timeline>,
     kind: Kind,
     rules: &Rules,
@@ -81,13 +82,13 @@ fn gather(
             s.peak = Some(s.peak.map_or(peak, |p: f64| p.max(peak)));
             transients.push((peak - baseline).max(0.0));
         }
-        let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns) else {
+        let (Some(retained), Some(end)) = (levels.retained.get(k), t.trial.end_ns()) else {
             continue;
         };
         s.ordinal.push(t.ordinal as f64);
         s.hours.push(end as f64 / NS_PER_HOUR);
         s.raw.push(retained);
-        s.labels.push(t.trial.trial.clone());
+        s.labels.push(t.trial.trial().clone());
     }
     s.transient = (!transients.is_empty()).then(|| median(&transients));
     if s.raw.len() >= rules.min_points {
@@ -112,7 +113,6 @@ fn gather(
         time.ordinal.push(i as f64);
         time.hours.push(bucket.t_ns as f64 / NS_PER_HOUR);
         time.raw.push(min);
-        time.labels.push(String::new());
     }
     (!time.raw.is_empty()).then_some(time)
 }
@@ -140,7 +140,7 @@ pub fn kind_finding(kind: Kind, s: &Series, rules: &Rules) -> (KindFinding, Clas
         Basis::Time => c.ongoing,
     };
     let label = |i: usize| match s.basis {
-        Basis::Trials => s.labels.get(i).cloned(),
+        Basis::Trials => s.labels.get(i).map(ToString::to_string),
         Basis::Time => s.hours.get(i).map(|h| format!("{}s", (h * 3600.0).round())),
     };
     let finding = KindFinding {
@@ -246,7 +246,7 @@ pub fn worker_finding(worker: u32, loaded: &Loaded, rules: &Rules) -> WorkerFind
         .flatten();
     WorkerFinding {
         worker,
-        trials: trials.iter().filter(|t| t.trial.end_ns.is_some()).count(),
+        trials: trials.iter().filter(|t| t.trial.end_ns().is_some()).count(),
         verdict,
         kind,
         basis,
@@ -297,7 +297,7 @@ pub fn copy_on_read(
         }
         let Some(s) = series(
             trials,
-            |t| t.processes.get(pid),
+            |t| t.process(*pid),
             Some(timeline),
             Kind::Uss,
             rules,
@@ -342,7 +342,7 @@ fn locate_process(
     for ((_, pid), timeline) in pids {
         let timeline = Some(timeline);
         // A process lives in one incarnation of its worker: nothing to stitch.
-        let Some(s) = series(trials, |t| t.processes.get(pid), timeline, kind, rules, &[]) else {
+        let Some(s) = series(trials, |t| t.process(*pid), timeline, kind, rules, &[]) else {
             continue;
         };
         let (finding, _) = kind_finding(kind, &s, rules);

@@ -157,8 +157,10 @@ pub(super) fn boundary_sink(
                     (
                         t_ns,
                         EventKind::TrialStart {
-                            trial,
-                            params: std::sync::Arc::new(params.into_iter().collect()),
+                            trial: trial.into(),
+                            params: std::sync::Arc::new(
+                                params.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                            ),
                             source,
                         },
                         snapshot,
@@ -175,8 +177,8 @@ pub(super) fn boundary_sink(
                     (
                         t_ns,
                         EventKind::TrialEnd {
-                            trial,
-                            state,
+                            trial: trial.into(),
+                            state: state.into(),
                             value,
                             memory,
                         },
@@ -186,7 +188,9 @@ pub(super) fn boundary_sink(
             };
             if let Some(feed) = &feed {
                 let _ = feed.send(match &kind {
-                    EventKind::TrialStart { trial, .. } => Feed::TrialStart(worker, trial.clone()),
+                    EventKind::TrialStart { trial, .. } => {
+                        Feed::TrialStart(worker, trial.to_string())
+                    }
                     _ => Feed::TrialEnd(worker),
                 });
             }

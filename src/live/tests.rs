@@ -59,7 +59,7 @@ fn trial_end(t_s: u64, worker: u32) -> Event {
         t_s,
         Some(worker),
         EventKind::TrialEnd {
-            trial: t_s.to_string(),
+            trial: t_s.to_string().into(),
             state: "COMPLETE".into(),
             value: None,
             memory: None,

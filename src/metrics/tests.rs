@@ -66,7 +66,7 @@ fn trial_end(t_s: u64, worker: u32, state: &str) -> Event {
         t_s,
         worker,
         EventKind::TrialEnd {
-            trial: format!("{t_s}"),
+            trial: format!("{t_s}").into(),
             state: state.into(),
             value: None,
             memory: None,

@@ -11,6 +11,7 @@ mod paths;
 mod reader;
 mod schema;
 mod tables;
+mod trial_events;
 mod writer;
 
 pub use compact::{compact_segment, Compactor};
@@ -26,4 +27,5 @@ pub(crate) use reader::read_parquet;
 pub use reader::{ReadStats, Recording};
 pub use schema::*;
 pub use tables::{trials_from_events, worker_pids, Trial};
+pub use trial_events::{pair_trials, TrialEvents};
 pub use writer::{Observer, Record, RecordSender, RecordingWriter, WriterConfig, WriterStats};

@@ -71,18 +71,18 @@ impl Recording {
         }
         let manifest = read_manifest(dir)?;
         let events_path = stream_path(dir, Stream::Events, 0, "log");
-        let bytes = match std::fs::read(&events_path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(source) => {
-                return Err(RecordingError::Io {
-                    path: events_path,
-                    cause: source,
-                })
-            }
+        let io = |cause| RecordingError::Io {
+            path: events_path.clone(),
+            cause,
         };
-        let (mut events, decode) = frame::decode_all::<Event>(&bytes);
-        drop(bytes);
+        let (mut events, decode) = match std::fs::File::open(&events_path) {
+            Ok(file) => {
+                frame::decode_from::<Event>(std::io::BufReader::with_capacity(1 << 16, file))
+                    .map_err(io)?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(cause) => return Err(io(cause)),
+        };
         events.sort_by_key(|e| e.t_ns);
         // Grown by doubling: up to half of it spare, for as long as the recording is open.
         events.shrink_to_fit();

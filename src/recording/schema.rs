@@ -152,7 +152,14 @@ pub struct Event {
 /// A trial's parameters, shared by its event, its trial and its analysis record (copies were a
 /// third of what analysis held per trial), in a small sorted map that reads and writes as JSON's
 /// object did.
-pub type Params = std::sync::Arc<crate::few::Few<String, serde_json::Value>>;
+pub type Params = std::sync::Arc<ParamMap>;
+
+/// A trial's parameters by name.
+pub type ParamMap = crate::few::Few<Short, serde_json::Value>;
+
+/// A short text kept once per trial (its id, its state, a parameter's name): up to 24 bytes
+/// inline, without an allocation of its own; it reads, writes and compares as a `String` does.
+pub type Short = compact_str::CompactString;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -199,13 +206,13 @@ pub enum EventKind {
         command: String,
     },
     TrialStart {
-        trial: String,
+        trial: Short,
         params: Params,
         source: TrialSource,
     },
     TrialEnd {
-        trial: String,
-        state: String,
+        trial: Short,
+        state: Short,
         value: Option<serde_json::Value>,
         /// The worker's memory read at the end line: by the worker itself (the helper), or by
         /// the harness as the line arrived. `None` in older recordings and where neither could.

@@ -3,7 +3,7 @@
 
 use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
 use polars::prelude::*;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
     let rows = ticks
@@ -320,11 +320,11 @@ pub(crate) fn sites_frame(events: &[Event]) -> PolarsResult<DataFrame> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
     pub worker: u32,
-    pub trial: String,
+    pub trial: super::schema::Short,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
     /// `complete`, `pruned`, `failed`, ... or `running` when the recording ended first.
-    pub state: String,
+    pub state: super::schema::Short,
     pub value: Option<serde_json::Value>,
     pub params: super::schema::Params,
     /// Memory read at the end line (see `EventKind::TrialEnd`).
@@ -345,61 +345,21 @@ pub fn worker_pids(events: &[Event]) -> std::collections::BTreeMap<i32, u32> {
         .collect()
 }
 
-/// Pairs trial starts and ends per worker. A trial without an end is `running` (the run ended
-/// or crashed during it); an end without a start keeps `start_ns` empty.
+/// Pairs trial starts and ends per worker (see `pair_trials`), each trial owning its fields.
 pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
-    let mut open: HashMap<(u32, String), usize> = HashMap::new();
-    let mut trials: Vec<Trial> = Vec::new();
-    let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|e| e.t_ns);
-    for event in sorted {
-        let worker = event.worker.unwrap_or(0);
-        match &event.kind {
-            EventKind::TrialStart { trial, params, .. } => {
-                open.insert((worker, trial.clone()), trials.len());
-                trials.push(Trial {
-                    worker,
-                    trial: trial.clone(),
-                    start_ns: Some(event.t_ns),
-                    end_ns: None,
-                    state: "running".into(),
-                    value: None,
-                    params: params.clone(),
-                    end_memory: None,
-                });
-            }
-            EventKind::TrialEnd {
-                trial,
-                state,
-                value,
-                memory,
-            } => {
-                let index = match open.remove(&(worker, trial.clone())) {
-                    Some(index) => index,
-                    None => {
-                        trials.push(Trial {
-                            worker,
-                            trial: trial.clone(),
-                            start_ns: None,
-                            end_ns: None,
-                            state: String::new(),
-                            value: None,
-                            params: Default::default(),
-                            end_memory: None,
-                        });
-                        trials.len() - 1
-                    }
-                };
-                let row = &mut trials[index];
-                row.end_ns = Some(event.t_ns);
-                row.state = state.clone();
-                row.value = value.clone();
-                row.end_memory = *memory;
-            }
-            _ => {}
-        }
-    }
-    trials
+    super::trial_events::pair_trials(events)
+        .iter()
+        .map(|t| Trial {
+            worker: t.worker,
+            trial: t.trial().clone(),
+            start_ns: t.start_ns(),
+            end_ns: t.end_ns(),
+            state: t.state().into(),
+            value: t.value().cloned(),
+            params: t.params().cloned().unwrap_or_default(),
+            end_memory: t.end_memory(),
+        })
+        .collect()
 }
 
 /// Parameters that get a `param_<name>` column of their own, at most: those most trials have
@@ -407,13 +367,13 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
 pub const PARAM_COLUMNS: usize = 256;
 
 pub(crate) fn trials_frame(trials: &[Trial]) -> PolarsResult<DataFrame> {
-    let mut counts: std::collections::BTreeMap<&String, usize> = Default::default();
+    let mut counts: std::collections::BTreeMap<&super::schema::Short, usize> = Default::default();
     for name in trials.iter().flat_map(|t| t.params.keys()) {
         *counts.entry(name).or_default() += 1;
     }
-    let mut ranked: Vec<(&String, usize)> = counts.into_iter().collect();
+    let mut ranked: Vec<(&super::schema::Short, usize)> = counts.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let names: BTreeSet<&String> = ranked
+    let names: BTreeSet<&super::schema::Short> = ranked
         .into_iter()
         .take(PARAM_COLUMNS)
         .map(|(name, _)| name)

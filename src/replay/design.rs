@@ -134,11 +134,11 @@ pub fn design(findings: &Findings, kind: Kind) -> Result<Design, ReplayError> {
         .ok_or(ReplayError::NothingToBisect)?;
     let baseline_case = TrialCase {
         worker: baseline.worker,
-        trial: baseline.trial.clone(),
+        trial: baseline.trial.to_string(),
         params: baseline
             .params
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(k, v)| (k.to_string(), v.clone()))
             .collect(),
     };
     let total = findings.trials.len() as f64;
@@ -291,12 +291,9 @@ mod tests {
             }
             let params: crate::recording::Params = Arc::new(
                 [
-                    ("keep".to_string(), json!(keep)),
-                    ("lr".to_string(), json!(0.001 * (1.0 + i as f64))),
-                    (
-                        "width".to_string(),
-                        json!(if i % 2 == 0 { 64 } else { 128 }),
-                    ),
+                    ("keep".into(), json!(keep)),
+                    ("lr".into(), json!(0.001 * (1.0 + i as f64))),
+                    ("width".into(), json!(if i % 2 == 0 { 64 } else { 128 })),
                 ]
                 .into_iter()
                 .collect(),
@@ -376,7 +373,7 @@ mod tests {
     fn nothing_to_bisect_without_parameters_that_vary() {
         let mut findings = run();
         for trial in &mut findings.trials {
-            trial.params = Arc::new([("x".to_string(), json!(1))].into_iter().collect());
+            trial.params = Arc::new([("x".into(), json!(1))].into_iter().collect());
         }
         assert_eq!(
             design(&findings, Kind::Anon).err(),

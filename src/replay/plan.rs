@@ -43,11 +43,11 @@ pub fn find_trial(
     match found.as_slice() {
         [one] => Ok(TrialCase {
             worker: one.worker,
-            trial: one.trial.clone(),
+            trial: one.trial.to_string(),
             params: one
                 .params
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.clone()))
                 .collect(),
         }),
         [] => Err(ReplayError::NoTrial {
@@ -123,7 +123,7 @@ mod tests {
             params: std::sync::Arc::new(
                 params
                     .iter()
-                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .map(|(k, v)| ((*k).into(), v.clone()))
                     .collect(),
             ),
             end_memory: None,

@@ -13,7 +13,7 @@ pub fn findings_with(trials: impl IntoIterator<Item = (Params, f64)>) -> Finding
         .enumerate()
         .map(|(i, (params, level))| TrialRecord {
             worker: 0,
-            trial: i.to_string(),
+            trial: i.to_string().into(),
             ordinal: i,
             start_ns: None,
             end_ns: None,

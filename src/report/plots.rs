@@ -226,7 +226,7 @@ fn trial_chart(analysis: &Analysis, worker: u32, kind: Kind) -> Option<TrialChar
         .as_ref()
         .or(k.step.as_ref().map(|s| &s.trial));
     let from = from_label
-        .and_then(|label| trials.iter().find(|t| &t.trial == label))
+        .and_then(|label| trials.iter().find(|t| t.trial == label))
         .map_or(0.0, |t| t.ordinal as f64);
     let fit = k.per_trial.and_then(|rate| {
         let offsets: Vec<f64> = retained

@@ -130,7 +130,7 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             .findings
             .trials
             .iter()
-            .find(|t| t.worker == w.worker && &t.trial == first)
+            .find(|t| t.worker == w.worker && t.trial == first)
             .and_then(|t| t.end_ns);
         if let Some(at) = at {
             entries.push((

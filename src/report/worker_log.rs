@@ -65,8 +65,10 @@ pub fn trial_events(text: &str, worker: u32, start_wall_ns: u64) -> Vec<Event> {
                 } => (
                     t_ns,
                     EventKind::TrialStart {
-                        trial,
-                        params: std::sync::Arc::new(params.into_iter().collect()),
+                        trial: trial.into(),
+                        params: std::sync::Arc::new(
+                            params.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                        ),
                         source,
                     },
                 ),
@@ -79,8 +81,8 @@ pub fn trial_events(text: &str, worker: u32, start_wall_ns: u64) -> Vec<Event> {
                 } => (
                     t_ns,
                     EventKind::TrialEnd {
-                        trial,
-                        state,
+                        trial: trial.into(),
+                        state: state.into(),
                         value,
                         memory,
                     },

@@ -30,7 +30,7 @@ fn off_the_truth(
 ) -> BTreeMap<u32, (usize, usize)> {
     let mut out: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
     for t in &findings.trials {
-        let Some(true_bytes) = truth.get(&(t.worker, t.trial.clone())) else {
+        let Some(true_bytes) = truth.get(&(t.worker, t.trial.to_string())) else {
             continue;
         };
         let entry = out.entry(t.worker).or_default();
@@ -185,9 +185,9 @@ pub fn synthetic(
             wall_ns: S + start,
             worker: Some(0),
             kind: EventKind::TrialStart {
-                trial: k.to_string(),
+                trial: k.to_string().into(),
                 params: std::sync::Arc::new(
-                    [("batch".to_string(), serde_json::json!(batch(k)))]
+                    [("batch".into(), serde_json::json!(batch(k)))]
                         .into_iter()
                         .collect(),
                 ),
@@ -203,7 +203,7 @@ pub fn synthetic(
             wall_ns: S + end,
             worker: Some(0),
             kind: EventKind::TrialEnd {
-                trial: k.to_string(),
+                trial: k.to_string().into(),
                 state: "complete".into(),
                 value: None,
                 memory,

@@ -479,7 +479,7 @@ fn exported_names() -> std::collections::BTreeSet<String> {
             gpus: Vec::new(),
         });
         status.event(&event(EventKind::TrialEnd {
-            trial: t.to_string(),
+            trial: t.to_string().into(),
             state: "complete".into(),
             value: None,
             memory: None,

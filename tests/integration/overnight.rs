@@ -71,8 +71,10 @@ pub fn write(dir: &Path) {
                 t,
                 worker,
                 EventKind::TrialStart {
-                    trial: trial.to_string(),
-                    params: std::sync::Arc::new(params.into_iter().collect()),
+                    trial: trial.to_string().into(),
+                    params: std::sync::Arc::new(
+                        params.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                    ),
                     source: TrialSource::Optuna,
                 },
             ));
@@ -80,7 +82,7 @@ pub fn write(dir: &Path) {
                 t + 9.0,
                 worker,
                 EventKind::TrialEnd {
-                    trial: trial.to_string(),
+                    trial: trial.to_string().into(),
                     state: "complete".into(),
                     value: Some(serde_json::json!(0.5)),
                     memory: None,
