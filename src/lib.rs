@@ -20,6 +20,8 @@
 //! - `soak` judges a soak; `replay` repeats recorded trials.
 //! - `metrics` serves the live status to Prometheus (`/metrics`, node_exporter's textfile);
 //!   `fleet` publishes runs into a Parquet layout and answers questions over many of them.
+//! - `frames` is the part of polars memwarden uses (tables, Parquet, CSV, the in-memory query
+//!   engine), under one prelude.
 //! - `few` is the small sorted map a per-trial value keeps (a BTreeMap node is 11 entries).
 //! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
 //! - `redact` masks secrets in command lines and text before anything is written.
@@ -36,6 +38,7 @@ pub mod console;
 pub mod exit;
 pub mod few;
 pub mod fleet;
+pub mod frames;
 pub mod freshness;
 pub mod harness;
 pub mod live;

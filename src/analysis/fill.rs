@@ -8,9 +8,9 @@
 //! process's own read cadence, so the walk over the rows is done here.
 
 use super::load::u64_values;
+use crate::frames::prelude::*;
 use crate::freshness::ReadCadence;
 use crate::recording::{EventKind, Recording};
-use polars::prelude::*;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 

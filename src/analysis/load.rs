@@ -10,9 +10,9 @@ use super::levels::{windows, Levels};
 use super::location::MappingRow;
 use super::oom::Ended;
 use super::walk::{Prepared, Rows, Walk};
+use crate::frames::prelude::*;
 use crate::freshness::PssHealth;
 use crate::recording::{EventKind, Recording, RecordingError, TrialEvents};
-use polars::prelude::*;
 use std::collections::BTreeMap;
 
 /// Columns of the samples table that analysis reads.

@@ -6,9 +6,9 @@
 
 use super::fill::SparseFill;
 use super::load::{u64_values, SAMPLE_COLUMNS, SYSTEM_COLUMNS};
+use crate::frames::prelude::*;
 use crate::policy::{Reading, Recorded, TickRow, WorkerMemory};
 use crate::recording::{EventKind, Recording, RecordingError};
-use polars::prelude::*;
 use std::collections::BTreeMap;
 
 /// The workers the recording shows asking at the gate (refused, or told to abort): cooperative.

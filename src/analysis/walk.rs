@@ -10,8 +10,8 @@ use super::levels::{Levels, SeriesWalker, TrialWindow};
 use super::load::{
     effective_memory, option_values, optional_u64_values, u64_values, SystemSummary, TrialLevels,
 };
+use crate::frames::prelude::*;
 use crate::freshness::PssHealth;
-use polars::prelude::*;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;

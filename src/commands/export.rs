@@ -3,9 +3,9 @@
 use super::own_work;
 use super::EXIT_OK;
 use crate::cli::{ExportArgs, Format, Table};
+use crate::frames::prelude::*;
 use crate::recording::Recording;
 use anyhow::Context;
-use polars::prelude::*;
 use std::io::{IsTerminal, Write};
 
 pub fn export(args: ExportArgs) -> anyhow::Result<u8> {

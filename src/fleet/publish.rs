@@ -6,8 +6,8 @@
 
 use super::layout::{file_name, RunKey, TABLES};
 use crate::analysis::{self, Options};
+use crate::frames::prelude::*;
 use crate::recording::{read_parquet, Manifest, Recording, RecordingError};
-use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]

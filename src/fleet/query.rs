@@ -3,7 +3,7 @@
 //! the columns asked for. Raw samples are never read here.
 
 use super::layout::{table_files, RunKey};
-use polars::prelude::*;
+use crate::frames::prelude::*;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -292,6 +292,9 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
 /// One table of the layout as a lazy frame with `host` and `run` from its partitions and only
 /// `columns` read; `None` where nothing is published in it. Each file's footer is checked
 /// first, so a torn or foreign file is named rather than failing the query somewhere inside.
+/// Files are read here, each with only those columns, and the questions run on the in-memory
+/// engine: polars scans files only on its streaming engine, whose file cache pulls an HTTP
+/// stack into the build (issue 31).
 fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>, FleetError> {
     let files = table_files(dest, table).map_err(|cause| FleetError::Io {
         path: dest.join(table),
@@ -300,30 +303,32 @@ fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>,
     if files.is_empty() {
         return Ok(None);
     }
-    for (_, path) in &files {
+    let mut frames = Vec::with_capacity(files.len());
+    for (key, path) in &files {
         check_footer(path, columns)?;
+        let damaged = |cause: String| FleetError::Damaged {
+            path: path.to_path_buf(),
+            cause,
+        };
+        let file = std::fs::File::open(path).map_err(|e| damaged(e.to_string()))?;
+        let wanted = columns.iter().map(|c| c.to_string()).collect();
+        let df = ParquetReader::new(file)
+            .with_columns(Some(wanted))
+            .finish()
+            .map_err(|e| damaged(e.to_string()))?;
+        // Partition values are text, whatever they look like (a host named 1234).
+        let rows = df.height();
+        let mut partitioned = DataFrame::new(
+            rows,
+            vec![
+                Column::new("host".into(), vec![key.host.as_str(); rows]),
+                Column::new("run".into(), vec![key.run.as_str(); rows]),
+            ],
+        )?;
+        partitioned.hstack_mut(df.columns())?;
+        frames.push(partitioned.lazy());
     }
-    let pattern = dest.join(table).join("*").join("*").join("*.parquet");
-    // Partition values are text, whatever they look like (a host named 1234): given, not
-    // inferred.
-    let hive = Schema::from_iter([
-        Field::new("host".into(), DataType::String),
-        Field::new("run".into(), DataType::String),
-    ]);
-    let args = ScanArgsParquet {
-        hive_options: HiveOptions {
-            enabled: Some(true),
-            hive_start_idx: 0,
-            schema: Some(Arc::new(hive)),
-            try_parse_dates: false,
-        },
-        allow_missing_columns: true,
-        ..ScanArgsParquet::default()
-    };
-    let path = PlRefPath::new(pattern.to_string_lossy().as_ref());
-    let mut wanted: Vec<Expr> = vec![col("host"), col("run")];
-    wanted.extend(columns.iter().map(|c| col(*c)));
-    Ok(Some(LazyFrame::scan_parquet(path, args)?.select(wanted)))
+    Ok(Some(concat(frames, UnionArgs::default())?))
 }
 
 /// The file is whole Parquet and has the table's columns (another tool's Parquet file dropped

@@ -4,9 +4,9 @@
 
 use super::layout::LAYOUT_VERSION;
 use crate::analysis::{Findings, Rate, WorkerFinding};
+use crate::frames::prelude::*;
 use crate::live::LiveStatus;
 use crate::recording::Recording;
-use polars::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 

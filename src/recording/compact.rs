@@ -6,7 +6,7 @@
 
 use super::tables::{gpu_frame, samples_frame, smaps_frame, system_frame};
 use super::{frame, gpu_path, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError};
-use polars::prelude::*;
+use crate::frames::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;

@@ -29,7 +29,7 @@ pub enum RecordingError {
     #[error("{path}: {cause}")]
     Table {
         path: PathBuf,
-        cause: polars::error::PolarsError,
+        cause: polars_core::error::PolarsError,
     },
     #[error("{path}: compaction failed: {why}")]
     Compaction { path: PathBuf, why: String },

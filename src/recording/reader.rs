@@ -6,7 +6,7 @@ use super::schema::{Event, SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
 use super::{frame, gpu_path, stream_path, system_path, RecordingError, Stream};
 use crate::fleet::layout::{file_name, RunKey};
-use polars::prelude::*;
+use crate::frames::prelude::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

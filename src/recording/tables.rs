@@ -2,7 +2,7 @@
 //! segment and a raw one always give the same columns.
 
 use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
-use polars::prelude::*;
+use crate::frames::prelude::*;
 use std::collections::BTreeSet;
 
 pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
