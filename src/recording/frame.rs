@@ -110,6 +110,13 @@ mod tests {
             let (values, stats) = decode_all::<u32>(&bytes[..cut]);
             assert_eq!(stats.garbled, 0, "cut at {cut}");
             assert_eq!(values[..], [10, 20, 30, 40][..values.len()], "cut at {cut}");
+            // The torn tail is every byte after the last newline, however the file is read
+            // (here through a buffer of 3 bytes, so lines span many reads).
+            let after_newline = bytes[..cut].iter().rev().take_while(|&&b| b != b'\n');
+            assert_eq!(stats.torn_tail_bytes, after_newline.count(), "cut at {cut}");
+            let small = std::io::BufReader::with_capacity(3, &bytes[..cut]);
+            let (streamed, streamed_stats) = decode_from::<u32>(small).expect("reads");
+            assert_eq!((streamed, streamed_stats), (values, stats), "cut at {cut}");
         }
     }
 
