@@ -314,20 +314,6 @@ fn locate_sites(
     let no_params = crate::few::Few::new();
     let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
     for finding in workers.iter_mut() {
-        // Only the trials a report names: a map of every trial cost a million entries.
-        let named: std::collections::HashSet<&str> = events
-            .iter()
-            .filter(|e| e.worker == Some(finding.worker))
-            .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonSites(sites) => Some(sites.trial.as_str()),
-                _ => None,
-            })
-            .collect();
-        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
-            .iter()
-            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
-            .map(|t| (t.trial.as_str(), &*t.params))
-            .collect();
         // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
         // Python heap for the rest.
         let memory = if finding.kind == Kind::Gpu {
@@ -335,20 +321,32 @@ fn locate_sites(
         } else {
             crate::recording::SiteMemory::PythonHeap
         };
-        let reports: Vec<super::sites::Report> = events
+        let told: Vec<&crate::recording::PythonSites> = events
             .iter()
             .filter(|e| e.worker == Some(finding.worker))
             .filter_map(|e| match &e.kind {
                 crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                    Some(super::sites::Report {
-                        sites,
-                        params: params
-                            .get(sites.trial.as_str())
-                            .copied()
-                            .unwrap_or(&no_params),
-                    })
+                    Some(sites.as_ref())
                 }
                 _ => None,
+            })
+            .collect();
+        // Only the trials a report names: a map of every trial cost a million entries.
+        let named: std::collections::HashSet<&str> =
+            told.iter().map(|sites| sites.trial.as_str()).collect();
+        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
+            .iter()
+            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
+            .map(|t| (t.trial.as_str(), &*t.params))
+            .collect();
+        let reports: Vec<super::sites::Report> = told
+            .into_iter()
+            .map(|sites| super::sites::Report {
+                sites,
+                params: params
+                    .get(sites.trial.as_str())
+                    .copied()
+                    .unwrap_or(&no_params),
             })
             .collect();
         let measured = finding.per_trial_bytes(finding.kind);

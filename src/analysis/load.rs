@@ -272,39 +272,26 @@ pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
 }
 
 /// Each worker's trials in order (of start, or of end where a trial has no start), without
-/// their levels yet. The trials are moved from the back, and their vector shrinks as the store
-/// grows: both are a million trials long at once otherwise.
+/// their levels yet.
 fn trial_store(mut trials: Vec<TrialEvents>) -> BTreeMap<u32, Vec<TrialLevels>> {
     trials.sort_by_key(|t| (t.worker, t.start_ns().or(t.end_ns())));
-    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-    for t in &trials {
-        *counts.entry(t.worker).or_default() += 1;
-    }
-    let mut store: BTreeMap<u32, Vec<TrialLevels>> = counts
-        .into_iter()
-        .map(|(worker, n)| (worker, Vec::with_capacity(n)))
-        .collect();
-    while let Some(trial) = trials.pop() {
-        if let Some(levels) = store.get_mut(&trial.worker) {
-            levels.push(TrialLevels {
-                trial,
-                ordinal: 0,
-                tree: None,
-                processes: Default::default(),
-                end_read: super::boundary::EndRead::Running,
-            });
-        }
-        if trials.len() % 8192 == 0 {
-            trials.shrink_to_fit();
-        }
-    }
-    for levels in store.values_mut() {
-        levels.reverse();
-        for (ordinal, t) in levels.iter_mut().enumerate() {
-            t.ordinal = ordinal;
-        }
-    }
-    store
+    trials
+        .chunk_by(|a, b| a.worker == b.worker)
+        .map(|worker| {
+            let levels = worker
+                .iter()
+                .enumerate()
+                .map(|(ordinal, &trial)| TrialLevels {
+                    trial,
+                    ordinal,
+                    tree: None,
+                    processes: Default::default(),
+                    end_read: super::boundary::EndRead::Running,
+                })
+                .collect();
+            (worker[0].worker, levels)
+        })
+        .collect()
 }
 
 /// One segment read and filled: the walker's input.

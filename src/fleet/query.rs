@@ -290,8 +290,9 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
 }
 
 /// One table of the layout as a lazy frame with `host` and `run` from its partitions and only
-/// `columns` read; `None` where nothing is published in it. Each file's footer is checked
-/// first, so a torn or foreign file is named rather than failing the query somewhere inside.
+/// `columns` read; `None` where nothing is published in it. Each file's footer is checked as
+/// it is read, so a torn or foreign file is named rather than failing the query somewhere
+/// inside.
 /// Files are read here, each with only those columns, and the questions run on the in-memory
 /// engine: polars scans files only on its streaming engine, whose file cache pulls an HTTP
 /// stack into the build (issue 31).
@@ -305,17 +306,7 @@ fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>,
     }
     let mut frames = Vec::with_capacity(files.len());
     for (key, path) in &files {
-        check_footer(path, columns)?;
-        let damaged = |cause: String| FleetError::Damaged {
-            path: path.to_path_buf(),
-            cause,
-        };
-        let file = std::fs::File::open(path).map_err(|e| damaged(e.to_string()))?;
-        let wanted = columns.iter().map(|c| c.to_string()).collect();
-        let df = ParquetReader::new(file)
-            .with_columns(Some(wanted))
-            .finish()
-            .map_err(|e| damaged(e.to_string()))?;
+        let df = read_partition(path, columns)?;
         // Partition values are text, whatever they look like (a host named 1234).
         let rows = df.height();
         let mut partitioned = DataFrame::new(
@@ -331,21 +322,24 @@ fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>,
     Ok(Some(concat(frames, UnionArgs::default())?))
 }
 
-/// The file is whole Parquet and has the table's columns (another tool's Parquet file dropped
-/// into a partition would otherwise read as rows of nulls).
-fn check_footer(path: &Path, columns: &[&str]) -> Result<(), FleetError> {
+/// `columns` of one partition's file, once its footer shows it is whole Parquet with the
+/// table's columns (another tool's Parquet file dropped into a partition would otherwise read
+/// as rows of nulls). The footer is read once, for the check and the read.
+fn read_partition(path: &Path, columns: &[&str]) -> Result<DataFrame, FleetError> {
     let damaged = |cause: String| FleetError::Damaged {
         path: path.to_path_buf(),
         cause,
     };
     let file = std::fs::File::open(path).map_err(|e| damaged(e.to_string()))?;
-    let schema = ParquetReader::new(file)
-        .schema()
-        .map_err(|e| damaged(e.to_string()))?;
-    match columns.iter().find(|c| !schema.contains(c)) {
-        Some(missing) => Err(damaged(format!("it has no column {missing}"))),
-        None => Ok(()),
+    let mut reader = ParquetReader::new(file);
+    let schema = reader.schema().map_err(|e| damaged(e.to_string()))?;
+    if let Some(missing) = columns.iter().find(|c| !schema.contains(c)) {
+        return Err(damaged(format!("it has no column {missing}")));
     }
+    reader
+        .with_columns(Some(columns.iter().map(|c| c.to_string()).collect()))
+        .finish()
+        .map_err(|e| damaged(e.to_string()))
 }
 
 /// A row of a result frame, read by column name.

@@ -2,7 +2,7 @@
 //! holds a million trials at once (analysis) keeps these 24 bytes per trial and reads the
 //! fields from the events, instead of a copy of each (issue 35); `Trial` is the owned form.
 
-use super::schema::{EndMemory, Event, EventKind, ParamMap, Short};
+use super::schema::{EndMemory, Event, EventKind, Params, Short};
 use std::collections::HashMap;
 
 /// One trial of one worker: its start event, its end event, either of which may be missing (a
@@ -15,21 +15,23 @@ pub struct TrialEvents<'a> {
 }
 
 impl<'a> TrialEvents<'a> {
-    fn started(&self) -> Option<(&'a Short, &'a ParamMap)> {
+    /// The start's id and parameters.
+    fn started(&self) -> Option<(&'a Short, &'a Params)> {
         match &self.start?.kind {
             EventKind::TrialStart { trial, params, .. } => Some((trial, params)),
             _ => None,
         }
     }
 
-    fn ended(&self) -> Option<(&'a Short, &'a Short, Option<EndMemory>)> {
+    /// The end's id, state, objective value and memory reading.
+    fn ended(&self) -> Option<Ended<'a>> {
         match &self.end?.kind {
             EventKind::TrialEnd {
                 trial,
                 state,
+                value,
                 memory,
-                ..
-            } => Some((trial, state, *memory)),
+            } => Some((trial, state, value.as_ref(), *memory)),
             _ => None,
         }
     }
@@ -37,7 +39,7 @@ impl<'a> TrialEvents<'a> {
     /// The trial's id (its start's and its end's: they are paired by it).
     pub fn trial(&self) -> &'a Short {
         match (self.started(), self.ended()) {
-            (Some((trial, _)), _) | (None, Some((trial, _, _))) => trial,
+            (Some((trial, _)), _) | (None, Some((trial, ..))) => trial,
             (None, None) => unreachable!("bug: a trial is paired from one event at least"),
         }
     }
@@ -53,29 +55,31 @@ impl<'a> TrialEvents<'a> {
     /// `complete`, `pruned`, `failed`, ... or `running` when the recording ended first.
     pub fn state(&self) -> &'a str {
         self.ended()
-            .map_or("running", |(_, state, _)| state.as_str())
+            .map_or("running", |(_, state, ..)| state.as_str())
     }
 
     /// `None` where the start was not recorded.
-    pub fn params(&self) -> Option<&'a super::schema::Params> {
-        match &self.start?.kind {
-            EventKind::TrialStart { params, .. } => Some(params),
-            _ => None,
-        }
+    pub fn params(&self) -> Option<&'a Params> {
+        Some(self.started()?.1)
     }
 
     pub fn value(&self) -> Option<&'a serde_json::Value> {
-        match &self.end?.kind {
-            EventKind::TrialEnd { value, .. } => value.as_ref(),
-            _ => None,
-        }
+        self.ended()?.2
     }
 
     /// Memory read at the end line (see `EventKind::TrialEnd`).
     pub fn end_memory(&self) -> Option<EndMemory> {
-        self.ended()?.2
+        self.ended()?.3
     }
 }
+
+/// What a trial's end event tells: its id, state, objective value and memory reading.
+type Ended<'a> = (
+    &'a Short,
+    &'a Short,
+    Option<&'a serde_json::Value>,
+    Option<EndMemory>,
+);
 
 /// Pairs trial starts and ends per worker, in order of the first of the two. A trial without an
 /// end is `running` (the run ended or crashed during it); an end without a start keeps its
