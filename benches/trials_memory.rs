@@ -100,6 +100,7 @@ fn write(dir: &Path, trials: u64) {
                 gpu: None,
             }],
             gpus: Vec::new(),
+            cgroups: Vec::new(),
         };
         encode(&tick, &mut buf).expect("encodes");
     }

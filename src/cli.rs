@@ -173,7 +173,7 @@ pub struct PolicyArgs {
     /// Start one worker first; the others after it completed N trials within budget.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub canary_trials: Option<u32>,
-    /// Per-worker memory limit: a cgroup v2 memory.max where writable, else a PSS restart limit.
+    /// Per-worker memory limit: its own cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where memwarden may make per-worker cgroups, else a PSS restart limit.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub memory_max: Option<u64>,
 }
@@ -424,6 +424,9 @@ pub enum Table {
     /// What each traced Python process still held at each trial's end, one row per
     /// allocation site (`--trace-python`).
     Sites,
+    /// One row per worker with a memory cgroup of its own per tick: usage by kind, OOM and
+    /// limit counters.
+    Cgroups,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -6,7 +6,7 @@
 //! - `sampler` turns probes into ticks on a fixed cadence, under a CPU budget for the costly
 //!   reads; `freshness` says how long a budgeted reading still stands.
 //! - `supervisor` owns worker processes: spawning, process groups, signals, the guardian,
-//!   output lines and trial boundaries, the trial gate, cgroups and systemd.
+//!   output lines and trial boundaries, the trial gate, per-worker memory cgroups and systemd.
 //! - `recording` owns the on-disk format: framing, writer, reader, compaction, tables.
 //! - `harness` runs one recording session from start to end, feeding the policy engine.
 //! - `live` folds a run's records into what it looks like now and shows that while it runs

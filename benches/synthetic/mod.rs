@@ -139,6 +139,7 @@ pub fn write(dir: &Path) -> Written {
                 system,
                 processes,
                 gpus: Vec::new(),
+                cgroups: Vec::new(),
             };
             encode(&tick, &mut buf).expect("encodes");
         }

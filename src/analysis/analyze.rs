@@ -632,10 +632,15 @@ fn trial_records(trials: BTreeMap<u32, Vec<super::load::TrialLevels>>) -> Vec<Tr
 /// The kernel's OOM kills as the memory cgroup counted them, matched to the workers; `None`
 /// where no counter was recorded (no cgroup, or an older recording).
 fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKills> {
-    let system = loaded.system.as_ref()?;
-    system.oom_kill_readings.first()?;
+    let workers = worker_oom_counts(recording);
+    let system = loaded.system.as_ref();
+    if system.is_none_or(|s| s.oom_kill_readings.is_empty()) && workers.is_empty() {
+        return None;
+    }
     let cgroup = recording.manifest.memory_cgroup.as_ref();
-    let rises = super::oom::rises(system.oom_kill_readings.iter().copied());
+    let mut rises = system.map_or_else(Vec::new, |s| {
+        super::oom::rises(s.oom_kill_readings.iter().copied())
+    });
     // The exit is reaped at once; the counter shows on the next tick, give or take one.
     let slack_ns = 2 * recording.manifest.interval_ns + 500_000_000;
     let memory = |worker: u32, t_ns: u64| {
@@ -644,14 +649,62 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
             .into_iter()
             .find_map(|kind| Some((kind, values[kind as usize]?)))
     };
-    let kills = super::oom::match_kills(&rises, &loaded.ended, slack_ns, memory);
+    let mut kills =
+        super::oom::match_worker_kills(&mut rises, &workers, &loaded.ended, slack_ns, &memory);
+    kills.extend(super::oom::match_kills(
+        &rises,
+        &loaded.ended,
+        slack_ns,
+        &memory,
+    ));
+    kills.sort_by_key(|k| k.t_ns);
     Some(super::oom::OomKills {
         cgroup: cgroup.map_or_else(
             || "the memory cgroup".to_string(),
             |c| format!("cgroup {} {}", c.version, c.path),
         ),
         limit_bytes: cgroup.and_then(|c| c.limit_bytes).map(|b| b as f64),
-        counted: rises.iter().map(|(_, n)| n).sum(),
+        counted: kills.len() as u64,
         kills,
     })
+}
+
+/// What each worker's own cgroup counted (the `cgroups` table); empty without one.
+fn worker_oom_counts(recording: &Recording) -> Vec<super::oom::WorkerCounts> {
+    let mut readings: BTreeMap<u32, Vec<super::oom::WorkerReading>> = BTreeMap::new();
+    for index in recording.sample_segments().unwrap_or_default() {
+        let Ok(table) = recording.cgroups_segment(index) else {
+            continue;
+        };
+        let column = |name: &str| super::load::u64_values(&table, name).unwrap_or_default();
+        let (t, worker, kills) = (column("t_ns"), column("worker"), column("oom_kill"));
+        let (oom, failcnt, limit) = (column("oom"), column("failcnt"), column("limit"));
+        for i in 0..t.len() {
+            let (Some(t), Some(worker), Some(kills)) = (t[i], worker[i], kills[i]) else {
+                continue;
+            };
+            // v2 counts meeting the limit in `oom`, v1 a failed charge in `failcnt`.
+            let own = oom
+                .get(i)
+                .copied()
+                .flatten()
+                .or(failcnt.get(i).copied().flatten());
+            let limit = limit.get(i).copied().flatten();
+            readings
+                .entry(worker as u32)
+                .or_default()
+                .push((t, kills, own.unwrap_or(0), limit));
+        }
+    }
+    readings
+        .into_iter()
+        .map(|(worker, mut r)| {
+            r.sort_by_key(|x| x.0);
+            super::oom::WorkerCounts {
+                worker,
+                rises: super::oom::worker_rises(&r),
+            }
+        })
+        .filter(|c| !c.rises.is_empty())
+        .collect()
 }

@@ -34,6 +34,77 @@ pub struct OomKill {
     /// The worker's tree at its last sample before the kill, in `memory_kind`.
     pub memory_bytes: Option<f64>,
     pub memory_kind: Option<Kind>,
+    /// Killed at the worker's own cgroup limit (this many bytes), its cgroup's counters say;
+    /// the other workers were not touched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_limit_bytes: Option<f64>,
+}
+
+/// A rise of a worker cgroup's kill counter: when (`t_ns`), how many, and its own limit where
+/// the kills were at it.
+pub type WorkerRise = (u64, u64, Option<u64>);
+
+/// One reading of a worker's cgroup: `t_ns`, its kill counter, its own-limit events (v2 `oom`,
+/// v1 `failcnt`), its limit.
+pub type WorkerReading = (u64, u64, u64, Option<u64>);
+
+/// What a worker's own cgroup counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerCounts {
+    pub worker: u32,
+    pub rises: Vec<WorkerRise>,
+}
+
+/// A worker cgroup's readings in time order (`t_ns`, `oom_kill`, its own-limit events: v2
+/// `oom`, v1 `failcnt`; its limit) into its kills, each at its own limit where the own-limit
+/// events rose with it.
+pub fn worker_rises(readings: &[WorkerReading]) -> Vec<WorkerRise> {
+    let mut rises = Vec::new();
+    for pair in readings.windows(2) {
+        let ((_, kills, own, _), (t, kills_now, own_now, limit)) = (pair[0], pair[1]);
+        if let Some(count) = rise(Some(kills), kills_now) {
+            rises.push((t, count, limit.filter(|_| own_now > own)));
+        }
+    }
+    rises
+}
+
+/// Kills counted by the workers' own cgroups go to their workers; the cgroup in force (v2
+/// counts a child's kills in its ancestors too) keeps only the kills that no worker counted
+/// within `slack_ns`.
+pub fn match_worker_kills(
+    parent: &mut Vec<(u64, u64)>,
+    workers: &[WorkerCounts],
+    ended: &[Ended],
+    slack_ns: u64,
+    memory: &dyn Fn(u32, u64) -> Option<(Kind, f64)>,
+) -> Vec<OomKill> {
+    let mut kills = Vec::new();
+    for counts in workers {
+        let own: Vec<Ended> = ended
+            .iter()
+            .filter(|e| e.worker == counts.worker)
+            .copied()
+            .collect();
+        for &(t, n, limit) in &counts.rises {
+            let mut left = n;
+            for rise in parent
+                .iter_mut()
+                .filter(|(pt, _)| pt.abs_diff(t) <= slack_ns)
+            {
+                let taken = rise.1.min(left);
+                rise.1 -= taken;
+                left -= taken;
+            }
+            for mut kill in match_kills(&[(t, n)], &own, slack_ns, memory) {
+                kill.worker = Some(counts.worker);
+                kill.own_limit_bytes = limit.map(|l| l as f64);
+                kills.push(kill);
+            }
+        }
+    }
+    parent.retain(|(_, n)| *n > 0);
+    kills
 }
 
 /// A worker's process that ended: its main process by SIGKILL, or any process of its tree
@@ -53,7 +124,7 @@ pub fn match_kills(
     rises: &[(u64, u64)],
     ended: &[Ended],
     slack_ns: u64,
-    memory: impl Fn(u32, u64) -> Option<(Kind, f64)>,
+    memory: &dyn Fn(u32, u64) -> Option<(Kind, f64)>,
 ) -> Vec<OomKill> {
     let mut used = vec![false; ended.len()];
     let mut kills = Vec::new();
@@ -75,6 +146,7 @@ pub fn match_kills(
                     main: false,
                     memory_bytes: None,
                     memory_kind: None,
+                    own_limit_bytes: None,
                 });
                 continue;
             };
@@ -88,6 +160,7 @@ pub fn match_kills(
                 main: e.main,
                 memory_bytes: memory.map(|(_, bytes)| bytes),
                 memory_kind: memory.map(|(kind, _)| kind),
+                own_limit_bytes: None,
             });
         }
     }
@@ -120,6 +193,49 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    /// v1 counts a worker's kill in its own cgroup only, v2 in its ancestors too: the kill is
+    /// the worker's once, at its own limit where its own-limit events rose with it.
+    #[test]
+    fn a_workers_own_cgroup_names_its_kills_and_the_parent_does_not_count_them_again() {
+        let limit = Some(150 << 20);
+        let readings = [
+            (0, 0, 0, limit),
+            (100 * MS, 0, 0, limit),
+            (200 * MS, 1, 62, limit), // at its own limit: failcnt rose with the kill
+            (300 * MS, 1, 62, limit),
+            (900 * MS, 2, 62, limit), // a kill for a limit above its own
+        ];
+        let rises = worker_rises(&readings);
+        assert_eq!(rises, vec![(200 * MS, 1, limit), (900 * MS, 1, None)]);
+        let ended = [
+            Ended {
+                worker: 0,
+                pid: 10,
+                t_ns: 210 * MS,
+                main: true,
+            },
+            Ended {
+                worker: 1,
+                pid: 20,
+                t_ns: 5000 * MS,
+                main: true,
+            },
+        ];
+        // The parent (v2) counted the first kill as well, and one of another worker.
+        let mut parent = vec![(200 * MS, 1), (5000 * MS, 1)];
+        let counts = [WorkerCounts { worker: 0, rises }];
+        let kills = match_worker_kills(&mut parent, &counts, &ended, 300 * MS, &|_, _| None);
+        assert_eq!(parent, vec![(5000 * MS, 1)], "counted once");
+        assert_eq!(kills.len(), 2);
+        assert_eq!(
+            (kills[0].worker, kills[0].pid, kills[0].main),
+            (Some(0), Some(10), true)
+        );
+        assert_eq!(kills[0].own_limit_bytes, Some(150.0 * 1024.0 * 1024.0));
+        assert_eq!((kills[1].worker, kills[1].own_limit_bytes), (Some(0), None));
+        assert_eq!(kills[1].pid, None, "worker 1's exit is not worker 0's kill");
+    }
 
     #[test]
     fn the_counter_rises_from_its_first_reading_and_starts_again_after_a_drop() {
@@ -155,7 +271,7 @@ mod tests {
             &[(1010 * MS, 2), (5100 * MS, 1), (9000 * MS, 1)],
             &ended,
             300 * MS,
-            memory,
+            &memory,
         );
         let who: Vec<String> = kills
             .iter()

@@ -170,6 +170,8 @@ fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Pol
                 pss_bytes: pss[i].unwrap_or(0),
                 gpu_bytes: gpu[i].filter(|_| gpu_seen[i].unwrap_or(0) > 0),
                 pss_stale: pss_missing[i].unwrap_or(0) > 0,
+                // The soft line acts on the live run only (the restart rule needs no replay).
+                cgroup_bytes: None,
             },
         );
     }

@@ -484,6 +484,8 @@ pub struct OomWorker {
     pub others: usize,
     /// The tree's memory at the last sample before its last kill.
     pub last_memory: Option<(Kind, f64)>,
+    /// Killed at its own cgroup limit (bytes), where its cgroup says so.
+    pub own_limit: Option<f64>,
 }
 
 /// Only when the counter rose.
@@ -500,6 +502,7 @@ pub fn oom(f: &Findings) -> Option<OomStatement<'_>> {
                     main: 0,
                     others: 0,
                     last_memory: None,
+                    own_limit: None,
                 });
                 workers.len() - 1
             }
@@ -511,6 +514,7 @@ pub fn oom(f: &Findings) -> Option<OomStatement<'_>> {
             w.others += 1;
         }
         w.last_memory = kill.memory_kind.zip(kill.memory_bytes).or(w.last_memory);
+        w.own_limit = kill.own_limit_bytes.or(w.own_limit);
     }
     workers.sort_by_key(|w| w.worker);
     Some(OomStatement {
@@ -533,14 +537,20 @@ pub fn oom_words(o: &OomStatement) -> Vec<String> {
         elsewhere,
     } = o;
     let limit = limit_bytes.map_or(String::new(), |l| format!(" (its limit {})", size(l)));
+    let below = if workers.iter().any(|w| w.own_limit.is_some()) {
+        " and the workers' own cgroups below it, as their oom_kill counters show"
+    } else {
+        ", as its oom_kill counter shows"
+    };
     let mut words = vec![format!(
-        "The kernel's OOM killer killed {counted} process(es) in {cgroup}{limit}, as its oom_kill counter shows."
+        "The kernel's OOM killer killed {counted} process(es) in {cgroup}{limit}{below}."
     )];
     for OomWorker {
         worker,
         main,
         others,
         last_memory,
+        own_limit,
     } in workers
     {
         let mut what = Vec::new();
@@ -560,7 +570,16 @@ pub fn oom_words(o: &OomStatement) -> Vec<String> {
                 kind.words()
             )
         });
-        words.push(format!("Worker {worker}: {}{memory}.", what.join(" and ")));
+        let own = own_limit.map_or(String::new(), |limit| {
+            format!(
+                ", killed at its own limit of {} (its cgroup of its own; the other workers were not touched)",
+                size(limit)
+            )
+        });
+        words.push(format!(
+            "Worker {worker}: {}{own}{memory}.",
+            what.join(" and ")
+        ));
     }
     if *elsewhere > 0 {
         words.push(format!(

@@ -17,6 +17,7 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         Table::Trials => recording.trials_frame()?,
         Table::Smaps => recording.smaps()?,
         Table::Sites => recording.sites_frame()?,
+        Table::Cgroups => recording.cgroups()?,
     };
     add_seconds(&mut df, "t_ns", "t", 0)?;
     add_seconds(&mut df, "start_ns", "start", 2)?;

@@ -98,6 +98,14 @@ pub fn record(
     let (feed_tx, feed_rx) = crossbeam_channel::unbounded();
     let (questions_tx, questions_rx) = crossbeam_channel::unbounded();
     let enforcing = config.policy.is_some() && matches!(workload, Workload::Spawn { .. });
+    let mut policy = config.policy.clone().filter(|_| enforcing);
+    let mut cgroup_notes = Vec::new();
+    let mut own_cgroups = match &workload {
+        Workload::Spawn { workers: n, .. } => {
+            worker_cgroups(policy.as_mut(), *n, &mut cgroup_notes)
+        }
+        Workload::Attach { .. } => None,
+    };
     let sampler_config = SamplerConfig {
         interval: config.interval,
         readings: enforcing.then_some(readings_tx),
@@ -106,6 +114,10 @@ pub fn record(
         hold: config.hold,
         root: config.root.clone(),
         shm_dir: Some("/dev/shm".into()),
+        worker_cgroups: own_cgroups
+            .as_ref()
+            .map(|made| (0u32..).zip(made.workers.iter().cloned()).collect())
+            .unwrap_or_default(),
     };
     let sampler = own_work(
         Sampler::start(sampler_config, clock, records.clone()).context("cannot start the sampler"),
@@ -123,6 +135,14 @@ pub fn record(
         records.event_now(&clock, None, EventKind::Note { message });
     };
     protect_harness(&note);
+    for message in cgroup_notes {
+        note(message);
+    }
+    if let Some(made) = &own_cgroups {
+        workers.cgroups = (0u32..)
+            .zip(made.workers.iter().map(|w| w.procs()))
+            .collect();
+    }
     if matches!(workload, Workload::Spawn { .. }) {
         match crate::supervisor::reaper::become_subreaper() {
             Ok(()) => workers.subreaper = true,
@@ -146,12 +166,10 @@ pub fn record(
             limit.path
         ));
     }
-    let mut policy = config.policy.clone().filter(|_| enforcing);
     workers.options = spawn_options(policy.as_ref());
     workers.options.env = config.env.clone();
     let mut tracer = python_for_workers(&config, &workload, &mut workers, &note)?;
-    if let (Some(policy), Workload::Spawn { workers: n, .. }) = (policy.as_mut(), &workload) {
-        limit_memory(policy, *n, &mut workers, &note);
+    if policy.is_some() {
         if let Some(text) = &config.policy_text {
             crate::recording::write_atomically(
                 &config.run_dir.join("policy.toml"),
@@ -189,9 +207,9 @@ pub fn record(
             writer,
             compactor,
             sampler,
-            &config.run_dir,
-            &mut manifest,
+            (&config.run_dir, &mut manifest),
             "start failed",
+            || {},
         )?;
         return Err(error);
     }
@@ -270,13 +288,19 @@ pub fn record(
             records.event_now(&clock, worker, EventKind::Note { message });
         }
     }
+    // The workers' cgroups go once the sampler's closing tick has read them.
+    let remove_cgroups = || {
+        for message in own_cgroups.as_mut().map(|m| m.remove()).unwrap_or_default() {
+            note(message);
+        }
+    };
     let (writer_stats, sampler_stats) = finish(
         writer,
         compactor,
         sampler,
-        &config.run_dir,
-        &mut manifest,
+        (&config.run_dir, &mut manifest),
         &stop_reason,
+        remove_cgroups,
     )?;
     // Every run says how well it knew each worker's PSS: a gap (reads failing after an exec,
     // a starved budget) is visible at once instead of hiding behind carried-forward values.
@@ -355,28 +379,68 @@ fn spawn_options(policy: Option<&Policy>) -> SpawnOptions {
     }
 }
 
-/// `memory_max` through cgroup v2 where it is writable; elsewhere as a PSS restart limit.
-fn limit_memory(policy: &mut Policy, workers: u32, pool: &mut Workers, note: &dyn Fn(String)) {
-    let Some(max) = policy.containment.memory_max else {
-        return;
+/// Each worker's own memory cgroup, where memwarden may make one (root on a cgroup v1 host, a
+/// delegated v2 subtree), with the policy's per-worker limit and soft line; a worker that reaches
+/// its soft line is restarted at its next trial boundary. Elsewhere one line says why not, and an
+/// explicit `memory_max` is enforced by sampling instead, as a PSS restart limit.
+fn worker_cgroups(
+    mut policy: Option<&mut Policy>,
+    workers: u32,
+    notes: &mut Vec<String>,
+) -> Option<crate::supervisor::cgroup::WorkerCgroups> {
+    let size = |bytes: u64| crate::units::size(bytes as f64);
+    let wanted = policy.as_ref().is_none_or(|p| p.containment.worker_cgroups);
+    let made = if wanted {
+        notes.extend(crate::supervisor::cgroup::sweep_here());
+        let limits = policy
+            .as_ref()
+            .map(|p| p.worker_limits(workers))
+            .unwrap_or_default();
+        crate::supervisor::cgroup::prepare_here(workers, limits)
+    } else {
+        Err("containment.worker_cgroups is false".into())
     };
-    match crate::supervisor::cgroup::prepare_here(workers, max) {
-        Ok(procs) => {
-            pool.cgroups = (0u32..).zip(procs).collect();
-            note(format!(
-                "each worker runs in its own cgroup with memory.max {}",
-                crate::units::size(max as f64)
-            ));
-        }
+    let made = match made {
+        Ok(made) => made,
         Err(why) => {
-            let limit = policy.restart.max_worker_pss.map_or(max, |m| m.min(max));
-            policy.restart.max_worker_pss = Some(limit);
-            note(format!(
-                "no cgroup memory limit: {why}; memory_max is enforced by sampling instead (restart over {} PSS)",
-                crate::units::size(limit as f64)
-            ));
+            let mut line = format!(
+                "no per-worker cgroups: {why}; each worker's memory is read process by process"
+            );
+            if let Some(policy) = policy.as_mut() {
+                if let Some(max) = policy.containment.memory_max {
+                    let limit = policy.restart.max_worker_pss.map_or(max, |m| m.min(max));
+                    policy.restart.max_worker_pss = Some(limit);
+                    line.push_str(&format!(
+                        ", and memory_max is enforced by sampling instead (restart over {} PSS)",
+                        size(limit)
+                    ));
+                }
+            }
+            notes.push(line);
+            return None;
+        }
+    };
+    let first = &made.workers[0];
+    let mut line = format!(
+        "each worker runs in a memory cgroup of its own (cgroup {} {}), read at every tick",
+        first.version.name(),
+        first.dir.with_file_name("worker-N").display()
+    );
+    let limits = first.limits;
+    if let Some(max) = limits.max {
+        line.push_str(&format!("; limit {}", size(max)));
+    }
+    if let Some(high) = limits.high {
+        line.push_str(&format!(
+            "; soft line {}: a worker that reaches it is restarted at its next trial boundary",
+            size(high)
+        ));
+        if let Some(policy) = policy {
+            policy.restart.soft_line = Some(high);
         }
     }
+    notes.push(line);
+    Some(made)
 }
 
 fn new_manifest(config: &HarnessConfig, workload: &Workload, clock: &RunClock) -> Manifest {
@@ -436,13 +500,14 @@ fn finish(
     writer: RecordingWriter,
     compactor: Compactor,
     sampler: Sampler,
-    dir: &Path,
-    manifest: &mut Manifest,
+    (dir, manifest): (&Path, &mut Manifest),
     reason: &str,
+    after_sampling: impl FnOnce(),
 ) -> anyhow::Result<(WriterStats, SamplerStats)> {
     // A crashed sampler still lets the writer, compaction and the manifest close what it
     // sampled; the failure is reported after that.
     let sampler_stats = sampler.stop();
+    after_sampling();
     let writer_stats = own_work(writer.finish())?;
     for error in compactor.finish(writer_stats.open_segments.clone()) {
         // The log stays in place and is read instead: nothing is lost, so warn and go on.

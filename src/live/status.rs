@@ -238,6 +238,8 @@ pub struct LiveStatus {
     oom_reading: Option<u64>,
     oom_rises: Vec<(u64, u64)>,
     sigkilled: Vec<crate::analysis::oom::Ended>,
+    /// Each worker's own cgroup's oom_kill counter: its last reading and its rises.
+    worker_oom: BTreeMap<u32, (u64, Vec<crate::analysis::oom::WorkerRise>)>,
 }
 
 pub type SharedStatus = Arc<Mutex<LiveStatus>>;
@@ -253,13 +255,27 @@ impl LiveStatus {
             }
             self.oom_reading = Some(now);
         }
+        for c in &tick.cgroups {
+            let Some(now) = c.oom_kill else { continue };
+            let (last, rises) = self.worker_oom.entry(c.worker).or_insert((now, Vec::new()));
+            if let Some(count) = crate::analysis::oom::rise(Some(*last), now) {
+                rises.push((tick.t_ns, count, None));
+            }
+            *last = now;
+        }
         self.system = Some(tick.system.clone());
         let mut trees: BTreeMap<u32, Vec<&crate::recording::ProcessSample>> = BTreeMap::new();
         for p in &tick.processes {
             trees.entry(p.worker).or_default().push(p);
         }
         for (index, worker) in self.workers.iter_mut() {
-            worker.sampled(trees.get(index).map_or(&[][..], Vec::as_slice));
+            let processes = trees.get(index).map_or(&[][..], Vec::as_slice);
+            // A worker read from its own cgroup has its processes read once a second: between
+            // those reads it is not gone.
+            if processes.is_empty() && tick.cgroups.iter().any(|c| c.worker == *index) {
+                continue;
+            }
+            worker.sampled(processes);
         }
         for (index, processes) in trees {
             // A tree seen before its start event (`watch` joined mid-run).
@@ -359,12 +375,20 @@ impl LiveStatus {
     /// OOM kills per worker: the counter's rises paired with the SIGKILL exits near them, as
     /// analysis pairs them (a `kill -9` the counter does not show is none).
     pub fn oom_kills(&self) -> BTreeMap<u32, u64> {
-        let kills = crate::analysis::oom::match_kills(
-            &self.oom_rises,
+        let (mut parent, workers) = self.oom_counts();
+        let mut kills = crate::analysis::oom::match_worker_kills(
+            &mut parent,
+            &workers,
             &self.sigkilled,
             OOM_PAIRING_NS,
-            |_, _| None,
+            &|_, _| None,
         );
+        kills.extend(crate::analysis::oom::match_kills(
+            &parent,
+            &self.sigkilled,
+            OOM_PAIRING_NS,
+            &|_, _| None,
+        ));
         let mut per_worker = BTreeMap::new();
         for worker in kills.iter().filter_map(|k| k.worker) {
             *per_worker.entry(worker).or_default() += 1;
@@ -374,8 +398,26 @@ impl LiveStatus {
 
     /// OOM kills in the memory cgroup since the run began (`None`: no counter to read).
     pub fn oom_kills_total(&self) -> Option<u64> {
-        self.oom_reading
-            .map(|_| self.oom_rises.iter().map(|(_, count)| count).sum())
+        if self.oom_reading.is_none() && self.worker_oom.is_empty() {
+            return None;
+        }
+        let (mut parent, workers) = self.oom_counts();
+        crate::analysis::oom::match_worker_kills(&mut parent, &workers, &[], 0, &|_, _| None);
+        let own: u64 = workers.iter().flat_map(|w| &w.rises).map(|r| r.1).sum();
+        Some(own + parent.iter().map(|(_, count)| count).sum::<u64>())
+    }
+
+    /// The rises of the cgroup in force and those the workers' own cgroups counted.
+    fn oom_counts(&self) -> (Vec<(u64, u64)>, Vec<crate::analysis::oom::WorkerCounts>) {
+        let workers = self
+            .worker_oom
+            .iter()
+            .map(|(&worker, (_, rises))| crate::analysis::oom::WorkerCounts {
+                worker,
+                rises: rises.clone(),
+            })
+            .collect();
+        (self.oom_rises.clone(), workers)
     }
 
     fn entry(&mut self, worker: Option<u32>) -> Option<&mut LiveWorker> {

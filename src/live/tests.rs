@@ -18,6 +18,7 @@ fn tick(t_s: u64, processes: Vec<ProcessSample>) -> Tick {
         },
         processes,
         gpus: Vec::new(),
+        cgroups: Vec::new(),
     }
 }
 

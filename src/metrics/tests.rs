@@ -22,6 +22,7 @@ fn tick(t_s: u64, oom_kill: u64, processes: Vec<ProcessSample>) -> Tick {
         },
         processes,
         gpus: Vec::new(),
+        cgroups: Vec::new(),
     }
 }
 

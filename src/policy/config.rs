@@ -233,6 +233,11 @@ pub struct Restart {
     /// At most this many starts of each worker in all (`replay --isolate`); not in the file.
     #[serde(skip)]
     pub max_starts: Option<u32>,
+    /// Restart a worker whose own cgroup holds this much anonymous and shared memory (the
+    /// memory only a restart frees) at its next trial boundary; set by the harness to the soft
+    /// line of the per-worker cgroups it made (`Containment::worker_limits`), not in the file.
+    #[serde(skip)]
+    pub soft_line: Option<u64>,
 }
 
 fn trials<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
@@ -259,6 +264,7 @@ impl Default for Restart {
             backoff_max: Duration::from_secs(300),
             when_finished: false,
             max_starts: None,
+            soft_line: None,
         }
     }
 }
@@ -289,9 +295,16 @@ pub struct Containment {
     /// The workers' oom_score_adj (-1000..1000): raised so the kernel kills a worker first.
     #[serde(deserialize_with = "oom")]
     pub oom_score_adj: i32,
-    /// Per-worker cgroup v2 memory.max (memory.high is set to 90% of it).
+    /// Each worker's own memory limit (cgroup v2 memory.max, v1 memory.limit_in_bytes); by
+    /// default the budget divided among the workers.
     #[serde(deserialize_with = "opt_size")]
     pub memory_max: Option<u64>,
+    /// Each worker's soft line (v2 memory.high, v1 memory.soft_limit_in_bytes), where it is
+    /// restarted at its next trial boundary; by default 90% of its limit.
+    #[serde(deserialize_with = "opt_size")]
+    pub memory_high: Option<u64>,
+    /// Give each worker a memory cgroup of its own where memwarden may create one.
+    pub worker_cgroups: bool,
 }
 
 impl Default for Containment {
@@ -301,7 +314,34 @@ impl Default for Containment {
             ionice: None,
             oom_score_adj: 500,
             memory_max: None,
+            memory_high: None,
+            worker_cgroups: true,
         }
+    }
+}
+
+/// What each worker's own cgroup is limited to; `None`: no limit of its own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerLimits {
+    pub max: Option<u64>,
+    /// The soft line: v2 throttles above it, v1 reclaims from the cgroup first under pressure;
+    /// the policy restarts a worker that reaches it at its next trial boundary.
+    pub high: Option<u64>,
+}
+
+impl Policy {
+    /// Each worker's own limit and soft line: as set, or the budget shared among `workers` with
+    /// the soft line at 90% of it.
+    pub fn worker_limits(&self, workers: u32) -> WorkerLimits {
+        let max = self
+            .containment
+            .memory_max
+            .or_else(|| self.budget.map(|b| b / u64::from(workers.max(1))));
+        let high = self
+            .containment
+            .memory_high
+            .or_else(|| max.map(|m| m / 10 * 9));
+        WorkerLimits { max, high }
     }
 }
 
@@ -439,6 +479,15 @@ impl Policy {
                 );
             }
         }
+        if let (Some(high), Some(max)) = (self.containment.memory_high, self.containment.memory_max)
+        {
+            if high > max {
+                return conflict(
+                    &["containment.memory_high", "containment.memory_max"],
+                    "containment.memory_high is above containment.memory_max: the kernel's limit would come first".into(),
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -470,6 +519,33 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn each_worker_gets_its_share_of_the_budget_with_a_soft_line_below_it() {
+        let shared = Policy::parse("budget = \"1200MiB\"\n", "p.toml").expect("valid");
+        let limits = shared.worker_limits(4);
+        assert_eq!(limits.max, Some(300 << 20));
+        assert_eq!(limits.high, Some((300 << 20) / 10 * 9));
+        let set = Policy::parse(
+            "budget = \"1200MiB\"\n[containment]\nmemory_max = \"500MiB\"\nmemory_high = \"400MiB\"\n",
+            "p.toml",
+        )
+        .expect("valid");
+        let limits = set.worker_limits(4);
+        assert_eq!(
+            (limits.max, limits.high),
+            (Some(500 << 20), Some(400 << 20))
+        );
+        assert_eq!(Policy::default().worker_limits(4), WorkerLimits::default());
+        let mut above = set.clone();
+        above.containment.memory_high = Some(600 << 20);
+        let conflict = above.check().expect_err("high above max");
+        assert_eq!(
+            conflict.keys,
+            ["containment.memory_high", "containment.memory_max"]
+        );
+    }
+
     use super::*;
 
     fn error(text: &str) -> String {

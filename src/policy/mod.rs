@@ -8,7 +8,7 @@ mod simulate;
 
 pub use config::{
     Brake, Conflict, Containment, Escalation, IoPriority, Policy, PolicyError, Restart, Start,
-    Threshold,
+    Threshold, WorkerLimits,
 };
 pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
 pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, Simulator, TickRow};

@@ -248,6 +248,7 @@ mod tests {
                         pss_bytes: pss,
                         gpu_bytes: None,
                         pss_stale: false,
+                        cgroup_bytes: None,
                     },
                 )]
                 .into(),

@@ -40,6 +40,8 @@ pub struct MemoryCgroup {
     pub dir: PathBuf,
     /// `None`: no limit on it or any ancestor.
     pub limit_bytes: Option<u64>,
+    /// The process's own cgroup directory (`dir` is the nearest with a limit).
+    pub own: PathBuf,
 }
 
 /// One reading of a memory cgroup's counters; `None` where this version has no such counter.
@@ -52,6 +54,20 @@ pub struct CgroupReading {
     pub oom_kill: Option<u64>,
     pub failcnt: Option<u64>,
     pub psi_full_avg10: Option<f64>,
+    /// By kind, from `memory.stat` (v2 `anon`, `file`, `shmem`, `kernel`, `sock`; v1
+    /// `total_rss`, `total_cache`, `total_shmem`, `total_mapped_file`). v1's cache includes shmem.
+    pub anon_bytes: Option<u64>,
+    pub file_bytes: Option<u64>,
+    pub shmem_bytes: Option<u64>,
+    pub kernel_bytes: Option<u64>,
+    pub sock_bytes: Option<u64>,
+    pub mapped_file_bytes: Option<u64>,
+    /// v2 `memory.events` `high`: how often the cgroup was throttled at `memory.high`.
+    pub high: Option<u64>,
+    /// v2 `memory.events` `max`: how often an allocation met `memory.max`.
+    pub max: Option<u64>,
+    /// v2 `memory.pressure` `full total=`: microseconds all its tasks were stalled on memory.
+    pub psi_full_total_us: Option<u64>,
 }
 
 /// memwarden's own memory cgroup: the workers are its children, so its limit is theirs.
@@ -100,6 +116,13 @@ pub fn find(proc: &ProcRoot, fs_root: &Path, pid: i32) -> Result<MemoryCgroup, S
     }
 }
 
+/// The memory cgroup `pid` is in itself (not the nearest with a limit): where per-worker
+/// cgroups are made, below it.
+pub fn own_dir(proc: &ProcRoot, fs_root: &Path, pid: i32) -> Result<(Version, PathBuf), String> {
+    let found = find(proc, fs_root, pid)?;
+    Ok((found.version, found.own))
+}
+
 fn on_disk(fs_root: &Path, mount: &MountInfo) -> PathBuf {
     fs_root.join(
         mount
@@ -131,6 +154,7 @@ fn nearest_limit(
                 path: format!("/{}", below.display()),
                 dir,
                 limit_bytes: Some(limit),
+                own,
             };
         }
         if dir == mount_dir || !dir.pop() || !dir.starts_with(mount_dir) {
@@ -140,8 +164,9 @@ fn nearest_limit(
     MemoryCgroup {
         version,
         path: format!("/{relative}"),
-        dir: own,
+        dir: own.clone(),
         limit_bytes: None,
+        own,
     }
 }
 
@@ -170,10 +195,15 @@ pub struct CgroupFiles {
 
 impl CgroupFiles {
     pub fn open(cgroup: &MemoryCgroup) -> std::io::Result<Self> {
-        let open = |name: &str| File::open(cgroup.dir.join(name));
-        let v2 = cgroup.version == Version::V2;
+        Self::open_dir(cgroup.version, &cgroup.dir)
+    }
+
+    /// The counter files of the memory cgroup at `dir` (a worker's own, say).
+    pub fn open_dir(version: Version, dir: &Path) -> std::io::Result<Self> {
+        let open = |name: &str| File::open(dir.join(name));
+        let v2 = version == Version::V2;
         Ok(Self {
-            version: cgroup.version,
+            version,
             usage: open(if v2 {
                 "memory.current"
             } else {
@@ -206,7 +236,16 @@ impl CgroupFiles {
                     working_set_bytes: usage_bytes.saturating_sub(inactive.unwrap_or(0)),
                     oom: field(&events, "oom"),
                     oom_kill: field(&events, "oom_kill"),
+                    high: field(&events, "high"),
+                    max: field(&events, "max"),
                     psi_full_avg10: full_avg10(&psi),
+                    psi_full_total_us: full_total(&psi),
+                    anon_bytes: field(&stat, "anon"),
+                    file_bytes: field(&stat, "file"),
+                    shmem_bytes: field(&stat, "shmem"),
+                    kernel_bytes: field(&stat, "kernel"),
+                    sock_bytes: field(&stat, "sock"),
+                    mapped_file_bytes: field(&stat, "file_mapped"),
                     ..CgroupReading::default()
                 }
             }
@@ -218,6 +257,10 @@ impl CgroupFiles {
                     working_set_bytes: usage_bytes.saturating_sub(inactive.unwrap_or(0)),
                     oom_kill: field(&oom, "oom_kill"),
                     failcnt: number(&failcnt).ok(),
+                    anon_bytes: field(&stat, "total_rss"),
+                    file_bytes: field(&stat, "total_cache"),
+                    shmem_bytes: field(&stat, "total_shmem"),
+                    mapped_file_bytes: field(&stat, "total_mapped_file"),
                     ..CgroupReading::default()
                 }
             }
@@ -249,6 +292,15 @@ fn field(text: &str, name: &str) -> Option<u64> {
         let (key, value) = line.split_once(' ')?;
         (key == name).then(|| value.trim().parse().ok()).flatten()
     })
+}
+
+/// `full ... total=123` of a PSI file.
+fn full_total(text: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with("full "))?;
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("total="))?
+        .parse()
+        .ok()
 }
 
 /// `full avg10=1.23 ...` of a PSI file.

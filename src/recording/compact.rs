@@ -5,7 +5,9 @@
 //! readers prefer Parquet.
 
 use super::tables::{gpu_frame, samples_frame, smaps_frame, system_frame};
-use super::{frame, gpu_path, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError};
+use super::{
+    cgroups_path, frame, gpu_path, schema::SmapsSnapshot, schema::Tick, system_path, RecordingError,
+};
 use crate::frames::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -121,6 +123,12 @@ pub fn compact_segment(log: &Path) -> Result<(), RecordingError> {
             write_parquet(
                 &mut gpu_frame(&ticks).map_err(table)?,
                 &gpu_path(dir, index),
+            )?;
+        }
+        if ticks.iter().any(|t| !t.cgroups.is_empty()) {
+            write_parquet(
+                &mut super::tables::cgroups_frame(&ticks).map_err(table)?,
+                &cgroups_path(dir, index),
             )?;
         }
         write_parquet(

@@ -21,8 +21,8 @@ pub use manifest::{
     read_manifest, write_atomically, write_manifest, HarnessProcess, Manifest, MemoryCgroupInfo,
     Orchestrator, RunStatus, MANIFEST_FILE,
 };
+pub(crate) use paths::{cgroups_path, gpu_path, stream_path, system_path};
 pub use paths::{default_run_dir, Stream};
-pub(crate) use paths::{gpu_path, stream_path, system_path};
 pub(crate) use reader::read_parquet;
 pub use reader::{ReadStats, Recording};
 pub use schema::*;

@@ -31,6 +31,11 @@ pub(crate) fn gpu_path(dir: &Path, index: u32) -> PathBuf {
     dir.join(format!("gpu-{index:06}.parquet"))
 }
 
+/// `cgroups-000001.parquet`: written only for segments that hold per-worker cgroup samples.
+pub(crate) fn cgroups_path(dir: &Path, index: u32) -> PathBuf {
+    dir.join(format!("cgroups-{index:06}.parquet"))
+}
+
 /// `./memwarden-runs/20261122T183000Z`, with a suffix if that exists already.
 pub fn default_run_dir() -> PathBuf {
     let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now())

@@ -4,7 +4,7 @@
 use super::manifest::{read_manifest, Manifest};
 use super::schema::{Event, SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
-use super::{frame, gpu_path, stream_path, system_path, RecordingError, Stream};
+use super::{cgroups_path, frame, gpu_path, stream_path, system_path, RecordingError, Stream};
 use crate::fleet::layout::{file_name, RunKey};
 use crate::frames::prelude::*;
 use std::collections::BTreeSet;
@@ -169,6 +169,7 @@ impl Recording {
                 "samples" => stream_path(&self.dir, Stream::Samples, index, "parquet"),
                 "system" => system_path(&self.dir, index),
                 "gpu" => gpu_path(&self.dir, index),
+                "cgroups" => cgroups_path(&self.dir, index),
                 _ => stream_path(&self.dir, Stream::Smaps, index, "parquet"),
             },
         }
@@ -209,6 +210,21 @@ impl Recording {
     /// System-wide samples (one row per tick).
     pub fn system(&self) -> Result<DataFrame, RecordingError> {
         self.sample_tables(true)
+    }
+
+    /// Each worker's own cgroup per tick (FORMAT.md `cgroups-N.parquet`), all segments.
+    pub fn cgroups(&self) -> Result<DataFrame, RecordingError> {
+        let mut out: Option<DataFrame> = None;
+        for index in self.sample_segments()? {
+            append(&mut out, self.cgroups_segment(index)?, &self.dir)?;
+        }
+        match out {
+            Some(df) => Ok(df),
+            None => tables::cgroups_frame(&[]).map_err(|source| RecordingError::Table {
+                path: self.dir.clone(),
+                cause: source,
+            }),
+        }
     }
 
     fn sample_tables(&self, system: bool) -> Result<DataFrame, RecordingError> {
@@ -327,13 +343,31 @@ impl Recording {
     /// empty where none were measured. A raw log is decoded again here without counting its
     /// damage a second time.
     pub fn gpu_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
+        self.optional_table(index, "gpu", tables::gpu_frame)
+    }
+
+    /// One segment's per-worker cgroup samples (FORMAT.md `cgroups-N.parquet`); empty where no
+    /// worker had a cgroup of its own.
+    pub fn cgroups_segment(&self, index: u32) -> Result<DataFrame, RecordingError> {
+        self.optional_table(index, "cgroups", tables::cgroups_frame)
+    }
+
+    /// A table written only for segments that hold its rows: its Parquet once the segment is
+    /// sealed (absent: no rows), else decoded from the raw log again without counting its
+    /// damage a second time.
+    fn optional_table(
+        &self,
+        index: u32,
+        table: &str,
+        frame_of: fn(&[Tick]) -> crate::frames::prelude::PolarsResult<DataFrame>,
+    ) -> Result<DataFrame, RecordingError> {
         let samples_parquet = self.parquet("samples", index);
         if samples_parquet.exists() && self.parquet("system", index).exists() {
-            let path = self.parquet("gpu", index);
+            let path = self.parquet(table, index);
             return if path.exists() {
                 read_parquet(&path, None)
             } else {
-                tables::gpu_frame(&[]).map_err(|source| RecordingError::Table {
+                frame_of(&[]).map_err(|source| RecordingError::Table {
                     path,
                     cause: source,
                 })
@@ -342,7 +376,7 @@ impl Recording {
         let log = stream_path(&self.dir, Stream::Samples, index, "log");
         let bytes = std::fs::read(&log).unwrap_or_default();
         let (ticks, _) = frame::decode_all::<Tick>(&bytes);
-        tables::gpu_frame(&ticks).map_err(|source| RecordingError::Table {
+        frame_of(&ticks).map_err(|source| RecordingError::Table {
             path: log,
             cause: source,
         })

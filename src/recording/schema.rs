@@ -20,6 +20,34 @@ pub struct Tick {
     /// Each GPU's memory, when NVML (or the test fake) answers; empty means not measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub gpus: Vec<GpuDeviceSample>,
+    /// Each worker's own memory cgroup, where it has one; empty means none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cgroups: Vec<WorkerCgroupSample>,
+}
+
+/// One worker's own memory cgroup at one tick: the whole tree's memory in one read, whatever
+/// its size. `None` where this cgroup version has no such counter (v1: `kernel`, `sock`,
+/// `high`, `max`, `psi_full_total_us`; v2: `failcnt`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerCgroupSample {
+    pub worker: u32,
+    /// The worker's own limit as memwarden set it (`None`: no limit of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+    /// v2 memory.current, v1 memory.usage_in_bytes.
+    pub usage_bytes: u64,
+    pub anon_bytes: Option<u64>,
+    pub file_bytes: Option<u64>,
+    pub shmem_bytes: Option<u64>,
+    pub kernel_bytes: Option<u64>,
+    pub sock_bytes: Option<u64>,
+    pub mapped_file_bytes: Option<u64>,
+    pub oom: Option<u64>,
+    pub oom_kill: Option<u64>,
+    pub failcnt: Option<u64>,
+    pub high: Option<u64>,
+    pub max: Option<u64>,
+    pub psi_full_total_us: Option<u64>,
 }
 
 /// One GPU device at one tick.

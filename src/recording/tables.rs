@@ -137,6 +137,51 @@ pub(crate) fn gpu_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
     )
 }
 
+/// One row per worker with a cgroup of its own per tick (FORMAT.md `cgroups-N.parquet`).
+pub(crate) fn cgroups_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
+    use crate::recording::WorkerCgroupSample as C;
+    let rows: Vec<(u64, &C)> = ticks
+        .iter()
+        .flat_map(|t| t.cgroups.iter().map(move |c| (t.t_ns, c)))
+        .collect();
+    let some = |name: &str, f: fn(&C) -> Option<u64>| {
+        Column::new(
+            name.into(),
+            rows.iter().map(|r| f(r.1)).collect::<Vec<Option<u64>>>(),
+        )
+    };
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "t_ns".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<u64>>(),
+            ),
+            Column::new(
+                "worker".into(),
+                rows.iter().map(|r| r.1.worker).collect::<Vec<u32>>(),
+            ),
+            some("limit", |c| c.limit_bytes),
+            Column::new(
+                "usage".into(),
+                rows.iter().map(|r| r.1.usage_bytes).collect::<Vec<u64>>(),
+            ),
+            some("anon", |c| c.anon_bytes),
+            some("file", |c| c.file_bytes),
+            some("shmem", |c| c.shmem_bytes),
+            some("kernel", |c| c.kernel_bytes),
+            some("sock", |c| c.sock_bytes),
+            some("mapped_file", |c| c.mapped_file_bytes),
+            some("oom", |c| c.oom),
+            some("oom_kill", |c| c.oom_kill),
+            some("failcnt", |c| c.failcnt),
+            some("high", |c| c.high),
+            some("max", |c| c.max),
+            some("psi_full_total_us", |c| c.psi_full_total_us),
+        ],
+    )
+}
+
 pub(crate) fn smaps_frame(snapshots: &[SmapsSnapshot]) -> PolarsResult<DataFrame> {
     let rows: Vec<_> = snapshots
         .iter()

@@ -5,12 +5,14 @@ use super::hold_budget::HoldLimits;
 use super::rollup_budget::{Candidate, RollupBudget};
 use super::snapshots::snapshot_worker;
 use super::tree::{self, WorkerTree};
+use super::worker_cgroup::CgroupWatch;
 use crate::clock::RunClock;
 use crate::freshness::PssHealth;
 use crate::policy::{Reading, WorkerMemory};
 use crate::probe::{ProcRoot, SystemProbe};
 use crate::recording::{
     Boundary, Event, EventKind, GpuDeviceSample, ProcessSample, RecordSender, SystemSample, Tick,
+    WorkerCgroupSample,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +35,8 @@ pub struct SamplerConfig {
     pub root: ProcRoot,
     /// Where POSIX shared memory lives (`/dev/shm`): listed every few seconds. `None`: not.
     pub shm_dir: Option<std::path::PathBuf>,
+    /// Each worker's own memory cgroup, where the harness made one.
+    pub worker_cgroups: BTreeMap<u32, crate::supervisor::cgroup::WorkerCgroup>,
 }
 
 pub enum Control {
@@ -140,6 +144,8 @@ struct SamplerLoop {
     shm: Option<super::shm::ShmWatch>,
     /// Per costly process of a worker with trials: its reads at trial ends.
     placed: BTreeMap<(u32, i32), Placed>,
+    /// The workers' own cgroups that still read.
+    cgroups: BTreeMap<u32, CgroupWatch>,
 }
 
 #[derive(Debug, Default)]
@@ -182,6 +188,15 @@ impl SamplerLoop {
             .spawn(move || snapshot_worker(root, rx, snapshot_records))
             .ok();
         let shm = config.shm_dir.clone().map(super::shm::ShmWatch::new);
+        let mut cgroups = BTreeMap::new();
+        for (&worker, cgroup) in &config.worker_cgroups {
+            match CgroupWatch::open(cgroup.clone()) {
+                Ok(watch) => {
+                    cgroups.insert(worker, watch);
+                }
+                Err(e) => lost_cgroup(&records, &clock, worker, cgroup, &e),
+            }
+        }
         Self {
             budget: RollupBudget::new(config.rollup_cpu_fraction),
             config,
@@ -199,6 +214,7 @@ impl SamplerLoop {
             gpu,
             shm,
             placed: BTreeMap::new(),
+            cgroups,
         }
     }
 
@@ -314,7 +330,13 @@ impl SamplerLoop {
         let ticks_per_second =
             (1_000_000_000 / self.config.interval.as_nanos().max(1)).max(1) as u64;
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
+        let boundaries = std::mem::take(&mut self.pending_boundaries);
+        let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
+        let (cgroups, by_cgroup) = self.read_cgroups(all_threads, &forced, &mut events);
         for tree in self.workers.values_mut() {
+            if by_cgroup.contains(&tree.worker) {
+                continue;
+            }
             for (pid, cheap) in tree.sample(&self.config.root, all_threads, t_ns, &mut events) {
                 processes.push(ProcessSample {
                     worker: tree.worker,
@@ -329,8 +351,6 @@ impl SamplerLoop {
             }
         }
         let gpus = self.read_gpu(&mut processes);
-        let boundaries = std::mem::take(&mut self.pending_boundaries);
-        let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
         let ends: BTreeSet<u32> = boundaries
             .iter()
             .filter(|(_, _, b)| *b == Boundary::TrialEnd)
@@ -347,7 +367,8 @@ impl SamplerLoop {
         for ((worker, boundary), trial) in latest {
             self.request_snapshot(t_ns, worker, trial, boundary, &placed);
         }
-        let memory = self.tree_memory(t_ns, &processes, &mut events);
+        let mut memory = self.tree_memory(t_ns, &processes, &mut events);
+        self.cgroup_memory(&cgroups, &by_cgroup, &mut memory);
         self.outside_trees(t_ns, &mut system, &memory);
         // Stamped with the tick that observed them: analysis lines an exec up with its samples.
         for (worker, kind) in events {
@@ -368,7 +389,75 @@ impl SamplerLoop {
             system,
             processes,
             gpus,
+            cgroups,
         });
+    }
+
+    /// Reads each worker's own cgroup. Returns the readings and the workers whose processes
+    /// need no reading this tick: the cgroup stands for their tree, unless this is the
+    /// once-a-second tick, one of their trial boundaries, or the cgroup's members changed. A
+    /// cgroup that stops reading (removed, its hierarchy changed) is given up, said once, and
+    /// its worker read process by process from then on.
+    fn read_cgroups(
+        &mut self,
+        every_second: bool,
+        forced: &BTreeSet<u32>,
+        events: &mut Vec<(u32, EventKind)>,
+    ) -> (Vec<WorkerCgroupSample>, BTreeSet<u32>) {
+        let mut samples = Vec::new();
+        let mut by_cgroup = BTreeSet::new();
+        let mut lost = Vec::new();
+        for (&worker, watch) in self.cgroups.iter_mut() {
+            match watch.read(worker) {
+                Ok((sample, changed)) => {
+                    for news in watch.news(&sample) {
+                        if let EventKind::Note { message } = &news {
+                            crate::console::say(message);
+                        }
+                        events.push((worker, news));
+                    }
+                    let tracked = self
+                        .workers
+                        .get(&worker)
+                        .is_some_and(|t| !t.processes.is_empty());
+                    if tracked && !changed && !every_second && !forced.contains(&worker) {
+                        by_cgroup.insert(worker);
+                    }
+                    samples.push(sample);
+                }
+                Err(e) => lost.push((worker, e)),
+            }
+        }
+        for (worker, e) in lost {
+            if let Some(watch) = self.cgroups.remove(&worker) {
+                lost_cgroup(&self.records, &self.clock, worker, &watch.cgroup, &e);
+            }
+        }
+        (samples, by_cgroup)
+    }
+
+    /// The policy's view of each worker with a cgroup: its anonymous and shared bytes, and on
+    /// ticks without per-process reads the tree's memory carried from the last one.
+    fn cgroup_memory(
+        &mut self,
+        samples: &[WorkerCgroupSample],
+        by_cgroup: &BTreeSet<u32>,
+        memory: &mut BTreeMap<u32, WorkerMemory>,
+    ) {
+        for sample in samples {
+            let Some(watch) = self.cgroups.get_mut(&sample.worker) else {
+                continue;
+            };
+            let held = super::worker_cgroup::held(sample);
+            if by_cgroup.contains(&sample.worker) {
+                if let Some(carried) = watch.carried(held) {
+                    memory.insert(sample.worker, carried);
+                }
+            } else if let Some(read) = memory.get_mut(&sample.worker) {
+                read.cgroup_bytes = Some(held);
+                watch.per_process_read(held, *read);
+            }
+        }
     }
 
     /// `/dev/shm` (when due) and the memory in use that no tree accounts for.
@@ -666,6 +755,22 @@ impl SamplerLoop {
         self.unreported_overruns = 0;
         self.last_overrun_report = Instant::now();
     }
+}
+
+/// A worker's cgroup could not be opened or read: said once, in the recording and on stderr.
+fn lost_cgroup(
+    records: &RecordSender,
+    clock: &RunClock,
+    worker: u32,
+    cgroup: &crate::supervisor::cgroup::WorkerCgroup,
+    error: &std::io::Error,
+) {
+    let message = format!(
+        "worker {worker}: its cgroup {} cannot be read ({error}); its memory is read process by process from now on",
+        cgroup.dir.display()
+    );
+    crate::console::say(&message);
+    records.event_now(clock, Some(worker), EventKind::Note { message });
 }
 
 /// What the policy engine reads at one tick.

@@ -180,6 +180,12 @@ fn oom_killed(findings: &Findings, worker: u32) -> Option<String> {
                 kind.words()
             )
         });
+    if let Some(own) = kill.own_limit_bytes {
+        return Some(format!(
+            " at its own limit of {} (its cgroup of its own){memory}",
+            crate::units::size(own)
+        ));
+    }
     Some(format!(" ({}{limit}){memory}", o.cgroup))
 }
 

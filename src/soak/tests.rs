@@ -141,6 +141,7 @@ fn a_sigkill_the_cgroup_counted_is_the_kernels_oom_kill_with_the_limit_and_memor
             main: true,
             memory_bytes: Some(700.0 * 1024.0 * 1024.0),
             memory_kind: Some(crate::analysis::Kind::Pss),
+            own_limit_bytes: None,
         }],
     });
     let known = reasons(&plateau);

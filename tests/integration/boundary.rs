@@ -246,6 +246,7 @@ pub fn synthetic(
             },
             processes: vec![sample],
             gpus: Vec::new(),
+            cgroups: Vec::new(),
         };
         encode(&tick, &mut samples).expect("encodes");
     }

@@ -4,6 +4,7 @@
 
 mod analysis;
 mod boundary;
+mod cgroups;
 mod cli;
 mod containers;
 mod exec;

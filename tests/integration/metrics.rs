@@ -477,6 +477,7 @@ fn exported_names() -> std::collections::BTreeSet<String> {
                 ..ProcessSample::default()
             }],
             gpus: Vec::new(),
+            cgroups: Vec::new(),
         });
         status.event(&event(EventKind::TrialEnd {
             trial: t.to_string().into(),

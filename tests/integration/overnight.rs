@@ -152,6 +152,7 @@ pub fn write(dir: &Path) {
             },
             processes,
             gpus: Vec::new(),
+            cgroups: Vec::new(),
         };
         encode(&tick, &mut samples).expect("encodes");
     }

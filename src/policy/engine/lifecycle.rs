@@ -65,6 +65,20 @@ impl Engine {
                         size(max as f64)
                     ),
                 )
+            } else if let Some((held, line)) = w
+                .memory
+                .cgroup_bytes
+                .zip(restart.soft_line)
+                .filter(|(held, line)| held >= line)
+            {
+                (
+                    "soft_line",
+                    format!(
+                        "its cgroup holds {} of anonymous and shared memory, at its soft line of {}",
+                        size(held as f64),
+                        size(line as f64)
+                    ),
+                )
             } else if let Some((gpu, max)) = w
                 .memory
                 .gpu_bytes

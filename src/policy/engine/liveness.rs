@@ -216,6 +216,7 @@ impl World {
                             pss_bytes: w.pss,
                             gpu_bytes: None,
                             pss_stale: false,
+                            cgroup_bytes: None,
                         },
                     )
                 })

@@ -29,6 +29,7 @@ fn reading(available: u64, pss: &[u64]) -> Input {
                         pss_bytes: p,
                         gpu_bytes: None,
                         pss_stale: false,
+                        cgroup_bytes: None,
                     },
                 )
             })
@@ -334,6 +335,55 @@ fn a_pss_limit_restarts_at_the_trial_boundary() {
         "PSS 210.0 MiB passed the limit of 200.0 MiB"
     );
     assert_eq!(engine.counters().restarts.get("pss_limit"), Some(&1));
+}
+
+/// A worker's own cgroup at its soft line: restarted when its trial ends, before the kernel's
+/// limit above the line kills it; below the line, or without a cgroup reading, nothing.
+#[test]
+fn a_worker_at_its_soft_line_restarts_at_the_trial_boundary() {
+    let mut policy = policy("");
+    policy.restart.soft_line = Some(270 * MIB);
+    let mut engine = Engine::new(policy, 2);
+    assert_eq!(engine.begin(0).len(), 2);
+    engine.step(
+        0,
+        Input::TrialStart {
+            worker: 1,
+            trial: "t".into(),
+        },
+    );
+    let with_cgroups = |held: [Option<u64>; 2]| {
+        let Input::Tick(mut reading) = reading(20 * GIB, &[300 * MIB, 300 * MIB]) else {
+            unreachable!()
+        };
+        for (worker, held) in (0u32..).zip(held) {
+            reading
+                .workers
+                .get_mut(&worker)
+                .expect("worker")
+                .cgroup_bytes = held;
+        }
+        Input::Tick(reading)
+    };
+    assert!(
+        engine
+            .step(S, with_cgroups([None, Some(269 * MIB)]))
+            .is_empty(),
+        "PSS over the line is not the cgroup's count; the cgroup under it"
+    );
+    assert!(
+        engine
+            .step(2 * S, with_cgroups([None, Some(270 * MIB)]))
+            .is_empty(),
+        "waits for the trial"
+    );
+    let stop = engine.step(3 * S, Input::TrialEnd { worker: 1 });
+    assert_eq!(kinds(&stop), [(Some(1), "stop")]);
+    assert_eq!(
+        stop[0].reason,
+        "its cgroup holds 270.0 MiB of anonymous and shared memory, at its soft line of 270.0 MiB"
+    );
+    assert_eq!(engine.counters().restarts.get("soft_line"), Some(&1));
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub struct WorkerMemory {
     pub gpu_bytes: Option<u64>,
     /// Some process of the tree counts by RSS: its PSS was not read yet or went stale.
     pub pss_stale: bool,
+    /// The anonymous and shared memory its own cgroup holds (only a restart frees it), where
+    /// the worker has a cgroup of its own.
+    pub cgroup_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

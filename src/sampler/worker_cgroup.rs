@@ -1,0 +1,251 @@
+//! A worker's own memory cgroup, as the sampler reads it: its counters every tick (one read for
+//! the whole tree, whatever its size), its members to see the tree change, and what the policy
+//! may assume of the tree between per-process reads. The tiers in `sampler`'s header say when
+//! the per-process reads still run.
+
+use crate::policy::WorkerMemory;
+use crate::probe::cgroup::{CgroupFiles, CgroupReading};
+use crate::recording::{EventKind, WorkerCgroupSample};
+use crate::supervisor::cgroup::WorkerCgroup;
+use std::fs::File;
+use std::io::Read;
+
+pub struct CgroupWatch {
+    pub cgroup: WorkerCgroup,
+    files: CgroupFiles,
+    members: Vec<i32>,
+    buf: Vec<u8>,
+    /// The last reading, for the counters' rises.
+    last: Option<WorkerCgroupSample>,
+    /// At the last per-process read: the cgroup's anonymous and shared bytes, and the tree's
+    /// memory as the per-process reads found it.
+    at_full: Option<(u64, WorkerMemory)>,
+}
+
+impl CgroupWatch {
+    pub fn open(cgroup: WorkerCgroup) -> std::io::Result<Self> {
+        Ok(Self {
+            files: CgroupFiles::open_dir(cgroup.version, &cgroup.dir)?,
+            cgroup,
+            members: Vec::new(),
+            buf: Vec::with_capacity(4096),
+            last: None,
+            at_full: None,
+        })
+    }
+
+    /// The counters now, and whether the set of processes in the cgroup changed since the last
+    /// read (a process started or ended: the tree must be walked).
+    pub fn read(&mut self, worker: u32) -> std::io::Result<(WorkerCgroupSample, bool)> {
+        let reading = self
+            .files
+            .read()
+            .map_err(|e| std::io::Error::new(e.kind(), format!("memory counters: {e}")))?;
+        let changed = self.read_members()?;
+        let mut sample = sample(worker, &reading);
+        sample.limit_bytes = self.cgroup.limits.max;
+        Ok((sample, changed))
+    }
+
+    fn read_members(&mut self) -> std::io::Result<bool> {
+        // Opened for each read: v1 keeps the pid list of an open cgroup.procs and hands it out
+        // again for a second read within a second, so a kept-open file would miss changes.
+        self.buf.clear();
+        File::open(self.cgroup.procs())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cgroup.procs: {e}")))?
+            .read_to_end(&mut self.buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("cgroup.procs: {e}")))?;
+        let mut members: Vec<i32> = std::str::from_utf8(&self.buf)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        members.sort_unstable();
+        let changed = members != self.members;
+        self.members = members;
+        Ok(changed)
+    }
+
+    /// After a per-process read: what the tree held then, beside the cgroup's count.
+    pub fn per_process_read(&mut self, cgroup_bytes: u64, memory: WorkerMemory) {
+        self.at_full = Some((cgroup_bytes, memory));
+    }
+
+    /// Between per-process reads: the tree's memory at the last one, moved by what the cgroup's
+    /// anonymous and shared memory did since (what a tree adds there is its own, counted whole
+    /// in PSS). `None` before the first per-process read.
+    pub fn carried(&self, cgroup_bytes: u64) -> Option<WorkerMemory> {
+        let (then, memory) = self.at_full?;
+        Some(WorkerMemory {
+            pss_bytes: (memory.pss_bytes + cgroup_bytes).saturating_sub(then),
+            cgroup_bytes: Some(cgroup_bytes),
+            ..memory
+        })
+    }
+
+    /// What the counters' rises since the last reading tell: a kill by the kernel's OOM killer
+    /// in this cgroup, at its own limit or a limit above it.
+    pub fn news(&mut self, now: &WorkerCgroupSample) -> Vec<EventKind> {
+        let last = self.last.replace(now.clone());
+        let Some(last) = last else {
+            return Vec::new();
+        };
+        let rose = |f: fn(&WorkerCgroupSample) -> Option<u64>| {
+            f(now).zip(f(&last)).is_some_and(|(n, l)| n > l)
+        };
+        if !rose(|s| s.oom_kill) {
+            return Vec::new();
+        }
+        let kills = now.oom_kill.unwrap_or(0) - last.oom_kill.unwrap_or(0);
+        // v2 counts `oom` where the limit was met (and above); v1 counts a failed charge
+        // against this cgroup's own limit in its failcnt.
+        let own = rose(|s| s.oom) || rose(|s| s.failcnt);
+        let size = |bytes: u64| crate::units::size(bytes as f64);
+        let message = match (own, self.cgroup.limits.max) {
+            (true, Some(max)) => format!(
+                "worker {}: {kills} process(es) killed at its own limit of {} by the kernel's OOM killer (its cgroup {}); the other workers were not touched",
+                now.worker,
+                size(max),
+                self.cgroup.dir.display()
+            ),
+            _ => format!(
+                "worker {}: {kills} process(es) of its cgroup killed by the kernel's OOM killer for a limit above its own",
+                now.worker
+            ),
+        };
+        vec![EventKind::Note { message }]
+    }
+}
+
+/// The anonymous and shared memory of a reading: what only a restart frees.
+pub fn held(sample: &WorkerCgroupSample) -> u64 {
+    sample.anon_bytes.unwrap_or(sample.usage_bytes) + sample.shmem_bytes.unwrap_or(0)
+}
+
+fn sample(worker: u32, r: &CgroupReading) -> WorkerCgroupSample {
+    WorkerCgroupSample {
+        worker,
+        limit_bytes: None,
+        usage_bytes: r.usage_bytes,
+        anon_bytes: r.anon_bytes,
+        file_bytes: r.file_bytes,
+        shmem_bytes: r.shmem_bytes,
+        kernel_bytes: r.kernel_bytes,
+        sock_bytes: r.sock_bytes,
+        mapped_file_bytes: r.mapped_file_bytes,
+        oom: r.oom,
+        oom_kill: r.oom_kill,
+        failcnt: r.failcnt,
+        high: r.high,
+        max: r.max,
+        psi_full_total_us: r.psi_full_total_us,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::cgroup::Version;
+    use std::path::Path;
+
+    const MIB: u64 = 1 << 20;
+
+    fn v1_files(dir: &Path, anon: u64, failcnt: u64, oom_kill: u64, procs: &str) {
+        let write = |name: &str, text: String| std::fs::write(dir.join(name), text).expect(name);
+        write("memory.usage_in_bytes", format!("{}\n", anon + 10 * MIB));
+        write(
+            "memory.stat",
+            format!("cache 0\nrss {anon}\ntotal_cache {}\ntotal_rss {anon}\ntotal_shmem {}\ntotal_mapped_file 0\ntotal_inactive_file 0\n", 10 * MIB, 2 * MIB),
+        );
+        write(
+            "memory.oom_control",
+            format!("oom_kill_disable 0\nunder_oom 0\noom_kill {oom_kill}\n"),
+        );
+        write("memory.failcnt", format!("{failcnt}\n"));
+        write("cgroup.procs", procs.to_string());
+    }
+
+    fn watch(dir: &Path) -> CgroupWatch {
+        CgroupWatch::open(WorkerCgroup {
+            version: Version::V1,
+            dir: dir.to_path_buf(),
+            limits: crate::policy::WorkerLimits {
+                max: Some(150 * MIB),
+                high: None,
+            },
+        })
+        .expect("opens")
+    }
+
+    #[test]
+    fn the_cgroup_reads_the_whole_tree_and_sees_its_members_change() {
+        let dir = tempfile::tempdir().expect("temp");
+        v1_files(dir.path(), 100 * MIB, 0, 0, "12\n10\n");
+        let mut watch = watch(dir.path());
+        let (sample, changed) = watch.read(3).expect("reads");
+        assert!(changed, "the first read is a change");
+        assert_eq!(sample.worker, 3);
+        assert_eq!(sample.limit_bytes, Some(150 * MIB));
+        assert_eq!(sample.anon_bytes, Some(100 * MIB));
+        assert_eq!(sample.shmem_bytes, Some(2 * MIB));
+        assert_eq!(held(&sample), 102 * MIB, "anonymous and shared");
+        assert!(!watch.read(3).expect("reads").1, "same members");
+        std::fs::write(dir.path().join("cgroup.procs"), "10\n12\n40\n").expect("write");
+        assert!(watch.read(3).expect("reads").1, "a process joined");
+        std::fs::remove_file(dir.path().join("cgroup.procs")).expect("rm");
+        let lost = watch.read(3).expect_err("gone");
+        assert!(lost.to_string().starts_with("cgroup.procs: "), "{lost}");
+    }
+
+    /// Between per-process reads the tree's memory moves with the cgroup's count, never below
+    /// nothing; before the first per-process read there is nothing to carry.
+    #[test]
+    fn between_per_process_reads_the_tree_moves_with_its_cgroup() {
+        let dir = tempfile::tempdir().expect("temp");
+        v1_files(dir.path(), 100 * MIB, 0, 0, "10\n");
+        let mut watch = watch(dir.path());
+        assert_eq!(watch.carried(100 * MIB), None);
+        let read = WorkerMemory {
+            pss_bytes: 90 * MIB,
+            pss_stale: true,
+            ..WorkerMemory::default()
+        };
+        watch.per_process_read(100 * MIB, read);
+        let grown = watch.carried(130 * MIB).expect("carried");
+        assert_eq!(grown.pss_bytes, 120 * MIB);
+        assert_eq!(grown.cgroup_bytes, Some(130 * MIB));
+        assert!(grown.pss_stale, "what was stale stays so");
+        assert_eq!(watch.carried(0).expect("carried").pss_bytes, 0);
+    }
+
+    #[test]
+    fn a_kill_at_its_own_limit_is_told_apart_from_one_for_a_limit_above() {
+        let dir = tempfile::tempdir().expect("temp");
+        v1_files(dir.path(), 100 * MIB, 0, 0, "10\n");
+        let mut watch = watch(dir.path());
+        let mut news = |failcnt, kills| {
+            v1_files(dir.path(), 100 * MIB, failcnt, kills, "10\n");
+            let (sample, _) = watch.read(0).expect("reads");
+            watch
+                .news(&sample)
+                .into_iter()
+                .map(|e| match e {
+                    EventKind::Note { message } => message,
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(news(0, 0).is_empty(), "the first reading is the baseline");
+        assert!(news(5, 0).is_empty(), "a failed charge alone is no kill");
+        let own = news(9, 1);
+        assert!(
+            own[0].starts_with("worker 0: 1 process(es) killed at its own limit of 150.0 MiB"),
+            "{own:?}"
+        );
+        let above = news(9, 3);
+        assert!(
+            above[0].starts_with("worker 0: 2 process(es) of its cgroup killed by the kernel's OOM killer for a limit above its own"),
+            "{above:?}"
+        );
+    }
+}
