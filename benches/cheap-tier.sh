@@ -13,11 +13,24 @@
 # outside the clone.
 #
 #   benches/cheap-tier.sh [DURATION_SECONDS]
+#   benches/cheap-tier.sh cgroups [DURATION_SECONDS]
+#
+# The second form (root, or a delegated cgroup v2 subtree) compares instead what one worker of
+# 1, 30 and 300 processes costs with a memory cgroup of its own against the per-process path:
+# benches/cheap_tier_cgroups.py says how.
 set -euo pipefail
+mode=cheap
+if [ "${1:-}" = cgroups ]; then
+    mode=cgroups
+    shift
+fi
 duration=${1:-30}
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
 exe=${CARGO_TARGET_DIR:-target}/release/memwarden
+if [ "$mode" = cgroups ]; then
+    MEMWARDEN="$exe" DURATION="${1:-20}" exec python3 benches/cheap_tier_cgroups.py
+fi
 venv=${MEMWARDEN_BENCH_VENV:-$HOME/.cache/memwarden/bench-venv}
 if ! "$venv/bin/python" -c 'import psrecord, memory_profiler, psutil' 2>/dev/null; then
   python3 -m venv "$venv"

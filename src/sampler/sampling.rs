@@ -5,7 +5,7 @@ use super::hold_budget::HoldLimits;
 use super::rollup_budget::{Candidate, RollupBudget};
 use super::snapshots::snapshot_worker;
 use super::tree::{self, WorkerTree};
-use super::worker_cgroup::CgroupWatch;
+use super::worker_cgroup::{CgroupWatch, Plan};
 use crate::clock::RunClock;
 use crate::freshness::PssHealth;
 use crate::policy::{Reading, WorkerMemory};
@@ -155,6 +155,10 @@ struct Placed {
     put_off: u64,
     said: bool,
 }
+
+/// How long a costly process of a worker that has not reported a trial waits before it is read
+/// without trials to place its reads after.
+const LEARN_TRIALS_NS: u64 = 2_000_000_000;
 
 /// The run is told once per process that its reads go into the gaps after trials.
 fn placed_note(tracked: &tree::Tracked, hold_ns: u64, limits: HoldLimits) -> EventKind {
@@ -332,12 +336,19 @@ impl SamplerLoop {
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        let (cgroups, by_cgroup) = self.read_cgroups(all_threads, &forced, &mut events);
+        let (cgroups, plans) = self.read_cgroups(ticks_per_second, &forced, &mut events);
+        let by_cgroup: BTreeSet<u32> = plans
+            .iter()
+            .filter(|(_, p)| **p == Plan::Skip)
+            .map(|(w, _)| *w)
+            .collect();
         for tree in self.workers.values_mut() {
-            if by_cgroup.contains(&tree.worker) {
-                continue;
-            }
-            for (pid, cheap) in tree.sample(&self.config.root, all_threads, t_ns, &mut events) {
+            let thorough = match plans.get(&tree.worker) {
+                Some(Plan::Skip) => continue,
+                Some(Plan::All) => true,
+                Some(Plan::EveryTick) | None => all_threads,
+            };
+            for (pid, cheap) in tree.sample(&self.config.root, thorough, t_ns, &mut events) {
                 processes.push(ProcessSample {
                     worker: tree.worker,
                     pid,
@@ -393,19 +404,18 @@ impl SamplerLoop {
         });
     }
 
-    /// Reads each worker's own cgroup. Returns the readings and the workers whose processes
-    /// need no reading this tick: the cgroup stands for their tree, unless this is the
-    /// once-a-second tick, one of their trial boundaries, or the cgroup's members changed. A
-    /// cgroup that stops reading (removed, its hierarchy changed) is given up, said once, and
-    /// its worker read process by process from then on.
+    /// Reads each worker's own cgroup. Returns the readings and what this tick reads of each
+    /// such worker's processes (`CgroupWatch::plan`). A cgroup that stops reading (removed, its
+    /// hierarchy changed) is given up, said once, and its worker read process by process from
+    /// then on.
     fn read_cgroups(
         &mut self,
-        every_second: bool,
+        ticks_per_second: u64,
         forced: &BTreeSet<u32>,
         events: &mut Vec<(u32, EventKind)>,
-    ) -> (Vec<WorkerCgroupSample>, BTreeSet<u32>) {
+    ) -> (Vec<WorkerCgroupSample>, BTreeMap<u32, Plan>) {
         let mut samples = Vec::new();
-        let mut by_cgroup = BTreeSet::new();
+        let mut plans = BTreeMap::new();
         let mut lost = Vec::new();
         for (&worker, watch) in self.cgroups.iter_mut() {
             match watch.read(worker) {
@@ -416,13 +426,10 @@ impl SamplerLoop {
                         }
                         events.push((worker, news));
                     }
-                    let tracked = self
-                        .workers
-                        .get(&worker)
-                        .is_some_and(|t| !t.processes.is_empty());
-                    if tracked && !changed && !every_second && !forced.contains(&worker) {
-                        by_cgroup.insert(worker);
-                    }
+                    let tracked = self.workers.get(&worker).map_or(0, |t| t.processes.len());
+                    let boundary = forced.contains(&worker);
+                    let plan = watch.plan(tracked, ticks_per_second, changed, boundary);
+                    plans.insert(worker, plan);
                     samples.push(sample);
                 }
                 Err(e) => lost.push((worker, e)),
@@ -433,7 +440,7 @@ impl SamplerLoop {
                 lost_cgroup(&self.records, &self.clock, worker, &watch.cgroup, &e);
             }
         }
-        (samples, by_cgroup)
+        (samples, plans)
     }
 
     /// The policy's view of each worker with a cgroup: its anonymous and shared bytes, and on
@@ -555,6 +562,11 @@ impl SamplerLoop {
                 }
                 placed_now.insert(key);
                 true
+            } else if t_ns.saturating_sub(tracked.seen_ns) < LEARN_TRIALS_NS {
+                // A process just seen: its worker may yet report trials (a start slowed by a
+                // wrapper or a move into a cgroup of its own), whose gaps are where its
+                // allowance should go.
+                continue;
             } else if tracked.hold.fits(t_ns, hold_ns, limits.fraction) {
                 // No trials, no gaps: wherever the allowance lets it.
                 false

@@ -10,8 +10,31 @@ use crate::supervisor::cgroup::WorkerCgroup;
 use std::fs::File;
 use std::io::Read;
 
+/// Trees of up to this many processes are read process by process every tick, as without a
+/// cgroup: the analysis's per-process series (a spike within a second, a rate without trial
+/// boundaries) need every tick, and a small tree costs little.
+pub const DENSE_TREE: usize = 8;
+
+/// Above that, a worker's processes are read about this many process-reads a second at most
+/// (once a second at least, and at every trial boundary and change of members): a tree of 300
+/// every 3.75 s. Its cgroup stands for the whole tree on every tick.
+const PROCESS_READS_PER_SECOND: u64 = 80;
+
+/// What a tick reads of a worker's processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// As without a cgroup (a small tree, or none yet).
+    EveryTick,
+    /// All of them, children of every thread included.
+    All,
+    /// None: the cgroup stands for the tree.
+    Skip,
+}
+
 pub struct CgroupWatch {
     pub cgroup: WorkerCgroup,
+    /// Ticks since its processes were last read in a large tree.
+    since_read: u64,
     files: CgroupFiles,
     members: Vec<i32>,
     buf: Vec<u8>,
@@ -27,6 +50,7 @@ impl CgroupWatch {
         Ok(Self {
             files: CgroupFiles::open_dir(cgroup.version, &cgroup.dir)?,
             cgroup,
+            since_read: 0,
             members: Vec::new(),
             buf: Vec::with_capacity(4096),
             last: None,
@@ -64,6 +88,30 @@ impl CgroupWatch {
         let changed = members != self.members;
         self.members = members;
         Ok(changed)
+    }
+
+    /// Whether this tick reads the worker's processes (`processes` tracked now).
+    pub fn plan(
+        &mut self,
+        processes: usize,
+        ticks_per_second: u64,
+        changed: bool,
+        boundary: bool,
+    ) -> Plan {
+        if processes <= DENSE_TREE {
+            self.since_read = 0;
+            return Plan::EveryTick;
+        }
+        let n = processes as u64;
+        let period =
+            ticks_per_second.max((n * ticks_per_second).div_ceil(PROCESS_READS_PER_SECOND));
+        self.since_read += 1;
+        if changed || boundary || self.since_read >= period {
+            self.since_read = 0;
+            Plan::All
+        } else {
+            Plan::Skip
+        }
     }
 
     /// After a per-process read: what the tree held then, beside the cgroup's count.
@@ -199,6 +247,36 @@ mod tests {
 
     /// Between per-process reads the tree's memory moves with the cgroup's count, never below
     /// nothing; before the first per-process read there is nothing to carry.
+    /// A small tree is read every tick; a large one about 80 process-reads a second, once a
+    /// second at least, and at once at a boundary or a change of members.
+    #[test]
+    fn a_large_tree_is_read_as_often_as_its_size_allows() {
+        let dir = tempfile::tempdir().expect("temp");
+        v1_files(dir.path(), 100 * MIB, 0, 0, "10\n");
+        let mut watch = watch(dir.path());
+        let reads = |watch: &mut CgroupWatch, processes: usize, ticks: usize| {
+            (0..ticks)
+                .map(|_| watch.plan(processes, 10, false, false))
+                .filter(|p| *p != Plan::Skip)
+                .count()
+        };
+        assert_eq!(watch.plan(8, 10, false, false), Plan::EveryTick);
+        assert_eq!(reads(&mut watch, 8, 100), 100, "small: every tick");
+        assert_eq!(
+            reads(&mut watch, 30, 100),
+            10,
+            "30 processes: once a second"
+        );
+        assert_eq!(reads(&mut watch, 300, 380), 10, "300: every 3.8 s");
+        assert_eq!(watch.plan(300, 10, false, true), Plan::All, "a boundary");
+        assert_eq!(watch.plan(300, 10, false, false), Plan::Skip);
+        assert_eq!(
+            watch.plan(300, 10, true, false),
+            Plan::All,
+            "a member came or went"
+        );
+    }
+
     #[test]
     fn between_per_process_reads_the_tree_moves_with_its_cgroup() {
         let dir = tempfile::tempdir().expect("temp");

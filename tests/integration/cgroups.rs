@@ -351,8 +351,8 @@ fn actions(dir: &Path) -> Vec<(f64, Option<u32>, String, String)> {
 }
 
 /// Each worker runs in a cgroup of its own below memwarden's, read at every tick (one row per
-/// worker per tick), while its processes are read only as often as the analysis needs; the
-/// leak is still found at its size. The cgroups go at the end, and what an earlier memwarden
+/// worker per tick), while a large tree's processes are read only as often as the analysis
+/// needs (once a second and at trial boundaries here); the leak is still found at its size. The cgroups go at the end, and what an earlier memwarden
 /// that died left behind goes at the start.
 #[test]
 #[ignore = "makes memory cgroups: MEMWARDEN_TEST_CGROUP=1 cargo test --test integration -- --ignored cgroups:: (scripts/test runs it where a memory cgroup can be made)"]
@@ -366,11 +366,15 @@ fn each_worker_is_read_from_a_cgroup_of_its_own_which_is_removed_at_the_end() {
     std::fs::create_dir_all(leftover.join("worker-0")).expect("leftover");
     let temp = tempdir();
     let dir = run_dir(&temp);
+    // A tree of 12 processes: past the size that is read every tick.
+    let worker = format!(
+        "for i in 1 2 3 4 5 6 7 8 9 10 11; do sleep 600 & done; exec {} fixture-worker --trials 100000 --trial-ms 800 --gap-ms 400 --leak-mib 8",
+        exe()
+    );
     let out = cgroup
         .memwarden(&format!(
-            "run --interval 100ms --out {} --workers 2 --duration 6s -- {} fixture-worker --trials 100000 --trial-ms 300 --gap-ms 200 --leak-mib 8",
-            dir.display(),
-            exe()
+            "run --interval 100ms --out {} --workers 2 --duration 9s -- sh -c '{worker}'",
+            dir.display()
         ))
         .output()
         .expect("sh runs");
