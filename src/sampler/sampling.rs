@@ -336,7 +336,7 @@ impl SamplerLoop {
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        let (cgroups, plans) = self.read_cgroups(ticks_per_second, &forced, &mut events);
+        let (cgroups, plans) = self.read_cgroups(t_ns, ticks_per_second, &forced, &mut events);
         let by_cgroup: BTreeSet<u32> = plans
             .iter()
             .filter(|(_, p)| **p == Plan::Skip)
@@ -410,6 +410,7 @@ impl SamplerLoop {
     /// then on.
     fn read_cgroups(
         &mut self,
+        t_ns: u64,
         ticks_per_second: u64,
         forced: &BTreeSet<u32>,
         events: &mut Vec<(u32, EventKind)>,
@@ -418,9 +419,9 @@ impl SamplerLoop {
         let mut plans = BTreeMap::new();
         let mut lost = Vec::new();
         for (&worker, watch) in self.cgroups.iter_mut() {
-            match watch.read(worker) {
+            match watch.read(worker, t_ns) {
                 Ok((sample, changed)) => {
-                    for news in watch.news(&sample) {
+                    for news in watch.news(&sample, t_ns) {
                         if let EventKind::Note { message } = &news {
                             crate::console::say(message);
                         }

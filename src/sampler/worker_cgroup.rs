@@ -20,6 +20,10 @@ pub const DENSE_TREE: usize = 8;
 /// every 3.75 s. Its cgroup stands for the whole tree on every tick.
 const PROCESS_READS_PER_SECOND: u64 = 80;
 
+/// A kill at a worker's own limit this soon after its start says the limit is too small to
+/// start it.
+const STARTUP_NS: u64 = 10_000_000_000;
+
 /// What a tick reads of a worker's processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
@@ -35,6 +39,8 @@ pub struct CgroupWatch {
     pub cgroup: WorkerCgroup,
     /// Ticks since its processes were last read in a large tree.
     since_read: u64,
+    /// When its cgroup last went from no members to some: the worker's (re)start.
+    started_ns: Option<u64>,
     files: CgroupFiles,
     members: Vec<i32>,
     buf: Vec<u8>,
@@ -51,6 +57,7 @@ impl CgroupWatch {
             files: CgroupFiles::open_dir(cgroup.version, &cgroup.dir)?,
             cgroup,
             since_read: 0,
+            started_ns: None,
             members: Vec::new(),
             buf: Vec::with_capacity(4096),
             last: None,
@@ -60,12 +67,16 @@ impl CgroupWatch {
 
     /// The counters now, and whether the set of processes in the cgroup changed since the last
     /// read (a process started or ended: the tree must be walked).
-    pub fn read(&mut self, worker: u32) -> std::io::Result<(WorkerCgroupSample, bool)> {
+    pub fn read(&mut self, worker: u32, t_ns: u64) -> std::io::Result<(WorkerCgroupSample, bool)> {
         let reading = self
             .files
             .read()
             .map_err(|e| std::io::Error::new(e.kind(), format!("memory counters: {e}")))?;
+        let was_empty = self.members.is_empty();
         let changed = self.read_members()?;
+        if was_empty && !self.members.is_empty() {
+            self.started_ns = Some(t_ns);
+        }
         let mut sample = sample(worker, &reading);
         sample.limit_bytes = self.cgroup.limits.max;
         Ok((sample, changed))
@@ -133,7 +144,10 @@ impl CgroupWatch {
 
     /// What the counters' rises since the last reading tell: a kill by the kernel's OOM killer
     /// in this cgroup, at its own limit or a limit above it.
-    pub fn news(&mut self, now: &WorkerCgroupSample) -> Vec<EventKind> {
+    /// A kill at its own limit within seconds of the worker's start (its cgroup's members
+    /// went from none to some) says the limit is below what it needs to start.
+    pub fn news(&mut self, now: &WorkerCgroupSample, t_ns: u64) -> Vec<EventKind> {
+        let running_ns = self.started_ns.map(|s| t_ns.saturating_sub(s));
         let last = self.last.replace(now.clone());
         let Some(last) = last else {
             return Vec::new();
@@ -150,6 +164,12 @@ impl CgroupWatch {
         let own = rose(|s| s.oom) || rose(|s| s.failcnt);
         let size = |bytes: u64| crate::units::size(bytes as f64);
         let message = match (own, self.cgroup.limits.max) {
+            (true, Some(max)) if running_ns.is_some_and(|ns| ns < STARTUP_NS) => format!(
+                "worker {}: killed at its own limit of {} by the kernel's OOM killer {:.1} s after it started: the limit is below what it needs to start; raise containment.memory_max (or the budget), or run fewer workers",
+                now.worker,
+                size(max),
+                running_ns.unwrap_or(0) as f64 / 1e9
+            ),
             (true, Some(max)) => format!(
                 "worker {}: {kills} process(es) killed at its own limit of {} by the kernel's OOM killer (its cgroup {}); the other workers were not touched",
                 now.worker,
@@ -230,18 +250,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp");
         v1_files(dir.path(), 100 * MIB, 0, 0, "12\n10\n");
         let mut watch = watch(dir.path());
-        let (sample, changed) = watch.read(3).expect("reads");
+        let (sample, changed) = watch.read(3, 0).expect("reads");
         assert!(changed, "the first read is a change");
         assert_eq!(sample.worker, 3);
         assert_eq!(sample.limit_bytes, Some(150 * MIB));
         assert_eq!(sample.anon_bytes, Some(100 * MIB));
         assert_eq!(sample.shmem_bytes, Some(2 * MIB));
         assert_eq!(held(&sample), 102 * MIB, "anonymous and shared");
-        assert!(!watch.read(3).expect("reads").1, "same members");
+        assert!(!watch.read(3, 0).expect("reads").1, "same members");
         std::fs::write(dir.path().join("cgroup.procs"), "10\n12\n40\n").expect("write");
-        assert!(watch.read(3).expect("reads").1, "a process joined");
+        assert!(watch.read(3, 0).expect("reads").1, "a process joined");
         std::fs::remove_file(dir.path().join("cgroup.procs")).expect("rm");
-        let lost = watch.read(3).expect_err("gone");
+        let lost = watch.read(3, 0).expect_err("gone");
         assert!(lost.to_string().starts_with("cgroup.procs: "), "{lost}");
     }
 
@@ -303,9 +323,9 @@ mod tests {
         let mut watch = watch(dir.path());
         let mut news = |failcnt, kills| {
             v1_files(dir.path(), 100 * MIB, failcnt, kills, "10\n");
-            let (sample, _) = watch.read(0).expect("reads");
+            let (sample, _) = watch.read(0, 0).expect("reads");
             watch
-                .news(&sample)
+                .news(&sample, 60_000_000_000)
                 .into_iter()
                 .map(|e| match e {
                     EventKind::Note { message } => message,
@@ -324,6 +344,21 @@ mod tests {
         assert!(
             above[0].starts_with("worker 0: 2 process(es) of its cgroup killed by the kernel's OOM killer for a limit above its own"),
             "{above:?}"
+        );
+        // Killed at its own limit 1.5 s after it started: the limit is too small to start it.
+        v1_files(dir.path(), 0, 0, 0, "");
+        let mut fresh = super::tests::watch(dir.path());
+        let (sample, _) = fresh.read(0, 0).expect("reads");
+        assert!(fresh.news(&sample, 0).is_empty());
+        v1_files(dir.path(), 20 * MIB, 0, 0, "10\n");
+        let (sample, _) = fresh.read(0, 500_000_000).expect("reads");
+        assert!(fresh.news(&sample, 500_000_000).is_empty());
+        v1_files(dir.path(), 0, 3, 1, "");
+        let (sample, _) = fresh.read(0, 2_000_000_000).expect("reads");
+        let said = fresh.news(&sample, 2_000_000_000);
+        assert!(
+            matches!(&said[..], [EventKind::Note { message }] if message.contains("1.5 s after it started: the limit is below what it needs to start")),
+            "{said:?}"
         );
     }
 }
