@@ -5,14 +5,13 @@ use super::hold_budget::HoldLimits;
 use super::rollup_budget::{Candidate, RollupBudget};
 use super::snapshots::snapshot_worker;
 use super::tree::{self, WorkerTree};
-use super::worker_cgroup::{CgroupWatch, Plan};
+use super::worker_cgroup::{Plan, Watches};
 use crate::clock::RunClock;
 use crate::freshness::PssHealth;
 use crate::policy::{Reading, WorkerMemory};
 use crate::probe::{ProcRoot, SystemProbe};
 use crate::recording::{
     Boundary, Event, EventKind, GpuDeviceSample, ProcessSample, RecordSender, SystemSample, Tick,
-    WorkerCgroupSample,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,7 +144,7 @@ struct SamplerLoop {
     /// Per costly process of a worker with trials: its reads at trial ends.
     placed: BTreeMap<(u32, i32), Placed>,
     /// The workers' own cgroups that still read.
-    cgroups: BTreeMap<u32, CgroupWatch>,
+    cgroups: Watches,
 }
 
 #[derive(Debug, Default)]
@@ -192,14 +191,10 @@ impl SamplerLoop {
             .spawn(move || snapshot_worker(root, rx, snapshot_records))
             .ok();
         let shm = config.shm_dir.clone().map(super::shm::ShmWatch::new);
-        let mut cgroups = BTreeMap::new();
-        for (&worker, cgroup) in &config.worker_cgroups {
-            match CgroupWatch::open(cgroup.clone()) {
-                Ok(watch) => {
-                    cgroups.insert(worker, watch);
-                }
-                Err(e) => lost_cgroup(&records, &clock, worker, cgroup, &e),
-            }
+        let (cgroups, lost) = Watches::open(&config.worker_cgroups);
+        for (worker, message) in lost {
+            crate::console::say(&message);
+            records.event_now(&clock, Some(worker), EventKind::Note { message });
         }
         Self {
             budget: RollupBudget::new(config.rollup_cpu_fraction),
@@ -336,7 +331,21 @@ impl SamplerLoop {
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        let (cgroups, plans) = self.read_cgroups(t_ns, ticks_per_second, &forced, &mut events);
+        let tracked: BTreeMap<u32, usize> = self
+            .workers
+            .iter()
+            .map(|(w, t)| (*w, t.processes.len()))
+            .collect();
+        let before = events.len();
+        let (cgroups, plans) =
+            self.cgroups
+                .read(t_ns, (ticks_per_second, &forced, &tracked), &mut events);
+        // A kill at a worker's limit, a cgroup given up: said on the terminal as well.
+        for (_, event) in &events[before..] {
+            if let EventKind::Note { message } = event {
+                crate::console::say(message);
+            }
+        }
         let by_cgroup: BTreeSet<u32> = plans
             .iter()
             .filter(|(_, p)| **p == Plan::Skip)
@@ -379,7 +388,7 @@ impl SamplerLoop {
             self.request_snapshot(t_ns, worker, trial, boundary, &placed);
         }
         let mut memory = self.tree_memory(t_ns, &processes, &mut events);
-        self.cgroup_memory(&cgroups, &by_cgroup, &mut memory);
+        self.cgroups.memory(&cgroups, &by_cgroup, &mut memory);
         self.outside_trees(t_ns, &mut system, &memory);
         // Stamped with the tick that observed them: analysis lines an exec up with its samples.
         for (worker, kind) in events {
@@ -402,70 +411,6 @@ impl SamplerLoop {
             gpus,
             cgroups,
         });
-    }
-
-    /// Reads each worker's own cgroup. Returns the readings and what this tick reads of each
-    /// such worker's processes (`CgroupWatch::plan`). A cgroup that stops reading (removed, its
-    /// hierarchy changed) is given up, said once, and its worker read process by process from
-    /// then on.
-    fn read_cgroups(
-        &mut self,
-        t_ns: u64,
-        ticks_per_second: u64,
-        forced: &BTreeSet<u32>,
-        events: &mut Vec<(u32, EventKind)>,
-    ) -> (Vec<WorkerCgroupSample>, BTreeMap<u32, Plan>) {
-        let mut samples = Vec::new();
-        let mut plans = BTreeMap::new();
-        let mut lost = Vec::new();
-        for (&worker, watch) in self.cgroups.iter_mut() {
-            match watch.read(worker, t_ns) {
-                Ok((sample, changed)) => {
-                    for news in watch.news(&sample, t_ns) {
-                        if let EventKind::Note { message } = &news {
-                            crate::console::say(message);
-                        }
-                        events.push((worker, news));
-                    }
-                    let tracked = self.workers.get(&worker).map_or(0, |t| t.processes.len());
-                    let boundary = forced.contains(&worker);
-                    let plan = watch.plan(tracked, ticks_per_second, changed, boundary);
-                    plans.insert(worker, plan);
-                    samples.push(sample);
-                }
-                Err(e) => lost.push((worker, e)),
-            }
-        }
-        for (worker, e) in lost {
-            if let Some(watch) = self.cgroups.remove(&worker) {
-                lost_cgroup(&self.records, &self.clock, worker, &watch.cgroup, &e);
-            }
-        }
-        (samples, plans)
-    }
-
-    /// The policy's view of each worker with a cgroup: its anonymous and shared bytes, and on
-    /// ticks without per-process reads the tree's memory carried from the last one.
-    fn cgroup_memory(
-        &mut self,
-        samples: &[WorkerCgroupSample],
-        by_cgroup: &BTreeSet<u32>,
-        memory: &mut BTreeMap<u32, WorkerMemory>,
-    ) {
-        for sample in samples {
-            let Some(watch) = self.cgroups.get_mut(&sample.worker) else {
-                continue;
-            };
-            let held = super::worker_cgroup::held(sample);
-            if by_cgroup.contains(&sample.worker) {
-                if let Some(carried) = watch.carried(held) {
-                    memory.insert(sample.worker, carried);
-                }
-            } else if let Some(read) = memory.get_mut(&sample.worker) {
-                read.cgroup_bytes = Some(held);
-                watch.per_process_read(held, *read);
-            }
-        }
     }
 
     /// `/dev/shm` (when due) and the memory in use that no tree accounts for.
@@ -768,22 +713,6 @@ impl SamplerLoop {
         self.unreported_overruns = 0;
         self.last_overrun_report = Instant::now();
     }
-}
-
-/// A worker's cgroup could not be opened or read: said once, in the recording and on stderr.
-fn lost_cgroup(
-    records: &RecordSender,
-    clock: &RunClock,
-    worker: u32,
-    cgroup: &crate::supervisor::cgroup::WorkerCgroup,
-    error: &std::io::Error,
-) {
-    let message = format!(
-        "worker {worker}: its cgroup {} cannot be read ({error}); its memory is read process by process from now on",
-        cgroup.dir.display()
-    );
-    crate::console::say(&message);
-    records.event_now(clock, Some(worker), EventKind::Note { message });
 }
 
 /// What the policy engine reads at one tick.

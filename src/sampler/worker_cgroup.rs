@@ -7,6 +7,7 @@ use crate::policy::WorkerMemory;
 use crate::probe::cgroup::{CgroupFiles, CgroupReading};
 use crate::recording::{EventKind, WorkerCgroupSample};
 use crate::supervisor::cgroup::WorkerCgroup;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::Read;
 
@@ -183,6 +184,96 @@ impl CgroupWatch {
         };
         vec![EventKind::Note { message }]
     }
+}
+
+/// The workers' own cgroups that still read, as the sampler's tick uses them.
+#[derive(Default)]
+pub struct Watches(BTreeMap<u32, CgroupWatch>);
+
+impl Watches {
+    /// Opens each worker's cgroup; one line for each that cannot be opened.
+    pub fn open(cgroups: &BTreeMap<u32, WorkerCgroup>) -> (Self, Vec<(u32, String)>) {
+        let mut watches = BTreeMap::new();
+        let mut lost = Vec::new();
+        for (&worker, cgroup) in cgroups {
+            match CgroupWatch::open(cgroup.clone()) {
+                Ok(watch) => {
+                    watches.insert(worker, watch);
+                }
+                Err(e) => lost.push((worker, lost_line(worker, cgroup, &e))),
+            }
+        }
+        (Self(watches), lost)
+    }
+
+    /// Reads each worker's cgroup. Returns the readings and what this tick reads of each such
+    /// worker's processes (`CgroupWatch::plan`, from `tracked`: how many it has now, and
+    /// `boundaries`: the workers at a trial boundary). What the counters tell goes to `events`.
+    /// A cgroup that stops reading (removed, its hierarchy changed) is given up with one note,
+    /// and its worker read process by process from then on.
+    pub fn read(
+        &mut self,
+        t_ns: u64,
+        (ticks_per_second, boundaries, tracked): (u64, &BTreeSet<u32>, &BTreeMap<u32, usize>),
+        events: &mut Vec<(u32, EventKind)>,
+    ) -> (Vec<WorkerCgroupSample>, BTreeMap<u32, Plan>) {
+        let mut samples = Vec::new();
+        let mut plans = BTreeMap::new();
+        let mut lost = Vec::new();
+        for (&worker, watch) in self.0.iter_mut() {
+            match watch.read(worker, t_ns) {
+                Ok((sample, changed)) => {
+                    events.extend(watch.news(&sample, t_ns).into_iter().map(|e| (worker, e)));
+                    let processes = tracked.get(&worker).copied().unwrap_or(0);
+                    let boundary = boundaries.contains(&worker);
+                    plans.insert(
+                        worker,
+                        watch.plan(processes, ticks_per_second, changed, boundary),
+                    );
+                    samples.push(sample);
+                }
+                Err(e) => lost.push((worker, e)),
+            }
+        }
+        for (worker, e) in lost {
+            if let Some(watch) = self.0.remove(&worker) {
+                let message = lost_line(worker, &watch.cgroup, &e);
+                events.push((worker, EventKind::Note { message }));
+            }
+        }
+        (samples, plans)
+    }
+
+    /// The policy's view of each worker with a cgroup: its anonymous and shared bytes, and on
+    /// ticks without per-process reads (`by_cgroup`) the tree's memory carried from the last one.
+    pub fn memory(
+        &mut self,
+        samples: &[WorkerCgroupSample],
+        by_cgroup: &BTreeSet<u32>,
+        memory: &mut BTreeMap<u32, WorkerMemory>,
+    ) {
+        for sample in samples {
+            let Some(watch) = self.0.get_mut(&sample.worker) else {
+                continue;
+            };
+            let held = held(sample);
+            if by_cgroup.contains(&sample.worker) {
+                if let Some(carried) = watch.carried(held) {
+                    memory.insert(sample.worker, carried);
+                }
+            } else if let Some(read) = memory.get_mut(&sample.worker) {
+                read.cgroup_bytes = Some(held);
+                watch.per_process_read(held, *read);
+            }
+        }
+    }
+}
+
+fn lost_line(worker: u32, cgroup: &WorkerCgroup, error: &std::io::Error) -> String {
+    format!(
+        "worker {worker}: its cgroup {} cannot be read ({error}); its memory is read process by process from now on",
+        cgroup.dir.display()
+    )
 }
 
 /// The anonymous and shared memory of a reading: what only a restart frees.

@@ -332,24 +332,6 @@ fn without_a_policy_the_kernels_kills_are_counted_from_the_cgroup_and_matched_to
     );
 }
 
-/// The policy events of a run: `(t_s, worker, action, reason)`.
-fn actions(dir: &Path) -> Vec<(f64, Option<u32>, String, String)> {
-    let recording = memwarden::recording::Recording::open(dir).expect("recording opens");
-    recording
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            memwarden::recording::EventKind::Policy { action, reason, .. } => Some((
-                e.t_ns as f64 / 1e9,
-                e.worker,
-                action.to_string(),
-                reason.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Each worker runs in a cgroup of its own below memwarden's, read at every tick (one row per
 /// worker per tick), while a large tree's processes are read only as often as the analysis
 /// needs (once a second and at trial boundaries here); the leak is still found at its size. The cgroups go at the end, and what an earlier memwarden
@@ -461,7 +443,8 @@ fn one_leaking_worker_among_four_is_restarted_alone_at_its_own_soft_line() {
         stderr.contains("; limit 384.0 MiB; soft line 345.6 MiB: a worker that reaches it is restarted at its next trial boundary"),
         "{stderr}"
     );
-    let stops: Vec<_> = actions(&dir)
+    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
+    let stops: Vec<_> = actions(&recording)
         .into_iter()
         .filter(|a| a.2 == "stop")
         .collect();
@@ -478,7 +461,6 @@ fn one_leaking_worker_among_four_is_restarted_alone_at_its_own_soft_line() {
             "{reason}"
         );
     }
-    let recording = memwarden::recording::Recording::open(&dir).expect("opens");
     for w in 1..4 {
         let mut ends: Vec<f64> = recording
             .trials()

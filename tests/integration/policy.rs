@@ -11,23 +11,6 @@ fn open(dir: &Path) -> Recording {
     Recording::open(dir).expect("recording opens")
 }
 
-/// `(t_s, worker, action, reason)` of the policy events.
-fn actions(recording: &Recording) -> Vec<(f64, Option<u32>, String, String)> {
-    recording
-        .events
-        .iter()
-        .filter_map(|e| match &e.kind {
-            EventKind::Policy { action, reason, .. } => Some((
-                e.t_ns as f64 / 1e9,
-                e.worker,
-                action.to_string(),
-                reason.clone(),
-            )),
-            _ => None,
-        })
-        .collect()
-}
-
 fn starts(recording: &Recording) -> Vec<(f64, u32)> {
     recording
         .events

@@ -317,3 +317,22 @@ pub fn report(run: &Path, out: &Path, extra: &[&str]) -> String {
     );
     std::fs::read_to_string(out.join("report.md")).expect("report.md written")
 }
+
+/// `(t_s, worker, action, reason)` of the policy events.
+pub fn actions(
+    recording: &memwarden::recording::Recording,
+) -> Vec<(f64, Option<u32>, String, String)> {
+    recording
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            memwarden::recording::EventKind::Policy { action, reason, .. } => Some((
+                e.t_ns as f64 / 1e9,
+                e.worker,
+                action.to_string(),
+                reason.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
