@@ -638,7 +638,7 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
         return None;
     }
     let cgroup = recording.manifest.memory_cgroup.as_ref();
-    let mut rises = system.map_or_else(Vec::new, |s| {
+    let rises = system.map_or_else(Vec::new, |s| {
         super::oom::rises(s.oom_kill_readings.iter().copied())
     });
     // The exit is reaped at once; the counter shows on the next tick, give or take one.
@@ -649,15 +649,7 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
             .into_iter()
             .find_map(|kind| Some((kind, values[kind as usize]?)))
     };
-    let mut kills =
-        super::oom::match_worker_kills(&mut rises, &workers, &loaded.ended, slack_ns, &memory);
-    kills.extend(super::oom::match_kills(
-        &rises,
-        &loaded.ended,
-        slack_ns,
-        &memory,
-    ));
-    kills.sort_by_key(|k| k.t_ns);
+    let kills = super::oom::all_kills(&rises, &workers, &loaded.ended, slack_ns, &memory);
     Some(super::oom::OomKills {
         cgroup: cgroup.map_or_else(
             || "the memory cgroup".to_string(),

@@ -69,24 +69,21 @@ pub fn worker_rises(readings: &[WorkerReading]) -> Vec<WorkerRise> {
     rises
 }
 
-/// Kills counted by the workers' own cgroups go to their workers; the cgroup in force (v2
-/// counts a child's kills in its ancestors too) keeps only the kills that no worker counted
-/// within `slack_ns`.
-pub fn match_worker_kills(
-    parent: &mut Vec<(u64, u64)>,
+/// Every kill the counters show, in time order. Those the workers' own cgroups counted go to
+/// their workers (at their own limit where the cgroup says so), matched to their own exits; the
+/// cgroup in force keeps only the kills that no worker counted within `slack_ns` (v2 counts a
+/// child's kills in its ancestors too), matched as `match_kills` does to the exits left.
+pub fn all_kills(
+    parent: &[(u64, u64)],
     workers: &[WorkerCounts],
     ended: &[Ended],
     slack_ns: u64,
     memory: &dyn Fn(u32, u64) -> Option<(Kind, f64)>,
 ) -> Vec<OomKill> {
+    let mut parent = parent.to_vec();
     let mut kills = Vec::new();
     for counts in workers {
-        let own: Vec<Ended> = ended
-            .iter()
-            .filter(|e| e.worker == counts.worker)
-            .copied()
-            .collect();
-        for &(t, n, limit) in &counts.rises {
+        for &(t, n, _) in &counts.rises {
             let mut left = n;
             for rise in parent
                 .iter_mut()
@@ -96,14 +93,39 @@ pub fn match_worker_kills(
                 rise.1 -= taken;
                 left -= taken;
             }
-            for mut kill in match_kills(&[(t, n)], &own, slack_ns, memory) {
-                kill.worker = Some(counts.worker);
-                kill.own_limit_bytes = limit.map(|l| l as f64);
-                kills.push(kill);
-            }
+        }
+        let own: Vec<Ended> = ended
+            .iter()
+            .filter(|e| e.worker == counts.worker)
+            .copied()
+            .collect();
+        let rises: Vec<(u64, u64)> = counts.rises.iter().map(|&(t, n, _)| (t, n)).collect();
+        // `match_kills` gives `n` kills per rise, in order: each takes its rise's limit.
+        let limits = counts
+            .rises
+            .iter()
+            .flat_map(|&(_, n, limit)| std::iter::repeat_n(limit, n as usize));
+        for (mut kill, limit) in match_kills(&rises, &own, slack_ns, memory)
+            .into_iter()
+            .zip(limits)
+        {
+            kill.worker = Some(counts.worker);
+            kill.own_limit_bytes = limit.map(|l| l as f64);
+            kills.push(kill);
         }
     }
     parent.retain(|(_, n)| *n > 0);
+    let left: Vec<Ended> = ended
+        .iter()
+        .filter(|e| {
+            !kills
+                .iter()
+                .any(|k| k.pid == Some(e.pid) && k.t_ns == e.t_ns)
+        })
+        .copied()
+        .collect();
+    kills.extend(match_kills(&parent, &left, slack_ns, memory));
+    kills.sort_by_key(|k| k.t_ns);
     kills
 }
 
@@ -223,11 +245,10 @@ mod tests {
             },
         ];
         // The parent (v2) counted the first kill as well, and one of another worker.
-        let mut parent = vec![(200 * MS, 1), (5000 * MS, 1)];
+        let parent = [(200 * MS, 1), (5000 * MS, 1)];
         let counts = [WorkerCounts { worker: 0, rises }];
-        let kills = match_worker_kills(&mut parent, &counts, &ended, 300 * MS, &|_, _| None);
-        assert_eq!(parent, vec![(5000 * MS, 1)], "counted once");
-        assert_eq!(kills.len(), 2);
+        let kills = all_kills(&parent, &counts, &ended, 300 * MS, &|_, _| None);
+        assert_eq!(kills.len(), 3, "the first kill counted once: {kills:?}");
         assert_eq!(
             (kills[0].worker, kills[0].pid, kills[0].main),
             (Some(0), Some(10), true)
@@ -235,6 +256,21 @@ mod tests {
         assert_eq!(kills[0].own_limit_bytes, Some(150.0 * 1024.0 * 1024.0));
         assert_eq!((kills[1].worker, kills[1].own_limit_bytes), (Some(0), None));
         assert_eq!(kills[1].pid, None, "worker 1's exit is not worker 0's kill");
+        assert_eq!(
+            (kills[2].worker, kills[2].pid, kills[2].own_limit_bytes),
+            (Some(1), Some(20), None),
+            "the parent's own kill"
+        );
+        // Two rises of one worker within the slack take two exits, never one twice.
+        let twice = [WorkerCounts {
+            worker: 0,
+            rises: vec![(200 * MS, 1, None), (300 * MS, 1, None)],
+        }];
+        let kills = all_kills(&[], &twice, &ended, 300 * MS, &|_, _| None);
+        assert_eq!(
+            kills.iter().map(|k| k.pid).collect::<Vec<_>>(),
+            [Some(10), None]
+        );
     }
 
     #[test]

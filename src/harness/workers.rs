@@ -404,11 +404,9 @@ impl<'a> Workers<'a> {
         let Some(procs) = self.cgroups.get(&index) else {
             return true;
         };
-        let Ok(text) = std::fs::read_to_string(procs) else {
+        let Ok(members) = crate::supervisor::cgroup::members(procs) else {
             return true;
         };
-        let mut members: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
-        members.sort_unstable();
         let due = self
             .walked
             .get(&index)

@@ -372,44 +372,27 @@ impl LiveStatus {
         per_worker.flat_map(|w| w.restarts_by_reason.values()).sum()
     }
 
-    /// OOM kills per worker: the counter's rises paired with the SIGKILL exits near them, as
-    /// analysis pairs them (a `kill -9` the counter does not show is none).
+    /// OOM kills per worker: the counters' rises paired with the SIGKILL exits near them, as
+    /// analysis pairs them (a `kill -9` the counters do not show is none).
     pub fn oom_kills(&self) -> BTreeMap<u32, u64> {
-        let (mut parent, workers) = self.oom_counts();
-        let mut kills = crate::analysis::oom::match_worker_kills(
-            &mut parent,
-            &workers,
-            &self.sigkilled,
-            OOM_PAIRING_NS,
-            &|_, _| None,
-        );
-        kills.extend(crate::analysis::oom::match_kills(
-            &parent,
-            &self.sigkilled,
-            OOM_PAIRING_NS,
-            &|_, _| None,
-        ));
         let mut per_worker = BTreeMap::new();
-        for worker in kills.iter().filter_map(|k| k.worker) {
+        for worker in self.all_kills().iter().filter_map(|k| k.worker) {
             *per_worker.entry(worker).or_default() += 1;
         }
         per_worker
     }
 
-    /// OOM kills in the memory cgroup since the run began (`None`: no counter to read).
+    /// OOM kills in the memory cgroup and the workers' own since the run began (`None`: no
+    /// counter to read).
     pub fn oom_kills_total(&self) -> Option<u64> {
         if self.oom_reading.is_none() && self.worker_oom.is_empty() {
             return None;
         }
-        let (mut parent, workers) = self.oom_counts();
-        crate::analysis::oom::match_worker_kills(&mut parent, &workers, &[], 0, &|_, _| None);
-        let own: u64 = workers.iter().flat_map(|w| &w.rises).map(|r| r.1).sum();
-        Some(own + parent.iter().map(|(_, count)| count).sum::<u64>())
+        Some(self.all_kills().len() as u64)
     }
 
-    /// The rises of the cgroup in force and those the workers' own cgroups counted.
-    fn oom_counts(&self) -> (Vec<(u64, u64)>, Vec<crate::analysis::oom::WorkerCounts>) {
-        let workers = self
+    fn all_kills(&self) -> Vec<crate::analysis::oom::OomKill> {
+        let workers: Vec<crate::analysis::oom::WorkerCounts> = self
             .worker_oom
             .iter()
             .map(|(&worker, (_, rises))| crate::analysis::oom::WorkerCounts {
@@ -417,7 +400,13 @@ impl LiveStatus {
                 rises: rises.clone(),
             })
             .collect();
-        (self.oom_rises.clone(), workers)
+        crate::analysis::oom::all_kills(
+            &self.oom_rises,
+            &workers,
+            &self.sigkilled,
+            OOM_PAIRING_NS,
+            &|_, _| None,
+        )
     }
 
     fn entry(&mut self, worker: Option<u32>) -> Option<&mut LiveWorker> {

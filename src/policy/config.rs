@@ -235,7 +235,7 @@ pub struct Restart {
     pub max_starts: Option<u32>,
     /// Restart a worker whose own cgroup holds this much anonymous and shared memory (the
     /// memory only a restart frees) at its next trial boundary; set by the harness to the soft
-    /// line of the per-worker cgroups it made (`Containment::worker_limits`), not in the file.
+    /// line of the per-worker cgroups it made (`Policy::worker_limits`), not in the file.
     #[serde(skip)]
     pub soft_line: Option<u64>,
 }
@@ -519,33 +519,6 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-
-    #[test]
-    fn each_worker_gets_its_share_of_the_budget_with_a_soft_line_below_it() {
-        let shared = Policy::parse("budget = \"1200MiB\"\n", "p.toml").expect("valid");
-        let limits = shared.worker_limits(4);
-        assert_eq!(limits.max, Some(300 << 20));
-        assert_eq!(limits.high, Some((300 << 20) / 10 * 9));
-        let set = Policy::parse(
-            "budget = \"1200MiB\"\n[containment]\nmemory_max = \"500MiB\"\nmemory_high = \"400MiB\"\n",
-            "p.toml",
-        )
-        .expect("valid");
-        let limits = set.worker_limits(4);
-        assert_eq!(
-            (limits.max, limits.high),
-            (Some(500 << 20), Some(400 << 20))
-        );
-        assert_eq!(Policy::default().worker_limits(4), WorkerLimits::default());
-        let mut above = set.clone();
-        above.containment.memory_high = Some(600 << 20);
-        let conflict = above.check().expect_err("high above max");
-        assert_eq!(
-            conflict.keys,
-            ["containment.memory_high", "containment.memory_max"]
-        );
-    }
-
     use super::*;
 
     fn error(text: &str) -> String {
@@ -641,5 +614,31 @@ mod tests {
         let syntax = error("[restart\n");
         assert!(syntax.starts_with("p.toml:1:"), "{syntax}");
         assert!(!syntax.contains('\n'), "one line: {syntax}");
+    }
+
+    #[test]
+    fn each_worker_gets_its_share_of_the_budget_with_a_soft_line_below_it() {
+        let shared = Policy::parse("budget = \"1200MiB\"\n", "p.toml").expect("valid");
+        let limits = shared.worker_limits(4);
+        assert_eq!(limits.max, Some(300 << 20));
+        assert_eq!(limits.high, Some((300 << 20) / 10 * 9));
+        let set = Policy::parse(
+            "budget = \"1200MiB\"\n[containment]\nmemory_max = \"500MiB\"\nmemory_high = \"400MiB\"\n",
+            "p.toml",
+        )
+        .expect("valid");
+        let limits = set.worker_limits(4);
+        assert_eq!(
+            (limits.max, limits.high),
+            (Some(500 << 20), Some(400 << 20))
+        );
+        assert_eq!(Policy::default().worker_limits(4), WorkerLimits::default());
+        let mut above = set.clone();
+        above.containment.memory_high = Some(600 << 20);
+        let conflict = above.check().expect_err("high above max");
+        assert_eq!(
+            conflict.keys,
+            ["containment.memory_high", "containment.memory_max"]
+        );
     }
 }

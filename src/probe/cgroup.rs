@@ -238,8 +238,8 @@ impl CgroupFiles {
                     oom_kill: field(&events, "oom_kill"),
                     high: field(&events, "high"),
                     max: field(&events, "max"),
-                    psi_full_avg10: full_avg10(&psi),
-                    psi_full_total_us: full_total(&psi),
+                    psi_full_avg10: full(&psi, "avg10"),
+                    psi_full_total_us: full(&psi, "total"),
                     anon_bytes: field(&stat, "anon"),
                     file_bytes: field(&stat, "file"),
                     shmem_bytes: field(&stat, "shmem"),
@@ -294,20 +294,12 @@ fn field(text: &str, name: &str) -> Option<u64> {
     })
 }
 
-/// `full ... total=123` of a PSI file.
-fn full_total(text: &str) -> Option<u64> {
+/// One field of the `full` line of a PSI file: `full(text, "avg10")` of
+/// `full avg10=1.23 avg60=… total=123`.
+fn full<T: std::str::FromStr>(text: &str, key: &str) -> Option<T> {
     let line = text.lines().find(|l| l.starts_with("full "))?;
     line.split_whitespace()
-        .find_map(|w| w.strip_prefix("total="))?
-        .parse()
-        .ok()
-}
-
-/// `full avg10=1.23 ...` of a PSI file.
-fn full_avg10(text: &str) -> Option<f64> {
-    let line = text.lines().find(|l| l.starts_with("full "))?;
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix("avg10="))?
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))?
         .parse()
         .ok()
 }

@@ -204,47 +204,41 @@ impl Recording {
 
     /// Per-process samples, all segments, in time order.
     pub fn samples(&self) -> Result<DataFrame, RecordingError> {
-        self.sample_tables(false)
+        self.all_segments(
+            |index| self.segment(index, false, None),
+            tables::samples_frame,
+        )
     }
 
     /// System-wide samples (one row per tick).
     pub fn system(&self) -> Result<DataFrame, RecordingError> {
-        self.sample_tables(true)
+        self.all_segments(
+            |index| self.segment(index, true, None),
+            tables::system_frame,
+        )
     }
 
     /// Each worker's own cgroup per tick (FORMAT.md `cgroups-N.parquet`), all segments.
     pub fn cgroups(&self) -> Result<DataFrame, RecordingError> {
+        self.all_segments(|index| self.cgroups_segment(index), tables::cgroups_frame)
+    }
+
+    /// One table of every sample segment, one after the other; `empty`'s columns without any.
+    fn all_segments(
+        &self,
+        segment: impl Fn(u32) -> Result<DataFrame, RecordingError>,
+        empty: fn(&[Tick]) -> PolarsResult<DataFrame>,
+    ) -> Result<DataFrame, RecordingError> {
         let mut out: Option<DataFrame> = None;
         for index in self.sample_segments()? {
-            append(&mut out, self.cgroups_segment(index)?, &self.dir)?;
+            append(&mut out, segment(index)?, &self.dir)?;
         }
         match out {
             Some(df) => Ok(df),
-            None => tables::cgroups_frame(&[]).map_err(|source| RecordingError::Table {
+            None => empty(&[]).map_err(|source| RecordingError::Table {
                 path: self.dir.clone(),
                 cause: source,
             }),
-        }
-    }
-
-    fn sample_tables(&self, system: bool) -> Result<DataFrame, RecordingError> {
-        let mut out: Option<DataFrame> = None;
-        for index in self.sample_segments()? {
-            append(&mut out, self.segment(index, system, None)?, &self.dir)?;
-        }
-        match out {
-            Some(df) => Ok(df),
-            None => {
-                let empty = if system {
-                    tables::system_frame(&[])
-                } else {
-                    tables::samples_frame(&[])
-                };
-                empty.map_err(|source| RecordingError::Table {
-                    path: self.dir.clone(),
-                    cause: source,
-                })
-            }
         }
     }
 
@@ -359,7 +353,7 @@ impl Recording {
         &self,
         index: u32,
         table: &str,
-        frame_of: fn(&[Tick]) -> crate::frames::prelude::PolarsResult<DataFrame>,
+        frame_of: fn(&[Tick]) -> PolarsResult<DataFrame>,
     ) -> Result<DataFrame, RecordingError> {
         let samples_parquet = self.parquet("samples", index);
         if samples_parquet.exists() && self.parquet("system", index).exists() {

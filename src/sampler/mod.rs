@@ -4,7 +4,8 @@
 //! tree. A worker with a memory cgroup of its own (`worker_cgroup`) is also read from its cgroup
 //! every tick, one read for the whole tree; a large tree's processes (over 8) are then read about
 //! 80 process-reads a second (once a second at least), at its trial boundaries and whenever the
-//! cgroup's members change, so that a 300-process worker does not cost 300 reads a tick. smaps_rollup (PSS, USS) as the CPU budget allows, and for a whole worker at each of its
+//! cgroup's members change, so that a 300-process worker does not cost 300 reads a tick.
+//! smaps_rollup (PSS, USS) as the CPU budget allows, and for a whole worker at each of its
 //! trial boundaries. Full smaps at trial boundaries, on a thread of its own so a slow snapshot
 //! of a big process never delays a tick. A tick that runs past its interval is reported as an
 //! overrun event; the cadence skips ahead rather than bursting to catch up.

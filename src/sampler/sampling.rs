@@ -331,26 +331,18 @@ impl SamplerLoop {
         let all_threads = self.stats.ticks % ticks_per_second == 1 % ticks_per_second;
         let boundaries = std::mem::take(&mut self.pending_boundaries);
         let forced: BTreeSet<u32> = boundaries.iter().map(|(w, _, _)| *w).collect();
-        let tracked: BTreeMap<u32, usize> = self
-            .workers
-            .iter()
-            .map(|(w, t)| (*w, t.processes.len()))
-            .collect();
+        let workers = &self.workers;
+        let tracked = |w: u32| workers.get(&w).map_or(0, |t| t.processes.len());
         let before = events.len();
         let (cgroups, plans) =
             self.cgroups
-                .read(t_ns, (ticks_per_second, &forced, &tracked), &mut events);
+                .read(t_ns, ticks_per_second, &forced, &tracked, &mut events);
         // A kill at a worker's limit, a cgroup given up: said on the terminal as well.
         for (_, event) in &events[before..] {
             if let EventKind::Note { message } = event {
                 crate::console::say(message);
             }
         }
-        let by_cgroup: BTreeSet<u32> = plans
-            .iter()
-            .filter(|(_, p)| **p == Plan::Skip)
-            .map(|(w, _)| *w)
-            .collect();
         for tree in self.workers.values_mut() {
             let thorough = match plans.get(&tree.worker) {
                 Some(Plan::Skip) => continue,
@@ -388,7 +380,7 @@ impl SamplerLoop {
             self.request_snapshot(t_ns, worker, trial, boundary, &placed);
         }
         let mut memory = self.tree_memory(t_ns, &processes, &mut events);
-        self.cgroups.memory(&cgroups, &by_cgroup, &mut memory);
+        self.cgroups.memory(&cgroups, &plans, &mut memory);
         self.outside_trees(t_ns, &mut system, &memory);
         // Stamped with the tick that observed them: analysis lines an exec up with its samples.
         for (worker, kind) in events {

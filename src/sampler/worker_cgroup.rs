@@ -8,8 +8,6 @@ use crate::probe::cgroup::{CgroupFiles, CgroupReading};
 use crate::recording::{EventKind, WorkerCgroupSample};
 use crate::supervisor::cgroup::WorkerCgroup;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
-use std::io::Read;
 
 /// Trees of up to this many processes are read process by process every tick, as without a
 /// cgroup: the analysis's per-process series (a spike within a second, a rate without trial
@@ -44,7 +42,6 @@ pub struct CgroupWatch {
     started_ns: Option<u64>,
     files: CgroupFiles,
     members: Vec<i32>,
-    buf: Vec<u8>,
     /// The last reading, for the counters' rises.
     last: Option<WorkerCgroupSample>,
     /// At the last per-process read: the cgroup's anonymous and shared bytes, and the tree's
@@ -60,7 +57,6 @@ impl CgroupWatch {
             since_read: 0,
             started_ns: None,
             members: Vec::new(),
-            buf: Vec::with_capacity(4096),
             last: None,
             at_full: None,
         })
@@ -84,19 +80,8 @@ impl CgroupWatch {
     }
 
     fn read_members(&mut self) -> std::io::Result<bool> {
-        // Opened for each read: v1 keeps the pid list of an open cgroup.procs and hands it out
-        // again for a second read within a second, so a kept-open file would miss changes.
-        self.buf.clear();
-        File::open(self.cgroup.procs())
-            .map_err(|e| std::io::Error::new(e.kind(), format!("cgroup.procs: {e}")))?
-            .read_to_end(&mut self.buf)
+        let members = crate::supervisor::cgroup::members(&self.cgroup.procs())
             .map_err(|e| std::io::Error::new(e.kind(), format!("cgroup.procs: {e}")))?;
-        let mut members: Vec<i32> = std::str::from_utf8(&self.buf)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
-        members.sort_unstable();
         let changed = members != self.members;
         self.members = members;
         Ok(changed)
@@ -145,6 +130,7 @@ impl CgroupWatch {
 
     /// What the counters' rises since the last reading tell: a kill by the kernel's OOM killer
     /// in this cgroup, at its own limit or a limit above it.
+    ///
     /// A kill at its own limit within seconds of the worker's start (its cgroup's members
     /// went from none to some) says the limit is below what it needs to start.
     pub fn news(&mut self, now: &WorkerCgroupSample, t_ns: u64) -> Vec<EventKind> {
@@ -214,7 +200,9 @@ impl Watches {
     pub fn read(
         &mut self,
         t_ns: u64,
-        (ticks_per_second, boundaries, tracked): (u64, &BTreeSet<u32>, &BTreeMap<u32, usize>),
+        ticks_per_second: u64,
+        boundaries: &BTreeSet<u32>,
+        tracked: &dyn Fn(u32) -> usize,
         events: &mut Vec<(u32, EventKind)>,
     ) -> (Vec<WorkerCgroupSample>, BTreeMap<u32, Plan>) {
         let mut samples = Vec::new();
@@ -224,12 +212,9 @@ impl Watches {
             match watch.read(worker, t_ns) {
                 Ok((sample, changed)) => {
                     events.extend(watch.news(&sample, t_ns).into_iter().map(|e| (worker, e)));
-                    let processes = tracked.get(&worker).copied().unwrap_or(0);
                     let boundary = boundaries.contains(&worker);
-                    plans.insert(
-                        worker,
-                        watch.plan(processes, ticks_per_second, changed, boundary),
-                    );
+                    let plan = watch.plan(tracked(worker), ticks_per_second, changed, boundary);
+                    plans.insert(worker, plan);
                     samples.push(sample);
                 }
                 Err(e) => lost.push((worker, e)),
@@ -245,11 +230,12 @@ impl Watches {
     }
 
     /// The policy's view of each worker with a cgroup: its anonymous and shared bytes, and on
-    /// ticks without per-process reads (`by_cgroup`) the tree's memory carried from the last one.
+    /// ticks that did not read its processes (`Plan::Skip`) the tree's memory carried from the
+    /// last that did.
     pub fn memory(
         &mut self,
         samples: &[WorkerCgroupSample],
-        by_cgroup: &BTreeSet<u32>,
+        plans: &BTreeMap<u32, Plan>,
         memory: &mut BTreeMap<u32, WorkerMemory>,
     ) {
         for sample in samples {
@@ -257,7 +243,7 @@ impl Watches {
                 continue;
             };
             let held = held(sample);
-            if by_cgroup.contains(&sample.worker) {
+            if plans.get(&sample.worker) == Some(&Plan::Skip) {
                 if let Some(carried) = watch.carried(held) {
                     memory.insert(sample.worker, carried);
                 }
@@ -356,8 +342,6 @@ mod tests {
         assert!(lost.to_string().starts_with("cgroup.procs: "), "{lost}");
     }
 
-    /// Between per-process reads the tree's memory moves with the cgroup's count, never below
-    /// nothing; before the first per-process read there is nothing to carry.
     /// A small tree is read every tick; a large one about 80 process-reads a second, once a
     /// second at least, and at once at a boundary or a change of members.
     #[test]
@@ -388,6 +372,8 @@ mod tests {
         );
     }
 
+    /// Between per-process reads the tree's memory moves with the cgroup's count, never below
+    /// nothing; before the first per-process read there is nothing to carry.
     #[test]
     fn between_per_process_reads_the_tree_moves_with_its_cgroup() {
         let dir = tempfile::tempdir().expect("temp");

@@ -163,13 +163,14 @@ fn worker_dirs(parent: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The pids in a cgroup's `cgroup.procs`.
-pub fn members(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
+/// The pids in a cgroup's `cgroup.procs` (`procs`), sorted. Read anew each time: v1 hands the
+/// same pid list back to a file kept open for about a second, so a kept-open file would miss
+/// changes.
+pub fn members(procs: &Path) -> std::io::Result<Vec<i32>> {
+    let text = std::fs::read_to_string(procs)?;
+    let mut pids: Vec<i32> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    pids.sort_unstable();
+    Ok(pids)
 }
 
 impl WorkerCgroups {
@@ -183,7 +184,7 @@ impl WorkerCgroups {
         self.removed = true;
         let mut said = Vec::new();
         for worker in &self.workers {
-            let left = members(&worker.dir);
+            let left = members(&worker.procs()).unwrap_or_default();
             if !left.is_empty() {
                 for pid in &left {
                     let _ = nix::sys::signal::kill(
