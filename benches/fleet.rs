@@ -44,7 +44,7 @@ fn main() {
     for table in ["runs", "findings", "parameters"] {
         let from = published.key.partition(&dest, table);
         for i in 0..RUNS {
-            let key = memwarden::fleet::layout::RunKey::new(
+            let key = memwarden::recording::layout::RunKey::new(
                 &format!("host-{:02}", i % HOSTS),
                 &format!("run-{i:04}"),
             );

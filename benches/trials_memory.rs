@@ -109,27 +109,7 @@ fn write(dir: &Path, trials: u64) {
         .and_then(|mut f| f.write_all(&buf))
         .expect("segment written");
     compact_segment(&segment).expect("compacts");
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        memwarden_version: "bench".into(),
-        mode: "run".into(),
-        command: vec!["python".into(), "search.py".into()],
-        workers: 1,
-        host: "bench".into(),
-        boot_id: "bench".into(),
-        kernel: "bench".into(),
-        start_wall_ns: START_WALL_NS,
-        start_rfc3339: "2026-11-18T00:00:00Z".into(),
-        interval_ns: 1_000_000_000 / HZ,
-        page_size: 4096,
-        status: RunStatus::Finished,
-        end_wall_ns: Some(START_WALL_NS + span_ns),
-        end_reason: Some("bench".into()),
-        memory_cgroup: None,
-        harness: None,
-        orchestrator: None,
-    };
-    write_manifest(dir, &manifest).expect("manifest written");
+    write_manifest(dir, &manifest(span_ns)).expect("manifest written");
     let mut stop = Vec::new();
     encode(
         &Event {
@@ -148,6 +128,30 @@ fn write(dir: &Path, trials: u64) {
         .open(dir.join("events.log"))
         .and_then(|mut f| f.write_all(&stop))
         .expect("stop written");
+}
+
+/// The recording's manifest: one worker of `python search.py`, finished after `span_ns`.
+fn manifest(span_ns: u64) -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        memwarden_version: "bench".into(),
+        mode: "run".into(),
+        command: vec!["python".into(), "search.py".into()],
+        workers: 1,
+        host: "bench".into(),
+        boot_id: "bench".into(),
+        kernel: "bench".into(),
+        start_wall_ns: START_WALL_NS,
+        start_rfc3339: "2026-11-18T00:00:00Z".into(),
+        interval_ns: 1_000_000_000 / HZ,
+        page_size: 4096,
+        status: RunStatus::Finished,
+        end_wall_ns: Some(START_WALL_NS + span_ns),
+        end_reason: Some("bench".into()),
+        memory_cgroup: None,
+        harness: None,
+        orchestrator: None,
+    }
 }
 
 /// Peak RSS (KiB) and wall time of `memwarden analyze DIR`, from the kernel's accounting of

@@ -17,11 +17,12 @@
 //!   draws the charts.
 //! - `pytrace` ships the Python helper and allocation tracer, installs them for the workers
 //!   and reads back what the tracer reports.
-//! - `soak` judges a soak; `replay` repeats recorded trials.
+//! - `soak` runs a soak beside the harness and judges it; `replay` repeats recorded trials.
 //! - `metrics` serves the live status to Prometheus (`/metrics`, node_exporter's textfile);
 //!   `fleet` publishes runs into a Parquet layout and answers questions over many of them.
-//! - `frames` is the part of polars memwarden uses (tables, Parquet, CSV, the in-memory query
-//!   engine), under one prelude.
+//! - `frames` is the part of polars memwarden uses (tables, Parquet, CSV), under one prelude.
+//! - `stats` holds the pure statistics (trends, tests, medians) that analysis, the live view,
+//!   replay and the fleet share.
 //! - `few` is the small sorted map a per-trial value keeps (a BTreeMap node is 11 entries).
 //! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
 //! - `redact` masks secrets in command lines and text before anything is written.
@@ -29,6 +30,20 @@
 //!   monotonic and wall clocks; `exit` maps outcomes to exit codes.
 //! - `cli` is the command line and `commands` the subcommands, glue over the rest.
 //! - `fixture_worker` is the stand-in trial worker that tests and the demo run.
+//!
+//! The floors, from the top: a module imports only from floors below its own, never beside or
+//! above it (the integration test `house` holds the code to this table).
+//!
+//! | floor | modules |
+//! |---|---|
+//! | 8 | `commands` |
+//! | 7 | `cli`, `soak` |
+//! | 6 | `harness`, `metrics`, `fleet`, `fixture_worker` |
+//! | 5 | `sampler`, `live`, `report`, `replay` |
+//! | 4 | `supervisor`, `analysis` |
+//! | 3 | `probe`, `policy`, `pytrace` |
+//! | 2 | `recording`, `plot` |
+//! | 1 | `units`, `clock`, `exit`, `console`, `markdown`, `redact`, `few`, `freshness`, `frames`, `stats` |
 
 pub mod analysis;
 pub mod cli;
@@ -54,6 +69,7 @@ pub mod replay;
 pub mod report;
 pub mod sampler;
 pub mod soak;
+pub mod stats;
 pub mod supervisor;
 pub mod units;
 

@@ -167,21 +167,7 @@ fn draw_time<DB: DrawingBackend>(
     chart: &TimeChart,
 ) -> Result<(), String> {
     let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
-    // Cumulative sums for the stacked areas, on the first series' x grid.
-    let mut stacked: Vec<Line> = Vec::new();
-    let mut base: Vec<f64> = Vec::new();
-    for line in &chart.stacked {
-        let mut points = Vec::with_capacity(line.points.len());
-        for (i, (x, y)) in line.points.iter().enumerate() {
-            let below = base.get(i).copied().unwrap_or(0.0);
-            points.push((*x, below + y));
-        }
-        base = points.iter().map(|p| p.1).collect();
-        stacked.push(Line {
-            name: line.name.clone(),
-            points,
-        });
-    }
+    let stacked = cumulative(&chart.stacked);
     let all = stacked
         .iter()
         .chain(&chart.lines)
@@ -286,6 +272,25 @@ fn draw_time<DB: DrawingBackend>(
         .draw()
         .map_err(e)?;
     Ok(())
+}
+
+/// Cumulative sums for the stacked areas, on the first series' x grid.
+fn cumulative(lines: &[Line]) -> Vec<Line> {
+    let mut stacked: Vec<Line> = Vec::new();
+    let mut base: Vec<f64> = Vec::new();
+    for line in lines {
+        let mut points = Vec::with_capacity(line.points.len());
+        for (i, (x, y)) in line.points.iter().enumerate() {
+            let below = base.get(i).copied().unwrap_or(0.0);
+            points.push((*x, below + y));
+        }
+        base = points.iter().map(|p| p.1).collect();
+        stacked.push(Line {
+            name: line.name.clone(),
+            points,
+        });
+    }
+    stacked
 }
 
 fn all_max_percent(chart: &TimeChart) -> f64 {

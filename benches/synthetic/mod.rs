@@ -71,33 +71,7 @@ pub fn write(dir: &Path) -> Written {
             let tick = segment * SEGMENT_TICKS + k;
             let t_ns = tick * 1_000_000_000 / HZ + random() % 200_000;
             if tick % TRIAL_TICKS == 0 {
-                let trial = (tick / TRIAL_TICKS).to_string();
-                for w in 0..WORKERS {
-                    if tick > 0 {
-                        let ended = (tick / TRIAL_TICKS - 1).to_string();
-                        event(
-                            t_ns,
-                            w,
-                            EventKind::TrialEnd {
-                                trial: ended.into(),
-                                state: "complete".into(),
-                                value: None,
-                                memory: None,
-                            },
-                            &mut events,
-                        );
-                    }
-                    event(
-                        t_ns,
-                        w,
-                        EventKind::TrialStart {
-                            trial: trial.clone().into(),
-                            params: Default::default(),
-                            source: TrialSource::Marker,
-                        },
-                        &mut events,
-                    );
-                }
+                trial_boundary(tick, t_ns, &event, &mut events);
                 rss[0] += 2 << 20;
             }
             let processes = (0..WORKERS * 2)
@@ -121,18 +95,7 @@ pub fn write(dir: &Path) -> Written {
                 })
                 .collect::<Vec<_>>();
             rows += processes.len() as u64;
-            let system = SystemSample {
-                mem_total_bytes: 33_285_996_544,
-                mem_available_bytes: 20_000_000_000 - 4096 * (random() % 100_000),
-                swap_total_bytes: 0,
-                swap_free_bytes: 0,
-                psi_some_avg10: Some((random() % 100) as f32 / 100.0),
-                psi_full_avg10: Some(0.0),
-                psi_some_total_us: Some(tick * 13),
-                psi_full_total_us: Some(tick * 3),
-                harness_rss_bytes: 24 << 20,
-                ..SystemSample::default()
-            };
+            let system = system(tick, &mut random);
             let tick = Tick {
                 t_ns,
                 wall_ns: 1_795_000_000_000_000_000 + t_ns,
@@ -152,7 +115,36 @@ pub fn write(dir: &Path) -> Written {
         compact_time += compacting.elapsed();
     }
     std::fs::write(dir.join("events.log"), &events).expect("events written");
-    let manifest = Manifest {
+    let manifest = manifest(ticks);
+    write_manifest(dir, &manifest).expect("manifest written");
+    Written {
+        ticks,
+        rows,
+        raw_bytes,
+        compact_time,
+        elapsed: started.elapsed(),
+    }
+}
+
+/// The system's memory at tick `tick`: a 31 GiB host with some 20 GB available.
+fn system(tick: u64, random: &mut impl FnMut() -> u64) -> SystemSample {
+    SystemSample {
+        mem_total_bytes: 33_285_996_544,
+        mem_available_bytes: 20_000_000_000 - 4096 * (random() % 100_000),
+        swap_total_bytes: 0,
+        swap_free_bytes: 0,
+        psi_some_avg10: Some((random() % 100) as f32 / 100.0),
+        psi_full_avg10: Some(0.0),
+        psi_some_total_us: Some(tick * 13),
+        psi_full_total_us: Some(tick * 3),
+        harness_rss_bytes: 24 << 20,
+        ..SystemSample::default()
+    }
+}
+
+/// The recording's manifest: 8 workers of `python train.py`, finished after `ticks` ticks.
+fn manifest(ticks: u64) -> Manifest {
+    Manifest {
         format_version: FORMAT_VERSION,
         memwarden_version: "bench".into(),
         mode: "run".into(),
@@ -171,13 +163,41 @@ pub fn write(dir: &Path) -> Written {
         memory_cgroup: None,
         harness: None,
         orchestrator: None,
-    };
-    write_manifest(dir, &manifest).expect("manifest written");
-    Written {
-        ticks,
-        rows,
-        raw_bytes,
-        compact_time,
-        elapsed: started.elapsed(),
+    }
+}
+
+/// Every worker's trial ends (after the first) and the next starts at `tick`.
+fn trial_boundary(
+    tick: u64,
+    t_ns: u64,
+    event: &impl Fn(u64, u32, EventKind, &mut Vec<u8>),
+    events: &mut Vec<u8>,
+) {
+    let trial = (tick / TRIAL_TICKS).to_string();
+    for w in 0..WORKERS {
+        if tick > 0 {
+            let ended = (tick / TRIAL_TICKS - 1).to_string();
+            event(
+                t_ns,
+                w,
+                EventKind::TrialEnd {
+                    trial: ended.into(),
+                    state: "complete".into(),
+                    value: None,
+                    memory: None,
+                },
+                events,
+            );
+        }
+        event(
+            t_ns,
+            w,
+            EventKind::TrialStart {
+                trial: trial.clone().into(),
+                params: Default::default(),
+                source: TrialSource::Marker,
+            },
+            events,
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! `analyze`: a recording in, findings out (what the module header describes), and the
 //! findings of a report built from worker logs alone.
 
-use super::load::Loaded;
+use super::loaded::Loaded;
+use super::locate::{locate_holders, locate_mappings, locate_sites};
 use super::*;
 use crate::recording::{Recording, RecordingError, RunStatus};
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,47 +108,8 @@ pub fn analyze_with_series(
         .max_by_key(|v| super::worker::severity(*v))
         .unwrap_or(Verdict::InsufficientData);
     let stats = recording.stats.get();
-    let mut notes = Vec::new();
-    if !trials_seen {
-        notes.push("no trial boundaries were seen: verdicts are fitted over time (growth per hour), not per trial".to_string());
-    }
-    notes.extend(stats.describe());
-    if recording.events_cut_short() {
-        notes.push(format!("the run is marked finished but its events.log ends before the run's stop ({} events read): the file was cut short, and trials and events after the cut are missing", recording.events.len()));
-    }
-    if recording.manifest.status == RunStatus::Running && options.live {
-        notes.push("the run is still being recorded: this is where it stood at its last sample, not how it ended, and each worker's last trial may still be running".to_string());
-    } else if recording.manifest.status == RunStatus::Running {
-        notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
-    }
-    for (worker, health) in &loaded.pss_health {
-        // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
-        if health.stale_ticks() * 10 > health.ticks {
-            notes.push(format!(
-                "worker {worker}: PSS was fresh on only {} of {} ticks (its reads failed or starved): PSS and USS figures leave the other ticks out, while anonymous memory and RSS are measured on every tick",
-                health.fresh_ticks, health.ticks
-            ));
-        }
-    }
-    let boundary_reads = loaded
-        .trials
-        .iter()
-        .map(|(worker, trials)| {
-            let reads: Vec<_> = trials
-                .iter()
-                .map(|t| {
-                    let delay = t
-                        .trial
-                        .end_memory()
-                        .filter(|m| m.read_by == crate::recording::EndReader::Harness)
-                        .map(|m| m.delay_ns);
-                    (t.end_read, delay)
-                })
-                .collect();
-            super::boundary::BoundaryReads::of(*worker, &reads)
-        })
-        .filter(|b| b.trials > 0)
-        .collect();
+    let mut notes = run_notes(recording, options, &loaded, trials_seen);
+    let boundary_reads = boundary_reads(&loaded);
     let trials = trial_records(std::mem::take(&mut loaded.trials));
     if super::per_test::repeated(&trials) {
         notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
@@ -157,43 +119,8 @@ pub fn analyze_with_series(
     locate_holders(&mut workers, &recording.events, &trials);
     locate_sites(&mut workers, &recording.events, &trials);
     let oom_kills = oom_kills(recording, &loaded);
-    let outside_trees = loaded.system.as_ref().and_then(|s| {
-        let last_listing = recording
-            .events
-            .iter()
-            .rev()
-            .find_map(|e| match &e.kind {
-                crate::recording::EventKind::SharedMemory { files, more, .. } => {
-                    Some((files.as_slice(), *more))
-                }
-                _ => None,
-            })
-            .unwrap_or_default();
-        let outside = if s.outside_within_cgroup {
-            &s.outside_readings[..]
-        } else {
-            &[]
-        };
-        super::outside::outside_trees(&s.shm_readings, outside, last_listing)
-    });
-    let containment = recording.policy_text().and_then(|text| {
-        // A policy file that no longer parses (written by another version) still had the
-        // default escalation and grace unless it set them.
-        let policy = crate::policy::Policy::parse(&text, "policy.toml").unwrap_or_default();
-        let end_ns = recording
-            .events
-            .iter()
-            .map(|e| e.t_ns)
-            .chain(loaded.last_ns)
-            .max()
-            .unwrap_or(0);
-        super::containment::containment(
-            &recording.events,
-            end_ns,
-            super::containment::bound(&policy),
-            false,
-        )
-    });
+    let outside_trees = outside_trees(recording, &loaded);
+    let containment = containment(recording, &loaded);
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
         containment,
@@ -235,269 +162,6 @@ pub fn analyze_with_series(
         devices: loaded.devices,
         last_sample_ns: loaded.last_ns,
     })
-}
-
-/// The holders of PyTorch tensors that grow, from the tracer's census at trial ends. A
-/// census is placed at its trial's ordinal; a trial id seen several times (a test's repeats)
-/// takes its next ordinal after the previous census's.
-fn locate_holders(
-    workers: &mut [WorkerFinding],
-    events: &[crate::recording::Event],
-    trials: &[TrialRecord],
-) {
-    for finding in workers.iter_mut() {
-        let mut censuses: Vec<&crate::recording::PythonTensors> = events
-            .iter()
-            .filter(|e| e.worker == Some(finding.worker))
-            .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonTensors(c) => Some(c.as_ref()),
-                _ => None,
-            })
-            .collect();
-        // Only the trials a census names: a map of every trial cost a million entries.
-        let named: std::collections::HashSet<&str> =
-            censuses.iter().map(|c| c.trial.as_str()).collect();
-        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
-        for t in trials
-            .iter()
-            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
-        {
-            ordinals
-                .entry(t.trial.as_str())
-                .or_default()
-                .push((t.ordinal, t));
-        }
-        let mut after = 0;
-        let mut reports = Vec::new();
-        censuses.sort_by_key(|c| c.pid);
-        let mut last_pid = None;
-        for census in censuses {
-            if last_pid != Some(census.pid) {
-                after = 0;
-                last_pid = Some(census.pid);
-            }
-            let Some(&(ordinal, trial)) = ordinals
-                .get(census.trial.as_str())
-                .and_then(|o| o.iter().find(|(k, _)| *k >= after))
-            else {
-                continue;
-            };
-            after = ordinal + 1;
-            reports.push(super::holders::Report {
-                census,
-                ordinal,
-                params: &trial.params,
-            });
-        }
-        finding.holders = super::holders::holders(&reports);
-        let measured = finding.per_trial_bytes(finding.kind).filter(|m| *m > 0.0);
-        for h in &mut finding.holders {
-            h.share = measured.map(|m| h.per_trial.bytes / m);
-        }
-        if !finding.holders.is_empty() {
-            // The holders name what these hints send the user looking for.
-            finding
-                .hints
-                .retain(|h| h != super::location::ANON_HINT && h != super::location::HEAP_HINT);
-        }
-    }
-}
-
-/// The lines of Python code that hold each worker's growth, from the tracer's reports, with
-/// their source text; for a leak the traced lines explain little of, that the rest is native
-/// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
-fn locate_sites(
-    workers: &mut [WorkerFinding],
-    events: &[crate::recording::Event],
-    trials: &[TrialRecord],
-) {
-    let no_params = crate::few::Few::new();
-    let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
-    for finding in workers.iter_mut() {
-        // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
-        // Python heap for the rest.
-        let memory = if finding.kind == Kind::Gpu {
-            crate::recording::SiteMemory::Gpu
-        } else {
-            crate::recording::SiteMemory::PythonHeap
-        };
-        let told: Vec<&crate::recording::PythonSites> = events
-            .iter()
-            .filter(|e| e.worker == Some(finding.worker))
-            .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                    Some(sites.as_ref())
-                }
-                _ => None,
-            })
-            .collect();
-        // Only the trials a report names: a map of every trial cost a million entries.
-        let named: std::collections::HashSet<&str> =
-            told.iter().map(|sites| sites.trial.as_str()).collect();
-        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
-            .iter()
-            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
-            .map(|t| (t.trial.as_str(), &*t.params))
-            .collect();
-        let reports: Vec<super::sites::Report> = told
-            .into_iter()
-            .map(|sites| super::sites::Report {
-                sites,
-                params: params
-                    .get(sites.trial.as_str())
-                    .copied()
-                    .unwrap_or(&no_params),
-            })
-            .collect();
-        let measured = finding.per_trial_bytes(finding.kind);
-        let (mut sites, tracing) = super::sites::sites(&reports, measured);
-        for site in &mut sites {
-            let text = sources.entry(site.file.clone()).or_insert_with(|| {
-                // A source file, not a data file someone named .py: bounded.
-                let file = std::fs::File::open(&site.file).ok()?;
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut std::io::Read::take(file, 4 << 20), &mut text)
-                    .ok()?;
-                Some(text)
-            });
-            site.code = text
-                .as_deref()
-                .and_then(|t| super::sites::source_line(t, site.line));
-        }
-        // Python's tracer sees host memory only: a GPU leak is neither native nor retention.
-        let growing = matches!(finding.verdict, Verdict::Leak | Verdict::Plateau)
-            && matches!(finding.kind, Kind::Anon | Kind::Pss | Kind::Uss | Kind::Rss);
-        let explained = tracing.as_ref().and_then(|t| t.explained);
-        let peak = tracing.as_ref().and_then(|t| t.peak_bytes);
-        if let (true, Some(share), Some(peak), Some(resident)) =
-            (growing, explained, peak, measured)
-        {
-            // The trials churn through at least as much traced memory as stays resident, yet
-            // the traced lines keep little of it: what was freed was not given back.
-            if share < super::sites::NATIVE_BELOW && peak >= resident {
-                finding
-                    .diagnoses
-                    .push(super::findings::Diagnosis::AllocatorRetention {
-                        resident_bytes_per_trial: resident,
-                        traced_bytes_per_trial: share * resident,
-                        traced_peak_bytes: peak,
-                    });
-            }
-        }
-        let retention = !finding.diagnoses.is_empty();
-        if retention {
-            // A mechanism, not an object kept: "look for a list appended per trial" misleads.
-            finding
-                .hints
-                .retain(|h| h != super::location::ANON_HINT && h != super::location::HEAP_HINT);
-        }
-        if let Some(share) = explained {
-            // Tensors with named holders are not memory the tracer cannot see.
-            let named = !finding.holders.is_empty();
-            if growing && !retention && !named && share < super::sites::NATIVE_BELOW {
-                finding.hints.push(format!(
-                    "the traced Python allocations explain only {:.0}% of this growth: the rest is native memory Python's tracer cannot see (C extensions, tensors of frameworks that allocate outside Python's allocator, or the allocator keeping freed memory); a native profiler (memray run --native, heaptrack) shows it",
-                    100.0 * share
-                ));
-            }
-        }
-        if let Some(words) = super::sites::heap_words(&sites) {
-            for hint in &mut finding.hints {
-                if hint == super::location::HEAP_HINT {
-                    hint.clone_from(&words);
-                }
-            }
-        }
-        finding.sites = sites;
-        finding.tracing = tracing;
-        let torch = super::gpu_allocator::readings(events, finding.worker);
-        let device_rate = finding.per_trial_bytes(Kind::Gpu);
-        if let Some(d) = super::gpu_allocator::diagnose(&torch, device_rate) {
-            finding.diagnoses.push(d);
-        }
-    }
-}
-
-/// What can be said of trials known only from logs (`report --worker-log` without a recording):
-/// no memory was recorded, so there are trials but no verdicts.
-pub fn logs_only(
-    manifest: &crate::recording::Manifest,
-    events: &[crate::recording::Event],
-) -> Analysis {
-    let trials = crate::recording::trials_from_events(events);
-    let mut ordinals: BTreeMap<u32, usize> = BTreeMap::new();
-    let records: Vec<TrialRecord> = trials
-        .iter()
-        .map(|t| {
-            let ordinal = ordinals.entry(t.worker).or_default();
-            *ordinal += 1;
-            TrialRecord {
-                worker: t.worker,
-                trial: t.trial.clone(),
-                ordinal: *ordinal - 1,
-                start_ns: t.start_ns,
-                end_ns: t.end_ns,
-                state: t.state.clone(),
-                params: t.params.clone(),
-                tree: Default::default(),
-                processes: Default::default(),
-            }
-        })
-        .collect();
-    let last_ns = events.iter().map(|e| e.t_ns).max();
-    let findings = Findings {
-        schema_version: SCHEMA_VERSION,
-        run: RunSummary {
-            dir: String::new(),
-            mode: manifest.mode.clone(),
-            status: Ending::FromLogs,
-            workers: manifest.workers,
-            start: manifest.start_rfc3339.clone(),
-            duration_s: last_ns.unwrap_or(0) as f64 / 1e9,
-            trials_seen: !records.is_empty(),
-            trials: records.len(),
-            process_samples: 0,
-            damaged_records: 0,
-        },
-        verdict: Verdict::InsufficientData,
-        workers: Vec::new(),
-        parameters: Vec::new(),
-        forecast: None,
-        notes: vec!["no memory was recorded: this report is built from logs alone, so it can tell what ran and what the kernel killed, not what leaked".into()],
-        trials: records,
-        oom_kills: None,
-        outside_trees: None,
-        sampler_health: Vec::new(),
-        boundary_reads: Vec::new(),
-        containment: None,
-    };
-    Analysis {
-        findings,
-        timelines: BTreeMap::new(),
-        system: None,
-        devices: BTreeMap::new(),
-        last_sample_ns: last_ns,
-    }
-}
-
-fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) {
-    if finding.process.is_none() {
-        return;
-    }
-    finding.mappings = mapping_growth(rows);
-    let mut hints: Vec<String> = finding
-        .mappings
-        .iter()
-        .filter(|m| m.growth_bytes >= 0.25 * finding.mappings[0].growth_bytes)
-        .filter_map(|m| m.hint.clone())
-        .collect();
-    if let Some(file) = finding.kind_finding(Kind::File) {
-        if file.verdict == Verdict::Leak && finding.kind != Kind::File {
-            hints.push("file-backed memory grows too: that is page cache of mapped files, reclaimable and not a leak".into());
-        }
-    }
-    hints.dedup();
-    finding.hints = hints;
 }
 
 /// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
@@ -573,7 +237,7 @@ fn machine_forecast(
                     .map(|s| s as f64)
                     .collect();
                 let gaps: Vec<f64> = starts.windows(2).map(|p| (p[1] - p[0]) / 3.6e12).collect();
-                (!gaps.is_empty()).then(|| super::stats::median(&gaps))
+                (!gaps.is_empty()).then(|| crate::stats::median(&gaps))
             });
             let per_trial = growing.and_then(|g| g.per_trial).map_or(0.0, |r| r.bytes);
             // A run too short for a rate per hour of its own still has a trial cadence: the
@@ -603,7 +267,7 @@ fn machine_forecast(
 
 /// The trials as findings report them, made from the loaded ones, which they replace (their
 /// strings and parameters are moved, not copied: a million trials are held at once).
-fn trial_records(trials: BTreeMap<u32, Vec<super::load::TrialLevels>>) -> Vec<TrialRecord> {
+fn trial_records(trials: BTreeMap<u32, Vec<super::loaded::TrialLevels>>) -> Vec<TrialRecord> {
     let mut records = Vec::with_capacity(trials.values().map(Vec::len).sum());
     for mut loaded in trials.into_values() {
         let first = records.len();
@@ -668,7 +332,7 @@ fn worker_oom_counts(recording: &Recording) -> Vec<super::oom::WorkerCounts> {
         let Ok(table) = recording.cgroups_segment(index) else {
             continue;
         };
-        let column = |name: &str| super::load::u64_values(&table, name).unwrap_or_default();
+        let column = |name: &str| super::columns::u64_values(&table, name).unwrap_or_default();
         let (t, worker, kills) = (column("t_ns"), column("worker"), column("oom_kill"));
         let (oom, failcnt, limit) = (column("oom"), column("failcnt"), column("limit"));
         for i in 0..t.len() {
@@ -699,4 +363,105 @@ fn worker_oom_counts(recording: &Recording) -> Vec<super::oom::WorkerCounts> {
         })
         .filter(|c| !c.rises.is_empty())
         .collect()
+}
+
+/// What the reader should know about the recording itself: no boundaries, damaged or cut
+/// files, a run not cleanly stopped, PSS reads that failed.
+fn run_notes(
+    recording: &Recording,
+    options: &Options,
+    loaded: &Loaded,
+    trials_seen: bool,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    if !trials_seen {
+        notes.push("no trial boundaries were seen: verdicts are fitted over time (growth per hour), not per trial".to_string());
+    }
+    notes.extend(recording.stats.get().describe());
+    if recording.events_cut_short() {
+        notes.push(format!("the run is marked finished but its events.log ends before the run's stop ({} events read): the file was cut short, and trials and events after the cut are missing", recording.events.len()));
+    }
+    if recording.manifest.status == RunStatus::Running && options.live {
+        notes.push("the run is still being recorded: this is where it stood at its last sample, not how it ended, and each worker's last trial may still be running".to_string());
+    } else if recording.manifest.status == RunStatus::Running {
+        notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
+    }
+    for (worker, health) in &loaded.pss_health {
+        // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
+        if health.stale_ticks() * 10 > health.ticks {
+            notes.push(format!(
+                "worker {worker}: PSS was fresh on only {} of {} ticks (its reads failed or starved): PSS and USS figures leave the other ticks out, while anonymous memory and RSS are measured on every tick",
+                health.fresh_ticks, health.ticks
+            ));
+        }
+    }
+    notes
+}
+
+/// Per worker, how its trials' ends were read.
+fn boundary_reads(loaded: &Loaded) -> Vec<super::boundary::BoundaryReads> {
+    loaded
+        .trials
+        .iter()
+        .map(|(worker, trials)| {
+            let reads: Vec<_> = trials
+                .iter()
+                .map(|t| {
+                    let delay = t
+                        .trial
+                        .end_memory()
+                        .filter(|m| m.read_by == crate::recording::EndReader::Harness)
+                        .map(|m| m.delay_ns);
+                    (t.end_read, delay)
+                })
+                .collect();
+            super::boundary::BoundaryReads::of(*worker, &reads)
+        })
+        .filter(|b| b.trials > 0)
+        .collect()
+}
+
+/// Memory that no worker's tree holds (shared memory files, the rest of the cgroup).
+fn outside_trees(recording: &Recording, loaded: &Loaded) -> Option<super::outside::OutsideTrees> {
+    loaded.system.as_ref().and_then(|s| {
+        let last_listing = recording
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match &e.kind {
+                crate::recording::EventKind::SharedMemory { files, more, .. } => {
+                    Some((files.as_slice(), *more))
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let outside = if s.outside_within_cgroup {
+            &s.outside_readings[..]
+        } else {
+            &[]
+        };
+        super::outside::outside_trees(&s.shm_readings, outside, last_listing)
+    })
+}
+
+/// How the policy contained the run, where it had one.
+fn containment(recording: &Recording, loaded: &Loaded) -> Option<super::containment::Containment> {
+    recording.policy_text().and_then(|text| {
+        // A policy file that no longer parses (written by another version) still had the
+        // default escalation and grace unless it set them.
+        let policy = crate::policy::Policy::parse(&text, "policy.toml").unwrap_or_default();
+        let end_ns = recording
+            .events
+            .iter()
+            .map(|e| e.t_ns)
+            .chain(loaded.last_ns)
+            .max()
+            .unwrap_or(0);
+        super::containment::containment(
+            &recording.events,
+            end_ns,
+            super::containment::bound(&policy),
+            false,
+        )
+    })
 }

@@ -155,7 +155,7 @@ impl BoundaryReads {
             }
         }
         if !delays.is_empty() {
-            out.median_delay_ms = Some(super::stats::median(&delays));
+            out.median_delay_ms = Some(crate::stats::median(&delays));
             out.worst_delay_ms = delays.iter().copied().reduce(f64::max);
         }
         out
@@ -229,35 +229,6 @@ impl BoundaryReads {
             self.trials,
             parts.join(", ")
         )
-    }
-}
-
-/// A trial that starts where the previous one ended (within a reading interval) starts from
-/// what that one retained, read at its end: the last sample before the start, its baseline so
-/// far, may still hold the previous trial's transient memory (its peak).
-pub fn chain_baselines(trials: &mut [super::load::TrialLevels], interval_ns: u64) {
-    for k in 1..trials.len() {
-        let (before, after) = trials.split_at_mut(k);
-        let (previous, next) = (&before[k - 1], &mut after[0]);
-        let read_at_end = matches!(previous.end_read, EndRead::Worker | EndRead::Harness { .. });
-        let adjacent = match (previous.trial.end_ns(), next.trial.start_ns()) {
-            (Some(end), Some(start)) => start <= end.saturating_add(interval_ns),
-            _ => false,
-        };
-        let (Some(retained), Some(levels)) = (
-            previous.tree.as_ref().map(|l| l.retained),
-            next.tree.as_mut(),
-        ) else {
-            continue;
-        };
-        if !(read_at_end && adjacent) {
-            continue;
-        }
-        for (k, value) in retained.values().into_iter().enumerate() {
-            if value.is_some() {
-                levels.baseline.set(k, value);
-            }
-        }
     }
 }
 

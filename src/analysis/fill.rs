@@ -7,7 +7,7 @@
 //! segment at a time. polars has a forward fill with a limit in rows, but not one bounded by each
 //! process's own read cadence, so the walk over the rows is done here.
 
-use super::load::u64_values;
+use super::columns::{option_values, u64_values};
 use crate::frames::prelude::*;
 use crate::freshness::ReadCadence;
 use crate::recording::{EventKind, Recording};
@@ -81,7 +81,7 @@ impl SparseFill {
         let t_ns = u64s("t_ns")?;
         let worker = u64s("worker")?;
         let pid = segment.column("pid")?.cast(&DataType::Int32)?;
-        let pid = super::load::option_values(pid.i32()?);
+        let pid = option_values(pid.i32()?);
         let mut columns = [u64s(SPARSE[0])?, u64s(SPARSE[1])?, u64s(SPARSE[2])?];
         let mut read = Vec::with_capacity(segment.height());
         for (i, pid) in pid.into_iter().enumerate() {
@@ -196,12 +196,9 @@ mod tests {
         let first = fill.apply(frame(10, &[0, 9])).expect("bug: fill");
         assert_eq!(pss(&first)[5], Some(1000));
         // The next segment goes on at 1.0 s: tick 9's read stands until the exec at 1.5 s.
-        let second = frame(10, &[8]);
-        let second = second
-            .lazy()
-            .with_column(col("t_ns") + lit(1_000 * MS))
-            .collect()
-            .expect("bug: shift");
+        let mut second = frame(10, &[8]);
+        let shifted = second.column("t_ns").expect("bug: column") + (1_000 * MS);
+        second.with_column(shifted).expect("bug: shift");
         let pss = pss(&fill.apply(second).expect("bug: fill"));
         assert_eq!(pss[..5], [Some(1009); 5]);
         assert_eq!(pss[5..8], [None; 3], "the old program's PSS after the exec");

@@ -4,6 +4,7 @@
 
 use super::kind::Kind;
 use super::levels::Levels;
+use super::measures::{MappingFinding, ParameterFinding, Rate};
 use super::process_levels::ProcessLevels;
 use super::verdict::Verdict;
 pub use crate::few::Few;
@@ -194,34 +195,6 @@ impl WorkerFinding {
     }
 }
 
-/// A rate with its 95% confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Rate {
-    pub bytes: f64,
-    pub low_bytes: f64,
-    pub high_bytes: f64,
-}
-
-/// A fitted trend's slope and its interval.
-impl From<&super::stats::Trend> for Rate {
-    fn from(t: &super::stats::Trend) -> Self {
-        Self {
-            bytes: t.slope,
-            low_bytes: t.slope_low,
-            high_bytes: t.slope_high,
-        }
-    }
-}
-
-/// Rates of parts that add up (processes at one line, a study's processes).
-impl std::ops::AddAssign for Rate {
-    fn add_assign(&mut self, other: Self) {
-        self.bytes += other.bytes;
-        self.low_bytes += other.low_bytes;
-        self.high_bytes += other.high_bytes;
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindFinding {
     pub kind: Kind,
@@ -263,56 +236,6 @@ pub struct ProcessFinding {
     pub share: Option<f64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MappingCategory {
-    Heap,
-    AnonymousRegions,
-    GlibcArenas,
-    SmallAnonymous,
-    SharedMemory,
-    GpuDriver,
-    File,
-    Other,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MappingFinding {
-    pub category: MappingCategory,
-    /// `[heap]`, a path, or a description such as `anonymous regions`.
-    pub name: String,
-    pub growth_bytes: f64,
-    /// Regions present at the last snapshot but not the first (negative: fewer).
-    pub regions_added: i64,
-    /// The typical size of the added regions.
-    pub region_bytes: Option<f64>,
-    pub hint: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ParameterFinding {
-    pub name: String,
-    /// For a categorical parameter, the value whose trials differ; `None` for a numeric trend.
-    pub value: Option<String>,
-    /// Median retained growth per trial with this value (or per unit, for a trend) ...
-    pub with_bytes: f64,
-    /// ... and without it.
-    pub without_bytes: f64,
-    /// Extra retained growth per trial that goes with the value (Hodges–Lehmann shift for a
-    /// value; difference of medians above and below the median for a numeric trend) ...
-    pub effect_bytes: f64,
-    /// ... and its 95% interval (values only).
-    pub effect_low_bytes: Option<f64>,
-    pub effect_high_bytes: Option<f64>,
-    pub trials_with: usize,
-    pub trials_without: usize,
-    /// Spearman's rho, for numeric parameters.
-    pub rho: Option<f64>,
-    /// Bonferroni-adjusted p-value over all values tested.
-    pub p_value: f64,
-    pub significant: bool,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Forecast {
     pub mem_total_bytes: f64,
@@ -335,14 +258,6 @@ pub struct Forecast {
     /// The run's recorded span when too short for a rate per hour: the outlook is in trials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub short_window_s: Option<f64>,
-}
-
-/// Baseline, peak and retained of one kind in one trial (bytes).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LevelTriple {
-    pub baseline: Option<f64>,
-    pub peak: Option<f64>,
-    pub retained: Option<f64>,
 }
 
 /// A trial as findings tell it. It reads and writes `processes` as a map from pid to levels

@@ -4,8 +4,8 @@
 //! PyTorch reserves is memory outside PyTorch. Pure: the counters and the NVML rate in.
 
 use super::findings::Diagnosis;
-use super::stats::theil_sen;
 use crate::recording::{Event, EventKind};
+use crate::stats::theil_sen;
 use std::collections::BTreeMap;
 
 /// Growth below this per trial is noise for GPU memory (the allocator rounds to 2 MiB blocks).
@@ -57,7 +57,7 @@ pub fn diagnose(
     };
     let allocated = slope(|r| r.allocated)?;
     let reserved = slope(|r| r.reserved)?;
-    let grows = |t: &super::stats::Trend| t.slope >= MIN_BYTES_PER_TRIAL && t.slope_low > 0.0;
+    let grows = |t: &crate::stats::Trend| t.slope >= MIN_BYTES_PER_TRIAL && t.slope_low > 0.0;
     if grows(&allocated) {
         return Some(Diagnosis::GpuTensors {
             allocated_bytes_per_trial: allocated.slope,

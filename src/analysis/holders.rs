@@ -8,10 +8,10 @@
 //! cost leaves a gap, not a wrong step. The increments between consecutive trials go to the
 //! parameter analysis, which names the value that goes with the growth in bytes.
 
-use super::findings::Rate;
+use super::measures::Rate;
 use super::params::{parameter_effects, TrialGrowth};
-use super::stats::theil_sen;
 use crate::recording::PythonTensors;
+use crate::stats::theil_sen;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -3,15 +3,14 @@
 //! `fill` carries the budgeted PSS/USS reads forward while they are fresh; `walk` folds the
 //! reduced rows into walkers and timelines, on a thread of its own.
 
-use super::coarse_series::Timeline;
 use super::fill::SparseFill;
-use super::kind::{Kind, Values};
+use super::kind::Kind;
 use super::levels::{windows, Levels};
+use super::loaded::{chain_baselines, Loaded, ProcessInfo, TrialLevels};
 use super::location::MappingRow;
 use super::oom::Ended;
 use super::walk::{Prepared, Rows, Walk};
 use crate::frames::prelude::*;
-use crate::freshness::PssHealth;
 use crate::recording::{EventKind, Recording, RecordingError, TrialEvents};
 use std::collections::BTreeMap;
 
@@ -34,82 +33,104 @@ pub(super) const SYSTEM_COLUMNS: [&str; 9] = [
     "outside_trees",
 ];
 
-/// One trial of one worker with its levels.
-#[derive(Debug, Clone)]
-pub struct TrialLevels<'a> {
-    /// Read from its events, which the recording holds (a copy was 136 bytes per trial).
-    pub trial: crate::recording::TrialEvents<'a>,
-    /// Position among the worker's trials.
-    pub ordinal: usize,
-    pub tree: Option<Levels>,
-    pub processes: super::ProcessLevels,
-    /// Where the tree's retained level came from (`boundary`).
-    pub end_read: super::boundary::EndRead,
-}
-
-impl TrialLevels<'_> {
-    /// `pid`'s own levels in this trial.
-    pub fn process(&self, pid: i32) -> Option<&Levels> {
-        self.processes.get(pid, self.tree.as_ref())
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct ProcessInfo {
-    pub ppid: Option<i32>,
-    pub command: String,
-    /// The worker's main process (started or adopted by the harness).
-    pub main: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct SystemSummary {
-    pub mem_total_bytes: f64,
-    pub first_available_bytes: f64,
-    pub last_available_bytes: f64,
-    pub min_available_bytes: f64,
-    pub max_psi_full_avg10: Option<f64>,
-    /// Available memory and memory PSI full avg10, in the slots named by [`slot`].
-    pub timeline: Timeline,
-    /// The memory cgroup's `oom_kill` counter where it changed, `(t_ns, value)`, from its
-    /// first reading on.
-    pub oom_kill_readings: Vec<(u64, u64)>,
-    /// `/dev/shm`'s allocated bytes where they changed, `(t_ns, bytes)`.
-    pub shm_readings: Vec<(u64, u64)>,
-    /// Memory outside every tree (see `SystemSample::outside_trees_bytes`), at most one
-    /// reading a second; `within_cgroup` when measured against a cgroup's working set.
-    pub outside_readings: Vec<(u64, u64)>,
-    pub outside_within_cgroup: bool,
-}
-
-pub struct Loaded<'a> {
-    /// Per worker, in trial order.
-    pub trials: BTreeMap<u32, Vec<TrialLevels<'a>>>,
-    /// Per worker, the tree's sums over time.
-    pub timelines: BTreeMap<u32, Timeline>,
-    /// Per process of each tree, over time.
-    pub process_timelines: BTreeMap<(u32, i32), Timeline>,
-    pub processes: BTreeMap<(u32, i32), ProcessInfo>,
-    /// Per worker, when it was started again (ns since the start), in order.
-    pub restarts: BTreeMap<u32, Vec<u64>>,
-    /// The processes that ended as the OOM killer's victims would: main processes by SIGKILL
-    /// and every process seen vanishing from a tree.
-    pub ended: Vec<super::oom::Ended>,
-    /// The tree's memory at its last sample before each of those ends, by `(worker, t_ns)`.
-    pub before_end: BTreeMap<(u32, u64), Values>,
-    pub system: Option<SystemSummary>,
-    /// Per GPU device: used (slot 0) and total (slot 1) memory over time.
-    pub devices: BTreeMap<u32, Timeline>,
-    pub process_samples: u64,
-    /// Per worker, on how many ticks its tree's PSS was read and fresh.
-    pub pss_health: BTreeMap<u32, PssHealth>,
-    pub first_ns: Option<u64>,
-    pub last_ns: Option<u64>,
-}
-
 pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
     let interval_ns = recording.manifest.interval_ns.max(1);
     let store = trial_store(crate::recording::pair_trials(&recording.events));
+    let Lifecycle {
+        processes,
+        exits_ns,
+        restarts,
+        ended,
+    } = lifecycle(recording);
+    let worker_windows: BTreeMap<u32, _> = store
+        .iter()
+        .map(|(worker, trials)| {
+            let refs: Vec<&TrialEvents> = trials.iter().map(|t| &t.trial).collect();
+            let exits = exits_ns.get(worker).map_or(&[][..], Vec::as_slice);
+            (*worker, windows(&refs, exits, interval_ns))
+        })
+        .collect();
+    // Each trial's levels are moved here as its window ends in the walk: a level is kept once.
+    let recorded = store
+        .values()
+        .flatten()
+        .any(|t| t.trial.end_memory().is_some());
+    let mut end_times: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for e in &ended {
+        end_times.entry(e.worker).or_default().push(e.t_ns);
+    }
+    let mut fill = SparseFill::new(recording);
+    let table = |source| RecordingError::Table {
+        path: recording.dir.clone(),
+        cause: source,
+    };
+    // Decoding and filling a segment (here) overlaps with walking the one before (on the
+    // walker's thread): the two halves cost about the same, and the machine has two cores.
+    let walk = Walk::new(interval_ns, worker_windows, end_times, store);
+    let walk = std::thread::scope(|scope| -> Result<Walk, RecordingError> {
+        let (segments, received) = std::sync::mpsc::sync_channel::<Prepared>(1);
+        let walker = scope.spawn(move || -> PolarsResult<Walk> {
+            let mut walk = walk;
+            for prepared in received {
+                walk.segment(prepared)?;
+            }
+            Ok(walk)
+        });
+        for index in recording.sample_segments()? {
+            let prepared = prepare(recording, index, &mut fill)?;
+            if segments.send(prepared).is_err() {
+                break; // the walker stopped at an error, which its join returns
+            }
+        }
+        drop(segments);
+        walker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .map_err(table)
+    })?;
+    let super::walk::Walked {
+        levels: mut trials,
+        before_end,
+        system,
+        devices,
+        process_samples,
+        pss_health,
+        first_ns,
+        last_ns,
+        timelines,
+        process_timelines,
+    } = walk.finish();
+    settle_ends(&mut trials, recorded, interval_ns);
+    Ok(Loaded {
+        trials,
+        timelines,
+        process_timelines,
+        processes,
+        restarts,
+        ended,
+        before_end,
+        system,
+        devices,
+        process_samples,
+        pss_health,
+        first_ns,
+        last_ns,
+    })
+}
+
+/// Each worker's trials in order (of start, or of end where a trial has no start), without
+/// their levels yet.
+/// What the events tell of each worker's processes: who they are, when the worker exited and
+/// was started again, and which processes ended as the OOM killer's victims would.
+struct Lifecycle {
+    processes: BTreeMap<(u32, i32), ProcessInfo>,
+    exits_ns: BTreeMap<u32, Vec<u64>>,
+    restarts: BTreeMap<u32, Vec<u64>>,
+    /// By worker and time, one end per process.
+    ended: Vec<Ended>,
+}
+
+fn lifecycle(recording: &Recording) -> Lifecycle {
     let mut processes: BTreeMap<(u32, i32), ProcessInfo> = BTreeMap::new();
     let mut exits_ns: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     let mut restarts: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
@@ -162,19 +183,6 @@ pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
             info.command = command.clone();
         }
     }
-    let worker_windows: BTreeMap<u32, _> = store
-        .iter()
-        .map(|(worker, trials)| {
-            let refs: Vec<&TrialEvents> = trials.iter().map(|t| &t.trial).collect();
-            let exits = exits_ns.get(worker).map_or(&[][..], Vec::as_slice);
-            (*worker, windows(&refs, exits, interval_ns))
-        })
-        .collect();
-    // Each trial's levels are moved here as its window ends in the walk: a level is kept once.
-    let recorded = store
-        .values()
-        .flatten()
-        .any(|t| t.trial.end_memory().is_some());
     // A main process's SIGKILL exit is also a process gone: one end each.
     let mains: std::collections::HashSet<(u32, i32)> = ended
         .iter()
@@ -183,51 +191,17 @@ pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
         .collect();
     ended.retain(|e| e.main || !mains.contains(&(e.worker, e.pid)));
     ended.sort_by_key(|e| (e.worker, e.t_ns));
-    let mut end_times: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
-    for e in &ended {
-        end_times.entry(e.worker).or_default().push(e.t_ns);
+    Lifecycle {
+        processes,
+        exits_ns,
+        restarts,
+        ended,
     }
-    let mut fill = SparseFill::new(recording);
-    let table = |source| RecordingError::Table {
-        path: recording.dir.clone(),
-        cause: source,
-    };
-    // Decoding and filling a segment (here) overlaps with walking the one before (on the
-    // walker's thread): the two halves cost about the same, and the machine has two cores.
-    let walk = Walk::new(interval_ns, worker_windows, end_times, store);
-    let walk = std::thread::scope(|scope| -> Result<Walk, RecordingError> {
-        let (segments, received) = std::sync::mpsc::sync_channel::<Prepared>(1);
-        let walker = scope.spawn(move || -> PolarsResult<Walk> {
-            let mut walk = walk;
-            for prepared in received {
-                walk.segment(prepared)?;
-            }
-            Ok(walk)
-        });
-        for index in recording.sample_segments()? {
-            let prepared = prepare(recording, index, &mut fill)?;
-            if segments.send(prepared).is_err() {
-                break; // the walker stopped at an error, which its join returns
-            }
-        }
-        drop(segments);
-        walker
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            .map_err(table)
-    })?;
-    let super::walk::Walked {
-        levels: mut trials,
-        before_end,
-        system,
-        devices,
-        process_samples,
-        pss_health,
-        first_ns,
-        last_ns,
-        timelines,
-        process_timelines,
-    } = walk.finish();
+}
+
+/// Each trial's retained level as its end was read (`boundary::settle`), and each trial's
+/// baseline from the one before where they touch.
+fn settle_ends(trials: &mut BTreeMap<u32, Vec<TrialLevels>>, recorded: bool, interval_ns: u64) {
     for levels in trials.values_mut() {
         for t in levels.iter_mut() {
             let ended = t.trial.end_ns().is_some();
@@ -252,27 +226,10 @@ pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
                 None => super::boundary::EndRead::Running,
             };
         }
-        super::boundary::chain_baselines(levels, interval_ns);
+        chain_baselines(levels, interval_ns);
     }
-    Ok(Loaded {
-        trials,
-        timelines,
-        process_timelines,
-        processes,
-        restarts,
-        ended,
-        before_end,
-        system,
-        devices,
-        process_samples,
-        pss_health,
-        first_ns,
-        last_ns,
-    })
 }
 
-/// Each worker's trials in order (of start, or of end where a trial has no start), without
-/// their levels yet.
 fn trial_store(mut trials: Vec<TrialEvents>) -> BTreeMap<u32, Vec<TrialLevels>> {
     trials.sort_by_key(|t| (t.worker, t.start_ns().or(t.end_ns())));
     trials
@@ -347,65 +304,9 @@ fn prepare(
     })
 }
 
-/// Total and available memory per row as the workers had them: within the memory cgroup's
-/// limit where one was recorded (`recording::within_limit`), else the host's.
-pub(super) fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, u64)>>> {
-    let (total, available) = (
-        u64_values(df, "mem_total")?,
-        u64_values(df, "mem_available")?,
-    );
-    let optional = |name| optional_u64_values(df, name);
-    let (limit, working_set) = (optional("cgroup_limit")?, optional("cgroup_working_set")?);
-    Ok((0..df.height())
-        .map(|i| {
-            let (total, available) = (total[i]?, available[i]?);
-            Some(crate::recording::within_limit(
-                total,
-                available,
-                limit[i],
-                working_set[i],
-            ))
-        })
-        .collect())
-}
-
-/// A column that recordings made before it was added lack: all `None` there.
-pub(super) fn optional_u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
-    match df.column(name) {
-        Ok(_) => u64_values(df, name),
-        Err(_) => Ok(vec![None; df.height()]),
-    }
-}
-
-pub(super) fn u64_values(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<u64>>> {
-    Ok(option_values(
-        df.column(name)?.cast(&DataType::UInt64)?.u64()?,
-    ))
-}
-
-/// A numeric column's values, copied out chunk by chunk with their validity: polars' per-element
-/// `Option` iterator cost several times as much per row, and analysis reads millions of rows.
-pub(super) fn option_values<T: PolarsNumericType>(
-    column: &ChunkedArray<T>,
-) -> Vec<Option<T::Native>> {
-    let mut values = Vec::with_capacity(column.len());
-    for chunk in column.downcast_iter() {
-        let chunk_values = chunk.values().iter().copied();
-        match chunk.validity().filter(|valid| valid.unset_bits() > 0) {
-            Some(valid) => values.extend(
-                chunk_values
-                    .zip(valid.iter())
-                    .map(|(value, ok)| ok.then_some(value)),
-            ),
-            None => values.extend(chunk_values.map(Some)),
-        }
-    }
-    values
-}
-
 /// The condensed mappings of each of `processes` (worker, pid) at its trial-start snapshots
 /// (trial-end ones when it has fewer than two starts, as with Optuna's trials). The smaps
-/// segments are read once for all of them, filtered by polars.
+/// segments are read once for all of them.
 pub fn mapping_rows(
     recording: &Recording,
     processes: &[(u32, i32)],
@@ -419,36 +320,16 @@ pub fn mapping_rows(
     type Tick = ((u32, i32), usize, Option<u64>);
     let mut copy_of: std::collections::HashMap<Tick, Option<String>> = Default::default();
     let mut seen: std::collections::HashSet<(Tick, Option<u64>, String)> = Default::default();
-    let Some(wanted) = processes
-        .iter()
-        .map(|(worker, pid)| col("worker").eq(lit(*worker)).and(col("pid").eq(lit(*pid))))
-        .reduce(|a, b| a.or(b))
-    else {
+    let wanted: std::collections::HashSet<(u32, i32)> = processes.iter().copied().collect();
+    if wanted.is_empty() {
         return Ok(BTreeMap::new());
-    };
+    }
     let table = |source| RecordingError::Table {
         path: recording.dir.clone(),
         cause: source,
     };
     for index in recording.smaps_segments()? {
-        let df = recording
-            .smaps_segment(index)?
-            .lazy()
-            .filter(wanted.clone())
-            .select([
-                col("worker"),
-                col("pid"),
-                col("t_ns"),
-                col("boundary"),
-                col("trial"),
-                col("mapping"),
-                col("start"),
-                col("size"),
-                col("rss"),
-                col("swap"),
-            ])
-            .collect()
-            .map_err(table)?;
+        let df = recording.smaps_segment(index)?;
         let u = |name: &str| -> PolarsResult<UInt64Chunked> {
             Ok(df.column(name)?.cast(&DataType::UInt64)?.u64()?.clone())
         };
@@ -475,6 +356,9 @@ pub fn mapping_rows(
         let (worker, pid) = (worker.u32().map_err(table)?, pid.i32().map_err(table)?);
         for i in 0..df.height() {
             let key = (worker.get(i).unwrap_or(0), pid.get(i).unwrap_or(0));
+            if !wanted.contains(&key) {
+                continue;
+            }
             let slot = usize::from(boundary.get(i) != Some("trial_start"));
             let tick = (key, slot, t.get(i));
             let copy = trial.get(i).map(str::to_string);

@@ -1,8 +1,8 @@
 //! Which mappings of a process grew between its first and last trial-boundary snapshots, sorted
 //! into the categories a person would look at, with a plain-words hint for known patterns.
 
-use super::findings::{MappingCategory, MappingFinding};
-use super::stats::median;
+use super::measures::{MappingCategory, MappingFinding};
+use crate::stats::median;
 use std::collections::BTreeMap;
 
 use crate::units::MIB;

@@ -5,8 +5,8 @@
 //! numeric parameters with many values by rank correlation (Spearman). p-values are
 //! Bonferroni-adjusted over every test made.
 
-use super::findings::ParameterFinding;
-use super::stats::{hodges_lehmann, mann_whitney, median, spearman};
+use super::measures::ParameterFinding;
+use crate::stats::{hodges_lehmann, mann_whitney, median, spearman};
 use std::collections::BTreeSet;
 
 /// More distinct values than this, all numeric: treated as a continuous parameter.

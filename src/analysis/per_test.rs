@@ -6,8 +6,9 @@
 //! suite would mix tests of every size and charge one test's first-use imports to the next.
 //! Pure: trial records in, one judgement per test out.
 
-use super::findings::{Rate, TrialRecord};
+use super::findings::TrialRecord;
 use super::kind::Kind;
+use super::measures::Rate;
 use super::repeats::{self, RepeatVerdict};
 use serde::{Deserialize, Serialize};
 

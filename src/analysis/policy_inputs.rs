@@ -4,8 +4,9 @@
 //! time order with the trial boundaries and worker starts and exits. Streamed one sample segment
 //! at a time, so a 12-hour run never sits in memory.
 
+use super::columns::{effective_memory, optional_u64_values, u64_values};
 use super::fill::SparseFill;
-use super::load::{u64_values, SAMPLE_COLUMNS, SYSTEM_COLUMNS};
+use super::load::{SAMPLE_COLUMNS, SYSTEM_COLUMNS};
 use crate::frames::prelude::*;
 use crate::policy::{Reading, Recorded, TickRow, WorkerMemory};
 use crate::recording::{EventKind, Recording, RecordingError};
@@ -89,12 +90,12 @@ pub fn for_each_recorded(
 fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
     let t = u64_values(system, "t_ns")?;
     // Within the cgroup's limit where one was recorded, as the live engine saw it.
-    let memory = super::load::effective_memory(system)?;
+    let memory = effective_memory(system)?;
     let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
     let (host_total, limit) = (
         u64_values(system, "mem_total")?,
-        super::load::optional_u64_values(system, "cgroup_limit")?,
+        optional_u64_values(system, "cgroup_limit")?,
     );
     let mut readings = BTreeMap::new();
     for i in 0..system.height() {
@@ -136,44 +137,33 @@ fn add_devices(gpu: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Polars
     Ok(())
 }
 
+/// Each worker's tree summed per tick: PSS where it was read (RSS where it never was, flagged
+/// stale), and GPU memory where any of its processes had some.
 fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {
-    let tree = filled
-        .clone()
-        .lazy()
-        .group_by_stable([col("worker"), col("t_ns")])
-        .agg([
-            coalesce(&[col("pss"), col("rss")]).sum().alias("pss"),
-            col("gpu").sum().alias("gpu"),
-            col("gpu").count().alias("gpu_seen"),
-            col("pss").null_count().alias("pss_missing"),
-        ])
-        .collect()?;
-    let u = |name: &str| u64_values(&tree, name);
-    let (worker, t, pss, gpu, gpu_seen, pss_missing) = (
-        u("worker")?,
-        u("t_ns")?,
-        u("pss")?,
-        u("gpu")?,
-        u("gpu_seen")?,
-        u("pss_missing")?,
-    );
-    for i in 0..tree.height() {
+    let u = |name: &str| u64_values(filled, name);
+    let (worker, t, pss, rss, gpu) = (u("worker")?, u("t_ns")?, u("pss")?, u("rss")?, u("gpu")?);
+    for i in 0..filled.height() {
         let (Some(worker), Some(t)) = (worker[i], t[i]) else {
             continue;
         };
         let Some(reading) = readings.get_mut(&t) else {
             continue;
         };
-        reading.workers.insert(
-            worker as u32,
-            WorkerMemory {
-                pss_bytes: pss[i].unwrap_or(0),
-                gpu_bytes: gpu[i].filter(|_| gpu_seen[i].unwrap_or(0) > 0),
-                pss_stale: pss_missing[i].unwrap_or(0) > 0,
+        let memory = reading
+            .workers
+            .entry(worker as u32)
+            .or_insert(WorkerMemory {
+                pss_bytes: 0,
+                gpu_bytes: None,
+                pss_stale: false,
                 // The soft line acts on the live run only (the restart rule needs no replay).
                 cgroup_bytes: None,
-            },
-        );
+            });
+        memory.pss_bytes += pss[i].or(rss[i]).unwrap_or(0);
+        memory.pss_stale |= pss[i].is_none();
+        if let Some(bytes) = gpu[i] {
+            *memory.gpu_bytes.get_or_insert(0) += bytes;
+        }
     }
     Ok(())
 }

@@ -3,8 +3,8 @@
 //! judged against a floor. Pure: levels in, a verdict with its figure out. `memwarden replay`
 //! and `memwarden check`'s per-test gate both judge this way.
 
-use super::findings::Rate;
-use super::stats::theil_sen;
+use super::measures::Rate;
+use crate::stats::theil_sen;
 use serde::{Deserialize, Serialize};
 
 /// Repeats that are shown but not fitted. A fresh Python process grows over its first repeats

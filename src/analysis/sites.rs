@@ -10,10 +10,11 @@
 //! which may include what the next trial frees: that is its increment. Summed, the increments give a per-site retained series,
 //! fitted per traced trial with the same Theil–Sen trend as the verdicts.
 
-use super::findings::{ParameterFinding, Rate};
+use super::measures::{ParameterFinding, Rate};
 use super::params::{parameter_effects, TrialGrowth};
-use super::stats::theil_sen;
+use super::site_series::{Series, SiteKey};
 use crate::recording::PythonSites;
+use crate::stats::theil_sen;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -94,16 +95,8 @@ pub struct Report<'a> {
     pub params: &'a crate::recording::ParamMap,
 }
 
-pub(super) type SiteKey = (String, u32);
-
-pub(super) struct Series<'a> {
-    pub(super) pid: i32,
-    /// Per report of the process, the site's retained bytes (summed increments).
-    pub(super) retained: Vec<f64>,
-    /// Per report, the increment and its trial's parameters.
-    increments: Vec<(f64, &'a crate::recording::ParamMap)>,
-    pub(super) last: Option<&'a crate::recording::PythonSite>,
-}
+/// Each traced line's series, per process.
+type SeriesByLine<'a> = BTreeMap<(i32, SiteKey), Series<'a>>;
 
 /// The growing sites of one worker, fastest first, and what tracing explains of
 /// `measured_per_trial` (the worker's rate in its growing kind).
@@ -118,9 +111,48 @@ pub fn sites(
     for r in reports {
         by_pid.entry(r.sites.pid).or_default().push(r);
     }
-    let mut series: BTreeMap<(i32, SiteKey), Series> = BTreeMap::new();
+    let (series, indexed) = site_series(&by_pid);
+    let study = super::study::study_growth(&series, &indexed, measured_per_trial);
+    let found: Vec<SiteFinding> = series
+        .into_iter()
+        .filter_map(|((_, (file, line)), s)| site_finding(file, line, s))
+        .collect();
+    let mut found = merge_processes(found);
+    found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
+    found.truncate(8);
+    let costs: Vec<f64> = reports.iter().map(|r| r.sites.cost_ms).collect();
+    let explained = measured_per_trial
+        .filter(|m| *m > 0.0)
+        .map(|m| found.iter().fold(0.0, |sum, s| sum + s.per_trial.bytes) / m);
+    let tracing = Tracing {
+        processes: by_pid.len(),
+        reports: reports.len(),
+        explained,
+        mean_cost_ms: costs.iter().sum::<f64>() / costs.len() as f64,
+        max_cost_ms: costs.iter().copied().fold(0.0, f64::max),
+        slowdown: reports.iter().rev().find_map(|r| r.sites.slowdown),
+        gap: reports.last().and_then(|r| r.sites.gap),
+        stretch: reports.last().and_then(|r| r.sites.stretch),
+        peak_bytes: {
+            let peaks: Vec<f64> = reports
+                .iter()
+                .filter_map(|r| r.sites.peak_bytes.map(|p| p as f64))
+                .collect();
+            (!peaks.is_empty()).then(|| crate::stats::median(&peaks))
+        },
+        study,
+    };
+    (found, Some(tracing))
+}
+
+/// Per process and line, the retained bytes report by report (summed increments between
+/// consecutive reports of an epoch), and per process how many reports counted.
+fn site_series<'a>(
+    by_pid: &BTreeMap<i32, Vec<&'a Report<'a>>>,
+) -> (SeriesByLine<'a>, BTreeMap<i32, usize>) {
+    let mut series: SeriesByLine = BTreeMap::new();
     let mut indexed: BTreeMap<i32, usize> = BTreeMap::new();
-    for (pid, reports) in &by_pid {
+    for (pid, reports) in by_pid {
         // Reports per epoch: the first of an epoch that has later ones is only their baseline.
         let mut per_epoch: BTreeMap<u32, usize> = BTreeMap::new();
         for r in reports.iter() {
@@ -190,74 +222,48 @@ pub fn sites(
         }
         indexed.insert(*pid, index);
     }
-    let study = super::study::study_growth(&series, &indexed, measured_per_trial);
-    let found: Vec<SiteFinding> = series
-        .into_iter()
-        .filter_map(|((_, (file, line)), s)| {
-            let x: Vec<f64> = (0..s.retained.len()).map(|i| i as f64).collect();
-            let trend = theil_sen(&x, &s.retained)?;
-            if trend.slope < MIN_BYTES_PER_TRIAL || trend.slope_low <= 0.0 {
-                return None;
-            }
-            let last = s.last?;
-            let growth: Vec<TrialGrowth> = s
-                .increments
-                .iter()
-                .map(|(growth, params)| TrialGrowth {
-                    params,
-                    growth: *growth,
-                })
-                .collect();
-            Some(SiteFinding {
-                file,
-                line,
-                code: None,
-                via: last.via.clone(),
-                study: last.study,
-                pid: s.pid,
-                processes: 1,
-                per_trial: Rate::from(&trend),
-                confidence: trend.growth_confidence,
-                retained_bytes: s.retained.last().copied().unwrap_or(0.0),
-                block_bytes: last
-                    .largest_block
-                    .map(|b| b as f64)
-                    .or((last.blocks > 0).then(|| last.bytes as f64 / last.blocks as f64)),
-                reports: s.retained.len(),
-                traceback: last.traceback.clone(),
-                parameter: parameter_effects(&growth)
-                    .into_iter()
-                    .find(|p| p.significant && p.effect_bytes > 0.0)
-                    .map(|p| parameter_words(&p)),
-            })
+    (series, indexed)
+}
+
+/// A line whose retained bytes grow per traced trial with confidence, with what it allocated
+/// last and the parameter value that goes with its growth.
+fn site_finding(file: String, line: u32, s: Series) -> Option<SiteFinding> {
+    let x: Vec<f64> = (0..s.retained.len()).map(|i| i as f64).collect();
+    let trend = theil_sen(&x, &s.retained)?;
+    if trend.slope < MIN_BYTES_PER_TRIAL || trend.slope_low <= 0.0 {
+        return None;
+    }
+    let last = s.last?;
+    let growth: Vec<TrialGrowth> = s
+        .increments
+        .iter()
+        .map(|(growth, params)| TrialGrowth {
+            params,
+            growth: *growth,
         })
         .collect();
-    let mut found = merge_processes(found);
-    found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
-    found.truncate(8);
-    let costs: Vec<f64> = reports.iter().map(|r| r.sites.cost_ms).collect();
-    let explained = measured_per_trial
-        .filter(|m| *m > 0.0)
-        .map(|m| found.iter().fold(0.0, |sum, s| sum + s.per_trial.bytes) / m);
-    let tracing = Tracing {
-        processes: by_pid.len(),
-        reports: reports.len(),
-        explained,
-        mean_cost_ms: costs.iter().sum::<f64>() / costs.len() as f64,
-        max_cost_ms: costs.iter().copied().fold(0.0, f64::max),
-        slowdown: reports.iter().rev().find_map(|r| r.sites.slowdown),
-        gap: reports.last().and_then(|r| r.sites.gap),
-        stretch: reports.last().and_then(|r| r.sites.stretch),
-        peak_bytes: {
-            let peaks: Vec<f64> = reports
-                .iter()
-                .filter_map(|r| r.sites.peak_bytes.map(|p| p as f64))
-                .collect();
-            (!peaks.is_empty()).then(|| super::stats::median(&peaks))
-        },
-        study,
-    };
-    (found, Some(tracing))
+    Some(SiteFinding {
+        file,
+        line,
+        code: None,
+        via: last.via.clone(),
+        study: last.study,
+        pid: s.pid,
+        processes: 1,
+        per_trial: Rate::from(&trend),
+        confidence: trend.growth_confidence,
+        retained_bytes: s.retained.last().copied().unwrap_or(0.0),
+        block_bytes: last
+            .largest_block
+            .map(|b| b as f64)
+            .or((last.blocks > 0).then(|| last.bytes as f64 / last.blocks as f64)),
+        reports: s.retained.len(),
+        traceback: last.traceback.clone(),
+        parameter: parameter_effects(&growth)
+            .into_iter()
+            .find(|p| p.significant && p.effect_bytes > 0.0)
+            .map(|p| parameter_words(&p)),
+    })
 }
 
 /// One finding per line of code: forked children running the same code grow at the same line,

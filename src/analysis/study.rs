@@ -2,9 +2,9 @@
 //! flagged `study`: each such line is small (a trial's record, a cache entry) and below the bar
 //! for a line of its own, so they are summed per process and report and fitted as one.
 
-use super::findings::Rate;
-use super::sites::{Series, SiteKey};
-use super::stats::theil_sen;
+use super::measures::Rate;
+use super::site_series::{Series, SiteKey};
+use crate::stats::theil_sen;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

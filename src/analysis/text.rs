@@ -1,8 +1,10 @@
 //! Findings in plain words for a terminal: the verdict first, then the numbers behind it. What
 //! is said comes from `statements`; this file only words it as terse lines.
 
-use super::findings::{Basis, Findings, Rate, WorkerFinding};
-use super::gates::{Change, CheckReport, Comparison, Per};
+use super::compare::{Change, Comparison};
+use super::findings::{Basis, Findings, WorkerFinding};
+use super::gates::{CheckReport, Per};
+use super::measures::Rate;
 use super::statements::{self, Fact, GrowthRate, WorkerStatement};
 use super::statements::{ForecastStatement, Outlook, ParameterStatement, ParameterWhat};
 use super::verdict::Verdict;
@@ -110,52 +112,14 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                     growth_bytes / MIB
                 ));
             }
-            Fact::Site {
-                file,
-                line,
-                code,
-                via,
-                study,
-                processes,
-                per_trial,
-                parameter,
-            } => {
-                let whose = if *study { "study-side line" } else { "line" };
-                let whose = match processes {
-                    1 => whose.to_string(),
-                    n => format!("{whose} (in {n} processes)"),
-                };
-                let code = code.map_or(String::new(), |c| format!("  `{c}`"));
-                let with = parameter.map_or(String::new(), |p| format!(", with {p}"));
-                let via = via.map_or(String::new(), |v| format!(" (allocated in {v})"));
-                lines.push(format!(
-                    "{whose} {}  {file}:{line}{code}{with}{via}",
-                    rate(per_trial, "trial")
-                ));
-            }
+            // Its own function destructures every field, as here.
+            Fact::Site { .. } => lines.push(site_line(fact)),
             Fact::Holder(h) => {
                 let (headline, mechanism) = h.words();
                 lines.push(format!("holder {headline}"));
                 lines.extend(mechanism.map(|m| format!("  {m}")));
             }
-            Fact::Traced {
-                processes,
-                reports,
-                explained,
-                mean_cost_ms,
-                max_cost_ms,
-                slowdown,
-                gap,
-                stretch,
-            } => {
-                let explained = explained.map_or(String::new(), |e| {
-                    format!(", the lines above explain {:.0}% of the growth", 100.0 * e)
-                });
-                lines.push(format!(
-                    "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
-                    duty_words(*slowdown, *gap, *stretch)
-                ));
-            }
+            Fact::Traced { .. } => lines.push(traced_line(fact)),
             Fact::Diagnosis(d) => {
                 let (name, evidence, fix) = statements::diagnosis_words(d);
                 lines.push(format!("diagnosis: {name}: {evidence}; what helps: {fix}"));
@@ -165,30 +129,86 @@ fn worker(out: &mut String, w: &WorkerStatement) {
                 lines.push(format!("study-side growth: {evidence}; {fix}"));
             }
             Fact::Hint(hint) => lines.push(format!("hint: {hint}")),
-            Fact::OtherKinds(others) => {
-                let others: Vec<String> = others
-                    .iter()
-                    .map(|o| {
-                        let r = o.bytes.map(|b| match o.basis {
-                            Basis::Trials => format!("{:+.2}/trial", b / MIB),
-                            Basis::Time => format!("{:+.1}/h", b / MIB),
-                        });
-                        format!(
-                            "{} {} {}",
-                            o.kind.name(),
-                            o.verdict.word(),
-                            r.unwrap_or_default()
-                        )
-                    })
-                    .collect();
-                lines.push(format!("all kinds (MiB): {}", others.join(", ")));
-            }
+            Fact::OtherKinds(others) => lines.push(other_kinds_line(others)),
         }
     }
     let _ = writeln!(out, "  {}", clauses.join("; "));
     for line in lines {
         let _ = writeln!(out, "  {line}");
     }
+}
+
+/// A traced line that keeps the growth.
+fn site_line(fact: &Fact) -> String {
+    let Fact::Site {
+        file,
+        line,
+        code,
+        via,
+        study,
+        processes,
+        per_trial,
+        parameter,
+    } = fact
+    else {
+        unreachable!("bug: only sites")
+    };
+    let whose = if *study { "study-side line" } else { "line" };
+    let whose = match processes {
+        1 => whose.to_string(),
+        n => format!("{whose} (in {n} processes)"),
+    };
+    let code = code.map_or(String::new(), |c| format!("  `{c}`"));
+    let with = parameter.map_or(String::new(), |p| format!(", with {p}"));
+    let via = via.map_or(String::new(), |v| format!(" (allocated in {v})"));
+    format!(
+        "{whose} {}  {file}:{line}{code}{with}{via}",
+        rate(per_trial, "trial")
+    )
+}
+
+/// What the tracer saw and cost.
+fn traced_line(fact: &Fact) -> String {
+    let Fact::Traced {
+        processes,
+        reports,
+        explained,
+        mean_cost_ms,
+        max_cost_ms,
+        slowdown,
+        gap,
+        stretch,
+    } = fact
+    else {
+        unreachable!("bug: only traces")
+    };
+    let explained = explained.map_or(String::new(), |e| {
+        format!(", the lines above explain {:.0}% of the growth", 100.0 * e)
+    });
+    format!(
+        "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
+        duty_words(*slowdown, *gap, *stretch)
+    )
+}
+
+/// Every kind's verdict and rate, in MiB.
+fn other_kinds_line(others: &[super::statements::OtherKind]) -> String {
+    let others: Vec<String> = others
+        .iter()
+        .map(|o| {
+            let r = o.bytes.map(|b| match o.basis {
+                Basis::Trials => format!("{:+.2}/trial", b / MIB),
+                Basis::Time => format!("{:+.1}/h", b / MIB),
+            });
+            format!(
+                "{} {} {}",
+                o.kind.name(),
+                o.verdict.word(),
+                r.unwrap_or_default()
+            )
+        })
+        .collect();
+    format!("all kinds (MiB): {}", others.join(", "))
 }
 
 pub fn findings(f: &Findings) -> String {
@@ -207,91 +227,9 @@ pub fn findings(f: &Findings) -> String {
         out.push('\n');
         worker(&mut out, &statements::worker(w));
     }
-    let parameters = statements::parameters(f);
-    if !parameters.is_empty() {
-        let _ = writeln!(out, "\nparameters that go with retained growth:");
-    }
-    for ParameterStatement {
-        what,
-        effect_bytes,
-        interval,
-        trials_with,
-        trials_without,
-        p_value,
-    } in &parameters
-    {
-        let what = match what {
-            ParameterWhat::Value { name, value } => format!("{name}={value}"),
-            ParameterWhat::Trend { name, rho } => {
-                format!("{name} (larger values grow more, rho {rho:.2})")
-            }
-            ParameterWhat::Name(name) => name.to_string(),
-        };
-        let interval = interval.map_or(String::new(), |(low, high)| {
-            format!(" (95% CI {:.2}..{:.2})", low / MIB, high / MIB)
-        });
-        let _ = writeln!(
-            out,
-            "  {what}: {:+.2} MiB retained per trial{interval} more than otherwise ({trials_with} vs {trials_without} trials, p = {p_value:.2e})",
-            effect_bytes / MIB,
-        );
-    }
+    parameters(&mut out, f);
     if let Some(fc) = &f.forecast {
-        // The report adds a line about restart rules; here the advice lines say it.
-        let ForecastStatement {
-            outlook,
-            advice,
-            restart_rules_help: _,
-        } = statements::forecast(fc);
-        out.push('\n');
-        match outlook {
-            Outlook::RunsOut {
-                growth_bytes_per_hour,
-                available_bytes,
-                hours,
-                trials,
-            } => {
-                let trials = trials.map_or(String::new(), |t| {
-                    format!(", ~{t:.0} more trials per worker")
-                });
-                let _ = writeln!(
-                    out,
-                    "forecast: at {:+.0} MiB/h in total, the {} still available (less a 10% reserve) run out in ~{}{trials}",
-                    growth_bytes_per_hour / MIB,
-                    size(available_bytes),
-                    duration(hours * 3600.0)
-                );
-            }
-            Outlook::RunsOutInTrials {
-                growth_bytes_per_trial,
-                available_bytes,
-                trials,
-                window_s,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "forecast: at {:+.2} MiB/trial in total, the {} still available (less a 10% reserve) run out in ~{trials:.0} more trials per worker; no time is projected from {} of recording (a rate per hour needs {})",
-                    growth_bytes_per_trial / MIB,
-                    size(available_bytes),
-                    duration(window_s),
-                    duration(super::gates::MIN_HOURLY_WINDOW_S)
-                );
-            }
-            Outlook::Holds {
-                mem_total_bytes,
-                available_bytes,
-            } => {
-                let _ = writeln!(
-                    out,
-                    "forecast: no leak, so memory does not run out at this rate ({} total, {} available)",
-                    size(mem_total_bytes),
-                    size(available_bytes)
-                );
-            }
-        }
-        for advice in advice {
-            let _ = writeln!(out, "  - {advice}");
-        }
+        forecast(&mut out, fc);
     }
     let outside = statements::outside_words(f);
     if !outside.is_empty() {
@@ -324,6 +262,98 @@ pub fn findings(f: &Findings) -> String {
     out
 }
 
+/// The parameter values that go with retained growth, a line each.
+fn parameters(out: &mut String, f: &Findings) {
+    let parameters = statements::parameters(f);
+    if !parameters.is_empty() {
+        let _ = writeln!(out, "\nparameters that go with retained growth:");
+    }
+    for ParameterStatement {
+        what,
+        effect_bytes,
+        interval,
+        trials_with,
+        trials_without,
+        p_value,
+    } in &parameters
+    {
+        let what = match what {
+            ParameterWhat::Value { name, value } => format!("{name}={value}"),
+            ParameterWhat::Trend { name, rho } => {
+                format!("{name} (larger values grow more, rho {rho:.2})")
+            }
+            ParameterWhat::Name(name) => name.to_string(),
+        };
+        let interval = interval.map_or(String::new(), |(low, high)| {
+            format!(" (95% CI {:.2}..{:.2})", low / MIB, high / MIB)
+        });
+        let _ = writeln!(
+            out,
+            "  {what}: {:+.2} MiB retained per trial{interval} more than otherwise ({trials_with} vs {trials_without} trials, p = {p_value:.2e})",
+            effect_bytes / MIB,
+        );
+    }
+}
+
+/// Whether and when memory runs out at this rate, and what to do about it.
+fn forecast(out: &mut String, fc: &super::findings::Forecast) {
+    // The report adds a line about restart rules; here the advice lines say it.
+    let ForecastStatement {
+        outlook,
+        advice,
+        restart_rules_help: _,
+    } = statements::forecast(fc);
+    out.push('\n');
+    match outlook {
+        Outlook::RunsOut {
+            growth_bytes_per_hour,
+            available_bytes,
+            hours,
+            trials,
+        } => {
+            let trials = trials.map_or(String::new(), |t| {
+                format!(", ~{t:.0} more trials per worker")
+            });
+            let _ = writeln!(
+                out,
+                "forecast: at {:+.0} MiB/h in total, the {} still available (less a 10% reserve) run out in ~{}{trials}",
+                growth_bytes_per_hour / MIB,
+                size(available_bytes),
+                duration(hours * 3600.0)
+            );
+        }
+        Outlook::RunsOutInTrials {
+            growth_bytes_per_trial,
+            available_bytes,
+            trials,
+            window_s,
+        } => {
+            let _ = writeln!(
+                out,
+                "forecast: at {:+.2} MiB/trial in total, the {} still available (less a 10% reserve) run out in ~{trials:.0} more trials per worker; no time is projected from {} of recording (a rate per hour needs {})",
+                growth_bytes_per_trial / MIB,
+                size(available_bytes),
+                duration(window_s),
+                duration(super::gates::MIN_HOURLY_WINDOW_S)
+            );
+        }
+        Outlook::Holds {
+            mem_total_bytes,
+            available_bytes,
+        } => {
+            let _ = writeln!(
+                out,
+                "forecast: no leak, so memory does not run out at this rate ({} total, {} available)",
+                size(mem_total_bytes),
+                size(available_bytes)
+            );
+        }
+    }
+    for advice in advice {
+        let _ = writeln!(out, "  - {advice}");
+    }
+}
+
 /// `; a traced trial took 15.2x as long, so the tracer traces 3 of every 12 trials`, or nothing.
 pub fn duty_words(slowdown: Option<f64>, gap: Option<u32>, stretch: Option<u32>) -> String {
     match (slowdown, gap) {
@@ -352,168 +382,5 @@ pub fn site_clause(w: &WorkerFinding) -> String {
     format!(", at {}:{}{code}", site.file, site.line)
 }
 
-pub fn check(report: &CheckReport) -> String {
-    let mut out = String::new();
-    let per = report.budget.per.unit();
-    let budget = format!("{:.2} MiB/{per}", report.budget.bytes / MIB);
-    for w in &report.workers {
-        let _ = match (w.outcome, &w.rate) {
-            (super::gates::Outcome::NotEnoughData, _) | (_, None) => {
-                let reasons: Vec<String> = w
-                    .kinds
-                    .iter()
-                    .filter_map(|k| Some(format!("{}: {}", k.kind.name(), k.why.as_ref()?)))
-                    .collect();
-                writeln!(
-                    out,
-                    "worker {}: NOT ENOUGH DATA to judge against {budget} ({})",
-                    w.worker,
-                    reasons.join("; ")
-                )
-            }
-            (outcome, Some(r)) => writeln!(
-                out,
-                "worker {}: {} {} {} budget {budget} ({}); judged by {}: {}",
-                w.worker,
-                w.kind.name(),
-                rate(r, per),
-                if outcome == super::gates::Outcome::Exceeds {
-                    "EXCEEDS"
-                } else {
-                    "within"
-                },
-                w.verdict.word(),
-                w.kind.name(),
-                w.chosen_because
-            ),
-        };
-    }
-    tests(&mut out, &report.tests);
-    for fault in &report.faults {
-        let _ = writeln!(out, "FAILED: {fault}");
-    }
-    out
-}
-
-/// Lines past this many per outcome are counted, not printed (`--json` lists every test).
-const TEST_LINES: usize = 50;
-
-/// A per-test check: a line for each test over its budget or not judged, one for the rest.
-fn tests(out: &mut String, tests: &[super::per_test::TestCheck]) {
-    use super::per_test::TestOutcome;
-    use super::repeats::{enough_repeats, RepeatVerdict, DEFAULT_WARMUP};
-    if tests.is_empty() {
-        return;
-    }
-    let mut shown = [0usize; 2];
-    for t in tests {
-        let slot = match t.outcome {
-            TestOutcome::Exceeds => 0,
-            TestOutcome::NotEnoughData => 1,
-            _ => continue,
-        };
-        shown[slot] += 1;
-        if shown[slot] > TEST_LINES {
-            continue;
-        }
-        let budget = format!(
-            "{:.2} MiB/repeat{}",
-            t.budget_bytes / MIB,
-            if t.budget_marked { " (its marker)" } else { "" }
-        );
-        let figure = t
-            .per_repeat
-            .map(|r| format!("{} {}", t.kind.name(), rate(&r, "repeat")));
-        let failed = if t.failed > 0 {
-            format!("; {} repeat(s) failed", t.failed)
-        } else {
-            String::new()
-        };
-        let line = match (t.outcome, figure) {
-            (TestOutcome::Exceeds, Some(figure)) => {
-                let warmup: Vec<String> = t
-                    .decided()
-                    .map(|k| k.levels[..t.warmup.min(k.levels.len())].iter().map(|&l| size(l)).collect())
-                    .unwrap_or_default();
-                format!(
-                    "{}: {figure} EXCEEDS budget {budget}; warm-up ended at {}{failed}",
-                    t.test,
-                    warmup.join(", ")
-                )
-            }
-            (_, Some(figure))
-                if t.decided().is_some_and(|k| k.verdict == RepeatVerdict::Undecided) =>
-            {
-                format!(
-                    "{}: NOT ENOUGH DATA against {budget}: {figure} reaches the budget: repeat more (--memwarden-repeat {}){failed}",
-                    t.test,
-                    (t.repeats * 2).max(10)
-                )
-            }
-            _ => format!(
-                "{}: NOT ENOUGH DATA against {budget}: {} complete repeat(s), {} needed (--memwarden-repeat {}){failed}",
-                t.test,
-                t.repeats,
-                enough_repeats(DEFAULT_WARMUP as usize),
-                enough_repeats(DEFAULT_WARMUP as usize) + t.failed
-            ),
-        };
-        let _ = writeln!(out, "{line}");
-    }
-    for (slot, what) in ["over their budgets", "not judged"].iter().enumerate() {
-        if shown[slot] > TEST_LINES {
-            let _ = writeln!(
-                out,
-                "... and {} more test(s) {what} (--json lists every test)",
-                shown[slot] - TEST_LINES
-            );
-        }
-    }
-    let count = |o: TestOutcome| tests.iter().filter(|t| t.outcome == o).count();
-    let kinds: Vec<&str> = tests[0].kinds.iter().map(|k| k.kind.name()).collect();
-    let skipped = count(TestOutcome::Skipped);
-    let _ = writeln!(
-        out,
-        "{} of {} test(s) within their budgets per repeat ({} retained at each repeat's end, after {} warm-up repeat(s)){}",
-        count(TestOutcome::Within),
-        tests.len(),
-        kinds.join(", "),
-        DEFAULT_WARMUP,
-        if skipped > 0 {
-            format!("; {skipped} skipped, not judged")
-        } else {
-            String::new()
-        }
-    );
-}
-
-pub fn comparison(c: &Comparison) -> String {
-    let per = c.per.unit();
-    let what = match c.change {
-        Change::Less => "less growth",
-        Change::More => "MORE growth",
-        Change::Unchanged => "no significant change in growth",
-    };
-    let fraction = c
-        .change_fraction
-        .map_or(String::new(), |f| format!(" ({:+.0}%)", 100.0 * f));
-    let mut out = format!(
-        "{what}: {} {:+.2} MiB/{per}{fraction}, confidence {:.1}%\n",
-        c.kind.name(),
-        c.change_bytes / MIB,
-        100.0 * c.confidence
-    );
-    for (name, side) in [("before", &c.before), ("after", &c.after)] {
-        let _ = writeln!(
-            out,
-            "  {name}: worker {} {} {}",
-            side.worker,
-            side.verdict.word(),
-            rate(&side.rate, per)
-        );
-    }
-    if c.per == Per::Hour {
-        out.push_str("  (compared per hour: at least one run has no trials)\n");
-    }
-    out
-}
+mod ci;
+pub use ci::{check, comparison};

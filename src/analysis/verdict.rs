@@ -2,7 +2,7 @@
 //! plateaus, from a single step and from noise, and says from which point growth is clear.
 //! Pure: a series in, a classification out.
 
-use super::stats::{best_step, line_residual, median, theil_sen, Trend, MAX_POINTS};
+use crate::stats::{best_step, line_residual, median, theil_sen, Trend, MAX_POINTS};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,12 +4,11 @@
 //! segment, so the two halves overlap.
 
 use super::coarse_series::{slot, Timeline};
+use super::columns::{effective_memory, option_values, optional_u64_values, u64_values};
 use super::fill::Filled;
 use super::kind::{Kind, Values, KINDS};
 use super::levels::{Levels, SeriesWalker, TrialWindow};
-use super::load::{
-    effective_memory, option_values, optional_u64_values, u64_values, SystemSummary, TrialLevels,
-};
+use super::loaded::{SystemSummary, TrialLevels};
 use crate::frames::prelude::*;
 use crate::freshness::PssHealth;
 use rustc_hash::FxHashMap;

@@ -2,12 +2,13 @@
 //! its tree that holds the growth.
 
 use super::coarse_series::Timeline;
-use super::findings::{Basis, KindFinding, ProcessFinding, Rate, StepFinding, WorkerFinding};
+use super::findings::{Basis, KindFinding, ProcessFinding, StepFinding, WorkerFinding};
 use super::kind::{Kind, KINDS};
 use super::levels::Levels;
-use super::load::{Loaded, TrialLevels};
-use super::stats::{median, theil_sen, Trend};
+use super::loaded::{Loaded, TrialLevels};
+use super::measures::Rate;
 use super::verdict::{classify, Classification, Rules, Verdict};
+use crate::stats::{median, theil_sen, Trend};
 
 const NS_PER_HOUR: f64 = 3.6e12;
 

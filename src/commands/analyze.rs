@@ -1,7 +1,7 @@
 //! `memwarden analyze`, `check` and `diff`: read recordings, run the analysis, print.
 
 use super::{EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK};
-use crate::analysis::{self, gates, text, Findings, Options};
+use crate::analysis::{self, compare, gates, text, Findings, Options};
 use crate::cli::{AnalyzeArgs, CheckArgs, DiffArgs};
 use crate::recording::Recording;
 use std::io::Write;
@@ -97,8 +97,8 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     let after = findings(&args.after, horizon)?;
     let kind = args
         .kind
-        .unwrap_or_else(|| gates::leak_kind(&before, &after));
-    let comparison = match gates::diff(&before, &after, kind) {
+        .unwrap_or_else(|| compare::leak_kind(&before, &after));
+    let comparison = match compare::diff(&before, &after, kind) {
         Ok(c) => c,
         Err(reason) => {
             eprintln!("memwarden: error: cannot compare: {reason}");
@@ -110,7 +110,7 @@ pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
     } else {
         print(&text::comparison(&comparison))?;
     }
-    Ok(if comparison.change == gates::Change::More {
+    Ok(if comparison.change == compare::Change::More {
         EXIT_FINDING
     } else {
         EXIT_OK

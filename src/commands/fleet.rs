@@ -4,7 +4,7 @@ use super::analyze::print;
 use super::EXIT_OK;
 use crate::cli::{FleetArgs, PublishArgs};
 use crate::console::say;
-use crate::fleet::{publish as publish_run, query, report};
+use crate::fleet::{publish as publish_run, query, report, terminal};
 
 pub fn publish(args: PublishArgs) -> anyhow::Result<u8> {
     let published = publish_run(&args.run_dir, &args.dest)?;
@@ -39,7 +39,7 @@ pub fn fleet(args: FleetArgs) -> anyhow::Result<u8> {
     if args.json {
         print(&(serde_json::to_string_pretty(&answers)? + "\n"))?;
     } else {
-        print(&query::text(&answers))?;
+        print(&terminal::text(&answers))?;
     }
     if let Some(dir) = &args.report {
         let path = report::write(&answers, dir)?;

@@ -4,9 +4,9 @@
 //! moved into place table by table, `runs` last: a reader sees a run whole once its `runs` row
 //! exists, and a publish cut off half-way is redone by the next.
 
-use super::layout::{file_name, RunKey, TABLES};
 use crate::analysis::{self, Options};
 use crate::frames::prelude::*;
+use crate::recording::layout::{file_name, RunKey, TABLES};
 use crate::recording::{read_parquet, Manifest, Recording, RecordingError};
 use std::path::{Path, PathBuf};
 
@@ -51,7 +51,7 @@ pub struct Published {
 }
 
 pub fn publish(run_dir: &Path, dest: &Path) -> Result<Published, PublishError> {
-    if super::layout::published_run(run_dir).is_some() {
+    if crate::recording::layout::published_run(run_dir).is_some() {
         return Err(PublishError::AlreadyPublished(run_dir.to_path_buf()));
     }
     let recording = Recording::open(run_dir)?;

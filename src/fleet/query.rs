@@ -1,10 +1,11 @@
 //! The morning questions across a published fleet, asked of its small tables (`runs`,
-//! `findings`, `parameters`) through polars: scanned lazily with their hive partitions, only
-//! the columns asked for. Raw samples are never read here.
+//! `findings`, `parameters`): each partition's file read by polars, only the columns asked
+//! for, its run taken from the partition's names. Raw samples are never read here.
 
-use super::layout::{table_files, RunKey};
 use crate::frames::prelude::*;
+use crate::recording::layout::{table_files, RunKey};
 use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -121,125 +122,89 @@ const FINDINGS: &[&str] = &[
 const RUNS: &[&str] = &["start", "start_wall_ns", "study"];
 const PARAMETERS: &[&str] = &["name", "value", "effect_bytes", "significant"];
 
+/// A row of `runs`.
+struct RunRow {
+    start: String,
+    start_wall_ns: Option<u64>,
+    study: Option<String>,
+}
+
+/// A row of `findings`: one worker's verdict in one run.
+struct FindingRow {
+    worker: u32,
+    leak: bool,
+    kind: String,
+    per_trial_bytes: Option<f64>,
+    per_trial_low_bytes: Option<f64>,
+    per_trial_high_bytes: Option<f64>,
+    per_hour_bytes: Option<f64>,
+    first_clear_trial: Option<String>,
+    site: Option<String>,
+    site_code: Option<String>,
+    oom_kills: u64,
+    crash_restarts: u64,
+    policy_restarts: u64,
+}
+
+/// A row of `parameters`: one value's effect in one run.
+struct ParameterRow {
+    name: String,
+    value: Option<String>,
+    effect_bytes: Option<f64>,
+    significant: bool,
+}
+
+/// A finding with the run it belongs to.
+type Found<'a> = (&'a RunKey, &'a RunRow, FindingRow);
+
+/// The questions are answered from the three small tables, read whole (only the columns asked
+/// for) into plain rows: a fleet of 1,000 runs is a few thousand rows, and polars' query engine
+/// (polars-lazy, -plan, -expr, -ops) doubled the build's time and the binary's size for these
+/// few group-bys (issue 31).
 pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetError> {
     if !dest.is_dir() {
         return Err(FleetError::NoDestination(dest.to_path_buf()));
     }
-    let runs = scan(dest, "runs", RUNS)?.ok_or_else(|| FleetError::Empty(dest.to_path_buf()))?;
-    let runs = match since_wall_ns {
-        Some(since) => runs.filter(col("start_wall_ns").gt_eq(lit(since))),
-        None => runs,
-    };
-    // Each table is read from its files once; the questions below are asked of these frames.
-    let run_frame = runs.collect()?;
-    let runs = run_frame.clone().lazy();
-    let keys = [col("host"), col("run")];
-    let findings = match scan(dest, "findings", FINDINGS)? {
-        Some(f) => f.join(
-            runs.clone(),
-            keys.clone(),
-            keys.clone(),
-            JoinArgs::new(JoinType::Inner),
-        ),
-        None => runs.clone().limit(0).with_columns(
-            FINDINGS
-                .iter()
-                .map(|c| lit(NULL).alias(*c))
-                .collect::<Vec<_>>(),
-        ),
+    let runs = read_table(dest, "runs", RUNS, |r| RunRow {
+        start: r.str("start").unwrap_or_default(),
+        start_wall_ns: r.u64("start_wall_ns"),
+        study: r.str("study"),
+    })?;
+    if runs.is_empty() {
+        return Err(FleetError::Empty(dest.to_path_buf()));
     }
-    .collect()?
-    .lazy();
-    let hosts = run_frame.column("host")?.n_unique()?;
-    let leaks = findings
-        .clone()
-        .filter(col("verdict").eq(lit("leak")))
-        .sort(
-            ["per_trial_bytes"],
-            SortMultipleOptions::default()
-                .with_order_descending(true)
-                .with_nulls_last(true),
-        )
-        .collect()?;
-    // Every host with a run counts its runs, also those whose runs have no findings (no
-    // samples); the findings add what leaked and what was killed or restarted.
-    let per_host = runs
-        .clone()
-        .group_by([col("host")])
-        .agg([col("run").n_unique().alias("runs")])
-        .join(
-            findings.clone().group_by([col("host")]).agg([
-                col("run")
-                    .filter(col("verdict").eq(lit("leak")))
-                    .n_unique()
-                    .alias("leaking_runs"),
-                col("per_trial_bytes")
-                    .filter(col("verdict").eq(lit("leak")))
-                    .max()
-                    .alias("fastest"),
-                col("oom_kills").sum().alias("oom_kills"),
-                (col("crash_restarts") + col("policy_restarts"))
-                    .sum()
-                    .alias("restarts"),
-            ]),
-            [col("host")],
-            [col("host")],
-            JoinArgs::new(JoinType::Left),
-        )
-        .sort(["host"], SortMultipleOptions::default())
-        .collect()?;
-    let troubled = findings
-        .clone()
-        .filter(
-            col("oom_kills")
-                .gt(lit(0))
-                .or(col("crash_restarts").gt(lit(0)))
-                .or(col("policy_restarts").gt(lit(0))),
-        )
-        .sort(
-            ["oom_kills", "crash_restarts", "policy_restarts"],
-            SortMultipleOptions::default().with_order_descending(true),
-        )
-        .limit(20)
-        .collect()?;
-    let timeline = findings
-        .clone()
-        .group_by([col("host"), col("run")])
-        .agg([
-            col("start_wall_ns").first(),
-            col("per_trial_bytes").max(),
-            col("verdict").eq(lit("leak")).any(true).alias("leak"),
-        ])
-        .sort(["start_wall_ns"], SortMultipleOptions::default())
-        .collect()?;
-    let parameters = match scan(dest, "parameters", PARAMETERS)? {
-        Some(p) => p
-            .join(runs, keys.clone(), keys, JoinArgs::new(JoinType::Inner))
-            .filter(col("significant"))
-            .group_by([col("name"), col("value")])
-            .agg([
-                col("run").n_unique().alias("runs"),
-                col("host").n_unique().alias("hosts"),
-                col("effect_bytes").median().alias("median_effect"),
-            ])
-            .sort(
-                ["runs", "median_effect"],
-                SortMultipleOptions::default().with_order_descending(true),
-            )
-            .collect()?,
-        None => DataFrame::empty(),
-    };
+    // The runs asked about, by key: the other tables keep only their rows.
+    let runs: BTreeMap<RunKey, RunRow> = runs
+        .into_iter()
+        .filter(|(_, run)| match since_wall_ns {
+            Some(since) => run.start_wall_ns.is_some_and(|t| t >= since),
+            None => true,
+        })
+        .collect();
+    let findings: Vec<Found> = read_table(dest, "findings", FINDINGS, FindingRow::read)?
+        .into_iter()
+        .filter_map(|(key, f)| runs.get_key_value(&key).map(|(k, run)| (k, run, f)))
+        .collect();
+    let parameters = read_table(dest, "parameters", PARAMETERS, ParameterRow::read)?;
+    let hosts: BTreeSet<&str> = runs.keys().map(|k| k.host.as_str()).collect();
     Ok(Answers {
         dest: dest.display().to_string(),
         since_wall_ns,
-        runs: run_frame.height(),
-        hosts,
-        leaks: rows(&leaks, |r| Leak {
-            host: r.str("host").unwrap_or_default(),
-            run: r.str("run").unwrap_or_default(),
-            study: r.str("study"),
-            start: r.str("start").unwrap_or_default(),
+        runs: runs.len(),
+        hosts: hosts.len(),
+        leaks: leaks(dest, &findings),
+        hosts_summary: hosts_summary(&runs, &findings),
+        troubled: troubled(&findings),
+        parameters: parameters_across(&runs, &parameters),
+        timeline: timeline(&findings),
+    })
+}
+
+impl FindingRow {
+    fn read(r: &Row) -> Self {
+        Self {
             worker: r.u64("worker").unwrap_or(0) as u32,
+            leak: r.str("verdict").as_deref() == Some("leak"),
             kind: r.str("kind").unwrap_or_default(),
             per_trial_bytes: r.f64("per_trial_bytes"),
             per_trial_low_bytes: r.f64("per_trial_low_bytes"),
@@ -248,78 +213,196 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
             first_clear_trial: r.str("first_clear_trial"),
             site: r.str("site"),
             site_code: r.str("site_code"),
-            path: RunKey {
-                host: r.str("host").unwrap_or_default(),
-                run: r.str("run").unwrap_or_default(),
-            }
-            .partition(dest, "runs")
-            .display()
-            .to_string(),
-        })?,
-        hosts_summary: rows(&per_host, |r| HostSummary {
-            host: r.str("host").unwrap_or_default(),
-            runs: r.u64("runs").unwrap_or(0),
-            leaking_runs: r.u64("leaking_runs").unwrap_or(0),
-            fastest_per_trial_bytes: r.f64("fastest"),
-            oom_kills: r.u64("oom_kills").unwrap_or(0),
-            restarts: r.u64("restarts").unwrap_or(0),
-        })?,
-        troubled: rows(&troubled, |r| Troubled {
-            host: r.str("host").unwrap_or_default(),
-            run: r.str("run").unwrap_or_default(),
-            worker: r.u64("worker").unwrap_or(0) as u32,
             oom_kills: r.u64("oom_kills").unwrap_or(0),
             crash_restarts: r.u64("crash_restarts").unwrap_or(0),
             policy_restarts: r.u64("policy_restarts").unwrap_or(0),
-        })?,
-        parameters: rows(&parameters, |r| ParameterAcross {
-            name: r.str("name").unwrap_or_default(),
-            value: r.str("value"),
-            runs: r.u64("runs").unwrap_or(0),
-            hosts: r.u64("hosts").unwrap_or(0),
-            median_effect_bytes: r.f64("median_effect"),
-        })?,
-        timeline: rows(&timeline, |r| RunPoint {
-            host: r.str("host").unwrap_or_default(),
-            run: r.str("run").unwrap_or_default(),
-            start_wall_ns: r.u64("start_wall_ns").unwrap_or(0),
-            per_trial_bytes: r.f64("per_trial_bytes"),
-            leak: r.bool("leak").unwrap_or(false),
-        })?,
-    })
+        }
+    }
 }
 
-/// One table of the layout as a lazy frame with `host` and `run` from its partitions and only
-/// `columns` read; `None` where nothing is published in it. Each file's footer is checked as
-/// it is read, so a torn or foreign file is named rather than failing the query somewhere
-/// inside.
-/// Files are read here, each with only those columns, and the questions run on the in-memory
-/// engine: polars scans files only on its streaming engine, whose file cache pulls an HTTP
-/// stack into the build (issue 31).
-fn scan(dest: &Path, table: &str, columns: &[&str]) -> Result<Option<LazyFrame>, FleetError> {
+impl ParameterRow {
+    fn read(r: &Row) -> Self {
+        Self {
+            name: r.str("name").unwrap_or_default(),
+            value: r.str("value"),
+            effect_bytes: r.f64("effect_bytes"),
+            significant: r.bool("significant").unwrap_or(false),
+        }
+    }
+}
+
+/// Descending, a missing figure last.
+fn descending(a: Option<f64>, b: Option<f64>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => b.total_cmp(&a),
+        (a, b) => b.is_some().cmp(&a.is_some()),
+    }
+}
+
+fn max(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    values.flatten().reduce(f64::max)
+}
+
+/// Leaking workers, fastest first.
+fn leaks(dest: &Path, findings: &[Found]) -> Vec<Leak> {
+    let mut leaks: Vec<&Found> = findings.iter().filter(|(_, _, f)| f.leak).collect();
+    leaks.sort_by(|a, b| descending(a.2.per_trial_bytes, b.2.per_trial_bytes));
+    leaks
+        .into_iter()
+        .map(|(key, run, f)| Leak {
+            host: key.host.clone(),
+            run: key.run.clone(),
+            study: run.study.clone(),
+            start: run.start.clone(),
+            worker: f.worker,
+            kind: f.kind.clone(),
+            per_trial_bytes: f.per_trial_bytes,
+            per_trial_low_bytes: f.per_trial_low_bytes,
+            per_trial_high_bytes: f.per_trial_high_bytes,
+            per_hour_bytes: f.per_hour_bytes,
+            first_clear_trial: f.first_clear_trial.clone(),
+            site: f.site.clone(),
+            site_code: f.site_code.clone(),
+            path: key.partition(dest, "runs").display().to_string(),
+        })
+        .collect()
+}
+
+/// Every host with a run counts its runs, also those whose runs have no findings (no
+/// samples); the findings add what leaked and what was killed or restarted.
+fn hosts_summary(runs: &BTreeMap<RunKey, RunRow>, findings: &[Found]) -> Vec<HostSummary> {
+    let mut by_host: BTreeMap<&str, HostSummary> = BTreeMap::new();
+    for key in runs.keys() {
+        by_host
+            .entry(&key.host)
+            .or_insert_with(|| HostSummary {
+                host: key.host.clone(),
+                runs: 0,
+                leaking_runs: 0,
+                fastest_per_trial_bytes: None,
+                oom_kills: 0,
+                restarts: 0,
+            })
+            .runs += 1;
+    }
+    let mut leaking: BTreeSet<&RunKey> = BTreeSet::new();
+    for (key, _, f) in findings {
+        let Some(host) = by_host.get_mut(key.host.as_str()) else {
+            continue;
+        };
+        host.oom_kills += f.oom_kills;
+        host.restarts += f.crash_restarts + f.policy_restarts;
+        if f.leak {
+            host.fastest_per_trial_bytes =
+                max([host.fastest_per_trial_bytes, f.per_trial_bytes].into_iter());
+            if leaking.insert(key) {
+                host.leaking_runs += 1;
+            }
+        }
+    }
+    by_host.into_values().collect()
+}
+
+/// Workers OOM-killed or restarted, most first (20 at most).
+fn troubled(findings: &[Found]) -> Vec<Troubled> {
+    let mut troubled: Vec<Troubled> = findings
+        .iter()
+        .filter(|(_, _, f)| f.oom_kills > 0 || f.crash_restarts > 0 || f.policy_restarts > 0)
+        .map(|(key, _, f)| Troubled {
+            host: key.host.clone(),
+            run: key.run.clone(),
+            worker: f.worker,
+            oom_kills: f.oom_kills,
+            crash_restarts: f.crash_restarts,
+            policy_restarts: f.policy_restarts,
+        })
+        .collect();
+    troubled.sort_by(|a, b| {
+        (b.oom_kills, b.crash_restarts, b.policy_restarts).cmp(&(
+            a.oom_kills,
+            a.crash_restarts,
+            a.policy_restarts,
+        ))
+    });
+    troubled.truncate(20);
+    troubled
+}
+
+/// Each run's fastest worker, by start time.
+fn timeline(findings: &[Found]) -> Vec<RunPoint> {
+    let mut by_run: BTreeMap<&RunKey, RunPoint> = BTreeMap::new();
+    for (key, run, f) in findings {
+        let point = by_run.entry(key).or_insert_with(|| RunPoint {
+            host: key.host.clone(),
+            run: key.run.clone(),
+            start_wall_ns: run.start_wall_ns.unwrap_or(0),
+            per_trial_bytes: None,
+            leak: false,
+        });
+        point.per_trial_bytes = max([point.per_trial_bytes, f.per_trial_bytes].into_iter());
+        point.leak |= f.leak;
+    }
+    let mut timeline: Vec<RunPoint> = by_run.into_values().collect();
+    timeline.sort_by_key(|p| p.start_wall_ns);
+    timeline
+}
+
+/// Parameter values that went with significantly more retained growth, by the runs that found
+/// them, then by their median effect.
+fn parameters_across(
+    runs: &BTreeMap<RunKey, RunRow>,
+    parameters: &[(RunKey, ParameterRow)],
+) -> Vec<ParameterAcross> {
+    type Found<'a> = (BTreeSet<&'a RunKey>, BTreeSet<&'a str>, Vec<f64>);
+    let mut by_value: BTreeMap<(&str, Option<&str>), Found> = BTreeMap::new();
+    for (key, p) in parameters {
+        if !p.significant || !runs.contains_key(key) {
+            continue;
+        }
+        let (in_runs, hosts, effects) = by_value.entry((&p.name, p.value.as_deref())).or_default();
+        in_runs.insert(key);
+        hosts.insert(&key.host);
+        effects.extend(p.effect_bytes);
+    }
+    let mut across: Vec<ParameterAcross> = by_value
+        .into_iter()
+        .map(
+            |((name, value), (in_runs, hosts, effects))| ParameterAcross {
+                name: name.to_string(),
+                value: value.map(str::to_string),
+                runs: in_runs.len() as u64,
+                hosts: hosts.len() as u64,
+                median_effect_bytes: (!effects.is_empty()).then(|| crate::stats::median(&effects)),
+            },
+        )
+        .collect();
+    across.sort_by(|a, b| {
+        b.runs
+            .cmp(&a.runs)
+            .then_with(|| descending(a.median_effect_bytes, b.median_effect_bytes))
+    });
+    across
+}
+
+/// One table of the layout as rows with the run each came from; none where nothing is
+/// published in it. Each file's footer is checked as it is read, so a torn or foreign file is
+/// named rather than failing the query somewhere inside.
+fn read_table<T>(
+    dest: &Path,
+    table: &str,
+    columns: &[&str],
+    make: impl Fn(&Row) -> T,
+) -> Result<Vec<(RunKey, T)>, FleetError> {
     let files = table_files(dest, table).map_err(|cause| FleetError::Io {
         path: dest.join(table),
         cause,
     })?;
-    if files.is_empty() {
-        return Ok(None);
+    let mut read = Vec::new();
+    for (key, path) in files {
+        let df = read_partition(&path, columns)?;
+        read.extend((0..df.height()).map(|i| (key.clone(), make(&Row { df: &df, i }))));
     }
-    let mut frames = Vec::with_capacity(files.len());
-    for (key, path) in &files {
-        let df = read_partition(path, columns)?;
-        // Partition values are text, whatever they look like (a host named 1234).
-        let rows = df.height();
-        let mut partitioned = DataFrame::new(
-            rows,
-            vec![
-                Column::new("host".into(), vec![key.host.as_str(); rows]),
-                Column::new("run".into(), vec![key.run.as_str(); rows]),
-            ],
-        )?;
-        partitioned.hstack_mut(df.columns())?;
-        frames.push(partitioned.lazy());
-    }
-    Ok(Some(concat(frames, UnionArgs::default())?))
+    Ok(read)
 }
 
 /// `columns` of one partition's file, once its footer shows it is whole Parquet with the
@@ -372,81 +455,4 @@ impl Row<'_> {
             _ => None,
         }
     }
-}
-
-fn rows<T>(df: &DataFrame, make: impl Fn(&Row) -> T) -> Result<Vec<T>, FleetError> {
-    Ok((0..df.height()).map(|i| make(&Row { df, i })).collect())
-}
-
-/// `4.5 MiB/trial`, or `-` where there is no rate.
-pub(super) fn per_trial(bytes: Option<f64>) -> String {
-    bytes.map_or("-".into(), |b| format!("{}/trial", crate::units::size(b)))
-}
-
-/// The answers as text, for a terminal.
-pub fn text(a: &Answers) -> String {
-    use crate::units::size;
-    let mut out = format!("{} run(s) on {} host(s) in {}\n", a.runs, a.hosts, a.dest);
-    if a.leaks.is_empty() {
-        out.push_str("\nno leaking worker\n");
-    } else {
-        out.push_str(&format!(
-            "\nleaking workers ({}), fastest first:\n",
-            a.leaks.len()
-        ));
-        for l in &a.leaks {
-            out.push_str(&format!(
-                "  {} {} worker {}: {} in {}{}{}, started {}\n",
-                l.host,
-                l.run,
-                l.worker,
-                per_trial(l.per_trial_bytes),
-                l.kind,
-                l.first_clear_trial
-                    .as_ref()
-                    .map_or(String::new(), |t| format!(", clear from trial {t}")),
-                l.site
-                    .as_ref()
-                    .map_or(String::new(), |s| format!(", at {s}")),
-                l.start,
-            ));
-        }
-    }
-    out.push_str("\nby host:\n");
-    for h in &a.hosts_summary {
-        out.push_str(&format!(
-            "  {}: {} run(s), {} leaking (fastest {}), {} OOM kill(s), {} restart(s)\n",
-            h.host,
-            h.runs,
-            h.leaking_runs,
-            per_trial(h.fastest_per_trial_bytes),
-            h.oom_kills,
-            h.restarts
-        ));
-    }
-    if !a.troubled.is_empty() {
-        out.push_str("\nOOM-killed or restarted most:\n");
-        for t in &a.troubled {
-            out.push_str(&format!(
-                "  {} {} worker {}: {} OOM kill(s), {} crash restart(s), {} policy restart(s)\n",
-                t.host, t.run, t.worker, t.oom_kills, t.crash_restarts, t.policy_restarts
-            ));
-        }
-    }
-    if !a.parameters.is_empty() {
-        out.push_str("\nparameter values that went with retained growth:\n");
-        for p in &a.parameters {
-            out.push_str(&format!(
-                "  {}{}: in {} run(s) on {} host(s), median +{}/trial\n",
-                p.name,
-                p.value
-                    .as_ref()
-                    .map_or(" (trend)".into(), |v| format!("={v}")),
-                p.runs,
-                p.hosts,
-                p.median_effect_bytes.map_or("-".into(), size)
-            ));
-        }
-    }
-    out
 }

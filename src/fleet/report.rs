@@ -1,7 +1,8 @@
 //! `memwarden fleet --report DIR`: the fleet's answers as Markdown, with a plot of each run's
 //! fastest retained growth over time, one line per host.
 
-use super::query::{per_trial as rate, Answers};
+use super::query::Answers;
+use super::terminal::per_trial as rate;
 use crate::markdown::{code, escape};
 use crate::plot::{self, Format, Line, TimeChart};
 use crate::units::size;

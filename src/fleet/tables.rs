@@ -2,10 +2,10 @@
 //! and the verdict), `findings` (one row per worker) and `parameters` (one row per parameter
 //! value tested). Pure: a recording's manifest, events and findings in, frames out.
 
-use super::layout::LAYOUT_VERSION;
 use crate::analysis::{Findings, Rate, WorkerFinding};
 use crate::frames::prelude::*;
 use crate::live::LiveStatus;
+use crate::recording::layout::LAYOUT_VERSION;
 use crate::recording::Recording;
 use std::collections::BTreeMap;
 use std::path::Path;

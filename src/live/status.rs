@@ -123,7 +123,7 @@ impl LiveWorker {
             .iter()
             .map(|&(trial, bytes)| (trial as f64, bytes as f64))
             .unzip();
-        crate::analysis::stats::theil_sen(&x, &y).map(|fit| fit.slope)
+        crate::stats::theil_sen(&x, &y).map(|fit| fit.slope)
     }
 
     fn trial_ended(&mut self, state: &str) {

@@ -5,10 +5,12 @@
 mod config;
 mod engine;
 mod simulate;
+mod threshold;
 
 pub use config::{
     Brake, Conflict, Containment, Escalation, IoPriority, Policy, PolicyError, Restart, Start,
-    Threshold, WorkerLimits,
+    WorkerLimits,
 };
 pub use engine::{Action, ActionKind, Answer, Counters, Engine, Input, Reading, WorkerMemory};
 pub use simulate::{simulate, Recorded, SimulatedPoint, Simulation, Simulator, TickRow};
+pub use threshold::Threshold;

@@ -1,11 +1,14 @@
 //! The on-disk recording: a run directory holding a manifest and append-only, checksummed
 //! streams, with finished sample segments compacted to Parquet. `writer` is the only code that
 //! appends, `reader` the only code that reads; FORMAT.md at the repository root documents the
-//! layout for other tools.
+//! layout for other tools. `layout` names the published form of runs (a Parquet table per
+//! kind, partitioned by host and run), which the reader opens as it opens a run directory.
 
 mod compact;
 mod error;
+mod events;
 mod frame;
+pub mod layout;
 mod manifest;
 mod paths;
 mod reader;
@@ -16,6 +19,7 @@ mod writer;
 
 pub use compact::{compact_segment, Compactor};
 pub use error::RecordingError;
+pub use events::*;
 pub use frame::{decode_all, encode, DecodeStats};
 pub use manifest::{
     read_manifest, write_atomically, write_manifest, HarnessProcess, Manifest, MemoryCgroupInfo,

@@ -1,12 +1,13 @@
 //! Reading a run directory back, whatever state the harness left it in: compacted or not,
 //! cleanly finished or cut off by a crash. Damaged records are skipped and counted.
 
+use super::events::Event;
 use super::manifest::{read_manifest, Manifest};
-use super::schema::{Event, SmapsSnapshot, Tick};
+use super::schema::{SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
 use super::{cgroups_path, frame, gpu_path, stream_path, system_path, RecordingError, Stream};
-use crate::fleet::layout::{file_name, RunKey};
 use crate::frames::prelude::*;
+use crate::recording::layout::{file_name, RunKey};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +67,7 @@ enum Source {
 impl Recording {
     /// A run directory, or a published run named by its `DEST/runs/host=H/run=R` partition.
     pub fn open(dir: &Path) -> Result<Self, RecordingError> {
-        if let Some((dest, key)) = crate::fleet::layout::published_run(dir) {
+        if let Some((dest, key)) = crate::recording::layout::published_run(dir) {
             return Self::open_published(dir, dest, key);
         }
         let manifest = read_manifest(dir)?;
@@ -94,70 +95,6 @@ impl Recording {
             source: Source::Dir,
         };
         recording.count(decode);
-        Ok(recording)
-    }
-
-    /// The manifest and events from the run's rows in `runs` and `events` (each keeps the
-    /// original as JSON), the samples from its partitions.
-    fn open_published(dir: &Path, dest: PathBuf, key: RunKey) -> Result<Self, RecordingError> {
-        let runs = key.partition(&dest, "runs").join(file_name(1));
-        if !runs.exists() {
-            return Err(RecordingError::NotARun(dir.to_path_buf()));
-        }
-        let json = |path: &Path, column: &str| -> Result<Vec<String>, RecordingError> {
-            let table = read_parquet(path, Some(&[column]))?;
-            let values = table
-                .column(column)
-                .and_then(|c| c.str().cloned())
-                .map_err(|cause| RecordingError::Table {
-                    path: path.to_path_buf(),
-                    cause,
-                })?;
-            Ok(values.iter().flatten().map(str::to_string).collect())
-        };
-        let manifest_json = json(&runs, "manifest_json")?;
-        let manifest: Manifest = manifest_json
-            .first()
-            .map(|text| serde_json::from_str(text))
-            .unwrap_or_else(|| serde_json::from_str(""))
-            .map_err(|cause| RecordingError::BadManifest {
-                path: runs.clone(),
-                cause,
-            })?;
-        manifest.check_version(dir)?;
-        let events_path = key.partition(&dest, "events").join(file_name(1));
-        let mut events = Vec::new();
-        let mut garbled = 0;
-        if events_path.exists() {
-            for text in json(&events_path, "record")? {
-                match serde_json::from_str::<Event>(&text) {
-                    Ok(event) => events.push(event),
-                    Err(_) => garbled += 1,
-                }
-            }
-        }
-        events.sort_by_key(|e| e.t_ns);
-        let recording = Self {
-            dir: dir.to_path_buf(),
-            manifest,
-            events,
-            stats: Default::default(),
-            source: Source::Published { dest, key },
-        };
-        // The damage reading the run directory skipped when it was published.
-        let skipped = read_parquet(&runs, Some(&["damaged_records", "torn_tail_bytes"]))?;
-        let first = |name: &str| {
-            skipped
-                .column(name)
-                .ok()
-                .and_then(|c| c.u64().ok()?.get(0))
-                .unwrap_or(0) as usize
-        };
-        recording.count(frame::DecodeStats {
-            garbled: garbled + first("damaged_records"),
-            torn_tail_bytes: first("torn_tail_bytes"),
-            ..Default::default()
-        });
         Ok(recording)
     }
 
@@ -535,3 +472,5 @@ fn append(out: &mut Option<DataFrame>, part: DataFrame, dir: &Path) -> Result<()
     }
     Ok(())
 }
+
+mod published;

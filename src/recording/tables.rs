@@ -1,7 +1,8 @@
 //! Records to tidy polars tables. Compaction and reading share these functions, so a compacted
 //! segment and a raw one always give the same columns.
 
-use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
+use super::events::{Event, EventKind};
+use super::schema::{SmapsSnapshot, Tick};
 use crate::frames::prelude::*;
 use std::collections::BTreeSet;
 
@@ -365,13 +366,13 @@ pub(crate) fn sites_frame(events: &[Event]) -> PolarsResult<DataFrame> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trial {
     pub worker: u32,
-    pub trial: super::schema::Short,
+    pub trial: super::events::Short,
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
     /// `complete`, `pruned`, `failed`, ... or `running` when the recording ended first.
-    pub state: super::schema::Short,
+    pub state: super::events::Short,
     pub value: Option<serde_json::Value>,
-    pub params: super::schema::Params,
+    pub params: super::events::Params,
     /// Memory read at the end line (see `EventKind::TrialEnd`).
     pub end_memory: Option<crate::recording::EndMemory>,
 }
@@ -412,13 +413,13 @@ pub fn trials_from_events(events: &[Event]) -> Vec<Trial> {
 pub const PARAM_COLUMNS: usize = 256;
 
 pub(crate) fn trials_frame(trials: &[Trial]) -> PolarsResult<DataFrame> {
-    let mut counts: std::collections::BTreeMap<&super::schema::Short, usize> = Default::default();
+    let mut counts: std::collections::BTreeMap<&super::events::Short, usize> = Default::default();
     for name in trials.iter().flat_map(|t| t.params.keys()) {
         *counts.entry(name).or_default() += 1;
     }
-    let mut ranked: Vec<(&super::schema::Short, usize)> = counts.into_iter().collect();
+    let mut ranked: Vec<(&super::events::Short, usize)> = counts.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let names: BTreeSet<&super::schema::Short> = ranked
+    let names: BTreeSet<&super::events::Short> = ranked
         .into_iter()
         .take(PARAM_COLUMNS)
         .map(|(name, _)| name)

@@ -2,7 +2,7 @@
 //! holds a million trials at once (analysis) keeps these 24 bytes per trial and reads the
 //! fields from the events, instead of a copy of each (issue 35); `Trial` is the owned form.
 
-use super::schema::{EndMemory, Event, EventKind, Params, Short};
+use super::events::{EndMemory, Event, EventKind, Params, Short};
 use std::collections::HashMap;
 
 /// One trial of one worker: its start event, its end event, either of which may be missing (a

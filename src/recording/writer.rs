@@ -8,8 +8,9 @@
 //! smaps streams rotate into segments; a finished segment goes to the compactor. An observer
 //! (the live view's status) sees each batch on this thread, never on the sampler's.
 
+use super::events::{Event, EventKind};
 use super::frame;
-use super::schema::{Event, EventKind, SmapsSnapshot, Tick};
+use super::schema::{SmapsSnapshot, Tick};
 use super::{stream_path, RecordingError, Stream};
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -5,10 +5,10 @@
 //! them, out.
 
 use super::plan::{value_text, ReplayError, TrialCase};
-use crate::analysis::stats::median;
 use crate::analysis::Kind;
 use crate::analysis::MAX_CATEGORIES;
 use crate::analysis::{Findings, TrialRecord};
+use crate::stats::median;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,10 +4,10 @@
 //! replay's findings in, an outcome and its sentence out.
 
 use crate::analysis::repeats::{self, RepeatFit};
-use crate::analysis::stats::median;
 use crate::analysis::text::{rate, site_clause};
 use crate::analysis::Kind;
 use crate::analysis::{Findings, Rate, TrialRecord};
+use crate::stats::median;
 use crate::units::{size, MIB};
 use serde::Serialize;
 

@@ -164,34 +164,8 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                     size(each)
                 ))
             )),
-            Fact::Site {
-                file,
-                line,
-                code,
-                via,
-                study,
-                processes,
-                per_trial,
-                parameter,
-            } => bullets.push(format!(
-                "{} {}{} retains {:.2} MiB per trial (95% CI {:.2}..{:.2}){}{}{}",
-                if *study {
-                    "Study-side line (the search framework's own state)"
-                } else {
-                    "Line"
-                },
-                markdown::code(&format!("{file}:{line}")),
-                match processes {
-                    1 => String::new(),
-                    n => format!(", in {n} processes,"),
-                },
-                per_trial.bytes / MIB,
-                per_trial.low_bytes / MIB,
-                per_trial.high_bytes / MIB,
-                code.map_or(String::new(), |c| format!(": {}", markdown::code(c))),
-                parameter.map_or(String::new(), |p| format!(", in trials with {}", escape(p))),
-                via.map_or(String::new(), |v| format!(", allocated in {}", markdown::code(v)))
-            )),
+            // Its own function destructures every field, as here.
+            Fact::Site { .. } => bullets.push(site_sentence(fact)),
             Fact::Holder(h) => {
                 let (headline, mechanism) = h.words();
                 let rest = headline.strip_prefix(&h.holder).unwrap_or(&headline);
@@ -202,23 +176,7 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
                     mechanism.map_or(String::new(), |m| format!(": {}", escape(&m)))
                 ));
             }
-            Fact::Traced {
-                processes,
-                reports,
-                explained,
-                mean_cost_ms,
-                max_cost_ms,
-                slowdown,
-                gap,
-                stretch,
-            } => bullets.push(format!(
-                "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
-                explained.map_or(String::new(), |e| format!(
-                    ": the lines above explain {:.0}% of the growth",
-                    100.0 * e
-                )),
-                crate::analysis::text::duty_words(*slowdown, *gap, *stretch)
-            )),
+            Fact::Traced { .. } => bullets.push(traced_sentence(fact)),
             Fact::Diagnosis(d) => {
                 let (name, evidence, fix) = statements::diagnosis_words(d);
                 bullets.push(format!(
@@ -240,6 +198,70 @@ fn worker_bullets(facts: &[Fact]) -> (f64, Vec<String>) {
         }
     }
     (confidence, bullets)
+}
+
+/// A traced line that keeps the growth, as a sentence.
+fn site_sentence(fact: &Fact) -> String {
+    let Fact::Site {
+        file,
+        line,
+        code,
+        via,
+        study,
+        processes,
+        per_trial,
+        parameter,
+    } = fact
+    else {
+        unreachable!("bug: only sites")
+    };
+    format!(
+        "{} {}{} retains {:.2} MiB per trial (95% CI {:.2}..{:.2}){}{}{}",
+        if *study {
+            "Study-side line (the search framework's own state)"
+        } else {
+            "Line"
+        },
+        markdown::code(&format!("{file}:{line}")),
+        match processes {
+            1 => String::new(),
+            n => format!(", in {n} processes,"),
+        },
+        per_trial.bytes / MIB,
+        per_trial.low_bytes / MIB,
+        per_trial.high_bytes / MIB,
+        code.map_or(String::new(), |c| format!(": {}", markdown::code(c))),
+        parameter.map_or(String::new(), |p| format!(", in trials with {}", escape(p))),
+        via.map_or(String::new(), |v| format!(
+            ", allocated in {}",
+            markdown::code(v)
+        ))
+    )
+}
+
+/// What the tracer saw and cost, as a sentence.
+fn traced_sentence(fact: &Fact) -> String {
+    let Fact::Traced {
+        processes,
+        reports,
+        explained,
+        mean_cost_ms,
+        max_cost_ms,
+        slowdown,
+        gap,
+        stretch,
+    } = fact
+    else {
+        unreachable!("bug: only traces")
+    };
+    format!(
+    "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
+    explained.map_or(String::new(), |e| format!(
+        ": the lines above explain {:.0}% of the growth",
+        100.0 * e
+    )),
+    crate::analysis::text::duty_words(*slowdown, *gap, *stretch)
+)
 }
 
 pub fn forecast(out: &mut String, input: &ReportInput) {

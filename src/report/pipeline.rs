@@ -86,7 +86,7 @@ pub fn write_report_with(
             }
             // A published run's partition belongs to the layout: its report goes elsewhere.
             let out = job.out.clone().unwrap_or_else(|| {
-                if crate::fleet::layout::published_run(dir).is_some() {
+                if crate::recording::layout::published_run(dir).is_some() {
                     PathBuf::from("memwarden-report")
                 } else {
                     dir.join("report")

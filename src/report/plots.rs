@@ -3,7 +3,7 @@
 //! available memory and pressure.
 
 use super::PlotRef;
-use crate::analysis::{slot, Analysis, Basis, Kind, Timeline, Verdict};
+use crate::analysis::{slot, Analysis, Basis, Kind, SystemSummary, Timeline, Verdict};
 use crate::plot::{self, Format, Line, PlotError, TimeChart, TrialChart};
 use std::path::Path;
 
@@ -60,6 +60,11 @@ pub fn write_plots(
     policy: &PolicyMarks,
 ) -> Result<Vec<PlotRef>, PlotError> {
     let mut refs = Vec::new();
+    let time_chart = |name: &str, chart: &TimeChart| {
+        emit(dir, format, name, &chart.title, |path, format| {
+            plot::time_chart(path, format, chart)
+        })
+    };
     let f = &analysis.findings;
     let mut quiet = 0;
     for w in &f.workers {
@@ -70,41 +75,10 @@ pub fn write_plots(
                 continue;
             }
         }
-        let Some(timeline) = analysis.timelines.get(&w.worker) else {
+        let Some(chart) = worker_chart(analysis, w.worker, start_wall_ns) else {
             continue;
         };
-        let stacked: Vec<Line> = [
-            (Kind::Anon, "anonymous"),
-            (Kind::File, "file-backed"),
-            (Kind::Shmem, "shared memory"),
-            (Kind::Swap, "swap"),
-        ]
-        .iter()
-        .filter_map(|(kind, name)| kind_line(timeline, *kind, name))
-        .collect();
-        let lines: Vec<Line> = kind_line(timeline, Kind::Pss, "PSS (whole tree)")
-            .into_iter()
-            .chain(kind_line(timeline, Kind::Gpu, "GPU"))
-            .collect();
-        let marks: Vec<f64> = f
-            .trials
-            .iter()
-            .filter(|t| t.worker == w.worker)
-            .filter_map(|t| t.start_ns.map(seconds))
-            .collect();
-        let chart = TimeChart {
-            title: format!("Worker {}: memory of its process tree by kind", w.worker),
-            start_wall_ns,
-            stacked,
-            lines,
-            marks,
-            marks_label: "trial starts".into(),
-            ..TimeChart::default()
-        };
-        let name = format!("worker-{}-memory", w.worker);
-        refs.push(emit(dir, format, &name, &chart.title, |path, format| {
-            plot::time_chart(path, format, &chart)
-        })?);
+        refs.push(time_chart(&format!("worker-{}-memory", w.worker), &chart)?);
         if w.basis == Basis::Trials {
             if let Some(chart) = trial_chart(analysis, w.worker, w.kind) {
                 let name = format!("worker-{}-retained", w.worker);
@@ -115,22 +89,77 @@ pub fn write_plots(
         }
     }
     if let Some(system) = &analysis.system {
-        let available: Vec<(f64, f64)> = system
-            .timeline
-            .buckets()
-            .filter_map(|b| Some((seconds(b.t_ns), b.min[slot::AVAILABLE]?)))
-            .collect();
-        let mut lines = vec![Line {
-            name: "available (lowest per interval)".into(),
-            points: available,
-        }];
-        if !policy.simulated_available.is_empty() {
-            lines.push(Line {
-                name: "available under the policy (simulated)".into(),
-                points: policy.simulated_available.clone(),
-            });
+        for (name, chart) in system_charts(system, start_wall_ns, policy) {
+            refs.push(time_chart(name, &chart)?);
         }
-        let chart = TimeChart {
+    }
+    for (device, timeline) in &analysis.devices {
+        if let Some(chart) = device_chart(*device, timeline, start_wall_ns) {
+            refs.push(time_chart(&format!("gpu-{device}-memory"), &chart)?);
+        }
+    }
+    Ok(refs)
+}
+
+/// A worker's tree memory by kind over time, its trial starts marked.
+fn worker_chart(analysis: &Analysis, worker: u32, start_wall_ns: u64) -> Option<TimeChart> {
+    let timeline = analysis.timelines.get(&worker)?;
+    let stacked: Vec<Line> = [
+        (Kind::Anon, "anonymous"),
+        (Kind::File, "file-backed"),
+        (Kind::Shmem, "shared memory"),
+        (Kind::Swap, "swap"),
+    ]
+    .iter()
+    .filter_map(|(kind, name)| kind_line(timeline, *kind, name))
+    .collect();
+    let lines: Vec<Line> = kind_line(timeline, Kind::Pss, "PSS (whole tree)")
+        .into_iter()
+        .chain(kind_line(timeline, Kind::Gpu, "GPU"))
+        .collect();
+    let marks: Vec<f64> = analysis
+        .findings
+        .trials
+        .iter()
+        .filter(|t| t.worker == worker)
+        .filter_map(|t| t.start_ns.map(seconds))
+        .collect();
+    Some(TimeChart {
+        title: format!("Worker {worker}: memory of its process tree by kind"),
+        start_wall_ns,
+        stacked,
+        lines,
+        marks,
+        marks_label: "trial starts".into(),
+        ..TimeChart::default()
+    })
+}
+
+/// The system's available memory (with the policy's restarts and, simulated, what it would
+/// have left), and its memory pressure where recorded.
+fn system_charts(
+    system: &SystemSummary,
+    start_wall_ns: u64,
+    policy: &PolicyMarks,
+) -> Vec<(&'static str, TimeChart)> {
+    let available: Vec<(f64, f64)> = system
+        .timeline
+        .buckets()
+        .filter_map(|b| Some((seconds(b.t_ns), b.min[slot::AVAILABLE]?)))
+        .collect();
+    let mut lines = vec![Line {
+        name: "available (lowest per interval)".into(),
+        points: available,
+    }];
+    if !policy.simulated_available.is_empty() {
+        lines.push(Line {
+            name: "available under the policy (simulated)".into(),
+            points: policy.simulated_available.clone(),
+        });
+    }
+    let mut charts = vec![(
+        "system-memory",
+        TimeChart {
             title: "System: available memory".into(),
             start_wall_ns,
             lines,
@@ -141,21 +170,17 @@ pub fn write_plots(
             marks: policy.restarts_s.clone(),
             marks_label: "worker restarts by the policy".into(),
             ..TimeChart::default()
-        };
-        refs.push(emit(
-            dir,
-            format,
-            "system-memory",
-            &chart.title,
-            |path, format| plot::time_chart(path, format, &chart),
-        )?);
-        let psi: Vec<(f64, f64)> = system
-            .timeline
-            .buckets()
-            .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::PSI_FULL]?)))
-            .collect();
-        if !psi.is_empty() {
-            let chart = TimeChart {
+        },
+    )];
+    let psi: Vec<(f64, f64)> = system
+        .timeline
+        .buckets()
+        .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::PSI_FULL]?)))
+        .collect();
+    if !psi.is_empty() {
+        charts.push((
+            "system-pressure",
+            TimeChart {
                 title: "System: memory pressure (PSI full avg10)".into(),
                 start_wall_ns,
                 lines: vec![Line {
@@ -165,47 +190,38 @@ pub fn write_plots(
                 thresholds: vec![(10.0, "10%: tasks stall on memory".into())],
                 percent: true,
                 ..TimeChart::default()
-            };
-            refs.push(emit(
-                dir,
-                format,
-                "system-pressure",
-                &chart.title,
-                |path, format| plot::time_chart(path, format, &chart),
-            )?);
-        }
+            },
+        ));
     }
-    for (device, timeline) in &analysis.devices {
-        let used: Vec<(f64, f64)> = timeline
-            .buckets()
-            .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::DEVICE_USED]?)))
-            .collect();
-        let total = timeline
-            .buckets()
-            .filter_map(|b| b.max[slot::DEVICE_TOTAL])
-            .last();
-        if used.is_empty() {
-            continue;
-        }
-        let chart = TimeChart {
-            title: format!("GPU {device}: memory used (all processes)"),
-            start_wall_ns,
-            lines: vec![Line {
-                name: "used (highest per interval)".into(),
-                points: used,
-            }],
-            thresholds: total
-                .map(|t| (t, "total".to_string()))
-                .into_iter()
-                .collect(),
-            ..TimeChart::default()
-        };
-        let name = format!("gpu-{device}-memory");
-        refs.push(emit(dir, format, &name, &chart.title, |path, format| {
-            plot::time_chart(path, format, &chart)
-        })?);
+    charts
+}
+
+/// One GPU's memory used over time, against its total.
+fn device_chart(device: u32, timeline: &Timeline, start_wall_ns: u64) -> Option<TimeChart> {
+    let used: Vec<(f64, f64)> = timeline
+        .buckets()
+        .filter_map(|b| Some((seconds(b.t_ns), b.max[slot::DEVICE_USED]?)))
+        .collect();
+    let total = timeline
+        .buckets()
+        .filter_map(|b| b.max[slot::DEVICE_TOTAL])
+        .last();
+    if used.is_empty() {
+        return None;
     }
-    Ok(refs)
+    Some(TimeChart {
+        title: format!("GPU {device}: memory used (all processes)"),
+        start_wall_ns,
+        lines: vec![Line {
+            name: "used (highest per interval)".into(),
+            points: used,
+        }],
+        thresholds: total
+            .map(|t| (t, "total".to_string()))
+            .into_iter()
+            .collect(),
+        ..TimeChart::default()
+    })
 }
 
 fn trial_chart(analysis: &Analysis, worker: u32, kind: Kind) -> Option<TrialChart> {
@@ -235,12 +251,7 @@ fn trial_chart(analysis: &Analysis, worker: u32, kind: Kind) -> Option<TrialChar
             .map(|(x, y)| y - rate.bytes * x)
             .collect();
         let to = retained.last()?.0;
-        Some((
-            from,
-            to,
-            crate::analysis::stats::median(&offsets),
-            rate.bytes,
-        ))
+        Some((from, to, crate::stats::median(&offsets), rate.bytes))
     });
     Some(TrialChart {
         title: format!(

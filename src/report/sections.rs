@@ -43,19 +43,7 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         .iter()
         .filter(|w| w.verdict == Verdict::Leak)
         .collect();
-    let crashed_workers: Vec<String> = input
-        .events
-        .iter()
-        .filter_map(|e| match e.kind {
-            EventKind::WorkerExit {
-                signal: Some(s), ..
-            } if s != 15 => Some(format!("worker {} ({})", e.worker?, signal_name(s))),
-            EventKind::WorkerExit { code: Some(c), .. } if c != 0 => {
-                Some(format!("worker {} (exit code {c})", e.worker?))
-            }
-            _ => None,
-        })
-        .collect();
+    let crashed_workers = crashed_workers(input);
     let system = input.analysis.system.as_ref();
     let pressure = system.is_some_and(|s| {
         s.min_available_bytes < 0.1 * s.mem_total_bytes
@@ -119,32 +107,7 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));
     }
     for w in &leaking {
-        let process = w.process.as_ref().map_or(String::new(), |p| {
-            format!(
-                " in its {} (pid {})",
-                if p.main {
-                    "main process"
-                } else {
-                    "child process"
-                },
-                p.pid
-            )
-        });
-        paragraph.push(format!(
-            "**Worker {} leaks {}**{process}, {}.",
-            w.worker,
-            w.kind.words(),
-            rate_words(w)
-        ));
-        if let Some(site) = w.top_site() {
-            paragraph.push(format!(
-                "The line that keeps it: {}{}.",
-                crate::markdown::code(&format!("{}:{}", site.file, site.line)),
-                site.code
-                    .as_deref()
-                    .map_or(String::new(), |c| format!(", {}", crate::markdown::code(c)))
-            ));
-        }
+        paragraph.extend(leak_sentences(w));
     }
     paragraph.extend(crate::analysis::statements::outside_words(f));
     let plateaus: Vec<String> = f
@@ -164,6 +127,20 @@ pub fn summary(out: &mut String, input: &ReportInput) {
     } else if leaking.is_empty() && plateaus.is_empty() {
         paragraph.push("No worker's retained memory grows beyond noise.".into());
     }
+    paragraph.extend(memory_sentences(input));
+    if let Some(hours) = f.forecast.as_ref().and_then(|fc| fc.exhausted_in_hours) {
+        paragraph.push(format!(
+            "At this rate memory runs out in about {}.",
+            duration(hours * 3600.0)
+        ));
+    }
+    let _ = writeln!(out, "**Verdict: {verdict}.** {}\n", paragraph.join(" "));
+}
+
+/// Where available memory and each GPU's memory went over the run.
+fn memory_sentences(input: &ReportInput) -> Vec<String> {
+    let mut paragraph = Vec::new();
+    let system = input.analysis.system.as_ref();
     if let Some(s) = system {
         // Within a cgroup's limit the figures are the limit's: say whose they are.
         let whose = input
@@ -209,13 +186,56 @@ pub fn summary(out: &mut String, input: &ReportInput) {
             ));
         }
     }
-    if let Some(hours) = f.forecast.as_ref().and_then(|fc| fc.exhausted_in_hours) {
+    paragraph
+}
+
+/// What a leaking worker leaks, where, at what rate, and the line that keeps it.
+fn leak_sentences(w: &WorkerFinding) -> Vec<String> {
+    let mut paragraph = Vec::new();
+    let process = w.process.as_ref().map_or(String::new(), |p| {
+        format!(
+            " in its {} (pid {})",
+            if p.main {
+                "main process"
+            } else {
+                "child process"
+            },
+            p.pid
+        )
+    });
+    paragraph.push(format!(
+        "**Worker {} leaks {}**{process}, {}.",
+        w.worker,
+        w.kind.words(),
+        rate_words(w)
+    ));
+    if let Some(site) = w.top_site() {
         paragraph.push(format!(
-            "At this rate memory runs out in about {}.",
-            duration(hours * 3600.0)
+            "The line that keeps it: {}{}.",
+            crate::markdown::code(&format!("{}:{}", site.file, site.line)),
+            site.code
+                .as_deref()
+                .map_or(String::new(), |c| format!(", {}", crate::markdown::code(c)))
         ));
     }
-    let _ = writeln!(out, "**Verdict: {verdict}.** {}\n", paragraph.join(" "));
+    paragraph
+}
+
+/// The workers that crashed (killed by a signal other than SIGTERM, or a non-zero exit).
+fn crashed_workers(input: &ReportInput) -> Vec<String> {
+    input
+        .events
+        .iter()
+        .filter_map(|e| match e.kind {
+            EventKind::WorkerExit {
+                signal: Some(s), ..
+            } if s != 15 => Some(format!("worker {} ({})", e.worker?, signal_name(s))),
+            EventKind::WorkerExit { code: Some(c), .. } if c != 0 => {
+                Some(format!("worker {} (exit code {c})", e.worker?))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// `Worker 0 ran 12 trials (10 complete, 2 pruned).` per worker.

@@ -59,6 +59,48 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             escape(&input.manifest.command.join(" "))
         ),
     )];
+    event_entries(input, &mut entries);
+    clear_growth_entries(input, &mut entries);
+    let mut unplaced = Vec::new();
+    for kill in input.kills {
+        match kill_time(input, kill) {
+            Some(t) => entries.push((t, kill_text(input, kill))),
+            None => unplaced.push(kill_text(input, kill)),
+        }
+    }
+    entries.push(end_entry(input));
+    entries.sort_by_key(|e| e.0);
+    let _ = writeln!(
+        out,
+        "## Timeline\n\n| time (UTC, elapsed) | event |\n|---|---|"
+    );
+    let total = entries.len();
+    for (t, text) in entries.iter().take(MAX_TIMELINE) {
+        let _ = writeln!(out, "| {} | {text} |", when(input, *t));
+    }
+    if total > MAX_TIMELINE {
+        let _ = writeln!(
+            out,
+            "| | … {} more events (see `memwarden export --table events`) |",
+            total - MAX_TIMELINE
+        );
+    }
+    out.push('\n');
+    if !unplaced.is_empty() {
+        let _ = writeln!(
+            out,
+            "Kernel OOM kills that could not be placed on the run's clock (`dmesg` times count from a boot whose start is unknown here; use `dmesg -T` or `journalctl -k`):\n"
+        );
+        for text in unplaced {
+            let _ = writeln!(out, "- {text}");
+        }
+        out.push('\n');
+    }
+}
+
+/// The recorded events a reader wants on the timeline: starts, execs, exits, stops, drops
+/// and the policy's actions (not its answers before each trial).
+fn event_entries(input: &ReportInput, entries: &mut Vec<(u64, String)>) {
     // Each worker's main process, to name what a wrapper exec'd into.
     let mut main_pids = std::collections::BTreeSet::new();
     for e in input.events {
@@ -115,6 +157,10 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
         };
         entries.push((e.t_ns, text));
     }
+}
+
+/// Where each leaking worker's growth became clear.
+fn clear_growth_entries(input: &ReportInput, entries: &mut Vec<(u64, String)>) {
     for w in &input.analysis.findings.workers {
         let Some(k) = w
             .kind_finding(w.kind)
@@ -143,58 +189,27 @@ pub fn timeline(out: &mut String, input: &ReportInput) {
             ));
         }
     }
-    let mut unplaced = Vec::new();
-    for kill in input.kills {
-        match kill_time(input, kill) {
-            Some(t) => entries.push((t, kill_text(input, kill))),
-            None => unplaced.push(kill_text(input, kill)),
-        }
-    }
+}
+
+/// How the recording ends: a clean finish, a run still being recorded, or no clean stop.
+fn end_entry(input: &ReportInput) -> (u64, String) {
     let end = input.analysis.last_sample_ns.unwrap_or(0);
     match (input.manifest.status, input.manifest.end_wall_ns) {
-        (RunStatus::Finished, Some(end_wall)) => entries.push((
+        (RunStatus::Finished, Some(end_wall)) => (
             end_wall.saturating_sub(input.manifest.start_wall_ns),
             format!(
                 "run finished: {}",
                 escape(input.manifest.end_reason.as_deref().unwrap_or("stopped"))
             ),
-        )),
-        _ if input.analysis.findings.run.status == crate::analysis::Ending::Running => entries
-            .push((
-                end,
-                "last sample so far: the run is still being recorded".into(),
-            )),
-        _ => entries.push((
+        ),
+        _ if input.analysis.findings.run.status == crate::analysis::Ending::Running => (
+            end,
+            "last sample so far: the run is still being recorded".into(),
+        ),
+        _ => (
             end,
             "last sample: the recording ends here, without a clean stop".into(),
-        )),
-    }
-    entries.sort_by_key(|e| e.0);
-    let _ = writeln!(
-        out,
-        "## Timeline\n\n| time (UTC, elapsed) | event |\n|---|---|"
-    );
-    let total = entries.len();
-    for (t, text) in entries.iter().take(MAX_TIMELINE) {
-        let _ = writeln!(out, "| {} | {text} |", when(input, *t));
-    }
-    if total > MAX_TIMELINE {
-        let _ = writeln!(
-            out,
-            "| | … {} more events (see `memwarden export --table events`) |",
-            total - MAX_TIMELINE
-        );
-    }
-    out.push('\n');
-    if !unplaced.is_empty() {
-        let _ = writeln!(
-            out,
-            "Kernel OOM kills that could not be placed on the run's clock (`dmesg` times count from a boot whose start is unknown here; use `dmesg -T` or `journalctl -k`):\n"
-        );
-        for text in unplaced {
-            let _ = writeln!(out, "- {text}");
-        }
-        out.push('\n');
+        ),
     }
 }
 

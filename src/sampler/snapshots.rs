@@ -2,10 +2,19 @@
 //! process never delays a tick. Each process is reopened by pid and checked against its start
 //! time, so a recycled pid is never snapshotted in its place.
 
-use super::sampling::SnapshotJob;
 use crate::probe::{condense, ProcRoot, ProcessHandle};
-use crate::recording::{Record, RecordSender, SmapsSnapshot};
+use crate::recording::{Boundary, Record, RecordSender, SmapsSnapshot};
 use std::sync::mpsc::Receiver;
+
+/// One worker's processes to snapshot at one of its trial boundaries, each by pid and start
+/// time.
+pub(super) struct SnapshotJob {
+    pub t_ns: u64,
+    pub worker: u32,
+    pub processes: Vec<(i32, u64)>,
+    pub trial: String,
+    pub boundary: Boundary,
+}
 
 pub(super) fn snapshot_worker(root: ProcRoot, jobs: Receiver<SnapshotJob>, records: RecordSender) {
     for job in jobs {

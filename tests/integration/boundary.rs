@@ -159,8 +159,8 @@ pub fn synthetic(
     finished: bool,
 ) {
     use memwarden::recording::{
-        compact_segment, encode, write_manifest, Event, EventKind, Manifest, ProcessSample,
-        RunStatus, SystemSample, Tick, TrialSource, FORMAT_VERSION,
+        compact_segment, encode, write_manifest, Event, EventKind, ProcessSample, SystemSample,
+        Tick, TrialSource,
     };
     const S: u64 = 1_000_000_000;
     const MIB_U: u64 = 1 << 20;
@@ -253,34 +253,37 @@ pub fn synthetic(
     let log = dir.join("samples-000001.log");
     std::fs::write(&log, samples).expect("samples");
     compact_segment(&log).expect("compacts");
-    write_manifest(
-        dir,
-        &Manifest {
-            format_version: FORMAT_VERSION,
-            memwarden_version: "0.1.0".into(),
-            mode: "run".into(),
-            command: vec!["python".into(), "search.py".into()],
-            workers: 1,
-            host: "box".into(),
-            boot_id: "00000000-0000-0000-0000-000000000000".into(),
-            kernel: "6.8.0".into(),
-            start_wall_ns: S,
-            start_rfc3339: "2026-12-05T00:00:00.000Z".into(),
-            interval_ns: S / 10,
-            page_size: 4096,
-            status: if finished {
-                RunStatus::Finished
-            } else {
-                RunStatus::Running
-            },
-            end_wall_ns: finished.then_some(S + 61 * S),
-            end_reason: finished.then(|| "all workers exited".into()),
-            memory_cgroup: None,
-            harness: None,
-            orchestrator: None,
+    write_manifest(dir, &manifest(finished)).expect("manifest");
+}
+
+/// [`synthetic`]'s manifest: one worker of `python search.py`, 61 s, ended cleanly or not.
+fn manifest(finished: bool) -> memwarden::recording::Manifest {
+    use memwarden::recording::{Manifest, RunStatus, FORMAT_VERSION};
+    const S: u64 = 1_000_000_000;
+    Manifest {
+        format_version: FORMAT_VERSION,
+        memwarden_version: "0.1.0".into(),
+        mode: "run".into(),
+        command: vec!["python".into(), "search.py".into()],
+        workers: 1,
+        host: "box".into(),
+        boot_id: "00000000-0000-0000-0000-000000000000".into(),
+        kernel: "6.8.0".into(),
+        start_wall_ns: S,
+        start_rfc3339: "2026-12-05T00:00:00.000Z".into(),
+        interval_ns: S / 10,
+        page_size: 4096,
+        status: if finished {
+            RunStatus::Finished
+        } else {
+            RunStatus::Running
         },
-    )
-    .expect("manifest");
+        end_wall_ns: finished.then_some(S + 61 * S),
+        end_reason: finished.then(|| "all workers exited".into()),
+        memory_cgroup: None,
+        harness: None,
+        orchestrator: None,
+    }
 }
 
 fn anon_retained(findings: &Findings) -> Vec<Option<f64>> {

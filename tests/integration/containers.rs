@@ -420,7 +420,7 @@ fn the_slurm_script_runs_memwarden_through_srun_and_reports() {
         textfile.contains("\nmemwarden_run_active 0\n"),
         "{textfile}"
     );
-    let host = memwarden::fleet::layout::partition_value(&recording.manifest.host);
+    let host = memwarden::recording::layout::partition_value(&recording.manifest.host);
     let published = temp.path().join(format!("fleet/runs/host={host}/run=run"));
     let orchestrator = memwarden::recording::Recording::open(&published)
         .expect("published")

@@ -13,6 +13,7 @@ mod fuzz;
 mod gpu;
 mod holders;
 mod hostile;
+mod house;
 mod live;
 mod metrics;
 mod observer;

@@ -210,7 +210,18 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
     );
     // Every query of the dashboard is PromQL this Prometheus accepts, and the memory, growth and
     // trials panels show this run (at a moment it was running).
-    let middle = last_scraped - 1.0;
+    dashboard_queries_show_the_run(prometheus_port, last_scraped - 1.0);
+    let flat: Vec<f64> = series("1").iter().map(|p| p.1).collect();
+    let (low, high) = flat
+        .iter()
+        .filter(|v| **v > 0.0)
+        .fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
+    assert!(high - low < 16.0 * MIB, "worker 1 grew: {flat:?}");
+}
+
+/// Each query of the Grafana dashboard, asked of Prometheus at `middle` (a moment the run was
+/// running): accepted, and the memory, growth and trials panels find the run.
+fn dashboard_queries_show_the_run(prometheus_port: u16, middle: f64) {
     let dashboard: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/grafana/memwarden.json"),
@@ -242,12 +253,6 @@ fn a_real_prometheus_scrapes_a_leaking_run_and_sees_its_memory_grow() {
             }
         }
     }
-    let flat: Vec<f64> = series("1").iter().map(|p| p.1).collect();
-    let (low, high) = flat
-        .iter()
-        .filter(|v| **v > 0.0)
-        .fold((f64::MAX, 0.0f64), |(l, h), v| (l.min(*v), h.max(*v)));
-    assert!(high - low < 16.0 * MIB, "worker 1 grew: {flat:?}");
 }
 
 #[test]

@@ -91,17 +91,7 @@ pub fn write(dir: &Path) {
             trial += 1;
             t += TRIAL_S as f64;
         }
-        // ...then the in-worker brake refuses each new trial, every 4 s, in the worker's log.
-        let mut log = String::new();
-        t = GROWTH_S as f64 + offset / 5.0;
-        while t < RUN_S as f64 - 1.0 {
-            log.push_str(&format!(
-                "{t:.6} err [W] emergency brake: available memory 1.8 GiB, refusing trial {trial}\n"
-            ));
-            t += 4.0;
-        }
-        std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
-        std::fs::write(dir.join(format!("logs/worker-{worker}.log")), log).expect("log written");
+        write_brake_log(dir, worker, trial);
     }
     events.sort_by_key(|e| e.t_ns);
     let mut framed = Vec::new();
@@ -159,28 +149,45 @@ pub fn write(dir: &Path) {
     let log = dir.join("samples-000001.log");
     std::fs::write(&log, samples).expect("samples written");
     compact_segment(&log).expect("compacts");
-    write_manifest(
-        dir,
-        &Manifest {
-            format_version: FORMAT_VERSION,
-            memwarden_version: "0.1.0".into(),
-            mode: "run".into(),
-            command: vec!["python".into(), "optuna_search.py".into()],
-            workers: 2,
-            host: "gpu-box".into(),
-            boot_id: "00000000-0000-0000-0000-000000000000".into(),
-            kernel: "6.8.0".into(),
-            start_wall_ns: START_WALL_NS,
-            start_rfc3339: "2026-11-22T22:00:00.000Z".into(),
-            interval_ns: S,
-            page_size: 4096,
-            status: RunStatus::Running,
-            end_wall_ns: None,
-            end_reason: None,
-            memory_cgroup: None,
-            harness: None,
-            orchestrator: None,
-        },
-    )
-    .expect("manifest written");
+    write_manifest(dir, &manifest()).expect("manifest written");
+}
+
+/// Once memory is short, the in-worker brake refuses each new trial (`trial` on), every 4 s,
+/// in the worker's log.
+fn write_brake_log(dir: &Path, worker: u32, trial: u32) {
+    let mut log = String::new();
+    let offset = f64::from(worker) * 5.0;
+    let mut t = GROWTH_S as f64 + offset / 5.0;
+    while t < RUN_S as f64 - 1.0 {
+        log.push_str(&format!(
+            "{t:.6} err [W] emergency brake: available memory 1.8 GiB, refusing trial {trial}\n"
+        ));
+        t += 4.0;
+    }
+    std::fs::create_dir_all(dir.join("logs")).expect("logs dir");
+    std::fs::write(dir.join(format!("logs/worker-{worker}.log")), log).expect("log written");
+}
+
+/// The night's manifest: two Optuna workers, a run that never stopped cleanly.
+fn manifest() -> Manifest {
+    Manifest {
+        format_version: FORMAT_VERSION,
+        memwarden_version: "0.1.0".into(),
+        mode: "run".into(),
+        command: vec!["python".into(), "optuna_search.py".into()],
+        workers: 2,
+        host: "gpu-box".into(),
+        boot_id: "00000000-0000-0000-0000-000000000000".into(),
+        kernel: "6.8.0".into(),
+        start_wall_ns: START_WALL_NS,
+        start_rfc3339: "2026-11-22T22:00:00.000Z".into(),
+        interval_ns: S,
+        page_size: 4096,
+        status: RunStatus::Running,
+        end_wall_ns: None,
+        end_reason: None,
+        memory_cgroup: None,
+        harness: None,
+        orchestrator: None,
+    }
 }

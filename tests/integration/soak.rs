@@ -96,7 +96,7 @@ fn a_soak_with_a_leaking_worker_fails_names_it_and_publishes_during_the_run() {
     assert!(published.join("run/verdict.json").exists());
     assert!(published.join("run/report/report.md").exists());
     // And the sealed run joins the fleet layout there, where `fleet` finds its leak.
-    let host = memwarden::fleet::layout::partition_value(&recording.manifest.host);
+    let host = memwarden::recording::layout::partition_value(&recording.manifest.host);
     let runs = published.join(format!("runs/host={host}/run=run"));
     assert!(runs.join("000001.parquet").exists(), "{stderr}");
     let fleet = memwarden()

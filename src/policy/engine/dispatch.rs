@@ -2,7 +2,7 @@
 //! runs the rules (in `brake` and `lifecycle`) in a fixed order, collecting their actions.
 
 use super::vocabulary::{Action, ActionKind, Counters, Input, Reading, WorkerMemory};
-use crate::policy::config::{Policy, Threshold};
+use crate::policy::{Policy, Threshold};
 use crate::units::size;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,7 +2,7 @@
 
 use crate::analysis::gates::GrowthBudget;
 use crate::analysis::Kind;
-use crate::units::{parse_duration, parse_positive_duration, parse_size};
+use crate::units::{parse_duration, parse_positive_duration};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -82,100 +82,6 @@ pub enum Command {
     /// supervisor never holds a segment in memory).
     #[command(hide = true)]
     CompactSegment { log: std::path::PathBuf },
-}
-
-/// What every recording command shares.
-#[derive(Debug, Clone, Args)]
-pub struct RecordArgs {
-    /// Run directory to create [default: ./memwarden-runs/<UTC timestamp>]
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Sampling interval for the cheap counters (1ms to 1h).
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_interval)]
-    pub interval: Duration,
-    /// Share of one CPU core that smaps_rollup (PSS/USS) reads may use, in percent.
-    #[arg(long, value_name = "PERCENT", default_value_t = 2.0, value_parser = parse_percent)]
-    pub rollup_cpu: f64,
-    /// A process whose PSS and mapping reads hold its memory map longer than this (they walk
-    /// its page tables, ~10 ms per GiB) is read only in the gaps after its trials.
-    #[arg(long, value_name = "DURATION", default_value = "5ms", value_parser = parse_duration)]
-    pub max_stall: Duration,
-    /// Share of each such process's time that memwarden's reads may hold its memory map, in
-    /// percent.
-    #[arg(long, value_name = "PERCENT", default_value_t = 0.5, value_parser = parse_percent)]
-    pub max_hold: f64,
-    /// Regex for trial lines, replacing the marker and Optuna syntaxes. Named groups: `trial`
-    /// (the id), `phase` (start/end; without it each match ends a sequential trial), `state`,
-    /// `value`; any other named group is a trial parameter.
-    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
-    pub trial_regex: Option<regex::Regex>,
-    /// Stop the run after this long (e.g. 30m, 12h).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Most bytes of each worker's output kept in its log: the first half in
-    /// `logs/worker-N.log`, the newest lines in `logs/worker-N.tail.log` (and `.tail.old.log`).
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
-    pub log_cap: u64,
-    /// How long a sample segment stays open before it is compacted to Parquet.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration, hide = true)]
-    pub segment: Duration,
-}
-
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub record: RecordArgs,
-    /// Number of copies of the command to run.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub workers: u32,
-    /// Time between SIGTERM and SIGKILL when stopping a worker's process group [default: 10s,
-    /// or the policy's restart.grace].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub grace: Option<Duration>,
-    #[command(flatten)]
-    pub policy: PolicyArgs,
-    /// Trace the allocations of every Python process of the workers (tracemalloc, started
-    /// through a `sitecustomize` on their PYTHONPATH) and report, per trial, what each line of
-    /// code left alive. Slows allocation-heavy Python; off by default.
-    #[arg(long)]
-    pub trace_python: bool,
-    #[command(flatten)]
-    pub view: ViewArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-    /// The worker command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
-    pub command: Vec<String>,
-}
-
-/// The policy to enforce: a file, and flags for the common knobs (which override the file).
-/// Without any of them, `run` records and does not act.
-#[derive(Debug, Clone, Default, Args)]
-pub struct PolicyArgs {
-    /// Policy file (TOML; see fixtures/policy/example.toml). An empty file is the default policy.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
-    /// Memory the workers may use together [default: the whole machine].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub budget: Option<u64>,
-    /// Restart a worker whose tree's PSS passes this.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub max_worker_pss: Option<u64>,
-    /// Restart each worker after this many trials.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub restart_every_trials: Option<u32>,
-    /// Restart each worker after it has run this long.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub restart_every: Option<Duration>,
-    /// Start worker i this long after worker i-1.
-    #[arg(long, value_name = "DURATION", value_parser = parse_positive_duration)]
-    pub stagger: Option<Duration>,
-    /// Start one worker first; the others after it completed N trials within budget.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub canary_trials: Option<u32>,
-    /// Per-worker memory limit: its own cgroup's limit (v2 memory.max, v1 memory.limit_in_bytes) where memwarden may make per-worker cgroups, else a PSS restart limit.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory_max: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -293,53 +199,6 @@ pub struct ReplayArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct SystemdUnitArgs {
-    /// The memwarden command the unit runs, e.g. `run --policy /etc/memwarden.toml -- python
-    /// train.py` (use absolute paths: a unit has no working directory of yours).
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        required = true,
-        value_name = "ARGS"
-    )]
-    pub args: Vec<String>,
-}
-
-/// Live numbers for Prometheus while the run records.
-#[derive(Debug, Clone, Default, Args)]
-pub struct MetricsArgs {
-    /// Serve Prometheus metrics on http://ADDR/metrics (PORT alone binds 127.0.0.1; give
-    /// 0.0.0.0:PORT to be scraped from other hosts). The README suggests 9477.
-    #[arg(long, value_name = "ADDR")]
-    pub metrics_listen: Option<String>,
-    /// Keep DIR/memwarden.prom up to date (every 2 s) for node_exporter's textfile collector,
-    /// where nothing may listen (Slurm and HPC nodes).
-    #[arg(long, value_name = "DIR")]
-    pub metrics_textfile: Option<PathBuf>,
-}
-
-impl MetricsArgs {
-    pub fn options(&self) -> crate::metrics::MetricsOptions {
-        crate::metrics::MetricsOptions {
-            listen: self.metrics_listen.clone(),
-            textfile: self.metrics_textfile.clone(),
-        }
-    }
-}
-
-/// What `run` and `attach` show while they record and say at their end.
-#[derive(Debug, Clone, Copy, Default, Args)]
-pub struct ViewArgs {
-    /// No live view on the terminal: only notes, as without a terminal.
-    #[arg(long, short)]
-    pub quiet: bool,
-    /// Do not write the report at the end (RUN_DIR/report/report.md); the verdict is still
-    /// printed.
-    #[arg(long)]
-    pub no_report: bool,
-}
-
-#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     #[arg(value_enum, value_name = "SHELL")]
     pub shell: clap_complete::Shell,
@@ -391,22 +250,6 @@ pub struct WatchArgs {
     /// Do not write a report when the run has ended and has none yet.
     #[arg(long)]
     pub no_report: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct AttachArgs {
-    #[command(flatten)]
-    pub record: RecordArgs,
-    /// Log file to follow for trial lines; the first --log goes with the first PID, and so on.
-    #[arg(long = "log", value_name = "FILE")]
-    pub logs: Vec<PathBuf>,
-    #[command(flatten)]
-    pub view: ViewArgs,
-    #[command(flatten)]
-    pub metrics: MetricsArgs,
-    /// Processes to record (their descendants are recorded too).
-    #[arg(required = true, value_name = "PID")]
-    pub pids: Vec<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -534,61 +377,11 @@ pub struct DemoArgs {
     pub trials: u32,
 }
 
-/// `--publish-cmd`'s argv (a newtype: clap would take a bare `Vec` for a repeated flag).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublishCommand(pub Vec<String>);
+mod run;
+mod values;
 
-fn parse_publish_command(text: &str) -> Result<PublishCommand, String> {
-    crate::soak::publish::parse_command(text).map(PublishCommand)
-}
-
-fn parse_budget(text: &str) -> Result<GrowthBudget, String> {
-    text.parse()
-}
-
-fn parse_kind(text: &str) -> Result<Kind, String> {
-    text.parse()
-}
-
-fn parse_interval(text: &str) -> Result<Duration, String> {
-    let d = parse_duration(text)?;
-    if d < Duration::from_millis(1) || d > Duration::from_secs(3600) {
-        return Err("the interval must be between 1ms and 1h".into());
-    }
-    Ok(d)
-}
-
-fn parse_percent(text: &str) -> Result<f64, String> {
-    let value: f64 = text
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("not a number: {text}"))?;
-    if !(0.01..=100.0).contains(&value) {
-        return Err("must be between 0.01 and 100 (percent of one core)".into());
-    }
-    Ok(value)
-}
-
-fn parse_env_pair(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() && !name.contains(char::is_whitespace) => {
-            Ok((name.to_string(), value.to_string()))
-        }
-        _ => Err(format!("{text:?}: write NAME=VALUE")),
-    }
-}
-
-fn parse_regex(text: &str) -> Result<regex::Regex, String> {
-    let regex = regex::Regex::new(text).map_err(|e| e.to_string())?;
-    if !regex
-        .capture_names()
-        .flatten()
-        .any(|n| n == "trial" || n == "phase")
-    {
-        return Err("the regex needs a named group (?P<trial>...) or (?P<phase>start|end)".into());
-    }
-    Ok(regex)
-}
+pub use run::*;
+use values::*;
 
 #[cfg(test)]
 mod tests {
@@ -598,16 +391,5 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn units_are_checked() {
-        assert_eq!(parse_interval("1ms"), Ok(Duration::from_millis(1)));
-        assert!(parse_interval("0s").is_err());
-        assert!(parse_interval("fast").is_err());
-        assert!(parse_percent("2%").is_ok_and(|p| p == 2.0));
-        assert!(parse_percent("0").is_err());
-        assert!(parse_regex("no groups").is_err());
-        assert!(parse_regex("Epoch (?P<trial>\\d+)").is_ok());
     }
 }
