@@ -23,6 +23,7 @@
 //! - `frames` is the part of polars memwarden uses (tables, Parquet, CSV), under one prelude.
 //! - `stats` holds the pure statistics (trends, tests, medians) that analysis, the live view,
 //!   replay and the fleet share.
+//! - `stop_token` is how memwarden's own loops wait: until their time is up or they are stopped.
 //! - `few` is the small sorted map a per-trial value keeps (a BTreeMap node is 11 entries).
 //! - `markdown` escapes worker-controlled text for every Markdown output (report, fleet).
 //! - `redact` masks secrets in command lines and text before anything is written.
@@ -43,7 +44,7 @@
 //! | 4 | `supervisor`, `analysis` |
 //! | 3 | `probe`, `policy`, `pytrace` |
 //! | 2 | `recording`, `plot` |
-//! | 1 | `units`, `clock`, `exit`, `console`, `markdown`, `redact`, `few`, `freshness`, `frames`, `stats` |
+//! | 1 | `units`, `clock`, `exit`, `console`, `markdown`, `redact`, `few`, `freshness`, `frames`, `stats`, `stop_token` |
 
 pub mod analysis;
 pub mod cli;
@@ -70,6 +71,7 @@ pub mod report;
 pub mod sampler;
 pub mod soak;
 pub mod stats;
+pub mod stop_token;
 pub mod supervisor;
 pub mod units;
 

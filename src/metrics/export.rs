@@ -8,9 +8,9 @@ use super::http::Server;
 use super::render;
 use crate::console::say;
 use crate::live::{LiveStatus, SharedStatus};
+use crate::stop_token::StopToken;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,7 +42,7 @@ pub enum MetricsError {
 
 /// Exporting, until `finish`.
 pub struct Exporter {
-    stop: Arc<AtomicBool>,
+    stop: StopToken,
     threads: Vec<JoinHandle<()>>,
     server: Option<Server>,
     textfile: Option<PathBuf>,
@@ -55,7 +55,7 @@ impl Exporter {
     /// Binds the address and writes the first textfile now, so a mistake is an error before the
     /// workers start; then serves from threads of its own.
     pub fn start(options: &MetricsOptions, live: SharedStatus) -> Result<Self, MetricsError> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopToken::new();
         let mut exporter = Self {
             stop: stop.clone(),
             threads: Vec::new(),
@@ -96,7 +96,7 @@ impl Exporter {
     /// Stops serving and writes the textfile a last time, with the run marked over
     /// (`memwarden_run_active 0`), so an alert on a stale tick does not fire for a run that ended.
     pub fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.stop();
         if let Some(server) = self.server.take() {
             server.stop();
         }
@@ -180,14 +180,10 @@ fn route(path: &str, live: &SharedStatus) -> (&'static str, &'static str, String
     }
 }
 
-fn keep_writing(path: &Path, live: &SharedStatus, stop: &AtomicBool) {
+fn keep_writing(path: &Path, live: &SharedStatus, stop: &StopToken) {
     let mut failing = false;
     let mut next = std::time::Instant::now() + TEXTFILE_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if std::time::Instant::now() < next {
-            continue;
-        }
+    while !stop.sleep_until_or_stop(next) {
         next += TEXTFILE_EVERY;
         match write_textfile(path, &text(&snapshot(live))) {
             Ok(()) if failing => {

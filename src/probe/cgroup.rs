@@ -416,7 +416,7 @@ mod tests {
                 assert!(cgroup.limit_bytes.is_none_or(|l| l > 0 && l < V1_UNLIMITED));
                 assert!(read(&cgroup).is_ok(), "{cgroup:?}");
             }
-            Err(why) => eprintln!("skipped: {why}"),
+            Err(why) => panic!("memwarden reads a memory cgroup on every Linux it runs on: {why}"),
         }
     }
 }

@@ -88,20 +88,11 @@ fn report_in_child(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("cannot start the report's process")?;
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() >= limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            anyhow::bail!(
-                "the report's process took longer than {} and was killed",
-                crate::units::duration(limit.as_secs_f64())
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let Some(status) = super::publish::wait_or_kill(&mut child, limit)? else {
+        anyhow::bail!(
+            "the report's process took longer than {} and was killed",
+            crate::units::duration(limit.as_secs_f64())
+        );
     };
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {

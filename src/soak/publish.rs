@@ -39,26 +39,37 @@ pub fn publish(run_dir: &Path, publisher: &Publisher) -> Result<String, String> 
                 .stderr(Stdio::piped())
                 .spawn()
                 .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
-            let deadline = Instant::now() + COMMAND_TIMEOUT;
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) if status.success() => {
-                        return Ok(format!("{} succeeded", argv[0]))
-                    }
-                    Ok(Some(status)) => return Err(format!("{} failed: {status}", argv[0])),
-                    Ok(None) if Instant::now() >= deadline => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(format!(
-                            "{} ran past {:?} and was killed",
-                            argv[0], COMMAND_TIMEOUT
-                        ));
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                    Err(e) => return Err(format!("{}: {e}", argv[0])),
-                }
+            match wait_or_kill(&mut child, COMMAND_TIMEOUT) {
+                Ok(Some(status)) if status.success() => Ok(format!("{} succeeded", argv[0])),
+                Ok(Some(status)) => Err(format!("{} failed: {status}", argv[0])),
+                Ok(None) => Err(format!(
+                    "{} ran past {:?} and was killed",
+                    argv[0], COMMAND_TIMEOUT
+                )),
+                Err(e) => Err(format!("{}: {e}", argv[0])),
             }
         }
+    }
+}
+
+/// Waits for `child` at most `limit`; past it, kills and reaps it and gives `None`. (The
+/// standard library waits without a limit; a publish command or a report that hangs must not
+/// hold the soak.)
+pub(super) fn wait_or_kill(
+    child: &mut std::process::Child,
+    limit: Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

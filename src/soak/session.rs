@@ -13,9 +13,9 @@ use crate::console::say;
 use crate::harness::{record, HarnessConfig, Workload};
 use crate::live::SharedStatus;
 use crate::recording::Recording;
+use crate::stop_token::StopToken;
 use crate::supervisor::StopRequest;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub fn run(
     recorded: impl FnOnce(),
 ) -> anyhow::Result<SoakVerdict> {
     let run_dir = config.run_dir.clone();
-    let done = Arc::new(AtomicBool::new(false));
+    let done = StopToken::new();
     let progress = {
         let (live, done, total) = (live.clone(), done.clone(), plan.total);
         std::thread::spawn(move || show_progress(&live, &done, total))
@@ -51,17 +51,14 @@ pub fn run(
         let (publishers, live, budget) = (plan.publishers.clone(), live.clone(), plan.budget);
         std::thread::spawn(move || {
             let mut next = Instant::now() + every;
-            while !done.load(Ordering::Relaxed) {
-                if Instant::now() >= next {
-                    checkpoint(&dir, &live, budget, &publishers);
-                    next += every;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+            while !done.sleep_until_or_stop(next) {
+                checkpoint(&dir, &live, budget, &publishers);
+                next += every;
             }
         })
     };
     let summary = record(config, plan.workload, stop);
-    done.store(true, Ordering::Relaxed);
+    done.stop();
     let _ = progress.join();
     let _ = checkpoints.join();
     recorded();

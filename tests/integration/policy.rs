@@ -441,9 +441,9 @@ fn workers_get_a_raised_oom_score_and_the_harness_a_lowered_one() {
     let refused = open(&dir).events.iter().any(|e| {
         matches!(&e.kind, EventKind::Note { message } if message.starts_with("cannot lower memwarden's own oom_score_adj"))
     });
-    if refused {
-        println!("skipped: this machine does not let memwarden lower its own oom_score_adj (no CAP_SYS_RESOURCE); the note says so");
-    } else {
+    // Without CAP_SYS_RESOURCE memwarden cannot lower its own score: the run goes on, and
+    // the note it wrote says so (checked above); with it, the score is lowered.
+    if !refused {
         assert_eq!(harness_score.trim(), "-900");
     }
 }
