@@ -1,9 +1,16 @@
 //! `analyze`: a recording in, findings out (what the module header describes), and the
 //! findings of a report built from worker logs alone.
 
-use super::loaded::Loaded;
-use super::locate::{locate_holders, locate_mappings, locate_sites};
-use super::*;
+use super::attribution::{locate_holders, locate_mappings, locate_sites};
+use super::judge::findings::*;
+use super::judge::forecast::{forecast, Machine, WorkerRates};
+use super::judge::verdict::{Rules, Verdict};
+use super::kind::Kind;
+use super::load::coarse_series::Timeline;
+use super::load::loaded::Loaded;
+use super::load::loaded::SystemSummary;
+use super::locate::params::{parameter_effects, TrialGrowth};
+use super::measures::*;
 use crate::recording::{Recording, RecordingError, RunStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -56,7 +63,7 @@ pub fn analyze_with_series(
     recording: &Recording,
     options: &Options,
 ) -> Result<Analysis, AnalysisError> {
-    let mut loaded = super::load::load(recording)?;
+    let mut loaded = super::load::read::load(recording)?;
     // Workers that die before their first tick (a crash loop) leave system samples only: still a
     // run to report on.
     if loaded.process_samples == 0 && loaded.system.is_none() {
@@ -71,11 +78,11 @@ pub fn analyze_with_series(
         .collect();
     let mut workers: Vec<WorkerFinding> = worker_ids
         .iter()
-        .map(|w| super::worker::worker_finding(*w, &loaded, rules))
+        .map(|w| super::judge::worker::worker_finding(*w, &loaded, rules))
         .collect();
     for finding in &mut workers {
         if let Some(diagnosis) =
-            super::worker::copy_on_read(finding.worker, &loaded, finding, rules)
+            super::judge::worker::copy_on_read(finding.worker, &loaded, finding, rules)
         {
             // No one process leaks: naming the main one (or any) would send the reader astray.
             finding.process = None;
@@ -86,7 +93,7 @@ pub fn analyze_with_series(
         .iter()
         .filter_map(|w| Some((w.worker, w.process.as_ref()?.pid)))
         .collect();
-    let mut mappings = super::load::mapping_rows(recording, &located)?;
+    let mut mappings = super::load::read::mapping_rows(recording, &located)?;
     for finding in &mut workers {
         let rows = finding
             .process
@@ -105,13 +112,13 @@ pub fn analyze_with_series(
     let verdict = workers
         .iter()
         .map(|w| w.verdict)
-        .max_by_key(|v| super::worker::severity(*v))
+        .max_by_key(|v| super::judge::worker::severity(*v))
         .unwrap_or(Verdict::InsufficientData);
     let stats = recording.stats.get();
     let mut notes = run_notes(recording, options, &loaded, trials_seen);
     let boundary_reads = boundary_reads(&loaded);
     let trials = trial_records(std::mem::take(&mut loaded.trials));
-    if super::per_test::repeated(&trials) {
+    if super::judge::per_test::repeated(&trials) {
         notes.push("each trial is one repeat of a test (memwarden's pytest plugin): a worker's growth per trial mixes tests of every size; `memwarden check RUN --max-growth SIZE/trial` judges each test on its own repeats".to_string());
     }
     // Holders first: a worker whose tensors have named holders gets no "native memory"
@@ -267,7 +274,7 @@ fn machine_forecast(
 
 /// The trials as findings report them, made from the loaded ones, which they replace (their
 /// strings and parameters are moved, not copied: a million trials are held at once).
-fn trial_records(trials: BTreeMap<u32, Vec<super::loaded::TrialLevels>>) -> Vec<TrialRecord> {
+fn trial_records(trials: BTreeMap<u32, Vec<super::load::loaded::TrialLevels>>) -> Vec<TrialRecord> {
     let mut records = Vec::with_capacity(trials.values().map(Vec::len).sum());
     for mut loaded in trials.into_values() {
         let first = records.len();
@@ -295,7 +302,7 @@ fn trial_records(trials: BTreeMap<u32, Vec<super::loaded::TrialLevels>>) -> Vec<
 
 /// The kernel's OOM kills as the memory cgroup counted them, matched to the workers; `None`
 /// where no counter was recorded (no cgroup, or an older recording).
-fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKills> {
+fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::judge::oom::OomKills> {
     let workers = worker_oom_counts(recording);
     let system = loaded.system.as_ref();
     if system.is_none_or(|s| s.oom_kill_readings.is_empty()) && workers.is_empty() {
@@ -303,7 +310,7 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
     }
     let cgroup = recording.manifest.memory_cgroup.as_ref();
     let rises = system.map_or_else(Vec::new, |s| {
-        super::oom::rises(s.oom_kill_readings.iter().copied())
+        super::judge::oom::rises(s.oom_kill_readings.iter().copied())
     });
     // The exit is reaped at once; the counter shows on the next tick, give or take one.
     let slack_ns = 2 * recording.manifest.interval_ns + 500_000_000;
@@ -313,8 +320,8 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
             .into_iter()
             .find_map(|kind| Some((kind, values[kind as usize]?)))
     };
-    let kills = super::oom::all_kills(&rises, &workers, &loaded.ended, slack_ns, &memory);
-    Some(super::oom::OomKills {
+    let kills = super::judge::oom::all_kills(&rises, &workers, &loaded.ended, slack_ns, &memory);
+    Some(super::judge::oom::OomKills {
         cgroup: cgroup.map_or_else(
             || "the memory cgroup".to_string(),
             |c| format!("cgroup {} {}", c.version, c.path),
@@ -326,13 +333,14 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::oom::OomKi
 }
 
 /// What each worker's own cgroup counted (the `cgroups` table); empty without one.
-fn worker_oom_counts(recording: &Recording) -> Vec<super::oom::WorkerCounts> {
-    let mut readings: BTreeMap<u32, Vec<super::oom::WorkerReading>> = BTreeMap::new();
+fn worker_oom_counts(recording: &Recording) -> Vec<super::judge::oom::WorkerCounts> {
+    let mut readings: BTreeMap<u32, Vec<super::judge::oom::WorkerReading>> = BTreeMap::new();
     for index in recording.sample_segments().unwrap_or_default() {
         let Ok(table) = recording.cgroups_segment(index) else {
             continue;
         };
-        let column = |name: &str| super::columns::u64_values(&table, name).unwrap_or_default();
+        let column =
+            |name: &str| super::load::columns::u64_values(&table, name).unwrap_or_default();
         let (t, worker, kills) = (column("t_ns"), column("worker"), column("oom_kill"));
         let (oom, failcnt, limit) = (column("oom"), column("failcnt"), column("limit"));
         for i in 0..t.len() {
@@ -356,9 +364,9 @@ fn worker_oom_counts(recording: &Recording) -> Vec<super::oom::WorkerCounts> {
         .into_iter()
         .map(|(worker, mut r)| {
             r.sort_by_key(|x| x.0);
-            super::oom::WorkerCounts {
+            super::judge::oom::WorkerCounts {
                 worker,
-                rises: super::oom::worker_rises(&r),
+                rises: super::judge::oom::worker_rises(&r),
             }
         })
         .filter(|c| !c.rises.is_empty())
@@ -399,7 +407,7 @@ fn run_notes(
 }
 
 /// Per worker, how its trials' ends were read.
-fn boundary_reads(loaded: &Loaded) -> Vec<super::boundary::BoundaryReads> {
+fn boundary_reads(loaded: &Loaded) -> Vec<super::load::boundary::BoundaryReads> {
     loaded
         .trials
         .iter()
@@ -415,14 +423,17 @@ fn boundary_reads(loaded: &Loaded) -> Vec<super::boundary::BoundaryReads> {
                     (t.end_read, delay)
                 })
                 .collect();
-            super::boundary::BoundaryReads::of(*worker, &reads)
+            super::load::boundary::BoundaryReads::of(*worker, &reads)
         })
         .filter(|b| b.trials > 0)
         .collect()
 }
 
 /// Memory that no worker's tree holds (shared memory files, the rest of the cgroup).
-fn outside_trees(recording: &Recording, loaded: &Loaded) -> Option<super::outside::OutsideTrees> {
+fn outside_trees(
+    recording: &Recording,
+    loaded: &Loaded,
+) -> Option<super::judge::outside::OutsideTrees> {
     loaded.system.as_ref().and_then(|s| {
         let last_listing = recording
             .events
@@ -440,12 +451,15 @@ fn outside_trees(recording: &Recording, loaded: &Loaded) -> Option<super::outsid
         } else {
             &[]
         };
-        super::outside::outside_trees(&s.shm_readings, outside, last_listing)
+        super::judge::outside::outside_trees(&s.shm_readings, outside, last_listing)
     })
 }
 
 /// How the policy contained the run, where it had one.
-fn containment(recording: &Recording, loaded: &Loaded) -> Option<super::containment::Containment> {
+fn containment(
+    recording: &Recording,
+    loaded: &Loaded,
+) -> Option<super::judge::containment::Containment> {
     recording.policy_text().and_then(|text| {
         // A policy file that no longer parses (written by another version) still had the
         // default escalation and grace unless it set them.
@@ -457,10 +471,10 @@ fn containment(recording: &Recording, loaded: &Loaded) -> Option<super::containm
             .chain(loaded.last_ns)
             .max()
             .unwrap_or(0);
-        super::containment::containment(
+        super::judge::containment::containment(
             &recording.events,
             end_ns,
-            super::containment::bound(&policy),
+            super::judge::containment::bound(&policy),
             false,
         )
     })

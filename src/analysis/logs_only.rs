@@ -1,7 +1,9 @@
 //! Findings of a report built from worker logs alone (`report --worker-log` without a
 //! recording).
 
-use super::*;
+use super::analyze::Analysis;
+use super::judge::findings::*;
+use super::judge::verdict::Verdict;
 use std::collections::BTreeMap;
 
 /// What can be said of trials known only from logs (`report --worker-log` without a recording):

@@ -3,55 +3,43 @@
 //! robust trend (leak, plateau, stable, insufficient data); where the growth is (process, kind,
 //! mappings); which trial parameters go with it; and when memory runs out at that rate.
 //!
-//! Only `load` touches the recording (through polars); everything after it is pure and is
-//! tested on synthetic series. `gates` judges findings against CI budgets and compares runs.
+//! The inner plan, from the bottom (each part uses only those below it):
+//! - `kind`, `measures`: the memory kinds and the measured values findings are made of;
+//! - `load/`: the only part that touches the recording (through polars): per-trial levels,
+//!   timelines, how each trial's end was read, the policy engine's inputs;
+//! - `locate/`: where growth is (mappings, traced lines, tensor holders, parameter values);
+//! - `judge/`: verdicts, OOM kills, containment, the forecast, CI gates, and the findings
+//!   document they make;
+//! - `analyze`, `attribution`, `logs_only`: the pipeline from a recording to its findings;
+//! - `words/`: findings put into words once, for every renderer.
+//!
+//! Everything after `load` is pure and is tested on synthetic series.
 
 mod analyze;
-pub mod boundary;
-pub mod brief;
-mod coarse_series;
-mod columns;
-pub mod compare;
-pub mod containment;
-mod fill;
-mod findings;
-mod forecast;
-pub mod gates;
-pub mod gpu_allocator;
-pub mod holders;
+mod attribution;
+mod judge;
 mod kind;
-mod levels;
 mod load;
-mod loaded;
 mod locate;
-mod location;
 mod logs_only;
 mod measures;
-pub mod oom;
-pub mod outside;
-mod params;
-pub mod per_test;
-pub mod policy_inputs;
-mod process_levels;
-pub mod repeats;
-mod site_series;
-pub mod sites;
-pub mod statements;
-pub mod study;
-pub mod text;
-mod verdict;
-mod walk;
-mod worker;
+mod words;
+
+pub use judge::{compare, containment, gates, gpu_allocator, oom, outside, per_test, repeats};
+pub use load::{boundary, policy_inputs};
+pub use locate::{holders, sites, study};
+pub use words::{brief, statements, text};
+
 pub use analyze::*;
-pub use coarse_series::{slot, Bucket, Timeline};
-pub use findings::*;
-pub use forecast::{forecast, Machine, WorkerRates};
+pub use judge::findings::*;
+pub use judge::forecast::{forecast, Machine, WorkerRates};
+pub use judge::verdict::{classify, stitch, Classification, Rules, Verdict};
 pub use kind::{Kind, Values, KINDS};
-pub use levels::{windows, Levels, SeriesWalker, TrialWindow};
-pub use loaded::SystemSummary;
-pub use location::{categorize, mapping_growth, MappingRow, HEAP_HINT};
+pub use load::coarse_series::{slot, Bucket, Timeline};
+pub use load::levels::{windows, Levels, SeriesWalker, TrialWindow};
+pub use load::loaded::{MappingRow, SystemSummary};
+pub use load::process_levels::ProcessLevels;
+pub use locate::location::{categorize, mapping_growth, HEAP_HINT};
+pub use locate::params::{parameter_effects, TrialGrowth, MAX_CATEGORIES};
 pub use logs_only::logs_only;
 pub use measures::*;
-pub use params::{parameter_effects, TrialGrowth, MAX_CATEGORIES};
-pub use process_levels::ProcessLevels;
-pub use verdict::{classify, stitch, Classification, Rules, Verdict};

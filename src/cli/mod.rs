@@ -377,6 +377,7 @@ pub struct DemoArgs {
     pub trials: u32,
 }
 
+mod config;
 mod run;
 mod values;
 

@@ -46,7 +46,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         segment: Duration::from_secs(600),
         log_cap: crate::supervisor::log_file::DEFAULT_CAP,
     };
-    let config = super::record::harness_config(&record, Duration::from_secs(5));
+    let config = record.harness_config(Duration::from_secs(5));
     let (code, concluded) = super::record::record_and_conclude(
         config,
         Workload::Spawn { argv, workers: 2 },

@@ -1,14 +1,11 @@
 //! `memwarden run` and `memwarden attach`.
 
-use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
+use super::{EXIT_FINDING, EXIT_OK};
 use crate::analysis::Findings;
-use crate::cli::{AttachArgs, MetricsArgs, PolicyArgs, RecordArgs, RunArgs, ViewArgs};
+use crate::cli::{AttachArgs, MetricsArgs, RunArgs, ViewArgs};
 use crate::console::{say, View};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
 use crate::live::{draw_until, SharedStatus};
-use crate::policy::Policy;
-use crate::probe::ProcRoot;
-use crate::sampler::HoldLimits;
 use crate::supervisor::{stop_on_signals, Exit};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
-    let policy = load_policy(&args.policy)?;
+    let policy = args.policy.load()?;
     let grace = args
         .grace
         .or_else(|| policy.as_ref().map(|(p, _)| p.restart.grace))
@@ -25,7 +22,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         argv: args.command,
         workers: args.workers,
     };
-    let mut config = harness_config(&args.record, grace);
+    let mut config = args.record.harness_config(grace);
     config.trace_python = args.trace_python;
     if let Some((mut policy, text)) = policy {
         policy.restart.grace = grace;
@@ -33,71 +30,6 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         config.policy_text = Some(text);
     }
     Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
-}
-
-/// The policy from `--policy` and the knob flags (which win), or `None` when none was given.
-/// Returns the text to keep beside the recording too.
-pub(crate) fn load_policy(args: &PolicyArgs) -> anyhow::Result<Option<(Policy, String)>> {
-    let knobs = args.budget.is_some()
-        || args.max_worker_pss.is_some()
-        || args.restart_every_trials.is_some()
-        || args.restart_every.is_some()
-        || args.stagger.is_some()
-        || args.canary_trials.is_some()
-        || args.memory_max.is_some();
-    let (mut policy, mut text) = match &args.policy {
-        Some(path) => {
-            let policy = Policy::load(path)?;
-            crate::redact::install(policy.redact.patterns.clone());
-            (policy, std::fs::read_to_string(path).unwrap_or_default())
-        }
-        None if knobs => (Policy::default(), String::new()),
-        None => return Ok(None),
-    };
-    let mut flags = Vec::new();
-    if let Some(budget) = args.budget {
-        policy.budget = Some(budget);
-        flags.push(format!("budget = \"{budget}B\""));
-    }
-    if let Some(max) = args.max_worker_pss {
-        policy.restart.max_worker_pss = Some(max);
-        flags.push(format!("restart.max_worker_pss = \"{max}B\""));
-    }
-    if let Some(n) = args.restart_every_trials {
-        policy.restart.every_trials = Some(n);
-        flags.push(format!("restart.every_trials = {n}"));
-    }
-    if let Some(every) = args.restart_every {
-        policy.restart.every = Some(every);
-        flags.push(format!(
-            "restart.every = \"{}\"",
-            humantime::format_duration(every)
-        ));
-    }
-    if let Some(stagger) = args.stagger {
-        policy.start.stagger = Some(stagger);
-        flags.push(format!(
-            "start.stagger = \"{}\"",
-            humantime::format_duration(stagger)
-        ));
-    }
-    if let Some(n) = args.canary_trials {
-        policy.start.canary_trials = Some(n);
-        flags.push(format!("start.canary_trials = {n}"));
-    }
-    if let Some(max) = args.memory_max {
-        policy.containment.memory_max = Some(max);
-        flags.push(format!("containment.memory_max = \"{max}B\""));
-    }
-    if let Err(conflict) = policy.check() {
-        anyhow::bail!("the policy with the flags given: {}", conflict.message);
-    }
-    if !flags.is_empty() {
-        text.push_str("\n# From the command line, overriding the above:\n# ");
-        text.push_str(&flags.join("\n# "));
-        text.push('\n');
-    }
-    Ok(Some((policy, text)))
 }
 
 pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
@@ -120,33 +52,8 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         pids: args.pids,
         logs: args.logs,
     };
-    let config = harness_config(&args.record, Duration::ZERO);
+    let config = args.record.harness_config(Duration::ZERO);
     Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
-}
-
-pub(crate) fn harness_config(args: &RecordArgs, grace: Duration) -> HarnessConfig {
-    HarnessConfig {
-        run_dir: args.out.clone().unwrap_or_else(default_run_dir),
-        interval: args.interval,
-        rollup_cpu_fraction: args.rollup_cpu / 100.0,
-        hold: HoldLimits {
-            max_stall_ns: args.max_stall.as_nanos() as u64,
-            fraction: args.max_hold / 100.0,
-        },
-        grace,
-        duration: args.duration,
-        trial_regex: args.trial_regex.clone(),
-        segment_duration: args.segment,
-        root: ProcRoot::default(),
-        policy: None,
-        policy_text: None,
-        mode: "run".into(),
-        env: Vec::new(),
-        live: None,
-        trace_python: false,
-        replay_optuna: false,
-        log_cap: args.log_cap,
-    }
 }
 
 /// Records with the live view on a terminal (unless `--quiet`), then says how the run went:

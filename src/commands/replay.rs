@@ -4,7 +4,6 @@
 //! an Optuna worker is replayed through Optuna itself (python/memwarden/_replay.py), with the
 //! command the run used.
 
-use super::record::harness_config;
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::analysis::{self, Findings, Kind, Options, Verdict};
 use crate::cli::ReplayArgs;
@@ -361,7 +360,7 @@ fn run_case(
     case: &TrialCase,
     stop: &Arc<StopRequest>,
 ) -> anyhow::Result<Findings> {
-    let mut config = harness_config(&args.record, args.grace);
+    let mut config = args.record.harness_config(args.grace);
     config.trace_python = !args.no_trace_python;
     config.replay_optuna = true;
     config.run_dir = dir.to_path_buf();

@@ -1,6 +1,5 @@
 //! `memwarden simulate` and `memwarden systemd-unit`.
 
-use super::record::load_policy;
 use super::EXIT_OK;
 use crate::analysis::policy_inputs::{cooperative_workers, for_each_recorded};
 use crate::cli::{Cli, SimulateArgs, SystemdUnitArgs};
@@ -14,7 +13,7 @@ use clap::Parser;
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let recording = Recording::open(&args.run_dir)?;
     recording.manifest.check_version(&args.run_dir)?;
-    let policy = load_policy(&args.policy)?.map_or_else(Policy::default, |(p, _)| p);
+    let policy = args.policy.load()?.map_or_else(Policy::default, |(p, _)| p);
     let bound = crate::analysis::containment::bound(&policy);
     let mut simulator = Simulator::new(
         policy,

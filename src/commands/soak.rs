@@ -1,7 +1,6 @@
 //! `memwarden soak`: its flags turned into a soak's plan (`soak::session` runs it), and the
 //! verdict printed with its exit code.
 
-use super::record::{harness_config, load_policy};
 use super::{EXIT_FINDING, EXIT_OK};
 use crate::cli::SoakArgs;
 use crate::harness::Workload;
@@ -17,13 +16,15 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     let Some(total) = args.record.duration else {
         anyhow::bail!("soak needs --duration (e.g. 2m in CI, 12h before a rollout)");
     };
-    let (mut policy, text) =
-        load_policy(&args.policy)?.unwrap_or_else(|| (Policy::default(), String::new()));
+    let (mut policy, text) = args
+        .policy
+        .load()?
+        .unwrap_or_else(|| (Policy::default(), String::new()));
     policy.restart.when_finished = true;
     if let Some(grace) = args.grace {
         policy.restart.grace = grace;
     }
-    let mut config = harness_config(&args.record, policy.restart.grace);
+    let mut config = args.record.harness_config(policy.restart.grace);
     let mut publishers = Vec::new();
     if let Some(dir) = &args.publish {
         // Checkpoints copy the run directory into DIR/<run name>/, beside the fleet layout's

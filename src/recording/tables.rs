@@ -504,7 +504,11 @@ mod format_tests {
             .split("\n## ")
             .find(|s| s.starts_with("Parquet tables"))
             .expect("FORMAT.md has a section on the Parquet tables");
-        let place = if file.starts_with("gpu") { FORMAT } else { section };
+        let place = if file.starts_with("gpu") {
+            FORMAT
+        } else {
+            section
+        };
         let at = place
             .find(&format!("`{file}.parquet`"))
             .unwrap_or_else(|| panic!("FORMAT.md names {file}.parquet"));

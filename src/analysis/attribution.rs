@@ -1,0 +1,211 @@
+//! Where a worker's growth is, once its verdict is known: the mappings that grew (from the
+//! smaps snapshots), the traced lines that kept it (the allocation tracer's sites) and the
+//! holders of growing PyTorch tensors (the tracer's census).
+
+use super::judge::findings::*;
+use super::judge::verdict::Verdict;
+use super::kind::Kind;
+use super::load::loaded::MappingRow;
+use super::locate::location::mapping_growth;
+use std::collections::BTreeMap;
+
+/// The holders of PyTorch tensors that grow, from the tracer's census at trial ends. A
+/// census is placed at its trial's ordinal; a trial id seen several times (a test's repeats)
+/// takes its next ordinal after the previous census's.
+pub(super) fn locate_holders(
+    workers: &mut [WorkerFinding],
+    events: &[crate::recording::Event],
+    trials: &[TrialRecord],
+) {
+    for finding in workers.iter_mut() {
+        let mut censuses: Vec<&crate::recording::PythonTensors> = events
+            .iter()
+            .filter(|e| e.worker == Some(finding.worker))
+            .filter_map(|e| match &e.kind {
+                crate::recording::EventKind::PythonTensors(c) => Some(c.as_ref()),
+                _ => None,
+            })
+            .collect();
+        // Only the trials a census names: a map of every trial cost a million entries.
+        let named: std::collections::HashSet<&str> =
+            censuses.iter().map(|c| c.trial.as_str()).collect();
+        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
+        for t in trials
+            .iter()
+            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
+        {
+            ordinals
+                .entry(t.trial.as_str())
+                .or_default()
+                .push((t.ordinal, t));
+        }
+        let mut after = 0;
+        let mut reports = Vec::new();
+        censuses.sort_by_key(|c| c.pid);
+        let mut last_pid = None;
+        for census in censuses {
+            if last_pid != Some(census.pid) {
+                after = 0;
+                last_pid = Some(census.pid);
+            }
+            let Some(&(ordinal, trial)) = ordinals
+                .get(census.trial.as_str())
+                .and_then(|o| o.iter().find(|(k, _)| *k >= after))
+            else {
+                continue;
+            };
+            after = ordinal + 1;
+            reports.push(super::locate::holders::Report {
+                census,
+                ordinal,
+                params: &trial.params,
+            });
+        }
+        finding.holders = super::locate::holders::holders(&reports);
+        let measured = finding.per_trial_bytes(finding.kind).filter(|m| *m > 0.0);
+        for h in &mut finding.holders {
+            h.share = measured.map(|m| h.per_trial.bytes / m);
+        }
+        if !finding.holders.is_empty() {
+            // The holders name what these hints send the user looking for.
+            finding.hints.retain(|h| {
+                h != super::locate::location::ANON_HINT && h != super::locate::location::HEAP_HINT
+            });
+        }
+    }
+}
+
+/// The lines of Python code that hold each worker's growth, from the tracer's reports, with
+/// their source text; for a leak the traced lines explain little of, that the rest is native
+/// memory Python cannot see or the allocator keeping it; and what PyTorch's allocator says.
+pub(super) fn locate_sites(
+    workers: &mut [WorkerFinding],
+    events: &[crate::recording::Event],
+    trials: &[TrialRecord],
+) {
+    let no_params = crate::few::Few::new();
+    let mut sources: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for finding in workers.iter_mut() {
+        // The sites that measure the kind that grows: live CUDA tensors for GPU memory, the
+        // Python heap for the rest.
+        let memory = if finding.kind == Kind::Gpu {
+            crate::recording::SiteMemory::Gpu
+        } else {
+            crate::recording::SiteMemory::PythonHeap
+        };
+        let told: Vec<&crate::recording::PythonSites> = events
+            .iter()
+            .filter(|e| e.worker == Some(finding.worker))
+            .filter_map(|e| match &e.kind {
+                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
+                    Some(sites.as_ref())
+                }
+                _ => None,
+            })
+            .collect();
+        // Only the trials a report names: a map of every trial cost a million entries.
+        let named: std::collections::HashSet<&str> =
+            told.iter().map(|sites| sites.trial.as_str()).collect();
+        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
+            .iter()
+            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
+            .map(|t| (t.trial.as_str(), &*t.params))
+            .collect();
+        let reports: Vec<super::locate::sites::Report> = told
+            .into_iter()
+            .map(|sites| super::locate::sites::Report {
+                sites,
+                params: params
+                    .get(sites.trial.as_str())
+                    .copied()
+                    .unwrap_or(&no_params),
+            })
+            .collect();
+        let measured = finding.per_trial_bytes(finding.kind);
+        let (mut sites, tracing) = super::locate::sites::sites(&reports, measured);
+        for site in &mut sites {
+            let text = sources.entry(site.file.clone()).or_insert_with(|| {
+                // A source file, not a data file someone named .py: bounded.
+                let file = std::fs::File::open(&site.file).ok()?;
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut std::io::Read::take(file, 4 << 20), &mut text)
+                    .ok()?;
+                Some(text)
+            });
+            site.code = text
+                .as_deref()
+                .and_then(|t| super::locate::sites::source_line(t, site.line));
+        }
+        // Python's tracer sees host memory only: a GPU leak is neither native nor retention.
+        let growing = matches!(finding.verdict, Verdict::Leak | Verdict::Plateau)
+            && matches!(finding.kind, Kind::Anon | Kind::Pss | Kind::Uss | Kind::Rss);
+        let explained = tracing.as_ref().and_then(|t| t.explained);
+        let peak = tracing.as_ref().and_then(|t| t.peak_bytes);
+        if let (true, Some(share), Some(peak), Some(resident)) =
+            (growing, explained, peak, measured)
+        {
+            // The trials churn through at least as much traced memory as stays resident, yet
+            // the traced lines keep little of it: what was freed was not given back.
+            if share < super::locate::sites::NATIVE_BELOW && peak >= resident {
+                finding
+                    .diagnoses
+                    .push(super::judge::findings::Diagnosis::AllocatorRetention {
+                        resident_bytes_per_trial: resident,
+                        traced_bytes_per_trial: share * resident,
+                        traced_peak_bytes: peak,
+                    });
+            }
+        }
+        let retention = !finding.diagnoses.is_empty();
+        if retention {
+            // A mechanism, not an object kept: "look for a list appended per trial" misleads.
+            finding.hints.retain(|h| {
+                h != super::locate::location::ANON_HINT && h != super::locate::location::HEAP_HINT
+            });
+        }
+        if let Some(share) = explained {
+            // Tensors with named holders are not memory the tracer cannot see.
+            let named = !finding.holders.is_empty();
+            if growing && !retention && !named && share < super::locate::sites::NATIVE_BELOW {
+                finding.hints.push(format!(
+                    "the traced Python allocations explain only {:.0}% of this growth: the rest is native memory Python's tracer cannot see (C extensions, tensors of frameworks that allocate outside Python's allocator, or the allocator keeping freed memory); a native profiler (memray run --native, heaptrack) shows it",
+                    100.0 * share
+                ));
+            }
+        }
+        if let Some(words) = super::locate::sites::heap_words(&sites) {
+            for hint in &mut finding.hints {
+                if hint == super::locate::location::HEAP_HINT {
+                    hint.clone_from(&words);
+                }
+            }
+        }
+        finding.sites = sites;
+        finding.tracing = tracing;
+        let torch = super::judge::gpu_allocator::readings(events, finding.worker);
+        let device_rate = finding.per_trial_bytes(Kind::Gpu);
+        if let Some(d) = super::judge::gpu_allocator::diagnose(&torch, device_rate) {
+            finding.diagnoses.push(d);
+        }
+    }
+}
+
+pub(super) fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) {
+    if finding.process.is_none() {
+        return;
+    }
+    finding.mappings = mapping_growth(rows);
+    let mut hints: Vec<String> = finding
+        .mappings
+        .iter()
+        .filter(|m| m.growth_bytes >= 0.25 * finding.mappings[0].growth_bytes)
+        .filter_map(|m| m.hint.clone())
+        .collect();
+    if let Some(file) = finding.kind_finding(Kind::File) {
+        if file.verdict == Verdict::Leak && finding.kind != Kind::File {
+            hints.push("file-backed memory grows too: that is page cache of mapped files, reclaimable and not a leak".into());
+        }
+    }
+    hints.dedup();
+    finding.hints = hints;
+}
