@@ -17,7 +17,8 @@
 //!   draws the charts.
 //! - `pytrace` ships the Python helper and allocation tracer, installs them for the workers
 //!   and reads back what the tracer reports.
-//! - `soak` runs a soak beside the harness and judges it; `replay` repeats recorded trials.
+//! - `soak` runs a soak beside the harness and judges it; `replay` repeats recorded trials and
+//!   bisects their parameters, its session beside the harness too.
 //! - `metrics` serves the live status to Prometheus (`/metrics`, node_exporter's textfile);
 //!   `fleet` publishes runs into a Parquet layout and answers questions over many of them.
 //! - `frames` is the part of polars memwarden uses (tables, Parquet, CSV), under one prelude.
@@ -38,9 +39,9 @@
 //! | floor | modules |
 //! |---|---|
 //! | 8 | `commands` |
-//! | 7 | `cli`, `soak` |
+//! | 7 | `cli`, `soak`, `replay` |
 //! | 6 | `harness`, `metrics`, `fleet`, `fixture_worker` |
-//! | 5 | `sampler`, `live`, `report`, `replay` |
+//! | 5 | `sampler`, `live`, `report` |
 //! | 4 | `supervisor`, `analysis` |
 //! | 3 | `probe`, `policy`, `pytrace` |
 //! | 2 | `recording`, `plot` |

@@ -164,7 +164,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub repeat: u32,
     /// The first N repeats are warm-up (imports, lazy state, allocator pools): shown, not fitted.
-    #[arg(long, value_name = "N", default_value_t = crate::replay::verdict::DEFAULT_WARMUP)]
+    #[arg(long, value_name = "N", default_value_t = crate::analysis::repeats::DEFAULT_WARMUP)]
     pub warmup: u32,
     /// Run each repeat in a fresh process, to tell a per-process cost from a per-trial leak.
     #[arg(long)]

@@ -6,10 +6,9 @@ use crate::cli::{AttachArgs, MetricsArgs, RunArgs, ViewArgs};
 use crate::console::{say, View};
 use crate::harness::{record, HarnessConfig, RunSummary, Workload};
 use crate::live::{draw_until, SharedStatus};
+use crate::stop_token::StopToken;
 use crate::supervisor::{stop_on_signals, Exit};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -76,7 +75,7 @@ pub(crate) fn record_and_conclude(
         config.run_dir.display()
     ));
     config.live = Some(live.clone());
-    let done = Arc::new(AtomicBool::new(false));
+    let done = StopToken::new();
     let drawer = (!view.quiet)
         .then(View::start)
         .flatten()
@@ -88,7 +87,7 @@ pub(crate) fn record_and_conclude(
                 .ok()
         });
     let summary = record(config, workload, stop_on_signals()?);
-    done.store(true, Ordering::Relaxed);
+    done.stop();
     if let Some(drawer) = drawer {
         let _ = drawer.join();
     }

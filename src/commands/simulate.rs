@@ -3,10 +3,9 @@
 use super::EXIT_OK;
 use crate::analysis::policy_inputs::{cooperative_workers, for_each_recorded};
 use crate::cli::{Cli, SimulateArgs, SystemdUnitArgs};
-use crate::policy::{Action, ActionKind, Policy, Simulation, Simulator};
-use crate::recording::{Event, EventKind, Recording};
+use crate::policy::{Policy, Simulator};
+use crate::recording::Recording;
 use crate::report::pipeline::ReportJob;
-use crate::units::{duration, size};
 use anyhow::Context;
 use clap::Parser;
 
@@ -31,7 +30,7 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let recorded =
         crate::analysis::containment::containment(&recording.events, end_ns, bound, false);
     if args.json {
-        let mut value = json(&simulation);
+        let mut value = simulation.json();
         value["recorded_containment"] = serde_json::to_value(&recorded)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
@@ -40,11 +39,11 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
                 println!("Recorded: {line}.");
             }
         }
-        print!("{}", text(&simulation));
+        print!("{}", simulation.text());
     }
     if let Some(out) = &args.report {
         let report_args = ReportJob::for_run(&args.run_dir, Some(out.clone()), args.no_host);
-        let events = events(&recording, &simulation.actions);
+        let events = simulation.events(recording.manifest.start_wall_ns);
         let (path, _) =
             crate::report::pipeline::write_report_with(&report_args, Some((&simulation, events)))?;
         eprintln!(
@@ -53,107 +52,6 @@ pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
         );
     }
     Ok(EXIT_OK)
-}
-
-/// The simulated actions as `policy` events marked simulated, on the recording's clock.
-fn events(recording: &Recording, actions: &[Action]) -> Vec<Event> {
-    let start = recording.manifest.start_wall_ns;
-    actions
-        .iter()
-        .filter(|a| a.kind != ActionKind::Answer(crate::policy::Answer::Go))
-        .map(|a| Event {
-            t_ns: a.t_ns,
-            wall_ns: start + a.t_ns,
-            worker: a.worker,
-            kind: EventKind::Policy {
-                action: a.name(),
-                reason: a.reason.clone(),
-                worker_pss_bytes: a.worker_pss_bytes,
-                available_bytes: a.available_bytes,
-                simulated: true,
-            },
-        })
-        .collect()
-}
-
-fn listed(action: &Action) -> bool {
-    !matches!(action.kind, ActionKind::Answer(_))
-}
-
-fn text(simulation: &Simulation) -> String {
-    let counters = &simulation.counters;
-    let restarts: u64 = counters.restarts.values().sum();
-    let by_rule: Vec<String> = counters
-        .restarts
-        .iter()
-        .map(|(rule, n)| format!("{n} by {rule}"))
-        .collect();
-    let mut out = format!(
-        "Under this policy: the brake would have engaged {} time(s) and held back {} trial(s); {} escalation(s); {restarts} restart(s){}.\n",
-        counters.brake_engagements,
-        counters.brakes,
-        counters.escalations,
-        if by_rule.is_empty() { String::new() } else { format!(" ({})", by_rule.join(", ")) },
-    );
-    for action in simulation.actions.iter().filter(|a| listed(a)) {
-        let who = action
-            .worker
-            .map_or(String::new(), |w| format!("worker {w} "));
-        out.push_str(&format!(
-            "  +{:<9} {who}{}: {}\n",
-            duration(action.t_ns as f64 / 1e9),
-            action.name(),
-            action.reason
-        ));
-    }
-    if let Some((recorded, after)) = simulation.min_available() {
-        out.push_str(&format!(
-            "Lowest available memory: {} recorded, {} under the policy.\n",
-            size(recorded as f64),
-            size(after as f64)
-        ));
-    }
-    for (worker, (recorded, after)) in &simulation.peaks {
-        out.push_str(&format!(
-            "Worker {worker}: peak PSS {} recorded, {} under the policy.\n",
-            size(*recorded as f64),
-            size(*after as f64)
-        ));
-    }
-    out.push_str("Model: a restarted worker drops back to the PSS it started with, then grows as recorded; trials happen as recorded.\n");
-    out
-}
-
-fn json(simulation: &Simulation) -> serde_json::Value {
-    let actions: Vec<serde_json::Value> = simulation
-        .actions
-        .iter()
-        .filter(|a| listed(a))
-        .map(|a| {
-            serde_json::json!({
-                "t_s": a.t_ns as f64 / 1e9,
-                "worker": a.worker,
-                "action": a.name(),
-                "reason": a.reason,
-                "worker_pss_bytes": a.worker_pss_bytes,
-                "available_bytes": a.available_bytes,
-            })
-        })
-        .collect();
-    let (recorded, after) = simulation.min_available().unzip();
-    serde_json::json!({
-        "schema_version": 1,
-        "counters": simulation.counters,
-        "actions": actions,
-        "min_available_bytes": { "recorded": recorded, "simulated": after },
-        "end_available_bytes": {
-            "recorded": simulation.points.last().map(|p| p.recorded_available_bytes),
-            "simulated": simulation.points.last().map(|p| p.simulated_available_bytes),
-        },
-        "peak_pss_bytes": simulation.peaks.iter().map(|(w, (r, s))| serde_json::json!({
-            "worker": w, "recorded": r, "simulated": s
-        })).collect::<Vec<_>>(),
-    })
 }
 
 pub fn systemd_unit(args: SystemdUnitArgs) -> anyhow::Result<u8> {

@@ -7,6 +7,7 @@ use super::tail::Tail;
 use super::view::frame;
 use crate::console::{say, View};
 use crate::recording::{read_manifest, Event, Observer, Record, RunStatus, Tick};
+use crate::stop_token::StopToken;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,11 +30,12 @@ pub fn observer(live: SharedStatus) -> Observer {
 }
 
 /// Redraws `view` from `live` until `done`.
-pub fn draw_until(view: &View, live: &SharedStatus, done: &AtomicBool) {
-    while !done.load(Ordering::Relaxed) {
-        let text = frame(&live.lock().unwrap_or_else(|p| p.into_inner()));
-        view.show(text);
-        std::thread::sleep(REDRAW);
+pub fn draw_until(view: &View, live: &SharedStatus, done: &StopToken) {
+    loop {
+        view.show(frame(&live.lock().unwrap_or_else(|p| p.into_inner())));
+        if done.sleep_or_stop(REDRAW) {
+            break;
+        }
     }
     view.show(frame(&live.lock().unwrap_or_else(|p| p.into_inner())));
 }

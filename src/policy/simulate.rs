@@ -11,6 +11,8 @@
 
 use super::config::Policy;
 use super::engine::{Action, ActionKind, Counters, Engine, Input, Reading};
+use crate::recording::{Event, EventKind};
+use crate::units::{duration, size};
 use std::collections::BTreeMap;
 
 /// One recorded tick, as the engine reads it.
@@ -224,6 +226,115 @@ fn record_point(simulation: &mut Simulation, t_ns: u64, recorded: &Reading, simu
         let simulated_pss = simulated.workers.get(worker).map_or(0, |m| m.pss_bytes);
         peak.1 = peak.1.max(simulated_pss);
     }
+}
+
+/// How a simulation is told: as text, as JSON, and as the report's events.
+impl Simulation {
+    /// The simulated actions as `policy` events marked simulated, on the recording's clock.
+    pub fn events(&self, start_wall_ns: u64) -> Vec<Event> {
+        let start = start_wall_ns;
+        self.actions
+            .iter()
+            .filter(|a| a.kind != ActionKind::Answer(crate::policy::Answer::Go))
+            .map(|a| Event {
+                t_ns: a.t_ns,
+                wall_ns: start + a.t_ns,
+                worker: a.worker,
+                kind: EventKind::Policy {
+                    action: a.name(),
+                    reason: a.reason.clone(),
+                    worker_pss_bytes: a.worker_pss_bytes,
+                    available_bytes: a.available_bytes,
+                    simulated: true,
+                },
+            })
+            .collect()
+    }
+
+    /// What the policy would have done, and what it would have left, in sentences.
+    pub fn text(&self) -> String {
+        let simulation = self;
+        let counters = &simulation.counters;
+        let restarts: u64 = counters.restarts.values().sum();
+        let by_rule: Vec<String> = counters
+            .restarts
+            .iter()
+            .map(|(rule, n)| format!("{n} by {rule}"))
+            .collect();
+        let mut out = format!(
+            "Under this policy: the brake would have engaged {} time(s) and held back {} trial(s); {} escalation(s); {restarts} restart(s){}.\n",
+            counters.brake_engagements,
+            counters.brakes,
+            counters.escalations,
+            if by_rule.is_empty() { String::new() } else { format!(" ({})", by_rule.join(", ")) },
+        );
+        for action in simulation.actions.iter().filter(|a| listed(a)) {
+            let who = action
+                .worker
+                .map_or(String::new(), |w| format!("worker {w} "));
+            out.push_str(&format!(
+                "  +{:<9} {who}{}: {}\n",
+                duration(action.t_ns as f64 / 1e9),
+                action.name(),
+                action.reason
+            ));
+        }
+        if let Some((recorded, after)) = simulation.min_available() {
+            out.push_str(&format!(
+                "Lowest available memory: {} recorded, {} under the policy.\n",
+                size(recorded as f64),
+                size(after as f64)
+            ));
+        }
+        for (worker, (recorded, after)) in &simulation.peaks {
+            out.push_str(&format!(
+                "Worker {worker}: peak PSS {} recorded, {} under the policy.\n",
+                size(*recorded as f64),
+                size(*after as f64)
+            ));
+        }
+        out.push_str("Model: a restarted worker drops back to the PSS it started with, then grows as recorded; trials happen as recorded.\n");
+        out
+    }
+
+    /// The same as `--json` prints it (schema version 1).
+    pub fn json(&self) -> serde_json::Value {
+        let simulation = self;
+        let actions: Vec<serde_json::Value> = simulation
+            .actions
+            .iter()
+            .filter(|a| listed(a))
+            .map(|a| {
+                serde_json::json!({
+                    "t_s": a.t_ns as f64 / 1e9,
+                    "worker": a.worker,
+                    "action": a.name(),
+                    "reason": a.reason,
+                    "worker_pss_bytes": a.worker_pss_bytes,
+                    "available_bytes": a.available_bytes,
+                })
+            })
+            .collect();
+        let (recorded, after) = simulation.min_available().unzip();
+        serde_json::json!({
+            "schema_version": 1,
+            "counters": simulation.counters,
+            "actions": actions,
+            "min_available_bytes": { "recorded": recorded, "simulated": after },
+            "end_available_bytes": {
+                "recorded": simulation.points.last().map(|p| p.recorded_available_bytes),
+                "simulated": simulation.points.last().map(|p| p.simulated_available_bytes),
+            },
+            "peak_pss_bytes": simulation.peaks.iter().map(|(w, (r, s))| serde_json::json!({
+                "worker": w, "recorded": r, "simulated": s
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// Answers to a worker's question before each trial are counted, not listed.
+fn listed(action: &Action) -> bool {
+    !matches!(action.kind, ActionKind::Answer(_))
 }
 
 #[cfg(test)]

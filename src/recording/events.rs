@@ -21,6 +21,15 @@ pub struct Event {
 /// object did.
 pub type Params = std::sync::Arc<ParamMap>;
 
+/// How a parameter value is written as text (into an argument, a directory name, a sentence):
+/// strings bare, everything else as JSON.
+pub fn value_text(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// A trial's parameters by name.
 pub type ParamMap = crate::few::Few<Short, serde_json::Value>;
 

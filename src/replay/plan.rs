@@ -70,13 +70,7 @@ pub fn find_trial(
     }
 }
 
-/// How a parameter value is written into an argument: strings bare, everything else as JSON.
-pub fn value_text(value: &Value) -> String {
-    match value {
-        Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
+pub use crate::recording::value_text;
 
 /// Replaces `{name}` in each argument with the parameter's value. Braces that do not name a
 /// parameter stay as they are (a Python format string in an argument is not ours).
