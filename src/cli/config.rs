@@ -13,15 +13,14 @@ impl PolicyArgs {
     /// The policy from `--policy` and the knob flags (which win), or `None` when none was given.
     /// Returns the text to keep beside the recording too.
     pub fn load(&self) -> anyhow::Result<Option<(Policy, String)>> {
-        let args = self;
-        let knobs = args.budget.is_some()
-            || args.max_worker_pss.is_some()
-            || args.restart_every_trials.is_some()
-            || args.restart_every.is_some()
-            || args.stagger.is_some()
-            || args.canary_trials.is_some()
-            || args.memory_max.is_some();
-        let (mut policy, mut text) = match &args.policy {
+        let knobs = self.budget.is_some()
+            || self.max_worker_pss.is_some()
+            || self.restart_every_trials.is_some()
+            || self.restart_every.is_some()
+            || self.stagger.is_some()
+            || self.canary_trials.is_some()
+            || self.memory_max.is_some();
+        let (mut policy, mut text) = match &self.policy {
             Some(path) => {
                 let policy = Policy::load(path)?;
                 crate::redact::install(policy.redact.patterns.clone());
@@ -31,37 +30,37 @@ impl PolicyArgs {
             None => return Ok(None),
         };
         let mut flags = Vec::new();
-        if let Some(budget) = args.budget {
+        if let Some(budget) = self.budget {
             policy.budget = Some(budget);
             flags.push(format!("budget = \"{budget}B\""));
         }
-        if let Some(max) = args.max_worker_pss {
+        if let Some(max) = self.max_worker_pss {
             policy.restart.max_worker_pss = Some(max);
             flags.push(format!("restart.max_worker_pss = \"{max}B\""));
         }
-        if let Some(n) = args.restart_every_trials {
+        if let Some(n) = self.restart_every_trials {
             policy.restart.every_trials = Some(n);
             flags.push(format!("restart.every_trials = {n}"));
         }
-        if let Some(every) = args.restart_every {
+        if let Some(every) = self.restart_every {
             policy.restart.every = Some(every);
             flags.push(format!(
                 "restart.every = \"{}\"",
                 humantime::format_duration(every)
             ));
         }
-        if let Some(stagger) = args.stagger {
+        if let Some(stagger) = self.stagger {
             policy.start.stagger = Some(stagger);
             flags.push(format!(
                 "start.stagger = \"{}\"",
                 humantime::format_duration(stagger)
             ));
         }
-        if let Some(n) = args.canary_trials {
+        if let Some(n) = self.canary_trials {
             policy.start.canary_trials = Some(n);
             flags.push(format!("start.canary_trials = {n}"));
         }
-        if let Some(max) = args.memory_max {
+        if let Some(max) = self.memory_max {
             policy.containment.memory_max = Some(max);
             flags.push(format!("containment.memory_max = \"{max}B\""));
         }
@@ -80,19 +79,18 @@ impl PolicyArgs {
 impl RecordArgs {
     /// The harness config these flags ask for (no policy yet; the caller adds it).
     pub fn harness_config(&self, grace: Duration) -> HarnessConfig {
-        let args = self;
         HarnessConfig {
-            run_dir: args.out.clone().unwrap_or_else(default_run_dir),
-            interval: args.interval,
-            rollup_cpu_fraction: args.rollup_cpu / 100.0,
+            run_dir: self.out.clone().unwrap_or_else(default_run_dir),
+            interval: self.interval,
+            rollup_cpu_fraction: self.rollup_cpu / 100.0,
             hold: HoldLimits {
-                max_stall_ns: args.max_stall.as_nanos() as u64,
-                fraction: args.max_hold / 100.0,
+                max_stall_ns: self.max_stall.as_nanos() as u64,
+                fraction: self.max_hold / 100.0,
             },
             grace,
-            duration: args.duration,
-            trial_regex: args.trial_regex.clone(),
-            segment_duration: args.segment,
+            duration: self.duration,
+            trial_regex: self.trial_regex.clone(),
+            segment_duration: self.segment,
             root: ProcRoot::default(),
             policy: None,
             policy_text: None,
@@ -101,7 +99,7 @@ impl RecordArgs {
             live: None,
             trace_python: false,
             replay_optuna: false,
-            log_cap: args.log_cap,
+            log_cap: self.log_cap,
         }
     }
 }

@@ -253,8 +253,7 @@ impl Simulation {
 
     /// What the policy would have done, and what it would have left, in sentences.
     pub fn text(&self) -> String {
-        let simulation = self;
-        let counters = &simulation.counters;
+        let counters = &self.counters;
         let restarts: u64 = counters.restarts.values().sum();
         let by_rule: Vec<String> = counters
             .restarts
@@ -268,7 +267,7 @@ impl Simulation {
             counters.escalations,
             if by_rule.is_empty() { String::new() } else { format!(" ({})", by_rule.join(", ")) },
         );
-        for action in simulation.actions.iter().filter(|a| listed(a)) {
+        for action in self.actions.iter().filter(|a| listed(a)) {
             let who = action
                 .worker
                 .map_or(String::new(), |w| format!("worker {w} "));
@@ -279,14 +278,14 @@ impl Simulation {
                 action.reason
             ));
         }
-        if let Some((recorded, after)) = simulation.min_available() {
+        if let Some((recorded, after)) = self.min_available() {
             out.push_str(&format!(
                 "Lowest available memory: {} recorded, {} under the policy.\n",
                 size(recorded as f64),
                 size(after as f64)
             ));
         }
-        for (worker, (recorded, after)) in &simulation.peaks {
+        for (worker, (recorded, after)) in &self.peaks {
             out.push_str(&format!(
                 "Worker {worker}: peak PSS {} recorded, {} under the policy.\n",
                 size(*recorded as f64),
@@ -299,8 +298,7 @@ impl Simulation {
 
     /// The same as `--json` prints it (schema version 1).
     pub fn json(&self) -> serde_json::Value {
-        let simulation = self;
-        let actions: Vec<serde_json::Value> = simulation
+        let actions: Vec<serde_json::Value> = self
             .actions
             .iter()
             .filter(|a| listed(a))
@@ -315,17 +313,17 @@ impl Simulation {
                 })
             })
             .collect();
-        let (recorded, after) = simulation.min_available().unzip();
+        let (recorded, after) = self.min_available().unzip();
         serde_json::json!({
             "schema_version": 1,
-            "counters": simulation.counters,
+            "counters": self.counters,
             "actions": actions,
             "min_available_bytes": { "recorded": recorded, "simulated": after },
             "end_available_bytes": {
-                "recorded": simulation.points.last().map(|p| p.recorded_available_bytes),
-                "simulated": simulation.points.last().map(|p| p.simulated_available_bytes),
+                "recorded": self.points.last().map(|p| p.recorded_available_bytes),
+                "simulated": self.points.last().map(|p| p.simulated_available_bytes),
             },
-            "peak_pss_bytes": simulation.peaks.iter().map(|(w, (r, s))| serde_json::json!({
+            "peak_pss_bytes": self.peaks.iter().map(|(w, (r, s))| serde_json::json!({
                 "worker": w, "recorded": r, "simulated": s
             })).collect::<Vec<_>>(),
         })

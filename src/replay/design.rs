@@ -4,10 +4,11 @@
 //! findings in; the baseline and the values to test, in the order the run's evidence ranks
 //! them, out.
 
-use super::plan::{value_text, ReplayError, TrialCase};
+use super::plan::{ReplayError, TrialCase};
 use crate::analysis::Kind;
 use crate::analysis::MAX_CATEGORIES;
 use crate::analysis::{Findings, TrialRecord};
+use crate::recording::value_text;
 use crate::stats::median;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};

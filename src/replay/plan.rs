@@ -1,7 +1,7 @@
 //! Which recorded trial a replay runs, and how its parameters reach the command: the
 //! environment and `{name}` placeholders in its arguments.
 
-use crate::recording::Trial;
+use crate::recording::{value_text, Trial};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -69,8 +69,6 @@ pub fn find_trial(
         }),
     }
 }
-
-pub use crate::recording::value_text;
 
 /// Replaces `{name}` in each argument with the parameter's value. Braces that do not name a
 /// parameter stay as they are (a Python format string in an argument is not ours).
