@@ -29,7 +29,7 @@ import csv, sys
 rows = list(csv.DictReader(sys.stdin))
 per_minute = {}
 for r in rows:
-    per_minute.setdefault(int(float(r["t"]) // 60), []).append(int(r["harness_rss"]))
+    per_minute.setdefault(int(float(r["t"]) // 60), []).append(int(r["harness_rss_bytes"]))
 for minute, values in sorted(per_minute.items()):
     print(f"minute {minute:3d}: harness RSS mean {sum(values)/len(values)/2**20:7.2f} MiB, max {max(values)/2**20:7.2f} MiB")
 first, last = per_minute[min(per_minute)], per_minute[max(per_minute)]

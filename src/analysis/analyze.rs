@@ -11,6 +11,7 @@ use super::load::loaded::Loaded;
 use super::load::loaded::SystemSummary;
 use super::locate::params::{parameter_effects, TrialGrowth};
 use super::measures::*;
+use crate::recording::columns as col;
 use crate::recording::{Recording, RecordingError, RunStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -341,8 +342,16 @@ fn worker_oom_counts(recording: &Recording) -> Vec<super::judge::oom::WorkerCoun
         };
         let column =
             |name: &str| super::load::columns::u64_values(&table, name).unwrap_or_default();
-        let (t, worker, kills) = (column("t_ns"), column("worker"), column("oom_kill"));
-        let (oom, failcnt, limit) = (column("oom"), column("failcnt"), column("limit"));
+        let (t, worker, kills) = (
+            column(col::T_NS),
+            column(col::WORKER),
+            column(col::OOM_KILL),
+        );
+        let (oom, failcnt, limit) = (
+            column(col::OOM),
+            column(col::FAILCNT),
+            column(col::LIMIT_BYTES),
+        );
         for i in 0..t.len() {
             let (Some(t), Some(worker), Some(kills)) = (t[i], worker[i], kills[i]) else {
                 continue;

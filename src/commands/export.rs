@@ -4,6 +4,7 @@ use super::own_work;
 use super::EXIT_OK;
 use crate::cli::{ExportArgs, Format, Table};
 use crate::frames::prelude::*;
+use crate::recording::columns as col;
 use crate::recording::Recording;
 use anyhow::Context;
 use std::io::{IsTerminal, Write};
@@ -19,9 +20,9 @@ pub fn export(args: ExportArgs) -> anyhow::Result<u8> {
         Table::Sites => recording.sites_frame()?,
         Table::Cgroups => recording.cgroups()?,
     };
-    add_seconds(&mut df, "t_ns", "t", 0)?;
-    add_seconds(&mut df, "start_ns", "start", 2)?;
-    add_seconds(&mut df, "end_ns", "end", 3)?;
+    add_seconds(&mut df, col::T_NS, "t", 0)?;
+    add_seconds(&mut df, col::START_NS, "start", 2)?;
+    add_seconds(&mut df, col::END_NS, "end", 3)?;
     let stats = recording.stats.get();
     if let Some(skipped) = stats.describe() {
         eprintln!("memwarden: note: {skipped}");

@@ -4,6 +4,7 @@
 //! layout for other tools. `layout` names the published form of runs (a Parquet table per
 //! kind, partitioned by host and run), which the reader opens as it opens a run directory.
 
+pub mod columns;
 mod compact;
 mod error;
 mod events;

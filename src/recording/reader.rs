@@ -5,7 +5,9 @@ use super::events::Event;
 use super::manifest::{read_manifest, Manifest};
 use super::schema::{SmapsSnapshot, Tick};
 use super::tables::{self, trials_from_events, Trial};
-use super::{cgroups_path, frame, gpu_path, stream_path, system_path, RecordingError, Stream};
+use super::{
+    cgroups_path, columns, frame, gpu_path, stream_path, system_path, RecordingError, Stream,
+};
 use crate::frames::prelude::*;
 use crate::recording::layout::{file_name, RunKey};
 use std::collections::BTreeSet;
@@ -213,16 +215,16 @@ impl Recording {
         let wanted = |columns: Option<&[&str]>| columns.is_none_or(|c| !c.is_empty());
         let log = stream_path(&self.dir, Stream::Samples, index, "log");
         if samples_parquet.exists() && system_parquet.exists() {
-            let read = |path: &Path, columns: Option<&[&str]>| {
+            let read = |table: &str, path: &Path, columns: Option<&[&str]>| {
                 if wanted(columns) {
-                    read_parquet(path, columns)
+                    read_segment_table(table, path, columns)
                 } else {
                     Ok(DataFrame::empty())
                 }
             };
             match (
-                read(&samples_parquet, sample_columns),
-                read(&system_parquet, system_columns),
+                read("samples", &samples_parquet, sample_columns),
+                read("system", &system_parquet, system_columns),
             ) {
                 (Ok(samples), Ok(system)) => return Ok((samples, system)),
                 // A torn sealed segment is left out, counted, like a torn record; its raw log,
@@ -296,7 +298,7 @@ impl Recording {
         if samples_parquet.exists() && self.parquet("system", index).exists() {
             let path = self.parquet(table, index);
             return if path.exists() {
-                read_parquet(&path, None)
+                read_segment_table(table, &path, None)
             } else {
                 frame_of(&[]).map_err(|source| RecordingError::Table {
                     path,
@@ -426,6 +428,28 @@ impl Recording {
             })
             .collect())
     }
+}
+
+/// A sealed segment's table, its columns under today's names whatever format wrote it (see
+/// `columns::rename_format_1`); a column asked for is found under its format-1 name too.
+fn read_segment_table(
+    table: &str,
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<DataFrame, RecordingError> {
+    let asked: Option<Vec<&str>> = columns.map(|names| {
+        names
+            .iter()
+            .flat_map(|name| [Some(*name), columns::format_1_name(table, name)])
+            .flatten()
+            .collect()
+    });
+    let mut df = read_parquet(path, asked.as_deref())?;
+    columns::rename_format_1(table, &mut df).map_err(|cause| RecordingError::Table {
+        path: path.to_path_buf(),
+        cause,
+    })?;
+    Ok(df)
 }
 
 pub(crate) fn read_parquet(

@@ -5,8 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bumped when a reader of the previous version could not read a new recording.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped when a reader of the previous version could not read a new recording. 2: the
+/// system, cgroups and GPU tables' columns are spelled as their records' fields
+/// (`mem_available_bytes`, was `mem_available`); format 1 is still read (`columns`).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// One sampling tick: the system counters and every process of every worker's tree.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -217,13 +217,13 @@ fn the_cgroup_limit_in_force_is_found_and_its_counters_recorded() {
     let rows = &system.rows;
     assert!(!rows.is_empty());
     for row in rows {
-        assert_eq!(system.get(row, "cgroup_limit"), Some(limit as f64));
+        assert_eq!(system.get(row, "cgroup_limit_bytes"), Some(limit as f64));
         let usage = system
-            .get(row, "cgroup_usage")
+            .get(row, "cgroup_usage_bytes")
             .expect("usage on every tick");
         assert!(usage > 0.0 && usage < limit as f64, "{usage}");
         assert!(system
-            .get(row, "cgroup_working_set")
+            .get(row, "cgroup_working_set_bytes")
             .is_some_and(|w| w <= usage));
         assert_eq!(system.get(row, "cgroup_oom_kill"), Some(0.0));
     }

@@ -500,3 +500,59 @@ fn a_run_without_findings_still_counts_on_its_host() {
     assert_eq!(answers["hosts_summary"][1]["runs"], 2, "{answers:#}");
     assert_eq!(answers["hosts_summary"][1]["leaking_runs"], 0);
 }
+
+/// The backticked column names of FORMAT.md's row for published `table`, leaving out what
+/// its parentheses say of them (values, units).
+fn documented_columns(table: &str) -> std::collections::BTreeSet<String> {
+    let format = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/FORMAT.md"))
+        .expect("FORMAT.md");
+    let row = format
+        .lines()
+        .find(|l| l.starts_with(&format!("| `{table}` |")))
+        .unwrap_or_else(|| panic!("FORMAT.md has a row for {table}"));
+    let columns = row
+        .trim_end_matches('|')
+        .rsplit(" | ")
+        .next()
+        .expect("cell");
+    let (mut depth, mut outside) = (0, String::new());
+    for c in columns.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ if depth == 0 => outside.push(c),
+            _ => {}
+        }
+    }
+    outside
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// FORMAT.md's rows for the tables `publish` draws from a run (`runs`, `findings`,
+/// `parameters`) name the columns their files hold: a column added, renamed or dropped in
+/// `fleet::tables` fails here until FORMAT.md says so too.
+#[test]
+fn format_md_lists_every_column_of_the_published_tables() {
+    use polars_io::prelude::*;
+    let fleet = fleet();
+    for table in ["runs", "findings", "parameters"] {
+        let file = fleet
+            .dest
+            .join(table)
+            .join("host=host-b")
+            .join("run=b-leak")
+            .join("000001.parquet");
+        let mut reader = ParquetReader::new(std::fs::File::open(&file).expect("published"));
+        let written: std::collections::BTreeSet<String> = reader
+            .schema()
+            .expect("schema")
+            .iter_names()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(written, documented_columns(table), "{table}");
+    }
+}

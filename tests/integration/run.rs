@@ -170,7 +170,7 @@ fn garbage_huge_and_non_utf8_lines_neither_crash_nor_stall_nor_grow_the_harness(
     let rss: Vec<f64> = system
         .rows
         .iter()
-        .filter_map(|r| system.get(r, "harness_rss"))
+        .filter_map(|r| system.get(r, "harness_rss_bytes"))
         .collect();
     let (low, high) = rss
         .iter()

@@ -209,7 +209,7 @@ fn the_supervisor_does_not_grow_per_checkpoint_over_a_minute_of_the_soak_bench()
         .expect("the bench runs");
     let printed = String::from_utf8_lossy(&out.stdout);
     let system = export(&temp.path().join("run"), "system");
-    let (t, rss) = (system.column("t"), system.column("harness_rss"));
+    let (t, rss) = (system.column("t"), system.column("harness_rss_bytes"));
     let at_end_of = |window: f64| -> f64 {
         system
             .rows

@@ -2,16 +2,20 @@
 //! reads them.
 
 use crate::frames::prelude::*;
+use crate::recording::columns as col;
 
 /// Total and available memory per row as the workers had them: within the memory cgroup's
 /// limit where one was recorded (`recording::within_limit`), else the host's.
 pub fn effective_memory(df: &DataFrame) -> PolarsResult<Vec<Option<(u64, u64)>>> {
     let (total, available) = (
-        u64_values(df, "mem_total")?,
-        u64_values(df, "mem_available")?,
+        u64_values(df, col::MEM_TOTAL_BYTES)?,
+        u64_values(df, col::MEM_AVAILABLE_BYTES)?,
     );
     let optional = |name| optional_u64_values(df, name);
-    let (limit, working_set) = (optional("cgroup_limit")?, optional("cgroup_working_set")?);
+    let (limit, working_set) = (
+        optional(col::CGROUP_LIMIT_BYTES)?,
+        optional(col::CGROUP_WORKING_SET_BYTES)?,
+    );
     Ok((0..df.height())
         .map(|i| {
             let (total, available) = (total[i]?, available[i]?);

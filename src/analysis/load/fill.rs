@@ -10,12 +10,13 @@
 use super::columns::{option_values, u64_values};
 use crate::frames::prelude::*;
 use crate::freshness::ReadCadence;
+use crate::recording::columns as col;
 use crate::recording::{EventKind, Recording};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 
 /// The sparse columns, in the order of [`Carried::values`]. USS is read with PSS.
-pub(super) const SPARSE: [&str; 3] = ["pss", "uss", "gpu"];
+pub(super) const SPARSE: [&str; 3] = [col::PSS, col::USS, col::GPU];
 
 /// Added to the filled frame: whether this row's PSS was read on its tick (not carried).
 pub(super) const PSS_READ: &str = "pss_read";
@@ -78,9 +79,9 @@ impl SparseFill {
     /// per row whether its PSS was read on its tick (not carried).
     pub fn fill(&mut self, segment: &DataFrame) -> PolarsResult<Filled> {
         let u64s = |name: &str| u64_values(segment, name);
-        let t_ns = u64s("t_ns")?;
-        let worker = u64s("worker")?;
-        let pid = segment.column("pid")?.cast(&DataType::Int32)?;
+        let t_ns = u64s(col::T_NS)?;
+        let worker = u64s(col::WORKER)?;
+        let pid = segment.column(col::PID)?.cast(&DataType::Int32)?;
         let pid = option_values(pid.i32()?);
         let mut columns = [u64s(SPARSE[0])?, u64s(SPARSE[1])?, u64s(SPARSE[2])?];
         let mut read = Vec::with_capacity(segment.height());
@@ -155,19 +156,19 @@ mod tests {
             .collect();
         let n = ticks as usize;
         df!(
-            "t_ns" => t,
-            "worker" => vec![0u32; n],
-            "pid" => vec![7i32; n],
-            "pss" => pss.clone(),
-            "uss" => pss,
-            "gpu" => vec![None::<u64>; n],
-            "rss" => vec![5000u64; n],
+            col::T_NS => t,
+            col::WORKER => vec![0u32; n],
+            col::PID => vec![7i32; n],
+            col::PSS => pss.clone(),
+            col::USS => pss,
+            col::GPU => vec![None::<u64>; n],
+            col::RSS => vec![5000u64; n],
         )
         .expect("bug: test frame")
     }
 
     fn pss(df: &DataFrame) -> Vec<Option<u64>> {
-        df.column("pss")
+        df.column(col::PSS)
             .and_then(|c| c.cast(&DataType::UInt64))
             .expect("bug: pss column")
             .u64()
@@ -197,7 +198,7 @@ mod tests {
         assert_eq!(pss(&first)[5], Some(1000));
         // The next segment goes on at 1.0 s: tick 9's read stands until the exec at 1.5 s.
         let mut second = frame(10, &[8]);
-        let shifted = second.column("t_ns").expect("bug: column") + (1_000 * MS);
+        let shifted = second.column(col::T_NS).expect("bug: column") + (1_000 * MS);
         second.with_column(shifted).expect("bug: shift");
         let pss = pss(&fill.apply(second).expect("bug: fill"));
         assert_eq!(pss[..5], [Some(1009); 5]);

@@ -9,6 +9,7 @@ use super::fill::SparseFill;
 use super::read::{SAMPLE_COLUMNS, SYSTEM_COLUMNS};
 use crate::frames::prelude::*;
 use crate::policy::{Reading, Recorded, TickRow, WorkerMemory};
+use crate::recording::columns as col;
 use crate::recording::{EventKind, Recording, RecordingError};
 use std::collections::BTreeMap;
 
@@ -88,14 +89,16 @@ pub fn for_each_recorded(
 }
 
 fn system_readings(system: &DataFrame) -> PolarsResult<BTreeMap<u64, Reading>> {
-    let t = u64_values(system, "t_ns")?;
+    let t = u64_values(system, col::T_NS)?;
     // Within the cgroup's limit where one was recorded, as the live engine saw it.
     let memory = effective_memory(system)?;
-    let psi = system.column("psi_full_avg10")?.cast(&DataType::Float64)?;
+    let psi = system
+        .column(col::PSI_FULL_AVG10)?
+        .cast(&DataType::Float64)?;
     let psi: Vec<Option<f64>> = psi.f64()?.iter().collect();
     let (host_total, limit) = (
-        u64_values(system, "mem_total")?,
-        optional_u64_values(system, "cgroup_limit")?,
+        u64_values(system, col::MEM_TOTAL_BYTES)?,
+        optional_u64_values(system, col::CGROUP_LIMIT_BYTES)?,
     );
     let mut readings = BTreeMap::new();
     for i in 0..system.height() {
@@ -124,7 +127,12 @@ fn add_devices(gpu: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Polars
     if gpu.height() == 0 {
         return Ok(());
     }
-    let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
+    let (t, device, used, total) = (
+        u(col::T_NS)?,
+        u(col::DEVICE)?,
+        u(col::USED_BYTES)?,
+        u(col::TOTAL_BYTES)?,
+    );
     for i in 0..gpu.height() {
         if let (Some(t), Some(device), Some(used), Some(total)) =
             (t[i], device[i], used[i], total[i])
@@ -141,7 +149,13 @@ fn add_devices(gpu: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> Polars
 /// stale), and GPU memory where any of its processes had some.
 fn add_workers(filled: &DataFrame, readings: &mut BTreeMap<u64, Reading>) -> PolarsResult<()> {
     let u = |name: &str| u64_values(filled, name);
-    let (worker, t, pss, rss, gpu) = (u("worker")?, u("t_ns")?, u("pss")?, u("rss")?, u("gpu")?);
+    let (worker, t, pss, rss, gpu) = (
+        u(col::WORKER)?,
+        u(col::T_NS)?,
+        u(col::PSS)?,
+        u(col::RSS)?,
+        u(col::GPU)?,
+    );
     for i in 0..filled.height() {
         let (Some(worker), Some(t)) = (worker[i], t[i]) else {
             continue;

@@ -9,26 +9,37 @@ use super::loaded::{chain_baselines, Ended, Loaded, MappingRow, ProcessInfo, Tri
 use super::walk::{Prepared, Rows, Walk};
 use crate::analysis::kind::Kind;
 use crate::frames::prelude::*;
+use crate::recording::columns as col;
 use crate::recording::{EventKind, Recording, RecordingError, TrialEvents};
 use std::collections::BTreeMap;
 
 /// Columns of the samples table that analysis reads.
 pub(super) const SAMPLE_COLUMNS: [&str; 11] = [
-    "t_ns", "worker", "pid", "pss", "uss", "anon", "file", "shmem", "swap", "gpu", "rss",
+    col::T_NS,
+    col::WORKER,
+    col::PID,
+    col::PSS,
+    col::USS,
+    col::ANON,
+    col::FILE,
+    col::SHMEM,
+    col::SWAP,
+    col::GPU,
+    col::RSS,
 ];
 
 /// Columns of the system table that analysis reads (the cgroup's are absent in recordings made
 /// before memwarden recorded them, and outside a memory cgroup).
 pub(super) const SYSTEM_COLUMNS: [&str; 9] = [
-    "t_ns",
-    "mem_total",
-    "mem_available",
-    "psi_full_avg10",
-    "cgroup_limit",
-    "cgroup_working_set",
-    "cgroup_oom_kill",
-    "shm_bytes",
-    "outside_trees",
+    col::T_NS,
+    col::MEM_TOTAL_BYTES,
+    col::MEM_AVAILABLE_BYTES,
+    col::PSI_FULL_AVG10,
+    col::CGROUP_LIMIT_BYTES,
+    col::CGROUP_WORKING_SET_BYTES,
+    col::CGROUP_OOM_KILL,
+    col::SHM_BYTES,
+    col::OUTSIDE_TREES_BYTES,
 ];
 
 pub fn load(recording: &Recording) -> Result<Loaded<'_>, RecordingError> {
@@ -279,9 +290,9 @@ fn prepare(
     };
     let rows = (|| -> PolarsResult<Rows> {
         Ok(Rows {
-            t_ns: column("t_ns", DataType::UInt64)?.u64()?.clone(),
-            worker: column("worker", DataType::UInt32)?.u32()?.clone(),
-            pid: column("pid", DataType::Int32)?.i32()?.clone(),
+            t_ns: column(col::T_NS, DataType::UInt64)?.u64()?.clone(),
+            worker: column(col::WORKER, DataType::UInt32)?.u32()?.clone(),
+            pid: column(col::PID, DataType::Int32)?.i32()?.clone(),
             measured: [Kind::Anon, Kind::File, Kind::Shmem, Kind::Swap, Kind::Rss]
                 .into_iter()
                 .map(|kind| {
@@ -335,20 +346,23 @@ pub fn mapping_rows(
             Ok(df.column(name)?.cast(&DataType::String)?.str()?.clone())
         };
         let (t, start, size, rss, swap) = (
-            u("t_ns").map_err(table)?,
-            u("start").map_err(table)?,
-            u("size").map_err(table)?,
-            u("rss").map_err(table)?,
-            u("swap").map_err(table)?,
+            u(col::T_NS).map_err(table)?,
+            u(col::START).map_err(table)?,
+            u(col::SIZE).map_err(table)?,
+            u(col::RSS).map_err(table)?,
+            u(col::SWAP).map_err(table)?,
         );
-        let (boundary, mapping) = (s("boundary").map_err(table)?, s("mapping").map_err(table)?);
-        let trial = s("trial").map_err(table)?;
+        let (boundary, mapping) = (
+            s(col::BOUNDARY).map_err(table)?,
+            s(col::MAPPING).map_err(table)?,
+        );
+        let trial = s(col::TRIAL).map_err(table)?;
         let worker = df
-            .column("worker")
+            .column(col::WORKER)
             .and_then(|c| c.cast(&DataType::UInt32))
             .map_err(table)?;
         let pid = df
-            .column("pid")
+            .column(col::PID)
             .and_then(|c| c.cast(&DataType::Int32))
             .map_err(table)?;
         let (worker, pid) = (worker.u32().map_err(table)?, pid.i32().map_err(table)?);

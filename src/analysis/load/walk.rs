@@ -11,6 +11,7 @@ use super::loaded::{SystemSummary, TrialLevels};
 use crate::analysis::kind::{Kind, Values, KINDS};
 use crate::frames::prelude::*;
 use crate::freshness::PssHealth;
+use crate::recording::columns as col;
 use rustc_hash::FxHashMap;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -339,16 +340,16 @@ fn push_system(
     if df.height() == 0 {
         return Ok(());
     }
-    let t = u64_values(df, "t_ns")?;
+    let t = u64_values(df, col::T_NS)?;
     let memory = effective_memory(df)?;
-    let psi = df.column("psi_full_avg10")?.cast(&DataType::Float64)?;
+    let psi = df.column(col::PSI_FULL_AVG10)?.cast(&DataType::Float64)?;
     let psi = psi.f64()?;
     let optional = |name| optional_u64_values(df, name);
-    let oom_kill = optional("cgroup_oom_kill")?;
+    let oom_kill = optional(col::CGROUP_OOM_KILL)?;
     let (shm, outside, limit) = (
-        optional("shm_bytes")?,
-        optional("outside_trees")?,
-        optional("cgroup_limit")?,
+        optional(col::SHM_BYTES)?,
+        optional(col::OUTSIDE_TREES_BYTES)?,
+        optional(col::CGROUP_LIMIT_BYTES)?,
     );
     for i in 0..df.height() {
         let (Some(t), Some((total, available))) = (t[i], memory[i]) else {
@@ -412,7 +413,12 @@ fn push_devices(
         return Ok(());
     }
     let u = |name: &str| u64_values(df, name);
-    let (t, device, used, total) = (u("t_ns")?, u("device")?, u("used")?, u("total")?);
+    let (t, device, used, total) = (
+        u(col::T_NS)?,
+        u(col::DEVICE)?,
+        u(col::USED_BYTES)?,
+        u(col::TOTAL_BYTES)?,
+    );
     for i in 0..df.height() {
         let (Some(t), Some(device)) = (t[i], device[i]) else {
             continue;
