@@ -6,6 +6,7 @@
 
 use crate::analysis::{self, Options};
 use crate::frames::prelude::*;
+use crate::recording::layout::columns::{MANIFEST_JSON, RECORD};
 use crate::recording::layout::{file_name, RunKey, TABLES};
 use crate::recording::{read_parquet, Manifest, Recording, RecordingError};
 use std::path::{Path, PathBuf};
@@ -106,9 +107,9 @@ fn published_manifest(path: &Path) -> Result<Option<Manifest>, PublishError> {
     if !path.exists() {
         return Ok(None);
     }
-    let table = read_parquet(path, Some(&["manifest_json"]))?;
+    let table = read_parquet(path, Some(&[MANIFEST_JSON]))?;
     let text = table
-        .column("manifest_json")
+        .column(MANIFEST_JSON)
         .and_then(|c| c.str().cloned())
         .ok()
         .and_then(|c| c.get(0).map(str::to_string));
@@ -153,7 +154,7 @@ fn stage(recording: &Recording, run_dir: &Path, staging: &Path) -> Result<Staged
         .iter()
         .map(|e| serde_json::to_string(e).expect("bug: an event always serializes"))
         .collect();
-    add(&mut events, Column::new("record".into(), records), staging)?;
+    add(&mut events, Column::new(RECORD.into(), records), staging)?;
     count("events", write(staging, "events", 1, &mut events)?);
     let mut trials = recording.trials_frame()?;
     with_wall_clock(&mut trials, "start_ns", "start_wall_ns", start, staging)?;

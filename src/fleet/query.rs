@@ -3,6 +3,7 @@
 //! for, its run taken from the partition's names. Raw samples are never read here.
 
 use crate::frames::prelude::*;
+use crate::recording::layout::columns as column;
 use crate::recording::layout::{table_files, RunKey};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,22 +106,27 @@ pub struct RunPoint {
 }
 
 const FINDINGS: &[&str] = &[
-    "worker",
-    "verdict",
-    "kind",
-    "per_trial_bytes",
-    "per_trial_low_bytes",
-    "per_trial_high_bytes",
-    "per_hour_bytes",
-    "first_clear_trial",
-    "site",
-    "site_code",
-    "oom_kills",
-    "crash_restarts",
-    "policy_restarts",
+    column::WORKER,
+    column::VERDICT,
+    column::KIND,
+    column::PER_TRIAL_BYTES,
+    column::PER_TRIAL_LOW_BYTES,
+    column::PER_TRIAL_HIGH_BYTES,
+    column::PER_HOUR_BYTES,
+    column::FIRST_CLEAR_TRIAL,
+    column::SITE,
+    column::SITE_CODE,
+    column::OOM_KILLS,
+    column::CRASH_RESTARTS,
+    column::POLICY_RESTARTS,
 ];
-const RUNS: &[&str] = &["start", "start_wall_ns", "study"];
-const PARAMETERS: &[&str] = &["name", "value", "effect_bytes", "significant"];
+const RUNS: &[&str] = &[column::START, column::START_WALL_NS, column::STUDY];
+const PARAMETERS: &[&str] = &[
+    column::NAME,
+    column::VALUE,
+    column::EFFECT_BYTES,
+    column::SIGNIFICANT,
+];
 
 /// A row of `runs`.
 struct RunRow {
@@ -166,9 +172,9 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
         return Err(FleetError::NoDestination(dest.to_path_buf()));
     }
     let runs = read_table(dest, "runs", RUNS, |r| RunRow {
-        start: r.str("start").unwrap_or_default(),
-        start_wall_ns: r.u64("start_wall_ns"),
-        study: r.str("study"),
+        start: r.str(column::START).unwrap_or_default(),
+        start_wall_ns: r.u64(column::START_WALL_NS),
+        study: r.str(column::STUDY),
     })?;
     if runs.is_empty() {
         return Err(FleetError::Empty(dest.to_path_buf()));
@@ -203,19 +209,19 @@ pub fn answer(dest: &Path, since_wall_ns: Option<u64>) -> Result<Answers, FleetE
 impl FindingRow {
     fn read(r: &Row) -> Self {
         Self {
-            worker: r.u64("worker").unwrap_or(0) as u32,
-            leak: r.str("verdict").as_deref() == Some("leak"),
-            kind: r.str("kind").unwrap_or_default(),
-            per_trial_bytes: r.f64("per_trial_bytes"),
-            per_trial_low_bytes: r.f64("per_trial_low_bytes"),
-            per_trial_high_bytes: r.f64("per_trial_high_bytes"),
-            per_hour_bytes: r.f64("per_hour_bytes"),
-            first_clear_trial: r.str("first_clear_trial"),
-            site: r.str("site"),
-            site_code: r.str("site_code"),
-            oom_kills: r.u64("oom_kills").unwrap_or(0),
-            crash_restarts: r.u64("crash_restarts").unwrap_or(0),
-            policy_restarts: r.u64("policy_restarts").unwrap_or(0),
+            worker: r.u64(column::WORKER).unwrap_or(0) as u32,
+            leak: r.str(column::VERDICT).as_deref() == Some("leak"),
+            kind: r.str(column::KIND).unwrap_or_default(),
+            per_trial_bytes: r.f64(column::PER_TRIAL_BYTES),
+            per_trial_low_bytes: r.f64(column::PER_TRIAL_LOW_BYTES),
+            per_trial_high_bytes: r.f64(column::PER_TRIAL_HIGH_BYTES),
+            per_hour_bytes: r.f64(column::PER_HOUR_BYTES),
+            first_clear_trial: r.str(column::FIRST_CLEAR_TRIAL),
+            site: r.str(column::SITE),
+            site_code: r.str(column::SITE_CODE),
+            oom_kills: r.u64(column::OOM_KILLS).unwrap_or(0),
+            crash_restarts: r.u64(column::CRASH_RESTARTS).unwrap_or(0),
+            policy_restarts: r.u64(column::POLICY_RESTARTS).unwrap_or(0),
         }
     }
 }
@@ -223,10 +229,10 @@ impl FindingRow {
 impl ParameterRow {
     fn read(r: &Row) -> Self {
         Self {
-            name: r.str("name").unwrap_or_default(),
-            value: r.str("value"),
-            effect_bytes: r.f64("effect_bytes"),
-            significant: r.bool("significant").unwrap_or(false),
+            name: r.str(column::NAME).unwrap_or_default(),
+            value: r.str(column::VALUE),
+            effect_bytes: r.f64(column::EFFECT_BYTES),
+            significant: r.bool(column::SIGNIFICANT).unwrap_or(false),
         }
     }
 }

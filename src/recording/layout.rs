@@ -142,6 +142,37 @@ fn name_after(path: &Path, prefix: &str) -> Option<String> {
         .flatten()
 }
 
+/// The columns of the tables `publish` draws from a run (`runs`, `findings`, `parameters`)
+/// that are read back: by the fleet's questions, and by a published run's reader. The
+/// others are named where `fleet::tables` writes them; FORMAT.md's test holds all of them.
+pub mod columns {
+    pub const START: &str = "start";
+    pub const START_WALL_NS: &str = "start_wall_ns";
+    pub const STUDY: &str = "study";
+    pub const VERDICT: &str = "verdict";
+    pub const DAMAGED_RECORDS: &str = "damaged_records";
+    pub const TORN_TAIL_BYTES: &str = "torn_tail_bytes";
+    pub const MANIFEST_JSON: &str = "manifest_json";
+    pub const WORKER: &str = "worker";
+    pub const KIND: &str = "kind";
+    pub const PER_TRIAL_BYTES: &str = "per_trial_bytes";
+    pub const PER_TRIAL_LOW_BYTES: &str = "per_trial_low_bytes";
+    pub const PER_TRIAL_HIGH_BYTES: &str = "per_trial_high_bytes";
+    pub const PER_HOUR_BYTES: &str = "per_hour_bytes";
+    pub const FIRST_CLEAR_TRIAL: &str = "first_clear_trial";
+    pub const SITE: &str = "site";
+    pub const SITE_CODE: &str = "site_code";
+    pub const OOM_KILLS: &str = "oom_kills";
+    pub const CRASH_RESTARTS: &str = "crash_restarts";
+    pub const POLICY_RESTARTS: &str = "policy_restarts";
+    pub const NAME: &str = "name";
+    pub const VALUE: &str = "value";
+    pub const EFFECT_BYTES: &str = "effect_bytes";
+    pub const SIGNIFICANT: &str = "significant";
+    /// `events`: the event as its JSON record.
+    pub const RECORD: &str = "record";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,6 +2,7 @@
 //! run) rather than from its run directory: the same `Recording`, read from other files.
 
 use super::*;
+use crate::recording::layout::columns;
 
 impl Recording {
     /// The manifest and events from the run's rows in `runs` and `events` (each keeps the
@@ -26,7 +27,7 @@ impl Recording {
                 })?;
             Ok(values.iter().flatten().map(str::to_string).collect())
         };
-        let manifest_json = json(&runs, "manifest_json")?;
+        let manifest_json = json(&runs, columns::MANIFEST_JSON)?;
         let manifest: Manifest = manifest_json
             .first()
             .map(|text| serde_json::from_str(text))
@@ -40,7 +41,7 @@ impl Recording {
         let mut events = Vec::new();
         let mut garbled = 0;
         if events_path.exists() {
-            for text in json(&events_path, "record")? {
+            for text in json(&events_path, columns::RECORD)? {
                 match serde_json::from_str::<Event>(&text) {
                     Ok(event) => events.push(event),
                     Err(_) => garbled += 1,
@@ -56,7 +57,10 @@ impl Recording {
             source: Source::Published { dest, key },
         };
         // The damage reading the run directory skipped when it was published.
-        let skipped = read_parquet(&runs, Some(&["damaged_records", "torn_tail_bytes"]))?;
+        let skipped = read_parquet(
+            &runs,
+            Some(&[columns::DAMAGED_RECORDS, columns::TORN_TAIL_BYTES]),
+        )?;
         let first = |name: &str| {
             skipped
                 .column(name)
@@ -65,8 +69,8 @@ impl Recording {
                 .unwrap_or(0) as usize
         };
         recording.count(frame::DecodeStats {
-            garbled: garbled + first("damaged_records"),
-            torn_tail_bytes: first("torn_tail_bytes"),
+            garbled: garbled + first(columns::DAMAGED_RECORDS),
+            torn_tail_bytes: first(columns::TORN_TAIL_BYTES),
             ..Default::default()
         });
         Ok(recording)
