@@ -30,6 +30,8 @@
 //! - `redact` masks secrets in command lines and text before anything is written.
 //! - `units` parses and prints sizes, durations and clock times; `clock` pairs the run's
 //!   monotonic and wall clocks; `exit` maps outcomes to exit codes.
+//! - `attended` is a recording someone watches: the live view, the metrics exporter, and the
+//!   summary, verdict and report at its end (run, attach, demo, watch, soak).
 //! - `cli` is the command line and `commands` the subcommands, glue over the rest.
 //! - `fixture_worker` is the stand-in trial worker that tests and the demo run.
 //!
@@ -39,7 +41,7 @@
 //! | floor | modules |
 //! |---|---|
 //! | 8 | `commands` |
-//! | 7 | `cli`, `soak`, `replay` |
+//! | 7 | `cli`, `soak`, `replay`, `attended` |
 //! | 6 | `harness`, `metrics`, `fleet`, `fixture_worker` |
 //! | 5 | `sampler`, `live`, `report` |
 //! | 4 | `supervisor`, `analysis` |
@@ -48,6 +50,7 @@
 //! | 1 | `units`, `clock`, `exit`, `console`, `markdown`, `redact`, `few`, `freshness`, `frames`, `stats`, `stop_token` |
 
 pub mod analysis;
+pub mod attended;
 pub mod cli;
 pub mod clock;
 pub mod commands;

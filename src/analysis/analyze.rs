@@ -11,7 +11,6 @@ use super::load::loaded::Loaded;
 use super::load::loaded::SystemSummary;
 use super::locate::params::{parameter_effects, TrialGrowth};
 use super::measures::*;
-use crate::recording::columns as col;
 use crate::recording::{Recording, RecordingError, RunStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -54,6 +53,27 @@ pub struct Analysis {
     pub devices: BTreeMap<u32, Timeline>,
     /// The last sample's time (ns since the start).
     pub last_sample_ns: Option<u64>,
+}
+
+/// How far ahead `analyze`, `check` and a run's verdict forecast unless told.
+pub const HORIZON: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
+
+/// Opens the recording (or published run) at `dir`, refuses a format newer than this
+/// memwarden's, and analyses it with the default rules, forecasting `horizon` ahead: what
+/// `analyze`, `check`, `diff` and the verdict at a run's end all start from.
+pub fn analyze_run(
+    dir: &std::path::Path,
+    horizon: std::time::Duration,
+) -> Result<(Recording, Findings), AnalysisError> {
+    let recording = Recording::open(dir)?;
+    recording.manifest.check_version(dir)?;
+    let options = Options {
+        horizon_hours: horizon.as_secs_f64() / 3600.0,
+        live: recording.manifest.still_recording(),
+        ..Options::default()
+    };
+    let findings = analyze(&recording, &options)?;
+    Ok((recording, findings))
 }
 
 pub fn analyze(recording: &Recording, options: &Options) -> Result<Findings, AnalysisError> {
@@ -335,48 +355,11 @@ fn oom_kills(recording: &Recording, loaded: &Loaded) -> Option<super::judge::oom
 
 /// What each worker's own cgroup counted (the `cgroups` table); empty without one.
 fn worker_oom_counts(recording: &Recording) -> Vec<super::judge::oom::WorkerCounts> {
-    let mut readings: BTreeMap<u32, Vec<super::judge::oom::WorkerReading>> = BTreeMap::new();
-    for index in recording.sample_segments().unwrap_or_default() {
-        let Ok(table) = recording.cgroups_segment(index) else {
-            continue;
-        };
-        let column =
-            |name: &str| super::load::columns::u64_values(&table, name).unwrap_or_default();
-        let (t, worker, kills) = (
-            column(col::T_NS),
-            column(col::WORKER),
-            column(col::OOM_KILL),
-        );
-        let (oom, failcnt, limit) = (
-            column(col::OOM),
-            column(col::FAILCNT),
-            column(col::LIMIT_BYTES),
-        );
-        for i in 0..t.len() {
-            let (Some(t), Some(worker), Some(kills)) = (t[i], worker[i], kills[i]) else {
-                continue;
-            };
-            // v2 counts meeting the limit in `oom`, v1 a failed charge in `failcnt`.
-            let own = oom
-                .get(i)
-                .copied()
-                .flatten()
-                .or(failcnt.get(i).copied().flatten());
-            let limit = limit.get(i).copied().flatten();
-            readings
-                .entry(worker as u32)
-                .or_default()
-                .push((t, kills, own.unwrap_or(0), limit));
-        }
-    }
-    readings
+    super::load::cgroups::oom_readings(recording)
         .into_iter()
-        .map(|(worker, mut r)| {
-            r.sort_by_key(|x| x.0);
-            super::judge::oom::WorkerCounts {
-                worker,
-                rises: super::judge::oom::worker_rises(&r),
-            }
+        .map(|(worker, readings)| super::judge::oom::WorkerCounts {
+            worker,
+            rises: super::judge::oom::worker_rises(&readings),
         })
         .filter(|c| !c.rises.is_empty())
         .collect()

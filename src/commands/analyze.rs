@@ -1,24 +1,13 @@
 //! `memwarden analyze`, `check` and `diff`: read recordings, run the analysis, print.
 
 use super::{EXIT_BAD_INPUT, EXIT_FINDING, EXIT_OK};
-use crate::analysis::{self, compare, gates, text, Findings, Options};
+use crate::analysis::{self, compare, gates, text, Findings};
 use crate::cli::{AnalyzeArgs, CheckArgs, DiffArgs};
-use crate::recording::Recording;
 use std::io::Write;
 use std::path::Path;
 
-/// How far ahead `analyze` and `check` forecast unless told.
-pub(super) const HORIZON: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
-
-pub(super) fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings> {
-    let recording = Recording::open(dir)?;
-    recording.manifest.check_version(dir)?;
-    let options = Options {
-        horizon_hours: horizon.as_secs_f64() / 3600.0,
-        live: recording.manifest.still_recording(),
-        ..Options::default()
-    };
-    Ok(analysis::analyze(&recording, &options)?)
+fn findings(dir: &Path, horizon: std::time::Duration) -> anyhow::Result<Findings> {
+    Ok(analysis::analyze_run(dir, horizon)?.1)
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
@@ -48,14 +37,7 @@ pub fn analyze(args: AnalyzeArgs) -> anyhow::Result<u8> {
 }
 
 pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let recording = Recording::open(&args.run_dir)?;
-    recording.manifest.check_version(&args.run_dir)?;
-    let options = Options {
-        horizon_hours: HORIZON.as_secs_f64() / 3600.0,
-        live: recording.manifest.still_recording(),
-        ..Options::default()
-    };
-    let findings = analysis::analyze(&recording, &options)?;
+    let (recording, findings) = analysis::analyze_run(&args.run_dir, analysis::HORIZON)?;
     let crashes = gates::crashes(&recording.events);
     let report = match gates::check(&findings, args.kind, args.max_growth, &crashes) {
         Ok(report) => report,
@@ -92,9 +74,8 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
 }
 
 pub fn diff(args: DiffArgs) -> anyhow::Result<u8> {
-    let horizon = std::time::Duration::from_secs(12 * 3600);
-    let before = findings(&args.before, horizon)?;
-    let after = findings(&args.after, horizon)?;
+    let before = findings(&args.before, analysis::HORIZON)?;
+    let after = findings(&args.after, analysis::HORIZON)?;
     let kind = args
         .kind
         .unwrap_or_else(|| compare::leak_kind(&before, &after));

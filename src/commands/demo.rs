@@ -47,11 +47,10 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<u8> {
         log_cap: crate::supervisor::log_file::DEFAULT_CAP,
     };
     let config = record.harness_config(Duration::from_secs(5));
-    let (code, concluded) = super::record::record_and_conclude(
+    let (code, concluded) = crate::attended::record_and_conclude(
         config,
         Workload::Spawn { argv, workers: 2 },
-        crate::cli::ViewArgs::default(),
-        &crate::cli::MetricsArgs::default(),
+        &Default::default(),
     )?;
     let Some(concluded) = concluded else {
         anyhow::bail!("the demo's recording could not be analysed (see the warning above)");

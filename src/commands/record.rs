@@ -1,14 +1,8 @@
 //! `memwarden run` and `memwarden attach`.
 
-use super::{EXIT_FINDING, EXIT_OK};
-use crate::analysis::Findings;
+use crate::attended::{record_and_conclude, Attendance};
 use crate::cli::{AttachArgs, MetricsArgs, RunArgs, ViewArgs};
-use crate::console::{say, View};
-use crate::harness::{record, HarnessConfig, RunSummary, Workload};
-use crate::live::{draw_until, SharedStatus};
-use crate::stop_token::StopToken;
-use crate::supervisor::{stop_on_signals, Exit};
-use std::path::{Path, PathBuf};
+use crate::harness::Workload;
 use std::time::Duration;
 
 pub fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -28,7 +22,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
         config.policy = Some(policy);
         config.policy_text = Some(text);
     }
-    Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
+    Ok(record_and_conclude(config, workload, &attendance(args.view, &args.metrics))?.0)
 }
 
 pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
@@ -52,163 +46,14 @@ pub fn attach(args: AttachArgs) -> anyhow::Result<u8> {
         logs: args.logs,
     };
     let config = args.record.harness_config(Duration::ZERO);
-    Ok(record_and_conclude(config, workload, args.view, &args.metrics)?.0)
+    Ok(record_and_conclude(config, workload, &attendance(args.view, &args.metrics))?.0)
 }
 
-/// Records with the live view on a terminal (unless `--quiet`), then says how the run went:
-/// the summary, the verdict, the recording's and the report's paths. Returns the exit code and
-/// what the verdict was drawn from.
-pub(crate) fn record_and_conclude(
-    mut config: HarnessConfig,
-    workload: Workload,
-    view: ViewArgs,
-    metrics: &MetricsArgs,
-) -> anyhow::Result<(u8, Option<Concluded>)> {
-    let live = SharedStatus::default();
-    let exporter = start_metrics(metrics, &live)?;
-    let what = match &workload {
-        Workload::Spawn { workers, .. } => format!("{workers} worker(s)"),
-        Workload::Attach { pids, .. } => format!("{} attached process(es)", pids.len()),
-    };
-    say(format!(
-        "recording {what} into {} (Ctrl-C stops; twice kills the workers at once)",
-        config.run_dir.display()
-    ));
-    config.live = Some(live.clone());
-    let done = StopToken::new();
-    let drawer = (!view.quiet)
-        .then(View::start)
-        .flatten()
-        .and_then(|terminal| {
-            let (live, done) = (live.clone(), done.clone());
-            std::thread::Builder::new()
-                .name("memwarden-view".into())
-                .spawn(move || draw_until(&terminal, &live, &done))
-                .ok()
-        });
-    let summary = record(config, workload, stop_on_signals()?);
-    done.stop();
-    if let Some(drawer) = drawer {
-        let _ = drawer.join();
-    }
-    if let Some(exporter) = exporter {
-        exporter.finish();
-    }
-    let summary = summary?;
-    let code = print_summary(&summary);
-    let crashes: Vec<(u32, String)> = summary
-        .failed_workers
-        .iter()
-        .map(|(worker, exit)| (*worker, exit_words(exit)))
-        .collect();
-    let concluded = conclude(&summary.run_dir, view.no_report, &crashes);
-    Ok((code, concluded))
-}
-
-/// Starts serving the live status to Prometheus when asked; an address or directory that cannot
-/// be used is an error before any worker starts.
-pub(crate) fn start_metrics(
-    metrics: &MetricsArgs,
-    live: &SharedStatus,
-) -> anyhow::Result<Option<crate::metrics::Exporter>> {
-    let options = metrics.options();
-    if options.listen.is_none() && options.textfile.is_none() {
-        return Ok(None);
-    }
-    let exporter = crate::metrics::Exporter::start(&options, live.clone())?;
-    if let Some(address) = exporter.listening {
-        say(format!("metrics: http://{address}/metrics"));
-    }
-    if let Some(dir) = &options.textfile {
-        say(format!(
-            "metrics: {} (every 2 s)",
-            dir.join(crate::metrics::TEXTFILE).display()
-        ));
-    }
-    Ok(Some(exporter))
-}
-
-/// What the end-of-run verdict was drawn from.
-pub(crate) struct Concluded {
-    pub findings: Findings,
-    pub report: Option<PathBuf>,
-}
-
-/// The verdict of the recording in `run_dir` and where it and its report are; the report is
-/// written unless `no_report`. A failure here is a warning: the recording is whole, and
-/// `memwarden report` can try again.
-pub(crate) fn conclude(
-    run_dir: &Path,
-    no_report: bool,
-    crashes: &[(u32, String)],
-) -> Option<Concluded> {
-    let made = if no_report {
-        super::analyze::findings(run_dir, super::analyze::HORIZON).map(|f| (f, None))
-    } else {
-        let job = crate::report::pipeline::ReportJob::for_run(run_dir, None, false);
-        crate::report::pipeline::write_report_with(&job, None).map(|(path, f)| (f, Some(path)))
-    };
-    let (findings, report) = match made {
-        Ok(made) => made,
-        Err(error) => {
-            say(format!(
-                "warning: no verdict: {}; try `memwarden report {}`",
-                crate::exit::describe(&error),
-                run_dir.display()
-            ));
-            return None;
-        }
-    };
-    for line in crate::analysis::brief::brief(&findings, crashes) {
-        say(line);
-    }
-    say(format!("recording: {}", run_dir.display()));
-    if let Some(report) = &report {
-        say(format!("report: {}", report.display()));
-    }
-    Some(Concluded { findings, report })
-}
-
-/// `exited with code 3`, `was killed by signal 9`.
-pub(crate) fn exit_words(exit: &Exit) -> String {
-    match (exit.code, exit.signal) {
-        (Some(code), _) => format!("exited with code {code}"),
-        (_, Some(signal)) => format!("was killed by signal {signal}"),
-        _ => "ended".into(),
-    }
-}
-
-pub(crate) fn print_summary(summary: &RunSummary) -> u8 {
-    eprintln!(
-        "memwarden: {}: {} ticks, {} events, {} smaps snapshots, {} overrun ticks, {} dropped",
-        summary.stop_reason,
-        summary.writer.ticks,
-        summary.writer.events,
-        summary.writer.snapshots,
-        summary.sampler.overrun_ticks,
-        summary.writer.dropped_ticks,
-    );
-    for (worker, exit) in &summary.failed_workers {
-        say(format!("worker {worker} {}", exit_words(exit)));
-    }
-    if let Some(counters) = &summary.policy {
-        let restarts: u64 = counters.restarts.values().sum();
-        eprintln!(
-            "memwarden: policy: {} trial(s) held back by the brake, {} escalation(s), {restarts} restart(s), {} crash(es)",
-            counters.brakes, counters.escalations, counters.crashes
-        );
-        for reason in &counters.degraded {
-            eprintln!("memwarden: degraded: {reason}");
-        }
-    }
-    println!("{}", summary.run_dir.display());
-    let degraded = summary
-        .policy
-        .as_ref()
-        .is_some_and(|c| !c.degraded.is_empty());
-    if summary.failed_workers.is_empty() && !degraded {
-        EXIT_OK
-    } else {
-        EXIT_FINDING
+/// What `--quiet`, `--no-report` and the `--metrics-*` flags ask of an attended recording.
+pub(super) fn attendance(view: ViewArgs, metrics: &MetricsArgs) -> Attendance {
+    Attendance {
+        quiet: view.quiet,
+        no_report: view.no_report,
+        metrics: metrics.options(),
     }
 }

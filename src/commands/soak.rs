@@ -50,7 +50,7 @@ pub fn soak(args: SoakArgs) -> anyhow::Result<u8> {
     config.mode = "soak".into();
     let live: SharedStatus = Arc::new(Mutex::new(LiveStatus::default()));
     config.live = Some(live.clone());
-    let exporter = super::record::start_metrics(&args.metrics, &live)?;
+    let exporter = crate::attended::start_metrics(&args.metrics.options(), &live)?;
     let run_dir = config.run_dir.clone();
     eprintln!(
         "memwarden: soak: {} worker(s) for {} into {} (checkpoint every {})",

@@ -56,7 +56,7 @@ pub fn watch(args: WatchArgs) -> anyhow::Result<u8> {
     wait_for_its_end(dir);
     let report = dir.join("report").join("report.md");
     let kept = report.exists();
-    super::record::conclude(dir, args.no_report || kept, &crashes(&status));
+    crate::attended::conclude(dir, args.no_report || kept, &crashes(&status));
     if kept {
         say(format!("report: {} (written before)", report.display()));
     }
@@ -80,7 +80,7 @@ fn crashes(status: &LiveStatus) -> Vec<(u32, String)> {
                 },
                 _ => return None,
             };
-            Some((*worker, super::record::exit_words(&exit)))
+            Some((*worker, crate::attended::exit_words(&exit)))
         })
         .collect()
 }

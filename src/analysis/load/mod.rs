@@ -1,6 +1,7 @@
-//! Reading a recording into per-trial levels and timelines: its columns, the sparse fill of budgeted reads, the walk of each segment, how each trial's end was read, and the inputs the policy engine is replayed on.
+//! Reading a recording into per-trial levels and timelines: its columns, the sparse fill of budgeted reads, the walk of each segment, the workers' own cgroups, how each trial's end was read, and the inputs the policy engine is replayed on.
 
 pub mod boundary;
+pub(crate) mod cgroups;
 pub(crate) mod coarse_series;
 pub(crate) mod columns;
 pub(crate) mod fill;
