@@ -58,15 +58,14 @@ pub struct Analysis {
 /// How far ahead `analyze`, `check` and a run's verdict forecast unless told.
 pub const HORIZON: std::time::Duration = std::time::Duration::from_secs(12 * 3600);
 
-/// Opens the recording (or published run) at `dir`, refuses a format newer than this
-/// memwarden's, and analyses it with the default rules, forecasting `horizon` ahead: what
+/// Opens the recording (or published run) at `dir` (which refuses a format newer than this
+/// memwarden's) and analyses it with the default rules, forecasting `horizon` ahead: what
 /// `analyze`, `check`, `diff` and the verdict at a run's end all start from.
 pub fn analyze_run(
     dir: &std::path::Path,
     horizon: std::time::Duration,
 ) -> Result<(Recording, Findings), AnalysisError> {
     let recording = Recording::open(dir)?;
-    recording.manifest.check_version(dir)?;
     let options = Options {
         horizon_hours: horizon.as_secs_f64() / 3600.0,
         live: recording.manifest.still_recording(),

@@ -7,20 +7,16 @@
 use super::{default_run_dir, EXIT_FINDING, EXIT_OK};
 use crate::analysis::{self, Options};
 use crate::cli::ReplayArgs;
-use crate::exit::EXIT_NOT_ENOUGH_DATA;
 use crate::recording::Recording;
 use crate::replay::find_trial;
 use crate::replay::session::{bisect, params_text, run_case, Settings};
-use crate::replay::verdict::{
-    isolated_words, judge, judged_kind, Judging, RepeatOutcome, RepeatVerdict,
-};
+use crate::replay::verdict::{exit_code, isolated_words, judge, judged_kind, Judging};
 use crate::supervisor::stop_on_signals;
 use serde::Serialize;
 use std::time::Instant;
 
 pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
     let recording = Recording::open(&args.run_dir)?;
-    recording.manifest.check_version(&args.run_dir)?;
     let out = args.record.out.clone().unwrap_or_else(default_run_dir);
     let stop = stop_on_signals()?;
     let source = analysis::analyze(&recording, &Options::default())?;
@@ -98,18 +94,6 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
             "outcome": outcome, "dir": out, "wall_s": began.elapsed().as_secs_f64() })
     })?;
     Ok(exit_code([&outcome]))
-}
-
-/// 1 where anything leaks, else 4 where a replay could not decide, else 0.
-fn exit_code<'a>(outcomes: impl IntoIterator<Item = &'a RepeatOutcome>) -> u8 {
-    let verdicts: Vec<RepeatVerdict> = outcomes.into_iter().map(|o| o.verdict).collect();
-    if verdicts.contains(&RepeatVerdict::Leaks) {
-        EXIT_FINDING
-    } else if verdicts.iter().any(|v| *v != RepeatVerdict::Stable) {
-        EXIT_NOT_ENOUGH_DATA
-    } else {
-        EXIT_OK
-    }
 }
 
 fn print_or_json<T: Serialize>(

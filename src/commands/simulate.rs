@@ -11,7 +11,6 @@ use clap::Parser;
 
 pub fn simulate(args: SimulateArgs) -> anyhow::Result<u8> {
     let recording = Recording::open(&args.run_dir)?;
-    recording.manifest.check_version(&args.run_dir)?;
     let policy = args.policy.load()?.map_or_else(Policy::default, |(p, _)| p);
     let bound = crate::analysis::containment::bound(&policy);
     let mut simulator = Simulator::new(

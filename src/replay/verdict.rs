@@ -171,6 +171,18 @@ pub fn isolated_words(findings: &Findings, kind: Kind) -> (bool, String) {
     )
 }
 
+/// 1 where anything leaks, else 4 where a replay could not decide, else 0.
+pub fn exit_code<'a>(outcomes: impl IntoIterator<Item = &'a RepeatOutcome>) -> u8 {
+    let verdicts: Vec<RepeatVerdict> = outcomes.into_iter().map(|o| o.verdict).collect();
+    if verdicts.contains(&RepeatVerdict::Leaks) {
+        crate::exit::EXIT_FINDING
+    } else if verdicts.iter().any(|v| *v != RepeatVerdict::Stable) {
+        crate::exit::EXIT_NOT_ENOUGH_DATA
+    } else {
+        crate::exit::EXIT_OK
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
