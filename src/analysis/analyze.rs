@@ -150,6 +150,7 @@ pub fn analyze_with_series(
     let containment = containment(recording, &loaded);
     let findings = Findings {
         schema_version: SCHEMA_VERSION,
+        memory_pressure: loaded.system.as_ref().is_some_and(under_pressure),
         containment,
         boundary_reads,
         run: RunSummary {

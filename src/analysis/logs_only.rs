@@ -58,6 +58,7 @@ pub fn logs_only(
         sampler_health: Vec::new(),
         boundary_reads: Vec::new(),
         containment: None,
+        memory_pressure: false,
     };
     Analysis {
         findings,

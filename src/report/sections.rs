@@ -5,7 +5,8 @@
 
 use super::findings::rate_words;
 use super::ReportInput;
-use crate::analysis::{slot, Kind, Verdict, WorkerFinding};
+use crate::analysis::statements::{self, RunVerdict};
+use crate::analysis::{slot, Kind, WorkerFinding};
 use crate::markdown::escape;
 use crate::recording::EventKind;
 use crate::units::{clock_utc, duration, size};
@@ -38,37 +39,22 @@ fn live(input: &ReportInput) -> bool {
 
 pub fn summary(out: &mut String, input: &ReportInput) {
     let f = &input.analysis.findings;
-    let leaking: Vec<&WorkerFinding> = f
-        .workers
-        .iter()
-        .filter(|w| w.verdict == Verdict::Leak)
-        .collect();
     let crashed_workers = crashed_workers(input);
-    let system = input.analysis.system.as_ref();
-    let pressure = system.is_some_and(|s| {
-        s.min_available_bytes < 0.1 * s.mem_total_bytes
-            || s.max_psi_full_avg10.is_some_and(|p| p >= 10.0)
-    });
-    let logs_only = f.workers.is_empty() && f.run.process_samples == 0;
-    let oom = crate::analysis::statements::oom(f);
-    let verdict =
-        if abrupt(input) || !input.kills.is_empty() || !crashed_workers.is_empty() || oom.is_some()
-        {
-            "crash"
-        } else if logs_only {
-            "unknown (no memory was recorded)"
-        } else if !leaking.is_empty() {
-            "leak found"
-        } else if pressure {
-            "memory pressure"
-        } else {
-            "healthy"
-        };
-    let headline = match (verdict, leaking.first()) {
-        ("leak found", Some(w)) => {
+    let said = statements::run(
+        f,
+        statements::Ends {
+            ended_abruptly: abrupt(input),
+            kernel_kills: input.kills.len(),
+            crashed_workers: crashed_workers.len(),
+        },
+    );
+    let oom = statements::oom(f);
+    let verdict = said.verdict.words();
+    let headline = match (said.verdict, said.leaking.first()) {
+        (RunVerdict::LeakFound, Some(w)) => {
             format!("leak found: worker {} retains {}", w.worker, rate_words(w))
         }
-        (v, _) => v.to_string(),
+        _ => verdict.to_string(),
     };
     let _ = writeln!(out, "# memwarden report: {headline}\n");
     let mut paragraph = Vec::new();
@@ -101,34 +87,33 @@ pub fn summary(out: &mut String, input: &ReportInput) {
         ));
     }
     if let Some(oom) = &oom {
-        paragraph.extend(crate::analysis::statements::oom_words(oom));
+        paragraph.extend(statements::oom_words(oom));
     }
     if !crashed_workers.is_empty() {
         paragraph.push(format!("Crashed: {}.", crashed_workers.join(", ")));
     }
-    for w in &leaking {
+    for w in &said.leaking {
         paragraph.extend(leak_sentences(w));
     }
-    paragraph.extend(crate::analysis::statements::outside_words(f));
-    let plateaus: Vec<String> = f
-        .workers
-        .iter()
-        .filter(|w| w.verdict == Verdict::Plateau)
-        .map(|w| format!("worker {}", w.worker))
-        .collect();
-    if !plateaus.is_empty() {
+    paragraph.extend(statements::outside_words(f));
+    if !said.plateaus.is_empty() {
+        let plateaus: Vec<String> = said
+            .plateaus
+            .iter()
+            .map(|w| format!("worker {w}"))
+            .collect();
         paragraph.push(format!(
             "{} grew and then stopped growing (a plateau, not a leak).",
             plateaus.join(", ")
         ));
     }
-    if logs_only {
+    if said.logs_only {
         paragraph.push(trial_counts(input));
-    } else if leaking.is_empty() && plateaus.is_empty() {
+    } else if said.leaking.is_empty() && said.plateaus.is_empty() {
         paragraph.push("No worker's retained memory grows beyond noise.".into());
     }
     paragraph.extend(memory_sentences(input));
-    if let Some(hours) = f.forecast.as_ref().and_then(|fc| fc.exhausted_in_hours) {
+    if let Some(hours) = said.exhausted_in_hours {
         paragraph.push(format!(
             "At this rate memory runs out in about {}.",
             duration(hours * 3600.0)

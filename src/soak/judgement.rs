@@ -2,7 +2,7 @@
 //! the lines of the live view.
 
 use crate::analysis::gates::{check, GrowthBudget};
-use crate::analysis::text::{rate, site_clause};
+use crate::analysis::text::{leak_clause, rate, site_clause};
 use crate::analysis::{Findings, Verdict};
 use crate::live::LiveStatus;
 use crate::policy::Counters;
@@ -104,20 +104,7 @@ pub fn judge(
                 .filter(|w| w.verdict == Verdict::Leak)
             {
                 leaking.push(w.worker);
-                let how = w
-                    .kind_finding(w.kind)
-                    .and_then(|k| {
-                        k.per_trial
-                            .map(|r| rate(&r, "trial"))
-                            .or(k.per_hour.map(|r| rate(&r, "h")))
-                    })
-                    .unwrap_or_default();
-                reasons.push(format!(
-                    "worker {} leaks {} {how}{}",
-                    w.worker,
-                    w.kind.words(),
-                    site_clause(w)
-                ));
+                reasons.push(format!("worker {} leaks {}", w.worker, leak_clause(w)));
             }
         }
     }

@@ -31,7 +31,7 @@ fn a_leak_fails_and_names_the_worker() {
     assert!(!verdict.passed());
     assert_eq!(verdict.leaking_workers, [0]);
     assert!(
-        verdict.reasons[0].starts_with("worker 0 leaks anonymous memory +"),
+        verdict.reasons[0].starts_with("worker 0 leaks anonymous memory, +"),
         "{:?}",
         verdict.reasons
     );

@@ -74,7 +74,7 @@ fn a_soak_with_a_leaking_worker_fails_names_it_and_publishes_during_the_run() {
     assert_eq!(verdict["leaking_workers"], serde_json::json!([1]));
     let reasons = verdict["reasons"].to_string();
     assert!(
-        reasons.contains("worker 1 leaks anonymous memory +6.0"),
+        reasons.contains("worker 1 leaks anonymous memory, +6.0"),
         "{reasons}"
     );
     assert_eq!(

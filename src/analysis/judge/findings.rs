@@ -42,6 +42,17 @@ pub struct Findings {
     /// How the policy's brake and restarts went, where the brake engaged (absent otherwise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub containment: Option<super::containment::Containment>,
+    /// Available memory fell under 10% of the total (within the memory cgroup's limit where
+    /// one applied), or memory PSI full reached 10%; false where nothing was recorded.
+    #[serde(default)]
+    pub memory_pressure: bool,
+}
+
+/// The machine ran short of memory: available memory under 10% of the total, or memory PSI
+/// full at 10% or more.
+pub fn under_pressure(system: &crate::analysis::load::loaded::SystemSummary) -> bool {
+    system.min_available_bytes < 0.1 * system.mem_total_bytes
+        || system.max_psi_full_avg10.is_some_and(|p| p >= 10.0)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

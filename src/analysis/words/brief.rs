@@ -4,8 +4,8 @@
 //! and the run's parameter value that goes with growth. The report says the rest.
 //! Pure: findings and the workers' crashes in, lines out.
 
-use super::statements::{self, ParameterWhat};
-use super::text::{growth_rate, site_clause};
+use super::statements::{self, ParameterWhat, RunVerdict};
+use super::text::{growth_rate, leak_clause};
 use crate::analysis::judge::findings::Findings;
 use crate::analysis::judge::verdict::Verdict;
 use crate::units::MIB;
@@ -13,12 +13,15 @@ use crate::units::MIB;
 /// `crashes`: per worker, how it ended when that was not memwarden's doing (`exited with code
 /// 3`, `was killed by signal 9`).
 pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
-    let leaking: Vec<String> = findings
-        .workers
-        .iter()
-        .filter(|w| w.verdict == Verdict::Leak)
-        .map(|w| w.worker.to_string())
-        .collect();
+    // The run's verdict as the report's headline has it (`statements::run`), tersely.
+    let said = statements::run(
+        findings,
+        statements::Ends {
+            crashed_workers: crashes.len(),
+            ..Default::default()
+        },
+    );
+    let leaking: Vec<String> = said.leaking.iter().map(|w| w.worker.to_string()).collect();
     let mut headline = match leaking.as_slice() {
         [] => format!("verdict: no leak ({})", findings.verdict.word()),
         [one] => format!("verdict: LEAK in worker {one}"),
@@ -26,6 +29,11 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
     };
     if !crashes.is_empty() {
         headline.push_str(&format!(", {} CRASH(ES)", crashes.len()));
+    } else if said.verdict == RunVerdict::Crash {
+        headline.push_str(", OOM KILL(S)");
+    }
+    if said.verdict == RunVerdict::MemoryPressure {
+        headline.push_str(", memory pressure");
     }
     let mut lines = vec![headline];
     for w in &findings.workers {
@@ -34,11 +42,9 @@ pub fn brief(findings: &Findings, crashes: &[(u32, String)]) -> Vec<String> {
             (None, _) | (_, Verdict::InsufficientData) => {
                 format!("too little data for a verdict ({} trial(s))", w.trials)
             }
-            (Some(rate), Verdict::Leak) => format!(
-                "LEAK in {}, {}{}{}",
-                w.kind.words(),
-                growth_rate(rate),
-                site_clause(w),
+            (Some(_), Verdict::Leak) => format!(
+                "LEAK in {}{}",
+                leak_clause(w),
                 w.top_site()
                     .and_then(|site| site.parameter.as_deref())
                     .map_or(String::new(), |p| format!(", with {p}"))
@@ -152,5 +158,28 @@ mod tests {
             crashed.contains(&"  worker 7: CRASH: it exited with code 1".to_string()),
             "a worker with no finding still gets its line: {crashed:?}"
         );
+    }
+
+    /// The brief's headline and the report's agree on the run's verdict (`statements::run`): a
+    /// leak outweighs memory pressure, and pressure is said where nothing leaks.
+    #[test]
+    fn memory_pressure_is_said_where_nothing_leaks() {
+        let mut plateau = findings("plateau");
+        plateau.memory_pressure = true;
+        let lines = brief(&plateau, &[]);
+        assert!(lines[0].ends_with(", memory pressure"), "{lines:?}");
+        let said = crate::analysis::statements::run(&plateau, Default::default());
+        assert_eq!(said.verdict.words(), "memory pressure");
+        let mut leak = findings("leak");
+        leak.memory_pressure = true;
+        assert_eq!(brief(&leak, &[])[0], "verdict: LEAK in worker 0");
+        let crashed = crate::analysis::statements::run(
+            &leak,
+            crate::analysis::statements::Ends {
+                crashed_workers: 1,
+                ..Default::default()
+            },
+        );
+        assert_eq!(crashed.verdict.words(), "crash");
     }
 }

@@ -468,4 +468,6 @@ pub fn forecast(fc: &Forecast) -> ForecastStatement<'_> {
 }
 
 mod machine;
+mod run;
 pub use machine::{oom, oom_words, outside_words, OomStatement, OomWorker};
+pub use run::{run, Ends, RunStatement, RunVerdict};
