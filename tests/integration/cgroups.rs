@@ -153,13 +153,11 @@ impl MemoryCgroup {
 impl Drop for MemoryCgroup {
     fn drop(&mut self) {
         // The last processes may still be leaving.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+        if !eventually(Duration::from_secs(5), || {
+            std::fs::remove_dir(&self.dir).is_ok() || !self.dir.exists()
+        }) {
+            eprintln!("could not remove {}", self.dir.display());
         }
-        eprintln!("could not remove {}", self.dir.display());
     }
 }
 
@@ -386,7 +384,10 @@ fn each_worker_is_read_from_a_cgroup_of_its_own_which_is_removed_at_the_end() {
             .filter(|r| cgroups.get(r, "worker") == Some(worker))
             .collect();
         assert_eq!(rows.len(), system.rows.len(), "one row per tick");
-        let anon: Vec<f64> = rows.iter().filter_map(|r| cgroups.get(r, "anon")).collect();
+        let anon: Vec<f64> = rows
+            .iter()
+            .filter_map(|r| cgroups.get(r, "anon_bytes"))
+            .collect();
         assert_eq!(anon.len(), rows.len(), "anon on every tick");
         let grew = anon.iter().copied().fold(0.0, f64::max) - anon[0];
         assert!(grew > 64.0 * MIB, "the cgroup saw the leak: {grew}");

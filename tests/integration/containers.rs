@@ -50,6 +50,8 @@ fn a_child_that_outlives_its_parent_stays_with_its_worker_and_leaves_no_zombie()
     let started = Instant::now();
     let mut zombies = Vec::new();
     let mut looked = 0;
+    // Not a wait for an event: memwarden's children are looked at every 0.1 s for 2 s, as
+    // a zombie would show at any of those looks.
     while started.elapsed() < Duration::from_millis(2000) {
         std::thread::sleep(Duration::from_millis(100));
         if started.elapsed() < Duration::from_millis(900) {
@@ -125,10 +127,9 @@ fn as_pid_1_it_passes_sigterm_on_to_the_workers() {
     let unshare = unshare.expect("unshare runs (util-linux: apt-get install -y util-linux)");
     // memwarden is unshare's only child, PID 1 inside the namespace.
     let mut harness = None;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && !dir.join("manifest.json").exists() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    eventually(Duration::from_secs(10), || {
+        dir.join("manifest.json").exists()
+    });
     if let Some((pid, _)) = children_states(unshare.id()).first() {
         harness = Some(*pid);
     }
@@ -139,7 +140,10 @@ fn as_pid_1_it_passes_sigterm_on_to_the_workers() {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     };
-    std::thread::sleep(Duration::from_millis(800));
+    // SIGTERM while the worker runs its trials, not while it starts.
+    wait_until("the worker's first trial has started", || {
+        memwarden::recording::Recording::open(&dir).is_ok_and(|r| !r.trials().is_empty())
+    });
     let asked = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(harness),

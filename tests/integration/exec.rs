@@ -375,12 +375,12 @@ trait WaitOrKill {
 impl WaitOrKill for std::process::Child {
     /// Waits for the child's own exit, killing it if it takes longer than `after`.
     fn wait_timeout_or_kill(&mut self, after: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = std::time::Instant::now() + after;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(status)) = self.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let mut status = None;
+        if eventually(after, || {
+            status = self.try_wait().ok().flatten();
+            status.is_some()
+        }) {
+            return status;
         }
         let _ = self.kill();
         self.wait().ok()

@@ -66,6 +66,11 @@ fn serving(dir: &std::path::Path) -> (Server, u16) {
     wait_until("memwarden serves /metrics", || {
         http_get(port, "/metrics").is_some()
     });
+    // The endpoint answers before the workers start: a measure taken then would miss the
+    // threads that reading them starts (sampler, writer, output readers).
+    wait_until("the worker runs trials", || {
+        memwarden::recording::Recording::open(dir).is_ok_and(|r| !r.trials().is_empty())
+    });
     (server, port)
 }
 
@@ -134,6 +139,8 @@ fn a_gigabyte_header_line_and_five_thousand_idle_connections_cost_memwarden_noth
         .filter_map(|_| TcpStream::connect(("127.0.0.1", port)).ok())
         .collect();
     assert!(idle.len() > 4000, "only {} connections opened", idle.len());
+    // Not a wait for an event: the cost is measured after the server has had half a second
+    // under the idle connections (it may take, hold or drop them, as its limits say).
     std::thread::sleep(Duration::from_millis(500));
     let rss_idle_kib = status_field(pid, "VmRSS");
     let threads_idle = status_field(pid, "Threads");

@@ -41,12 +41,10 @@ impl Drop for Server {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if eventually(Duration::from_secs(10), || {
+            matches!(self.0.try_wait(), Ok(Some(_)))
+        }) {
+            return;
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -418,14 +416,30 @@ fn a_broken_scrape_or_a_textfile_that_cannot_be_written_never_stops_the_run() {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         let _ = stream.write_all(request.as_bytes());
     }
+    // memwarden's lines as they come, to wait on the textfile writer's note.
+    let mut run = run;
+    let said = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        let (said, mut pipe) = (said.clone(), run.stderr.take().expect("stderr piped"));
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                let text = String::from_utf8_lossy(&chunk[..n]).into_owned();
+                said.lock().expect("lock").push_str(&text);
+            }
+        })
+    };
     std::fs::remove_dir_all(&textfiles).expect("remove");
-    std::thread::sleep(Duration::from_millis(2500));
+    wait_until("the textfile writer says the run goes on", || {
+        said.lock().expect("lock").contains("the run goes on")
+    });
     let (status, body) = http_get(port, "/metrics").expect("still served");
     assert_eq!(status, 200);
     assert!(body.contains("memwarden_worker_memory_bytes"));
-    let out = run.wait_with_output().expect("memwarden ends");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let status = run.wait().expect("memwarden ends");
+    reader.join().expect("reader");
+    let stderr = said.lock().expect("lock").clone();
+    assert!(status.success(), "{stderr}");
     assert!(stderr.contains("the run goes on"), "{stderr}");
     assert!(stderr.contains("verdict: LEAK in worker 0"), "{stderr}");
 }

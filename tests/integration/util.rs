@@ -46,14 +46,25 @@ pub fn run_fixture(dir: &Path, run_args: &str, fixture_args: &str) -> Output {
 }
 
 /// Polls `condition` until it holds; fails the test after 20 s.
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !condition() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting until {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    assert!(
+        eventually(std::time::Duration::from_secs(20), condition),
+        "timed out waiting until {what}"
+    );
+}
+
+/// Polls `condition` every 20 ms until it holds (true) or `within` has passed (false): the
+/// one way the tests wait, for a caller that has something to do when the wait fails.
+pub fn eventually(within: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
