@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # What --trace-python costs a real Optuna study: its optimize() time alone, under memwarden with
-# the tracer, under memwarden without it, and under `memray run` for comparison, in PAIRS
+# the tracer (`traced`; `heaponly`: without its native allocation sampler, MEMWARDEN_NATIVE=0),
+# under memwarden without it, and under `memray run` for comparison, in PAIRS
 # alternating rounds (default 3), with the tracer's milliseconds per trial boundary. Two
 # workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects),
 # `objects` (20,000 small dicts per pass: the worst case for an allocation tracer) and `torch`
@@ -38,6 +39,8 @@ for i in $(seq "$pairs"); do
   "$py" "$study" "$trials" 2>/dev/null | seconds - >> "$tmp/plain"
   "$exe" run --trace-python --out "$tmp/traced-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
   seconds "$tmp/traced-$i"/logs/worker-0.log >> "$tmp/traced"
+  MEMWARDEN_NATIVE=0 "$exe" run --trace-python --out "$tmp/heaponly-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
+  seconds "$tmp/heaponly-$i"/logs/worker-0.log >> "$tmp/heaponly"
   "$exe" run --out "$tmp/untraced-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
   seconds "$tmp/untraced-$i"/logs/worker-0.log >> "$tmp/untraced"
   "$py" -m memray run -q -o "$tmp/memray-$i.bin" "$study" "$trials" 2>/dev/null | seconds - >> "$tmp/memray"
@@ -53,7 +56,7 @@ tmp = sys.argv[1]
 read = lambda name: [float(x) for x in open(f"{tmp}/{name}").read().split()]
 plain = read("plain")
 print(f"plain optimize(): median {statistics.median(plain):.3f} s over {len(plain)} runs ({min(plain):.3f}..{max(plain):.3f})")
-for name in ("untraced", "traced", "memray"):
+for name in ("untraced", "heaponly", "traced", "memray"):
     runs = read(name)
     ratios = [r / p for r, p in zip(runs, plain)]
     print(f"{name:9s}: median {statistics.median(runs):.3f} s, median ratio to plain {statistics.median(ratios):.2f}x (pairs {min(ratios):.2f}..{max(ratios):.2f})")

@@ -78,6 +78,10 @@ class _State:
         self.gpu_warmup_ms = 0.0
         self.identity = None
         self.lost_fd = 0
+        from . import _native
+
+        # memwarden's native allocation sampler, where it is preloaded (`_native`).
+        self.native = _native.Native.find()
         # None: not started; False: off (MEMWARDEN_TENSOR_CENSUS=0, or it failed).
         self.census = False if os.environ.get("MEMWARDEN_TENSOR_CENSUS") == "0" else None
         worker = os.environ.get("MEMWARDEN_WORKER", "")
@@ -284,16 +288,17 @@ class _State:
             }
         )
         del snapshot, raw, by_traceback
+        self.native_report(trial)
         self.in_stretch += 1
         if cost_ms > BUDGET_MS:
             # Too many live blocks to walk at every boundary: start again from none.
-            tm.stop()
+            self.stop_tracing()
             self.epoch += 1
             self.begin_stretch(trial)
         elif self.in_stretch >= STRETCH:
             self.gap = self.gap_left = self.next_gap()
             if self.gap_left > 0:
-                tm.stop()
+                self.stop_tracing()
                 self.epoch += 1
             # Cheap enough to trace every trial: the epoch goes on, every trial a difference.
         # The snapshot's own time is the tracer's, not the next trial's.
@@ -367,7 +372,7 @@ class _State:
             # (a snapshot without a stack in it imports nothing); tracing starts again in a new
             # epoch, whose first report is only a baseline.
             if tracing:
-                tm.stop()
+                self.stop_tracing()
             begun = time.perf_counter()
             probe = torch.empty(1, device="cuda")
             cuda.memory._snapshot()
@@ -433,7 +438,37 @@ class _State:
             self.tracemalloc.clear_traces()
         else:
             self.tracemalloc.start(self.frames)
+        if self.native is not None:
+            self.native.trace(True, self.epoch)
         self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
+
+    def stop_tracing(self):
+        """Ends the stretch: tracemalloc and the native sampler's line tracing both stop."""
+        self.tracemalloc.stop()
+        if self.native is not None:
+            self.native.trace(False, self.epoch)
+
+    def native_report(self, trial):
+        """The native sampler's surviving samples of this epoch by the worker's line, like the
+        heap's `sites` (`_native`)."""
+        if self.native is None:
+            return
+        begun = time.perf_counter()
+        stacks = self.native.stacks(self.epoch)
+        groups, total = self.grouped(stacks)
+        cost_ms = (time.perf_counter() - begun) * 1e3
+        self.write(
+            {
+                "kind": "sites",
+                "memory": "native",
+                "trial": str(trial),
+                "epoch": self.epoch,
+                "traced_bytes": total,
+                "traced_blocks": sum(s[2] for s in stacks),
+                "cost_ms": round(cost_ms, 3),
+                "sites": self.ranked(groups),
+            }
+        )
 
 
 def _fail(error):
@@ -443,7 +478,7 @@ def _fail(error):
     try:
         if state is not None:
             state.write({"kind": "error", "error": "%s: %s" % (type(error).__name__, error)})
-            state.tracemalloc.stop()
+            state.stop_tracing()
     except Exception:
         pass
 
@@ -581,6 +616,7 @@ def start():
                 "executable": sys.executable,
                 "tracemalloc": True,
                 "frames": frames,
+                "native": state.native.status() if state.native is not None else "not preloaded",
             }
         )
         import logging

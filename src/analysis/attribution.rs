@@ -93,36 +93,46 @@ pub(super) fn locate_sites(
         } else {
             crate::recording::SiteMemory::PythonHeap
         };
-        let told: Vec<&crate::recording::PythonSites> = events
-            .iter()
-            .filter(|e| e.worker == Some(finding.worker))
-            .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                    Some(sites.as_ref())
-                }
-                _ => None,
-            })
-            .collect();
-        // Only the trials a report names: a map of every trial cost a million entries.
-        let named: std::collections::HashSet<&str> =
-            told.iter().map(|sites| sites.trial.as_str()).collect();
-        let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
-            .iter()
-            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
-            .map(|t| (t.trial.as_str(), &*t.params))
-            .collect();
-        let reports: Vec<super::locate::sites::Report> = told
-            .into_iter()
-            .map(|sites| super::locate::sites::Report {
-                sites,
-                params: params
-                    .get(sites.trial.as_str())
-                    .copied()
-                    .unwrap_or(&no_params),
-            })
-            .collect();
+        let worker = finding.worker;
+        let reports_of = |memory| -> Vec<super::locate::sites::Report> {
+            let told: Vec<&crate::recording::PythonSites> = events
+                .iter()
+                .filter(|e| e.worker == Some(worker))
+                .filter_map(|e| match &e.kind {
+                    crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
+                        Some(sites.as_ref())
+                    }
+                    _ => None,
+                })
+                .collect();
+            // Only the trials a report names: a map of every trial cost a million entries.
+            let named: std::collections::HashSet<&str> =
+                told.iter().map(|sites| sites.trial.as_str()).collect();
+            let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
+                .iter()
+                .filter(|t| t.worker == worker && named.contains(t.trial.as_str()))
+                .map(|t| (t.trial.as_str(), &*t.params))
+                .collect();
+            told.into_iter()
+                .map(|sites| super::locate::sites::Report {
+                    sites,
+                    params: params
+                        .get(sites.trial.as_str())
+                        .copied()
+                        .unwrap_or(&no_params),
+                })
+                .collect()
+        };
         let measured = finding.per_trial_bytes(finding.kind);
-        let (mut sites, tracing) = super::locate::sites::sites(&reports, measured);
+        let (mut sites, mut tracing) = super::locate::sites::sites(&reports_of(memory), measured);
+        if memory == crate::recording::SiteMemory::PythonHeap {
+            let native = super::locate::sites::sites(
+                &reports_of(crate::recording::SiteMemory::Native),
+                measured,
+            );
+            (sites, tracing) = heap_or_native((sites, tracing), native);
+        }
+
         for site in &mut sites {
             let text = sources.entry(site.file.clone()).or_insert_with(|| {
                 // A source file, not a data file someone named .py: bounded.
@@ -208,4 +218,71 @@ pub(super) fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) 
     }
     hints.dedup();
     finding.hints = hints;
+}
+
+type Located = (
+    Vec<super::locate::sites::SiteFinding>,
+    Option<super::locate::sites::Tracing>,
+);
+
+/// For host memory: the native sampler's lines where they explain more of the growth than the
+/// Python heap's (PyTorch's CPU tensors never reach tracemalloc), with the heap's tracing
+/// figures (its cost, the study's own growth); the heap's lines otherwise.
+fn heap_or_native(heap: Located, native: Located) -> Located {
+    let share = |t: &Option<super::locate::sites::Tracing>| {
+        t.as_ref().and_then(|t| t.explained).unwrap_or(0.0)
+    };
+    if native.0.is_empty() || share(&native.1) <= share(&heap.1) {
+        return heap;
+    }
+    let tracing = match (heap.1, native.1) {
+        (Some(mut heap), Some(native)) => {
+            heap.explained = native.explained;
+            heap.native = true;
+            Some(heap)
+        }
+        (heap, native) => native.or(heap),
+    };
+    (native.0, tracing)
+}
+
+/// Which attribution ran in the traced Python processes, in one line: the Python heap
+/// (tracemalloc) always, native allocations where the sampler was preloaded and loaded, and
+/// why not where it was not. `None` without `--trace-python`.
+pub(super) fn tracer_note(events: &[crate::recording::Event]) -> Option<String> {
+    let states: Vec<(i32, Option<&str>)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            crate::recording::EventKind::PythonTracer { pid, native, .. } => {
+                Some((*pid, native.as_deref()))
+            }
+            _ => None,
+        })
+        .collect();
+    if states.is_empty() {
+        return None;
+    }
+    let sampled = states
+        .iter()
+        .filter(|(_, n)| n.is_some_and(|n| n.starts_with("on")))
+        .count();
+    let mut line = format!(
+        "the Python tracer ran in {} process(es): lines of the Python heap (tracemalloc) in all, of native allocations (malloc and its kin, sampled) in {sampled}",
+        states.len()
+    );
+    let why: std::collections::BTreeSet<&str> = states
+        .iter()
+        .filter_map(|(_, n)| match n {
+            Some(n) if n.starts_with("on") => None,
+            Some(n) => Some(n.split('\t').next().unwrap_or(n)),
+            None => Some("a tracer too old to say"),
+        })
+        .collect();
+    if !why.is_empty() {
+        line.push_str(&format!(
+            " (elsewhere: {})",
+            why.into_iter().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    Some(line)
 }

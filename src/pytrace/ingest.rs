@@ -21,6 +21,8 @@ pub enum TraceRecord {
         #[serde(default)]
         python: Option<String>,
         tracemalloc: bool,
+        #[serde(default)]
+        native: Option<String>,
     },
     Epoch {
         pid: i32,
@@ -76,12 +78,14 @@ impl TraceRecord {
                 worker,
                 python,
                 tracemalloc,
+                native,
             } => Some((
                 worker,
                 EventKind::PythonTracer {
                     pid,
                     python,
                     tracemalloc,
+                    native,
                 },
             )),
             TraceRecord::Epoch { .. } => None,

@@ -29,7 +29,16 @@ const PACKAGE: &[(&str, &str)] = &[
         "memwarden/_pytest.py",
         include_str!("../../python/memwarden/_pytest.py"),
     ),
+    (
+        "memwarden/_native.py",
+        include_str!("../../python/memwarden/_native.py"),
+    ),
 ];
+/// The native allocation sampler (src/pytrace/native_sampler.c, built by build.rs); empty where
+/// it could not be built (not glibc, no C compiler).
+const NATIVE_SAMPLER: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libmemwarden_native.so"));
+/// The sampler's file in the run directory's `python/`.
+pub const NATIVE_SAMPLER_FILE: &str = "libmemwarden_native.so";
 const SITECUSTOMIZE: &str = include_str!("../../python/sitecustomize.py");
 
 /// What `install` wrote, and the environment the workers get for it.
@@ -45,6 +54,9 @@ pub struct Installed {
 pub struct Inherited {
     pub pythonpath: Option<String>,
     pub pytest_plugins: Option<String>,
+    pub ld_preload: Option<String>,
+    /// `MEMWARDEN_NATIVE=0`: no native sampler under `--trace-python`.
+    pub no_native: bool,
 }
 
 impl Inherited {
@@ -52,6 +64,8 @@ impl Inherited {
         Self {
             pythonpath: std::env::var("PYTHONPATH").ok(),
             pytest_plugins: std::env::var("PYTEST_PLUGINS").ok(),
+            ld_preload: std::env::var("LD_PRELOAD").ok(),
+            no_native: std::env::var("MEMWARDEN_NATIVE").as_deref() == Ok("0"),
         }
     }
 }
@@ -105,9 +119,41 @@ pub fn install(
         std::fs::create_dir_all(&dir)?;
         let dir = dir.canonicalize().unwrap_or(dir);
         env.push(("MEMWARDEN_TRACE_DIR".into(), dir.display().to_string()));
+        if let Some(preload) = preload_native_sampler(&lib, inherited)? {
+            env.push(("LD_PRELOAD".into(), preload));
+        }
         Some(dir)
     } else {
         None
     };
     Ok(Installed { trace_dir, env })
+}
+
+/// Writes the native sampler beside the helper package and gives the workers' `LD_PRELOAD`
+/// with it first (the harness's own entries kept after it); `None` where there is no sampler
+/// to preload or `MEMWARDEN_NATIVE=0` asks for none. A worker that is not Python carries it
+/// unused; one where it cannot load (a static binary, musl) runs without it, and the tracer
+/// says so (`_native.py`).
+fn preload_native_sampler(lib: &Path, inherited: &Inherited) -> std::io::Result<Option<String>> {
+    if NATIVE_SAMPLER.is_empty() || inherited.no_native {
+        return Ok(None);
+    }
+    let path = lib.join(NATIVE_SAMPLER_FILE);
+    std::fs::write(&path, NATIVE_SAMPLER)?;
+    let path = path.canonicalize().unwrap_or(path).display().to_string();
+    // The dynamic loader splits LD_PRELOAD at spaces and colons: a path with either would
+    // preload pieces of itself.
+    if path.contains([' ', ':']) {
+        return Ok(None);
+    }
+    Ok(Some(
+        match inherited
+            .ld_preload
+            .as_deref()
+            .filter(|p| !p.trim().is_empty())
+        {
+            Some(existing) => format!("{path}:{existing}"),
+            None => path,
+        },
+    ))
 }

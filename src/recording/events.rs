@@ -130,6 +130,10 @@ pub enum EventKind {
         pid: i32,
         python: Option<String>,
         tracemalloc: bool,
+        /// The native sampler in that process: `on ...`, `off: why`, or `not preloaded`
+        /// (absent in older recordings).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        native: Option<String>,
     },
     /// At a trial's end, what a traced Python process still holds by allocation site, of the
     /// memory allocated since its traces were last cleared. Within one `epoch` a site's bytes
@@ -245,6 +249,9 @@ pub enum SiteMemory {
     PythonHeap,
     /// Live CUDA blocks of PyTorch's caching allocator, with the stack that allocated them.
     Gpu,
+    /// Native allocations (malloc and its kin: PyTorch's CPU tensors, NumPy's buffers) as the
+    /// preloaded sampler saw them, each sample standing for its bytes (`_native.py`).
+    Native,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

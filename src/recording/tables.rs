@@ -186,6 +186,7 @@ pub(crate) fn sites_frame(events: &[Event]) -> PolarsResult<DataFrame> {
         .col(MEMORY, |r| match r.1.memory {
             super::SiteMemory::PythonHeap => "python_heap",
             super::SiteMemory::Gpu => "gpu",
+            super::SiteMemory::Native => "native",
         })
         .col(FILE, |r| r.2.file.as_str())
         .col(LINE, |r| r.2.line)

@@ -250,14 +250,20 @@ fn traced_sentence(fact: &Fact) -> String {
         slowdown,
         gap,
         stretch,
+        native,
     } = fact
     else {
         unreachable!("bug: only traces")
     };
+    let whose = if *native {
+        " (native allocations, sampled)"
+    } else {
+        ""
+    };
     format!(
     "Traced {processes} Python process(es) over {reports} trial(s){}; the tracer took {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
     explained.map_or(String::new(), |e| format!(
-        ": the lines above explain {:.0}% of the growth",
+        ": the lines above{whose} explain {:.0}% of the growth",
         100.0 * e
     )),
     crate::analysis::text::duty_words(*slowdown, *gap, *stretch)

@@ -1,13 +1,15 @@
-//! `--trace-python`'s tensor census on a real Optuna + PyTorch study
-//! (fixtures/python/torch_holders_study.py): each way of keeping tensors named by its holder
+//! `--trace-python` on a real Optuna + PyTorch study (fixtures/python/torch_holders_study.py):
+//! each way of keeping tensors named by its holder (the tensor census) and by the line that
+//! allocated it (the native allocation sampler: PyTorch's CPU tensors never reach tracemalloc)
 //! with its bytes per trial, the graph and the view as mechanisms, the parameter with its
 //! bytes; and the fixed code names nothing.
 
 use crate::util::{analyze, memwarden, tempdir, venv_python, MIB};
 use memwarden::analysis::holders::{HolderFinding, Mechanism};
+use memwarden::analysis::WorkerFinding;
 use std::path::Path;
 
-fn study(dir: &Path, clean: bool) -> Vec<HolderFinding> {
+fn study(dir: &Path, clean: bool) -> WorkerFinding {
     let out = memwarden()
         // Every trial censused and traced: a trial here is 0.3 s, a census 50-200 ms, and
         // the default budget (20%) would census a few trials in each stretch of many.
@@ -25,7 +27,24 @@ fn study(dir: &Path, clean: bool) -> Vec<HolderFinding> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    analyze(dir).workers.remove(0).holders
+    analyze(dir).workers.remove(0)
+}
+
+/// The site whose source line holds `code`, and its bytes per trial in MiB.
+fn line(worker: &WorkerFinding, code: &str) -> f64 {
+    let site = worker
+        .sites
+        .iter()
+        .find(|s| s.code.as_deref().is_some_and(|c| c.contains(code)))
+        .unwrap_or_else(|| panic!("no line `{code}` in {:#?}", worker.sites));
+    site.per_trial.bytes / MIB
+}
+
+fn within(what: &str, rate: f64, mib: f64) {
+    assert!(
+        (rate / mib - 1.0).abs() <= 0.15,
+        "{what}: {rate:.2} MiB/trial, not {mib:.2}"
+    );
 }
 
 fn holder<'a>(holders: &'a [HolderFinding], name: &str) -> &'a HolderFinding {
@@ -47,7 +66,8 @@ fn near(h: &HolderFinding, mib: f64) {
 #[test]
 fn each_way_of_keeping_tensors_is_named_by_its_holder_and_the_fix_names_none() {
     let temp = tempdir();
-    let holders = study(&temp.path().join("leaks"), false);
+    let worker = study(&temp.path().join("leaks"), false);
+    let holders = worker.holders.clone();
     let views = holder(&holders, "VIEWS");
     near(views, 4.0);
     assert_eq!(views.mechanism(), Some(Mechanism::View), "{views:?}");
@@ -78,7 +98,34 @@ fn each_way_of_keeping_tensors_is_named_by_its_holder_and_the_fix_names_none() {
         words.contains("GRAD_LOG (list, module-level): +"),
         "{words}"
     );
+    // The lines, from the native sampler (its lines explain more of the growth than the
+    // Python heap's, which never sees these tensors): the view's 4 MiB base, the graph's
+    // 2 MiB activation, the cache's 2 MiB, and the log's 8 MiB in the trials that keep it,
+    // as the census measured it.
+    let tracing = worker.tracing.as_ref().expect("the tracer reported");
+    assert!(tracing.native, "{tracing:?}");
+    within("the view's base", line(&worker, "big = torch.ones"), 4.0);
+    within(
+        "the graph's activation",
+        line(&worker, "MODEL(x).relu().sum()"),
+        2.0,
+    );
+    within("the cache", line(&worker, "CACHE[trial.number]"), 2.0);
+    // The log's line grows 8 MiB in the trials with keep_grads=True only: its mean per trial
+    // is the census's within what the traced trials' mix of the parameter's values allows
+    // (the census counts every trial; the line's reports skip each stretch's first).
+    let (logged, census) = (line(&worker, "GRAD_LOG.append"), log.per_trial.bytes / MIB);
+    assert!(
+        (logged / census - 1.0).abs() <= 0.25,
+        "the log's line: {logged:.2} MiB/trial, the census {census:.2}"
+    );
     // The fixed code: `.item()`, `.clone()`, no cache, no log.
     let clean = study(&temp.path().join("clean"), true);
-    assert!(clean.is_empty(), "{clean:#?}");
+    assert!(clean.holders.is_empty(), "{:#?}", clean.holders);
+    let kept: Vec<_> = clean
+        .sites
+        .iter()
+        .filter(|s| s.per_trial.bytes > 0.25 * MIB)
+        .collect();
+    assert!(kept.is_empty(), "{kept:#?}");
 }

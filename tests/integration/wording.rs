@@ -99,6 +99,7 @@ fn every_fact() -> (Recording, Analysis) {
         gap: Some(113),
         stretch: Some(2),
         peak_bytes: None,
+        native: false,
         study: Some(memwarden::analysis::study::StudyGrowth {
             per_trial: memwarden::analysis::Rate {
                 bytes: 28.3 * 1024.0,

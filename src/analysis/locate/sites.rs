@@ -87,6 +87,10 @@ pub struct Tracing {
     /// whatever the worker's verdict: an in-memory study keeps every trial.
     #[serde(default)]
     pub study: Option<super::study::StudyGrowth>,
+    /// The lines are the native sampler's (its samples of malloc and its kin), not the
+    /// Python heap's: they explained more of the growth.
+    #[serde(default)]
+    pub native: bool,
 }
 
 /// One report, with the parameters of the trial it closed (empty when not known).
@@ -141,6 +145,9 @@ pub fn sites(
             (!peaks.is_empty()).then(|| crate::stats::median(&peaks))
         },
         study,
+        native: reports
+            .iter()
+            .any(|r| r.sites.memory == crate::recording::SiteMemory::Native),
     };
     (found, Some(tracing))
 }

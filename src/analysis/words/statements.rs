@@ -97,6 +97,8 @@ pub enum Fact<'a> {
         slowdown: Option<f64>,
         gap: Option<u32>,
         stretch: Option<u32>,
+        /// The lines are the native sampler's (malloc and its kin), not the Python heap's.
+        native: bool,
     },
     /// The search framework's own state grows (`--trace-python`), whatever the verdict.
     Study(&'a crate::analysis::locate::study::StudyGrowth),
@@ -241,6 +243,7 @@ pub fn worker(w: &WorkerFinding) -> WorkerStatement<'_> {
             slowdown: t.slowdown,
             gap: t.gap,
             stretch: t.stretch,
+            native: t.native,
         });
     }
     if let Some(study) = w.tracing.as_ref().and_then(|t| t.study.as_ref()) {

@@ -178,12 +178,21 @@ fn traced_line(fact: &Fact) -> String {
         slowdown,
         gap,
         stretch,
+        native,
     } = fact
     else {
         unreachable!("bug: only traces")
     };
+    let whose = if *native {
+        " (native allocations, sampled)"
+    } else {
+        ""
+    };
     let explained = explained.map_or(String::new(), |e| {
-        format!(", the lines above explain {:.0}% of the growth", 100.0 * e)
+        format!(
+            ", the lines above{whose} explain {:.0}% of the growth",
+            100.0 * e
+        )
     });
     format!(
         "traced: {processes} Python process(es), {reports} trial report(s){explained}; {mean_cost_ms:.1} ms per boundary (at most {max_cost_ms:.1}){}",
