@@ -46,14 +46,19 @@ class Native:
 
     def trace(self, on, epoch):
         """Samples from now on belong to `epoch`; lines are traced on this thread (`on`) unless
-        another trace function is set (a debugger, coverage), which is left alone."""
+        another trace function is set (a debugger, coverage), which is left alone: the shim's
+        own shows as None to `sys.gettrace()`, someone else's does not."""
         import sys
 
-        if on and sys.gettrace() is not None and not self.tracing:
-            on = False
-        self.tracing = bool(on) and self.trace_fn(1, epoch) == 0
-        if not self.tracing:
+        theirs = sys.gettrace() is not None
+        if on and not theirs:
+            self.tracing = self.trace_fn(1, epoch) == 0
+        elif self.tracing and not theirs:
             self.trace_fn(0, epoch)
+            self.tracing = False
+        else:
+            self.trace_fn(-1, epoch)
+            self.tracing = False
 
     def stacks(self, epoch):
         """`(frames, bytes, samples, bytes)` per stack still holding samples of `epoch`, frames

@@ -225,14 +225,18 @@ type Located = (
     Option<super::locate::sites::Tracing>,
 );
 
-/// For host memory: the native sampler's lines where they explain more of the growth than the
-/// Python heap's (PyTorch's CPU tensors never reach tracemalloc), with the heap's tracing
-/// figures (its cost, the study's own growth); the heap's lines otherwise.
+/// For host memory: the Python heap's lines, exact (tracemalloc), where they explain the
+/// growth; where they explain under a third of it, the native sampler's lines if they explain
+/// more (PyTorch's CPU tensors never reach tracemalloc), with the heap's tracing figures (its
+/// cost, the study's own growth).
 fn heap_or_native(heap: Located, native: Located) -> Located {
     let share = |t: &Option<super::locate::sites::Tracing>| {
         t.as_ref().and_then(|t| t.explained).unwrap_or(0.0)
     };
-    if native.0.is_empty() || share(&native.1) <= share(&heap.1) {
+    if native.0.is_empty()
+        || share(&heap.1) >= super::locate::sites::NATIVE_BELOW
+        || share(&native.1) <= share(&heap.1)
+    {
         return heap;
     }
     let tracing = match (heap.1, native.1) {

@@ -39,7 +39,9 @@ extern void *__libc_memalign(size_t, size_t);
 #define TLS __thread __attribute__((tls_model("initial-exec")))
 #define EXPORT __attribute__((visibility("default")))
 
-enum { SLOTS = 1 << 16, STACKS = 4096, FRAMES = 8, POOL = 1 << 19 };
+/* Live samples (16,384 of 1 MiB: 16 GiB sampled at once), distinct stacks, frames a stack
+ * keeps, bytes of file names, distinct file names. */
+enum { SLOT_BITS = 14, SLOTS = 1 << SLOT_BITS, STACKS = 4096, FRAMES = 8, POOL = 1 << 18, NAMES = 1 << 12 };
 
 struct slot {
     uintptr_t ptr; /* 0: empty */
@@ -63,6 +65,8 @@ static struct stack stacks[STACKS];
 static size_t nstacks = 2;
 static char pool[POOL];
 static size_t pool_used = 1;
+/* The pool offset of each distinct file name, by hash (open addressing; 0: empty). */
+static uint32_t names[NAMES];
 static atomic_flag lock = ATOMIC_FLAG_INIT;
 static atomic_int enabled = 1;
 static char off_reason[200];
@@ -222,16 +226,26 @@ static uint64_t hash_text(const char *s) {
     return h;
 }
 
-/* Under the lock: `name`'s offset in the pool (kept once per distinct stack, so a repeat is
- * cheap enough), 0 when the pool is full. */
+/* Under the lock: `name`'s offset in the pool, each distinct name kept once; 0 (the empty
+ * name) when the pool or its index is full. */
 static uint32_t intern(const char *name) {
+    size_t at = (size_t)(hash_text(name) & (NAMES - 1));
+    for (size_t probe = 0; probe < NAMES; probe++, at = (at + 1) & (NAMES - 1)) {
+        if (names[at] == 0) {
+            break;
+        }
+        if (strcmp(pool + names[at], name) == 0) {
+            return names[at];
+        }
+    }
     size_t len = strlen(name) + 1;
-    if (pool_used + len > POOL) {
+    if (names[at] != 0 || pool_used + len > POOL) {
         return 0;
     }
     memcpy(pool + pool_used, name, len);
+    names[at] = (uint32_t)pool_used;
     pool_used += len;
-    return (uint32_t)(pool_used - len);
+    return names[at];
 }
 
 /* Under the lock: the stack's index, added if new; 0 for no stack or a full table. */
@@ -262,7 +276,10 @@ static uint32_t stack_of(const struct frame *frames, int n) {
     return (uint32_t)nstacks++;
 }
 
-static size_t slot_of(uintptr_t ptr) { return (size_t)((ptr >> 4) * 0x9e3779b97f4a7c15ULL >> 48); }
+/* Fibonacci hashing of the block's address (blocks are 16-byte aligned). */
+static size_t slot_of(uintptr_t ptr) {
+    return (size_t)((ptr >> 4) * 0x9e3779b97f4a7c15ULL >> (64 - SLOT_BITS));
+}
 
 static uint32_t epoch;
 
@@ -318,9 +335,11 @@ static void sample(void *ptr, uint64_t weight, void *caller) {
     struct frame frames[FRAMES];
     int n = 0;
     int later = 0;
-    if (holds_gil() && !from_cpython(caller)) {
+    int gil = holds_gil();
+    if (gil && !from_cpython(caller)) {
         n = stack_from(py.GetFrame(), 0, frames, FRAMES);
-    } else if (line_frame && npending < PENDING_MAX && atomic_load(&tracing_lines)) {
+    } else if (!gil && line_frame && npending < PENDING_MAX && atomic_load(&tracing_lines)) {
+        /* This thread runs Python with the GIL released (an operator of PyTorch's). */
         later = 1;
     }
     take_lock();
@@ -403,8 +422,10 @@ static void allocated(void *ptr, size_t size, void *caller) {
     in_shim = 0;
 }
 
+/* Before every free. Also while the shim reads a stack (in_shim): a sampled block CPython
+ * frees then is untracked too (the lock is never held across a call into Python). */
 static void freeing(void *ptr) {
-    if (!ptr || in_shim || tracked == 0) {
+    if (!ptr || tracked == 0) {
         return;
     }
     take_lock();
@@ -463,8 +484,20 @@ EXPORT void *memalign(size_t alignment, size_t size) {
 
 static void child_after_fork(void) { atomic_flag_clear(&lock); }
 
+/* Every page of the fixed tables made resident at the start: as they fill over a run they
+ * must not grow the worker's memory, which would read as its leak. */
+static void touch(volatile char *table, size_t bytes) {
+    for (size_t at = 0; at < bytes; at += 4096) {
+        table[at] = 0;
+    }
+}
+
 __attribute__((constructor)) static void start(void) {
     in_shim = 1;
+    touch((volatile char *)slots, sizeof slots);
+    touch((volatile char *)stacks, sizeof stacks);
+    touch((volatile char *)pool, sizeof pool);
+    touch((volatile char *)names, sizeof names);
     const char *text = getenv("MEMWARDEN_NATIVE_WINDOW");
     if (text && *text) {
         char *end;
@@ -522,8 +555,10 @@ EXPORT size_t memwarden_native_report(unsigned int of_epoch, char *out, size_t c
     return need;
 }
 
-/* Under the GIL (ctypes.PyDLL): samples from now on belong to `new_epoch`, and this thread's
- * lines are traced (`on`) or not. Returns 0, or -1 where CPython's trace hook is missing. */
+/* Under the GIL (ctypes.PyDLL): samples from now on belong to `new_epoch`; `on` 1 traces this
+ * thread's lines with the shim's trace function, 0 removes it, -1 leaves the trace function as
+ * it is (someone else's: a debugger, coverage). Returns 0, or -1 where CPython's trace hook
+ * is missing. */
 EXPORT int memwarden_native_trace(int on, unsigned int new_epoch) {
     static void (*set_trace)(int (*)(PyObject *, PyObject *, int, PyObject *), PyObject *);
     in_shim++;
@@ -539,10 +574,10 @@ EXPORT int memwarden_native_trace(int on, unsigned int new_epoch) {
     int result = 0;
     if (!set_trace || !py.ok) {
         result = -1;
-    } else if (on) {
+    } else if (on == 1) {
         set_trace(on_trace, NULL);
         atomic_store(&tracing_lines, 1);
-    } else {
+    } else if (on == 0) {
         atomic_store(&tracing_lines, 0);
         set_trace(NULL, NULL);
         if (npending) {
@@ -557,9 +592,9 @@ EXPORT int memwarden_native_trace(int on, unsigned int new_epoch) {
 /* `on`, or `off: why`; and the sampling window and samples taken so far. */
 EXPORT size_t memwarden_native_status(char *out, size_t cap) {
     in_shim++;
-    int n = snprintf(out, cap, "%s%s\twindow=%zu\tsamples=%llu", atomic_load(&enabled) ? "on" : "off: ",
-                     atomic_load(&enabled) ? "" : off_reason, window,
-                     (unsigned long long)samples_taken);
+    int n = snprintf(out, cap, "%s%s\twindow=%zu\tsamples=%llu\tstacks=%zu\tnames=%zu",
+                     atomic_load(&enabled) ? "on" : "off: ", atomic_load(&enabled) ? "" : off_reason,
+                     window, (unsigned long long)samples_taken, nstacks, pool_used);
     in_shim--;
     return n < 0 ? 0 : (size_t)n;
 }
