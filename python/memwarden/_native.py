@@ -10,11 +10,11 @@ and such a sample gets that line at the next trace event. Each stretch is an epo
 tracemalloc: a report holds the epoch's samples still alive, per stack.
 """
 
-import ctypes
-
-
 class Native:
     def __init__(self, lib):
+        import ctypes
+
+        self.ctypes = ctypes
         self.report_fn = lib.memwarden_native_report
         self.report_fn.restype = ctypes.c_size_t
         self.report_fn.argtypes = [ctypes.c_uint, ctypes.c_char_p, ctypes.c_size_t]
@@ -33,10 +33,12 @@ class Native:
         """The sampler preloaded into this process, or None (not preloaded, or not loadable:
         a static binary, musl, a seccomp filter)."""
         try:
+            import ctypes
+
             # PyDLL: the calls keep the GIL, which setting a trace function needs.
             lib = ctypes.PyDLL(None)
             lib.memwarden_native_report
-        except (OSError, AttributeError):
+        except (ImportError, OSError, AttributeError):
             return None
         return cls(lib)
 
@@ -65,7 +67,7 @@ class Native:
         innermost first as `(filename, line)`, as the tracer's `grouped` takes them."""
         need = self.report_fn(epoch, self.buffer, len(self.buffer))
         if need > len(self.buffer):
-            self.buffer = ctypes.create_string_buffer(need * 2)
+            self.buffer = self.ctypes.create_string_buffer(need * 2)
             need = self.report_fn(epoch, self.buffer, len(self.buffer))
         text = self.buffer.raw[: min(need, len(self.buffer))].decode("utf-8", "replace")
         out = []

