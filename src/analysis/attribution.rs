@@ -18,49 +18,41 @@ pub(super) fn locate_holders(
     trials: &[TrialRecord],
 ) {
     for finding in workers.iter_mut() {
-        let mut censuses: Vec<&crate::recording::PythonTensors> = events
+        let censuses: Vec<(u64, &crate::recording::PythonTensors)> = events
             .iter()
             .filter(|e| e.worker == Some(finding.worker))
             .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonTensors(c) => Some(c.as_ref()),
+                crate::recording::EventKind::PythonTensors(c) => Some((e.t_ns, c.as_ref())),
                 _ => None,
             })
             .collect();
         // Only the trials a census names: a map of every trial cost a million entries.
         let named: std::collections::HashSet<&str> =
-            censuses.iter().map(|c| c.trial.as_str()).collect();
-        let mut ordinals: BTreeMap<&str, Vec<(usize, &TrialRecord)>> = BTreeMap::new();
+            censuses.iter().map(|(_, c)| c.trial.as_str()).collect();
+        let mut by_name: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
         for t in trials
             .iter()
             .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
         {
-            ordinals
-                .entry(t.trial.as_str())
-                .or_default()
-                .push((t.ordinal, t));
+            by_name.entry(t.trial.as_str()).or_default().push(t);
         }
-        let mut after = 0;
-        let mut reports = Vec::new();
-        censuses.sort_by_key(|c| c.pid);
-        let mut last_pid = None;
-        for census in censuses {
-            if last_pid != Some(census.pid) {
-                after = 0;
-                last_pid = Some(census.pid);
-            }
-            let Some(&(ordinal, trial)) = ordinals
-                .get(census.trial.as_str())
-                .and_then(|o| o.iter().find(|(k, _)| *k >= after))
-            else {
-                continue;
-            };
-            after = ordinal + 1;
-            reports.push(super::locate::holders::Report {
-                census,
-                ordinal,
-                params: &trial.params,
-            });
-        }
+        // A census is of the trial of its name that started last before it: a restarted
+        // worker's new study counts its trials from 0 again, so a name alone is ambiguous.
+        let reports: Vec<super::locate::holders::Report> = censuses
+            .into_iter()
+            .filter_map(|(t_ns, census)| {
+                let trial = by_name
+                    .get(census.trial.as_str())?
+                    .iter()
+                    .filter(|t| t.start_ns.is_none_or(|start| start <= t_ns))
+                    .max_by_key(|t| (t.start_ns, t.ordinal))?;
+                Some(super::locate::holders::Report {
+                    census,
+                    ordinal: trial.ordinal,
+                    params: &trial.params,
+                })
+            })
+            .collect();
         finding.holders = super::locate::holders::holders(&reports);
         let measured = finding.per_trial_bytes(finding.kind).filter(|m| *m > 0.0);
         for h in &mut finding.holders {
@@ -95,26 +87,27 @@ pub(super) fn locate_sites(
         };
         let worker = finding.worker;
         let reports_of = |memory| -> Vec<super::locate::sites::Report> {
-            let told: Vec<&crate::recording::PythonSites> = events
+            let told: Vec<(u64, &crate::recording::PythonSites)> = events
                 .iter()
                 .filter(|e| e.worker == Some(worker))
                 .filter_map(|e| match &e.kind {
                     crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                        Some(sites.as_ref())
+                        Some((e.t_ns, sites.as_ref()))
                     }
                     _ => None,
                 })
                 .collect();
             // Only the trials a report names: a map of every trial cost a million entries.
             let named: std::collections::HashSet<&str> =
-                told.iter().map(|sites| sites.trial.as_str()).collect();
+                told.iter().map(|(_, sites)| sites.trial.as_str()).collect();
             let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
                 .iter()
                 .filter(|t| t.worker == worker && named.contains(t.trial.as_str()))
                 .map(|t| (t.trial.as_str(), &*t.params))
                 .collect();
             told.into_iter()
-                .map(|sites| super::locate::sites::Report {
+                .map(|(t_ns, sites)| super::locate::sites::Report {
+                    t_ns,
                     sites,
                     params: params
                         .get(sites.trial.as_str())

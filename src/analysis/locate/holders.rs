@@ -154,9 +154,32 @@ pub fn holders(reports: &[Report]) -> Vec<HolderFinding> {
             }
         }
     }
-    found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
-    found.truncate(8);
-    found
+    // A restarted worker's processes ran one after another (their censuses' trials, in the
+    // worker's order, do not overlap; their trial numbers may, as a new study counts from 0):
+    // one finding per holder, from the process censused most, not one per process.
+    let spans: BTreeMap<i32, (usize, usize)> = reports.iter().fold(BTreeMap::new(), |mut of, r| {
+        let span = of.entry(r.census.pid).or_insert((r.ordinal, r.ordinal));
+        *span = (span.0.min(r.ordinal), span.1.max(r.ordinal));
+        of
+    });
+    let apart = |a: i32, b: i32| match (spans.get(&a), spans.get(&b)) {
+        (Some(a), Some(b)) => a.1 < b.0 || b.1 < a.0,
+        _ => false,
+    };
+    let mut kept: Vec<HolderFinding> = Vec::new();
+    for h in found {
+        match kept
+            .iter_mut()
+            .find(|k| k.holder == h.holder && apart(k.pid, h.pid))
+        {
+            Some(k) if h.reports > k.reports => *k = h,
+            Some(_) => {}
+            None => kept.push(h),
+        }
+    }
+    kept.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
+    kept.truncate(8);
+    kept
 }
 
 fn one(pid: i32, name: &str, reports: &[&Report]) -> Option<HolderFinding> {

@@ -97,6 +97,8 @@ pub struct Tracing {
 pub struct Report<'a> {
     pub sites: &'a PythonSites,
     pub params: &'a crate::recording::ParamMap,
+    /// When it was recorded: processes whose reports' times overlap ran together.
+    pub t_ns: u64,
 }
 
 /// Each traced line's series, per process.
@@ -116,12 +118,20 @@ pub fn sites(
         by_pid.entry(r.sites.pid).or_default().push(r);
     }
     let (series, indexed) = site_series(&by_pid);
+    let spans: BTreeMap<i32, (u64, u64)> = by_pid
+        .iter()
+        .map(|(pid, rs)| {
+            let times = rs.iter().map(|r| r.t_ns);
+            let span = (times.clone().min(), times.max());
+            (*pid, (span.0.unwrap_or(0), span.1.unwrap_or(0)))
+        })
+        .collect();
     let study = super::study::study_growth(&series, &indexed, measured_per_trial);
     let found: Vec<SiteFinding> = series
         .into_iter()
         .filter_map(|((_, (file, line)), s)| site_finding(file, line, s))
         .collect();
-    let mut found = merge_processes(found);
+    let mut found = merge_processes(found, &spans);
     found.sort_by(|a, b| b.per_trial.bytes.total_cmp(&a.per_trial.bytes));
     found.truncate(8);
     let costs: Vec<f64> = reports.iter().map(|r| r.sites.cost_ms).collect();
@@ -273,28 +283,72 @@ fn site_finding(file: String, line: u32, s: Series) -> Option<SiteFinding> {
     })
 }
 
-/// One finding per line of code: forked children running the same code grow at the same line,
-/// and their rates add up.
-fn merge_processes(found: Vec<SiteFinding>) -> Vec<SiteFinding> {
-    let mut merged: Vec<SiteFinding> = Vec::new();
+/// One finding per line of code. Processes that reported at the same time (forked children
+/// running the same code) grow at the same line together, and their rates add up. A restarted
+/// worker's processes ran one after another (their reports' times do not overlap; their trial
+/// numbers may, as a new study counts from 0 again): the line's rate is theirs averaged,
+/// weighted by their reports, never their sum, and what it retains is the last one's.
+fn merge_processes(found: Vec<SiteFinding>, spans: &BTreeMap<i32, (u64, u64)>) -> Vec<SiteFinding> {
+    let mut lines: Vec<Vec<SiteFinding>> = Vec::new();
     for site in found {
-        match merged
+        match lines
             .iter_mut()
-            .find(|m| m.file == site.file && m.line == site.line)
+            .find(|l| l[0].file == site.file && l[0].line == site.line)
         {
-            Some(m) => {
+            Some(line) => line.push(site),
+            None => lines.push(vec![site]),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|sites| merge_line(sites, spans))
+        .collect()
+}
+
+/// One line's findings, one per process, as one.
+fn merge_line(sites: Vec<SiteFinding>, spans: &BTreeMap<i32, (u64, u64)>) -> SiteFinding {
+    // Processes alive together: each cluster's time spans overlap.
+    let mut clusters: Vec<((u64, u64), SiteFinding)> = Vec::new();
+    for site in sites {
+        let span = spans.get(&site.pid).copied().unwrap_or((0, u64::MAX));
+        match clusters
+            .iter_mut()
+            .find(|(t, _)| t.0 <= span.1 && span.0 <= t.1)
+        {
+            Some((t, m)) => {
+                *t = (t.0.min(span.0), t.1.max(span.1));
                 m.processes += 1;
                 m.per_trial += site.per_trial;
                 m.retained_bytes += site.retained_bytes;
                 m.confidence = m.confidence.max(site.confidence);
                 m.parameter = m.parameter.take().or(site.parameter);
             }
-            None => merged.push(site),
+            None => clusters.push((span, site)),
         }
     }
+    let reports: usize = clusters.iter().map(|(_, s)| s.reports).sum();
+    let mut clusters = clusters.into_iter().map(|(_, s)| s);
+    let mut merged = clusters.next().expect("bug: a line has a finding");
+    let weight = |s: &SiteFinding| s.reports as f64 / reports.max(1) as f64;
+    let mut rate = Rate {
+        bytes: merged.per_trial.bytes * weight(&merged),
+        low_bytes: merged.per_trial.low_bytes * weight(&merged),
+        high_bytes: merged.per_trial.high_bytes * weight(&merged),
+    };
+    for later in clusters {
+        let w = weight(&later);
+        rate.bytes += later.per_trial.bytes * w;
+        rate.low_bytes += later.per_trial.low_bytes * w;
+        rate.high_bytes += later.per_trial.high_bytes * w;
+        merged.processes += later.processes;
+        merged.retained_bytes = later.retained_bytes;
+        merged.confidence = merged.confidence.max(later.confidence);
+        merged.parameter = merged.parameter.take().or(later.parameter);
+        merged.per_trial = rate;
+    }
+    merged.reports = reports;
     merged
 }
-
 /// A parameter as `name=value`, or `larger name` for a numeric trend.
 pub(super) fn parameter_words(p: &ParameterFinding) -> String {
     match &p.value {
@@ -338,161 +392,4 @@ pub fn source_line(text: &str, line: u32) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::recording::PythonSite;
-
-    fn site(file: &str, line: u32, bytes: u64) -> PythonSite {
-        PythonSite {
-            file: file.into(),
-            line,
-            bytes,
-            blocks: 1,
-            largest_block: None,
-            via: None,
-            study: false,
-            traceback: Vec::new(),
-        }
-    }
-
-    fn report(epoch: u32, sites: Vec<PythonSite>) -> PythonSites {
-        PythonSites {
-            memory: crate::recording::SiteMemory::PythonHeap,
-            pid: 7,
-            trial: String::new(),
-            epoch,
-            traced_bytes: sites.iter().map(|s| s.bytes).sum(),
-            cost_ms: 2.0,
-            peak_bytes: None,
-            slowdown: None,
-            gap: None,
-            stretch: None,
-            sites,
-        }
-    }
-
-    fn found(
-        reports: &[PythonSites],
-        measured: Option<f64>,
-    ) -> (Vec<SiteFinding>, Option<Tracing>) {
-        let params = crate::few::Few::new();
-        let input: Vec<Report> = reports
-            .iter()
-            .map(|sites| Report {
-                sites,
-                params: &params,
-            })
-            .collect();
-        sites(&input, measured)
-    }
-
-    #[test]
-    fn a_cumulative_site_grows_and_a_replaced_one_does_not() {
-        const MIB: u64 = 1 << 20;
-        let reports: Vec<PythonSites> = (1..=10)
-            .map(|n| {
-                report(
-                    0,
-                    vec![site("leak.py", 13, n * MIB), site("last.py", 4, 8 * MIB)],
-                )
-            })
-            .collect();
-        let (found, tracing) = found(&reports, Some(MIB as f64));
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!((found[0].file.as_str(), found[0].line), ("leak.py", 13));
-        assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
-        let explained = tracing.and_then(|t| t.explained).expect("explained");
-        assert!((explained - 1.0).abs() < 1e-6, "{explained}");
-    }
-
-    #[test]
-    fn the_studys_small_lines_are_summed_and_told_though_none_is_a_site() {
-        // Three study-side lines of 3 KiB, 3 KiB and 2 KiB per trial (an in-memory study's
-        // trial records): each far below a site of its own, 8 KiB per trial together. The
-        // objective's own line is flat.
-        let own = |file: &str, line: u32, bytes: u64| PythonSite {
-            study: true,
-            ..site(file, line, bytes)
-        };
-        let reports: Vec<PythonSites> = (1..=12)
-            .map(|n| {
-                report(
-                    0,
-                    vec![
-                        own("optuna/trial/_trial.py", 410, n * 3072),
-                        own("optuna/storages/_in_memory.py", 80, n * 3072 + (n % 3) * 64),
-                        own("optuna/trial/_frozen.py", 120, n * 2048),
-                        site("objective.py", 7, 4096),
-                    ],
-                )
-            })
-            .collect();
-        let (lines, tracing) = found(&reports, None);
-        assert!(lines.is_empty(), "no line of its own: {lines:?}");
-        let study = tracing
-            .and_then(|t| t.study)
-            .expect("the study's growth is told");
-        assert!(
-            (study.per_trial.bytes - 8192.0).abs() < 100.0,
-            "{:?}",
-            study.per_trial
-        );
-        assert!(study.confidence >= 0.95);
-        assert_eq!(
-            study.reports, 11,
-            "the epoch's first report is its baseline"
-        );
-        assert_eq!(study.lines[2], "optuna/trial/_frozen.py:120");
-
-        // The same lines holding steady: nothing is told.
-        let steady: Vec<PythonSites> = (1..=12)
-            .map(|n| report(0, vec![own("optuna/trial/_trial.py", 410, 30_000 + n % 2)]))
-            .collect();
-        let (_, tracing) = found(&steady, None);
-        assert_eq!(tracing.and_then(|t| t.study), None);
-    }
-
-    #[test]
-    fn epochs_that_each_hold_one_trial_add_up() {
-        const MIB: u64 = 1 << 20;
-        // Every snapshot was over budget, so each report holds only its own trial's 2 MiB.
-        let reports: Vec<PythonSites> = (0..8)
-            .map(|n| report(n, vec![site("leak.py", 9, 2 * MIB)]))
-            .collect();
-        let (found, _) = found(&reports, None);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert!((found[0].per_trial.bytes - 2.0 * MIB as f64).abs() < 1.0);
-    }
-
-    #[test]
-    fn epochs_of_one_report_count_beside_longer_ones() {
-        const MIB: u64 = 1 << 20;
-        // Epochs 0 and 2 hold two reports each (one difference), the others one report.
-        let epochs = [0, 0, 1, 2, 2, 3, 4, 5];
-        let mut level = 0;
-        let reports: Vec<PythonSites> = epochs
-            .iter()
-            .enumerate()
-            .map(|(i, &e)| {
-                let fresh = i == 0 || epochs[i - 1] != e;
-                level = if fresh { MIB } else { level + MIB };
-                report(e, vec![site("leak.py", 9, level)])
-            })
-            .collect();
-        let (found, _) = found(&reports, None);
-        assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].reports, 6, "two baselines left out");
-        assert!((found[0].per_trial.bytes - MIB as f64).abs() < 1.0);
-    }
-
-    #[test]
-    fn source_lines_are_trimmed_and_bounded() {
-        assert_eq!(
-            source_line("a\n    KEPT.append(x)\n", 2).as_deref(),
-            Some("KEPT.append(x)")
-        );
-        assert_eq!(source_line("a\n", 0), None);
-        assert_eq!(source_line("a\n", 5), None);
-        assert!(source_line(&"x".repeat(500), 1).is_some_and(|l| l.chars().count() == 161));
-    }
-}
+mod tests;
