@@ -439,7 +439,10 @@ class _State:
         else:
             self.tracemalloc.start(self.frames)
         if self.native is not None:
-            self.native.trace(True, self.epoch)
+            # The line is traced for the operators that release the GIL (PyTorch's); where
+            # the worker has not imported torch, allocations come with the GIL held and get
+            # their stack at once, and tracing every line would only cost.
+            self.native.trace("torch" in sys.modules, self.epoch)
         self.write({"kind": "epoch", "trial": str(trial), "epoch": self.epoch})
 
     def stop_tracing(self):

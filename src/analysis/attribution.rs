@@ -36,16 +36,10 @@ pub(super) fn locate_holders(
         {
             by_name.entry(t.trial.as_str()).or_default().push(t);
         }
-        // A census is of the trial of its name that started last before it: a restarted
-        // worker's new study counts its trials from 0 again, so a name alone is ambiguous.
         let reports: Vec<super::locate::holders::Report> = censuses
             .into_iter()
             .filter_map(|(t_ns, census)| {
-                let trial = by_name
-                    .get(census.trial.as_str())?
-                    .iter()
-                    .filter(|t| t.start_ns.is_none_or(|start| start <= t_ns))
-                    .max_by_key(|t| (t.start_ns, t.ordinal))?;
+                let trial = of_trial(&by_name, &census.trial, t_ns)?;
                 Some(super::locate::holders::Report {
                     census,
                     ordinal: trial.ordinal,
@@ -100,19 +94,19 @@ pub(super) fn locate_sites(
             // Only the trials a report names: a map of every trial cost a million entries.
             let named: std::collections::HashSet<&str> =
                 told.iter().map(|(_, sites)| sites.trial.as_str()).collect();
-            let params: BTreeMap<&str, &crate::recording::ParamMap> = trials
+            let mut by_name: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
+            for t in trials
                 .iter()
                 .filter(|t| t.worker == worker && named.contains(t.trial.as_str()))
-                .map(|t| (t.trial.as_str(), &*t.params))
-                .collect();
+            {
+                by_name.entry(t.trial.as_str()).or_default().push(t);
+            }
             told.into_iter()
                 .map(|(t_ns, sites)| super::locate::sites::Report {
                     t_ns,
                     sites,
-                    params: params
-                        .get(sites.trial.as_str())
-                        .copied()
-                        .unwrap_or(&no_params),
+                    params: of_trial(&by_name, &sites.trial, t_ns)
+                        .map_or(&no_params, |t| &*t.params),
                 })
                 .collect()
         };
@@ -211,6 +205,22 @@ pub(super) fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) 
     }
     hints.dedup();
     finding.hints = hints;
+}
+
+/// The trial a report at `t_ns` names `name`: of the trials of that name, the one that started
+/// last before it. A restarted worker's new study counts its trials from 0 again, so a name
+/// alone is ambiguous.
+fn of_trial<'t>(
+    by_name: &BTreeMap<&str, Vec<&'t TrialRecord>>,
+    name: &str,
+    t_ns: u64,
+) -> Option<&'t TrialRecord> {
+    by_name
+        .get(name)?
+        .iter()
+        .filter(|t| t.start_ns.is_none_or(|start| start <= t_ns))
+        .max_by_key(|t| (t.start_ns, t.ordinal))
+        .copied()
 }
 
 type Located = (
