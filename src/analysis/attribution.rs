@@ -18,24 +18,15 @@ pub(super) fn locate_holders(
     trials: &[TrialRecord],
 ) {
     for finding in workers.iter_mut() {
-        let censuses: Vec<(u64, &crate::recording::PythonTensors)> = events
-            .iter()
-            .filter(|e| e.worker == Some(finding.worker))
-            .filter_map(|e| match &e.kind {
-                crate::recording::EventKind::PythonTensors(c) => Some((e.t_ns, c.as_ref())),
-                _ => None,
-            })
-            .collect();
-        // Only the trials a census names: a map of every trial cost a million entries.
-        let named: std::collections::HashSet<&str> =
-            censuses.iter().map(|(_, c)| c.trial.as_str()).collect();
-        let mut by_name: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
-        for t in trials
-            .iter()
-            .filter(|t| t.worker == finding.worker && named.contains(t.trial.as_str()))
-        {
-            by_name.entry(t.trial.as_str()).or_default().push(t);
-        }
+        let censuses = worker_events(events, finding.worker, |kind| match kind {
+            crate::recording::EventKind::PythonTensors(c) => Some(c.as_ref()),
+            _ => None,
+        });
+        let by_name = trials_named(
+            trials,
+            finding.worker,
+            censuses.iter().map(|(_, c)| &c.trial),
+        );
         let reports: Vec<super::locate::holders::Report> = censuses
             .into_iter()
             .filter_map(|(t_ns, census)| {
@@ -81,26 +72,13 @@ pub(super) fn locate_sites(
         };
         let worker = finding.worker;
         let reports_of = |memory| -> Vec<super::locate::sites::Report> {
-            let told: Vec<(u64, &crate::recording::PythonSites)> = events
-                .iter()
-                .filter(|e| e.worker == Some(worker))
-                .filter_map(|e| match &e.kind {
-                    crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                        Some((e.t_ns, sites.as_ref()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            // Only the trials a report names: a map of every trial cost a million entries.
-            let named: std::collections::HashSet<&str> =
-                told.iter().map(|(_, sites)| sites.trial.as_str()).collect();
-            let mut by_name: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
-            for t in trials
-                .iter()
-                .filter(|t| t.worker == worker && named.contains(t.trial.as_str()))
-            {
-                by_name.entry(t.trial.as_str()).or_default().push(t);
-            }
+            let told = worker_events(events, worker, |kind| match kind {
+                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
+                    Some(sites.as_ref())
+                }
+                _ => None,
+            });
+            let by_name = trials_named(trials, worker, told.iter().map(|(_, s)| &s.trial));
             told.into_iter()
                 .map(|(t_ns, sites)| super::locate::sites::Report {
                     t_ns,
@@ -205,6 +183,37 @@ pub(super) fn locate_mappings(finding: &mut WorkerFinding, rows: &[MappingRow]) 
     }
     hints.dedup();
     finding.hints = hints;
+}
+
+/// `worker`'s events that `pick` takes, with their times.
+fn worker_events<'e, T>(
+    events: &'e [crate::recording::Event],
+    worker: u32,
+    pick: impl Fn(&'e crate::recording::EventKind) -> Option<T>,
+) -> Vec<(u64, T)> {
+    events
+        .iter()
+        .filter(|e| e.worker == Some(worker))
+        .filter_map(|e| pick(&e.kind).map(|t| (e.t_ns, t)))
+        .collect()
+}
+
+/// `worker`'s trials by name, only those `named` (a map of every trial cost a million
+/// entries); a name may stand for several trials, one per study a restarted worker ran.
+fn trials_named<'t>(
+    trials: &'t [TrialRecord],
+    worker: u32,
+    named: impl Iterator<Item = &'t String>,
+) -> BTreeMap<&'t str, Vec<&'t TrialRecord>> {
+    let named: std::collections::HashSet<&str> = named.map(String::as_str).collect();
+    let mut by_name: BTreeMap<&str, Vec<&TrialRecord>> = BTreeMap::new();
+    for t in trials
+        .iter()
+        .filter(|t| t.worker == worker && named.contains(t.trial.as_str()))
+    {
+        by_name.entry(t.trial.as_str()).or_default().push(t);
+    }
+    by_name
 }
 
 /// The trial a report at `t_ns` names `name`: of the trials of that name, the one that started
