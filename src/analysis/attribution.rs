@@ -70,17 +70,17 @@ pub(super) fn locate_sites(
         } else {
             crate::recording::SiteMemory::PythonHeap
         };
-        let worker = finding.worker;
+        // Every tracer report of the worker, read from the events once; each kind of memory
+        // takes its own below.
+        let told = worker_events(events, finding.worker, |kind| match kind {
+            crate::recording::EventKind::PythonSites(sites) => Some(sites.as_ref()),
+            _ => None,
+        });
+        let by_name = trials_named(trials, finding.worker, told.iter().map(|(_, s)| &s.trial));
         let reports_of = |memory| -> Vec<super::locate::sites::Report> {
-            let told = worker_events(events, worker, |kind| match kind {
-                crate::recording::EventKind::PythonSites(sites) if sites.memory == memory => {
-                    Some(sites.as_ref())
-                }
-                _ => None,
-            });
-            let by_name = trials_named(trials, worker, told.iter().map(|(_, s)| &s.trial));
-            told.into_iter()
-                .map(|(t_ns, sites)| super::locate::sites::Report {
+            told.iter()
+                .filter(|(_, sites)| sites.memory == memory)
+                .map(|&(t_ns, sites)| super::locate::sites::Report {
                     t_ns,
                     sites,
                     params: of_trial(&by_name, &sites.trial, t_ns)

@@ -97,6 +97,7 @@ static struct {
     void (*ErrRestore)(PyObject *, PyObject *, PyObject *);
     int (*GCDisable)(void);
     int (*GCEnable)(void);
+    void (*SetTrace)(int (*)(PyObject *, PyObject *, int, PyObject *), PyObject *);
     /* Where CPython's own code is loaded (libpython, or the executable it is linked into). */
     void *base;
 } py;
@@ -134,6 +135,7 @@ static void resolve_python(void) {
     FIND(ErrRestore, "PyErr_Restore");
     FIND(GCDisable, "PyGC_Disable");
     FIND(GCEnable, "PyGC_Enable");
+    FIND(SetTrace, "PyEval_SetTrace");
 #undef FIND
     py.ok = py.IsInitialized && py.GILState_Check && py.UncheckedThreadState && py.GetFrame &&
             py.FrameGetBack && py.FrameGetCode && py.FrameGetLineNumber && py.GetAttrString &&
@@ -560,26 +562,22 @@ EXPORT size_t memwarden_native_report(unsigned int of_epoch, char *out, size_t c
  * it is (someone else's: a debugger, coverage). Returns 0, or -1 where CPython's trace hook
  * is missing. */
 EXPORT int memwarden_native_trace(int on, unsigned int new_epoch) {
-    static void (*set_trace)(int (*)(PyObject *, PyObject *, int, PyObject *), PyObject *);
     in_shim++;
     if (!py.tried) {
         resolve_python();
-    }
-    if (!set_trace) {
-        *(void **)(&set_trace) = dlsym(RTLD_DEFAULT, "PyEval_SetTrace");
     }
     take_lock();
     epoch = new_epoch;
     drop_lock();
     int result = 0;
-    if (!set_trace || !py.ok) {
+    if (!py.SetTrace || !py.ok) {
         result = -1;
     } else if (on == 1) {
-        set_trace(on_trace, NULL);
+        py.SetTrace(on_trace, NULL);
         atomic_store(&tracing_lines, 1);
     } else if (on == 0) {
         atomic_store(&tracing_lines, 0);
-        set_trace(NULL, NULL);
+        py.SetTrace(NULL, NULL);
         if (npending) {
             resolve_pending();
         }

@@ -3,17 +3,20 @@
 
 use super::columns::*;
 use super::events::{Event, EventKind};
-use super::schema::{
-    Boundary, GpuDeviceSample, Mapping, ProcessSample, SmapsSnapshot, Tick, WorkerCgroupSample,
-};
+use super::schema::{Boundary, Mapping, SmapsSnapshot, Tick};
 use crate::frames::prelude::*;
 use std::collections::BTreeSet;
 
-pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
-    let rows: Vec<(u64, &ProcessSample)> = ticks
+/// One row per item of each tick (a process, a GPU, a worker's cgroup), with the tick's time.
+fn per_tick<'t, X>(ticks: &'t [Tick], items: impl Fn(&'t Tick) -> &'t [X]) -> Vec<(u64, &'t X)> {
+    ticks
         .iter()
-        .flat_map(|t| t.processes.iter().map(move |p| (t.t_ns, p)))
-        .collect();
+        .flat_map(|t| items(t).iter().map(move |x| (t.t_ns, x)))
+        .collect()
+}
+
+pub(crate) fn samples_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
+    let rows = per_tick(ticks, |t| &t.processes);
     Table::of(&rows)
         .col(T_NS, |r| r.0)
         .col(WORKER, |r| r.1.worker)
@@ -59,10 +62,7 @@ pub(crate) fn system_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
 
 /// One row per GPU device per tick.
 pub(crate) fn gpu_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
-    let rows: Vec<(u64, &GpuDeviceSample)> = ticks
-        .iter()
-        .flat_map(|t| t.gpus.iter().map(move |g| (t.t_ns, g)))
-        .collect();
+    let rows = per_tick(ticks, |t| &t.gpus);
     Table::of(&rows)
         .col(T_NS, |r| r.0)
         .col(DEVICE, |r| r.1.device)
@@ -74,10 +74,7 @@ pub(crate) fn gpu_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
 
 /// One row per worker with a cgroup of its own per tick (FORMAT.md `cgroups-N.parquet`).
 pub(crate) fn cgroups_frame(ticks: &[Tick]) -> PolarsResult<DataFrame> {
-    let rows: Vec<(u64, &WorkerCgroupSample)> = ticks
-        .iter()
-        .flat_map(|t| t.cgroups.iter().map(move |c| (t.t_ns, c)))
-        .collect();
+    let rows = per_tick(ticks, |t| &t.cgroups);
     Table::of(&rows)
         .col(T_NS, |r| r.0)
         .col(WORKER, |r| r.1.worker)
