@@ -61,13 +61,17 @@ class Census:
         self.via_graph = set()  # storage keys kept only through an autograd graph
         self.before = set()
 
-    def take(self, trial, trial_s):
-        """The census record for this trial's end, or None (no torch, or skipped for cost)."""
+    def take(self, trial, trial_s, every=False):
+        """The census record for this trial's end, or None (no torch, or skipped for cost);
+        `every`: the tracer's diagnosis schedules it, not the census's budget."""
         torch = sys.modules.get("torch")
         tensor_type = getattr(torch, "Tensor", None)
         if tensor_type is None:
             return None
-        if self.skip_left > 0:
+        if every:
+            self.skip_left = 0
+            self.in_stretch = 0
+        elif self.skip_left > 0:
             self.skip_left -= 1
             return None
         begun = time.perf_counter()

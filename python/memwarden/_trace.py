@@ -12,6 +12,15 @@ all the time. Each stretch is an epoch: within one a site's bytes are cumulative
 difference between two reports is what one trial kept. A snapshot slower than BUDGET_MS also
 ends its epoch.
 
+In a process that imported torch, tracing waits for a diagnosis (MEMWARDEN_DIAGNOSE, default
+`suspected`): there PyTorch's tensors are what leaks, and naming their lines and holders costs
+most (a trace function on every line, a census of live tensors), so at each trial's end the
+tracer only reads the process's anonymous memory, and once it grew over its last trials
+(`_diagnose.suspected`) the next DIAGNOSE_TRIALS trials are diagnosed: the heap traced, the native
+sampler's lines traced, the tensors censused. Then it waits again, as many trials as keep the
+run within its budget, for memory to grow anew. `MEMWARDEN_DIAGNOSE=always` traces such a process
+as any other (stretches from the first trial, every stretch censused).
+
 Boundaries come from Optuna's log records (a handler on the `optuna` logger) and from the
 helper's `memwarden.trial()`. Anything that goes wrong in here is written once as an `error`
 line and stops tracing; the worker itself never sees an exception from this module.
@@ -25,6 +34,8 @@ import sys
 import threading
 import time
 
+from . import _diagnose
+
 _state = None
 _lock = threading.Lock()
 
@@ -36,8 +47,6 @@ BUDGET_MS = 40.0
 # baseline, each later one gives one trial's growth.
 STRETCH = 2
 MAX_GAP = 200
-
-
 def _library_prefixes():
     import sysconfig
 
@@ -86,6 +95,15 @@ class _State:
         self.census = False if os.environ.get("MEMWARDEN_TENSOR_CENSUS") == "0" else None
         worker = os.environ.get("MEMWARDEN_WORKER", "")
         self.worker = int(worker) if worker.isdigit() else None
+        # `suspected`: a torch process is traced in diagnoses only; `always`: as any other.
+        self.diagnose = os.environ.get("MEMWARDEN_DIAGNOSE", "suspected")
+        trials = os.environ.get("MEMWARDEN_DIAGNOSE_TRIALS", "")
+        self.window = int(trials) if trials.isdigit() and int(trials) > 0 else _diagnose.DIAGNOSE_TRIALS
+        # Memory at trial ends since the last diagnosis; trials left in this one; trials
+        # before the next may start.
+        self.levels = []
+        self.diagnosing = 0
+        self.cooldown = 0
 
     def write(self, record):
         if self.file is not None and self.pid == os.getpid() and not self.still_ours():
@@ -203,16 +221,16 @@ class _State:
         median = lambda values: sorted(values)[len(values) // 2]
         return median(self.traced_s[-9:]) / max(median(self.untraced_s[-9:]), 1e-6)
 
-    def next_gap(self):
-        """Untraced trials after a stretch, so that tracing STRETCH of every STRETCH + gap trials
-        costs the run about `budget` of extra time."""
+    def next_gap(self, stretch=STRETCH):
+        """Untraced trials after a stretch, so that tracing `stretch` of every stretch + gap
+        trials costs the run about `budget` of extra time."""
         ratio = self.slowdown()
         if ratio is None:
             return 1 if not self.untraced_s else 0  # measure an untraced trial first
         if ratio <= 1.0 + self.budget:
             return 0
         share = self.budget / (ratio - 1.0)
-        return min(MAX_GAP, max(0, int(STRETCH / share - STRETCH + 0.999)))
+        return min(MAX_GAP, max(0, int(stretch / share - stretch + 0.999)))
 
     def report(self, kind, trial):
         tm = self.tracemalloc
@@ -221,13 +239,18 @@ class _State:
             # The first boundary: tracing starts here, so imports and set-up are no trial's.
             self.started = True
             self.last_boundary = now
-            self.begin_stretch(trial)
+            if not self.gated():
+                self.begin_stretch(trial)
             return
         if kind != "end":
             self.gpu_history(trial)
             return
         took = now - self.last_boundary
         self.torch_report(trial)
+        if self.gated():
+            self.diagnosis(trial, took)
+            self.last_boundary = time.perf_counter()
+            return
         self.tensor_report(trial, took)
         # The census's time is the tracer's, not the next trial's.
         self.last_boundary = time.perf_counter()
@@ -241,6 +264,68 @@ class _State:
                 self.begin_stretch(trial)
             return
         self.traced_s.append(took)
+        cost_ms = self.sites_report(trial)
+        self.in_stretch += 1
+        if cost_ms > BUDGET_MS:
+            # Too many live blocks to walk at every boundary: start again from none.
+            self.stop_tracing()
+            self.epoch += 1
+            self.begin_stretch(trial)
+        elif self.in_stretch >= STRETCH:
+            self.gap = self.gap_left = self.next_gap()
+            if self.gap_left > 0:
+                self.stop_tracing()
+                self.epoch += 1
+            # Cheap enough to trace every trial: the epoch goes on, every trial a difference.
+        # The snapshot's own time is the tracer's, not the next trial's.
+        self.last_boundary = time.perf_counter()
+
+    def gated(self):
+        """Whether this process is traced in diagnoses only (it imported torch)."""
+        return self.diagnose != "always" and "torch" in sys.modules
+
+    def diagnosis(self, trial, took):
+        """A trial's end in a process traced in diagnoses only: a diagnosed trial's reports, or
+        its memory read, and a diagnosis begun when it looks like a leak."""
+        if self.diagnosing:
+            # The census's time is the diagnosis's cost, as the snapshot's is (`sites_report`).
+            begun = time.perf_counter()
+            self.tensor_report(trial, took, every=True)
+            self.traced_s.append(took + time.perf_counter() - begun)
+            self.sites_report(trial)
+            self.diagnosing -= 1
+            if self.diagnosing == 0:
+                self.stop_tracing()
+                self.epoch += 1
+                self.levels = []
+                self.cooldown = self.next_gap(self.window)
+            return
+        if self.tracemalloc.is_tracing():
+            # torch was imported during a stretch begun before it (an objective importing it):
+            # the stretch ends, and this trial is neither traced nor untraced.
+            self.stop_tracing()
+            self.epoch += 1
+        else:
+            self.untraced_s.append(took)
+        level = _diagnose.anon_bytes()
+        if level is not None:
+            self.levels.append(level)
+            del self.levels[:-_diagnose.SUSPECT_TRIALS]
+        self.cooldown -= 1
+        why = _diagnose.suspected(self.levels) if self.cooldown <= 0 else None
+        if why is None:
+            return
+        self.write({"kind": "diagnose", "trial": str(trial), "trials": self.window, "why": why})
+        self.diagnosing = self.window
+        # The census at this end is the holders' baseline: what the diagnosed trials add is
+        # theirs.
+        self.tensor_report(trial, took, every=True)
+        self.begin_stretch(trial)
+
+    def sites_report(self, trial):
+        """The heap's sites still holding memory traced since the stretch began, and the native
+        sampler's, at this trial's end; its cost, in ms, is added to the trial's time."""
+        tm = self.tracemalloc
         begun = time.perf_counter()
         # The most traced memory alive at once during the trial: what it churned through.
         peak = tm.get_traced_memory()[1]
@@ -282,27 +367,14 @@ class _State:
                 "peak_bytes": peak,
                 "cost_ms": round(cost_ms, 3),
                 "slowdown": self.slowdown(),
-                "gap": self.next_gap(),
-                "stretch": STRETCH,
+                "gap": self.next_gap(self.window) if self.diagnosing else self.next_gap(),
+                "stretch": self.window if self.diagnosing else STRETCH,
                 "sites": sites,
             }
         )
         del snapshot, raw, by_traceback
         self.native_report(trial)
-        self.in_stretch += 1
-        if cost_ms > BUDGET_MS:
-            # Too many live blocks to walk at every boundary: start again from none.
-            self.stop_tracing()
-            self.epoch += 1
-            self.begin_stretch(trial)
-        elif self.in_stretch >= STRETCH:
-            self.gap = self.gap_left = self.next_gap()
-            if self.gap_left > 0:
-                self.stop_tracing()
-                self.epoch += 1
-            # Cheap enough to trace every trial: the epoch goes on, every trial a difference.
-        # The snapshot's own time is the tracer's, not the next trial's.
-        self.last_boundary = time.perf_counter()
+        return cost_ms
 
     def torch_report(self, trial):
         """What PyTorch's CUDA caching allocator holds at this trial's end, on every boundary
@@ -332,10 +404,10 @@ class _State:
             cuda.reset_peak_memory_stats(device)
         self.gpu_sites(trial, cuda)
 
-    def tensor_report(self, trial, took):
+    def tensor_report(self, trial, took, every=False):
         """Who holds the PyTorch tensors still alive (`_tensors.Census`), where the worker
-        imported torch itself. A census that fails is said once and stops; line tracing goes
-        on."""
+        imported torch itself; `every`: in a diagnosis, whatever the census's own schedule. A
+        census that fails is said once and stops; line tracing goes on."""
         if self.census is False or "torch" not in sys.modules:
             return
         try:
@@ -343,7 +415,7 @@ class _State:
                 from . import _tensors
 
                 self.census = _tensors.Census(self.here, self.budget)
-            record = self.census.take(trial, took)
+            record = self.census.take(trial, took, every)
         except Exception as error:
             self.census = False
             self.write({"kind": "note", "note": "the tensor census stopped: %s: %s" % (type(error).__name__, error)})
@@ -589,6 +661,7 @@ def _after_fork():
         state.started = False
         state.last_end = None
         state.traced_s, state.untraced_s = [], []
+        state.levels, state.diagnosing, state.cooldown = [], 0, 0
         if state.shared is not None:
             state.seen_seq = _read_shared(state.shared)[0]
             threading.Thread(target=_follow_boundaries, name="memwarden-trace", daemon=True).start()

@@ -28,6 +28,14 @@ pub enum TraceRecord {
         pid: i32,
         worker: Option<u32>,
     },
+    /// The next `trials` trials are diagnosed (traced in full).
+    Diagnose {
+        pid: i32,
+        worker: Option<u32>,
+        trial: String,
+        trials: u32,
+        why: String,
+    },
     Sites {
         worker: Option<u32>,
         #[serde(flatten)]
@@ -62,6 +70,7 @@ impl TraceRecord {
         match self {
             TraceRecord::Hello { pid, .. }
             | TraceRecord::Epoch { pid, .. }
+            | TraceRecord::Diagnose { pid, .. }
             | TraceRecord::Error { pid, .. }
             | TraceRecord::Note { pid, .. } => *pid,
             TraceRecord::Sites { report, .. } => report.pid,
@@ -89,6 +98,21 @@ impl TraceRecord {
                 },
             )),
             TraceRecord::Epoch { .. } => None,
+            TraceRecord::Diagnose {
+                pid,
+                worker,
+                trial,
+                trials,
+                why,
+            } => Some((
+                worker,
+                EventKind::PythonDiagnose {
+                    pid,
+                    trial,
+                    trials,
+                    why,
+                },
+            )),
             TraceRecord::Sites { worker, report } => {
                 Some((worker, EventKind::PythonSites(Box::new(report))))
             }

@@ -135,6 +135,15 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         native: Option<String>,
     },
+    /// A Python process that imported torch, traced in diagnoses only, begins one at the end of
+    /// `trial`: its next `trials` trials are traced in full (the heap's and the native
+    /// sampler's lines, the tensor census), because of `why` (its memory grew).
+    PythonDiagnose {
+        pid: i32,
+        trial: String,
+        trials: u32,
+        why: String,
+    },
     /// At a trial's end, what a traced Python process still holds by allocation site, of the
     /// memory allocated since its traces were last cleared. Within one `epoch` a site's bytes
     /// are cumulative; the first report of an epoch holds only that trial's allocations.
