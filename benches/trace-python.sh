@@ -5,8 +5,11 @@
 # alternating rounds (default 3), with the tracer's milliseconds per trial boundary. Two
 # workloads (fixtures/python/optuna_study.py): `numpy` (array work, few Python objects),
 # `objects` (20,000 small dicts per pass: the worst case for an allocation tracer) and `torch`
-# (a small PyTorch training loop on the CPU: the tracer then also takes its tensor census at
-# each trial's end). Name them to choose: `benches/trace-python.sh 5 20 torch`.
+# (a small PyTorch training loop on the CPU, keeping 8 MiB in the trials with
+# cache_features=True: a process that imported torch is traced, its tensors censused, only in
+# the diagnoses its growth begins; `always`, for this workload only, is the tracer with
+# MEMWARDEN_DIAGNOSE=always: every trial as without torch). Name them to choose:
+# `benches/trace-python.sh 5 20 torch`.
 #
 #   benches/trace-python.sh [PAIRS] [TRIALS] [WORKLOAD...]
 set -euo pipefail
@@ -41,6 +44,10 @@ for i in $(seq "$pairs"); do
   seconds "$tmp/traced-$i"/logs/worker-0.log >> "$tmp/traced"
   MEMWARDEN_NATIVE=0 "$exe" run --trace-python --out "$tmp/heaponly-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
   seconds "$tmp/heaponly-$i"/logs/worker-0.log >> "$tmp/heaponly"
+  if [ "$work" = torch ]; then
+    MEMWARDEN_DIAGNOSE=always "$exe" run --trace-python --out "$tmp/always-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
+    seconds "$tmp/always-$i"/logs/worker-0.log >> "$tmp/always"
+  fi
   "$exe" run --out "$tmp/untraced-$i" -- "$py" "$study" "$trials" >/dev/null 2>&1
   seconds "$tmp/untraced-$i"/logs/worker-0.log >> "$tmp/untraced"
   "$py" -m memray run -q -o "$tmp/memray-$i.bin" "$study" "$trials" 2>/dev/null | seconds - >> "$tmp/memray"
@@ -56,7 +63,10 @@ tmp = sys.argv[1]
 read = lambda name: [float(x) for x in open(f"{tmp}/{name}").read().split()]
 plain = read("plain")
 print(f"plain optimize(): median {statistics.median(plain):.3f} s over {len(plain)} runs ({min(plain):.3f}..{max(plain):.3f})")
-for name in ("untraced", "heaponly", "traced", "memray"):
+import os
+for name in ("untraced", "heaponly", "traced", "always", "memray"):
+    if not os.path.exists(f"{tmp}/{name}"):
+        continue
     runs = read(name)
     ratios = [r / p for r, p in zip(runs, plain)]
     print(f"{name:9s}: median {statistics.median(runs):.3f} s, median ratio to plain {statistics.median(ratios):.2f}x (pairs {min(ratios):.2f}..{max(ratios):.2f})")

@@ -6,7 +6,9 @@ last, the next DIAGNOSE_TRIALS trials are diagnosed (`_trace`). Pure but for the
 /proc, so a test can feed it levels.
 """
 
-DIAGNOSE_TRIALS = 4
+# Eight: a holder that grows in some trials only (one parameter value's) needs about that many
+# consecutive censuses before its trend is sure; four named none of such a holder's growth.
+DIAGNOSE_TRIALS = 8
 SUSPECT_TRIALS = 5
 SUSPECT_BYTES = 1 << 20
 MIB = float(1 << 20)
@@ -14,13 +16,14 @@ MIB = float(1 << 20)
 
 def suspected(levels, trials=SUSPECT_TRIALS, least=SUSPECT_BYTES):
     """Why memory read at the last `trials` trial ends looks like a leak, or None: it grew by
-    `least` bytes or more over them and the last is the highest (still growing, not a peak
-    that was given back)."""
+    `least` bytes or more over them and the last is within `least` of the highest (still
+    growing, not a peak that was given back; what an allocator hands back between trials is
+    noise)."""
     recent = levels[-trials:]
     if len(recent) < trials:
         return None
     grown = recent[-1] - recent[0]
-    if grown < least or recent[-1] < max(recent):
+    if grown < least or recent[-1] < max(recent) - least:
         return None
     return "anonymous memory grew %.1f MiB over %d trials" % (grown / MIB, trials - 1)
 

@@ -146,6 +146,8 @@ class Tracer(unittest.TestCase):
         real_snapshot = torch.cuda.memory._snapshot
         torch.cuda.memory._snapshot = lambda: snapshots.append(1) or real_snapshot()
         os.environ["MEMWARDEN_TRACE_DIR"] = directory
+        # Traced from the first trial, as a process without torch is (no diagnosis awaited).
+        os.environ["MEMWARDEN_DIAGNOSE"] = "always"
         kept = []
         try:
             memwarden._trace.start()
@@ -156,6 +158,7 @@ class Tracer(unittest.TestCase):
         finally:
             memwarden._trace._fail(RuntimeError("test over"))
             del os.environ["MEMWARDEN_TRACE_DIR"]
+            del os.environ["MEMWARDEN_DIAGNOSE"]
             sys.path.remove(os.path.realpath(stub))
             sys.modules.pop("torch", None)
             if saved is not None:
@@ -173,6 +176,74 @@ class Tracer(unittest.TestCase):
         self.assertEqual((os.path.basename(last["file"]), last["blocks"]), ("test_helper.py", 3))
         with open(__file__) as f:
             self.assertIn("# the kept line", f.read().splitlines()[last["line"] - 1])
+
+
+
+class Diagnose(unittest.TestCase):
+    def test_memory_that_grew_and_still_grows_is_suspected(self):
+        suspected = memwarden._diagnose.suspected
+        mib = 1 << 20
+        self.assertIsNone(suspected([0, mib, 2 * mib, 3 * mib]), "four levels are not five")
+        self.assertEqual(
+            suspected([9 * mib, 0, mib, 2 * mib, 3 * mib, 4 * mib]),
+            "anonymous memory grew 4.0 MiB over 4 trials",
+        )
+        self.assertIsNone(suspected([0, 0, 0, 0, mib - 1]), "under the least growth")
+        self.assertIsNone(suspected([0, 4 * mib, 9 * mib, 3 * mib, 2 * mib]), "a peak given back")
+        self.assertIsNone(suspected([5 * mib, 4 * mib, 3 * mib, 2 * mib, mib]), "shrinking")
+        self.assertIsNotNone(suspected([0, mib, 3 * mib, 2 * mib, 2.5 * mib]), "noise under the least")
+
+    def run_study(self, grow):
+        """Twelve trials in a process that imported torch (a stand-in without tensors), each
+        keeping `grow` bytes; the tracer's records."""
+        import json
+        import sys
+        import types
+
+        directory = tempfile.mkdtemp()
+        saved = sys.modules.get("torch")
+        sys.modules["torch"] = types.SimpleNamespace()
+        os.environ["MEMWARDEN_TRACE_DIR"] = directory
+        os.environ["MEMWARDEN_DIAGNOSE_TRIALS"] = "3"
+        kept = []
+        try:
+            memwarden._trace.start()
+            with contextlib.redirect_stdout(io.StringIO()):
+                for number in range(12):
+                    with memwarden.trial(number):
+                        kept.append(bytearray(b"x" * grow))  # the kept line
+        finally:
+            memwarden._trace._fail(RuntimeError("test over"))
+            del os.environ["MEMWARDEN_TRACE_DIR"], os.environ["MEMWARDEN_DIAGNOSE_TRIALS"]
+            sys.modules.pop("torch")
+            if saved is not None:
+                sys.modules["torch"] = saved
+        records = []
+        for name in os.listdir(directory):
+            with open(os.path.join(directory, name)) as f:
+                records += [json.loads(line) for line in f]
+        return records
+
+    def test_a_torch_process_is_traced_only_in_a_diagnosis_once_its_memory_grows(self):
+        records = self.run_study(4 << 20)
+        diagnoses = [r for r in records if r["kind"] == "diagnose"]
+        self.assertGreaterEqual(len(diagnoses), 1, records)
+        first = diagnoses[0]
+        self.assertEqual((first["trial"], first["trials"]), ("4", 3), "five levels read, then three trials")
+        self.assertRegex(first["why"], r"^anonymous memory grew \d+\.\d MiB over 4 trials$")
+        heap = [r["trial"] for r in records if r["kind"] == "sites" and r.get("memory", "python_heap") == "python_heap"]
+        self.assertEqual(heap[:3], ["5", "6", "7"], "the diagnosed trials, and no trial before")
+        self.assertLess(len(heap), 12 - 5, "trials after a diagnosis wait for memory to grow anew")
+        line = heap and [r for r in records if r["kind"] == "sites" and r["trial"] == "6"][0]["sites"][0]
+        with open(__file__) as f:
+            self.assertIn("# the kept line", f.read().splitlines()[line["line"] - 1])
+
+    def test_a_torch_process_whose_memory_stays_flat_is_never_traced(self):
+        records = self.run_study(0)
+        kinds = {r["kind"] for r in records}
+        self.assertNotIn("diagnose", kinds, records)
+        self.assertNotIn("sites", kinds, records)
+        self.assertNotIn("epoch", kinds, records)
 
 
 if __name__ == "__main__":

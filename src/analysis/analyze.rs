@@ -386,7 +386,8 @@ fn run_notes(
     } else if recording.manifest.status == RunStatus::Running {
         notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
     }
-    notes.extend(super::attribution::tracer_note(&recording.events));
+    notes.extend(super::attribution::tracer_notes(&recording.events));
+    notes.extend(super::attribution::diagnosis_notes(&recording.events));
     for (worker, health) in &loaded.pss_health {
         // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
         if health.stale_ticks() * 10 > health.ticks {

@@ -416,7 +416,7 @@ impl Feed {
             .map(|w| {
                 (
                     Some(w),
-                    format!("worker {w}: no Python process started the allocation tracer (not Python, or its PYTHONPATH was replaced), so no lines are named for it"),
+                    format!("worker {w}: no Python process started the allocation tracer (not Python, its PYTHONPATH replaced, or the tracer failed to start: its log says why), so no lines are named for it"),
                 )
             })
             .collect();

@@ -18,6 +18,10 @@ const PACKAGE: &[(&str, &str)] = &[
         include_str!("../../python/memwarden/_trace.py"),
     ),
     (
+        "memwarden/_diagnose.py",
+        include_str!("../../python/memwarden/_diagnose.py"),
+    ),
+    (
         "memwarden/_tensors.py",
         include_str!("../../python/memwarden/_tensors.py"),
     ),
@@ -156,4 +160,24 @@ fn preload_native_sampler(lib: &Path, inherited: &Inherited) -> std::io::Result<
             None => path,
         },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A module of the package left out of `PACKAGE` fails every worker's import of the tracer
+    /// at run time, far from here.
+    #[test]
+    fn every_module_of_the_package_is_embedded() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/python/memwarden");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .expect("python/memwarden")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|name| name.ends_with(".py"))
+            .map(|name| format!("memwarden/{name}"))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = super::PACKAGE.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(embedded, on_disk);
+    }
 }
