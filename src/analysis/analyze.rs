@@ -123,7 +123,8 @@ pub fn analyze_with_series(
         locate_mappings(finding, &rows);
     }
     let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
-    let parameters = parameters(&loaded, &workers);
+    let diagnosed = super::attribution::diagnosed_trials(&recording.events);
+    let parameters = parameters(&loaded, &workers, &diagnosed);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
         _ => 0.0,
@@ -194,8 +195,13 @@ pub fn analyze_with_series(
 
 /// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
 /// the workers that grow (all workers when none does), in each worker's headline kind. A worker
-/// that does not grow at all says nothing about which trials make the others grow.
-fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFinding> {
+/// that does not grow at all says nothing about which trials make the others grow. The trials
+/// of a diagnosis (`diagnosed`, by worker) are left out: the tracer's allocations add to theirs.
+fn parameters(
+    loaded: &Loaded,
+    workers: &[WorkerFinding],
+    diagnosed: &BTreeMap<u32, std::collections::BTreeSet<String>>,
+) -> Vec<ParameterFinding> {
     let growing = |w: &&WorkerFinding| matches!(w.verdict, Verdict::Leak | Verdict::Plateau);
     let pooled: Vec<&WorkerFinding> = if workers.iter().any(|w| growing(&w)) {
         workers.iter().filter(growing).collect()
@@ -212,6 +218,7 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
             .restarts
             .get(&finding.worker)
             .map_or(&[][..], Vec::as_slice);
+        let traced = diagnosed.get(&finding.worker);
         let mut previous: Option<(f64, u64)> = None;
         for t in trials {
             let Some(levels) = &t.tree else { continue };
@@ -225,7 +232,8 @@ fn parameters(loaded: &Loaded, workers: &[WorkerFinding]) -> Vec<ParameterFindin
                 .map(|(level, _)| level)
                 .or(levels.baseline.get(k));
             // A trial whose start was lost has no parameters to weigh.
-            if let (Some(before), Some(params)) = (before, t.trial.params()) {
+            let diagnosed = traced.is_some_and(|names| names.contains(&**t.trial.trial()));
+            if let (Some(before), Some(params), false) = (before, t.trial.params(), diagnosed) {
                 growth.push(TrialGrowth {
                     params,
                     growth: retained - before,

@@ -463,7 +463,7 @@ fn the_helper_packages_own_tests_pass_with_this_machines_python() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 10 tests"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Ran 13 tests"));
 }
 
 #[test]
