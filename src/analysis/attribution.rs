@@ -265,7 +265,7 @@ fn heap_or_native(heap: Located, native: Located) -> Located {
 /// Which attribution ran in the traced Python processes, in one line: the Python heap
 /// (tracemalloc) always, native allocations where the sampler was preloaded and loaded, and
 /// why not where it was not; and the workers none of whose processes started the tracer (the
-/// harness's closing notes), which would otherwise just have no lines. `None` without
+/// harness's closing notes), which would otherwise just have no lines. None without
 /// `--trace-python`.
 pub(super) fn tracer_notes(events: &[crate::recording::Event]) -> Vec<String> {
     let mut notes: Vec<String> = tracer_note(events).into_iter().collect();
@@ -364,15 +364,18 @@ fn diagnoses(events: &[crate::recording::Event]) -> BTreeMap<u32, Vec<Diagnosis<
 
 /// Per worker, the names of the trials its diagnoses traced. Their memory is not the
 /// objective's alone: the tracer's own allocations, interleaved with the worker's, leave the
-/// allocator holding more (a diagnosed trial of the holders study retained 8-14 MiB more than
-/// the same trial untraced), so the run's parameter analysis leaves them out.
+/// allocator holding more (the holders study's diagnosed trials retained 4-22 MiB more than
+/// its untraced trials of the same parameter value), so the run's parameter analysis leaves
+/// them out.
 pub(super) fn diagnosed_trials(
     events: &[crate::recording::Event],
 ) -> BTreeMap<u32, std::collections::BTreeSet<String>> {
     diagnoses(events)
         .into_iter()
         .map(|(worker, d)| {
-            let names = d.iter().flat_map(|d| d.traced.iter().map(|t| t.to_string()));
+            let names = d
+                .iter()
+                .flat_map(|d| d.traced.iter().map(|t| t.to_string()));
             (worker, names.collect())
         })
         .collect()
@@ -385,21 +388,23 @@ pub(super) fn diagnosis_notes(events: &[crate::recording::Event]) -> Vec<String>
     diagnoses(events)
         .into_iter()
         .map(|(worker, diagnoses)| {
+            // Forked children diagnose themselves: their trials interleave with the parent's.
             let mut traced: Vec<&str> = diagnoses.iter().flat_map(|d| d.traced.clone()).collect();
+            traced.sort_by_key(|name| (name.parse::<u64>().map_err(|_| *name), *name));
             traced.dedup();
             let first = &diagnoses[0];
-            let mut line = match traced.is_empty() {
-                true => format!("worker {worker}: a diagnosis began after trial {} but the run ended before it traced a trial", first.after),
-                false => format!(
-                    "worker {worker} (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials {}: its lines and holders come from those; its other trials had only their memory read, and only those weigh its parameters (the tracer's own allocations add to a diagnosed trial's)",
-                    name_ranges(&traced)
-                ),
-            };
-            line.push_str(&format!(
-                " (the first diagnosis began after trial {}: {})",
-                first.after, first.why
-            ));
-            line
+            if traced.is_empty() {
+                return format!(
+                    "worker {worker}: a diagnosis began after trial {} ({}) but the run ended before it traced a trial",
+                    first.after, first.why
+                );
+            }
+            format!(
+                "worker {worker} (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials {}: its lines and holders come from those; its other trials had only their memory read, and only those weigh its parameters (the tracer's own allocations add to a diagnosed trial's) (the first diagnosis began after trial {}: {})",
+                name_ranges(&traced),
+                first.after,
+                first.why
+            )
         })
         .collect()
 }
@@ -485,6 +490,10 @@ mod tests {
             events.push(event(0, sites(7, trial, SiteMemory::PythonHeap)));
             events.push(event(0, sites(7, trial, SiteMemory::Native)));
         }
+        // A forked child diagnoses itself, in the parent's trials.
+        events.push(event(0, diagnose(8, "6", 2)));
+        events.push(event(0, sites(8, "7", SiteMemory::PythonHeap)));
+        events.push(event(0, sites(8, "8", SiteMemory::PythonHeap)));
         events.push(event(0, diagnose(7, "20", 3)));
         events.push(event(0, sites(7, "21", SiteMemory::PythonHeap)));
         events.push(event(1, sites(9, "3", SiteMemory::PythonHeap)));
@@ -509,7 +518,7 @@ mod tests {
     fn a_diagnosis_cut_short_by_the_run_says_so() {
         let notes = diagnosis_notes(&[event(2, diagnose(7, "30", 4))]);
         assert!(
-            notes[0].starts_with("worker 2: a diagnosis began after trial 30 but the run ended before it traced a trial"),
+            notes[0] == "worker 2: a diagnosis began after trial 30 (anonymous memory grew 32.0 MiB over 4 trials) but the run ended before it traced a trial",
             "{notes:?}"
         );
     }
@@ -531,9 +540,15 @@ mod tests {
 
     #[test]
     fn trial_names_read_as_ranges() {
-        assert_eq!(name_ranges(&["1", "2", "3", "7", "x", "9", "10"]), "1–3, 7, x, 9–10");
+        assert_eq!(
+            name_ranges(&["1", "2", "3", "7", "x", "9", "10"]),
+            "1–3, 7, x, 9–10"
+        );
         let many: Vec<String> = (0..30).map(|n| (n * 2).to_string()).collect();
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(name_ranges(&many), "0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22 and 18 more");
+        assert_eq!(
+            name_ranges(&many),
+            "0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22 and 18 more"
+        );
     }
 }

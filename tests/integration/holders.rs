@@ -82,7 +82,11 @@ fn in_its_diagnoses_each_way_of_keeping_tensors_is_named_by_its_line_and_holder(
         .iter()
         .find_map(|n| n.strip_prefix("worker 0 (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials "))
         .unwrap_or_else(|| panic!("no diagnosis in {notes:#?}"));
-    let traced = worker.tracing.as_ref().expect("the tracer reported").reports;
+    let traced = worker
+        .tracing
+        .as_ref()
+        .expect("the tracer reported")
+        .reports;
     assert!(
         (4..30).contains(&traced) && diagnosed.contains("anonymous memory grew"),
         "{traced} traced reports of 30 trials: {diagnosed}"

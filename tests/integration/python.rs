@@ -392,6 +392,14 @@ fn a_worker_that_is_not_python_gets_a_note() {
         stderr.contains("worker 0: no Python process started the allocation tracer"),
         "{stderr}"
     );
+    // And the report says it too: a run asked to name lines that names none must say why.
+    let notes = analyze(&dir).notes;
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("worker 0: no Python process started the allocation tracer")),
+        "{notes:#?}"
+    );
 }
 
 #[test]
