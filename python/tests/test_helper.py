@@ -105,6 +105,31 @@ class Gate(unittest.TestCase):
             del os.environ["MEMWARDEN_GATE"]
 
 
+def traced_trials(env, trials, work):
+    """Runs `work(number)` in `trials` trials (memwarden.trial) under the tracer, with `env` set
+    for it; the records it wrote."""
+    import json
+
+    directory = tempfile.mkdtemp()
+    env = dict(env, MEMWARDEN_TRACE_DIR=directory)
+    os.environ.update(env)
+    try:
+        memwarden._trace.start()
+        with contextlib.redirect_stdout(io.StringIO()):
+            for number in range(trials):
+                with memwarden.trial(number):
+                    work(number)
+    finally:
+        memwarden._trace._fail(RuntimeError("test over"))
+        for name in env:
+            del os.environ[name]
+    records = []
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as f:
+            records += [json.loads(line) for line in f]
+    return records
+
+
 class Tracer(unittest.TestCase):
     def test_boundaries_do_nothing_when_not_tracing(self):
         memwarden._trace.boundary("end", 1)  # no state, no file, no error
@@ -133,7 +158,6 @@ class Tracer(unittest.TestCase):
         """With the stand-in torch (fixtures/python/stub_torch): the tensor kept per trial is
         named by its line, and the first snapshot, which imports much of PyTorch, runs with
         tracemalloc stopped and is followed by a new epoch."""
-        import json
         import sys
 
         stub = os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "python", "stub_torch")
@@ -141,32 +165,19 @@ class Tracer(unittest.TestCase):
         saved = sys.modules.pop("torch", None)
         import torch
 
-        directory = tempfile.mkdtemp()
         snapshots = []
         real_snapshot = torch.cuda.memory._snapshot
         torch.cuda.memory._snapshot = lambda: snapshots.append(1) or real_snapshot()
-        os.environ["MEMWARDEN_TRACE_DIR"] = directory
-        # Traced from the first trial, as a process without torch is (no diagnosis awaited).
-        os.environ["MEMWARDEN_DIAGNOSE"] = "always"
         kept = []
+        keep = lambda number: kept.append(torch.ones(1 << 20, device="cuda"))  # the kept line
         try:
-            memwarden._trace.start()
-            with contextlib.redirect_stdout(io.StringIO()):
-                for number in range(4):
-                    with memwarden.trial(number):
-                        kept.append(torch.ones(1 << 20, device="cuda"))  # the kept line
+            # Traced from the first trial, as a process without torch is (no diagnosis awaited).
+            records = traced_trials({"MEMWARDEN_DIAGNOSE": "always"}, 4, keep)
         finally:
-            memwarden._trace._fail(RuntimeError("test over"))
-            del os.environ["MEMWARDEN_TRACE_DIR"]
-            del os.environ["MEMWARDEN_DIAGNOSE"]
             sys.path.remove(os.path.realpath(stub))
             sys.modules.pop("torch", None)
             if saved is not None:
                 sys.modules["torch"] = saved
-        records = []
-        for name in os.listdir(directory):
-            with open(os.path.join(directory, name)) as f:
-                records += [json.loads(line) for line in f]
         self.assertIs(torch.cuda.symbolized_while_tracing, False, "frames are first named untraced")
         epochs = [r["epoch"] for r in records if r["kind"] == "epoch"]
         self.assertEqual(epochs[:2], [0, 1], "tracing starts again in a new epoch after the warm-up")
@@ -196,33 +207,19 @@ class Diagnose(unittest.TestCase):
     def run_study(self, grow):
         """Twelve trials in a process that imported torch (a stand-in without tensors), each
         keeping `grow` bytes; the tracer's records."""
-        import json
         import sys
         import types
 
-        directory = tempfile.mkdtemp()
         saved = sys.modules.get("torch")
         sys.modules["torch"] = types.SimpleNamespace()
-        os.environ["MEMWARDEN_TRACE_DIR"] = directory
-        os.environ["MEMWARDEN_DIAGNOSE_TRIALS"] = "3"
         kept = []
+        keep = lambda number: kept.append(bytearray(b"x" * grow))  # the kept line
         try:
-            memwarden._trace.start()
-            with contextlib.redirect_stdout(io.StringIO()):
-                for number in range(12):
-                    with memwarden.trial(number):
-                        kept.append(bytearray(b"x" * grow))  # the kept line
+            return traced_trials({"MEMWARDEN_DIAGNOSE_TRIALS": "3"}, 12, keep)
         finally:
-            memwarden._trace._fail(RuntimeError("test over"))
-            del os.environ["MEMWARDEN_TRACE_DIR"], os.environ["MEMWARDEN_DIAGNOSE_TRIALS"]
             sys.modules.pop("torch")
             if saved is not None:
                 sys.modules["torch"] = saved
-        records = []
-        for name in os.listdir(directory):
-            with open(os.path.join(directory, name)) as f:
-                records += [json.loads(line) for line in f]
-        return records
 
     def test_a_torch_process_is_traced_only_in_a_diagnosis_once_its_memory_grows(self):
         records = self.run_study(4 << 20)

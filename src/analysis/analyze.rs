@@ -123,7 +123,7 @@ pub fn analyze_with_series(
         locate_mappings(finding, &rows);
     }
     let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
-    let diagnosed = super::attribution::diagnosed_trials(&recording.events);
+    let diagnosed = super::tracer_notes::diagnosed_trials(&recording.events);
     let parameters = parameters(&loaded, &workers, &diagnosed);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
@@ -394,8 +394,8 @@ fn run_notes(
     } else if recording.manifest.status == RunStatus::Running {
         notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
     }
-    notes.extend(super::attribution::tracer_notes(&recording.events));
-    notes.extend(super::attribution::diagnosis_notes(&recording.events));
+    notes.extend(super::tracer_notes::tracer_notes(&recording.events));
+    notes.extend(super::tracer_notes::diagnosis_notes(&recording.events));
     for (worker, health) in &loaded.pss_health {
         // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
         if health.stale_ticks() * 10 > health.ticks {

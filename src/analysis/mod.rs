@@ -10,7 +10,8 @@
 //! - `locate/`: where growth is (mappings, traced lines, tensor holders, parameter values);
 //! - `judge/`: verdicts, OOM kills, containment, the forecast, CI gates, and the findings
 //!   document they make;
-//! - `analyze`, `attribution`, `logs_only`: the pipeline from a recording to its findings;
+//! - `analyze`, `attribution`, `logs_only`: the pipeline from a recording to its findings,
+//!   with `tracer_notes`, what the Python tracer did, in the run's notes;
 //! - `words/`: findings put into words once, for every renderer.
 //!
 //! Everything after `load` is pure and is tested on synthetic series.
@@ -23,6 +24,7 @@ mod load;
 mod locate;
 mod logs_only;
 mod measures;
+mod tracer_notes;
 mod words;
 
 pub use judge::{compare, containment, gates, gpu_allocator, oom, outside, per_test, repeats};
