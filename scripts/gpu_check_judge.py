@@ -47,20 +47,22 @@ def worker_finding(analysis, worker):
 
 def attribution(out):
     """nvidia-smi's per-process figure against memwarden's samples of that pid taken between two
-    consecutive nvidia-smi readings that agree (memory steady over that stretch). memwarden's GPU
-    thread may hand a tick a reading up to one interval old, so the stretch starts one interval
-    (100 ms) after the first reading."""
+    consecutive nvidia-smi readings that agree (memory steady over that stretch). Each reading
+    was taken between the two times apps.csv gives it, so the stretch runs from the first's
+    later time to the second's earlier one; memwarden's GPU thread may hand a tick a reading up
+    to one interval old, so the stretch starts one interval (100 ms) later still."""
     smi = {}
     try:
         with open(os.path.join(out, "apps.csv")) as f:
             for line in f:
                 parts = [p.strip() for p in line.split(",")]
-                if len(parts) < 3 or not parts[1].isdigit():
+                if len(parts) < 4 or not parts[2].isdigit():
                     continue
                 try:
-                    smi.setdefault(int(parts[1]), []).append((int(parts[0]), float(parts[2])))
+                    reading = (int(parts[0]), int(parts[1]), float(parts[3]))
                 except ValueError:
                     continue
+                smi.setdefault(int(parts[2]), []).append(reading)
     except OSError:
         pass
     manifest = load_json(os.path.join(out, "runs", "a-leak", "manifest.json"))
@@ -72,11 +74,11 @@ def attribution(out):
         ours.setdefault(int(r["pid"]), []).append((start + int(r["t_ns"]), float(r["gpu"]) / MIB))
     compared, worst = 0, 0.0
     for pid, readings in smi.items():
-        for (t1, v1), (t2, v2) in zip(readings, readings[1:]):
-            if v1 != v2 or v1 <= 0 or t2 - t1 > 1_000_000_000:
+        for (_, after, v1), (before, _, v2) in zip(readings, readings[1:]):
+            if v1 != v2 or v1 <= 0 or before - after > 1_000_000_000:
                 continue
             for t, value in ours.get(pid, []):
-                if t1 + 100_000_000 <= t <= t2:
+                if after + 100_000_000 <= t <= before:
                     compared += 1
                     worst = max(worst, abs(value - v1) / v1)
     ok = compared >= 5 and worst <= 0.05
