@@ -47,6 +47,8 @@ BUDGET_MS = 40.0
 # baseline, each later one gives one trial's growth.
 STRETCH = 2
 MAX_GAP = 200
+
+
 def _library_prefixes():
     import sysconfig
 

@@ -123,8 +123,8 @@ pub fn analyze_with_series(
         locate_mappings(finding, &rows);
     }
     let trials_seen = loaded.trials.values().any(|t| !t.is_empty());
-    let diagnosed = super::tracer_notes::diagnosed_trials(&recording.events);
-    let parameters = parameters(&loaded, &workers, &diagnosed);
+    let diagnoses = super::tracer_notes::Diagnoses::read(&recording.events);
+    let parameters = parameters(&loaded, &workers, &diagnoses);
     let duration_s = match (loaded.first_ns, loaded.last_ns) {
         (Some(a), Some(b)) => b.saturating_sub(a) as f64 / 1e9,
         _ => 0.0,
@@ -136,7 +136,7 @@ pub fn analyze_with_series(
         .max_by_key(|v| super::judge::worker::severity(*v))
         .unwrap_or(Verdict::InsufficientData);
     let stats = recording.stats.get();
-    let mut notes = run_notes(recording, options, &loaded, trials_seen);
+    let mut notes = run_notes(recording, options, &loaded, trials_seen, &diagnoses);
     let boundary_reads = boundary_reads(&loaded);
     let trials = trial_records(std::mem::take(&mut loaded.trials));
     if super::judge::per_test::repeated(&trials) {
@@ -196,11 +196,11 @@ pub fn analyze_with_series(
 /// Retained growth per trial (this trial's retained level minus the previous one's), pooled over
 /// the workers that grow (all workers when none does), in each worker's headline kind. A worker
 /// that does not grow at all says nothing about which trials make the others grow. The trials
-/// of a diagnosis (`diagnosed`, by worker) are left out: the tracer's allocations add to theirs.
+/// of a diagnosis are left out: the tracer's allocations add to theirs.
 fn parameters(
     loaded: &Loaded,
     workers: &[WorkerFinding],
-    diagnosed: &BTreeMap<u32, std::collections::BTreeSet<String>>,
+    diagnoses: &super::tracer_notes::Diagnoses,
 ) -> Vec<ParameterFinding> {
     let growing = |w: &&WorkerFinding| matches!(w.verdict, Verdict::Leak | Verdict::Plateau);
     let pooled: Vec<&WorkerFinding> = if workers.iter().any(|w| growing(&w)) {
@@ -218,7 +218,6 @@ fn parameters(
             .restarts
             .get(&finding.worker)
             .map_or(&[][..], Vec::as_slice);
-        let traced = diagnosed.get(&finding.worker);
         let mut previous: Option<(f64, u64)> = None;
         for t in trials {
             let Some(levels) = &t.tree else { continue };
@@ -232,7 +231,7 @@ fn parameters(
                 .map(|(level, _)| level)
                 .or(levels.baseline.get(k));
             // A trial whose start was lost has no parameters to weigh.
-            let diagnosed = traced.is_some_and(|names| names.contains(&**t.trial.trial()));
+            let diagnosed = diagnoses.traced(finding.worker, t.trial.trial());
             if let (Some(before), Some(params), false) = (before, t.trial.params(), diagnosed) {
                 growth.push(TrialGrowth {
                     params,
@@ -380,6 +379,7 @@ fn run_notes(
     options: &Options,
     loaded: &Loaded,
     trials_seen: bool,
+    diagnoses: &super::tracer_notes::Diagnoses,
 ) -> Vec<String> {
     let mut notes = Vec::new();
     if !trials_seen {
@@ -395,7 +395,7 @@ fn run_notes(
         notes.push("the recording ended without a clean stop (crash, kill or power loss): the last trial of each worker may be cut short".to_string());
     }
     notes.extend(super::tracer_notes::tracer_notes(&recording.events));
-    notes.extend(super::tracer_notes::diagnosis_notes(&recording.events));
+    notes.extend(diagnoses.notes());
     for (worker, health) in &loaded.pss_health {
         // A tenth of the ticks without a fresh PSS is no budget at work: reads were failing.
         if health.stale_ticks() * 10 > health.ticks {

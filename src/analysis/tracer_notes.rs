@@ -3,7 +3,7 @@
 //! for a worker that imported torch, which trials its diagnoses traced and why. Pure: the
 //! recorded events in, lines out.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Which attribution ran in the traced Python processes, in one line: the Python heap
 /// (tracemalloc) always, native allocations where the sampler was preloaded and loaded, and
@@ -14,7 +14,7 @@ pub(super) fn tracer_notes(events: &[crate::recording::Event]) -> Vec<String> {
     let mut notes: Vec<String> = tracer_note(events).into_iter().collect();
     notes.extend(events.iter().filter_map(|e| match &e.kind {
         crate::recording::EventKind::Note { message }
-            if message.contains("no Python process started the allocation tracer") =>
+            if message.contains(crate::pytrace::NO_TRACER) =>
         {
             Some(message.clone())
         }
@@ -44,7 +44,7 @@ fn tracer_note(events: &[crate::recording::Event]) -> Option<String> {
         "the Python tracer ran in {} process(es): lines of the Python heap (tracemalloc) in all, of native allocations (malloc and its kin, sampled) in {sampled}",
         states.len()
     );
-    let why: std::collections::BTreeSet<&str> = states
+    let why: BTreeSet<&str> = states
         .iter()
         .filter_map(|(_, n)| match n {
             Some(n) if n.starts_with("on") => None,
@@ -70,86 +70,101 @@ struct Diagnosis<'e> {
     traced: Vec<&'e str>,
 }
 
-/// Per worker, its diagnoses in order, with the trials each traced.
-fn diagnoses(events: &[crate::recording::Event]) -> BTreeMap<u32, Vec<Diagnosis<'_>>> {
-    use crate::recording::{EventKind, SiteMemory};
-    let mut by_worker: BTreeMap<u32, Vec<Diagnosis>> = BTreeMap::new();
-    for e in events {
-        let Some(worker) = e.worker else { continue };
-        match &e.kind {
-            EventKind::PythonDiagnose {
-                pid,
-                trial,
-                trials,
-                why,
-            } => by_worker.entry(worker).or_default().push(Diagnosis {
-                pid: *pid,
-                after: trial,
-                trials: *trials as usize,
-                why,
-                traced: Vec::new(),
-            }),
-            EventKind::PythonSites(report) if report.memory == SiteMemory::PythonHeap => {
-                let open = by_worker
-                    .get_mut(&worker)
-                    .and_then(|d| d.iter_mut().rev().find(|d| d.pid == report.pid));
-                if let Some(d) = open.filter(|d| d.traced.len() < d.trials) {
-                    if !d.traced.contains(&report.trial.as_str()) {
-                        d.traced.push(&report.trial);
+/// Every worker's diagnoses, read once from the events: the run's notes say which trials they
+/// traced, and the parameter analysis leaves those trials out.
+pub(super) struct Diagnoses<'e> {
+    /// Per worker, its diagnoses in order, with the trials each traced.
+    by_worker: BTreeMap<u32, Vec<Diagnosis<'e>>>,
+    /// Per worker, the names of the trials its diagnoses traced.
+    traced: BTreeMap<u32, BTreeSet<&'e str>>,
+}
+
+impl<'e> Diagnoses<'e> {
+    pub(super) fn read(events: &'e [crate::recording::Event]) -> Self {
+        use crate::recording::{EventKind, SiteMemory};
+        let mut by_worker: BTreeMap<u32, Vec<Diagnosis>> = BTreeMap::new();
+        for e in events {
+            let Some(worker) = e.worker else { continue };
+            match &e.kind {
+                EventKind::PythonDiagnose {
+                    pid,
+                    trial,
+                    trials,
+                    why,
+                } => by_worker.entry(worker).or_default().push(Diagnosis {
+                    pid: *pid,
+                    after: trial,
+                    trials: *trials as usize,
+                    why,
+                    traced: Vec::new(),
+                }),
+                EventKind::PythonSites(report) if report.memory == SiteMemory::PythonHeap => {
+                    let open = by_worker
+                        .get_mut(&worker)
+                        .and_then(|d| d.iter_mut().rev().find(|d| d.pid == report.pid));
+                    if let Some(d) = open.filter(|d| d.traced.len() < d.trials) {
+                        if !d.traced.contains(&report.trial.as_str()) {
+                            d.traced.push(&report.trial);
+                        }
                     }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        let traced = by_worker
+            .iter()
+            .map(|(worker, d)| {
+                (
+                    *worker,
+                    d.iter().flat_map(|d| d.traced.iter().copied()).collect(),
+                )
+            })
+            .collect();
+        Self { by_worker, traced }
     }
-    by_worker
-}
 
-/// Per worker, the names of the trials its diagnoses traced. Their memory is not the
-/// objective's alone: the tracer's own allocations, interleaved with the worker's, leave the
-/// allocator holding more (the holders study's diagnosed trials retained 4-22 MiB more than
-/// its untraced trials of the same parameter value), so the run's parameter analysis leaves
-/// them out.
-pub(super) fn diagnosed_trials(
-    events: &[crate::recording::Event],
-) -> BTreeMap<u32, std::collections::BTreeSet<String>> {
-    diagnoses(events)
-        .into_iter()
-        .map(|(worker, d)| {
-            let names = d
-                .iter()
-                .flat_map(|d| d.traced.iter().map(|t| t.to_string()));
-            (worker, names.collect())
-        })
-        .collect()
-}
+    /// Whether a diagnosis of `worker` traced a trial named `trial`. Such a trial's memory is
+    /// not the objective's alone: the tracer's own allocations, interleaved with the worker's,
+    /// leave the allocator holding more (the holders study's diagnosed trials retained 4-22 MiB
+    /// more than its untraced trials of the same parameter value), so the run's parameter
+    /// analysis leaves it out.
+    pub(super) fn traced(&self, worker: u32, trial: &str) -> bool {
+        self.traced
+            .get(&worker)
+            .is_some_and(|names| names.contains(trial))
+    }
 
-/// Per worker whose processes imported torch (traced only in diagnoses), the trials its
-/// diagnoses traced in full and why the first began: the report's lines and holders come from
-/// those trials alone, and a reader must know it.
-pub(super) fn diagnosis_notes(events: &[crate::recording::Event]) -> Vec<String> {
-    diagnoses(events)
-        .into_iter()
-        .map(|(worker, diagnoses)| {
-            // Forked children diagnose themselves: their trials interleave with the parent's.
-            let mut traced: Vec<&str> = diagnoses.iter().flat_map(|d| d.traced.clone()).collect();
-            traced.sort_by_key(|name| (name.parse::<u64>().map_err(|_| *name), *name));
-            traced.dedup();
-            let first = &diagnoses[0];
-            if traced.is_empty() {
-                return format!(
-                    "worker {worker}: a diagnosis began after trial {} ({}) but the run ended before it traced a trial",
-                    first.after, first.why
-                );
-            }
-            format!(
-                "worker {worker} (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials {}: its lines and holders come from those; its other trials had only their memory read, and only those weigh its parameters (the tracer's own allocations add to a diagnosed trial's) (the first diagnosis began after trial {}: {})",
-                name_ranges(&traced),
-                first.after,
-                first.why
-            )
-        })
-        .collect()
+    /// Per worker whose processes imported torch (traced only in diagnoses), the trials its
+    /// diagnoses traced in full and why the first began: the report's lines and holders come
+    /// from those trials alone, and a reader must know it.
+    pub(super) fn notes(&self) -> Vec<String> {
+        self.by_worker
+            .iter()
+            .map(|(worker, diagnoses)| {
+                // Forked children diagnose themselves: their trials interleave with the
+                // parent's, and the set holds each name once, in text order.
+                let mut traced: Vec<&str> = self
+                    .traced
+                    .get(worker)
+                    .map(|names| names.iter().copied().collect())
+                    .unwrap_or_default();
+                traced.sort_by_key(|name| (name.parse::<u64>().map_err(|_| *name), *name));
+                let first = &diagnoses[0];
+                if traced.is_empty() {
+                    return format!(
+                        "worker {worker}: a diagnosis began after trial {} ({}) but the run ended before it traced a trial",
+                        first.after, first.why
+                    );
+                }
+                format!(
+                    "worker {worker} (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials {}: its lines and holders come from those; its other trials had only their memory read, and only those weigh its parameters (the tracer's own allocations add to a diagnosed trial's) (the first diagnosis began after trial {}: {})",
+                    name_ranges(&traced),
+                    first.after,
+                    first.why
+                )
+            })
+            .collect()
+    }
 }
 
 /// Trial names as a short list, runs of consecutive numbers as ranges ("3–6, 12, 15–18"); the
@@ -240,10 +255,14 @@ mod tests {
         events.push(event(0, diagnose(7, "20", 3)));
         events.push(event(0, sites(7, "21", SiteMemory::PythonHeap)));
         events.push(event(1, sites(9, "3", SiteMemory::PythonHeap)));
-        let traced = diagnosed_trials(&events);
-        let names: Vec<&str> = traced[&0].iter().map(String::as_str).collect();
-        assert_eq!((traced.len(), names), (1, vec!["21", "6", "7", "8"]));
-        let notes = diagnosis_notes(&events);
+        let diagnoses = Diagnoses::read(&events);
+        let traced: Vec<bool> = ["5", "6", "8", "9", "21"]
+            .iter()
+            .map(|t| diagnoses.traced(0, t))
+            .collect();
+        assert_eq!(traced, [false, true, true, false, true]);
+        assert!(!diagnoses.traced(1, "3"), "worker 1 was never diagnosed");
+        let notes = diagnoses.notes();
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
             notes[0].starts_with("worker 0 (PyTorch) was traced in full (heap and native lines, tensor census) only in its diagnosed trials 6–8, 21:"),
@@ -259,7 +278,8 @@ mod tests {
 
     #[test]
     fn a_diagnosis_cut_short_by_the_run_says_so() {
-        let notes = diagnosis_notes(&[event(2, diagnose(7, "30", 4))]);
+        let events = [event(2, diagnose(7, "30", 4))];
+        let notes = Diagnoses::read(&events).notes();
         assert!(
             notes[0] == "worker 2: a diagnosis began after trial 30 (anonymous memory grew 32.0 MiB over 4 trials) but the run ended before it traced a trial",
             "{notes:?}"

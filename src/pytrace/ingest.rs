@@ -365,6 +365,10 @@ mod tests {
     }
 }
 
+/// The closing note's words for a worker none of whose processes started the tracer: the
+/// analysis finds the note by them, to show it among the run's notes.
+pub const NO_TRACER: &str = "no Python process started the allocation tracer";
+
 /// The harness's side: drains the tracers' files into the recording, and at the end says which
 /// workers no traced Python process reported for.
 #[derive(Debug)]
@@ -416,7 +420,7 @@ impl Feed {
             .map(|w| {
                 (
                     Some(w),
-                    format!("worker {w}: no Python process started the allocation tracer (not Python, its PYTHONPATH replaced, or the tracer failed to start: its log says why), so no lines are named for it"),
+                    format!("worker {w}: {NO_TRACER} (not Python, its PYTHONPATH replaced, or the tracer failed to start: its log says why), so no lines are named for it"),
                 )
             })
             .collect();

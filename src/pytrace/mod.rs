@@ -5,5 +5,5 @@
 mod ingest;
 mod install;
 
-pub use ingest::{Feed, Ingest, TraceRecord};
+pub use ingest::{Feed, Ingest, TraceRecord, NO_TRACER};
 pub use install::{install, Inherited, Installed};
